@@ -1,0 +1,23 @@
+//! MUTT domain: the types every role shares, with no I/O.
+//!
+//! Layout (the path an event takes):
+//! - [`event`]: an ingested event (a JSON object) and the reserved fields MUTT adds to it.
+//! - [`rule`]: alert rules, development hosts, device teams and the first-match decision procedure.
+//! - [`decision`]: what the alerter does with one event (handled for prod/dev, or unhandled).
+//! - [`alert`]: the message the alerter puts on the alert queue for the forwarder.
+//! - [`names`]: validated names (pod names) that end up inside Redis keys.
+//! - [`secret`]: a string wrapper that never prints its value.
+
+pub mod alert;
+pub mod decision;
+pub mod event;
+pub mod names;
+pub mod rule;
+pub mod secret;
+
+pub use alert::Alert;
+pub use decision::{Decision, HostEnvironment, decide};
+pub use event::{Event, EventError, EventId};
+pub use names::PodName;
+pub use rule::{MatchType, Rule, RuleError, RuleSet, RuleSnapshot};
+pub use secret::Secret;

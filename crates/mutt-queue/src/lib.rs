@@ -1,0 +1,223 @@
+//! MUTT's reliable queue: the interface the workers use, and its Redis lists backend.
+//!
+//! Layout:
+//! - this file: the [`Queue`] and [`Consumer`] interfaces and the names of queues and roles;
+//! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
+//!   including the retry counter and DLQ annotations written into messages;
+//! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
+//!   delayed-retry sorted sets, Lua scripts).
+//!
+//! The life of a message: a producer [`Queue::push`]es it; a worker's [`Consumer::lease`] moves
+//! up to N messages into the worker's own processing list; the worker decides, then
+//! [`Consumer::settle`] applies the decision and removes the lease in one atomic step. A worker
+//! that dies leaves its processing list behind; a janitor in any live worker of the same role
+//! moves it back to the source queue once the dead worker's heartbeat has expired.
+
+pub mod redis;
+pub mod settlement;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mutt_core::PodName;
+use std::time::Duration;
+
+pub use settlement::{RetryOutcome, RetryPolicy, Settlement};
+
+/// The two work queues of the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueId {
+    /// Events from the ingestor, consumed by the alerter (`mutt:ingest_queue`).
+    Ingest,
+    /// Alerts from the alerter, consumed by the forwarder (`mutt:alert_queue`).
+    Alert,
+}
+
+/// A consuming role: where it reads from, where its output and dead letters go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerRole {
+    Alerter,
+    Forwarder,
+}
+
+impl WorkerRole {
+    pub fn source(self) -> QueueId {
+        match self {
+            WorkerRole::Alerter => QueueId::Ingest,
+            WorkerRole::Forwarder => QueueId::Alert,
+        }
+    }
+
+    /// The queue `Settlement::emit` pushes to.
+    pub fn output(self) -> Option<QueueId> {
+        match self {
+            WorkerRole::Alerter => Some(QueueId::Alert),
+            WorkerRole::Forwarder => None,
+        }
+    }
+
+    /// The segment used in processing-list and heartbeat keys (the original's names).
+    pub fn key_tag(self) -> &'static str {
+        match self {
+            WorkerRole::Alerter => "alerter",
+            WorkerRole::Forwarder => "moog",
+        }
+    }
+
+    /// The field in a message that counts failed attempts (the original's names).
+    pub fn retry_field(self) -> &'static str {
+        match self {
+            WorkerRole::Alerter => "_retry_count",
+            WorkerRole::Forwarder => "_moog_retry_count",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis: {context}: {source}")]
+    Redis {
+        context: &'static str,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error("invalid queue configuration: {0}")]
+    Config(String),
+    #[error("unexpected reply from the queue backend: {0}")]
+    Protocol(String),
+}
+
+impl QueueError {
+    /// Whether the error is a lost or refused connection (worth waiting for) rather than a bug.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            QueueError::Redis { source, .. } => {
+                source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_io_error()
+                    || source.is_timeout()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Settings of one consuming worker.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    pub role: WorkerRole,
+    pub pod: PodName,
+    /// How often the heartbeat is refreshed (original: 10 s).
+    pub heartbeat_interval: Duration,
+    /// How long a heartbeat lives without refresh; after that the worker counts as dead (30 s).
+    pub heartbeat_ttl: Duration,
+    /// How often the janitor looks for dead workers' processing lists (60 s).
+    pub janitor_interval: Duration,
+    /// How often due delayed retries are moved back to the source queue.
+    pub delayed_poll_interval: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(role: WorkerRole, pod: PodName) -> Self {
+        Self {
+            role,
+            pod,
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_ttl: Duration::from_secs(30),
+            janitor_interval: Duration::from_secs(60),
+            delayed_poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Messages leased by one worker: the exact bytes that were queued.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub messages: Vec<Vec<u8>>,
+}
+
+impl Lease {
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// Depths and worker liveness, for `muttd status` and metrics.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct QueueStatus {
+    pub queues: Vec<NamedDepth>,
+    pub dead_letter_queues: Vec<NamedDepth>,
+    pub delayed_retries: Vec<NamedDepth>,
+    pub processing_lists: Vec<ProcessingList>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NamedDepth {
+    pub name: String,
+    pub depth: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProcessingList {
+    pub name: String,
+    pub role: String,
+    pub pod: String,
+    pub depth: u64,
+    /// Whether the owner's heartbeat key exists.
+    pub alive: bool,
+}
+
+/// The producer side and the administration of the queues.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Appends messages to the back of a queue in one command; returns the new depth.
+    async fn push(&self, queue: QueueId, messages: &[Vec<u8>]) -> Result<u64, QueueError>;
+
+    /// Appends ingested events and counts them in the per-minute/hour/day ingest counters, in
+    /// one atomic step; returns the new depth of the ingest queue.
+    async fn push_ingest(
+        &self,
+        messages: &[Vec<u8>],
+        now: DateTime<Utc>,
+    ) -> Result<u64, QueueError>;
+
+    async fn depth(&self, queue: QueueId) -> Result<u64, QueueError>;
+
+    async fn dead_letter_depth(&self, role: WorkerRole) -> Result<u64, QueueError>;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    async fn status(&self) -> Result<QueueStatus, QueueError>;
+
+    /// Starts a consuming worker: writes its heartbeat, takes back what its previous
+    /// incarnation (same pod name) left leased, runs the janitor once, and starts the
+    /// heartbeat, janitor and delayed-retry tasks.
+    async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError>;
+}
+
+/// One worker's view of its source queue. A consumer holds at most one lease at a time.
+#[async_trait]
+pub trait Consumer: Send {
+    fn config(&self) -> &ConsumerConfig;
+
+    /// Leases up to `max` messages, waiting up to `wait` for the first one.
+    /// Returns `None` when nothing arrived in time.
+    async fn lease(&mut self, max: usize, wait: Duration) -> Result<Option<Lease>, QueueError>;
+
+    /// Applies a settlement to the lease and removes the lease, atomically. Safe to call again
+    /// after an error: a lease already settled (or recovered by a janitor) is left alone.
+    async fn settle(&mut self, lease: &Lease, settlement: &Settlement) -> Result<(), QueueError>;
+
+    /// Hands everything this worker has leased back to the front of the source queue.
+    async fn release(&mut self) -> Result<u64, QueueError>;
+
+    /// Runs the janitor once; returns how many messages it moved back.
+    async fn recover_dead_workers(&self) -> Result<u64, QueueError>;
+
+    /// Releases the lease, stops the background tasks and removes the heartbeat.
+    async fn shutdown(&mut self) -> Result<(), QueueError>;
+}

@@ -1,0 +1,419 @@
+//! One worker's consumer on the Redis backend: lease, settle, release, heartbeat, janitor,
+//! delayed-retry mover.
+
+use super::{RedisQueue, redis_err, scripts};
+use crate::{Consumer, ConsumerConfig, Lease, QueueError, Settlement, WorkerRole};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Upper bound of one lease (Lua argument lists and reply sizes stay small).
+pub const MAX_LEASE: usize = 1000;
+/// Messages moved per janitor/release script call, so that a huge list never blocks Redis.
+const RECOVER_CHUNK: usize = 1000;
+/// Due delayed retries moved per mover call.
+const MOVE_DUE_CHUNK: usize = 500;
+
+#[derive(Clone, Debug)]
+struct Keys {
+    source: String,
+    processing: String,
+    heartbeat: String,
+    delayed: String,
+    dlq: String,
+    output: Option<String>,
+}
+
+pub struct RedisConsumer {
+    queue: RedisQueue,
+    config: ConsumerConfig,
+    keys: Keys,
+    /// Dedicated connection for BLMOVE, opened on first use and dropped after an error.
+    blocking: Option<MultiplexedConnection>,
+    /// Set when a lease call failed: a BLMOVE whose reply was lost may still have moved a
+    /// message, so the processing list is handed back before the next lease.
+    dirty: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RedisConsumer {
+    pub(crate) async fn start(
+        queue: RedisQueue,
+        config: ConsumerConfig,
+    ) -> Result<Self, QueueError> {
+        let k = queue.keys();
+        let pod = config.pod.as_ref().to_owned();
+        let pod = pod.as_str();
+        let keys = Keys {
+            source: k.queue(config.role.source()).to_owned(),
+            processing: k.processing_list(config.role, pod),
+            heartbeat: k.heartbeat(config.role, pod),
+            delayed: k.delayed(config.role.source()),
+            dlq: k.dead_letter_queue(config.role).to_owned(),
+            output: config.role.output().map(|q| k.queue(q).to_owned()),
+        };
+        let mut consumer = Self {
+            queue,
+            config,
+            keys,
+            blocking: None,
+            dirty: false,
+            tasks: Vec::new(),
+        };
+        // Heartbeat first, so no other worker's janitor takes this worker's list from now on.
+        write_heartbeat(
+            &mut consumer.queue.connection(),
+            &consumer.keys.heartbeat,
+            consumer.config.heartbeat_ttl,
+        )
+        .await?;
+        // Whatever a previous process with this pod name left leased is ours to hand back.
+        let mine = consumer.release().await?;
+        if mine > 0 {
+            tracing::info!(
+                pod,
+                moved = mine,
+                "handed back messages left leased by this pod's previous run"
+            );
+        }
+        consumer.recover_dead_workers().await?;
+        consumer.spawn_tasks();
+        Ok(consumer)
+    }
+
+    fn spawn_tasks(&mut self) {
+        let conn = self.queue.connection();
+        let (hb_key, ttl, every) = (
+            self.keys.heartbeat.clone(),
+            self.config.heartbeat_ttl,
+            self.config.heartbeat_interval,
+        );
+        let mut c = conn.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = write_heartbeat(&mut c, &hb_key, ttl).await {
+                    tracing::warn!(error = %e, key = %hb_key, "heartbeat refresh failed");
+                }
+            }
+        }));
+
+        let janitor = Janitor {
+            queue: self.queue.clone(),
+            role: self.config.role,
+            own_pod: self.config.pod.as_ref().to_owned(),
+            source: self.keys.source.clone(),
+        };
+        let every = self.config.janitor_interval;
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first run happened at start
+            loop {
+                tick.tick().await;
+                if let Err(e) = janitor.run().await {
+                    tracing::warn!(error = %e, "janitor run failed");
+                }
+            }
+        }));
+
+        let (delayed, source, every) = (
+            self.keys.delayed.clone(),
+            self.keys.source.clone(),
+            self.config.delayed_poll_interval,
+        );
+        let mut c = conn;
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                loop {
+                    match move_due(&mut c, &delayed, &source).await {
+                        Ok(n) if n == MOVE_DUE_CHUNK => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "moving due retries failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    async fn lease_more(&self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
+        let mut c = self.queue.connection();
+        scripts::LEASE
+            .key(&self.keys.source)
+            .key(&self.keys.processing)
+            .arg(max)
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("leasing messages"))
+    }
+
+    async fn block_for_one(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, QueueError> {
+        if self.blocking.is_none() {
+            self.blocking = Some(self.queue.blocking_connection().await?);
+        }
+        let Some(conn) = self.blocking.as_mut() else {
+            return Ok(None);
+        };
+        // BLMOVE's timeout 0 means "forever"; keep a floor so shutdown stays prompt.
+        let secs = wait.as_secs_f64().max(0.01);
+        let result: Result<Option<Vec<u8>>, _> = redis::cmd("BLMOVE")
+            .arg(&self.keys.source)
+            .arg(&self.keys.processing)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(secs)
+            .query_async(conn)
+            .await;
+        result.map_err(|e| {
+            self.blocking = None;
+            QueueError::Redis {
+                context: "waiting for messages (BLMOVE)",
+                source: e,
+            }
+        })
+    }
+}
+
+impl Drop for RedisConsumer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn write_heartbeat(
+    c: &mut ConnectionManager,
+    key: &str,
+    ttl: Duration,
+) -> Result<(), QueueError> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg("alive")
+        .arg("EX")
+        .arg(ttl.as_secs().max(1))
+        .query_async::<()>(c)
+        .await
+        .map_err(redis_err("writing heartbeat"))
+}
+
+async fn move_due(
+    c: &mut ConnectionManager,
+    delayed: &str,
+    source: &str,
+) -> Result<usize, QueueError> {
+    scripts::MOVE_DUE
+        .key(delayed)
+        .key(source)
+        .arg(MOVE_DUE_CHUNK)
+        .invoke_async(c)
+        .await
+        .map_err(redis_err("moving due retries"))
+}
+
+/// Moves a processing list back to its source in chunks; `check_heartbeat` makes each chunk
+/// conditional on the owner being dead. Returns the count moved (0 if the owner is alive).
+async fn recover_list(
+    c: &mut ConnectionManager,
+    list: &str,
+    heartbeat: &str,
+    source: &str,
+    check_heartbeat: bool,
+) -> Result<u64, QueueError> {
+    let mut total = 0u64;
+    loop {
+        let moved: i64 = scripts::RECOVER
+            .key(list)
+            .key(heartbeat)
+            .key(source)
+            .arg(if check_heartbeat { "1" } else { "0" })
+            .arg(RECOVER_CHUNK)
+            .invoke_async(c)
+            .await
+            .map_err(redis_err("recovering a processing list"))?;
+        if moved < 0 {
+            return Ok(total);
+        }
+        total += moved as u64;
+        if (moved as usize) < RECOVER_CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+/// Finds processing lists of `role` whose owner's heartbeat is gone and moves their messages
+/// back to the source queue.
+struct Janitor {
+    queue: RedisQueue,
+    role: WorkerRole,
+    own_pod: String,
+    source: String,
+}
+
+impl Janitor {
+    async fn run(&self) -> Result<u64, QueueError> {
+        let keys = self.queue.keys();
+        let prefix = format!("{}:{}:", keys.processing_prefix, self.role.key_tag());
+        let mut c = self.queue.connection();
+        let mut total = 0;
+        for list in self.queue.scan(&format!("{prefix}*")).await? {
+            let pod = &list[prefix.len()..];
+            if pod == self.own_pod || pod.contains(':') {
+                continue;
+            }
+            let heartbeat = keys.heartbeat(self.role, pod);
+            let moved = recover_list(&mut c, &list, &heartbeat, &self.source, true).await?;
+            if moved > 0 {
+                tracing::warn!(list = %list, moved, "janitor: recovered messages of a dead worker");
+            }
+            total += moved;
+        }
+        Ok(total)
+    }
+}
+
+#[async_trait]
+impl Consumer for RedisConsumer {
+    fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    async fn lease(&mut self, max: usize, wait: Duration) -> Result<Option<Lease>, QueueError> {
+        let max = max.clamp(1, MAX_LEASE);
+        if self.dirty {
+            self.release().await?;
+            self.dirty = false;
+        }
+        let mut messages = match self.lease_more(max).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.dirty = true;
+                return Err(e);
+            }
+        };
+        if messages.is_empty() {
+            let first = match self.block_for_one(wait).await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.dirty = true;
+                    return Err(e);
+                }
+            };
+            messages.push(first);
+            if max > 1 {
+                match self.lease_more(max - 1).await {
+                    Ok(more) => messages.extend(more),
+                    // The first message is leased; settle it alone, mark the rest uncertain.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leasing further messages failed");
+                        self.dirty = true;
+                    }
+                }
+            }
+        }
+        Ok(Some(Lease { messages }))
+    }
+
+    async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {
+        if lease.is_empty() {
+            return Ok(());
+        }
+        let output = match (&self.keys.output, s.emit.is_empty()) {
+            (Some(o), _) => o.as_str(),
+            (None, true) => self.keys.source.as_str(), // unused by the script
+            (None, false) => {
+                return Err(QueueError::Config(format!(
+                    "role {:?} has no output queue",
+                    self.config.role
+                )));
+            }
+        };
+        let mut inv = scripts::SETTLE.prepare_invoke();
+        inv.key(&self.keys.processing)
+            .key(&self.keys.source)
+            .key(&self.keys.delayed)
+            .key(&self.keys.dlq)
+            .key(output)
+            .arg(lease.messages.len())
+            .arg(s.emit.len())
+            .arg(s.put_back.len())
+            .arg(s.delayed.len())
+            .arg(s.dead.len());
+        for m in &lease.messages {
+            inv.arg(m.as_slice());
+        }
+        for m in &s.emit {
+            inv.arg(m.as_slice());
+        }
+        for m in &s.put_back {
+            inv.arg(m.as_slice());
+        }
+        for (m, delay) in &s.delayed {
+            inv.arg(delay.as_millis() as u64).arg(m.as_slice());
+        }
+        for m in &s.dead {
+            inv.arg(m.as_slice());
+        }
+        let mut c = self.queue.connection();
+        let applied: i64 = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("settling a lease"))?;
+        if applied == 0 {
+            tracing::warn!(
+                list = %self.keys.processing,
+                "lease was no longer in the processing list (already settled, or recovered by a janitor)"
+            );
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self) -> Result<u64, QueueError> {
+        let mut c = self.queue.connection();
+        recover_list(
+            &mut c,
+            &self.keys.processing,
+            &self.keys.heartbeat,
+            &self.keys.source,
+            false,
+        )
+        .await
+    }
+
+    async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
+        Janitor {
+            queue: self.queue.clone(),
+            role: self.config.role,
+            own_pod: self.config.pod.as_ref().to_owned(),
+            source: self.keys.source.clone(),
+        }
+        .run()
+        .await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), QueueError> {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let moved = self.release().await?;
+        if moved > 0 {
+            tracing::info!(moved, "handed leased messages back at shutdown");
+        }
+        let mut c = self.queue.connection();
+        redis::cmd("DEL")
+            .arg(&self.keys.heartbeat)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err("removing heartbeat"))
+    }
+}

@@ -1,0 +1,97 @@
+//! The Lua scripts of the Redis queue protocol, each one atomic on the server.
+//!
+//! Written by hand because no client crate implements this protocol (processing lists per
+//! worker, atomic settle, janitor recovery with a heartbeat check, delayed retries).
+//! List orientation, as in the original: producers `LPUSH` (left = back of the queue),
+//! consumers take from the right (the front).
+
+use std::sync::LazyLock;
+
+/// Moves up to ARGV[1] messages from the front of the source (KEYS[1]) to the worker's
+/// processing list (KEYS[2]) without blocking; returns them oldest first.
+pub static LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not v then break end
+  out[#out + 1] = v
+end
+return out
+",
+    )
+});
+
+/// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue.
+/// ARGV: counts (ack, emit, put back, delayed, dead), then the messages in that order;
+/// delayed entries are (delay in ms, message) pairs.
+///
+/// An empty processing list means the lease was already settled (a retry after a lost reply)
+/// or recovered by a janitor; then nothing is done, so nothing is pushed twice.
+/// Removal: the worker leases only into an empty list, so when the list holds exactly as many
+/// messages as the lease it is the lease and is deleted whole; otherwise each leased message
+/// is removed by value (LREM from the tail, where the oldest lies).
+pub static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local nack, nemit, nback, ndelay, ndead =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
+local i = 6
+if redis.call('LLEN', KEYS[1]) == nack then
+  redis.call('DEL', KEYS[1])
+  i = i + nack
+else
+  for _ = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[i]); i = i + 1 end
+end
+for _ = 1, nemit do redis.call('LPUSH', KEYS[5], ARGV[i]); i = i + 1 end
+for _ = 1, nback do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+if ndelay > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _ = 1, ndelay do
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i]), ARGV[i + 1]); i = i + 2
+  end
+end
+for _ = 1, ndead do redis.call('LPUSH', KEYS[4], ARGV[i]); i = i + 1 end
+return 1
+",
+    )
+});
+
+/// Moves up to ARGV[2] messages of a processing list (KEYS[1]) back to the front of the
+/// source queue (KEYS[3]), oldest ending up first in line. With ARGV[1] = '1' it first checks
+/// the owner's heartbeat (KEYS[2]) and returns -1 if the owner is alive; the check and the
+/// move are one atomic step, so a worker that starts heartbeating is never robbed half-way.
+pub static RECOVER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local n = 0
+for _ = 1, tonumber(ARGV[2]) do
+  local v = redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT')
+  if not v then break end
+  n = n + 1
+end
+return n
+",
+    )
+});
+
+/// Moves up to ARGV[1] delayed messages that are due (score <= server time in ms) from the
+/// delayed set (KEYS[1]) to the front of the source queue (KEYS[2]).
+pub static MOVE_DUE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, m in ipairs(due) do
+  redis.call('RPUSH', KEYS[2], m)
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
+",
+    )
+});

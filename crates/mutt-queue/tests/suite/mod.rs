@@ -1,0 +1,336 @@
+//! The queue conformance suite: each function takes a fresh, empty queue.
+
+use mutt_core::PodName;
+use mutt_queue::{
+    Consumer, ConsumerConfig, Queue, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_millis(200);
+
+fn msg(i: usize) -> Vec<u8> {
+    json!({"n": i, "message": format!("m{i}")})
+        .to_string()
+        .into_bytes()
+}
+
+fn n_of(raw: &[u8]) -> u64 {
+    let v: Value = serde_json::from_slice(raw).unwrap();
+    v["n"].as_u64().unwrap()
+}
+
+fn config(role: WorkerRole, pod: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(role, PodName::parse(pod).unwrap());
+    c.heartbeat_interval = Duration::from_millis(300);
+    c.heartbeat_ttl = Duration::from_secs(1);
+    c.janitor_interval = Duration::from_secs(3600);
+    c.delayed_poll_interval = Duration::from_millis(50);
+    c
+}
+
+async fn consumer(q: &Arc<dyn Queue>, pod: &str) -> Box<dyn Consumer> {
+    q.consumer(config(WorkerRole::Alerter, pod)).await.unwrap()
+}
+
+async fn push_n(q: &Arc<dyn Queue>, queue: QueueId, n: usize) {
+    let msgs: Vec<Vec<u8>> = (0..n).map(msg).collect();
+    q.push(queue, &msgs).await.unwrap();
+}
+
+async fn drain(c: &mut Box<dyn Consumer>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(lease) = c.lease(100, WAIT).await.unwrap() {
+        out.extend(lease.messages.iter().cloned());
+        c.settle(&lease, &Settlement::new()).await.unwrap();
+    }
+    out
+}
+
+fn processing_depth(status: &mutt_queue::QueueStatus, pod: &str) -> u64 {
+    status
+        .processing_lists
+        .iter()
+        .filter(|p| p.pod == pod)
+        .map(|p| p.depth)
+        .sum()
+}
+
+pub async fn fifo_order(q: Arc<dyn Queue>) {
+    for i in 0..5 {
+        q.push(QueueId::Ingest, &[msg(i)]).await.unwrap();
+    }
+    let mut c = consumer(&q, "fifo").await;
+    let got: Vec<u64> = drain(&mut c).await.iter().map(|m| n_of(m)).collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+}
+
+pub async fn batch_lease_and_ack(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 250).await;
+    let mut c = consumer(&q, "batch").await;
+    let lease = c.lease(100, WAIT).await.unwrap().unwrap();
+    assert_eq!(lease.len(), 100);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 150);
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "batch"), 100);
+    // The lease holds exactly the first 100, oldest first, byte for byte.
+    for (i, m) in lease.messages.iter().enumerate() {
+        assert_eq!(m, &msg(i));
+    }
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "batch"), 0);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 150);
+    let rest = drain(&mut c).await;
+    assert_eq!(rest.len(), 150);
+    assert_eq!(n_of(&rest[0]), 100);
+}
+
+pub async fn settle_emits_to_output_and_is_idempotent(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 3).await;
+    let mut c = consumer(&q, "emit").await;
+    let lease = c.lease(10, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.emit(b"alert-1".to_vec());
+    s.emit(b"alert-2".to_vec());
+    c.settle(&lease, &s).await.unwrap();
+    // A second settle of the same lease (e.g. after a lost reply) changes nothing.
+    c.settle(&lease, &s).await.unwrap();
+    assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 2);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+    let mut f = q
+        .consumer(config(WorkerRole::Forwarder, "emit-f"))
+        .await
+        .unwrap();
+    let alerts = f.lease(10, WAIT).await.unwrap().unwrap();
+    assert_eq!(
+        alerts.messages,
+        vec![b"alert-1".to_vec(), b"alert-2".to_vec()]
+    );
+}
+
+pub async fn retry_counts_and_dead_letters(q: Arc<dyn Queue>) {
+    let policy = RetryPolicy {
+        field: WorkerRole::Alerter.retry_field(),
+        max_retries: 3,
+    };
+    push_n(&q, QueueId::Ingest, 1).await;
+    let mut c = consumer(&q, "retry").await;
+    let mut attempts = 0;
+    loop {
+        let lease = c
+            .lease(1, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .expect("message comes back");
+        attempts += 1;
+        let mut s = Settlement::new();
+        let outcome = s.retry(policy, &lease.messages[0], Duration::ZERO, "db down");
+        c.settle(&lease, &s).await.unwrap();
+        if outcome == RetryOutcome::DeadLettered {
+            break;
+        }
+        let v: Value =
+            serde_json::from_slice(&s_first_delayed(&lease.messages[0], policy)).unwrap();
+        assert_eq!(v["_retry_count"], attempts);
+    }
+    // Attempts with counts 0, 1, 2, 3, then the DLQ: 4 attempts, as the original.
+    assert_eq!(attempts, 4);
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+}
+
+fn s_first_delayed(raw: &[u8], policy: RetryPolicy) -> Vec<u8> {
+    // What the retry of `raw` looks like (the counter incremented).
+    let mut v: Value = serde_json::from_slice(raw).unwrap();
+    let n = v.get(policy.field).and_then(Value::as_u64).unwrap_or(0) + 1;
+    v[policy.field] = json!(n);
+    serde_json::to_vec(&v).unwrap()
+}
+
+pub async fn delayed_retry_waits_until_due(q: Arc<dyn Queue>) {
+    let policy = RetryPolicy {
+        field: "_retry_count",
+        max_retries: 3,
+    };
+    push_n(&q, QueueId::Ingest, 1).await;
+    let mut c = consumer(&q, "delay").await;
+    let lease = c.lease(1, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.retry(
+        policy,
+        &lease.messages[0],
+        Duration::from_millis(800),
+        "later",
+    );
+    let t0 = Instant::now();
+    c.settle(&lease, &s).await.unwrap();
+    assert!(
+        c.lease(1, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "not due yet"
+    );
+    let back = c
+        .lease(1, Duration::from_secs(3))
+        .await
+        .unwrap()
+        .expect("due retry comes back");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(700),
+        "came back after {:?}",
+        t0.elapsed()
+    );
+    let v: Value = serde_json::from_slice(&back.messages[0]).unwrap();
+    assert_eq!(v["_retry_count"], 1);
+    assert_eq!(v["n"], 0);
+}
+
+pub async fn dead_letter_records_reason(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 2).await;
+    let mut c = consumer(&q, "dlq").await;
+    let lease = c.lease(2, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.dead_letter(
+        &lease.messages[0],
+        "bad_timestamp",
+        "timestamp \"x\" is not a date",
+    );
+    c.settle(&lease, &s).await.unwrap();
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
+    assert_eq!(
+        q.depth(QueueId::Ingest).await.unwrap(),
+        0,
+        "the batch-mate was settled normally"
+    );
+}
+
+pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 3).await;
+    let mut c = consumer(&q, "back").await;
+    let lease = c.lease(1, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.put_back(&lease.messages[0]);
+    c.settle(&lease, &s).await.unwrap();
+    let again = c.lease(1, WAIT).await.unwrap().unwrap();
+    assert_eq!(
+        again.messages[0], lease.messages[0],
+        "same bytes, first in line"
+    );
+}
+
+pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 5).await;
+    let mut dead = consumer(&q, "dead-worker").await;
+    let lease = dead.lease(3, WAIT).await.unwrap().unwrap();
+    assert_eq!(lease.len(), 3);
+    // Dropping without shutdown stops the heartbeat, as a kill -9 would.
+    drop(dead);
+    let live = consumer(&q, "live-worker").await;
+    // The heartbeat (TTL 1 s) may still exist right after the drop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut recovered = 0;
+    while recovered < 3 && Instant::now() < deadline {
+        recovered += live.recover_dead_workers().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recovered, 3);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 5);
+    assert_eq!(
+        processing_depth(&q.status().await.unwrap(), "dead-worker"),
+        0
+    );
+    drop(live);
+    // Order is kept: the recovered messages are first in line again.
+    let mut c = consumer(&q, "after").await;
+    let got: Vec<u64> = drain(&mut c).await.iter().map(|m| n_of(m)).collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+}
+
+pub async fn janitor_leaves_live_worker_alone(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 4).await;
+    let mut busy = consumer(&q, "busy-worker").await;
+    let lease = busy.lease(4, WAIT).await.unwrap().unwrap();
+    let other = consumer(&q, "other-worker").await;
+    // Longer than the heartbeat TTL: the refresh task keeps the busy worker alive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(other.recover_dead_workers().await.unwrap(), 0);
+    assert_eq!(
+        processing_depth(&q.status().await.unwrap(), "busy-worker"),
+        4
+    );
+    busy.settle(&lease, &Settlement::new()).await.unwrap();
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+}
+
+pub async fn shutdown_hands_back_lease(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 3).await;
+    let mut c = consumer(&q, "stopping").await;
+    let _lease = c.lease(2, WAIT).await.unwrap().unwrap();
+    c.shutdown().await.unwrap();
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 3);
+    let status = q.status().await.unwrap();
+    assert!(
+        !status.processing_lists.iter().any(|p| p.pod == "stopping"),
+        "{status:?}"
+    );
+    let mut c = consumer(&q, "next").await;
+    let got: Vec<u64> = drain(&mut c).await.iter().map(|m| n_of(m)).collect();
+    assert_eq!(got, vec![0, 1, 2]);
+}
+
+pub async fn restart_with_same_pod_takes_back_own_lease(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 3).await;
+    let mut first = consumer(&q, "fixed-pod").await;
+    let _lease = first.lease(3, WAIT).await.unwrap().unwrap();
+    drop(first); // crash: heartbeat still alive for up to a second
+    let mut again = consumer(&q, "fixed-pod").await;
+    let got: Vec<u64> = drain(&mut again).await.iter().map(|m| n_of(m)).collect();
+    assert_eq!(got, vec![0, 1, 2]);
+}
+
+pub async fn lease_waits_for_first_message(q: Arc<dyn Queue>) {
+    let mut c = consumer(&q, "waiter").await;
+    let producer = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            q.push(QueueId::Ingest, &[msg(7)]).await.unwrap();
+        })
+    };
+    let t0 = Instant::now();
+    let lease = c
+        .lease(10, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("woken by the push");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(n_of(&lease.messages[0]), 7);
+    producer.await.unwrap();
+    // Nothing there: returns None after roughly the wait.
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let t0 = Instant::now();
+    assert!(
+        c.lease(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+}
+
+pub async fn status_reports_depths_and_workers(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 2).await;
+    push_n(&q, QueueId::Alert, 1).await;
+    let _c = consumer(&q, "visible").await;
+    let s = q.status().await.unwrap();
+    assert_eq!(
+        s.queues.iter().map(|d| d.depth).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    assert!(
+        s.processing_lists
+            .iter()
+            .any(|p| p.pod == "visible" && p.alive)
+    );
+}

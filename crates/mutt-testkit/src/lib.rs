@@ -1,0 +1,16 @@
+//! Test harness shared by the crates' black-box tests.
+//!
+//! - [`services`]: the private Redis and PostgreSQL that `scripts/test-services.sh` started
+//!   (found through `MUTT_TEST_REDIS_URL` / `MUTT_TEST_DATABASE_URL`), with a fresh database and
+//!   a fresh key prefix per test so tests never see each other's data.
+//! - [`redis_server`]: a `redis-server` process of a test's own, for restart tests.
+//! - [`receiver`]: a webhook receiver standing in for Moogsoft; it records requests and can be
+//!   told to succeed, fail with a status, rate-limit, or hang.
+
+pub mod receiver;
+pub mod redis_server;
+pub mod services;
+
+pub use receiver::{ReceiverMode, Recorded, WebhookReceiver};
+pub use redis_server::RedisServer;
+pub use services::{fresh_database, redis_url, unique_prefix};
