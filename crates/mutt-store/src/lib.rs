@@ -1,1 +1,94 @@
-//! placeholder
+//! MUTT's store: rules, lookups and the audit trail, behind one interface.
+//!
+//! Layout:
+//! - this file: the [`Store`] interface and its records;
+//! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`).
+
+pub mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mutt_core::{EventId, MatchType, RuleSnapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the connection broke: worth waiting and retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused these rows or this statement (bad data, constraint): retrying the
+    /// same thing will fail again.
+    #[error("database rejected the request: {0}")]
+    Rejected(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// One row of `event_audit_log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub event_id: EventId,
+    pub event_timestamp: DateTime<Utc>,
+    pub hostname: String,
+    pub matched_rule_id: i32,
+    pub handling_decision: String,
+    pub forwarded_to_moog: bool,
+    pub raw_message: String,
+}
+
+/// A rule to create (the id is assigned by the store).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewRule {
+    pub match_string: Option<String>,
+    pub trap_oid: Option<String>,
+    #[serde(default)]
+    pub syslog_severity: Option<i32>,
+    pub match_type: MatchType,
+    #[serde(default = "default_priority")]
+    pub priority: i32,
+    pub prod_handling: String,
+    pub dev_handling: String,
+    pub team_assignment: String,
+    #[serde(default = "default_true")]
+    pub is_active: bool,
+}
+
+fn default_priority() -> i32 {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Longest values the audit columns take; longer events are dead-lettered, not truncated.
+pub const MAX_HOSTNAME_LEN: usize = 255;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Active rules, development hosts and device teams, read consistently.
+    async fn load_rules(&self) -> Result<RuleSnapshot, StoreError>;
+
+    /// Writes audit rows in one statement; rows whose event id is already recorded are
+    /// skipped. Returns how many rows were new.
+    async fn write_audit(&self, rows: &[AuditRecord]) -> Result<u64, StoreError>;
+
+    async fn create_rule(&self, rule: &NewRule) -> Result<i32, StoreError>;
+
+    async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError>;
+
+    async fn set_device_team(&self, hostname: &str, team: &str) -> Result<(), StoreError>;
+
+    /// Makes sure the monthly audit partitions exist from last month to `months_ahead`.
+    async fn ensure_partitions(&self, months_ahead: u32) -> Result<(), StoreError>;
+}

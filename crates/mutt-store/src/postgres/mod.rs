@@ -1,0 +1,277 @@
+//! The PostgreSQL store (tokio-postgres with a deadpool pool; migrations by refinery).
+
+use crate::{AuditRecord, NewRule, Store, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use mutt_core::{MatchType, Rule, RuleSnapshot, Secret};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// How to reach PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/dbname` (a password here works, but prefer `password`).
+    pub url: String,
+    /// Overrides the URL's password (from the secrets source).
+    pub password: Option<Secret>,
+    pub pool_size: usize,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
+    // Errors with an SQLSTATE came from the server; data and constraint classes (22, 23) mean
+    // the rows themselves are refused. Everything else (I/O, closed connection, server
+    // shutting down) is an outage.
+    match e.code() {
+        Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
+            StoreError::Rejected(format!("{context}: {e}"))
+        }
+        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => {
+            StoreError::Rejected(format!("{context}: {e} (has `muttd migrate` run?)"))
+        }
+        _ => StoreError::Unavailable(format!("{context}: {}", full_error(&e))),
+    }
+}
+
+fn full_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => classify("getting a connection", e),
+        other => StoreError::Unavailable(format!("getting a connection: {other}")),
+    }
+}
+
+impl PgStore {
+    /// Builds the pool. Connections are opened lazily; use [`Store::ping`] to check.
+    pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("database url is not valid: {e}")))?;
+        if let Some(p) = &config.password {
+            pg.password(p.expose());
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(5));
+        }
+        pg.application_name("muttd");
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool, config: pg })
+    }
+
+    /// Applies pending migrations (refinery records them in `refinery_schema_history`) and
+    /// creates the audit partitions around the current month.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let (mut client, conn) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| classify("connecting for migrations", e))?;
+        let task = tokio::spawn(conn);
+        let report = embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|e| StoreError::Migration(full_error(&e)))?;
+        drop(client);
+        let _ = task.await;
+        self.ensure_partitions(3).await?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
+    let match_type: String = row.get("match_type");
+    Ok(Rule {
+        id: row.get("id"),
+        match_string: row.get("match_string"),
+        trap_oid: row.get("trap_oid"),
+        syslog_severity: row.get("syslog_severity"),
+        match_type: MatchType::from_str(&match_type).map_err(|e| StoreError::Rejected(e.to_string()))?,
+        priority: row.get("priority"),
+        prod_handling: row.get("prod_handling"),
+        dev_handling: row.get("dev_handling"),
+        team_assignment: row.get("team_assignment"),
+        is_active: row.get("is_active"),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client.simple_query("SELECT 1").await.map_err(|e| classify("ping", e))?;
+        Ok(())
+    }
+
+    async fn load_rules(&self) -> Result<RuleSnapshot, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| classify("loading rules", e))?;
+        let rules = tx
+            .query(
+                "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
+                        prod_handling, dev_handling, team_assignment, is_active
+                   FROM alert_rules WHERE is_active ORDER BY priority, id",
+                &[],
+            )
+            .await
+            .map_err(|e| classify("loading rules", e))?;
+        let hosts = tx
+            .query("SELECT hostname FROM development_hosts", &[])
+            .await
+            .map_err(|e| classify("loading development hosts", e))?;
+        let teams = tx
+            .query("SELECT hostname, team_assignment FROM device_teams", &[])
+            .await
+            .map_err(|e| classify("loading device teams", e))?;
+        tx.commit().await.map_err(|e| classify("loading rules", e))?;
+        Ok(RuleSnapshot {
+            rules: rules.iter().map(row_to_rule).collect::<Result<_, _>>()?,
+            development_hosts: hosts.iter().map(|r| r.get(0)).collect(),
+            device_teams: teams.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        })
+    }
+
+    async fn write_audit(&self, rows: &[AuditRecord]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids: Vec<Uuid> = Vec::with_capacity(rows.len());
+        let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(rows.len());
+        let mut hosts: Vec<&str> = Vec::with_capacity(rows.len());
+        let mut rules: Vec<i32> = Vec::with_capacity(rows.len());
+        let mut decisions: Vec<&str> = Vec::with_capacity(rows.len());
+        let mut forwarded: Vec<bool> = Vec::with_capacity(rows.len());
+        let mut raws: Vec<&str> = Vec::with_capacity(rows.len());
+        for r in rows {
+            ids.push(r.event_id.as_uuid());
+            times.push(r.event_timestamp);
+            hosts.push(&r.hostname);
+            rules.push(r.matched_rule_id);
+            decisions.push(&r.handling_decision);
+            forwarded.push(r.forwarded_to_moog);
+            raws.push(&r.raw_message);
+        }
+        let client = self.pool.get().await.map_err(pool_err)?;
+        // One statement for the whole batch; UNNEST keeps the parameter count fixed.
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
+                                              handling_decision, forwarded_to_moog, raw_message)
+                 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
+                                      $5::text[], $6::bool[], $7::text[])
+                 ON CONFLICT (event_id, event_timestamp) DO NOTHING",
+            )
+            .await
+            .map_err(|e| classify("preparing audit insert", e))?;
+        client
+            .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
+            .await
+            .map_err(|e| classify("writing audit rows", e))
+    }
+
+    async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let row = client
+            .query_one(
+                "INSERT INTO alert_rules (match_string, trap_oid, syslog_severity, match_type, priority,
+                                          prod_handling, dev_handling, team_assignment, is_active)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                &[
+                    &r.match_string,
+                    &r.trap_oid,
+                    &r.syslog_severity,
+                    &r.match_type.as_str(),
+                    &r.priority,
+                    &r.prod_handling,
+                    &r.dev_handling,
+                    &r.team_assignment,
+                    &r.is_active,
+                ],
+            )
+            .await
+            .map_err(|e| classify("creating rule", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client
+            .execute(
+                "INSERT INTO development_hosts (hostname) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&hostname],
+            )
+            .await
+            .map_err(|e| classify("adding development host", e))?;
+        Ok(())
+    }
+
+    async fn set_device_team(&self, hostname: &str, team: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        client
+            .execute(
+                "INSERT INTO device_teams (hostname, team_assignment) VALUES ($1, $2)
+                 ON CONFLICT (hostname) DO UPDATE SET team_assignment = EXCLUDED.team_assignment",
+                &[&hostname, &team],
+            )
+            .await
+            .map_err(|e| classify("setting device team", e))?;
+        Ok(())
+    }
+
+    async fn ensure_partitions(&self, months_ahead: u32) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let ahead = i32::try_from(months_ahead).unwrap_or(12);
+        client
+            .execute(
+                "SELECT create_monthly_partition((date_trunc('month', now()) + make_interval(months => i))::date)
+                   FROM generate_series(-1, $1::int) AS i",
+                &[&ahead],
+            )
+            .await
+            .map_err(|e| classify("creating audit partitions", e))?;
+        Ok(())
+    }
+}
