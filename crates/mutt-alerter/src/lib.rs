@@ -1,1 +1,155 @@
-//! placeholder
+//! The alerter: leases batches of events from the ingest queue, decides each against the
+//! cached rules, writes the batch's audit rows in one statement, and pushes the batch's alerts
+//! and dead letters with the ack in one atomic settle.
+//!
+//! Layout:
+//! - [`rules`]: the rule cache (load, atomic swap, periodic reload);
+//! - [`batch`]: one batch from lease to settle ([`Alerter::process_one_batch`]);
+//! - [`metrics`]: the original's `mutt_alerter_*` metrics.
+//!
+//! Failure handling: PostgreSQL unreachable → the batch stays leased and the write is retried
+//! with backoff (the heartbeat keeps the lease ours); an event the database refuses, or that
+//! cannot be read, is dead-lettered alone with its reason; Redis unreachable at settle → the
+//! settle is retried (it is idempotent).
+
+pub mod batch;
+pub mod metrics;
+pub mod rules;
+
+use mutt_queue::{ConsumerConfig, Queue, QueueError, WorkerRole};
+use mutt_store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use batch::BatchOutcome;
+pub use metrics::AlerterMetrics;
+pub use rules::RuleCache;
+
+#[derive(Clone, Debug)]
+pub struct AlerterConfig {
+    /// Events leased per batch.
+    pub batch_size: usize,
+    /// How long one lease call waits for the first event.
+    pub block_timeout: Duration,
+    /// Retries of an event after a failure before it is dead-lettered (original: 3).
+    pub max_retries: u32,
+    /// Fields an event must carry with a non-empty value to be processed.
+    pub required_fields: Vec<String>,
+    /// Rule cache reload period (original: 300 s).
+    pub cache_reload_interval: Duration,
+    /// Backoff ceiling while PostgreSQL or Redis is unreachable.
+    pub max_backoff: Duration,
+}
+
+impl Default for AlerterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            block_timeout: Duration::from_secs(2),
+            max_retries: 3,
+            required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
+            cache_reload_interval: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlerterError {
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("first rule load failed, refusing to start: {0}")]
+    InitialLoad(StoreError),
+}
+
+pub struct Alerter {
+    pub(crate) consumer: Box<dyn mutt_queue::Consumer>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) rules: RuleCache,
+    pub(crate) config: AlerterConfig,
+    pub(crate) metrics: AlerterMetrics,
+}
+
+impl Alerter {
+    /// Loads the rules (failing if the first load fails) and starts the queue consumer.
+    pub async fn start(
+        queue: &dyn Queue,
+        store: Arc<dyn Store>,
+        consumer: ConsumerConfig,
+        config: AlerterConfig,
+        metrics: AlerterMetrics,
+    ) -> Result<Self, AlerterError> {
+        debug_assert_eq!(consumer.role, WorkerRole::Alerter);
+        let rules = RuleCache::load(store.as_ref(), &metrics).await.map_err(AlerterError::InitialLoad)?;
+        if let Err(e) = store.ensure_partitions(3).await {
+            tracing::warn!(error = %e, "could not create audit partitions (rows go to the DEFAULT partition)");
+        }
+        let consumer = queue.consumer(consumer).await?;
+        Ok(Self { consumer, store, rules, config, metrics })
+    }
+
+    pub fn rules(&self) -> &RuleCache {
+        &self.rules
+    }
+
+    /// Runs until `shutdown`, then hands back any lease and stops the consumer.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AlerterError> {
+        let reloader = self.rules.spawn_reloader(
+            self.store.clone(),
+            self.config.cache_reload_interval,
+            self.metrics.clone(),
+            shutdown.clone(),
+        );
+        let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        while !shutdown.is_cancelled() {
+            match self.process_one_batch(&shutdown).await {
+                Ok(_) => backoff.reset(),
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "alerter batch failed");
+                    if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        reloader.abort();
+        if let Err(e) = self.consumer.shutdown().await {
+            tracing::warn!(error = %e, "alerter shutdown could not hand back its lease (a janitor will)");
+        }
+        tracing::info!("alerter stopped");
+        Ok(())
+    }
+}
+
+/// Readiness of an alerter: Redis and PostgreSQL both answer.
+pub struct AlerterHealth {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub pod: String,
+}
+
+#[async_trait::async_trait]
+impl mutt_service::HealthCheck for AlerterHealth {
+    async fn check(&self) -> mutt_service::HealthReport {
+        let mut errors = Vec::new();
+        if let Err(e) = self.queue.ping().await {
+            errors.push(format!("Redis: {e}"));
+        }
+        if let Err(e) = self.store.ping().await {
+            errors.push(format!("PostgreSQL: {e}"));
+        }
+        let healthy = errors.is_empty();
+        let mut body = serde_json::json!({
+            "status": if healthy { "healthy" } else { "unhealthy" },
+            "service": "mutt-alerter",
+            "version": env!("CARGO_PKG_VERSION"),
+            "pod": self.pod,
+        });
+        if !healthy {
+            body["errors"] = serde_json::json!(errors);
+        }
+        mutt_service::HealthReport { healthy, body }
+    }
+}

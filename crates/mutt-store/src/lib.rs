@@ -85,6 +85,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_rule(&self, rule: &NewRule) -> Result<i32, StoreError>;
 
+    /// Every rule, active or not, ordered by priority then id.
+    async fn list_rules(&self) -> Result<Vec<mutt_core::Rule>, StoreError>;
+
     async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError>;
 
     async fn set_device_team(&self, hostname: &str, team: &str) -> Result<(), StoreError>;

@@ -236,6 +236,20 @@ impl Store for PgStore {
         Ok(row.get(0))
     }
 
+    async fn list_rules(&self) -> Result<Vec<Rule>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query(
+                "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
+                        prod_handling, dev_handling, team_assignment, is_active
+                   FROM alert_rules ORDER BY priority, id",
+                &[],
+            )
+            .await
+            .map_err(|e| classify("listing rules", e))?;
+        rows.iter().map(row_to_rule).collect()
+    }
+
     async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
         client

@@ -1,0 +1,208 @@
+//! One batch, from lease to settle.
+
+use crate::{Alerter, AlerterError};
+use mutt_core::{Alert, Decision, Event, RuleSet, decide};
+use mutt_queue::{Lease, Settlement};
+use mutt_service::Backoff;
+use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Nothing arrived within the block timeout.
+    Empty,
+    Processed {
+        events: usize,
+        handled: usize,
+        unhandled: usize,
+        /// Audit rows that were new (a redelivered event inserts none).
+        audited: u64,
+        alerts: usize,
+        dead_lettered: usize,
+    },
+    /// Shutdown came while a dependency was down: the lease was handed back unprocessed.
+    HandedBack,
+}
+
+/// What was decided for one leased event.
+struct Item<'a> {
+    raw: &'a [u8],
+    audit: Option<AuditRecord>,
+    alert: Option<Vec<u8>>,
+    dead: Option<(&'static str, String)>,
+    handled: bool,
+}
+
+impl<'a> Item<'a> {
+    fn dead(raw: &'a [u8], reason: &'static str, error: String) -> Self {
+        Self { raw, audit: None, alert: None, dead: Some((reason, error)), handled: false }
+    }
+}
+
+impl Alerter {
+    /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
+    pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
+        let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
+            self.metrics.processing_list_depth.set(0);
+            return Ok(BatchOutcome::Empty);
+        };
+        self.metrics.processing_list_depth.set(lease.len() as i64);
+        let started = Instant::now();
+        let rules = self.rules.current();
+        let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
+
+        if !self.write_audit(&mut items, shutdown).await {
+            let moved = self.consumer.release().await?;
+            tracing::info!(moved, "shutdown while the database was unreachable: batch handed back");
+            return Ok(BatchOutcome::HandedBack);
+        }
+
+        let mut settlement = Settlement::new();
+        let (mut handled, mut unhandled, mut dead) = (0, 0, 0);
+        for item in &items {
+            if let Some((reason, error)) = &item.dead {
+                tracing::warn!(reason, error = %error, "event dead-lettered");
+                settlement.dead_letter(item.raw, reason, error);
+                dead += 1;
+                continue;
+            }
+            if item.handled {
+                handled += 1;
+            } else {
+                unhandled += 1;
+            }
+            if let Some(alert) = &item.alert {
+                settlement.emit(alert.clone());
+            }
+        }
+        self.settle(&lease, &settlement, shutdown).await?;
+
+        let audited = items.iter().filter(|i| i.audit.is_some()).count() as u64;
+        self.metrics.processed("handled", handled as u64);
+        self.metrics.processed("unhandled", unhandled as u64);
+        self.metrics.processed("poison", dead as u64);
+        self.metrics.alerts_forwarded.inc_by(settlement.emitted() as u64);
+        self.metrics.processing_list_depth.set(0);
+        let per_event = started.elapsed().as_secs_f64() / lease.len().max(1) as f64;
+        self.metrics.processing_latency.observe(per_event);
+        Ok(BatchOutcome::Processed {
+            events: lease.len(),
+            handled,
+            unhandled,
+            audited,
+            alerts: settlement.emitted(),
+            dead_lettered: dead,
+        })
+    }
+
+    fn decide_one<'a>(&self, raw: &'a [u8], rules: &RuleSet) -> Item<'a> {
+        let event = match Event::from_slice(raw) {
+            Ok(e) => e,
+            Err(e) => return Item::dead(raw, "invalid_event", e.to_string()),
+        };
+        if let Err(e) = event.require(&self.config.required_fields) {
+            return Item::dead(raw, "missing_field", e.to_string());
+        }
+        match decide(rules, &event) {
+            Decision::Unhandled => Item { raw, audit: None, alert: None, dead: None, handled: false },
+            Decision::Handled { rule, handling, forward, .. } => {
+                let event_timestamp = match event.timestamp() {
+                    Ok(t) => t,
+                    Err(e) => return Item::dead(raw, "bad_timestamp", e.to_string()),
+                };
+                let hostname = event.hostname().unwrap_or_default();
+                if hostname.len() > MAX_HOSTNAME_LEN || hostname.contains('\0') {
+                    return Item::dead(
+                        raw,
+                        "invalid_hostname",
+                        format!("hostname is longer than {MAX_HOSTNAME_LEN} bytes or contains NUL"),
+                    );
+                }
+                let audit = AuditRecord {
+                    event_id: event.event_id(),
+                    event_timestamp,
+                    hostname: hostname.to_owned(),
+                    matched_rule_id: rule.id,
+                    handling_decision: handling.to_owned(),
+                    forwarded_to_moog: forward,
+                    raw_message: String::from_utf8_lossy(raw).into_owned(),
+                };
+                let alert = forward.then(|| Alert::for_handled_event(&event, rule, handling).to_json().into_bytes());
+                Item { raw, audit: Some(audit), alert, dead: None, handled: true }
+            }
+        }
+    }
+
+    /// Writes the batch's audit rows. While the database is unreachable it waits and retries
+    /// (the batch stays leased); rows the database refuses are found one by one and their
+    /// events dead-lettered. Returns false if shutdown came first.
+    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        loop {
+            let rows: Vec<AuditRecord> = items.iter().filter_map(|i| i.audit.clone()).collect();
+            let started = Instant::now();
+            match self.store.write_audit(&rows).await {
+                Ok(_) => {
+                    self.metrics.db_write_latency_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
+                    return true;
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit write failed: database unavailable; batch stays leased");
+                    if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit batch refused; isolating the refused rows");
+                    if !self.isolate_refused_rows(items, shutdown).await {
+                        return false;
+                    }
+                    return true;
+                }
+            }
+        }
+    }
+
+    async fn isolate_refused_rows(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        for item in items.iter_mut() {
+            let Some(row) = item.audit.clone() else { continue };
+            loop {
+                match self.store.write_audit(std::slice::from_ref(&row)).await {
+                    Ok(_) => break,
+                    Err(StoreError::Unavailable(_)) => {
+                        if !mutt_service::sleep_or_shutdown(backoff.next_delay(), shutdown).await {
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        item.audit = None;
+                        item.alert = None;
+                        item.handled = false;
+                        item.dead = Some(("audit_rejected", e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Settles, retrying while Redis is unreachable (settle is idempotent).
+    async fn settle(&mut self, lease: &Lease, s: &Settlement, shutdown: &CancellationToken) -> Result<(), AlerterError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        loop {
+            match self.consumer.settle(lease, s).await {
+                Ok(()) => return Ok(()),
+                Err(e) if shutdown.is_cancelled() => return Err(e.into()),
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "settle failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! A delivery attempt's outcome, decided from the response alone. Any 2xx is delivered;
+//! 408, 429 and 5xx are worth retrying (429 honours `Retry-After`); any other status is a
+//! rejection that retrying will not fix.
+
+use std::time::Duration;
+
+/// The most of a rejection's response body kept in the dead letter.
+pub const MAX_BODY_KEPT: usize = 1024;
+/// The longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Try again later; `after` is the receiver's `Retry-After`, when it gave one.
+    Retry { after: Option<Duration>, reason: String },
+    /// Do not retry; dead-letter with the status and (the start of) the body.
+    Reject { status: u16, body: String },
+}
+
+pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Delivery {
+    match status {
+        200..=299 => Delivery::Delivered,
+        408 | 429 | 500..=599 => Delivery::Retry {
+            after: retry_after.and_then(parse_retry_after),
+            reason: format!("HTTP {status}: {}", truncate(body, 200)),
+        },
+        _ => Delivery::Reject { status, body: truncate(body, MAX_BODY_KEPT).to_owned() },
+    }
+}
+
+/// `Retry-After` as delay-seconds, or as an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_table() {
+        for s in [200, 201, 202, 204] {
+            assert_eq!(classify(s, None, ""), Delivery::Delivered, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503, 599] {
+            assert!(matches!(classify(s, None, ""), Delivery::Retry { .. }), "{s}");
+        }
+        for s in [301, 400, 401, 403, 404, 413, 422] {
+            assert!(matches!(classify(s, None, "nope"), Delivery::Reject { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(
+            classify(429, Some("7"), ""),
+            Delivery::Retry { after: Some(Duration::from_secs(7)), reason: "HTTP 429: ".into() }
+        );
+        assert_eq!(parse_retry_after("99999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn rejection_keeps_first_kib_of_body() {
+        let body = "x".repeat(5000);
+        match classify(400, None, &body) {
+            Delivery::Reject { status: 400, body } => assert_eq!(body.len(), MAX_BODY_KEPT),
+            other => panic!("{other:?}"),
+        }
+    }
+}

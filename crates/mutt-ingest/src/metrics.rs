@@ -1,0 +1,47 @@
+//! The ingestor's metrics, under the original's names (spec §10.1).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub status: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// `mutt_ingest_requests_total{status,reason}`: one per request outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `mutt_ingest_events_total`: events queued (a batch counts each event).
+    pub events: Counter,
+    /// `mutt_ingest_queue_depth`: the last ingest-queue depth seen.
+    pub queue_depth: Gauge,
+    /// `mutt_ingest_latency_seconds`: handler time.
+    pub latency: Histogram,
+}
+
+impl IngestMetrics {
+    pub fn register(metrics: &mutt_service::Metrics) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            events: Counter::default(),
+            queue_depth: Gauge::default(),
+            latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        };
+        metrics.register(|r| {
+            r.register("mutt_ingest_requests", "Ingest requests by outcome", m.requests.clone());
+            r.register("mutt_ingest_events", "Events queued for the alerter", m.events.clone());
+            r.register("mutt_ingest_queue_depth", "Ingest queue depth last seen", m.queue_depth.clone());
+            r.register("mutt_ingest_latency_seconds", "Ingest request handling time", m.latency.clone());
+        });
+        m
+    }
+
+    pub fn request(&self, status: &'static str, reason: &'static str) {
+        self.requests.get_or_create(&RequestLabels { status, reason }).inc();
+    }
+}
