@@ -8,15 +8,20 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
 use mutt_core::EventId;
+use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// An error body of the original's shape: `{"status":"error","message":…,"correlation_id":…}`
 /// plus optional extra fields.
-pub fn error_response(status: StatusCode, message: &str, cid: &str, extra: Option<Value>) -> Response {
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    cid: &str,
+    extra: Option<Value>,
+) -> Response {
     let mut body = json!({"status": "error", "message": message, "correlation_id": cid});
     if let (Some(obj), Some(Value::Object(extra))) = (body.as_object_mut(), extra) {
         obj.extend(extra);
@@ -32,7 +37,10 @@ pub async fn ingest(
 ) -> Response {
     let started = Instant::now();
     let response = handle(&state, &cid.0, &headers, body).await;
-    state.metrics.latency.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .latency
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -44,7 +52,8 @@ pub async fn ingest_v1(
     body: Body,
 ) -> Response {
     let mut r = ingest(state, cid, headers, body).await;
-    r.headers_mut().insert("x-api-deprecated", HeaderValue::from_static("true"));
+    r.headers_mut()
+        .insert("x-api-deprecated", HeaderValue::from_static("true"));
     r
 }
 
@@ -56,7 +65,12 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         state.metrics.request("fail", "too_large");
-        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", cid, Some(json!({"limit_bytes": limit})));
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            cid,
+            Some(json!({"limit_bytes": limit})),
+        );
     }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -65,20 +79,37 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
                 .is_some_and(|s| s.to_string().contains("length limit"));
             if too_large || e.to_string().contains("length limit") {
                 state.metrics.request("fail", "too_large");
-                return error_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", cid, Some(json!({"limit_bytes": limit})));
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large",
+                    cid,
+                    Some(json!({"limit_bytes": limit})),
+                );
             }
             state.metrics.request("fail", "json");
-            return error_response(StatusCode::BAD_REQUEST, &format!("Invalid JSON: could not read body: {e}"), cid, None);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid JSON: could not read body: {e}"),
+                cid,
+                None,
+            );
         }
     };
 
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let parsed = body::format_from_content_type(content_type).and_then(|f| body::parse(&bytes, f));
     let parsed = match parsed {
         Ok(p) => p,
         Err(BodyError::Invalid(msg)) => {
             state.metrics.request("fail", "json");
-            return error_response(StatusCode::BAD_REQUEST, &format!("Invalid JSON: {msg}"), cid, None);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid JSON: {msg}"),
+                cid,
+                None,
+            );
         }
         Err(BodyError::BadElements(bad)) => {
             state.metrics.request("fail", "json");
@@ -163,13 +194,29 @@ fn stamp(ev: &mut Map<String, Value>, cid: &str) {
 fn redis_unavailable(state: &IngestState, cid: &str, e: &mutt_queue::QueueError) -> Response {
     state.metrics.request("fail", "redis");
     tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable - Redis error", cid, None)
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable - Redis error",
+        cid,
+        None,
+    )
 }
 
 fn batch_rejected(cid: &str, bad: Vec<(usize, String)>, _total: Option<usize>) -> Response {
-    let errors: Vec<Value> = bad.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect();
-    let msg = format!("Invalid batch: {} element(s) rejected; nothing was queued", errors.len());
-    error_response(StatusCode::BAD_REQUEST, &msg, cid, Some(json!({"errors": errors})))
+    let errors: Vec<Value> = bad
+        .iter()
+        .map(|(i, r)| json!({"index": i, "reason": r}))
+        .collect();
+    let msg = format!(
+        "Invalid batch: {} element(s) rejected; nothing was queued",
+        errors.len()
+    );
+    error_response(
+        StatusCode::BAD_REQUEST,
+        &msg,
+        cid,
+        Some(json!({"errors": errors})),
+    )
 }
 
 /// `['a', 'b']`, the original's (Python) rendering of the missing-field list.

@@ -52,7 +52,9 @@ impl Default for IngestConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestSetupError {
-    #[error("no ingest API key is configured (set INGEST_API_KEY or INGEST_API_KEY_FILE, or disable auth explicitly)")]
+    #[error(
+        "no ingest API key is configured (set INGEST_API_KEY or INGEST_API_KEY_FILE, or disable auth explicitly)"
+    )]
     NoApiKey,
 }
 
@@ -73,7 +75,11 @@ pub fn router(
         return Err(IngestSetupError::NoApiKey);
     }
     let ingest_metrics = IngestMetrics::register(&metrics);
-    let state = Arc::new(IngestState { queue: queue.clone(), config, metrics: ingest_metrics });
+    let state = Arc::new(IngestState {
+        queue: queue.clone(),
+        config,
+        metrics: ingest_metrics,
+    });
     let api = Router::new()
         .route("/ingest", post(handler::ingest))
         .route("/api/v2/ingest", post(handler::ingest))
@@ -102,7 +108,10 @@ impl HealthCheck for IngestHealth {
             },
             Err(e) => HealthReport {
                 healthy: false,
-                body: merge(base, json!({"status": "unhealthy", "redis": "disconnected", "error": e.to_string()})),
+                body: merge(
+                    base,
+                    json!({"status": "unhealthy", "redis": "disconnected", "error": e.to_string()}),
+                ),
             },
         }
     }

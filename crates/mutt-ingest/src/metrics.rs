@@ -30,18 +30,38 @@ impl IngestMetrics {
             requests: Family::default(),
             events: Counter::default(),
             queue_depth: Gauge::default(),
-            latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            latency: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
         };
         metrics.register(|r| {
-            r.register("mutt_ingest_requests", "Ingest requests by outcome", m.requests.clone());
-            r.register("mutt_ingest_events", "Events queued for the alerter", m.events.clone());
-            r.register("mutt_ingest_queue_depth", "Ingest queue depth last seen", m.queue_depth.clone());
-            r.register("mutt_ingest_latency_seconds", "Ingest request handling time", m.latency.clone());
+            r.register(
+                "mutt_ingest_requests",
+                "Ingest requests by outcome",
+                m.requests.clone(),
+            );
+            r.register(
+                "mutt_ingest_events",
+                "Events queued for the alerter",
+                m.events.clone(),
+            );
+            r.register(
+                "mutt_ingest_queue_depth",
+                "Ingest queue depth last seen",
+                m.queue_depth.clone(),
+            );
+            r.register(
+                "mutt_ingest_latency_seconds",
+                "Ingest request handling time",
+                m.latency.clone(),
+            );
         });
         m
     }
 
     pub fn request(&self, status: &'static str, reason: &'static str) {
-        self.requests.get_or_create(&RequestLabels { status, reason }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { status, reason })
+            .inc();
     }
 }

@@ -201,7 +201,7 @@ pub trait Queue: Send + Sync + 'static {
 
 /// One worker's view of its source queue. A consumer holds at most one lease at a time.
 #[async_trait]
-pub trait Consumer: Send {
+pub trait Consumer: Send + Sync {
     fn config(&self) -> &ConsumerConfig;
 
     /// Leases up to `max` messages, waiting up to `wait` for the first one.

@@ -14,7 +14,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     /// The ceiling of the n-th wait (no jitter): min(cap, base · 2ⁿ).
@@ -56,7 +60,9 @@ mod tests {
     #[test]
     fn ceiling_doubles_then_caps() {
         let (b, c) = (Duration::from_secs(1), Duration::from_secs(60));
-        let got: Vec<u64> = (0..8).map(|n| Backoff::ceiling(b, c, n).as_secs()).collect();
+        let got: Vec<u64> = (0..8)
+            .map(|n| Backoff::ceiling(b, c, n).as_secs())
+            .collect();
         assert_eq!(got, vec![1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(Backoff::ceiling(b, c, 1000), c);
     }
@@ -67,7 +73,10 @@ mod tests {
         for n in 0..50 {
             let d = bo.next_delay();
             assert!(d >= Duration::from_millis(50), "{d:?}");
-            assert!(d <= Backoff::ceiling(Duration::from_millis(100), Duration::from_secs(2), n).max(Duration::from_millis(50)));
+            assert!(
+                d <= Backoff::ceiling(Duration::from_millis(100), Duration::from_secs(2), n)
+                    .max(Duration::from_millis(50))
+            );
         }
     }
 }

@@ -31,21 +31,34 @@ pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
                 let health = health.clone();
                 async move {
                     let report = health.check().await;
-                    let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    let status = if report.healthy {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     (status, axum::Json(report.body)).into_response()
                 }
             }),
         )
-        .route("/live", get(|| async { axum::Json(json!({"status": "alive"})) }))
-        .route("/metrics", get(move || {
-            let metrics = metrics.clone();
-            async move { metrics_response(&metrics) }
-        }))
+        .route(
+            "/live",
+            get(|| async { axum::Json(json!({"status": "alive"})) }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics_response(&metrics) }
+            }),
+        )
 }
 
 fn metrics_response(metrics: &Metrics) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.encode(),
     )
         .into_response()

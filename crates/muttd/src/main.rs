@@ -1,1 +1,123 @@
-fn main() {}
+//! The `muttd` binary: parse the command line, load configuration, run.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use muttd::app::{self, Role, StartOptions};
+use muttd::cli::{Cli, Command};
+use muttd::commands;
+use muttd::config::{self, Config};
+use muttd::secrets::EnvSecrets;
+use std::collections::HashMap;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match config::load(cli.config.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("muttd: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("muttd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let secrets = EnvSecrets::new(env);
+    match runtime.block_on(execute(cli.command, config, secrets)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "muttd failed");
+            eprintln!("muttd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Result<()> {
+    let (roles, migrate) = match command {
+        Command::Migrate => return commands::migrate(&config, &secrets).await,
+        Command::Send(args) => return commands::send(&config, &secrets, &args).await,
+        Command::Status(args) => return commands::status(&config, &secrets, &args).await,
+        Command::Run(args) => {
+            let roles = if args.roles.is_empty() {
+                Role::ALL.to_vec()
+            } else {
+                args.roles
+            };
+            (roles, args.migrate)
+        }
+        Command::Ingestor => (vec![Role::Ingestor], false),
+        Command::Alerter(f) => (vec![Role::Alerter], f.migrate),
+        Command::Forwarder => (vec![Role::Forwarder], false),
+        Command::Web(f) => (vec![Role::Web], f.migrate),
+    };
+    let app = app::start(&config, &secrets, &roles, StartOptions { migrate }).await?;
+    for (role, addr) in &app.addresses {
+        println!("muttd: {} listening on http://{addr}", role.as_str());
+    }
+    spawn_signal_handlers(&app)?;
+    app.wait().await
+}
+
+/// SIGTERM/SIGINT: graceful shutdown (leases handed back). SIGHUP: reload the alerter's rules.
+fn spawn_signal_handlers(app: &app::App) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        shutdown.cancel();
+    });
+    let rules = app.alerter_rules.clone();
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match (&rules, &store) {
+                (Some(rules), Some(store)) => {
+                    let metrics =
+                        mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());
+                    match rules.reload(store.as_ref(), &metrics).await {
+                        Ok(()) => tracing::info!("SIGHUP: rules reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: rule reload failed; keeping the previous rules")
+                        }
+                    }
+                }
+                _ => tracing::info!("SIGHUP: nothing to reload in this process"),
+            }
+        }
+    });
+    Ok(())
+}

@@ -39,7 +39,9 @@ fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
         Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
             StoreError::Rejected(format!("{context}: {e}"))
         }
-        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => {
+        Some(code)
+            if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION =>
+        {
             StoreError::Rejected(format!("{context}: {e} (has `muttd migrate` run?)"))
         }
         _ => StoreError::Unavailable(format!("{context}: {}", full_error(&e))),
@@ -79,7 +81,9 @@ impl PgStore {
         let manager = Manager::from_config(
             pg.clone(),
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
@@ -108,7 +112,11 @@ impl PgStore {
         drop(client);
         let _ = task.await;
         self.ensure_partitions(3).await?;
-        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
     }
 
     pub fn pool(&self) -> &Pool {
@@ -123,7 +131,8 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
         match_string: row.get("match_string"),
         trap_oid: row.get("trap_oid"),
         syslog_severity: row.get("syslog_severity"),
-        match_type: MatchType::from_str(&match_type).map_err(|e| StoreError::Rejected(e.to_string()))?,
+        match_type: MatchType::from_str(&match_type)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?,
         priority: row.get("priority"),
         prod_handling: row.get("prod_handling"),
         dev_handling: row.get("dev_handling"),
@@ -136,7 +145,10 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        client.simple_query("SELECT 1").await.map_err(|e| classify("ping", e))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| classify("ping", e))?;
         Ok(())
     }
 
@@ -166,7 +178,9 @@ impl Store for PgStore {
             .query("SELECT hostname, team_assignment FROM device_teams", &[])
             .await
             .map_err(|e| classify("loading device teams", e))?;
-        tx.commit().await.map_err(|e| classify("loading rules", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| classify("loading rules", e))?;
         Ok(RuleSnapshot {
             rules: rules.iter().map(row_to_rule).collect::<Result<_, _>>()?,
             development_hosts: hosts.iter().map(|r| r.get(0)).collect(),
@@ -207,7 +221,10 @@ impl Store for PgStore {
             .await
             .map_err(|e| classify("preparing audit insert", e))?;
         client
-            .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
+            .execute(
+                &stmt,
+                &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws],
+            )
             .await
             .map_err(|e| classify("writing audit rows", e))
     }

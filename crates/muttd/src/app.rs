@@ -1,0 +1,339 @@
+//! Starting roles: connect the backends once, bind each role's listener, spawn its tasks.
+
+use crate::config::Config;
+use crate::secrets::{SecretSource, first_of, key_list};
+use anyhow::{Context, Result, anyhow, bail};
+use mutt_alerter::{Alerter, AlerterConfig, AlerterHealth, AlerterMetrics};
+use mutt_core::PodName;
+use mutt_forwarder::{Forwarder, ForwarderConfig, ForwarderHealth, ForwarderMetrics};
+use mutt_ingest::IngestConfig;
+use mutt_queue::redis::{RedisConfig, RedisQueue};
+use mutt_queue::{ConsumerConfig, Queue, WorkerRole};
+use mutt_store::Store;
+use mutt_store::postgres::{PgStore, PostgresConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Role {
+    Ingestor,
+    Alerter,
+    Forwarder,
+    Web,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Ingestor, Role::Alerter, Role::Forwarder, Role::Web];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingestor => "ingestor",
+            Role::Alerter => "alerter",
+            Role::Forwarder => "forwarder",
+            Role::Web => "web",
+        }
+    }
+
+    fn port(self, c: &Config) -> u16 {
+        match self {
+            Role::Ingestor => c.ingestor.port,
+            Role::Alerter => c.alerter.port,
+            Role::Forwarder => c.forwarder.port,
+            Role::Web => c.web.port,
+        }
+    }
+
+    fn needs_store(self) -> bool {
+        matches!(self, Role::Alerter | Role::Web)
+    }
+}
+
+/// Roles started in this process.
+pub struct App {
+    pub shutdown: CancellationToken,
+    pub addresses: Vec<(Role, SocketAddr)>,
+    tasks: Vec<(Role, JoinHandle<Result<()>>)>,
+    pub queue: Arc<RedisQueue>,
+    pub store: Option<Arc<PgStore>>,
+    pub alerter_rules: Option<mutt_alerter::RuleCache>,
+}
+
+impl App {
+    pub fn address(&self, role: Role) -> Option<SocketAddr> {
+        self.addresses
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, a)| *a)
+    }
+
+    /// Waits until every role has stopped (after `shutdown` is cancelled, or a role failed:
+    /// then the others are asked to stop too). Returns the first failure.
+    pub async fn wait(self) -> Result<()> {
+        let mut first_error = None;
+        let shutdown = self.shutdown.clone();
+        let mut pending: Vec<_> = self
+            .tasks
+            .into_iter()
+            .map(|(role, task)| Box::pin(async move { (role, task.await) }))
+            .collect();
+        while !pending.is_empty() {
+            let ((role, result), _, rest) = futures_util::future::select_all(pending).await;
+            pending = rest;
+            match result {
+                Ok(Ok(())) => tracing::info!(role = role.as_str(), "role stopped"),
+                Ok(Err(e)) => {
+                    tracing::error!(role = role.as_str(), error = %format!("{e:#}"), "role failed");
+                    first_error.get_or_insert(e.context(format!("{} failed", role.as_str())));
+                    shutdown.cancel();
+                }
+                Err(join) => {
+                    tracing::error!(role = role.as_str(), error = %join, "role panicked");
+                    first_error.get_or_insert(anyhow!("{} panicked: {join}", role.as_str()));
+                    shutdown.cancel();
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks every role to stop and waits for them.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+pub async fn connect_queue(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {
+    let url = config.redis.url.clone().ok_or_else(|| {
+        anyhow!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT")
+    })?;
+    let password = first_of(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"])?;
+    let redis = RedisConfig {
+        url,
+        password,
+        keys: config.redis.keys(),
+    };
+    let queue = match RedisQueue::connect(&redis).await {
+        Ok(q) => q,
+        // Dual-password rotation (spec §11.4): try the next password before giving up.
+        Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
+            Some(next) => RedisQueue::connect(&RedisConfig {
+                password: Some(next),
+                ..redis
+            })
+            .await
+            .context(
+                "connecting to Redis (with REDIS_PASS_NEXT after the current password failed)",
+            )?,
+            None => return Err(e).context("connecting to Redis"),
+        },
+    };
+    Ok(queue)
+}
+
+pub async fn connect_store(config: &Config, secrets: &dyn SecretSource) -> Result<PgStore> {
+    let url = config.database.url.clone().ok_or_else(|| {
+        anyhow!(
+            "no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME"
+        )
+    })?;
+    let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
+    let pg = PostgresConfig {
+        url,
+        password,
+        pool_size: config.database.pool_size,
+    };
+    let store = PgStore::new(&pg)?;
+    if let Err(e) = store.ping().await {
+        match first_of(secrets, &["DB_PASS_NEXT"])? {
+            Some(next) => {
+                let store = PgStore::new(&PostgresConfig {
+                    password: Some(next),
+                    ..pg
+                })?;
+                store
+                    .ping()
+                    .await
+                    .context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
+                return Ok(store);
+            }
+            None => return Err(e).context("connecting to PostgreSQL"),
+        }
+    }
+    Ok(store)
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn consumer_config(config: &Config, role: WorkerRole, pod: &PodName) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(role, pod.clone());
+    c.heartbeat_interval = Duration::from_secs(config.worker.heartbeat_interval_secs);
+    c.heartbeat_ttl = Duration::from_secs(config.worker.heartbeat_ttl_secs);
+    c.janitor_interval = Duration::from_secs(config.worker.janitor_interval_secs);
+    c
+}
+
+/// Options for [`start`].
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Run database migrations before starting.
+    pub migrate: bool,
+}
+
+/// Connects the backends and starts the given roles; returns once every listener is bound.
+pub async fn start(
+    config: &Config,
+    secrets: &dyn SecretSource,
+    roles: &[Role],
+    opts: StartOptions,
+) -> Result<App> {
+    if roles.is_empty() {
+        bail!("no roles to start");
+    }
+    let queue = Arc::new(connect_queue(config, secrets).await?);
+    let store = if roles.iter().any(|r| r.needs_store()) || opts.migrate {
+        let s = Arc::new(connect_store(config, secrets).await?);
+        if opts.migrate {
+            let applied = s.migrate().await.context("running migrations")?;
+            tracing::info!(applied = applied.len(), "migrations applied");
+        }
+        Some(s)
+    } else {
+        None
+    };
+    let metrics = mutt_service::Metrics::new();
+    let shutdown = CancellationToken::new();
+    let mut app = App {
+        shutdown: shutdown.clone(),
+        addresses: Vec::new(),
+        tasks: Vec::new(),
+        queue: queue.clone(),
+        store: store.clone(),
+        alerter_rules: None,
+    };
+    let dyn_queue: Arc<dyn Queue> = queue.clone();
+
+    for &role in roles {
+        let bind = format!("{}:{}", config.bind_address, role.port(config));
+        let listener = TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("{}: cannot listen on {bind}", role.as_str()))?;
+        let addr = listener.local_addr()?;
+        let pod = match &config.pod_name {
+            Some(p) => PodName::parse(p.clone())?,
+            None => PodName::random(role.as_str()),
+        };
+        let task: JoinHandle<Result<()>> = match role {
+            Role::Ingestor => {
+                let ingest = IngestConfig {
+                    api_keys: key_list(secrets, "INGEST_API_KEY")?,
+                    auth_disabled: config.ingestor.auth_disabled,
+                    required_fields: config.ingestor.required_fields.clone(),
+                    max_queue_size: config.ingestor.max_queue_size,
+                    max_body_bytes: config.ingestor.max_body_bytes,
+                };
+                let router = mutt_ingest::router(dyn_queue.clone(), ingest, metrics.clone())?;
+                let sd = shutdown.clone();
+                tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
+            }
+            Role::Alerter => {
+                let store: Arc<dyn Store> = store
+                    .clone()
+                    .ok_or_else(|| anyhow!("alerter needs PostgreSQL"))?;
+                let alerter_metrics = AlerterMetrics::register(&metrics);
+                let cfg = AlerterConfig {
+                    batch_size: config.alerter.batch_size,
+                    block_timeout: secs(config.worker.block_timeout_secs),
+                    max_retries: config.alerter.max_retries,
+                    cache_reload_interval: Duration::from_secs(
+                        config.alerter.cache_reload_interval_secs.max(1),
+                    ),
+                    ..AlerterConfig::default()
+                };
+                let alerter = Alerter::start(
+                    queue.as_ref(),
+                    store.clone(),
+                    consumer_config(config, WorkerRole::Alerter, &pod),
+                    cfg,
+                    alerter_metrics,
+                )
+                .await?;
+                app.alerter_rules = Some(alerter.rules().clone());
+                let health = Arc::new(AlerterHealth {
+                    queue: dyn_queue.clone(),
+                    store,
+                    pod: pod.to_string(),
+                });
+                let router = mutt_service::ops::routes(metrics.clone(), health);
+                let sd = shutdown.clone();
+                tokio::spawn(async move {
+                    let server = tokio::spawn(mutt_service::serve(listener, router, sd.clone()));
+                    alerter.run(sd).await?;
+                    server.await??;
+                    Ok(())
+                })
+            }
+            Role::Forwarder => {
+                let webhook_url = config.forwarder.webhook_url.clone().ok_or_else(|| {
+                    anyhow!("no webhook configured: set forwarder.webhook_url (MUTT_FORWARDER__WEBHOOK_URL) or MOOG_WEBHOOK_URL")
+                })?;
+                let fwd_metrics = ForwarderMetrics::register(&metrics);
+                let cfg = ForwarderConfig {
+                    webhook_url: webhook_url.clone(),
+                    api_key: secrets.get("MOOG_API_KEY")?,
+                    format: config.forwarder.format,
+                    timeout: secs(config.forwarder.timeout_secs),
+                    batch_size: config.forwarder.batch_size,
+                    block_timeout: secs(config.worker.block_timeout_secs),
+                    max_retries: config.forwarder.max_retries,
+                    retry_base: secs(config.forwarder.retry_base_secs),
+                    retry_max: secs(config.forwarder.retry_max_secs),
+                };
+                let forwarder = Forwarder::start(
+                    queue.as_ref(),
+                    consumer_config(config, WorkerRole::Forwarder, &pod),
+                    cfg,
+                    fwd_metrics,
+                )
+                .await?;
+                let health = Arc::new(ForwarderHealth::new(
+                    dyn_queue.clone(),
+                    webhook_url,
+                    pod.to_string(),
+                ));
+                let router = mutt_service::ops::routes(metrics.clone(), health);
+                let sd = shutdown.clone();
+                tokio::spawn(async move {
+                    let server = tokio::spawn(mutt_service::serve(listener, router, sd.clone()));
+                    forwarder.run(sd).await;
+                    server.await??;
+                    Ok(())
+                })
+            }
+            Role::Web => {
+                let store: Arc<dyn Store> = store
+                    .clone()
+                    .ok_or_else(|| anyhow!("web needs PostgreSQL"))?;
+                let web = mutt_web::WebConfig {
+                    api_keys: key_list(secrets, "WEBUI_API_KEY")?,
+                };
+                let router = mutt_web::router(dyn_queue.clone(), store, web, metrics.clone())?;
+                let sd = shutdown.clone();
+                tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
+            }
+        };
+        tracing::info!(role = role.as_str(), address = %addr, pod = %pod, "role started");
+        app.addresses.push((role, addr));
+        app.tasks.push((role, task));
+    }
+    Ok(app)
+}

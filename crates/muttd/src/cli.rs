@@ -1,0 +1,130 @@
+//! The command line. Parsing only; `main` runs what was parsed.
+
+use crate::app::Role;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Configuration: defaults, then the TOML file (--config or MUTT_CONFIG), then the original MUTT's
+environment variables (REDIS_HOST, REDIS_PORT, DB_HOST, DB_NAME, MOOG_WEBHOOK_URL,
+INGEST_QUEUE_NAME, POD_NAME, …), then MUTT_<SECTION>__<KEY> variables (e.g.
+MUTT_REDIS__URL=redis://127.0.0.1:6379/0, MUTT_FORWARDER__WEBHOOK_URL=…). Later sources win.
+
+Secrets come from environment variables or from files named by <NAME>_FILE:
+INGEST_API_KEY (comma-separated for several keys), WEBUI_API_KEY, MOOG_API_KEY,
+REDIS_PASS_CURRENT / REDIS_PASS_NEXT, DB_PASS_CURRENT / DB_PASS_NEXT.";
+
+/// MUTT: syslog and SNMP-trap events in, rules decide, audit trail written, alerts to Moogsoft.
+#[derive(Debug, Parser)]
+#[command(name = "muttd", version, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "MUTT_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role (ingestor, alerter, forwarder, web) in one process.
+    Run(RunArgs),
+    /// Run the HTTP ingest API (POST /ingest) in front of the ingest queue.
+    Ingestor,
+    /// Run the rule engine: ingest queue → audit trail + alert queue.
+    Alerter(MigrateFlag),
+    /// Run the delivery worker: alert queue → webhook (Moogsoft).
+    Forwarder,
+    /// Run the management API (rules).
+    Web(MigrateFlag),
+    /// Apply database migrations and create the monthly audit partitions, then exit.
+    Migrate,
+    /// Post a test event to a running ingestor.
+    Send(SendArgs),
+    /// Print queue depths, dead-letter depths, delayed retries and workers' heartbeats.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateFlag {
+    /// Apply database migrations before starting.
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Apply database migrations before starting.
+    #[arg(long)]
+    pub migrate: bool,
+    /// Only these roles (comma-separated); default all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Ingest URL; default http://127.0.0.1:<ingestor.port>/ingest.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// API key; default the INGEST_API_KEY secret (its first key).
+    #[arg(long, env = "MUTT_SEND_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The event's hostname.
+    #[arg(long, default_value = "muttd-send")]
+    pub hostname: String,
+    /// The event's message.
+    #[arg(long, default_value = "CRITICAL: test event from muttd send")]
+    pub message: String,
+    /// A whole event as JSON (overrides --hostname/--message; timestamp added if missing).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// How many copies to send.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_subcommands() {
+        let c = Cli::try_parse_from(["muttd", "run", "--migrate", "--roles", "ingestor,alerter"])
+            .unwrap();
+        match c.command {
+            Command::Run(a) => {
+                assert!(a.migrate);
+                assert_eq!(a.roles, vec![Role::Ingestor, Role::Alerter]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["muttd", "run", "--roles", "nope"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["muttd", "-c", "x.toml", "status"])
+                .unwrap()
+                .command,
+            Command::Status(_)
+        ));
+    }
+
+    #[test]
+    fn help_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

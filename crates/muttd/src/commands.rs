@@ -1,0 +1,109 @@
+//! Operator commands that do one thing and exit.
+
+use crate::app::{connect_queue, connect_store};
+use crate::cli::{SendArgs, StatusArgs};
+use crate::config::Config;
+use crate::secrets::{SecretSource, key_list};
+use anyhow::{Context, Result, anyhow, bail};
+use mutt_queue::Queue;
+
+pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> {
+    let store = connect_store(config, secrets).await?;
+    let applied = store.migrate().await.context("running migrations")?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    }
+    for m in applied {
+        println!("applied {m}");
+    }
+    Ok(())
+}
+
+pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) -> Result<()> {
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}/ingest", config.ingestor.port));
+    let key = match &args.api_key {
+        Some(k) => k.clone(),
+        None => key_list(secrets, "INGEST_API_KEY")?
+            .first()
+            .map(|k| k.expose().to_owned())
+            .ok_or_else(|| anyhow!("no API key: pass --api-key or set INGEST_API_KEY"))?,
+    };
+    let mut event: serde_json::Map<String, serde_json::Value> = match &args.event {
+        Some(json) => serde_json::from_str(json).context("--event is not a JSON object")?,
+        None => serde_json::Map::from_iter([
+            ("hostname".to_string(), args.hostname.clone().into()),
+            ("message".to_string(), args.message.clone().into()),
+        ]),
+    };
+    event.entry("timestamp").or_insert_with(|| {
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into()
+    });
+    let client = reqwest::Client::new();
+    for _ in 0..args.count.max(1) {
+        let resp = client
+            .post(&url)
+            .header("X-API-KEY", &key)
+            .json(&event)
+            .send()
+            .await
+            .with_context(|| format!("posting to {url}"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        println!("{} {}", status.as_u16(), body);
+        if !status.is_success() {
+            bail!("the ingestor answered {status}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusArgs) -> Result<()> {
+    let queue = connect_queue(config, secrets).await?;
+    let status = queue.status().await?;
+    let circuit_key = format!("{}circuit_breaker:moogsoft:state", config.redis.key_prefix);
+    let mut conn = queue.connection();
+    let circuit: Option<String> = redis::cmd("GET")
+        .arg(&circuit_key)
+        .query_async(&mut conn)
+        .await
+        .ok()
+        .flatten();
+    let circuit = circuit.unwrap_or_else(|| "CLOSED (no state recorded)".into());
+    if args.json {
+        let mut v = serde_json::to_value(&status)?;
+        v["circuit_breaker"] = serde_json::json!({"moogsoft": circuit});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("QUEUES");
+    for d in status.queues.iter().chain(&status.delayed_retries) {
+        println!("  {:<40} {:>10}", d.name, d.depth);
+    }
+    println!("DEAD-LETTER QUEUES");
+    for d in &status.dead_letter_queues {
+        println!("  {:<40} {:>10}", d.name, d.depth);
+    }
+    println!("WORKERS");
+    if status.processing_lists.is_empty() {
+        println!("  (none)");
+    }
+    for p in &status.processing_lists {
+        let state = if p.alive {
+            "alive"
+        } else {
+            "DEAD (janitor will recover)"
+        };
+        println!(
+            "  {:<8} {:<30} leased {:>6}  {}",
+            p.role, p.pod, p.depth, state
+        );
+    }
+    println!("CIRCUIT BREAKER");
+    println!("  moogsoft: {circuit}");
+    Ok(())
+}

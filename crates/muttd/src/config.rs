@@ -1,0 +1,724 @@
+//! Configuration: defaults, then a TOML file, then the original MUTT's environment variables
+//! (so an existing deployment's env file works), then `MUTT_*` variables (`MUTT_ALERTER__BATCH_SIZE`:
+//! `__` separates sections). Later sources win. Secrets are not configuration: see `secrets`.
+//!
+//! Loading takes the environment as a map so that tests are hermetic.
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use mutt_queue::redis::KeySpace;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every listener binds to (`0.0.0.0` to listen on all interfaces).
+    pub bind_address: String,
+    /// This process's worker name, the last segment of its processing-list and heartbeat keys;
+    /// keep it fixed per replica (e.g. the Kubernetes pod name). Default: `<role>-<6 hex>`.
+    pub pod_name: Option<String>,
+    pub log: LogConfig,
+    pub redis: RedisSection,
+    pub database: DatabaseSection,
+    pub ingestor: IngestorSection,
+    pub alerter: AlerterSection,
+    pub forwarder: ForwarderSection,
+    pub web: WebSection,
+    pub worker: WorkerSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_address: "127.0.0.1".into(),
+            pod_name: None,
+            log: LogConfig::default(),
+            redis: RedisSection::default(),
+            database: DatabaseSection::default(),
+            ingestor: IngestorSection::default(),
+            alerter: AlerterSection::default(),
+            forwarder: ForwarderSection::default(),
+            web: WebSection::default(),
+            worker: WorkerSection::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as `info,mutt_queue=debug`.
+    pub level: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://host:port/db`, or `rediss://…` for TLS. The password comes from the secrets
+    /// (`REDIS_PASS_CURRENT`), not from here.
+    pub url: Option<String>,
+    /// Prefix of every key; `mutt:` gives the original names. Use a hash tag such as `{mutt}:`
+    /// on Redis Cluster.
+    pub key_prefix: String,
+    pub ingest_queue: Option<String>,
+    pub alert_queue: Option<String>,
+    pub alerter_dlq: Option<String>,
+    pub moog_dlq: Option<String>,
+    pub metrics_prefix: Option<String>,
+    pub processing_prefix: Option<String>,
+    pub heartbeat_prefix: Option<String>,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "mutt:".into(),
+            ingest_queue: None,
+            alert_queue: None,
+            alerter_dlq: None,
+            moog_dlq: None,
+            metrics_prefix: None,
+            processing_prefix: None,
+            heartbeat_prefix: None,
+        }
+    }
+}
+
+impl RedisSection {
+    pub fn keys(&self) -> KeySpace {
+        let mut k = KeySpace::with_prefix(&self.key_prefix);
+        let set = |slot: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        };
+        set(&mut k.ingest_queue, &self.ingest_queue);
+        set(&mut k.alert_queue, &self.alert_queue);
+        set(&mut k.alerter_dlq, &self.alerter_dlq);
+        set(&mut k.moog_dlq, &self.moog_dlq);
+        set(&mut k.metrics_prefix, &self.metrics_prefix);
+        set(&mut k.processing_prefix, &self.processing_prefix);
+        set(&mut k.heartbeat_prefix, &self.heartbeat_prefix);
+        k
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://user@host:port/dbname`. The password comes from the secrets (`DB_PASS_CURRENT`).
+    pub url: Option<String>,
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestorSection {
+    pub port: u16,
+    /// Fields every event must carry with a non-empty value.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub required_fields: Vec<String>,
+    /// Backpressure: requests get 503 at this ingest-queue depth.
+    pub max_queue_size: u64,
+    /// Bodies above this get 413.
+    pub max_body_bytes: usize,
+    /// Accept requests without an API key. Off by default; the ingestor refuses to start
+    /// without a key unless this is set.
+    pub auth_disabled: bool,
+}
+
+impl Default for IngestorSection {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
+            max_queue_size: 1_000_000,
+            max_body_bytes: 5 * 1024 * 1024,
+            auth_disabled: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlerterSection {
+    pub port: u16,
+    /// Events leased and processed per batch.
+    pub batch_size: usize,
+    /// Retries of a failing event before it is dead-lettered.
+    pub max_retries: u32,
+    /// Rule cache reload period in seconds.
+    pub cache_reload_interval_secs: u64,
+}
+
+impl Default for AlerterSection {
+    fn default() -> Self {
+        Self {
+            port: 8081,
+            batch_size: 100,
+            max_retries: 3,
+            cache_reload_interval_secs: 300,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwarderSection {
+    pub port: u16,
+    /// Where alerts are POSTed (Moogsoft or any webhook).
+    pub webhook_url: Option<String>,
+    /// `legacy` (the original's Moog payload) or `generic` (the alert as JSON).
+    pub format: mutt_forwarder::OutputFormat,
+    pub timeout_secs: f64,
+    /// Alerts leased and sent concurrently.
+    pub batch_size: usize,
+    pub max_retries: u32,
+    pub retry_base_secs: f64,
+    pub retry_max_secs: f64,
+}
+
+impl Default for ForwarderSection {
+    fn default() -> Self {
+        Self {
+            port: 8083,
+            webhook_url: None,
+            format: mutt_forwarder::OutputFormat::Legacy,
+            timeout_secs: 10.0,
+            batch_size: 20,
+            max_retries: 5,
+            retry_base_secs: 1.0,
+            retry_max_secs: 60.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSection {
+    pub port: u16,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        Self { port: 8090 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    pub heartbeat_interval_secs: u64,
+    /// A worker whose heartbeat is older than this counts as dead.
+    pub heartbeat_ttl_secs: u64,
+    pub janitor_interval_secs: u64,
+    /// How long one blocking lease waits for the first message.
+    pub block_timeout_secs: f64,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: 10,
+            heartbeat_ttl_secs: 30,
+            janitor_interval_secs: 60,
+            block_timeout_secs: 2.0,
+        }
+    }
+}
+
+fn list_or_comma_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::Text(s) => split_list(&s),
+    })
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+}
+
+/// The original's variable names and where each lands (spec §11.1).
+const LEGACY_VARS: &[(&str, &str, Kind)] = &[
+    ("POD_NAME", "pod_name", Kind::Text),
+    ("LOG_LEVEL", "log.level", Kind::Text),
+    ("LOG_JSON_ENABLED", "log.json", Kind::Flag),
+    ("INGEST_QUEUE_NAME", "redis.ingest_queue", Kind::Text),
+    ("ALERT_QUEUE_NAME", "redis.alert_queue", Kind::Text),
+    ("ALERTER_DLQ_NAME", "redis.alerter_dlq", Kind::Text),
+    ("MOOG_DLQ_NAME", "redis.moog_dlq", Kind::Text),
+    ("METRICS_PREFIX", "redis.metrics_prefix", Kind::Text),
+    ("DB_POOL_MAX_CONN", "database.pool_size", Kind::Int),
+    ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Int),
+    ("REQUIRED_FIELDS", "ingestor.required_fields", Kind::List),
+    (
+        "MAX_INGEST_QUEUE_SIZE",
+        "ingestor.max_queue_size",
+        Kind::Int,
+    ),
+    (
+        "MAX_INGEST_BODY_BYTES",
+        "ingestor.max_body_bytes",
+        Kind::Int,
+    ),
+    ("METRICS_PORT_ALERTER", "alerter.port", Kind::Int),
+    ("ALERTER_MAX_RETRIES", "alerter.max_retries", Kind::Int),
+    (
+        "CACHE_RELOAD_INTERVAL",
+        "alerter.cache_reload_interval_secs",
+        Kind::Int,
+    ),
+    ("METRICS_PORT_MOOG", "forwarder.port", Kind::Int),
+    ("MOOG_WEBHOOK_URL", "forwarder.webhook_url", Kind::Text),
+    (
+        "MOOG_WEBHOOK_TIMEOUT",
+        "forwarder.timeout_secs",
+        Kind::Float,
+    ),
+    ("MOOG_MAX_RETRIES", "forwarder.max_retries", Kind::Int),
+    (
+        "MOOG_RETRY_BASE_DELAY",
+        "forwarder.retry_base_secs",
+        Kind::Float,
+    ),
+    (
+        "MOOG_RETRY_MAX_DELAY",
+        "forwarder.retry_max_secs",
+        Kind::Float,
+    ),
+    ("SERVER_PORT_WEBUI", "web.port", Kind::Int),
+    (
+        "ALERTER_HEARTBEAT_INTERVAL",
+        "worker.heartbeat_interval_secs",
+        Kind::Int,
+    ),
+    (
+        "MOOG_HEARTBEAT_INTERVAL",
+        "worker.heartbeat_interval_secs",
+        Kind::Int,
+    ),
+    (
+        "ALERTER_JANITOR_TIMEOUT",
+        "worker.heartbeat_ttl_secs",
+        Kind::Int,
+    ),
+    (
+        "MOOG_JANITOR_TIMEOUT",
+        "worker.heartbeat_ttl_secs",
+        Kind::Int,
+    ),
+    (
+        "BRPOPLPUSH_TIMEOUT",
+        "worker.block_timeout_secs",
+        Kind::Float,
+    ),
+];
+
+/// Names of the legacy variables accepted (for `--help` and the README).
+pub fn legacy_variable_names() -> impl Iterator<Item = &'static str> {
+    LEGACY_VARS.iter().map(|(n, _, _)| *n).chain([
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_TLS_ENABLED",
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "ALERTER_PROCESSING_LIST_PREFIX",
+        "MOOG_PROCESSING_LIST_PREFIX",
+        "ALERTER_HEARTBEAT_PREFIX",
+        "MOOG_HEARTBEAT_PREFIX",
+    ])
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Text,
+    Int,
+    Float,
+    Flag,
+    List,
+}
+
+fn parse_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
+    let bad = |what: &str| ConfigError::Invalid(format!("{name}={raw:?} is not {what}"));
+    Ok(match kind {
+        Kind::Text => Value::from(raw),
+        Kind::Int => Value::from(
+            raw.trim()
+                .parse::<u64>()
+                .map_err(|_| bad("a whole number"))?,
+        ),
+        Kind::Float => Value::from(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
+        Kind::Flag => Value::from(matches!(
+            raw.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )),
+        Kind::List => Value::from(split_list(raw)),
+    })
+}
+
+fn insert_path(root: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut cur = root;
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(p.to_owned(), value);
+            return;
+        }
+        let next = cur
+            .entry(p.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        let Value::Object(m) = next else { return };
+        cur = m;
+    }
+}
+
+fn legacy_overrides(env: &HashMap<String, String>) -> Result<Value, ConfigError> {
+    let mut root = Map::new();
+    for (name, path, kind) in LEGACY_VARS {
+        if let Some(raw) = env.get(*name).filter(|v| !v.is_empty()) {
+            insert_path(&mut root, path, parse_value(name, raw, *kind)?);
+        }
+    }
+    // Redis: host/port/db/TLS make a URL.
+    if env.contains_key("REDIS_HOST") || env.contains_key("REDIS_PORT") {
+        let host = env
+            .get("REDIS_HOST")
+            .map(String::as_str)
+            .unwrap_or("localhost");
+        let port = match env.get("REDIS_PORT") {
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError::Invalid(format!("REDIS_PORT={p:?} is not a port")))?,
+            None => 6379,
+        };
+        let db = match env.get("REDIS_DB") {
+            Some(d) => d
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| ConfigError::Invalid(format!("REDIS_DB={d:?} is not a number")))?,
+            None => 0,
+        };
+        let tls = env
+            .get("REDIS_TLS_ENABLED")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let scheme = if tls { "rediss" } else { "redis" };
+        insert_path(
+            &mut root,
+            "redis.url",
+            Value::from(format!("{scheme}://{host}:{port}/{db}")),
+        );
+    }
+    for (var, role) in [
+        ("ALERTER_PROCESSING_LIST_PREFIX", "alerter"),
+        ("MOOG_PROCESSING_LIST_PREFIX", "moog"),
+    ] {
+        if let Some(v) = env.get(var) {
+            let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "{var}={v:?} must end with \":{role}\" (lists are <prefix>:{role}:<pod>)"
+                ))
+            })?;
+            insert_path(&mut root, "redis.processing_prefix", Value::from(prefix));
+        }
+    }
+    for (var, role) in [
+        ("ALERTER_HEARTBEAT_PREFIX", "alerter"),
+        ("MOOG_HEARTBEAT_PREFIX", "moog"),
+    ] {
+        if let Some(v) = env.get(var) {
+            let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "{var}={v:?} must end with \":{role}\" (keys are <prefix>:{role}:<pod>)"
+                ))
+            })?;
+            insert_path(&mut root, "redis.heartbeat_prefix", Value::from(prefix));
+        }
+    }
+    // PostgreSQL: host/port/name/user make a URL (the password stays a secret).
+    if env.contains_key("DB_HOST") || env.contains_key("DB_NAME") {
+        let host = env
+            .get("DB_HOST")
+            .map(String::as_str)
+            .unwrap_or("localhost");
+        let port = match env.get("DB_PORT") {
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError::Invalid(format!("DB_PORT={p:?} is not a port")))?,
+            None => 5432,
+        };
+        let name = env.get("DB_NAME").map(String::as_str).unwrap_or("mutt_db");
+        let user = env
+            .get("DB_USER")
+            .map(String::as_str)
+            .unwrap_or("mutt_user");
+        let tls = env
+            .get("DB_TLS_ENABLED")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if tls {
+            return Err(ConfigError::Invalid(
+                "DB_TLS_ENABLED=true: TLS to PostgreSQL is not supported yet; terminate TLS in a local proxy or set DB_TLS_ENABLED=false".into(),
+            ));
+        }
+        insert_path(
+            &mut root,
+            "database.url",
+            Value::from(format!("postgres://{user}@{host}:{port}/{name}")),
+        );
+    }
+    Ok(Value::Object(root))
+}
+
+/// `MUTT_SECTION__KEY=value` → `section.key`. Values that read as numbers or booleans are
+/// taken as such (serde then checks the type against the field).
+fn mutt_overrides(env: &HashMap<String, String>) -> Value {
+    let mut root = Map::new();
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("MUTT_") else {
+            continue;
+        };
+        if rest.starts_with("TEST_")
+            || rest == "CONFIG"
+            || rest.ends_with("_FILE")
+            || is_secret_name(rest)
+        {
+            continue;
+        }
+        let path = rest.to_ascii_lowercase().replace("__", ".");
+        let value = if let Ok(n) = raw.parse::<u64>() {
+            Value::from(n)
+        } else if let Ok(f) = raw.parse::<f64>() {
+            Value::from(f)
+        } else if let Ok(b) = raw.parse::<bool>() {
+            Value::from(b)
+        } else {
+            Value::from(raw.as_str())
+        };
+        insert_path(&mut root, &path, value);
+    }
+    Value::Object(root)
+}
+
+fn is_secret_name(name: &str) -> bool {
+    crate::secrets::SECRET_NAMES.contains(&name)
+}
+
+/// Loads the configuration from an optional TOML file and the given environment.
+pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig = fig
+        .merge(Serialized::defaults(legacy_overrides(env)?))
+        .merge(Serialized::defaults(mutt_overrides(env)));
+    let config: Config = fig.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    /// Checks values that serde's types cannot (before any connection is made).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(p) = &self.pod_name {
+            mutt_core::PodName::parse(p.clone())
+                .map_err(|e| ConfigError::Invalid(format!("pod_name: {e}")))?;
+        }
+        if self.alerter.batch_size == 0 || self.alerter.batch_size > 1000 {
+            return Err(ConfigError::Invalid(
+                "alerter.batch_size must be between 1 and 1000".into(),
+            ));
+        }
+        if self.forwarder.batch_size == 0 || self.forwarder.batch_size > 1000 {
+            return Err(ConfigError::Invalid(
+                "forwarder.batch_size must be between 1 and 1000".into(),
+            ));
+        }
+        if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
+            return Err(ConfigError::Invalid(
+                "worker.heartbeat_ttl_secs must be longer than worker.heartbeat_interval_secs"
+                    .into(),
+            ));
+        }
+        for (name, v) in [
+            ("forwarder.timeout_secs", self.forwarder.timeout_secs),
+            ("forwarder.retry_base_secs", self.forwarder.retry_base_secs),
+            ("forwarder.retry_max_secs", self.forwarder.retry_max_secs),
+            ("worker.block_timeout_secs", self.worker.block_timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be a positive number of seconds"
+                )));
+            }
+        }
+        if self.ingestor.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "ingestor.max_body_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.ingestor.port, 8080);
+        assert_eq!(c.alerter.max_retries, 3);
+        assert_eq!(c.forwarder.max_retries, 5);
+        assert_eq!(c.redis.keys().ingest_queue, "mutt:ingest_queue");
+        assert_eq!(
+            c.redis
+                .keys()
+                .processing_list(mutt_queue::WorkerRole::Forwarder, "p"),
+            "mutt:processing:moog:p"
+        );
+    }
+
+    #[test]
+    fn original_env_file_works() {
+        let c = load(
+            None,
+            &env(&[
+                ("REDIS_HOST", "redis.internal"),
+                ("REDIS_PORT", "6380"),
+                ("REDIS_TLS_ENABLED", "true"),
+                ("DB_HOST", "pg"),
+                ("DB_NAME", "mutt"),
+                ("DB_TLS_ENABLED", "false"),
+                ("MOOG_WEBHOOK_URL", "https://moog/api"),
+                ("INGEST_QUEUE_NAME", "custom:ingest"),
+                ("REQUIRED_FIELDS", " hostname , message,"),
+                ("POD_NAME", "alerter-0"),
+                ("ALERTER_PROCESSING_LIST_PREFIX", "x:proc:alerter"),
+                ("LOG_JSON_ENABLED", "yes"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.url.as_deref(),
+            Some("rediss://redis.internal:6380/0")
+        );
+        assert_eq!(
+            c.database.url.as_deref(),
+            Some("postgres://mutt_user@pg:5432/mutt")
+        );
+        assert_eq!(c.forwarder.webhook_url.as_deref(), Some("https://moog/api"));
+        assert_eq!(c.redis.keys().ingest_queue, "custom:ingest");
+        assert_eq!(c.redis.keys().processing_prefix, "x:proc");
+        assert_eq!(c.ingestor.required_fields, vec!["hostname", "message"]);
+        assert_eq!(c.pod_name.as_deref(), Some("alerter-0"));
+        assert!(c.log.json);
+    }
+
+    #[test]
+    fn mutt_variables_win_over_legacy_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mutt.toml");
+        std::fs::write(
+            &path,
+            "[alerter]\nbatch_size = 50\n[ingestor]\nport = 9000\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&path),
+            &env(&[
+                ("SERVER_PORT_INGESTOR", "9100"),
+                ("MUTT_INGESTOR__PORT", "9200"),
+                ("MUTT_REDIS__KEY_PREFIX", "{mutt}:"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.alerter.batch_size, 50);
+        assert_eq!(c.ingestor.port, 9200);
+        assert_eq!(c.redis.keys().alert_queue, "{mutt}:alert_queue");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "eighty")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SERVER_PORT_INGESTOR"), "{e}");
+        let e = load(None, &env(&[("POD_NAME", "a:b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("':'"), "{e}");
+        let e = load(None, &env(&[("MUTT_ALERTER__BATCH_SIZE", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_size"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[alerter]\nbatch_sise = 5\n").unwrap();
+        let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert!(e.contains("batch_sise"), "{e}");
+    }
+}
