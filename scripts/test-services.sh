@@ -16,32 +16,8 @@ pg_port=${MUTT_TEST_PG_PORT:-15432}
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 
-pg_bindir() {
-  local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
-  command -v initdb >/dev/null 2>&1 && dirname "$(command -v initdb)" && return
-  return 1
-}
-
-install_packages() {
-  local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-  pg_bindir >/dev/null 2>&1 || missing+=(postgresql)
-  if [ ${#missing[@]} -eq 0 ]; then return; fi
-  log "installing ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian's package starts its own cluster and server on the default ports; ours are private.
-}
-
-# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
-as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# shellcheck source=scripts/lib/services.sh
+source "$root/scripts/lib/services.sh"
 
 start() {
   install_packages

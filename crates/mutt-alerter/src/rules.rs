@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct RuleCache {
     current: Arc<RwLock<Arc<RuleSet>>>,
+    /// Wakes the reloader ahead of its timer.
+    requested: Arc<tokio::sync::Notify>,
 }
 
 impl RuleCache {
@@ -18,6 +20,7 @@ impl RuleCache {
         let set = load_set(store, metrics).await?;
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(set))),
+            requested: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -49,12 +52,22 @@ impl RuleCache {
     ) -> tokio::task::JoinHandle<()> {
         let cache = self.clone();
         tokio::spawn(async move {
-            while mutt_service::sleep_or_shutdown(every, &shutdown).await {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cache.requested.notified() => tracing::info!("rule reload requested"),
+                }
                 if let Err(e) = cache.reload(store.as_ref(), &metrics).await {
                     tracing::error!(error = %e, "rule reload failed; keeping the previous rules");
                 }
             }
         })
+    }
+
+    /// Asks the running alerter to reload soon (SIGHUP, pub/sub `mutt:config:reload`).
+    pub fn request_reload(&self) {
+        self.requested.notify_one();
     }
 }
 

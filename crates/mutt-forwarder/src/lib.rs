@@ -20,9 +20,18 @@ pub use metrics::ForwarderMetrics;
 pub use payload::OutputFormat;
 pub use worker::{ForwardOutcome, Forwarder};
 
+/// Where delivered alerts go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// POSTed to Moogsoft or any webhook.
+    Webhook(String),
+    /// Appended as JSON lines to a file (and logged): for a first run without a Moogsoft.
+    File(std::path::PathBuf),
+}
+
 #[derive(Clone, Debug)]
 pub struct ForwarderConfig {
-    pub webhook_url: String,
+    pub destination: Destination,
     /// Sent as `Authorization: Bearer …` (the original's scheme).
     pub api_key: Option<Secret>,
     pub format: OutputFormat,
@@ -41,7 +50,7 @@ pub struct ForwarderConfig {
 impl Default for ForwarderConfig {
     fn default() -> Self {
         Self {
-            webhook_url: String::new(),
+            destination: Destination::File("alerts.jsonl".into()),
             api_key: None,
             format: OutputFormat::Legacy,
             timeout: Duration::from_secs(10),

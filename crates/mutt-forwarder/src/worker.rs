@@ -2,13 +2,14 @@
 
 use crate::delivery::{Delivery, classify};
 use crate::payload;
-use crate::{ForwarderConfig, ForwarderMetrics};
+use crate::{Destination, ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
 use mutt_queue::{
     ConsumerConfig, Queue, QueueError, RetryOutcome, RetryPolicy, Settlement, WorkerRole,
 };
 use mutt_service::Backoff;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct Forwarder {
     client: reqwest::Client,
     config: ForwarderConfig,
     metrics: ForwarderMetrics,
+    /// Open alerts file for [`Destination::File`].
+    file: Option<tokio::sync::Mutex<tokio::fs::File>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +49,17 @@ impl Forwarder {
     ) -> Result<Self, ForwarderError> {
         debug_assert_eq!(consumer.role, WorkerRole::Forwarder);
         let client = http_client(&config)?;
+        let file = match &config.destination {
+            Destination::File(path) => Some(tokio::sync::Mutex::new(open_alerts_file(path).await?)),
+            Destination::Webhook(_) => None,
+        };
         let consumer = queue.consumer(consumer).await?;
         Ok(Self {
             consumer,
             client,
             config,
             metrics,
+            file,
         })
     }
 
@@ -148,7 +156,11 @@ impl Forwarder {
     async fn deliver(&self, raw: &[u8]) -> Result<Delivery, String> {
         let alert: Alert = serde_json::from_slice(raw).map_err(|e| format!("not an alert: {e}"))?;
         let body = payload::body(self.config.format, &alert, chrono::Utc::now().timestamp());
-        let mut req = self.client.post(&self.config.webhook_url).json(&body);
+        let url = match &self.config.destination {
+            Destination::Webhook(url) => url,
+            Destination::File(path) => return Ok(self.append_to_file(path, &body).await),
+        };
+        let mut req = self.client.post(url).json(&body);
         if let Some(key) = &self.config.api_key {
             req = req.bearer_auth(key.expose());
         }
@@ -192,6 +204,29 @@ impl Forwarder {
         Ok(outcome)
     }
 
+    async fn append_to_file(&self, path: &std::path::Path, body: &serde_json::Value) -> Delivery {
+        let Some(file) = &self.file else {
+            return Delivery::Retry {
+                after: None,
+                reason: "alerts file is not open".into(),
+            };
+        };
+        let mut line = body.to_string();
+        tracing::info!(alert = %line, file = %path.display(), "alert");
+        line.push('\n');
+        let mut f = file.lock().await;
+        match f.write_all(line.as_bytes()).await {
+            Ok(()) => {
+                self.metrics.request("success", "");
+                Delivery::Delivered
+            }
+            Err(e) => Delivery::Retry {
+                after: None,
+                reason: format!("writing {}: {e}", path.display()),
+            },
+        }
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
@@ -211,6 +246,20 @@ impl Forwarder {
         }
         tracing::info!("forwarder stopped");
     }
+}
+
+async fn open_alerts_file(path: &std::path::Path) -> Result<tokio::fs::File, ForwarderError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| ForwarderError::Http(format!("creating {}: {e}", dir.display())))?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| ForwarderError::Http(format!("opening {}: {e}", path.display())))
 }
 
 fn retry_count(raw: &[u8], field: &str) -> u64 {

@@ -267,7 +267,19 @@ pub async fn start(
                     alerter_metrics,
                 )
                 .await?;
-                app.alerter_rules = Some(alerter.rules().clone());
+                let rules = alerter.rules().clone();
+                app.alerter_rules = Some(rules.clone());
+                // Rule edits elsewhere publish on `mutt:config:reload`; reload when they do.
+                let (q, sd) = (queue.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    let channel = q.reload_channel();
+                    q.listen(
+                        channel,
+                        move || rules.request_reload(),
+                        sd.cancelled_owned(),
+                    )
+                    .await;
+                });
                 let health = Arc::new(AlerterHealth {
                     queue: dyn_queue.clone(),
                     store,
@@ -283,12 +295,21 @@ pub async fn start(
                 })
             }
             Role::Forwarder => {
-                let webhook_url = config.forwarder.webhook_url.clone().ok_or_else(|| {
-                    anyhow!("no webhook configured: set forwarder.webhook_url (MUTT_FORWARDER__WEBHOOK_URL) or MOOG_WEBHOOK_URL")
-                })?;
+                let destination = match &config.forwarder.webhook_url {
+                    Some(url) => mutt_forwarder::Destination::Webhook(url.clone()),
+                    None => {
+                        let file = config.alerts_file();
+                        tracing::warn!(
+                            file = %file.display(),
+                            "no webhook configured (forwarder.webhook_url / MOOG_WEBHOOK_URL): alerts are written to a file"
+                        );
+                        mutt_forwarder::Destination::File(file)
+                    }
+                };
+                let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
                 let fwd_metrics = ForwarderMetrics::register(&metrics);
                 let cfg = ForwarderConfig {
-                    webhook_url: webhook_url.clone(),
+                    destination,
                     api_key: secrets.get("MOOG_API_KEY")?,
                     format: config.forwarder.format,
                     timeout: secs(config.forwarder.timeout_secs),

@@ -50,6 +50,21 @@ pub enum Command {
     Send(SendArgs),
     /// Print queue depths, dead-letter depths, delayed retries and workers' heartbeats.
     Status(StatusArgs),
+    /// Manage alert rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Import rules, development hosts and device teams from a YAML or JSON file, then ask
+    /// running alerters to reload. Rules equal to existing ones are skipped.
+    Import {
+        /// The file (`.json` is read as JSON, anything else as YAML).
+        file: PathBuf,
+    },
+    /// List every rule (active or not) by priority.
+    List,
 }
 
 #[derive(Debug, Args)]

@@ -107,3 +107,59 @@ pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusAr
     println!("  moogsoft: {circuit}");
     Ok(())
 }
+
+pub async fn rules(
+    config: &Config,
+    secrets: &dyn SecretSource,
+    cmd: &crate::cli::RulesCommand,
+) -> Result<()> {
+    use crate::cli::RulesCommand;
+    use mutt_store::Store;
+    let store = connect_store(config, secrets).await?;
+    match cmd {
+        RulesCommand::Import { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed = crate::rules_file::parse(file, &text)?;
+            let report = crate::rules_file::import(&store, &parsed).await?;
+            println!(
+                "rules: {} created, {} already present; development hosts: {}; device teams: {}",
+                report.rules_created,
+                report.rules_skipped,
+                report.development_hosts,
+                report.device_teams
+            );
+            match connect_queue(config, secrets).await {
+                Ok(q) => {
+                    let n = q.publish_reload().await?;
+                    println!("asked running alerters to reload ({n} listening)");
+                }
+                Err(e) => println!(
+                    "could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer"
+                ),
+            }
+        }
+        RulesCommand::List => {
+            let rules = store.list_rules().await?;
+            println!(
+                "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} active",
+                "id", "priority", "type", "match", "prod", "dev", "team"
+            );
+            for r in rules {
+                let m = r.match_string.or(r.trap_oid).unwrap_or_default();
+                println!(
+                    "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} {}",
+                    r.id,
+                    r.priority,
+                    r.match_type,
+                    m,
+                    r.prod_handling,
+                    r.dev_handling,
+                    r.team_assignment,
+                    r.is_active
+                );
+            }
+        }
+    }
+    Ok(())
+}

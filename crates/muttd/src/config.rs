@@ -20,6 +20,8 @@ pub struct Config {
     /// This process's worker name, the last segment of its processing-list and heartbeat keys;
     /// keep it fixed per replica (e.g. the Kubernetes pod name). Default: `<role>-<6 hex>`.
     pub pod_name: Option<String>,
+    /// Directory for files MUTT writes itself (the alerts file when no webhook is set).
+    pub data_dir: std::path::PathBuf,
     pub log: LogConfig,
     pub redis: RedisSection,
     pub database: DatabaseSection,
@@ -35,6 +37,7 @@ impl Default for Config {
         Self {
             bind_address: "127.0.0.1".into(),
             pod_name: None,
+            data_dir: "mutt-data".into(),
             log: LogConfig::default(),
             redis: RedisSection::default(),
             database: DatabaseSection::default(),
@@ -190,8 +193,10 @@ impl Default for AlerterSection {
 #[serde(default, deny_unknown_fields)]
 pub struct ForwarderSection {
     pub port: u16,
-    /// Where alerts are POSTed (Moogsoft or any webhook).
+    /// Where alerts are POSTed (Moogsoft or any webhook). Unset: alerts go to `alerts_file`.
     pub webhook_url: Option<String>,
+    /// JSON-lines file for alerts when no webhook is set; default `<data_dir>/alerts.jsonl`.
+    pub alerts_file: Option<std::path::PathBuf>,
     /// `legacy` (the original's Moog payload) or `generic` (the alert as JSON).
     pub format: mutt_forwarder::OutputFormat,
     pub timeout_secs: f64,
@@ -207,6 +212,7 @@ impl Default for ForwarderSection {
         Self {
             port: 8083,
             webhook_url: None,
+            alerts_file: None,
             format: mutt_forwarder::OutputFormat::Legacy,
             timeout_secs: 10.0,
             batch_size: 20,
@@ -283,6 +289,7 @@ pub enum ConfigError {
 /// The original's variable names and where each lands (spec §11.1).
 const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("POD_NAME", "pod_name", Kind::Text),
+    ("MUTT_DATA_DIR", "data_dir", Kind::Text),
     ("LOG_LEVEL", "log.level", Kind::Text),
     ("LOG_JSON_ENABLED", "log.json", Kind::Flag),
     ("INGEST_QUEUE_NAME", "redis.ingest_queue", Kind::Text),
@@ -573,6 +580,14 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
 }
 
 impl Config {
+    /// Where alerts go when no webhook is configured.
+    pub fn alerts_file(&self) -> std::path::PathBuf {
+        self.forwarder
+            .alerts_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
+    }
+
     /// Checks values that serde's types cannot (before any connection is made).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(p) = &self.pod_name {

@@ -10,4 +10,5 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod rules_file;
 pub mod secrets;

@@ -65,6 +65,7 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
         Command::Migrate => return commands::migrate(&config, &secrets).await,
         Command::Send(args) => return commands::send(&config, &secrets, &args).await,
         Command::Status(args) => return commands::status(&config, &secrets, &args).await,
+        Command::Rules(cmd) => return commands::rules(&config, &secrets, &cmd).await,
         Command::Run(args) => {
             let roles = if args.roles.is_empty() {
                 Role::ALL.to_vec()
@@ -101,21 +102,11 @@ fn spawn_signal_handlers(app: &app::App) -> Result<()> {
         shutdown.cancel();
     });
     let rules = app.alerter_rules.clone();
-    let store = app.store.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match (&rules, &store) {
-                (Some(rules), Some(store)) => {
-                    let metrics =
-                        mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());
-                    match rules.reload(store.as_ref(), &metrics).await {
-                        Ok(()) => tracing::info!("SIGHUP: rules reloaded"),
-                        Err(e) => {
-                            tracing::error!(error = %e, "SIGHUP: rule reload failed; keeping the previous rules")
-                        }
-                    }
-                }
-                _ => tracing::info!("SIGHUP: nothing to reload in this process"),
+            match &rules {
+                Some(rules) => rules.request_reload(),
+                None => tracing::info!("SIGHUP: nothing to reload in this process"),
             }
         }
     });

@@ -37,6 +37,8 @@ pub struct KeySpace {
     pub heartbeat_prefix: String,
     /// Ingest counters `<metrics_prefix>:1m:<YYYY-MM-DDTHH:MM>` etc.
     pub metrics_prefix: String,
+    /// Dynamic configuration keys `<config_prefix>:<key>` and channels `<config_prefix>:reload`.
+    pub config_prefix: String,
 }
 
 impl Default for KeySpace {
@@ -56,6 +58,7 @@ impl KeySpace {
             processing_prefix: format!("{prefix}processing"),
             heartbeat_prefix: format!("{prefix}heartbeat"),
             metrics_prefix: format!("{prefix}metrics"),
+            config_prefix: format!("{prefix}config"),
         }
     }
 
@@ -166,6 +169,60 @@ impl RedisQueue {
             .query_async(&mut c)
             .await
             .map_err(redis_err(context))
+    }
+
+    /// The pub/sub channel that asks alerters to reload their rules (`mutt:config:reload`;
+    /// any payload means "reload").
+    pub fn reload_channel(&self) -> String {
+        format!("{}:reload", self.keys.config_prefix)
+    }
+
+    /// Publishes a rule-reload request; returns how many subscribers got it.
+    pub async fn publish_reload(&self) -> Result<u64, QueueError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.reload_channel())
+            .arg(r#"{"reload":"rules"}"#)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("publishing reload"))
+    }
+
+    /// Calls `on_message` for every message on `channel` until `stop` resolves; reconnects
+    /// with backoff when the connection drops (pub/sub needs a connection of its own).
+    pub async fn listen(
+        &self,
+        channel: String,
+        on_message: impl Fn() + Send,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        use futures_util::StreamExt;
+        let mut stop = std::pin::pin!(stop);
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let session = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut stream = pubsub.on_message();
+                while stream.next().await.is_some() {
+                    on_message();
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                r = session => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, channel = %channel, "subscription lost; reconnecting");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
     }
 
     /// Lists the keys matching a pattern with SCAN (never KEYS, which blocks the server).

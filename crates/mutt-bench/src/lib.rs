@@ -1,0 +1,5 @@
+//! Benchmarks and crash-test helpers. The binaries:
+//! - `mutt-queue-worker`: a queue consumer that records every message id it processed in a
+//!   Redis set; the crash tests `kill -9` it mid-batch and count.
+//! - `mutt-queue-bench`: push + lease + ack throughput through Redis at several batch sizes,
+//!   next to `redis-benchmark`'s LPUSH ceiling on the same machine.
