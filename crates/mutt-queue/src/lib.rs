@@ -13,6 +13,7 @@
 //! that dies leaves its processing list behind; a janitor in any live worker of the same role
 //! moves it back to the source queue once the dead worker's heartbeat has expired.
 
+pub mod metrics;
 pub mod redis;
 pub mod settlement;
 
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use mutt_core::PodName;
 use std::time::Duration;
 
+pub use metrics::QueueMetrics;
 pub use settlement::{RetryOutcome, RetryPolicy, Settlement};
 
 /// The two work queues of the pipeline.
@@ -102,7 +104,7 @@ impl QueueError {
 }
 
 /// Settings of one consuming worker.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConsumerConfig {
     pub role: WorkerRole,
     pub pod: PodName,
@@ -114,6 +116,8 @@ pub struct ConsumerConfig {
     pub janitor_interval: Duration,
     /// How often due delayed retries are moved back to the source queue.
     pub delayed_poll_interval: Duration,
+    /// Where janitor recoveries are counted.
+    pub metrics: QueueMetrics,
 }
 
 impl ConsumerConfig {
@@ -125,6 +129,7 @@ impl ConsumerConfig {
             heartbeat_ttl: Duration::from_secs(30),
             janitor_interval: Duration::from_secs(60),
             delayed_poll_interval: Duration::from_millis(250),
+            metrics: QueueMetrics::default(),
         }
     }
 }

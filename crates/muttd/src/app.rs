@@ -8,7 +8,7 @@ use mutt_core::PodName;
 use mutt_forwarder::{Forwarder, ForwarderConfig, ForwarderHealth, ForwarderMetrics};
 use mutt_ingest::IngestConfig;
 use mutt_queue::redis::{RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, WorkerRole};
+use mutt_queue::{ConsumerConfig, Queue, QueueMetrics, WorkerRole};
 use mutt_store::Store;
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use std::net::SocketAddr;
@@ -174,8 +174,14 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-fn consumer_config(config: &Config, role: WorkerRole, pod: &PodName) -> ConsumerConfig {
+fn consumer_config(
+    config: &Config,
+    role: WorkerRole,
+    pod: &PodName,
+    metrics: &QueueMetrics,
+) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(role, pod.clone());
+    c.metrics = metrics.clone();
     c.heartbeat_interval = Duration::from_secs(config.worker.heartbeat_interval_secs);
     c.heartbeat_ttl = Duration::from_secs(config.worker.heartbeat_ttl_secs);
     c.janitor_interval = Duration::from_secs(config.worker.janitor_interval_secs);
@@ -221,6 +227,15 @@ pub async fn start(
         alerter_rules: None,
     };
     let dyn_queue: Arc<dyn Queue> = queue.clone();
+    // Queue depths for every role's /metrics, sampled every 5 s.
+    let queue_metrics = QueueMetrics::default();
+    metrics.register(|r| queue_metrics.register(r));
+    let sampler = queue_metrics.spawn_sampler(dyn_queue.clone(), Duration::from_secs(5));
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        sd.cancelled().await;
+        sampler.abort();
+    });
 
     for &role in roles {
         let bind = format!("{}:{}", config.bind_address, role.port(config));
@@ -262,7 +277,7 @@ pub async fn start(
                 let alerter = Alerter::start(
                     queue.as_ref(),
                     store.clone(),
-                    consumer_config(config, WorkerRole::Alerter, &pod),
+                    consumer_config(config, WorkerRole::Alerter, &pod, &queue_metrics),
                     cfg,
                     alerter_metrics,
                 )
@@ -321,7 +336,7 @@ pub async fn start(
                 };
                 let forwarder = Forwarder::start(
                     queue.as_ref(),
-                    consumer_config(config, WorkerRole::Forwarder, &pod),
+                    consumer_config(config, WorkerRole::Forwarder, &pod, &queue_metrics),
                     cfg,
                     fwd_metrics,
                 )

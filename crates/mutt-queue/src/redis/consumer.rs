@@ -103,6 +103,7 @@ impl RedisConsumer {
 
         let janitor = Janitor {
             queue: self.queue.clone(),
+            metrics: self.config.metrics.clone(),
             role: self.config.role,
             own_pod: self.config.pod.as_ref().to_owned(),
             source: self.keys.source.clone(),
@@ -254,6 +255,7 @@ async fn recover_list(
 /// back to the source queue.
 struct Janitor {
     queue: RedisQueue,
+    metrics: crate::QueueMetrics,
     role: WorkerRole,
     own_pod: String,
     source: String,
@@ -277,6 +279,7 @@ impl Janitor {
             }
             total += moved;
         }
+        self.metrics.recovered(self.role, total);
         Ok(total)
     }
 }
@@ -393,6 +396,7 @@ impl Consumer for RedisConsumer {
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
         Janitor {
             queue: self.queue.clone(),
+            metrics: self.config.metrics.clone(),
             role: self.config.role,
             own_pod: self.config.pod.as_ref().to_owned(),
             source: self.keys.source.clone(),

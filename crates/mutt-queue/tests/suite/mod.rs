@@ -226,7 +226,10 @@ pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
     assert_eq!(lease.len(), 3);
     // Dropping without shutdown stops the heartbeat, as a kill -9 would.
     drop(dead);
-    let live = consumer(&q, "live-worker").await;
+    let mut live_config = config(WorkerRole::Alerter, "live-worker");
+    let metrics = mutt_queue::QueueMetrics::default();
+    live_config.metrics = metrics.clone();
+    let live = q.consumer(live_config).await.unwrap();
     // The heartbeat (TTL 1 s) may still exist right after the drop.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut recovered = 0;
@@ -235,6 +238,14 @@ pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(recovered, 3);
+    let counted = metrics
+        .janitor_recovered
+        .get_or_create(&mutt_queue::metrics::RoleLabel { role: "alerter" })
+        .get();
+    assert_eq!(
+        counted, 3,
+        "janitor recoveries are counted in mutt_janitor_recovered_total"
+    );
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 5);
     assert_eq!(
         processing_depth(&q.status().await.unwrap(), "dead-worker"),
