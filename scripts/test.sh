@@ -10,4 +10,4 @@ scripts/test-services.sh start
 trap 'scripts/test-services.sh stop' EXIT
 # shellcheck disable=SC1091
 source .test-services/env
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

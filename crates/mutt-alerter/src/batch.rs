@@ -36,45 +36,25 @@ struct Item<'a> {
 
 impl<'a> Item<'a> {
     fn dead(raw: &'a [u8], reason: &'static str, error: String) -> Self {
-        Self {
-            raw,
-            audit: None,
-            alert: None,
-            dead: Some((reason, error)),
-            handled: false,
-        }
+        Self { raw, audit: None, alert: None, dead: Some((reason, error)), handled: false }
     }
 }
 
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
-    pub async fn process_one_batch(
-        &mut self,
-        shutdown: &CancellationToken,
-    ) -> Result<BatchOutcome, AlerterError> {
-        let Some(lease) = self
-            .consumer
-            .lease(self.config.batch_size, self.config.block_timeout)
-            .await?
-        else {
+    pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
+        let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
             self.metrics.processing_list_depth.set(0);
             return Ok(BatchOutcome::Empty);
         };
         self.metrics.processing_list_depth.set(lease.len() as i64);
         let started = Instant::now();
         let rules = self.rules.current();
-        let mut items: Vec<Item> = lease
-            .messages
-            .iter()
-            .map(|raw| self.decide_one(raw, &rules))
-            .collect();
+        let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
 
         if !self.write_audit(&mut items, shutdown).await {
             let moved = self.consumer.release().await?;
-            tracing::info!(
-                moved,
-                "shutdown while the database was unreachable: batch handed back"
-            );
+            tracing::info!(moved, "shutdown while the database was unreachable: batch handed back");
             return Ok(BatchOutcome::HandedBack);
         }
 
@@ -102,9 +82,7 @@ impl Alerter {
         self.metrics.processed("handled", handled as u64);
         self.metrics.processed("unhandled", unhandled as u64);
         self.metrics.processed("poison", dead as u64);
-        self.metrics
-            .alerts_forwarded
-            .inc_by(settlement.emitted() as u64);
+        self.metrics.alerts_forwarded.inc_by(settlement.emitted() as u64);
         self.metrics.processing_list_depth.set(0);
         let per_event = started.elapsed().as_secs_f64() / lease.len().max(1) as f64;
         self.metrics.processing_latency.observe(per_event);
@@ -127,19 +105,8 @@ impl Alerter {
             return Item::dead(raw, "missing_field", e.to_string());
         }
         match decide(rules, &event) {
-            Decision::Unhandled => Item {
-                raw,
-                audit: None,
-                alert: None,
-                dead: None,
-                handled: false,
-            },
-            Decision::Handled {
-                rule,
-                handling,
-                forward,
-                ..
-            } => {
+            Decision::Unhandled => Item { raw, audit: None, alert: None, dead: None, handled: false },
+            Decision::Handled { rule, handling, forward, .. } => {
                 let event_timestamp = match event.timestamp() {
                     Ok(t) => t,
                     Err(e) => return Item::dead(raw, "bad_timestamp", e.to_string()),
@@ -161,18 +128,8 @@ impl Alerter {
                     forwarded_to_moog: forward,
                     raw_message: String::from_utf8_lossy(raw).into_owned(),
                 };
-                let alert = forward.then(|| {
-                    Alert::for_handled_event(&event, rule, handling)
-                        .to_json()
-                        .into_bytes()
-                });
-                Item {
-                    raw,
-                    audit: Some(audit),
-                    alert,
-                    dead: None,
-                    handled: true,
-                }
+                let alert = forward.then(|| Alert::for_handled_event(&event, rule, handling).to_json().into_bytes());
+                Item { raw, audit: Some(audit), alert, dead: None, handled: true }
             }
         }
     }
@@ -187,9 +144,7 @@ impl Alerter {
             let started = Instant::now();
             match self.store.write_audit(&rows).await {
                 Ok(_) => {
-                    self.metrics
-                        .db_write_latency_ms
-                        .observe(started.elapsed().as_secs_f64() * 1000.0);
+                    self.metrics.db_write_latency_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
                     return true;
                 }
                 Err(StoreError::Unavailable(e)) => {
@@ -210,11 +165,7 @@ impl Alerter {
         }
     }
 
-    async fn isolate_refused_rows(
-        &self,
-        items: &mut [Item<'_>],
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn isolate_refused_rows(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         for item in items.iter_mut() {
             let Some(row) = item.audit.clone() else {

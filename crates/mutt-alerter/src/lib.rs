@@ -81,20 +81,12 @@ impl Alerter {
         metrics: AlerterMetrics,
     ) -> Result<Self, AlerterError> {
         debug_assert_eq!(consumer.role, WorkerRole::Alerter);
-        let rules = RuleCache::load(store.as_ref(), &metrics)
-            .await
-            .map_err(AlerterError::InitialLoad)?;
+        let rules = RuleCache::load(store.as_ref(), &metrics).await.map_err(AlerterError::InitialLoad)?;
         if let Err(e) = store.ensure_partitions(3).await {
             tracing::warn!(error = %e, "could not create audit partitions (rows go to the DEFAULT partition)");
         }
         let consumer = queue.consumer(consumer).await?;
-        Ok(Self {
-            consumer,
-            store,
-            rules,
-            config,
-            metrics,
-        })
+        Ok(Self { consumer, store, rules, config, metrics })
     }
 
     pub fn rules(&self) -> &RuleCache {
@@ -109,8 +101,7 @@ impl Alerter {
             self.metrics.clone(),
             shutdown.clone(),
         );
-        let mut backoff =
-            mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         while !shutdown.is_cancelled() {
             match self.process_one_batch(&shutdown).await {
                 Ok(_) => backoff.reset(),

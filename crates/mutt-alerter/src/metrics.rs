@@ -28,15 +28,11 @@ pub struct AlerterMetrics {
 
 impl AlerterMetrics {
     pub fn register(metrics: &mutt_service::Metrics) -> Self {
-        let default_buckets = [
-            0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-        ];
+        let default_buckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
         let m = Self {
             events_processed: Family::default(),
             alerts_forwarded: Counter::default(),
-            processing_latency: Histogram::new([
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            processing_latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             db_write_latency_ms: Histogram::new([
                 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
             ]),
@@ -49,51 +45,23 @@ impl AlerterMetrics {
             cache_reload_latency: Histogram::new(default_buckets),
         };
         metrics.register(|r| {
-            r.register(
-                "mutt_alerter_events_processed",
-                "Events processed by outcome",
-                m.events_processed.clone(),
-            );
-            r.register(
-                "mutt_alerter_alerts_forwarded",
-                "Alerts pushed to the alert queue",
-                m.alerts_forwarded.clone(),
-            );
+            r.register("mutt_alerter_events_processed", "Events processed by outcome", m.events_processed.clone());
+            r.register("mutt_alerter_alerts_forwarded", "Alerts pushed to the alert queue", m.alerts_forwarded.clone());
             r.register(
                 "mutt_alerter_processing_latency_seconds",
                 "Batch processing time per event",
                 m.processing_latency.clone(),
             );
-            r.register(
-                "mutt_db_write_latency_ms",
-                "Audit batch write time in ms",
-                m.db_write_latency_ms.clone(),
-            );
+            r.register("mutt_db_write_latency_ms", "Audit batch write time in ms", m.db_write_latency_ms.clone());
             r.register(
                 "mutt_alerter_processing_list_depth",
                 "Events leased by this alerter",
                 m.processing_list_depth.clone(),
             );
-            r.register(
-                "mutt_alerter_cache_rules_count",
-                "Active rules cached",
-                m.rules.clone(),
-            );
-            r.register(
-                "mutt_alerter_cache_dev_hosts_count",
-                "Development hosts cached",
-                m.dev_hosts.clone(),
-            );
-            r.register(
-                "mutt_alerter_cache_teams_count",
-                "Device teams cached",
-                m.teams.clone(),
-            );
-            r.register(
-                "mutt_alerter_cache_reload",
-                "Rule cache reload attempts",
-                m.cache_reloads.clone(),
-            );
+            r.register("mutt_alerter_cache_rules_count", "Active rules cached", m.rules.clone());
+            r.register("mutt_alerter_cache_dev_hosts_count", "Development hosts cached", m.dev_hosts.clone());
+            r.register("mutt_alerter_cache_teams_count", "Device teams cached", m.teams.clone());
+            r.register("mutt_alerter_cache_reload", "Rule cache reload attempts", m.cache_reloads.clone());
             r.register(
                 "mutt_alerter_cache_reload_failures",
                 "Rule cache reload failures",
@@ -110,9 +78,7 @@ impl AlerterMetrics {
 
     pub fn processed(&self, status: &'static str, n: u64) {
         if n > 0 {
-            self.events_processed
-                .get_or_create(&StatusLabel { status })
-                .inc_by(n);
+            self.events_processed.get_or_create(&StatusLabel { status }).inc_by(n);
         }
     }
 }

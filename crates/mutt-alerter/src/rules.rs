@@ -18,26 +18,16 @@ pub struct RuleCache {
 impl RuleCache {
     pub async fn load(store: &dyn Store, metrics: &AlerterMetrics) -> Result<Self, StoreError> {
         let set = load_set(store, metrics).await?;
-        Ok(Self {
-            current: Arc::new(RwLock::new(Arc::new(set))),
-            requested: Arc::new(tokio::sync::Notify::new()),
-        })
+        Ok(Self { current: Arc::new(RwLock::new(Arc::new(set))), requested: Arc::new(tokio::sync::Notify::new()) })
     }
 
     /// The rule set in force now (cheap: an `Arc` clone).
     pub fn current(&self) -> Arc<RuleSet> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Reloads from the store; on failure the previous rules stay in force.
-    pub async fn reload(
-        &self,
-        store: &dyn Store,
-        metrics: &AlerterMetrics,
-    ) -> Result<(), StoreError> {
+    pub async fn reload(&self, store: &dyn Store, metrics: &AlerterMetrics) -> Result<(), StoreError> {
         let set = load_set(store, metrics).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         Ok(())
@@ -88,9 +78,7 @@ async fn load_set(store: &dyn Store, metrics: &AlerterMetrics) -> Result<RuleSet
     metrics.rules.set(set.len() as i64);
     metrics.dev_hosts.set(set.development_hosts().len() as i64);
     metrics.teams.set(set.device_teams().len() as i64);
-    metrics
-        .cache_reload_latency
-        .observe(started.elapsed().as_secs_f64());
+    metrics.cache_reload_latency.observe(started.elapsed().as_secs_f64());
     tracing::info!(rules = set.len(), "rules loaded");
     Ok(set)
 }

@@ -17,9 +17,7 @@ struct Worker {
 impl Worker {
     fn spawn(redis: &str, prefix: &str, pod: &str, work_ms: u64) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mutt-queue-worker"))
-            .args([
-                "--redis", redis, "--prefix", prefix, "--pod", pod, "--batch", "100",
-            ])
+            .args(["--redis", redis, "--prefix", prefix, "--pod", pod, "--batch", "100"])
             .args(["--work-ms", &work_ms.to_string(), "--heartbeat-ttl", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -29,17 +27,13 @@ impl Worker {
     }
 
     fn kill9(mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 
     /// SIGTERM, then the exit status within `bound`.
     fn terminate(mut self, bound: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + bound;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -68,33 +62,36 @@ struct Counts {
     dead_lettered: u64,
 }
 
+/// Counts, retrying while the test's own connection reconnects (after a Redis restart).
 async fn counts(queue: &RedisQueue, prefix: &str) -> Counts {
+    for _ in 0..100 {
+        if let Some(c) = try_counts(queue, prefix).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("redis unreachable for 10 s while counting");
+}
+
+async fn try_counts(queue: &RedisQueue, prefix: &str) -> Option<Counts> {
     let mut c = queue.connection();
-    let processed_unique: u64 = redis::cmd("SCARD")
-        .arg(format!("{prefix}test:processed"))
-        .query_async(&mut c)
-        .await
-        .unwrap_or(0);
-    let deliveries: Option<u64> = redis::cmd("GET")
-        .arg(format!("{prefix}test:deliveries"))
-        .query_async(&mut c)
-        .await
-        .unwrap_or(None);
-    let status = queue.status().await.unwrap();
-    Counts {
+    let processed_unique: u64 =
+        redis::cmd("SCARD").arg(format!("{prefix}test:processed")).query_async(&mut c).await.ok()?;
+    let deliveries: Option<u64> =
+        redis::cmd("GET").arg(format!("{prefix}test:deliveries")).query_async(&mut c).await.ok()?;
+    let status = queue.status().await.ok()?;
+    Some(Counts {
         processed_unique,
         deliveries: deliveries.unwrap_or(0),
         queued: status.queues.iter().map(|d| d.depth).sum::<u64>()
             + status.delayed_retries.iter().map(|d| d.depth).sum::<u64>(),
         leased: status.processing_lists.iter().map(|p| p.depth).sum(),
         dead_lettered: status.dead_letter_queues.iter().map(|d| d.depth).sum(),
-    }
+    })
 }
 
 async fn push_all(queue: &RedisQueue) {
-    let msgs: Vec<Vec<u8>> = (0..MESSAGES)
-        .map(|i| format!("{{\"id\":{i}}}").into_bytes())
-        .collect();
+    let msgs: Vec<Vec<u8>> = (0..MESSAGES).map(|i| format!("{{\"id\":{i}}}").into_bytes()).collect();
     for chunk in msgs.chunks(1000) {
         queue.push(QueueId::Ingest, chunk).await.unwrap();
     }
@@ -106,9 +103,7 @@ async fn wait_done(queue: &RedisQueue, prefix: &str, timeout: Duration) -> Count
     let deadline = Instant::now() + timeout;
     loop {
         let c = counts(queue, prefix).await;
-        if (c.processed_unique == MESSAGES && c.queued == 0 && c.leased == 0)
-            || Instant::now() > deadline
-        {
+        if (c.processed_unique == MESSAGES && c.queued == 0 && c.leased == 0) || Instant::now() > deadline {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,13 +111,9 @@ async fn wait_done(queue: &RedisQueue, prefix: &str, timeout: Duration) -> Count
 }
 
 async fn connect(url: &str, prefix: &str) -> RedisQueue {
-    RedisQueue::connect(&RedisConfig {
-        url: url.into(),
-        password: None,
-        keys: KeySpace::with_prefix(prefix),
-    })
-    .await
-    .unwrap()
+    RedisQueue::connect(&RedisConfig { url: url.into(), password: None, keys: KeySpace::with_prefix(prefix) })
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,24 +150,11 @@ async fn kill_9_workers_mid_batch_loses_nothing() {
         end.leased,
         end.dead_lettered
     );
-    assert_eq!(
-        end.processed_unique, MESSAGES,
-        "every message processed at least once"
-    );
+    assert_eq!(end.processed_unique, MESSAGES, "every message processed at least once");
     assert_eq!((end.queued, end.leased, end.dead_lettered), (0, 0, 0));
-    assert!(
-        exit_a.is_some_and(|s| s.success()),
-        "graceful exit 0: {exit_a:?}"
-    );
-    assert!(
-        exit_b.is_some_and(|s| s.success()),
-        "graceful exit 0: {exit_b:?}"
-    );
-    assert_eq!(
-        (after.queued, after.leased),
-        (0, 0),
-        "nothing left after shutdown"
-    );
+    assert!(exit_a.is_some_and(|s| s.success()), "graceful exit 0: {exit_a:?}");
+    assert!(exit_b.is_some_and(|s| s.success()), "graceful exit 0: {exit_b:?}");
+    assert_eq!((after.queued, after.leased), (0, 0), "nothing left after shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,10 +173,7 @@ async fn redis_restart_mid_run_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.restart().unwrap();
     eprintln!("redis restarted; before the stop: {before:?}");
-    assert!(
-        before.processed_unique < MESSAGES,
-        "the restart happened mid-run"
-    );
+    assert!(before.processed_unique < MESSAGES, "the restart happened mid-run");
 
     let end = wait_done(&queue, &prefix, Duration::from_secs(90)).await;
     println!(
@@ -207,12 +182,6 @@ async fn redis_restart_mid_run_loses_nothing() {
     );
     assert_eq!(end.processed_unique, MESSAGES);
     assert_eq!((end.queued, end.leased, end.dead_lettered), (0, 0, 0));
-    assert!(
-        a.terminate(Duration::from_secs(10))
-            .is_some_and(|s| s.success())
-    );
-    assert!(
-        b.terminate(Duration::from_secs(10))
-            .is_some_and(|s| s.success())
-    );
+    assert!(a.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert!(b.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
 }

@@ -38,12 +38,7 @@ pub fn decide<'a>(rules: &'a RuleSet, event: &Event) -> Decision<'a> {
         HostEnvironment::Production => rule.prod_handling.as_str(),
         HostEnvironment::Development => rule.dev_handling.as_str(),
     };
-    Decision::Handled {
-        rule,
-        environment,
-        handling,
-        forward: decision_forwards(handling),
-    }
+    Decision::Handled { rule, environment, handling, forward: decision_forwards(handling) }
 }
 
 #[cfg(test)]
@@ -85,12 +80,7 @@ mod tests {
         ));
         assert!(matches!(
             decide(&rs, &dev),
-            Decision::Handled {
-                environment: HostEnvironment::Development,
-                handling: "Ignore",
-                forward: false,
-                ..
-            }
+            Decision::Handled { environment: HostEnvironment::Development, handling: "Ignore", forward: false, .. }
         ));
         assert_eq!(decide(&rs, &none), Decision::Unhandled);
     }

@@ -71,8 +71,7 @@ pub struct Event {
 impl Event {
     /// Parses queued bytes; anything but a JSON object is an error.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, EventError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| EventError::InvalidJson(e.to_string()))?;
         Self::from_value(value)
     }
 
@@ -208,28 +207,16 @@ mod tests {
     #[test]
     fn rejects_non_objects_and_bad_json() {
         assert_eq!(Event::from_slice(b"[1]"), Err(EventError::NotAnObject));
-        assert!(matches!(
-            Event::from_slice(b"{"),
-            Err(EventError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            Event::from_slice(&[0xff, 0xfe]),
-            Err(EventError::InvalidJson(_))
-        ));
+        assert!(matches!(Event::from_slice(b"{"), Err(EventError::InvalidJson(_))));
+        assert!(matches!(Event::from_slice(&[0xff, 0xfe]), Err(EventError::InvalidJson(_))));
     }
 
     #[test]
     fn required_fields_must_be_truthy() {
         let e = ev(json!({"hostname": "h", "message": "", "timestamp": "t"}));
         assert_eq!(e.require(&["hostname"]), Ok(()));
-        assert_eq!(
-            e.require(&["hostname", "message"]),
-            Err(EventError::MissingField("message".into()))
-        );
-        assert_eq!(
-            e.require(&["nope"]),
-            Err(EventError::MissingField("nope".into()))
-        );
+        assert_eq!(e.require(&["hostname", "message"]), Err(EventError::MissingField("message".into())));
+        assert_eq!(e.require(&["nope"]), Err(EventError::MissingField("nope".into())));
     }
 
     #[test]
@@ -244,18 +231,10 @@ mod tests {
         ] {
             assert_eq!(ev(json!({"timestamp": raw})).timestamp(), Ok(want), "{raw}");
         }
-        let frac = ev(json!({"timestamp": "2025-11-11T16:34:50.6719073Z"}))
-            .timestamp()
-            .unwrap();
+        let frac = ev(json!({"timestamp": "2025-11-11T16:34:50.6719073Z"})).timestamp().unwrap();
         assert_eq!(frac.timestamp(), 1762878890);
-        assert!(matches!(
-            ev(json!({"timestamp": "yesterday"})).timestamp(),
-            Err(EventError::BadTimestamp(_))
-        ));
-        assert!(matches!(
-            ev(json!({"timestamp": 5})).timestamp(),
-            Err(EventError::BadTimestamp(_))
-        ));
+        assert!(matches!(ev(json!({"timestamp": "yesterday"})).timestamp(), Err(EventError::BadTimestamp(_))));
+        assert!(matches!(ev(json!({"timestamp": 5})).timestamp(), Err(EventError::BadTimestamp(_))));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod decision;
 pub mod event;
 pub mod names;
+pub mod normalize;
 pub mod rule;
 pub mod secret;
 

@@ -14,9 +14,7 @@ pub enum PodNameError {
     Empty,
     #[error("pod name {0:?} contains ':' (it is the last segment of Redis keys)")]
     Colon(String),
-    #[error(
-        "pod name {0:?} contains whitespace, '*', '?' or '[' (it is used in Redis key patterns)"
-    )]
+    #[error("pod name {0:?} contains whitespace, '*', '?' or '[' (it is used in Redis key patterns)")]
     BadCharacter(String),
     #[error("pod name is longer than 200 characters")]
     TooLong,
@@ -34,10 +32,7 @@ impl PodName {
         if name.contains(':') {
             return Err(PodNameError::Colon(name));
         }
-        if name
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '*' | '?' | '[' | ']'))
-        {
+        if name.chars().any(|c| c.is_whitespace() || matches!(c, '*' | '?' | '[' | ']')) {
             return Err(PodNameError::BadCharacter(name));
         }
         Ok(Self(name))
@@ -69,10 +64,7 @@ mod tests {
     #[test]
     fn rejects_colons_and_patterns() {
         assert!(matches!(PodName::parse("a:b"), Err(PodNameError::Colon(_))));
-        assert!(matches!(
-            PodName::parse("a*"),
-            Err(PodNameError::BadCharacter(_))
-        ));
+        assert!(matches!(PodName::parse("a*"), Err(PodNameError::BadCharacter(_))));
         assert_eq!(PodName::parse(""), Err(PodNameError::Empty));
         assert_eq!(PodName::parse("alerter-0").unwrap().as_ref(), "alerter-0");
     }

@@ -78,9 +78,7 @@ pub const FORWARDING_DECISIONS: [&str; 3] = ["page_and_ticket", "page_only", "ti
 
 /// Returns whether a handling decision forwards the event to Moogsoft.
 pub fn decision_forwards(decision: &str) -> bool {
-    FORWARDING_DECISIONS
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(decision))
+    FORWARDING_DECISIONS.iter().any(|d| d.eq_ignore_ascii_case(decision))
 }
 
 /// Everything the alerter caches from the store: rules and the two lookup tables.
@@ -122,27 +120,18 @@ impl RuleSet {
         for rule in rules {
             let pattern = rule.match_string.as_deref().filter(|s| !s.is_empty());
             let regex = match (rule.match_type, pattern) {
-                (MatchType::Regex, Some(p)) => {
-                    match RegexBuilder::new(p).case_insensitive(true).build() {
-                        Ok(re) => Some(re),
-                        Err(e) => {
-                            excluded.push(RuleError::InvalidRegex {
-                                id: rule.id,
-                                reason: e.to_string(),
-                            });
-                            continue;
-                        }
+                (MatchType::Regex, Some(p)) => match RegexBuilder::new(p).case_insensitive(true).build() {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        excluded.push(RuleError::InvalidRegex { id: rule.id, reason: e.to_string() });
+                        continue;
                     }
-                }
+                },
                 _ => None,
             };
             compiled.push(CompiledRule {
                 needle: pattern.map(str::to_lowercase),
-                oid: rule
-                    .trap_oid
-                    .as_deref()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.trim_start_matches('.').to_owned()),
+                oid: rule.trap_oid.as_deref().filter(|s| !s.is_empty()).map(|s| s.trim_start_matches('.').to_owned()),
                 regex,
                 rule,
             });
@@ -181,20 +170,13 @@ impl RuleSet {
 
     /// Returns the first rule (by priority, then id) that matches the event.
     pub fn first_match(&self, event: &Event) -> Option<&Rule> {
-        let oid = event
-            .trap_oid()
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.trim_start_matches('.'));
+        let oid = event.trap_oid().and_then(Value::as_str).filter(|s| !s.is_empty()).map(|s| s.trim_start_matches('.'));
         // A non-string trap_oid still takes the OID branch (it is "present") but never matches.
         let has_oid = oid.is_some() || event.trap_oid().is_some_and(crate::event::is_truthy);
         let body = event.message().filter(|s| !s.is_empty());
         let lowered = body.map(str::to_lowercase);
         let severity = event.syslog_severity();
-        self.rules
-            .iter()
-            .find(|c| c.matches(has_oid, oid, body, lowered.as_deref(), severity))
-            .map(|c| &c.rule)
+        self.rules.iter().find(|c| c.matches(has_oid, oid, body, lowered.as_deref(), severity)).map(|c| &c.rule)
     }
 }
 
@@ -209,8 +191,7 @@ impl CompiledRule {
     ) -> bool {
         if has_oid && let Some(prefix) = &self.oid {
             // OID branch: decided here, the text branch is not tried for this rule.
-            return self.rule.match_type == MatchType::OidPrefix
-                && oid.is_some_and(|o| o.starts_with(prefix.as_str()));
+            return self.rule.match_type == MatchType::OidPrefix && oid.is_some_and(|o| o.starts_with(prefix.as_str()));
         }
         let (Some(body), Some(lowered), Some(needle)) = (body, lowered, &self.needle) else {
             return false;
@@ -241,13 +222,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    pub(crate) fn rule(
-        id: i32,
-        mt: MatchType,
-        s: Option<&str>,
-        oid: Option<&str>,
-        prio: i32,
-    ) -> Rule {
+    pub(crate) fn rule(id: i32, mt: MatchType, s: Option<&str>, oid: Option<&str>, prio: i32) -> Rule {
         Rule {
             id,
             match_string: s.map(Into::into),
@@ -263,10 +238,7 @@ mod tests {
     }
 
     fn set(rules: Vec<Rule>) -> RuleSet {
-        RuleSet::compile(RuleSnapshot {
-            rules,
-            ..Default::default()
-        })
+        RuleSet::compile(RuleSnapshot { rules, ..Default::default() })
     }
 
     fn ev(v: Value) -> Event {
@@ -306,36 +278,15 @@ mod tests {
         text_with_oid.team_assignment = "X".into();
         let rs = set(vec![
             text_with_oid,
-            rule(
-                2,
-                MatchType::OidPrefix,
-                Some("link"),
-                Some(".1.3.6.1.6.3.1.1.5"),
-                2,
-            ),
+            rule(2, MatchType::OidPrefix, Some("link"), Some(".1.3.6.1.6.3.1.1.5"), 2),
             rule(3, MatchType::Contains, Some("link"), None, 3),
         ]);
         // Event with OID: rule 1 takes the OID branch and fails; rule 2 matches by prefix.
-        assert_eq!(
-            matched(
-                &rs,
-                json!({"message": "link", "trap_oid": "1.3.6.1.6.3.1.1.5.3"})
-            ),
-            Some(2)
-        );
+        assert_eq!(matched(&rs, json!({"message": "link", "trap_oid": "1.3.6.1.6.3.1.1.5.3"})), Some(2));
         // Leading dot on either side matches alike.
-        assert_eq!(
-            matched(
-                &rs,
-                json!({"message": "zz", "trap_oid": ".1.3.6.1.6.3.1.1.5.3"})
-            ),
-            Some(2)
-        );
+        assert_eq!(matched(&rs, json!({"message": "zz", "trap_oid": ".1.3.6.1.6.3.1.1.5.3"})), Some(2));
         // OID that matches no OID rule: rule 3 has no trap_oid, so its text branch applies.
-        assert_eq!(
-            matched(&rs, json!({"message": "link", "trap_oid": "9.9"})),
-            Some(3)
-        );
+        assert_eq!(matched(&rs, json!({"message": "link", "trap_oid": "9.9"})), Some(3));
         // No OID: oid_prefix never matches by text; rule 1 matches by text.
         assert_eq!(matched(&rs, json!({"message": "link"})), Some(1));
     }
@@ -345,22 +296,10 @@ mod tests {
         let mut r = rule(1, MatchType::Contains, Some("x"), None, 1);
         r.syslog_severity = Some(3);
         let rs = set(vec![r]);
-        assert_eq!(
-            matched(&rs, json!({"message": "x", "syslog_severity": 3})),
-            Some(1)
-        );
-        assert_eq!(
-            matched(&rs, json!({"message": "x", "syslog_severity": 3.0})),
-            Some(1)
-        );
-        assert_eq!(
-            matched(&rs, json!({"message": "x", "syslog_severity": "3"})),
-            None
-        );
-        assert_eq!(
-            matched(&rs, json!({"message": "x", "syslog_severity": 4})),
-            None
-        );
+        assert_eq!(matched(&rs, json!({"message": "x", "syslog_severity": 3})), Some(1));
+        assert_eq!(matched(&rs, json!({"message": "x", "syslog_severity": 3.0})), Some(1));
+        assert_eq!(matched(&rs, json!({"message": "x", "syslog_severity": "3"})), None);
+        assert_eq!(matched(&rs, json!({"message": "x", "syslog_severity": 4})), None);
         assert_eq!(matched(&rs, json!({"message": "x"})), None);
     }
 

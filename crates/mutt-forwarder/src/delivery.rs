@@ -31,10 +31,7 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Delivery 
             after: retry_after.and_then(parse_retry_after),
             reason: format!("HTTP {status}: {}", truncate(body, 200)),
         },
-        _ => Delivery::Reject {
-            status,
-            body: truncate(body, MAX_BODY_KEPT).to_owned(),
-        },
+        _ => Delivery::Reject { status, body: truncate(body, MAX_BODY_KEPT).to_owned() },
     }
 }
 
@@ -46,12 +43,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(
-        delta
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_RETRY_AFTER),
-    )
+    Some(delta.to_std().unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -75,16 +67,10 @@ mod tests {
             assert_eq!(classify(s, None, ""), Delivery::Delivered, "{s}");
         }
         for s in [408, 429, 500, 502, 503, 599] {
-            assert!(
-                matches!(classify(s, None, ""), Delivery::Retry { .. }),
-                "{s}"
-            );
+            assert!(matches!(classify(s, None, ""), Delivery::Retry { .. }), "{s}");
         }
         for s in [301, 400, 401, 403, 404, 413, 422] {
-            assert!(
-                matches!(classify(s, None, "nope"), Delivery::Reject { .. }),
-                "{s}"
-            );
+            assert!(matches!(classify(s, None, "nope"), Delivery::Reject { .. }), "{s}");
         }
     }
 
@@ -92,16 +78,10 @@ mod tests {
     fn retry_after_forms() {
         assert_eq!(
             classify(429, Some("7"), ""),
-            Delivery::Retry {
-                after: Some(Duration::from_secs(7)),
-                reason: "HTTP 429: ".into()
-            }
+            Delivery::Retry { after: Some(Duration::from_secs(7)), reason: "HTTP 429: ".into() }
         );
         assert_eq!(parse_retry_after("99999999"), Some(MAX_RETRY_AFTER));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
     }
 

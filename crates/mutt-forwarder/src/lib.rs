@@ -73,21 +73,9 @@ pub struct ForwarderHealth {
 }
 
 impl ForwarderHealth {
-    pub fn new(
-        queue: std::sync::Arc<dyn mutt_queue::Queue>,
-        webhook_url: String,
-        pod: String,
-    ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default();
-        Self {
-            queue,
-            webhook_url,
-            pod,
-            client,
-        }
+    pub fn new(queue: std::sync::Arc<dyn mutt_queue::Queue>, webhook_url: String, pod: String) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+        Self { queue, webhook_url, pod, client }
     }
 }
 
@@ -101,11 +89,7 @@ impl mutt_service::HealthCheck for ForwarderHealth {
         if !self.webhook_url.is_empty()
             && let Err(e) = self.client.head(&self.webhook_url).send().await
         {
-            let kind = if e.is_timeout() {
-                "timeout"
-            } else {
-                "unreachable"
-            };
+            let kind = if e.is_timeout() { "timeout" } else { "unreachable" };
             errors.push(format!("Webhook: {kind}"));
         }
         let healthy = errors.is_empty();

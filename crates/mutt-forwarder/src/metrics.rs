@@ -34,21 +34,9 @@ impl ForwarderMetrics {
             processing_list_depth: Gauge::default(),
         };
         metrics.register(|r| {
-            r.register(
-                "mutt_moog_requests",
-                "Webhook requests by outcome",
-                m.requests.clone(),
-            );
-            r.register(
-                "mutt_moog_request_latency_seconds",
-                "Webhook request time",
-                m.request_latency.clone(),
-            );
-            r.register(
-                "mutt_moog_alerts_processed",
-                "Alerts by outcome",
-                m.alerts_processed.clone(),
-            );
+            r.register("mutt_moog_requests", "Webhook requests by outcome", m.requests.clone());
+            r.register("mutt_moog_request_latency_seconds", "Webhook request time", m.request_latency.clone());
+            r.register("mutt_moog_alerts_processed", "Alerts by outcome", m.alerts_processed.clone());
             r.register(
                 "mutt_moog_processing_list_depth",
                 "Alerts leased by this forwarder",
@@ -59,14 +47,10 @@ impl ForwarderMetrics {
     }
 
     pub fn request(&self, status: &'static str, reason: &'static str) {
-        self.requests
-            .get_or_create(&RequestLabels { status, reason })
-            .inc();
+        self.requests.get_or_create(&RequestLabels { status, reason }).inc();
     }
 
     pub fn processed(&self, status: &'static str) {
-        self.alerts_processed
-            .get_or_create(&StatusLabel { status })
-            .inc();
+        self.alerts_processed.get_or_create(&StatusLabel { status }).inc();
     }
 }

@@ -4,9 +4,7 @@ use crate::delivery::{Delivery, classify};
 use crate::payload;
 use crate::{Destination, ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
-use mutt_queue::{
-    ConsumerConfig, Queue, QueueError, RetryOutcome, RetryPolicy, Settlement, WorkerRole,
-};
+use mutt_queue::{ConsumerConfig, Queue, QueueError, RetryOutcome, RetryPolicy, Settlement, WorkerRole};
 use mutt_service::Backoff;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -15,12 +13,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForwardOutcome {
     Empty,
-    Processed {
-        alerts: usize,
-        delivered: usize,
-        retried: usize,
-        dead_lettered: usize,
-    },
+    Processed { alerts: usize, delivered: usize, retried: usize, dead_lettered: usize },
 }
 
 pub struct Forwarder {
@@ -54,29 +47,16 @@ impl Forwarder {
             Destination::Webhook(_) => None,
         };
         let consumer = queue.consumer(consumer).await?;
-        Ok(Self {
-            consumer,
-            client,
-            config,
-            metrics,
-            file,
-        })
+        Ok(Self { consumer, client, config, metrics, file })
     }
 
     fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            field: WorkerRole::Forwarder.retry_field(),
-            max_retries: self.config.max_retries,
-        }
+        RetryPolicy { field: WorkerRole::Forwarder.retry_field(), max_retries: self.config.max_retries }
     }
 
     /// Leases a batch of alerts, sends them concurrently, and settles all outcomes in one step.
     pub async fn process_one_batch(&mut self) -> Result<ForwardOutcome, QueueError> {
-        let Some(lease) = self
-            .consumer
-            .lease(self.config.batch_size, self.config.block_timeout)
-            .await?
-        else {
+        let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
             self.metrics.processing_list_depth.set(0);
             return Ok(ForwardOutcome::Empty);
         };
@@ -95,11 +75,7 @@ impl Forwarder {
                 Ok(Delivery::Retry { after, reason }) => {
                     let attempt = retry_count(raw, self.policy().field);
                     let delay = after.unwrap_or_else(|| {
-                        Backoff::jittered(
-                            self.config.retry_base,
-                            self.config.retry_max,
-                            attempt as u32,
-                        )
+                        Backoff::jittered(self.config.retry_base, self.config.retry_max, attempt as u32)
                     });
                     match s.retry(self.policy(), raw, delay, &reason) {
                         RetryOutcome::Retried { .. } => {
@@ -118,11 +94,7 @@ impl Forwarder {
                     dead += 1;
                     self.metrics.processed("dlq");
                     tracing::error!(status, "alert rejected by the receiver; dead-lettered");
-                    s.dead_letter(
-                        raw,
-                        "rejected_by_receiver",
-                        &format!("HTTP {status}: {body}"),
-                    );
+                    s.dead_letter(raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
                 }
                 Err(unreadable) => {
                     dead += 1;
@@ -144,12 +116,7 @@ impl Forwarder {
             }
         }
         self.metrics.processing_list_depth.set(0);
-        Ok(ForwardOutcome::Processed {
-            alerts: lease.len(),
-            delivered,
-            retried,
-            dead_lettered: dead,
-        })
+        Ok(ForwardOutcome::Processed { alerts: lease.len(), delivered, retried, dead_lettered: dead })
     }
 
     /// Sends one alert; `Err` only when the queued alert itself is unreadable.
@@ -179,22 +146,14 @@ impl Forwarder {
                 } else {
                     "request error"
                 };
-                return Ok(Delivery::Retry {
-                    after: None,
-                    reason: format!("{kind}: {}", without_url(&e)),
-                });
+                return Ok(Delivery::Retry { after: None, reason: format!("{kind}: {}", without_url(&e)) });
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after =
+            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await.unwrap_or_default();
-        self.metrics
-            .request_latency
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.request_latency.observe(started.elapsed().as_secs_f64());
         let outcome = classify(status, retry_after.as_deref(), &text);
         match &outcome {
             Delivery::Delivered => self.metrics.request("success", ""),
@@ -206,10 +165,7 @@ impl Forwarder {
 
     async fn append_to_file(&self, path: &std::path::Path, body: &serde_json::Value) -> Delivery {
         let Some(file) = &self.file else {
-            return Delivery::Retry {
-                after: None,
-                reason: "alerts file is not open".into(),
-            };
+            return Delivery::Retry { after: None, reason: "alerts file is not open".into() };
         };
         let mut line = body.to_string();
         tracing::info!(alert = %line, file = %path.display(), "alert");
@@ -220,10 +176,7 @@ impl Forwarder {
                 self.metrics.request("success", "");
                 Delivery::Delivered
             }
-            Err(e) => Delivery::Retry {
-                after: None,
-                reason: format!("writing {}: {e}", path.display()),
-            },
+            Err(e) => Delivery::Retry { after: None, reason: format!("writing {}: {e}", path.display()) },
         }
     }
 
@@ -280,11 +233,7 @@ fn without_url(e: &reqwest::Error) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
-    if s.is_empty() {
-        "request failed".into()
-    } else {
-        s
-    }
+    if s.is_empty() { "request failed".into() } else { s }
 }
 
 pub(crate) fn http_client(config: &ForwarderConfig) -> Result<reqwest::Client, ForwarderError> {

@@ -49,11 +49,7 @@ pub async fn gate(State(state): State<Arc<IngestState>>, mut req: Request, next:
     req.extensions_mut().insert(CorrelationId(cid.clone()));
     let public = is_public(req.uri().path());
     if !public && !state.config.auth_disabled {
-        let given = req
-            .headers()
-            .get(API_KEY_HEADER)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
+        let given = req.headers().get(API_KEY_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
         if given.is_empty() || !key_matches(given, &state.config.api_keys) {
             state.metrics.request("fail", "auth");
             tracing::warn!(correlation_id = %cid, path = %req.uri().path(), "rejected request without a valid API key");

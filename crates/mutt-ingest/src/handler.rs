@@ -10,18 +10,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mutt_core::EventId;
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
+use mutt_queue::RateDecision;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// An error body of the original's shape: `{"status":"error","message":…,"correlation_id":…}`
 /// plus optional extra fields.
-pub fn error_response(
-    status: StatusCode,
-    message: &str,
-    cid: &str,
-    extra: Option<Value>,
-) -> Response {
+pub fn error_response(status: StatusCode, message: &str, cid: &str, extra: Option<Value>) -> Response {
     let mut body = json!({"status": "error", "message": message, "correlation_id": cid});
     if let (Some(obj), Some(Value::Object(extra))) = (body.as_object_mut(), extra) {
         obj.extend(extra);
@@ -37,10 +33,7 @@ pub async fn ingest(
 ) -> Response {
     let started = Instant::now();
     let response = handle(&state, &cid.0, &headers, body).await;
-    state
-        .metrics
-        .latency
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.latency.observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -52,17 +45,35 @@ pub async fn ingest_v1(
     body: Body,
 ) -> Response {
     let mut r = ingest(state, cid, headers, body).await;
-    r.headers_mut()
-        .insert("x-api-deprecated", HeaderValue::from_static("true"));
+    r.headers_mut().insert("x-api-deprecated", HeaderValue::from_static("true"));
     r
 }
 
 async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body) -> Response {
+    // Rate limit before parsing (as the original: malformed requests use budget too). Fails
+    // open: an unreachable Redis makes the enqueue fail with 503 anyway.
+    if let Some(rl) = state.config.rate_limit {
+        match state.queue.rate_limit("ingestor", rl.limit, rl.window).await {
+            Ok(RateDecision::Allowed) => {}
+            Ok(RateDecision::Limited { retry_after }) => {
+                state.metrics.request("fail", "rate_limit");
+                state.metrics.rate_limit_hits.inc();
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut r = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests - rate limit exceeded",
+                    cid,
+                    Some(json!({"retry_after": secs})),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return r;
+            }
+            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; allowing the request"),
+        }
+    }
     let limit = state.config.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         state.metrics.request("fail", "too_large");
         return error_response(
@@ -75,8 +86,7 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"));
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"));
             if too_large || e.to_string().contains("length limit") {
                 state.metrics.request("fail", "too_large");
                 return error_response(
@@ -96,20 +106,13 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
         }
     };
 
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let parsed = body::format_from_content_type(content_type).and_then(|f| body::parse(&bytes, f));
     let parsed = match parsed {
         Ok(p) => p,
         Err(BodyError::Invalid(msg)) => {
             state.metrics.request("fail", "json");
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid JSON: {msg}"),
-                cid,
-                None,
-            );
+            return error_response(StatusCode::BAD_REQUEST, &format!("Invalid JSON: {msg}"), cid, None);
         }
         Err(BodyError::BadElements(bad)) => {
             state.metrics.request("fail", "json");
@@ -117,15 +120,23 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
         }
     };
 
+    let mut parsed = parsed;
+    if parsed.events.len() > state.config.max_batch_events {
+        state.metrics.request("fail", "too_large");
+        let msg = format!(
+            "Payload Too Large: {} events in one batch, at most {}",
+            parsed.events.len(),
+            state.config.max_batch_events
+        );
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, &msg, cid, None);
+    }
+
     // Required fields, per event; a batch is accepted or rejected whole.
     let required = &state.config.required_fields;
     let mut missing_by_index = Vec::new();
     for (i, ev) in parsed.events.iter().enumerate() {
-        let missing: Vec<&str> = required
-            .iter()
-            .filter(|f| !ev.get(f.as_str()).is_some_and(is_truthy))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> =
+            required.iter().filter(|f| !ev.get(f.as_str()).is_some_and(is_truthy)).map(String::as_str).collect();
         if !missing.is_empty() {
             missing_by_index.push((i, python_list(&missing)));
         }
@@ -141,6 +152,23 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
             .map(|(i, list)| (i, format!("missing or empty required fields: {list}")))
             .collect();
         return batch_rejected(cid, bad, None);
+    }
+
+    if state.config.normalize {
+        let now = chrono::Utc::now();
+        let mut bad = Vec::new();
+        for (i, ev) in parsed.events.iter_mut().enumerate() {
+            if let Err(reason) = mutt_core::normalize::normalize(ev, now) {
+                bad.push((i, reason));
+            }
+        }
+        if !bad.is_empty() {
+            state.metrics.request("fail", "validation");
+            if !parsed.batch {
+                return error_response(StatusCode::BAD_REQUEST, &format!("Invalid event: {}", bad[0].1), cid, None);
+            }
+            return batch_rejected(cid, bad, None);
+        }
     }
 
     let count = parsed.events.len();
@@ -194,29 +222,13 @@ fn stamp(ev: &mut Map<String, Value>, cid: &str) {
 fn redis_unavailable(state: &IngestState, cid: &str, e: &mutt_queue::QueueError) -> Response {
     state.metrics.request("fail", "redis");
     tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Service Unavailable - Redis error",
-        cid,
-        None,
-    )
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable - Redis error", cid, None)
 }
 
 fn batch_rejected(cid: &str, bad: Vec<(usize, String)>, _total: Option<usize>) -> Response {
-    let errors: Vec<Value> = bad
-        .iter()
-        .map(|(i, r)| json!({"index": i, "reason": r}))
-        .collect();
-    let msg = format!(
-        "Invalid batch: {} element(s) rejected; nothing was queued",
-        errors.len()
-    );
-    error_response(
-        StatusCode::BAD_REQUEST,
-        &msg,
-        cid,
-        Some(json!({"errors": errors})),
-    )
+    let errors: Vec<Value> = bad.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect();
+    let msg = format!("Invalid batch: {} element(s) rejected; nothing was queued", errors.len());
+    error_response(StatusCode::BAD_REQUEST, &msg, cid, Some(json!({"errors": errors})))
 }
 
 /// `['a', 'b']`, the original's (Python) rendering of the missing-field list.

@@ -36,6 +36,19 @@ pub struct IngestConfig {
     pub max_queue_size: u64,
     /// Largest accepted body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Most events in one batch; more get 413.
+    pub max_batch_events: usize,
+    /// Requests admitted per window across all ingestors (the original: 1000 per 60 s);
+    /// `None` turns the limit off.
+    pub rate_limit: Option<RateLimit>,
+    /// Map textual severities to `syslog_severity`, normalise timestamps, refuse wrong types.
+    pub normalize: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub window: std::time::Duration,
 }
 
 impl Default for IngestConfig {
@@ -46,15 +59,16 @@ impl Default for IngestConfig {
             required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
             max_queue_size: 1_000_000,
             max_body_bytes: 5 * 1024 * 1024,
+            max_batch_events: 10_000,
+            rate_limit: Some(RateLimit { limit: 1000, window: std::time::Duration::from_secs(60) }),
+            normalize: true,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestSetupError {
-    #[error(
-        "no ingest API key is configured (set INGEST_API_KEY or INGEST_API_KEY_FILE, or disable auth explicitly)"
-    )]
+    #[error("no ingest API key is configured (set INGEST_API_KEY or INGEST_API_KEY_FILE, or disable auth explicitly)")]
     NoApiKey,
 }
 
@@ -75,11 +89,7 @@ pub fn router(
         return Err(IngestSetupError::NoApiKey);
     }
     let ingest_metrics = IngestMetrics::register(&metrics);
-    let state = Arc::new(IngestState {
-        queue: queue.clone(),
-        config,
-        metrics: ingest_metrics,
-    });
+    let state = Arc::new(IngestState { queue: queue.clone(), config, metrics: ingest_metrics });
     let api = Router::new()
         .route("/ingest", post(handler::ingest))
         .route("/api/v2/ingest", post(handler::ingest))
@@ -88,9 +98,7 @@ pub fn router(
         .route("/", get(handler::info))
         .with_state(state.clone());
     let ops = mutt_service::ops::routes(metrics, Arc::new(IngestHealth { queue }));
-    Ok(api
-        .merge(ops)
-        .layer(axum::middleware::from_fn_with_state(state, auth::gate)))
+    Ok(api.merge(ops).layer(axum::middleware::from_fn_with_state(state, auth::gate)))
 }
 
 struct IngestHealth {
@@ -102,16 +110,12 @@ impl HealthCheck for IngestHealth {
     async fn check(&self) -> HealthReport {
         let base = json!({"service": "mutt-ingestor", "version": env!("CARGO_PKG_VERSION")});
         match self.queue.ping().await {
-            Ok(()) => HealthReport {
-                healthy: true,
-                body: merge(base, json!({"status": "healthy", "redis": "connected"})),
-            },
+            Ok(()) => {
+                HealthReport { healthy: true, body: merge(base, json!({"status": "healthy", "redis": "connected"})) }
+            }
             Err(e) => HealthReport {
                 healthy: false,
-                body: merge(
-                    base,
-                    json!({"status": "unhealthy", "redis": "disconnected", "error": e.to_string()}),
-                ),
+                body: merge(base, json!({"status": "unhealthy", "redis": "disconnected", "error": e.to_string()})),
             },
         }
     }

@@ -22,6 +22,8 @@ pub struct IngestMetrics {
     pub queue_depth: Gauge,
     /// `mutt_ingest_latency_seconds`: handler time.
     pub latency: Histogram,
+    /// `mutt_ingest_rate_limit_hits_total`: 429s issued.
+    pub rate_limit_hits: Counter,
 }
 
 impl IngestMetrics {
@@ -30,38 +32,20 @@ impl IngestMetrics {
             requests: Family::default(),
             events: Counter::default(),
             queue_depth: Gauge::default(),
-            latency: Histogram::new([
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            rate_limit_hits: Counter::default(),
         };
         metrics.register(|r| {
-            r.register(
-                "mutt_ingest_requests",
-                "Ingest requests by outcome",
-                m.requests.clone(),
-            );
-            r.register(
-                "mutt_ingest_events",
-                "Events queued for the alerter",
-                m.events.clone(),
-            );
-            r.register(
-                "mutt_ingest_queue_depth",
-                "Ingest queue depth last seen",
-                m.queue_depth.clone(),
-            );
-            r.register(
-                "mutt_ingest_latency_seconds",
-                "Ingest request handling time",
-                m.latency.clone(),
-            );
+            r.register("mutt_ingest_requests", "Ingest requests by outcome", m.requests.clone());
+            r.register("mutt_ingest_events", "Events queued for the alerter", m.events.clone());
+            r.register("mutt_ingest_queue_depth", "Ingest queue depth last seen", m.queue_depth.clone());
+            r.register("mutt_ingest_latency_seconds", "Ingest request handling time", m.latency.clone());
+            r.register("mutt_ingest_rate_limit_hits", "Requests refused by the rate limit", m.rate_limit_hits.clone());
         });
         m
     }
 
     pub fn request(&self, status: &'static str, reason: &'static str) {
-        self.requests
-            .get_or_create(&RequestLabels { status, reason })
-            .inc();
+        self.requests.get_or_create(&RequestLabels { status, reason }).inc();
     }
 }

@@ -150,6 +150,16 @@ impl Lease {
     }
 }
 
+/// The answer of [`Queue::rate_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    /// Over the limit; a slot frees after `retry_after`.
+    Limited {
+        retry_after: Duration,
+    },
+}
+
 /// Depths and worker liveness, for `muttd status` and metrics.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct QueueStatus {
@@ -183,11 +193,7 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Appends ingested events and counts them in the per-minute/hour/day ingest counters, in
     /// one atomic step; returns the new depth of the ingest queue.
-    async fn push_ingest(
-        &self,
-        messages: &[Vec<u8>],
-        now: DateTime<Utc>,
-    ) -> Result<u64, QueueError>;
+    async fn push_ingest(&self, messages: &[Vec<u8>], now: DateTime<Utc>) -> Result<u64, QueueError>;
 
     async fn depth(&self, queue: QueueId) -> Result<u64, QueueError>;
 
@@ -197,6 +203,10 @@ pub trait Queue: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), QueueError>;
 
     async fn status(&self) -> Result<QueueStatus, QueueError>;
+
+    /// A rate limit shared by every process using this backend: admits the call if fewer than
+    /// `limit` were admitted under `name` in the last `window`.
+    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError>;
 
     /// Starts a consuming worker: writes its heartbeat, takes back what its previous
     /// incarnation (same pod name) left leased, runs the janitor once, and starts the

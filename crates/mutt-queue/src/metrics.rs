@@ -35,61 +35,24 @@ pub struct QueueMetrics {
 
 impl QueueMetrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "mutt_queue_depth",
-            "Messages in each queue, DLQ and delayed-retry set",
-            self.depth.clone(),
-        );
-        r.register(
-            "mutt_alerter_queue_depth",
-            "Alert queue depth",
-            self.alert_queue_depth.clone(),
-        );
-        r.register(
-            "mutt_alerter_dlq_depth",
-            "Alerter dead-letter queue depth",
-            self.alerter_dlq_depth.clone(),
-        );
-        r.register(
-            "mutt_moog_dlq_depth",
-            "Forwarder dead-letter queue depth",
-            self.moog_dlq_depth.clone(),
-        );
-        r.register(
-            "mutt_janitor_recovered",
-            "Messages recovered from dead workers",
-            self.janitor_recovered.clone(),
-        );
-        r.register(
-            "mutt_processing_lists_dead",
-            "Processing lists without a live owner",
-            self.dead_lists.clone(),
-        );
+        r.register("mutt_queue_depth", "Messages in each queue, DLQ and delayed-retry set", self.depth.clone());
+        r.register("mutt_alerter_queue_depth", "Alert queue depth", self.alert_queue_depth.clone());
+        r.register("mutt_alerter_dlq_depth", "Alerter dead-letter queue depth", self.alerter_dlq_depth.clone());
+        r.register("mutt_moog_dlq_depth", "Forwarder dead-letter queue depth", self.moog_dlq_depth.clone());
+        r.register("mutt_janitor_recovered", "Messages recovered from dead workers", self.janitor_recovered.clone());
+        r.register("mutt_processing_lists_dead", "Processing lists without a live owner", self.dead_lists.clone());
     }
 
     pub fn recovered(&self, role: WorkerRole, n: u64) {
         if n > 0 {
-            self.janitor_recovered
-                .get_or_create(&RoleLabel {
-                    role: role.key_tag(),
-                })
-                .inc_by(n);
+            self.janitor_recovered.get_or_create(&RoleLabel { role: role.key_tag() }).inc_by(n);
         }
     }
 
     /// Sets the depth gauges from a status snapshot.
     pub fn observe(&self, s: &QueueStatus) {
-        for d in s
-            .queues
-            .iter()
-            .chain(&s.dead_letter_queues)
-            .chain(&s.delayed_retries)
-        {
-            self.depth
-                .get_or_create(&QueueLabel {
-                    queue: d.name.clone(),
-                })
-                .set(d.depth as i64);
+        for d in s.queues.iter().chain(&s.dead_letter_queues).chain(&s.delayed_retries) {
+            self.depth.get_or_create(&QueueLabel { queue: d.name.clone() }).set(d.depth as i64);
         }
         if let Some(a) = s.queues.get(1) {
             self.alert_queue_depth.set(a.depth as i64);
@@ -99,25 +62,13 @@ impl QueueMetrics {
             self.moog_dlq_depth.set(moog.depth as i64);
         }
         for role in [WorkerRole::Alerter, WorkerRole::Forwarder] {
-            let dead = s
-                .processing_lists
-                .iter()
-                .filter(|p| p.role == role.key_tag() && !p.alive)
-                .count();
-            self.dead_lists
-                .get_or_create(&RoleLabel {
-                    role: role.key_tag(),
-                })
-                .set(dead as i64);
+            let dead = s.processing_lists.iter().filter(|p| p.role == role.key_tag() && !p.alive).count();
+            self.dead_lists.get_or_create(&RoleLabel { role: role.key_tag() }).set(dead as i64);
         }
     }
 
     /// Samples the queue every `every` until the returned task is aborted.
-    pub fn spawn_sampler(
-        &self,
-        queue: std::sync::Arc<dyn Queue>,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_sampler(&self, queue: std::sync::Arc<dyn Queue>, every: Duration) -> tokio::task::JoinHandle<()> {
         let m = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -76,22 +76,12 @@ impl Settlement {
 
     /// Schedules another attempt after `delay` with the retry counter incremented, or
     /// dead-letters the message when the policy's retries are exhausted.
-    pub fn retry(
-        &mut self,
-        policy: RetryPolicy,
-        raw: &[u8],
-        delay: Duration,
-        error: &str,
-    ) -> RetryOutcome {
+    pub fn retry(&mut self, policy: RetryPolicy, raw: &[u8], delay: Duration, error: &str) -> RetryOutcome {
         let Some(mut object) = parse_object(raw) else {
             self.dead_letter(raw, "invalid_json", error);
             return RetryOutcome::DeadLettered;
         };
-        let attempt = object
-            .get(policy.field)
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            + 1;
+        let attempt = object.get(policy.field).and_then(Value::as_u64).unwrap_or(0) + 1;
         if attempt > u64::from(policy.max_retries) {
             self.dead_letter(raw, "retries_exhausted", error);
             return RetryOutcome::DeadLettered;
@@ -121,21 +111,12 @@ fn parse_object(raw: &[u8]) -> Option<Map<String, Value>> {
 pub fn annotate_dead_letter(raw: &[u8], reason: &str, error: &str) -> Vec<u8> {
     let mut object = parse_object(raw).unwrap_or_else(|| {
         let mut m = Map::new();
-        m.insert(
-            "raw".into(),
-            Value::from(String::from_utf8_lossy(raw).into_owned()),
-        );
+        m.insert("raw".into(), Value::from(String::from_utf8_lossy(raw).into_owned()));
         m
     });
     object.insert("_dlq_reason".into(), Value::from(reason));
-    object.insert(
-        "_dlq_error".into(),
-        Value::from(truncate(error, MAX_ERROR_BYTES)),
-    );
-    object.insert(
-        "failed_at".into(),
-        Value::from(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-    );
+    object.insert("_dlq_error".into(), Value::from(truncate(error, MAX_ERROR_BYTES)));
+    object.insert("failed_at".into(), Value::from(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)));
     serde_json::to_vec(&object).unwrap_or_else(|_| raw.to_vec())
 }
 
@@ -154,10 +135,7 @@ fn truncate(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
-        field: "_retry_count",
-        max_retries: 2,
-    };
+    const POLICY: RetryPolicy = RetryPolicy { field: "_retry_count", max_retries: 2 };
 
     fn json(b: &[u8]) -> Value {
         serde_json::from_slice(b).unwrap()
@@ -167,19 +145,10 @@ mod tests {
     fn retry_counts_up_then_dead_letters() {
         let mut s = Settlement::new();
         let d = Duration::from_secs(1);
-        assert_eq!(
-            s.retry(POLICY, br#"{"a":1}"#, d, "e"),
-            RetryOutcome::Retried { attempt: 1 }
-        );
+        assert_eq!(s.retry(POLICY, br#"{"a":1}"#, d, "e"), RetryOutcome::Retried { attempt: 1 });
         assert_eq!(json(&s.delayed[0].0)["_retry_count"], 1);
-        assert_eq!(
-            s.retry(POLICY, br#"{"a":1,"_retry_count":1}"#, d, "e"),
-            RetryOutcome::Retried { attempt: 2 }
-        );
-        assert_eq!(
-            s.retry(POLICY, br#"{"a":1,"_retry_count":2}"#, d, "boom"),
-            RetryOutcome::DeadLettered
-        );
+        assert_eq!(s.retry(POLICY, br#"{"a":1,"_retry_count":1}"#, d, "e"), RetryOutcome::Retried { attempt: 2 });
+        assert_eq!(s.retry(POLICY, br#"{"a":1,"_retry_count":2}"#, d, "boom"), RetryOutcome::DeadLettered);
         let dead = json(&s.dead[0]);
         assert_eq!(dead["_dlq_reason"], "retries_exhausted");
         assert_eq!(dead["_dlq_error"], "boom");
@@ -190,10 +159,7 @@ mod tests {
     #[test]
     fn unreadable_messages_are_wrapped() {
         let mut s = Settlement::new();
-        assert_eq!(
-            s.retry(POLICY, b"\xffnot json", Duration::ZERO, "x"),
-            RetryOutcome::DeadLettered
-        );
+        assert_eq!(s.retry(POLICY, b"\xffnot json", Duration::ZERO, "x"), RetryOutcome::DeadLettered);
         let dead = json(&s.dead[0]);
         assert_eq!(dead["_dlq_reason"], "invalid_json");
         assert!(dead["raw"].as_str().unwrap().contains("not json"));

@@ -12,11 +12,7 @@ async fn queue() -> Arc<dyn mutt_queue::Queue> {
         password: None,
         keys: KeySpace::with_prefix(&mutt_testkit::unique_prefix()),
     };
-    Arc::new(
-        RedisQueue::connect(&config)
-            .await
-            .expect("connect to test redis"),
-    )
+    Arc::new(RedisQueue::connect(&config).await.expect("connect to test redis"))
 }
 
 macro_rules! conformance {
@@ -44,6 +40,7 @@ conformance!(
     restart_with_same_pod_takes_back_own_lease,
     lease_waits_for_first_message,
     status_reports_depths_and_workers,
+    rate_limit_is_a_sliding_window,
 );
 
 #[tokio::test]

@@ -14,11 +14,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            attempt: 0,
-        }
+        Self { base, cap, attempt: 0 }
     }
 
     /// The ceiling of the n-th wait (no jitter): min(cap, base · 2ⁿ).
@@ -60,9 +56,7 @@ mod tests {
     #[test]
     fn ceiling_doubles_then_caps() {
         let (b, c) = (Duration::from_secs(1), Duration::from_secs(60));
-        let got: Vec<u64> = (0..8)
-            .map(|n| Backoff::ceiling(b, c, n).as_secs())
-            .collect();
+        let got: Vec<u64> = (0..8).map(|n| Backoff::ceiling(b, c, n).as_secs()).collect();
         assert_eq!(got, vec![1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(Backoff::ceiling(b, c, 1000), c);
     }

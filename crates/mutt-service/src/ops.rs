@@ -31,19 +31,12 @@ pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
                 let health = health.clone();
                 async move {
                     let report = health.check().await;
-                    let status = if report.healthy {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
+                    let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
                     (status, axum::Json(report.body)).into_response()
                 }
             }),
         )
-        .route(
-            "/live",
-            get(|| async { axum::Json(json!({"status": "alive"})) }),
-        )
+        .route("/live", get(|| async { axum::Json(json!({"status": "alive"})) }))
         .route(
             "/metrics",
             get(move || {
@@ -54,12 +47,6 @@ pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
 }
 
 fn metrics_response(metrics: &Metrics) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
         .into_response()
 }

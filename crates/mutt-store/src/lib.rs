@@ -68,8 +68,8 @@ fn default_true() -> bool {
     true
 }
 
-/// Longest values the audit columns take; longer events are dead-lettered, not truncated.
-pub const MAX_HOSTNAME_LEN: usize = 255;
+/// Longest hostname the audit column takes; longer events are dead-lettered, not truncated.
+pub use mutt_core::normalize::MAX_HOSTNAME_LEN;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -7,12 +7,7 @@ use mutt_store::{AuditRecord, NewRule, Store, StoreError};
 
 async fn store() -> (PgStore, String) {
     let url = mutt_testkit::fresh_database().await;
-    let store = PgStore::new(&PostgresConfig {
-        url: url.clone(),
-        password: None,
-        pool_size: 4,
-    })
-    .unwrap();
+    let store = PgStore::new(&PostgresConfig { url: url.clone(), password: None, pool_size: 4 }).unwrap();
     let applied = store.migrate().await.expect("migrations apply");
     assert!(!applied.is_empty());
     (store, url)
@@ -45,9 +40,7 @@ fn audit(rule_id: i32, at: &str) -> AuditRecord {
 }
 
 async fn count(url: &str, sql: &str) -> i64 {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -55,10 +48,7 @@ async fn count(url: &str, sql: &str) -> i64 {
 #[tokio::test]
 async fn migrate_is_repeatable() {
     let (store, _) = store().await;
-    assert!(
-        store.migrate().await.unwrap().is_empty(),
-        "second run applies nothing"
-    );
+    assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
 }
 
 #[tokio::test]
@@ -74,15 +64,9 @@ async fn rules_and_lookups_round_trip() {
     store.set_device_team("router1", "NetOps").await.unwrap();
     store.set_device_team("router1", "Security").await.unwrap();
     let snap = store.load_rules().await.unwrap();
-    assert_eq!(
-        snap.rules.iter().map(|r| r.id).collect::<Vec<_>>(),
-        vec![a, b]
-    );
+    assert_eq!(snap.rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a, b]);
     assert!(snap.development_hosts.contains("dev-router1"));
-    assert_eq!(
-        snap.device_teams.get("router1").map(String::as_str),
-        Some("Security")
-    );
+    assert_eq!(snap.device_teams.get("router1").map(String::as_str), Some("Security"));
 }
 
 #[tokio::test]
@@ -90,10 +74,7 @@ async fn database_rejects_invalid_rules() {
     let (store, _) = store().await;
     let mut bad = rule("x", 1);
     bad.syslog_severity = Some(9);
-    assert!(matches!(
-        store.create_rule(&bad).await,
-        Err(StoreError::Rejected(_))
-    ));
+    assert!(matches!(store.create_rule(&bad).await, Err(StoreError::Rejected(_))));
 }
 
 #[tokio::test]
@@ -107,10 +88,7 @@ async fn audit_is_idempotent_on_event_id() {
     let mut again = rows.clone();
     again.push(audit(id, &now));
     assert_eq!(store.write_audit(&again).await.unwrap(), 1);
-    assert_eq!(
-        count(&url, "SELECT count(*) FROM event_audit_log").await,
-        51
-    );
+    assert_eq!(count(&url, "SELECT count(*) FROM event_audit_log").await, 51);
 }
 
 #[tokio::test]
@@ -118,31 +96,15 @@ async fn any_timestamp_finds_a_partition_and_late_partitions_take_their_rows() {
     let (store, url) = store().await;
     let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
     // Years outside the pre-created months land in the DEFAULT partition.
-    let rows = vec![
-        audit(id, "2019-03-04T05:06:07Z"),
-        audit(id, "2031-01-01T00:00:00Z"),
-    ];
+    let rows = vec![audit(id, "2019-03-04T05:06:07Z"), audit(id, "2031-01-01T00:00:00Z")];
     assert_eq!(store.write_audit(&rows).await.unwrap(), 2);
-    assert_eq!(
-        count(&url, "SELECT count(*) FROM event_audit_log_default").await,
-        2
-    );
+    assert_eq!(count(&url, "SELECT count(*) FROM event_audit_log_default").await, 2);
     // Creating the month's partition later moves its rows out of DEFAULT.
-    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    c.execute("SELECT create_monthly_partition('2019-03-01')", &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        count(&url, "SELECT count(*) FROM event_audit_log_2019_03").await,
-        1
-    );
-    assert_eq!(
-        count(&url, "SELECT count(*) FROM event_audit_log_default").await,
-        1
-    );
+    c.execute("SELECT create_monthly_partition('2019-03-01')", &[]).await.unwrap();
+    assert_eq!(count(&url, "SELECT count(*) FROM event_audit_log_2019_03").await, 1);
+    assert_eq!(count(&url, "SELECT count(*) FROM event_audit_log_default").await, 1);
     // And the idempotency still holds across partitions.
     assert_eq!(store.write_audit(&rows).await.unwrap(), 0);
 }

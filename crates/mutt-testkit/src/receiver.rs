@@ -56,18 +56,12 @@ impl WebhookReceiver {
     pub async fn start_on(addr: &str) -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            addr,
-            inner,
-            task: Arc::new(task),
-        }
+        Self { addr, inner, task: Arc::new(task) }
     }
 
     pub fn url(&self) -> String {
@@ -89,12 +83,7 @@ impl WebhookReceiver {
 
     /// Requests answered with a 2xx.
     pub fn accepted(&self) -> Vec<Recorded> {
-        self.lock()
-            .requests
-            .iter()
-            .filter(|r| r.accepted)
-            .cloned()
-            .collect()
+        self.lock().requests.iter().filter(|r| r.accepted).cloned().collect()
     }
 
     /// Waits until at least `n` requests were accepted, or the timeout passes; returns them.
@@ -122,40 +111,30 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
+async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, raw: Bytes) -> Response {
     let mode = {
         let g = inner.lock().unwrap_or_else(|p| p.into_inner());
         g.mode.clone().unwrap_or(ReceiverMode::Succeed)
     };
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let accepted = mode == ReceiverMode::Succeed;
-    inner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .requests
-        .push(Recorded {
-            headers,
-            body,
-            raw,
-            accepted,
-            at: Instant::now(),
-        });
+    inner.lock().unwrap_or_else(|p| p.into_inner()).requests.push(Recorded {
+        headers,
+        body,
+        raw,
+        accepted,
+        at: Instant::now(),
+    });
     match mode {
         ReceiverMode::Succeed => (StatusCode::OK, r#"{"success":true}"#).into_response(),
         ReceiverMode::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, format!("{{\"error\":\"told to answer {code}\"}}")).into_response()
         }
-        ReceiverMode::RateLimit { retry_after_secs } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", retry_after_secs.to_string())],
-            "slow down",
-        )
-            .into_response(),
+        ReceiverMode::RateLimit { retry_after_secs } => {
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after_secs.to_string())], "slow down")
+                .into_response()
+        }
         ReceiverMode::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()

@@ -18,12 +18,7 @@ impl RedisServer {
     pub fn start(aof: bool) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = tempfile::tempdir()?;
-        let mut s = Self {
-            port,
-            dir,
-            aof,
-            child: None,
-        };
+        let mut s = Self { port, dir, aof, child: None };
         s.spawn()?;
         Ok(s)
     }
@@ -66,10 +61,7 @@ impl RedisServer {
     /// Stops the server gracefully (SIGTERM: the AOF is flushed), waiting for it to exit.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if child.try_wait()?.is_some() {
@@ -100,7 +92,5 @@ impl Drop for RedisServer {
 }
 
 fn redis_binary() -> PathBuf {
-    std::env::var_os("MUTT_REDIS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("redis-server"))
+    std::env::var_os("MUTT_REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("redis-server"))
 }

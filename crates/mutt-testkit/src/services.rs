@@ -27,14 +27,9 @@ pub async fn fresh_database() -> String {
     let name = format!("mutt_test_{}", uuid::Uuid::new_v4().simple());
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot connect to the test PostgreSQL at MUTT_TEST_DATABASE_URL: {e}")
-        });
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at MUTT_TEST_DATABASE_URL: {e}"));
     let task = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     match admin.rsplit_once('/') {

@@ -46,31 +46,22 @@ pub fn router(
     if config.api_keys.iter().all(Secret::is_empty) {
         return Err(NoApiKey);
     }
-    let state = Arc::new(WebState {
-        store: store.clone(),
-        config,
-    });
+    let state = Arc::new(WebState { store: store.clone(), config });
     let api = Router::new()
         .route("/api/v1/rules", get(list_rules).post(create_rule))
         .route("/api/v2/rules", get(list_rules).post(create_rule))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_key,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
         .with_state(state);
     let ops = mutt_service::ops::routes(metrics, Arc::new(WebHealth { queue, store }));
     Ok(api.merge(ops))
 }
 
 async fn require_key(State(state): State<Arc<WebState>>, req: Request, next: Next) -> Response {
-    let from_header = req
-        .headers()
-        .get("x-api-key")
-        .map(|v| v.as_bytes().to_vec());
-    let from_query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("api_key=").map(|v| v.as_bytes().to_vec()))
-    });
+    let from_header = req.headers().get("x-api-key").map(|v| v.as_bytes().to_vec());
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api_key=").map(|v| v.as_bytes().to_vec())));
     let given = from_header.or(from_query).unwrap_or_default();
     let mut ok = subtle::Choice::from(0u8);
     for k in &state.config.api_keys {
@@ -79,11 +70,7 @@ async fn require_key(State(state): State<Arc<WebState>>, req: Request, next: Nex
         }
     }
     if given.is_empty() || !bool::from(ok) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": "Unauthorized"})),
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response();
     }
     next.run(req).await
 }
@@ -107,10 +94,7 @@ async fn create_rule(State(state): State<Arc<WebState>>, body: axum::body::Bytes
     let rule: NewRule = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": format!("invalid rule: {e}")})),
-            )
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("invalid rule: {e}")})))
                 .into_response();
         }
     };

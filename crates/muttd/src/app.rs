@@ -64,10 +64,7 @@ pub struct App {
 
 impl App {
     pub fn address(&self, role: Role) -> Option<SocketAddr> {
-        self.addresses
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, a)| *a)
+        self.addresses.iter().find(|(r, _)| *r == role).map(|(_, a)| *a)
     }
 
     /// Waits until every role has stopped (after `shutdown` is cancelled, or a role failed:
@@ -75,11 +72,8 @@ impl App {
     pub async fn wait(self) -> Result<()> {
         let mut first_error = None;
         let shutdown = self.shutdown.clone();
-        let mut pending: Vec<_> = self
-            .tasks
-            .into_iter()
-            .map(|(role, task)| Box::pin(async move { (role, task.await) }))
-            .collect();
+        let mut pending: Vec<_> =
+            self.tasks.into_iter().map(|(role, task)| Box::pin(async move { (role, task.await) })).collect();
         while !pending.is_empty() {
             let ((role, result), _, rest) = futures_util::future::select_all(pending).await;
             pending = rest;
@@ -111,27 +105,20 @@ impl App {
 }
 
 pub async fn connect_queue(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {
-    let url = config.redis.url.clone().ok_or_else(|| {
-        anyhow!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT")
-    })?;
+    let url = config
+        .redis
+        .url
+        .clone()
+        .ok_or_else(|| anyhow!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT"))?;
     let password = first_of(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"])?;
-    let redis = RedisConfig {
-        url,
-        password,
-        keys: config.redis.keys(),
-    };
+    let redis = RedisConfig { url, password, keys: config.redis.keys() };
     let queue = match RedisQueue::connect(&redis).await {
         Ok(q) => q,
         // Dual-password rotation (spec §11.4): try the next password before giving up.
         Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
-            Some(next) => RedisQueue::connect(&RedisConfig {
-                password: Some(next),
-                ..redis
-            })
-            .await
-            .context(
-                "connecting to Redis (with REDIS_PASS_NEXT after the current password failed)",
-            )?,
+            Some(next) => RedisQueue::connect(&RedisConfig { password: Some(next), ..redis })
+                .await
+                .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")?,
             None => return Err(e).context("connecting to Redis"),
         },
     };
@@ -139,29 +126,18 @@ pub async fn connect_queue(config: &Config, secrets: &dyn SecretSource) -> Resul
 }
 
 pub async fn connect_store(config: &Config, secrets: &dyn SecretSource) -> Result<PgStore> {
-    let url = config.database.url.clone().ok_or_else(|| {
-        anyhow!(
-            "no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME"
-        )
-    })?;
+    let url =
+        config.database.url.clone().ok_or_else(|| {
+            anyhow!("no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME")
+        })?;
     let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
-    let pg = PostgresConfig {
-        url,
-        password,
-        pool_size: config.database.pool_size,
-    };
+    let pg = PostgresConfig { url, password, pool_size: config.database.pool_size };
     let store = PgStore::new(&pg)?;
     if let Err(e) = store.ping().await {
         match first_of(secrets, &["DB_PASS_NEXT"])? {
             Some(next) => {
-                let store = PgStore::new(&PostgresConfig {
-                    password: Some(next),
-                    ..pg
-                })?;
-                store
-                    .ping()
-                    .await
-                    .context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
+                let store = PgStore::new(&PostgresConfig { password: Some(next), ..pg })?;
+                store.ping().await.context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
                 return Ok(store);
             }
             None => return Err(e).context("connecting to PostgreSQL"),
@@ -174,12 +150,7 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-fn consumer_config(
-    config: &Config,
-    role: WorkerRole,
-    pod: &PodName,
-    metrics: &QueueMetrics,
-) -> ConsumerConfig {
+fn consumer_config(config: &Config, role: WorkerRole, pod: &PodName, metrics: &QueueMetrics) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(role, pod.clone());
     c.metrics = metrics.clone();
     c.heartbeat_interval = Duration::from_secs(config.worker.heartbeat_interval_secs);
@@ -196,12 +167,7 @@ pub struct StartOptions {
 }
 
 /// Connects the backends and starts the given roles; returns once every listener is bound.
-pub async fn start(
-    config: &Config,
-    secrets: &dyn SecretSource,
-    roles: &[Role],
-    opts: StartOptions,
-) -> Result<App> {
+pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], opts: StartOptions) -> Result<App> {
     if roles.is_empty() {
         bail!("no roles to start");
     }
@@ -239,9 +205,8 @@ pub async fn start(
 
     for &role in roles {
         let bind = format!("{}:{}", config.bind_address, role.port(config));
-        let listener = TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("{}: cannot listen on {bind}", role.as_str()))?;
+        let listener =
+            TcpListener::bind(&bind).await.with_context(|| format!("{}: cannot listen on {bind}", role.as_str()))?;
         let addr = listener.local_addr()?;
         let pod = match &config.pod_name {
             Some(p) => PodName::parse(p.clone())?,
@@ -255,23 +220,25 @@ pub async fn start(
                     required_fields: config.ingestor.required_fields.clone(),
                     max_queue_size: config.ingestor.max_queue_size,
                     max_body_bytes: config.ingestor.max_body_bytes,
+                    max_batch_events: config.ingestor.max_batch_events,
+                    rate_limit: config.ingestor.rate_limit_enabled.then(|| mutt_ingest::RateLimit {
+                        limit: config.ingestor.max_rate.max(1),
+                        window: Duration::from_secs(config.ingestor.rate_window_secs.max(1)),
+                    }),
+                    normalize: config.ingestor.normalize,
                 };
                 let router = mutt_ingest::router(dyn_queue.clone(), ingest, metrics.clone())?;
                 let sd = shutdown.clone();
                 tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
             }
             Role::Alerter => {
-                let store: Arc<dyn Store> = store
-                    .clone()
-                    .ok_or_else(|| anyhow!("alerter needs PostgreSQL"))?;
+                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("alerter needs PostgreSQL"))?;
                 let alerter_metrics = AlerterMetrics::register(&metrics);
                 let cfg = AlerterConfig {
                     batch_size: config.alerter.batch_size,
                     block_timeout: secs(config.worker.block_timeout_secs),
                     max_retries: config.alerter.max_retries,
-                    cache_reload_interval: Duration::from_secs(
-                        config.alerter.cache_reload_interval_secs.max(1),
-                    ),
+                    cache_reload_interval: Duration::from_secs(config.alerter.cache_reload_interval_secs.max(1)),
                     ..AlerterConfig::default()
                 };
                 let alerter = Alerter::start(
@@ -288,18 +255,9 @@ pub async fn start(
                 let (q, sd) = (queue.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     let channel = q.reload_channel();
-                    q.listen(
-                        channel,
-                        move || rules.request_reload(),
-                        sd.cancelled_owned(),
-                    )
-                    .await;
+                    q.listen(channel, move || rules.request_reload(), sd.cancelled_owned()).await;
                 });
-                let health = Arc::new(AlerterHealth {
-                    queue: dyn_queue.clone(),
-                    store,
-                    pod: pod.to_string(),
-                });
+                let health = Arc::new(AlerterHealth { queue: dyn_queue.clone(), store, pod: pod.to_string() });
                 let router = mutt_service::ops::routes(metrics.clone(), health);
                 let sd = shutdown.clone();
                 tokio::spawn(async move {
@@ -341,11 +299,7 @@ pub async fn start(
                     fwd_metrics,
                 )
                 .await?;
-                let health = Arc::new(ForwarderHealth::new(
-                    dyn_queue.clone(),
-                    webhook_url,
-                    pod.to_string(),
-                ));
+                let health = Arc::new(ForwarderHealth::new(dyn_queue.clone(), webhook_url, pod.to_string()));
                 let router = mutt_service::ops::routes(metrics.clone(), health);
                 let sd = shutdown.clone();
                 tokio::spawn(async move {
@@ -356,12 +310,8 @@ pub async fn start(
                 })
             }
             Role::Web => {
-                let store: Arc<dyn Store> = store
-                    .clone()
-                    .ok_or_else(|| anyhow!("web needs PostgreSQL"))?;
-                let web = mutt_web::WebConfig {
-                    api_keys: key_list(secrets, "WEBUI_API_KEY")?,
-                };
+                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("web needs PostgreSQL"))?;
+                let web = mutt_web::WebConfig { api_keys: key_list(secrets, "WEBUI_API_KEY")? };
                 let router = mutt_web::router(dyn_queue.clone(), store, web, metrics.clone())?;
                 let sd = shutdown.clone();
                 tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })

@@ -19,13 +19,7 @@ REDIS_PASS_CURRENT / REDIS_PASS_NEXT, DB_PASS_CURRENT / DB_PASS_NEXT.";
 #[command(name = "muttd", version, after_long_help = AFTER_HELP)]
 pub struct Cli {
     /// TOML configuration file.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        env = "MUTT_CONFIG",
-        value_name = "FILE"
-    )]
+    #[arg(long, short = 'c', global = true, env = "MUTT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -119,8 +113,7 @@ mod tests {
 
     #[test]
     fn parses_subcommands() {
-        let c = Cli::try_parse_from(["muttd", "run", "--migrate", "--roles", "ingestor,alerter"])
-            .unwrap();
+        let c = Cli::try_parse_from(["muttd", "run", "--migrate", "--roles", "ingestor,alerter"]).unwrap();
         match c.command {
             Command::Run(a) => {
                 assert!(a.migrate);
@@ -130,9 +123,7 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["muttd", "run", "--roles", "nope"]).is_err());
         assert!(matches!(
-            Cli::try_parse_from(["muttd", "-c", "x.toml", "status"])
-                .unwrap()
-                .command,
+            Cli::try_parse_from(["muttd", "-c", "x.toml", "status"]).unwrap().command,
             Command::Status(_)
         ));
     }

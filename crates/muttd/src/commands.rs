@@ -20,10 +20,7 @@ pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> 
 }
 
 pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) -> Result<()> {
-    let url = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}/ingest", config.ingestor.port));
+    let url = args.url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}/ingest", config.ingestor.port));
     let key = match &args.api_key {
         Some(k) => k.clone(),
         None => key_list(secrets, "INGEST_API_KEY")?
@@ -38,11 +35,9 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
             ("message".to_string(), args.message.clone().into()),
         ]),
     };
-    event.entry("timestamp").or_insert_with(|| {
-        chrono::Utc::now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            .into()
-    });
+    event
+        .entry("timestamp")
+        .or_insert_with(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
     let client = reqwest::Client::new();
     for _ in 0..args.count.max(1) {
         let resp = client
@@ -67,12 +62,7 @@ pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusAr
     let status = queue.status().await?;
     let circuit_key = format!("{}circuit_breaker:moogsoft:state", config.redis.key_prefix);
     let mut conn = queue.connection();
-    let circuit: Option<String> = redis::cmd("GET")
-        .arg(&circuit_key)
-        .query_async(&mut conn)
-        .await
-        .ok()
-        .flatten();
+    let circuit: Option<String> = redis::cmd("GET").arg(&circuit_key).query_async(&mut conn).await.ok().flatten();
     let circuit = circuit.unwrap_or_else(|| "CLOSED (no state recorded)".into());
     if args.json {
         let mut v = serde_json::to_value(&status)?;
@@ -93,50 +83,35 @@ pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusAr
         println!("  (none)");
     }
     for p in &status.processing_lists {
-        let state = if p.alive {
-            "alive"
-        } else {
-            "DEAD (janitor will recover)"
-        };
-        println!(
-            "  {:<8} {:<30} leased {:>6}  {}",
-            p.role, p.pod, p.depth, state
-        );
+        let state = if p.alive { "alive" } else { "DEAD (janitor will recover)" };
+        println!("  {:<8} {:<30} leased {:>6}  {}", p.role, p.pod, p.depth, state);
     }
     println!("CIRCUIT BREAKER");
     println!("  moogsoft: {circuit}");
     Ok(())
 }
 
-pub async fn rules(
-    config: &Config,
-    secrets: &dyn SecretSource,
-    cmd: &crate::cli::RulesCommand,
-) -> Result<()> {
+pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli::RulesCommand) -> Result<()> {
     use crate::cli::RulesCommand;
     use mutt_store::Store;
     let store = connect_store(config, secrets).await?;
     match cmd {
         RulesCommand::Import { file } => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = crate::rules_file::parse(file, &text)?;
             let report = crate::rules_file::import(&store, &parsed).await?;
             println!(
                 "rules: {} created, {} already present; development hosts: {}; device teams: {}",
-                report.rules_created,
-                report.rules_skipped,
-                report.development_hosts,
-                report.device_teams
+                report.rules_created, report.rules_skipped, report.development_hosts, report.device_teams
             );
             match connect_queue(config, secrets).await {
                 Ok(q) => {
                     let n = q.publish_reload().await?;
                     println!("asked running alerters to reload ({n} listening)");
                 }
-                Err(e) => println!(
-                    "could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer"
-                ),
+                Err(e) => {
+                    println!("could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer")
+                }
             }
         }
         RulesCommand::List => {
@@ -149,14 +124,7 @@ pub async fn rules(
                 let m = r.match_string.or(r.trap_oid).unwrap_or_default();
                 println!(
                     "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} {}",
-                    r.id,
-                    r.priority,
-                    r.match_type,
-                    m,
-                    r.prod_handling,
-                    r.dev_handling,
-                    r.team_assignment,
-                    r.is_active
+                    r.id, r.priority, r.match_type, m, r.prod_handling, r.dev_handling, r.team_assignment, r.is_active
                 );
             }
         }

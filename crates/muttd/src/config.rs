@@ -61,10 +61,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            json: false,
-        }
+        Self { level: "info".into(), json: false }
     }
 }
 
@@ -131,10 +128,7 @@ pub struct DatabaseSection {
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        Self {
-            url: None,
-            pool_size: 10,
-        }
+        Self { url: None, pool_size: 10 }
     }
 }
 
@@ -152,6 +146,14 @@ pub struct IngestorSection {
     /// Accept requests without an API key. Off by default; the ingestor refuses to start
     /// without a key unless this is set.
     pub auth_disabled: bool,
+    /// Most events in one batch request.
+    pub max_batch_events: usize,
+    /// Shared rate limit across ingestors, in requests per window.
+    pub rate_limit_enabled: bool,
+    pub max_rate: u64,
+    pub rate_window_secs: u64,
+    /// Textual severities → `syslog_severity`, timestamps → RFC 3339 UTC, wrong types refused.
+    pub normalize: bool,
 }
 
 impl Default for IngestorSection {
@@ -162,6 +164,11 @@ impl Default for IngestorSection {
             max_queue_size: 1_000_000,
             max_body_bytes: 5 * 1024 * 1024,
             auth_disabled: false,
+            max_batch_events: 10_000,
+            rate_limit_enabled: true,
+            max_rate: 1000,
+            rate_window_secs: 60,
+            normalize: true,
         }
     }
 }
@@ -180,12 +187,7 @@ pub struct AlerterSection {
 
 impl Default for AlerterSection {
     fn default() -> Self {
-        Self {
-            port: 8081,
-            batch_size: 100,
-            max_retries: 3,
-            cache_reload_interval_secs: 300,
-        }
+        Self { port: 8081, batch_size: 100, max_retries: 3, cache_reload_interval_secs: 300 }
     }
 }
 
@@ -248,12 +250,7 @@ pub struct WorkerSection {
 
 impl Default for WorkerSection {
     fn default() -> Self {
-        Self {
-            heartbeat_interval_secs: 10,
-            heartbeat_ttl_secs: 30,
-            janitor_interval_secs: 60,
-            block_timeout_secs: 2.0,
-        }
+        Self { heartbeat_interval_secs: 10, heartbeat_ttl_secs: 30, janitor_interval_secs: 60, block_timeout_secs: 2.0 }
     }
 }
 
@@ -271,11 +268,7 @@ fn list_or_comma_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, 
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,67 +293,26 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("DB_POOL_MAX_CONN", "database.pool_size", Kind::Int),
     ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Int),
     ("REQUIRED_FIELDS", "ingestor.required_fields", Kind::List),
-    (
-        "MAX_INGEST_QUEUE_SIZE",
-        "ingestor.max_queue_size",
-        Kind::Int,
-    ),
-    (
-        "MAX_INGEST_BODY_BYTES",
-        "ingestor.max_body_bytes",
-        Kind::Int,
-    ),
+    ("MAX_INGEST_QUEUE_SIZE", "ingestor.max_queue_size", Kind::Int),
+    ("MAX_INGEST_BODY_BYTES", "ingestor.max_body_bytes", Kind::Int),
+    ("RATE_LIMIT_ENABLED", "ingestor.rate_limit_enabled", Kind::Bool),
+    ("INGEST_MAX_RATE", "ingestor.max_rate", Kind::Int),
+    ("INGEST_RATE_WINDOW", "ingestor.rate_window_secs", Kind::Int),
     ("METRICS_PORT_ALERTER", "alerter.port", Kind::Int),
     ("ALERTER_MAX_RETRIES", "alerter.max_retries", Kind::Int),
-    (
-        "CACHE_RELOAD_INTERVAL",
-        "alerter.cache_reload_interval_secs",
-        Kind::Int,
-    ),
+    ("CACHE_RELOAD_INTERVAL", "alerter.cache_reload_interval_secs", Kind::Int),
     ("METRICS_PORT_MOOG", "forwarder.port", Kind::Int),
     ("MOOG_WEBHOOK_URL", "forwarder.webhook_url", Kind::Text),
-    (
-        "MOOG_WEBHOOK_TIMEOUT",
-        "forwarder.timeout_secs",
-        Kind::Float,
-    ),
+    ("MOOG_WEBHOOK_TIMEOUT", "forwarder.timeout_secs", Kind::Float),
     ("MOOG_MAX_RETRIES", "forwarder.max_retries", Kind::Int),
-    (
-        "MOOG_RETRY_BASE_DELAY",
-        "forwarder.retry_base_secs",
-        Kind::Float,
-    ),
-    (
-        "MOOG_RETRY_MAX_DELAY",
-        "forwarder.retry_max_secs",
-        Kind::Float,
-    ),
+    ("MOOG_RETRY_BASE_DELAY", "forwarder.retry_base_secs", Kind::Float),
+    ("MOOG_RETRY_MAX_DELAY", "forwarder.retry_max_secs", Kind::Float),
     ("SERVER_PORT_WEBUI", "web.port", Kind::Int),
-    (
-        "ALERTER_HEARTBEAT_INTERVAL",
-        "worker.heartbeat_interval_secs",
-        Kind::Int,
-    ),
-    (
-        "MOOG_HEARTBEAT_INTERVAL",
-        "worker.heartbeat_interval_secs",
-        Kind::Int,
-    ),
-    (
-        "ALERTER_JANITOR_TIMEOUT",
-        "worker.heartbeat_ttl_secs",
-        Kind::Int,
-    ),
-    (
-        "MOOG_JANITOR_TIMEOUT",
-        "worker.heartbeat_ttl_secs",
-        Kind::Int,
-    ),
-    (
-        "BRPOPLPUSH_TIMEOUT",
-        "worker.block_timeout_secs",
-        Kind::Float,
-    ),
+    ("ALERTER_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
+    ("MOOG_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
+    ("ALERTER_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
+    ("MOOG_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
+    ("BRPOPLPUSH_TIMEOUT", "worker.block_timeout_secs", Kind::Float),
 ];
 
 /// Names of the legacy variables accepted (for `--help` and the README).
@@ -384,6 +336,8 @@ pub fn legacy_variable_names() -> impl Iterator<Item = &'static str> {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Text,
+    /// `true` (any case) is true, as the original parsed most booleans.
+    Bool,
     Int,
     Float,
     Flag,
@@ -394,16 +348,10 @@ fn parse_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> 
     let bad = |what: &str| ConfigError::Invalid(format!("{name}={raw:?} is not {what}"));
     Ok(match kind {
         Kind::Text => Value::from(raw),
-        Kind::Int => Value::from(
-            raw.trim()
-                .parse::<u64>()
-                .map_err(|_| bad("a whole number"))?,
-        ),
+        Kind::Bool => Value::from(raw.trim().eq_ignore_ascii_case("true")),
+        Kind::Int => Value::from(raw.trim().parse::<u64>().map_err(|_| bad("a whole number"))?),
         Kind::Float => Value::from(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
-        Kind::Flag => Value::from(matches!(
-            raw.trim().to_ascii_lowercase().as_str(),
-            "true" | "1" | "yes" | "on"
-        )),
+        Kind::Flag => Value::from(matches!(raw.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")),
         Kind::List => Value::from(split_list(raw)),
     })
 }
@@ -416,9 +364,7 @@ fn insert_path(root: &mut Map<String, Value>, path: &str, value: Value) {
             cur.insert(p.to_owned(), value);
             return;
         }
-        let next = cur
-            .entry(p.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let next = cur.entry(p.to_owned()).or_insert_with(|| Value::Object(Map::new()));
         if !next.is_object() {
             *next = Value::Object(Map::new());
         }
@@ -436,91 +382,57 @@ fn legacy_overrides(env: &HashMap<String, String>) -> Result<Value, ConfigError>
     }
     // Redis: host/port/db/TLS make a URL.
     if env.contains_key("REDIS_HOST") || env.contains_key("REDIS_PORT") {
-        let host = env
-            .get("REDIS_HOST")
-            .map(String::as_str)
-            .unwrap_or("localhost");
+        let host = env.get("REDIS_HOST").map(String::as_str).unwrap_or("localhost");
         let port = match env.get("REDIS_PORT") {
-            Some(p) => p
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| ConfigError::Invalid(format!("REDIS_PORT={p:?} is not a port")))?,
+            Some(p) => {
+                p.trim().parse::<u16>().map_err(|_| ConfigError::Invalid(format!("REDIS_PORT={p:?} is not a port")))?
+            }
             None => 6379,
         };
         let db = match env.get("REDIS_DB") {
-            Some(d) => d
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| ConfigError::Invalid(format!("REDIS_DB={d:?} is not a number")))?,
+            Some(d) => {
+                d.trim().parse::<u32>().map_err(|_| ConfigError::Invalid(format!("REDIS_DB={d:?} is not a number")))?
+            }
             None => 0,
         };
-        let tls = env
-            .get("REDIS_TLS_ENABLED")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let tls = env.get("REDIS_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let scheme = if tls { "rediss" } else { "redis" };
-        insert_path(
-            &mut root,
-            "redis.url",
-            Value::from(format!("{scheme}://{host}:{port}/{db}")),
-        );
+        insert_path(&mut root, "redis.url", Value::from(format!("{scheme}://{host}:{port}/{db}")));
     }
-    for (var, role) in [
-        ("ALERTER_PROCESSING_LIST_PREFIX", "alerter"),
-        ("MOOG_PROCESSING_LIST_PREFIX", "moog"),
-    ] {
+    for (var, role) in [("ALERTER_PROCESSING_LIST_PREFIX", "alerter"), ("MOOG_PROCESSING_LIST_PREFIX", "moog")] {
         if let Some(v) = env.get(var) {
             let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "{var}={v:?} must end with \":{role}\" (lists are <prefix>:{role}:<pod>)"
-                ))
+                ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (lists are <prefix>:{role}:<pod>)"))
             })?;
             insert_path(&mut root, "redis.processing_prefix", Value::from(prefix));
         }
     }
-    for (var, role) in [
-        ("ALERTER_HEARTBEAT_PREFIX", "alerter"),
-        ("MOOG_HEARTBEAT_PREFIX", "moog"),
-    ] {
+    for (var, role) in [("ALERTER_HEARTBEAT_PREFIX", "alerter"), ("MOOG_HEARTBEAT_PREFIX", "moog")] {
         if let Some(v) = env.get(var) {
             let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "{var}={v:?} must end with \":{role}\" (keys are <prefix>:{role}:<pod>)"
-                ))
+                ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (keys are <prefix>:{role}:<pod>)"))
             })?;
             insert_path(&mut root, "redis.heartbeat_prefix", Value::from(prefix));
         }
     }
     // PostgreSQL: host/port/name/user make a URL (the password stays a secret).
     if env.contains_key("DB_HOST") || env.contains_key("DB_NAME") {
-        let host = env
-            .get("DB_HOST")
-            .map(String::as_str)
-            .unwrap_or("localhost");
+        let host = env.get("DB_HOST").map(String::as_str).unwrap_or("localhost");
         let port = match env.get("DB_PORT") {
-            Some(p) => p
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| ConfigError::Invalid(format!("DB_PORT={p:?} is not a port")))?,
+            Some(p) => {
+                p.trim().parse::<u16>().map_err(|_| ConfigError::Invalid(format!("DB_PORT={p:?} is not a port")))?
+            }
             None => 5432,
         };
         let name = env.get("DB_NAME").map(String::as_str).unwrap_or("mutt_db");
-        let user = env
-            .get("DB_USER")
-            .map(String::as_str)
-            .unwrap_or("mutt_user");
-        let tls = env
-            .get("DB_TLS_ENABLED")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let user = env.get("DB_USER").map(String::as_str).unwrap_or("mutt_user");
+        let tls = env.get("DB_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         if tls {
             return Err(ConfigError::Invalid(
                 "DB_TLS_ENABLED=true: TLS to PostgreSQL is not supported yet; terminate TLS in a local proxy or set DB_TLS_ENABLED=false".into(),
             ));
         }
-        insert_path(
-            &mut root,
-            "database.url",
-            Value::from(format!("postgres://{user}@{host}:{port}/{name}")),
-        );
+        insert_path(&mut root, "database.url", Value::from(format!("postgres://{user}@{host}:{port}/{name}")));
     }
     Ok(Value::Object(root))
 }
@@ -533,11 +445,7 @@ fn mutt_overrides(env: &HashMap<String, String>) -> Value {
         let Some(rest) = name.strip_prefix("MUTT_") else {
             continue;
         };
-        if rest.starts_with("TEST_")
-            || rest == "CONFIG"
-            || rest.ends_with("_FILE")
-            || is_secret_name(rest)
-        {
+        if rest.starts_with("TEST_") || rest == "CONFIG" || rest.ends_with("_FILE") || is_secret_name(rest) {
             continue;
         }
         let path = rest.to_ascii_lowercase().replace("__", ".");
@@ -564,16 +472,11 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = file {
         if !path.exists() {
-            return Err(ConfigError::Invalid(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
+            return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
         }
         fig = fig.merge(Toml::file_exact(path));
     }
-    fig = fig
-        .merge(Serialized::defaults(legacy_overrides(env)?))
-        .merge(Serialized::defaults(mutt_overrides(env)));
+    fig = fig.merge(Serialized::defaults(legacy_overrides(env)?)).merge(Serialized::defaults(mutt_overrides(env)));
     let config: Config = fig.extract().map_err(Box::new)?;
     config.validate()?;
     Ok(config)
@@ -582,32 +485,23 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
 impl Config {
     /// Where alerts go when no webhook is configured.
     pub fn alerts_file(&self) -> std::path::PathBuf {
-        self.forwarder
-            .alerts_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
+        self.forwarder.alerts_file.clone().unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
     }
 
     /// Checks values that serde's types cannot (before any connection is made).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(p) = &self.pod_name {
-            mutt_core::PodName::parse(p.clone())
-                .map_err(|e| ConfigError::Invalid(format!("pod_name: {e}")))?;
+            mutt_core::PodName::parse(p.clone()).map_err(|e| ConfigError::Invalid(format!("pod_name: {e}")))?;
         }
         if self.alerter.batch_size == 0 || self.alerter.batch_size > 1000 {
-            return Err(ConfigError::Invalid(
-                "alerter.batch_size must be between 1 and 1000".into(),
-            ));
+            return Err(ConfigError::Invalid("alerter.batch_size must be between 1 and 1000".into()));
         }
         if self.forwarder.batch_size == 0 || self.forwarder.batch_size > 1000 {
-            return Err(ConfigError::Invalid(
-                "forwarder.batch_size must be between 1 and 1000".into(),
-            ));
+            return Err(ConfigError::Invalid("forwarder.batch_size must be between 1 and 1000".into()));
         }
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
             return Err(ConfigError::Invalid(
-                "worker.heartbeat_ttl_secs must be longer than worker.heartbeat_interval_secs"
-                    .into(),
+                "worker.heartbeat_ttl_secs must be longer than worker.heartbeat_interval_secs".into(),
             ));
         }
         for (name, v) in [
@@ -617,15 +511,11 @@ impl Config {
             ("worker.block_timeout_secs", self.worker.block_timeout_secs),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} must be a positive number of seconds"
-                )));
+                return Err(ConfigError::Invalid(format!("{name} must be a positive number of seconds")));
             }
         }
         if self.ingestor.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "ingestor.max_body_bytes must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("ingestor.max_body_bytes must be positive".into()));
         }
         Ok(())
     }
@@ -636,10 +526,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -649,12 +536,7 @@ mod tests {
         assert_eq!(c.alerter.max_retries, 3);
         assert_eq!(c.forwarder.max_retries, 5);
         assert_eq!(c.redis.keys().ingest_queue, "mutt:ingest_queue");
-        assert_eq!(
-            c.redis
-                .keys()
-                .processing_list(mutt_queue::WorkerRole::Forwarder, "p"),
-            "mutt:processing:moog:p"
-        );
+        assert_eq!(c.redis.keys().processing_list(mutt_queue::WorkerRole::Forwarder, "p"), "mutt:processing:moog:p");
     }
 
     #[test]
@@ -677,14 +559,8 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(
-            c.redis.url.as_deref(),
-            Some("rediss://redis.internal:6380/0")
-        );
-        assert_eq!(
-            c.database.url.as_deref(),
-            Some("postgres://mutt_user@pg:5432/mutt")
-        );
+        assert_eq!(c.redis.url.as_deref(), Some("rediss://redis.internal:6380/0"));
+        assert_eq!(c.database.url.as_deref(), Some("postgres://mutt_user@pg:5432/mutt"));
         assert_eq!(c.forwarder.webhook_url.as_deref(), Some("https://moog/api"));
         assert_eq!(c.redis.keys().ingest_queue, "custom:ingest");
         assert_eq!(c.redis.keys().processing_prefix, "x:proc");
@@ -697,11 +573,7 @@ mod tests {
     fn mutt_variables_win_over_legacy_and_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mutt.toml");
-        std::fs::write(
-            &path,
-            "[alerter]\nbatch_size = 50\n[ingestor]\nport = 9000\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[alerter]\nbatch_size = 50\n[ingestor]\nport = 9000\n").unwrap();
         let c = load(
             Some(&path),
             &env(&[
@@ -718,17 +590,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "eighty")]))
-            .unwrap_err()
-            .to_string();
+        let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "eighty")])).unwrap_err().to_string();
         assert!(e.contains("SERVER_PORT_INGESTOR"), "{e}");
-        let e = load(None, &env(&[("POD_NAME", "a:b")]))
-            .unwrap_err()
-            .to_string();
+        let e = load(None, &env(&[("POD_NAME", "a:b")])).unwrap_err().to_string();
         assert!(e.contains("':'"), "{e}");
-        let e = load(None, &env(&[("MUTT_ALERTER__BATCH_SIZE", "many")]))
-            .unwrap_err()
-            .to_string();
+        let e = load(None, &env(&[("MUTT_ALERTER__BATCH_SIZE", "many")])).unwrap_err().to_string();
         assert!(e.contains("batch_size"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

@@ -21,10 +21,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("muttd: cannot start the async runtime: {e}");
@@ -46,15 +43,9 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.log.json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }
@@ -67,11 +58,7 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
         Command::Status(args) => return commands::status(&config, &secrets, &args).await,
         Command::Rules(cmd) => return commands::rules(&config, &secrets, &cmd).await,
         Command::Run(args) => {
-            let roles = if args.roles.is_empty() {
-                Role::ALL.to_vec()
-            } else {
-                args.roles
-            };
+            let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
             (roles, args.migrate)
         }
         Command::Ingestor => (vec![Role::Ingestor], false),

@@ -41,9 +41,7 @@ pub struct ImportReport {
 }
 
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<RulesFile> {
-    let json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let file: RulesFile = if json {
         serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     } else {
@@ -57,9 +55,7 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<RulesFile> {
 fn validate(file: &RulesFile) -> Result<(), String> {
     for (i, r) in file.rules.iter().enumerate() {
         let n = i + 1;
-        if r.match_string.as_deref().is_none_or(str::is_empty)
-            && r.trap_oid.as_deref().is_none_or(str::is_empty)
-        {
+        if r.match_string.as_deref().is_none_or(str::is_empty) && r.trap_oid.as_deref().is_none_or(str::is_empty) {
             return Err(format!("rule {n}: needs match_string or trap_oid"));
         }
         if r.syslog_severity.is_some_and(|s| !(0..=7).contains(&s)) {
@@ -74,10 +70,7 @@ fn validate(file: &RulesFile) -> Result<(), String> {
                 return Err(format!("rule {n}: {field} must be 1..{max} characters"));
             }
         }
-        let probe = RuleSet::compile(RuleSnapshot {
-            rules: vec![as_rule(r, 0)],
-            ..Default::default()
-        });
+        let probe = RuleSet::compile(RuleSnapshot { rules: vec![as_rule(r, 0)], ..Default::default() });
         if let Some(e) = probe.excluded().first() {
             return Err(format!("rule {n}: {e}"));
         }
@@ -132,17 +125,16 @@ mod tests {
         let f = parse(Path::new("r.yaml"), ok).unwrap();
         assert_eq!(f.rules.len(), 1);
         assert_eq!(f.device_teams["r1"], "NetOps");
-        let bad_regex = ok
-            .replace("CRITICAL", "\"(oops\"")
-            .replace("contains", "regex");
-        assert!(
-            parse(Path::new("r.yaml"), &bad_regex)
-                .unwrap_err()
-                .to_string()
-                .contains("regex")
-        );
+        let bad_regex = ok.replace("CRITICAL", "\"(oops\"").replace("contains", "regex");
+        assert!(parse(Path::new("r.yaml"), &bad_regex).unwrap_err().to_string().contains("regex"));
         let bad_type = ok.replace("contains", "startswith");
         assert!(parse(Path::new("r.yaml"), &bad_type).is_err());
-        assert!(parse(Path::new("r.json"), r#"{"rules":[{"match_type":"contains","prod_handling":"a","dev_handling":"b","team_assignment":"c"}]}"#).is_err());
+        assert!(
+            parse(
+                Path::new("r.json"),
+                r#"{"rules":[{"match_type":"contains","prod_handling":"a","dev_handling":"b","team_assignment":"c"}]}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -21,11 +21,7 @@ pub const SECRET_NAMES: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("{name}_FILE: cannot read {path}: {reason}")]
-    File {
-        name: String,
-        path: String,
-        reason: String,
-    },
+    File { name: String, path: String, reason: String },
 }
 
 pub trait SecretSource: Send + Sync {
@@ -48,11 +44,7 @@ impl SecretSource for EnvSecrets {
         if let Some(v) = self.env.get(name).filter(|v| !v.is_empty()) {
             return Ok(Some(Secret::new(v.clone())));
         }
-        let Some(path) = self
-            .env
-            .get(&format!("{name}_FILE"))
-            .filter(|v| !v.is_empty())
-        else {
+        let Some(path) = self.env.get(&format!("{name}_FILE")).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
         let content = std::fs::read_to_string(path).map_err(|e| SecretError::File {
@@ -80,14 +72,7 @@ pub fn first_of(source: &dyn SecretSource, names: &[&str]) -> Result<Option<Secr
 pub fn key_list(source: &dyn SecretSource, name: &str) -> Result<Vec<Secret>, SecretError> {
     Ok(source
         .get(name)?
-        .map(|s| {
-            s.expose()
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(Secret::new)
-                .collect()
-        })
+        .map(|s| s.expose().split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
         .unwrap_or_default())
 }
 
@@ -111,10 +96,7 @@ mod tests {
         assert!(s.get("C").is_err());
         assert!(s.get("D").unwrap().is_none());
         let keys = key_list(&s, "K").unwrap();
-        assert_eq!(
-            keys.iter().map(|k| k.expose()).collect::<Vec<_>>(),
-            vec!["k1", "k2"]
-        );
+        assert_eq!(keys.iter().map(|k| k.expose()).collect::<Vec<_>>(), vec!["k1", "k2"]);
         let err = s.get("C").unwrap_err().to_string();
         assert!(err.contains("C_FILE"));
     }

@@ -47,33 +47,19 @@ impl Pipeline {
         )
         .await
         .expect("pipeline starts");
-        Self {
-            app,
-            receiver,
-            db_url,
-            http: reqwest::Client::new(),
-        }
+        Self { app, receiver, db_url, http: reqwest::Client::new() }
     }
 
     async fn add_rule(&self, rule: NewRule) -> i32 {
         let store = self.app.store.clone().unwrap();
         let id = store.create_rule(&rule).await.unwrap();
         let metrics = mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());
-        self.app
-            .alerter_rules
-            .as_ref()
-            .unwrap()
-            .reload(store.as_ref(), &metrics)
-            .await
-            .unwrap();
+        self.app.alerter_rules.as_ref().unwrap().reload(store.as_ref(), &metrics).await.unwrap();
         id
     }
 
     fn ingest_url(&self) -> String {
-        format!(
-            "http://{}/ingest",
-            self.app.address(Role::Ingestor).unwrap()
-        )
+        format!("http://{}/ingest", self.app.address(Role::Ingestor).unwrap())
     }
 
     async fn post(&self, key: Option<&str>, body: Value) -> (u16, Value) {
@@ -87,20 +73,14 @@ impl Pipeline {
     }
 
     async fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
+        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         c.query(sql, &[]).await.unwrap()
     }
 
     async fn ingest_depth(&self) -> u64 {
         use mutt_queue::Queue;
-        self.app
-            .queue
-            .depth(mutt_queue::QueueId::Ingest)
-            .await
-            .unwrap()
+        self.app.queue.depth(mutt_queue::QueueId::Ingest).await.unwrap()
     }
 }
 
@@ -125,16 +105,9 @@ fn event(host: &str, message: &str) -> Value {
 #[tokio::test]
 async fn matching_event_is_audited_once_and_delivered_once() {
     let p = Pipeline::start().await;
-    let rule_id = p
-        .add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO"))
-        .await;
+    let rule_id = p.add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO")).await;
 
-    let (status, body) = p
-        .post(
-            Some(INGEST_KEY),
-            event("server-01", "CRITICAL: System failure detected"),
-        )
-        .await;
+    let (status, body) = p.post(Some(INGEST_KEY), event("server-01", "CRITICAL: System failure detected")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "queued");
     let cid = body["correlation_id"].as_str().unwrap().to_owned();
@@ -146,13 +119,12 @@ async fn matching_event_is_audited_once_and_delivered_once() {
     assert_eq!(req.body["description"], "CRITICAL: System failure detected");
     assert_eq!(req.body["source_id"], "server-01");
     assert_eq!(req.body["custom_info"]["_correlation_id"], cid.as_str());
-    assert_eq!(
-        req.headers.get("authorization").unwrap(),
-        &format!("Bearer {MOOG_KEY}")
-    );
+    assert_eq!(req.headers.get("authorization").unwrap(), &format!("Bearer {MOOG_KEY}"));
 
     let rows = p
-        .query("SELECT matched_rule_id, handling_decision, forwarded_to_moog, hostname, raw_message FROM event_audit_log")
+        .query(
+            "SELECT matched_rule_id, handling_decision, forwarded_to_moog, hostname, raw_message FROM event_audit_log",
+        )
         .await;
     assert_eq!(rows.len(), 1, "one audit row");
     assert_eq!(rows[0].get::<_, i32>(0), rule_id);
@@ -165,11 +137,7 @@ async fn matching_event_is_audited_once_and_delivered_once() {
     let event_id = raw["_event_id"].as_str().unwrap();
     assert_eq!(req.body["external_id"], event_id);
     assert_eq!(req.headers.get("idempotency-key").unwrap(), event_id);
-    assert!(
-        !req.raw
-            .windows(MOOG_KEY.len())
-            .any(|w| w == MOOG_KEY.as_bytes())
-    );
+    assert!(!req.raw.windows(MOOG_KEY.len()).any(|w| w == MOOG_KEY.as_bytes()));
 
     // Nothing more arrives later.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -180,27 +148,17 @@ async fn matching_event_is_audited_once_and_delivered_once() {
 #[tokio::test]
 async fn non_matching_event_leaves_no_audit_and_no_webhook() {
     let p = Pipeline::start().await;
-    p.add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO"))
-        .await;
-    let (status, _) = p
-        .post(Some(INGEST_KEY), event("server-01", "fan tray ok"))
-        .await;
+    p.add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO")).await;
+    let (status, _) = p.post(Some(INGEST_KEY), event("server-01", "fan tray ok")).await;
     assert_eq!(status, 200);
     // A marker that does match, sent after: once it is delivered, the first was processed too.
-    let (status, _) = p
-        .post(Some(INGEST_KEY), event("server-02", "CRITICAL marker"))
-        .await;
+    let (status, _) = p.post(Some(INGEST_KEY), event("server-02", "CRITICAL marker")).await;
     assert_eq!(status, 200);
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body["source_id"], "server-02");
     let rows = p.query("SELECT hostname FROM event_audit_log").await;
-    assert_eq!(
-        rows.iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>(),
-        vec!["server-02"]
-    );
+    assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), vec!["server-02"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(p.receiver.requests().len(), 1);
     p.app.stop().await.unwrap();
@@ -209,21 +167,11 @@ async fn non_matching_event_leaves_no_audit_and_no_webhook() {
 #[tokio::test]
 async fn audit_only_and_dev_host_handling() {
     let p = Pipeline::start().await;
-    p.add_rule(rule("ERROR", "Ticket_only", "Ignore", "NetOps"))
-        .await;
-    p.app
-        .store
-        .as_ref()
-        .unwrap()
-        .add_development_host("dev-router1")
-        .await
-        .unwrap();
-    p.add_rule(rule("never-matches-anything", "Ignore", "Ignore", "X"))
-        .await; // reloads lookups
-    p.post(Some(INGEST_KEY), event("dev-router1", "ERROR on dev"))
-        .await;
-    p.post(Some(INGEST_KEY), event("prod-router1", "ERROR on prod"))
-        .await;
+    p.add_rule(rule("ERROR", "Ticket_only", "Ignore", "NetOps")).await;
+    p.app.store.as_ref().unwrap().add_development_host("dev-router1").await.unwrap();
+    p.add_rule(rule("never-matches-anything", "Ignore", "Ignore", "X")).await; // reloads lookups
+    p.post(Some(INGEST_KEY), event("dev-router1", "ERROR on dev")).await;
+    p.post(Some(INGEST_KEY), event("prod-router1", "ERROR on prod")).await;
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body["source_id"], "prod-router1");
@@ -231,22 +179,18 @@ async fn audit_only_and_dev_host_handling() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rows = Vec::new();
     while Instant::now() < deadline {
-        rows = p.query("SELECT hostname, handling_decision, forwarded_to_moog FROM event_audit_log ORDER BY hostname").await;
+        rows = p
+            .query("SELECT hostname, handling_decision, forwarded_to_moog FROM event_audit_log ORDER BY hostname")
+            .await;
         if rows.len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows: Vec<(String, String, bool)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let rows: Vec<(String, String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(
         rows,
-        vec![
-            ("dev-router1".into(), "Ignore".into(), false),
-            ("prod-router1".into(), "Ticket_only".into(), true)
-        ]
+        vec![("dev-router1".into(), "Ignore".into(), false), ("prod-router1".into(), "Ticket_only".into(), true)]
     );
     p.app.stop().await.unwrap();
 }
@@ -254,8 +198,7 @@ async fn audit_only_and_dev_host_handling() {
 #[tokio::test]
 async fn request_without_api_key_gets_401_and_nothing_is_queued() {
     let p = Pipeline::start().await;
-    p.add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO"))
-        .await;
+    p.add_rule(rule("CRITICAL", "Page_and_ticket", "Ticket_only", "NETO")).await;
     for key in [None, Some("wrong-key"), Some("")] {
         let (status, body) = p.post(key, event("server-01", "CRITICAL: no key")).await;
         assert_eq!(status, 401, "{key:?}");
@@ -265,8 +208,7 @@ async fn request_without_api_key_gets_401_and_nothing_is_queued() {
     }
     assert_eq!(p.ingest_depth().await, 0);
     // A marker with the key goes through; the rejected ones never appear.
-    p.post(Some(INGEST_KEY), event("marker", "CRITICAL marker"))
-        .await;
+    p.post(Some(INGEST_KEY), event("marker", "CRITICAL marker")).await;
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body["source_id"], "marker");
@@ -280,14 +222,9 @@ async fn ingestor_refuses_to_start_without_a_key() {
     config.redis.url = Some(mutt_testkit::redis_url());
     config.redis.key_prefix = mutt_testkit::unique_prefix();
     config.ingestor.port = 0;
-    let err = app::start(
-        &config,
-        &EnvSecrets::new(HashMap::new()),
-        &[Role::Ingestor],
-        StartOptions::default(),
-    )
-    .await
-    .err()
-    .expect("refuses to start");
+    let err = app::start(&config, &EnvSecrets::new(HashMap::new()), &[Role::Ingestor], StartOptions::default())
+        .await
+        .err()
+        .expect("refuses to start");
     assert!(err.to_string().contains("INGEST_API_KEY"), "{err}");
 }

@@ -43,10 +43,8 @@ async fn main() -> anyhow::Result<()> {
             u
         }
     };
-    let payload = format!(
-        "{{\"hostname\":\"bench\",\"message\":\"{}\"}}",
-        "x".repeat(args.payload_bytes.saturating_sub(32))
-    );
+    let payload =
+        format!("{{\"hostname\":\"bench\",\"message\":\"{}\"}}", "x".repeat(args.payload_bytes.saturating_sub(32)));
     println!(
         "mutt-queue-bench: {} messages of {} bytes, {} consumers, redis {url}",
         args.messages,
@@ -55,14 +53,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{:>7} {:>14} {:>10}", "batch", "messages/s", "seconds");
     for &batch in &args.batches {
-        let (rate, secs) = run(
-            &url,
-            &payload,
-            args.messages,
-            batch.clamp(1, 1000),
-            args.consumers,
-        )
-        .await?;
+        let (rate, secs) = run(&url, &payload, args.messages, batch.clamp(1, 1000), args.consumers).await?;
         println!("{batch:>7} {rate:>14.0} {secs:>10.2}");
     }
     if let Some(port) = url
@@ -72,17 +63,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|p| p.parse::<u16>().ok())
     {
         let out = std::process::Command::new("redis-benchmark")
-            .args([
-                "-p",
-                &port.to_string(),
-                "-P",
-                "16",
-                "-t",
-                "lpush",
-                "-n",
-                "1000000",
-                "-q",
-            ])
+            .args(["-p", &port.to_string(), "-P", "16", "-t", "lpush", "-n", "1000000", "-q"])
             .output();
         match out {
             Ok(o) => {
@@ -96,19 +77,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(
-    url: &str,
-    payload: &str,
-    n: usize,
-    batch: usize,
-    consumers: usize,
-) -> anyhow::Result<(f64, f64)> {
+async fn run(url: &str, payload: &str, n: usize, batch: usize, consumers: usize) -> anyhow::Result<(f64, f64)> {
     let prefix = mutt_testkit::unique_prefix();
-    let config = RedisConfig {
-        url: url.into(),
-        password: None,
-        keys: KeySpace::with_prefix(&prefix),
-    };
+    let config = RedisConfig { url: url.into(), password: None, keys: KeySpace::with_prefix(&prefix) };
     let queue = RedisQueue::connect(&config).await?;
     let started = Instant::now();
     let producer = {
@@ -131,8 +102,7 @@ async fn run(
         let q = queue.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            let cc =
-                ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(format!("bench-{i}"))?);
+            let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(format!("bench-{i}"))?);
             let mut c = q.consumer(cc).await?;
             let empty = Settlement::new();
             while done.load(std::sync::atomic::Ordering::Relaxed) < n {

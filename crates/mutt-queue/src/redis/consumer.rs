@@ -38,10 +38,7 @@ pub struct RedisConsumer {
 }
 
 impl RedisConsumer {
-    pub(crate) async fn start(
-        queue: RedisQueue,
-        config: ConsumerConfig,
-    ) -> Result<Self, QueueError> {
+    pub(crate) async fn start(queue: RedisQueue, config: ConsumerConfig) -> Result<Self, QueueError> {
         let k = queue.keys();
         let pod = config.pod.as_ref().to_owned();
         let pod = pod.as_str();
@@ -53,29 +50,14 @@ impl RedisConsumer {
             dlq: k.dead_letter_queue(config.role).to_owned(),
             output: config.role.output().map(|q| k.queue(q).to_owned()),
         };
-        let mut consumer = Self {
-            queue,
-            config,
-            keys,
-            blocking: None,
-            dirty: false,
-            tasks: Vec::new(),
-        };
+        let mut consumer = Self { queue, config, keys, blocking: None, dirty: false, tasks: Vec::new() };
         // Heartbeat first, so no other worker's janitor takes this worker's list from now on.
-        write_heartbeat(
-            &mut consumer.queue.connection(),
-            &consumer.keys.heartbeat,
-            consumer.config.heartbeat_ttl,
-        )
-        .await?;
+        write_heartbeat(&mut consumer.queue.connection(), &consumer.keys.heartbeat, consumer.config.heartbeat_ttl)
+            .await?;
         // Whatever a previous process with this pod name left leased is ours to hand back.
         let mine = consumer.release().await?;
         if mine > 0 {
-            tracing::info!(
-                pod,
-                moved = mine,
-                "handed back messages left leased by this pod's previous run"
-            );
+            tracing::info!(pod, moved = mine, "handed back messages left leased by this pod's previous run");
         }
         consumer.recover_dead_workers().await?;
         consumer.spawn_tasks();
@@ -84,11 +66,8 @@ impl RedisConsumer {
 
     fn spawn_tasks(&mut self) {
         let conn = self.queue.connection();
-        let (hb_key, ttl, every) = (
-            self.keys.heartbeat.clone(),
-            self.config.heartbeat_ttl,
-            self.config.heartbeat_interval,
-        );
+        let (hb_key, ttl, every) =
+            (self.keys.heartbeat.clone(), self.config.heartbeat_ttl, self.config.heartbeat_interval);
         let mut c = conn.clone();
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -121,11 +100,8 @@ impl RedisConsumer {
             }
         }));
 
-        let (delayed, source, every) = (
-            self.keys.delayed.clone(),
-            self.keys.source.clone(),
-            self.config.delayed_poll_interval,
-        );
+        let (delayed, source, every) =
+            (self.keys.delayed.clone(), self.keys.source.clone(), self.config.delayed_poll_interval);
         let mut c = conn;
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -176,10 +152,7 @@ impl RedisConsumer {
             .await;
         result.map_err(|e| {
             self.blocking = None;
-            QueueError::Redis {
-                context: "waiting for messages (BLMOVE)",
-                source: e,
-            }
+            QueueError::Redis { context: "waiting for messages (BLMOVE)", source: e }
         })
     }
 }
@@ -192,11 +165,7 @@ impl Drop for RedisConsumer {
     }
 }
 
-async fn write_heartbeat(
-    c: &mut ConnectionManager,
-    key: &str,
-    ttl: Duration,
-) -> Result<(), QueueError> {
+async fn write_heartbeat(c: &mut ConnectionManager, key: &str, ttl: Duration) -> Result<(), QueueError> {
     redis::cmd("SET")
         .arg(key)
         .arg("alive")
@@ -207,11 +176,7 @@ async fn write_heartbeat(
         .map_err(redis_err("writing heartbeat"))
 }
 
-async fn move_due(
-    c: &mut ConnectionManager,
-    delayed: &str,
-    source: &str,
-) -> Result<usize, QueueError> {
+async fn move_due(c: &mut ConnectionManager, delayed: &str, source: &str) -> Result<usize, QueueError> {
     scripts::MOVE_DUE
         .key(delayed)
         .key(source)
@@ -335,10 +300,7 @@ impl Consumer for RedisConsumer {
             (Some(o), _) => o.as_str(),
             (None, true) => self.keys.source.as_str(), // unused by the script
             (None, false) => {
-                return Err(QueueError::Config(format!(
-                    "role {:?} has no output queue",
-                    self.config.role
-                )));
+                return Err(QueueError::Config(format!("role {:?} has no output queue", self.config.role)));
             }
         };
         let mut inv = scripts::SETTLE.prepare_invoke();
@@ -368,10 +330,7 @@ impl Consumer for RedisConsumer {
             inv.arg(m.as_slice());
         }
         let mut c = self.queue.connection();
-        let applied: i64 = inv
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_err("settling a lease"))?;
+        let applied: i64 = inv.invoke_async(&mut c).await.map_err(redis_err("settling a lease"))?;
         if applied == 0 {
             tracing::warn!(
                 list = %self.keys.processing,
@@ -383,14 +342,7 @@ impl Consumer for RedisConsumer {
 
     async fn release(&mut self) -> Result<u64, QueueError> {
         let mut c = self.queue.connection();
-        recover_list(
-            &mut c,
-            &self.keys.processing,
-            &self.keys.heartbeat,
-            &self.keys.source,
-            false,
-        )
-        .await
+        recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, false).await
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {

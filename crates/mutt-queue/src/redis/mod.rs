@@ -9,7 +9,7 @@ mod consumer;
 pub mod scripts;
 
 use crate::{
-    Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus,
+    Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus, RateDecision,
     WorkerRole,
 };
 use async_trait::async_trait;
@@ -39,6 +39,8 @@ pub struct KeySpace {
     pub metrics_prefix: String,
     /// Dynamic configuration keys `<config_prefix>:<key>` and channels `<config_prefix>:reload`.
     pub config_prefix: String,
+    /// Shared rate limiters are `<rate_limit_prefix>rate_limit:<name>`.
+    pub rate_limit_prefix: String,
 }
 
 impl Default for KeySpace {
@@ -59,6 +61,7 @@ impl KeySpace {
             heartbeat_prefix: format!("{prefix}heartbeat"),
             metrics_prefix: format!("{prefix}metrics"),
             config_prefix: format!("{prefix}config"),
+            rate_limit_prefix: prefix.to_owned(),
         }
     }
 
@@ -110,15 +113,19 @@ pub struct RedisQueue {
     client: Client,
     conn: ConnectionManager,
     keys: KeySpace,
+    /// Makes rate-limiter members unique per process (random) and per call (counter).
+    instance: std::sync::Arc<str>,
+    member_seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RedisQueue {
     /// Connects (and checks the connection with PING).
     pub async fn connect(config: &RedisConfig) -> Result<Self, QueueError> {
-        let mut info =
-            config.url.as_str().into_connection_info().map_err(|e| {
-                QueueError::Config(format!("redis url is not valid ({:?})", e.kind()))
-            })?;
+        let mut info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| QueueError::Config(format!("redis url is not valid ({:?})", e.kind())))?;
         if let Some(p) = &config.password {
             let settings = info.redis_settings().clone().set_password(p.expose());
             info = info.set_redis_settings(settings);
@@ -129,14 +136,13 @@ impl RedisQueue {
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(redis_err("connecting"))?;
+        let conn = client.get_connection_manager_with_config(manager_config).await.map_err(redis_err("connecting"))?;
         let q = Self {
             client,
             conn,
             keys: config.keys.clone(),
+            instance: format!("{:016x}", rand::random::<u64>()).into(),
+            member_seq: Default::default(),
         };
         q.ping().await?;
         Ok(q)
@@ -164,11 +170,7 @@ impl RedisQueue {
 
     async fn llen(&self, key: &str, context: &'static str) -> Result<u64, QueueError> {
         let mut c = self.conn.clone();
-        redis::cmd("LLEN")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err(context))
+        redis::cmd("LLEN").arg(key).query_async(&mut c).await.map_err(redis_err(context))
     }
 
     /// The pub/sub channel that asks alerters to reload their rules (`mutt:config:reload`;
@@ -267,49 +269,34 @@ impl Queue for RedisQueue {
             .map_err(redis_err("pushing messages"))
     }
 
-    async fn push_ingest(
-        &self,
-        messages: &[Vec<u8>],
-        now: DateTime<Utc>,
-    ) -> Result<u64, QueueError> {
+    async fn push_ingest(&self, messages: &[Vec<u8>], now: DateTime<Utc>) -> Result<u64, QueueError> {
         let n = messages.len() as u64;
         let p = &self.keys.metrics_prefix;
         let minute = format!("{p}:1m:{}", now.format("%Y-%m-%dT%H:%M"));
         let hour = format!("{p}:1h:{}", now.format("%Y-%m-%dT%H"));
         let day = format!("{p}:24h:{}", now.format("%Y-%m-%d"));
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LPUSH")
-            .arg(&self.keys.ingest_queue)
-            .arg(messages);
+        pipe.atomic().cmd("LPUSH").arg(&self.keys.ingest_queue).arg(messages);
         for (key, ttl) in [(&minute, 7_200), (&hour, 172_800), (&day, 2_592_000)] {
             pipe.cmd("INCRBY").arg(key).arg(n).ignore();
             pipe.cmd("EXPIRE").arg(key).arg(ttl).arg("NX").ignore();
         }
         let mut c = self.conn.clone();
-        let (depth,): (u64,) = pipe
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err("enqueueing events"))?;
+        let (depth,): (u64,) = pipe.query_async(&mut c).await.map_err(redis_err("enqueueing events"))?;
         Ok(depth)
     }
 
     async fn depth(&self, queue: QueueId) -> Result<u64, QueueError> {
-        self.llen(self.keys.queue(queue), "reading queue depth")
-            .await
+        self.llen(self.keys.queue(queue), "reading queue depth").await
     }
 
     async fn dead_letter_depth(&self, role: WorkerRole) -> Result<u64, QueueError> {
-        self.llen(self.keys.dead_letter_queue(role), "reading DLQ depth")
-            .await
+        self.llen(self.keys.dead_letter_queue(role), "reading DLQ depth").await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err("ping"))?;
+        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(redis_err("ping"))?;
         Ok(())
     }
 
@@ -353,11 +340,7 @@ impl Queue for RedisQueue {
             let hb_prefix = format!("{}:{}:", self.keys.heartbeat_prefix, role.key_tag());
             for key in self.scan(&format!("{hb_prefix}*")).await? {
                 let pod = key[hb_prefix.len()..].to_owned();
-                if !status
-                    .processing_lists
-                    .iter()
-                    .any(|p| p.role == role.key_tag() && p.pod == pod)
-                {
+                if !status.processing_lists.iter().any(|p| p.role == role.key_tag() && p.pod == pod) {
                     status.processing_lists.push(ProcessingList {
                         name: self.keys.processing_list(role, &pod),
                         role: role.key_tag().to_owned(),
@@ -369,6 +352,26 @@ impl Queue for RedisQueue {
             }
         }
         Ok(status)
+    }
+
+    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError> {
+        let key = format!("{}rate_limit:{name}", self.keys.rate_limit_prefix);
+        let member =
+            format!("{}:{}", std::process::id(), self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut c = self.conn.clone();
+        let (admitted, wait_ms): (i64, i64) = scripts::SLIDING_WINDOW
+            .key(key)
+            .arg(limit)
+            .arg(window.as_millis().max(1) as u64)
+            .arg(format!("{}:{member}", self.instance))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("rate limit"))?;
+        Ok(if admitted == 1 {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited { retry_after: Duration::from_millis(wait_ms.max(1) as u64) }
+        })
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {

@@ -95,3 +95,26 @@ return #due
 ",
     )
 });
+
+/// Sliding-window rate limit shared by every replica (spec §3.6b/c, with server time in ms so
+/// that replicas' clocks do not matter). KEYS[1]: the sorted set; ARGV: limit, window in ms,
+/// a unique member. Returns {1, 0} when admitted, {0, ms until a slot frees} when not.
+pub static SLIDING_WINDOW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local wait = window
+  if oldest[2] then wait = tonumber(oldest[2]) + window - now end
+  return {0, math.max(wait, 1)}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window + 1000)
+return {1, 0}
+",
+    )
+});

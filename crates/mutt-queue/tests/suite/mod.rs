@@ -1,9 +1,7 @@
 //! The queue conformance suite: each function takes a fresh, empty queue.
 
 use mutt_core::PodName;
-use mutt_queue::{
-    Consumer, ConsumerConfig, Queue, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole,
-};
+use mutt_queue::{Consumer, ConsumerConfig, Queue, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +9,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_millis(200);
 
 fn msg(i: usize) -> Vec<u8> {
-    json!({"n": i, "message": format!("m{i}")})
-        .to_string()
-        .into_bytes()
+    json!({"n": i, "message": format!("m{i}")}).to_string().into_bytes()
 }
 
 fn n_of(raw: &[u8]) -> u64 {
@@ -49,12 +45,7 @@ async fn drain(c: &mut Box<dyn Consumer>) -> Vec<Vec<u8>> {
 }
 
 fn processing_depth(status: &mutt_queue::QueueStatus, pod: &str) -> u64 {
-    status
-        .processing_lists
-        .iter()
-        .filter(|p| p.pod == pod)
-        .map(|p| p.depth)
-        .sum()
+    status.processing_lists.iter().filter(|p| p.pod == pod).map(|p| p.depth).sum()
 }
 
 pub async fn fifo_order(q: Arc<dyn Queue>) {
@@ -97,31 +88,18 @@ pub async fn settle_emits_to_output_and_is_idempotent(q: Arc<dyn Queue>) {
     c.settle(&lease, &s).await.unwrap();
     assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 2);
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
-    let mut f = q
-        .consumer(config(WorkerRole::Forwarder, "emit-f"))
-        .await
-        .unwrap();
+    let mut f = q.consumer(config(WorkerRole::Forwarder, "emit-f")).await.unwrap();
     let alerts = f.lease(10, WAIT).await.unwrap().unwrap();
-    assert_eq!(
-        alerts.messages,
-        vec![b"alert-1".to_vec(), b"alert-2".to_vec()]
-    );
+    assert_eq!(alerts.messages, vec![b"alert-1".to_vec(), b"alert-2".to_vec()]);
 }
 
 pub async fn retry_counts_and_dead_letters(q: Arc<dyn Queue>) {
-    let policy = RetryPolicy {
-        field: WorkerRole::Alerter.retry_field(),
-        max_retries: 3,
-    };
+    let policy = RetryPolicy { field: WorkerRole::Alerter.retry_field(), max_retries: 3 };
     push_n(&q, QueueId::Ingest, 1).await;
     let mut c = consumer(&q, "retry").await;
     let mut attempts = 0;
     loop {
-        let lease = c
-            .lease(1, Duration::from_secs(2))
-            .await
-            .unwrap()
-            .expect("message comes back");
+        let lease = c.lease(1, Duration::from_secs(2)).await.unwrap().expect("message comes back");
         attempts += 1;
         let mut s = Settlement::new();
         let outcome = s.retry(policy, &lease.messages[0], Duration::ZERO, "db down");
@@ -129,8 +107,7 @@ pub async fn retry_counts_and_dead_letters(q: Arc<dyn Queue>) {
         if outcome == RetryOutcome::DeadLettered {
             break;
         }
-        let v: Value =
-            serde_json::from_slice(&s_first_delayed(&lease.messages[0], policy)).unwrap();
+        let v: Value = serde_json::from_slice(&s_first_delayed(&lease.messages[0], policy)).unwrap();
         assert_eq!(v["_retry_count"], attempts);
     }
     // Attempts with counts 0, 1, 2, 3, then the DLQ: 4 attempts, as the original.
@@ -148,39 +125,17 @@ fn s_first_delayed(raw: &[u8], policy: RetryPolicy) -> Vec<u8> {
 }
 
 pub async fn delayed_retry_waits_until_due(q: Arc<dyn Queue>) {
-    let policy = RetryPolicy {
-        field: "_retry_count",
-        max_retries: 3,
-    };
+    let policy = RetryPolicy { field: "_retry_count", max_retries: 3 };
     push_n(&q, QueueId::Ingest, 1).await;
     let mut c = consumer(&q, "delay").await;
     let lease = c.lease(1, WAIT).await.unwrap().unwrap();
     let mut s = Settlement::new();
-    s.retry(
-        policy,
-        &lease.messages[0],
-        Duration::from_millis(800),
-        "later",
-    );
+    s.retry(policy, &lease.messages[0], Duration::from_millis(800), "later");
     let t0 = Instant::now();
     c.settle(&lease, &s).await.unwrap();
-    assert!(
-        c.lease(1, Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_none(),
-        "not due yet"
-    );
-    let back = c
-        .lease(1, Duration::from_secs(3))
-        .await
-        .unwrap()
-        .expect("due retry comes back");
-    assert!(
-        t0.elapsed() >= Duration::from_millis(700),
-        "came back after {:?}",
-        t0.elapsed()
-    );
+    assert!(c.lease(1, Duration::from_millis(300)).await.unwrap().is_none(), "not due yet");
+    let back = c.lease(1, Duration::from_secs(3)).await.unwrap().expect("due retry comes back");
+    assert!(t0.elapsed() >= Duration::from_millis(700), "came back after {:?}", t0.elapsed());
     let v: Value = serde_json::from_slice(&back.messages[0]).unwrap();
     assert_eq!(v["_retry_count"], 1);
     assert_eq!(v["n"], 0);
@@ -191,18 +146,10 @@ pub async fn dead_letter_records_reason(q: Arc<dyn Queue>) {
     let mut c = consumer(&q, "dlq").await;
     let lease = c.lease(2, WAIT).await.unwrap().unwrap();
     let mut s = Settlement::new();
-    s.dead_letter(
-        &lease.messages[0],
-        "bad_timestamp",
-        "timestamp \"x\" is not a date",
-    );
+    s.dead_letter(&lease.messages[0], "bad_timestamp", "timestamp \"x\" is not a date");
     c.settle(&lease, &s).await.unwrap();
     assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
-    assert_eq!(
-        q.depth(QueueId::Ingest).await.unwrap(),
-        0,
-        "the batch-mate was settled normally"
-    );
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0, "the batch-mate was settled normally");
 }
 
 pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Queue>) {
@@ -213,10 +160,7 @@ pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Queue>) {
     s.put_back(&lease.messages[0]);
     c.settle(&lease, &s).await.unwrap();
     let again = c.lease(1, WAIT).await.unwrap().unwrap();
-    assert_eq!(
-        again.messages[0], lease.messages[0],
-        "same bytes, first in line"
-    );
+    assert_eq!(again.messages[0], lease.messages[0], "same bytes, first in line");
 }
 
 pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
@@ -238,19 +182,10 @@ pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(recovered, 3);
-    let counted = metrics
-        .janitor_recovered
-        .get_or_create(&mutt_queue::metrics::RoleLabel { role: "alerter" })
-        .get();
-    assert_eq!(
-        counted, 3,
-        "janitor recoveries are counted in mutt_janitor_recovered_total"
-    );
+    let counted = metrics.janitor_recovered.get_or_create(&mutt_queue::metrics::RoleLabel { role: "alerter" }).get();
+    assert_eq!(counted, 3, "janitor recoveries are counted in mutt_janitor_recovered_total");
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 5);
-    assert_eq!(
-        processing_depth(&q.status().await.unwrap(), "dead-worker"),
-        0
-    );
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "dead-worker"), 0);
     drop(live);
     // Order is kept: the recovered messages are first in line again.
     let mut c = consumer(&q, "after").await;
@@ -266,10 +201,7 @@ pub async fn janitor_leaves_live_worker_alone(q: Arc<dyn Queue>) {
     // Longer than the heartbeat TTL: the refresh task keeps the busy worker alive.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(other.recover_dead_workers().await.unwrap(), 0);
-    assert_eq!(
-        processing_depth(&q.status().await.unwrap(), "busy-worker"),
-        4
-    );
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "busy-worker"), 4);
     busy.settle(&lease, &Settlement::new()).await.unwrap();
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
 }
@@ -281,10 +213,7 @@ pub async fn shutdown_hands_back_lease(q: Arc<dyn Queue>) {
     c.shutdown().await.unwrap();
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 3);
     let status = q.status().await.unwrap();
-    assert!(
-        !status.processing_lists.iter().any(|p| p.pod == "stopping"),
-        "{status:?}"
-    );
+    assert!(!status.processing_lists.iter().any(|p| p.pod == "stopping"), "{status:?}");
     let mut c = consumer(&q, "next").await;
     let got: Vec<u64> = drain(&mut c).await.iter().map(|m| n_of(m)).collect();
     assert_eq!(got, vec![0, 1, 2]);
@@ -310,23 +239,14 @@ pub async fn lease_waits_for_first_message(q: Arc<dyn Queue>) {
         })
     };
     let t0 = Instant::now();
-    let lease = c
-        .lease(10, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("woken by the push");
+    let lease = c.lease(10, Duration::from_secs(5)).await.unwrap().expect("woken by the push");
     assert!(t0.elapsed() < Duration::from_secs(3));
     assert_eq!(n_of(&lease.messages[0]), 7);
     producer.await.unwrap();
     // Nothing there: returns None after roughly the wait.
     c.settle(&lease, &Settlement::new()).await.unwrap();
     let t0 = Instant::now();
-    assert!(
-        c.lease(10, Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(c.lease(10, Duration::from_millis(300)).await.unwrap().is_none());
     assert!(t0.elapsed() >= Duration::from_millis(250));
 }
 
@@ -335,13 +255,22 @@ pub async fn status_reports_depths_and_workers(q: Arc<dyn Queue>) {
     push_n(&q, QueueId::Alert, 1).await;
     let _c = consumer(&q, "visible").await;
     let s = q.status().await.unwrap();
-    assert_eq!(
-        s.queues.iter().map(|d| d.depth).collect::<Vec<_>>(),
-        vec![2, 1]
-    );
-    assert!(
-        s.processing_lists
-            .iter()
-            .any(|p| p.pod == "visible" && p.alive)
-    );
+    assert_eq!(s.queues.iter().map(|d| d.depth).collect::<Vec<_>>(), vec![2, 1]);
+    assert!(s.processing_lists.iter().any(|p| p.pod == "visible" && p.alive));
+}
+
+pub async fn rate_limit_is_a_sliding_window(q: Arc<dyn Queue>) {
+    use mutt_queue::RateDecision;
+    let window = Duration::from_millis(800);
+    for _ in 0..3 {
+        assert_eq!(q.rate_limit("t", 3, window).await.unwrap(), RateDecision::Allowed);
+    }
+    match q.rate_limit("t", 3, window).await.unwrap() {
+        RateDecision::Limited { retry_after } => assert!(retry_after <= window, "{retry_after:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Another limiter name is independent.
+    assert_eq!(q.rate_limit("other", 1, window).await.unwrap(), RateDecision::Allowed);
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    assert_eq!(q.rate_limit("t", 3, window).await.unwrap(), RateDecision::Allowed);
 }

@@ -39,9 +39,7 @@ fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
         Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
             StoreError::Rejected(format!("{context}: {e}"))
         }
-        Some(code)
-            if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION =>
-        {
+        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => {
             StoreError::Rejected(format!("{context}: {e} (has `muttd migrate` run?)"))
         }
         _ => StoreError::Unavailable(format!("{context}: {}", full_error(&e))),
@@ -78,13 +76,8 @@ impl PgStore {
             pg.connect_timeout(Duration::from_secs(5));
         }
         pg.application_name("muttd");
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager =
+            Manager::from_config(pg.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -99,11 +92,8 @@ impl PgStore {
     /// Applies pending migrations (refinery records them in `refinery_schema_history`) and
     /// creates the audit partitions around the current month.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let (mut client, conn) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| classify("connecting for migrations", e))?;
+        let (mut client, conn) =
+            self.config.connect(NoTls).await.map_err(|e| classify("connecting for migrations", e))?;
         let task = tokio::spawn(conn);
         let report = embedded::migrations::runner()
             .run_async(&mut client)
@@ -112,11 +102,7 @@ impl PgStore {
         drop(client);
         let _ = task.await;
         self.ensure_partitions(3).await?;
-        Ok(report
-            .applied_migrations()
-            .iter()
-            .map(|m| m.to_string())
-            .collect())
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
     pub fn pool(&self) -> &Pool {
@@ -131,8 +117,7 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
         match_string: row.get("match_string"),
         trap_oid: row.get("trap_oid"),
         syslog_severity: row.get("syslog_severity"),
-        match_type: MatchType::from_str(&match_type)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?,
+        match_type: MatchType::from_str(&match_type).map_err(|e| StoreError::Rejected(e.to_string()))?,
         priority: row.get("priority"),
         prod_handling: row.get("prod_handling"),
         dev_handling: row.get("dev_handling"),
@@ -145,10 +130,7 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| classify("ping", e))?;
+        client.simple_query("SELECT 1").await.map_err(|e| classify("ping", e))?;
         Ok(())
     }
 
@@ -178,9 +160,7 @@ impl Store for PgStore {
             .query("SELECT hostname, team_assignment FROM device_teams", &[])
             .await
             .map_err(|e| classify("loading device teams", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| classify("loading rules", e))?;
+        tx.commit().await.map_err(|e| classify("loading rules", e))?;
         Ok(RuleSnapshot {
             rules: rules.iter().map(row_to_rule).collect::<Result<_, _>>()?,
             development_hosts: hosts.iter().map(|r| r.get(0)).collect(),
@@ -221,10 +201,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| classify("preparing audit insert", e))?;
         client
-            .execute(
-                &stmt,
-                &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws],
-            )
+            .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
             .await
             .map_err(|e| classify("writing audit rows", e))
     }
@@ -270,10 +247,7 @@ impl Store for PgStore {
     async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
         client
-            .execute(
-                "INSERT INTO development_hosts (hostname) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&hostname],
-            )
+            .execute("INSERT INTO development_hosts (hostname) VALUES ($1) ON CONFLICT DO NOTHING", &[&hostname])
             .await
             .map_err(|e| classify("adding development host", e))?;
         Ok(())
