@@ -3,3 +3,8 @@
 //!   Redis set; the crash tests `kill -9` it mid-batch and count.
 //! - `mutt-queue-bench`: push + lease + ack throughput through Redis at several batch sizes,
 //!   next to `redis-benchmark`'s LPUSH ceiling on the same machine.
+//! - `mutt-ingest-bench`: starts a private redis-server and a `muttd ingestor` process and
+//!   drives it over HTTP (single events and batches; closed loop and fixed rate).
+
+pub mod load;
+pub mod process;

@@ -1,0 +1,103 @@
+//! Ingest API benchmark: a private redis-server, a `muttd ingestor` process, and this load
+//! generator (reqwest over HTTP/1.1 keep-alive, in-process tokio tasks). Prints accepted
+//! events/s and latency percentiles for single events and batches of 100 (closed loop), the
+//! latency at a fixed 2,000 requests/s (open loop), and the ingestor's idle and peak RSS.
+//!
+//!   cargo build --release -p muttd -p mutt-bench && target/release/mutt-ingest-bench
+
+use clap::Parser;
+use mutt_bench::load::{self, LoadResult, Target};
+use mutt_bench::process::{Service, free_port, wait_healthy};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+struct Args {
+    /// The muttd binary to benchmark.
+    #[arg(long, default_value = "target/release/muttd")]
+    muttd: String,
+    /// Seconds per closed-loop phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Connections for the closed-loop phases.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Requests per second for the fixed-rate phase.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+}
+
+const KEY: &str = "bench-key";
+
+fn event(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "hostname": format!("router{}.example.net", i % 50),
+        "message": format!("%LINEPROTO-5-UPDOWN: Line protocol on Interface GigabitEthernet0/{}, changed state to down", i % 48),
+        "timestamp": "2025-11-08T12:00:00Z",
+        "syslog_severity": 5,
+        "program": "cisco-ios",
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let redis = mutt_testkit::RedisServer::start(false)?;
+    let port = free_port();
+    let mut cmd = Command::new(&args.muttd);
+    cmd.arg("ingestor")
+        .env("MUTT_REDIS__URL", redis.url())
+        .env("MUTT_INGESTOR__PORT", port.to_string())
+        .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
+        .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "1000000000")
+        .env("INGEST_API_KEY", KEY)
+        .env("MUTT_LOG__LEVEL", "warn");
+    let ingestor = Service::spawn("ingestor", cmd)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&format!("{base}/health"), Duration::from_secs(20)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_rss, _) = ingestor.rss_kib();
+
+    let single = Target {
+        url: format!("{base}/ingest"),
+        api_key: KEY.into(),
+        body: Arc::new(serde_json::to_vec(&event(1))?),
+        events_per_request: 1,
+    };
+    let batch: Vec<_> = (0..100).map(event).collect();
+    let batched = Target { body: Arc::new(serde_json::to_vec(&batch)?), events_per_request: 100, ..single.clone() };
+    let secs = Duration::from_secs(args.seconds);
+
+    println!("mutt-ingest-bench: muttd ingestor (pid {}) + private redis-server; load generator: mutt-ingest-bench (reqwest, HTTP/1.1 keep-alive)", ingestor.pid());
+    println!("{:<44} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}", "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s");
+    let phases: Vec<(String, Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = LoadResult>>>>)> = vec![
+        (format!("single events, {} connections", args.connections), {
+            let (t, c) = (single.clone(), args.connections);
+            Box::new(move || { let t = t.clone(); Box::pin(async move { load::closed_loop(&t, c, secs).await }) })
+        }),
+        (format!("batches of 100, {} connections", (args.connections / 4).max(1)), {
+            let (t, c) = (batched.clone(), (args.connections / 4).max(1));
+            Box::new(move || { let t = t.clone(); Box::pin(async move { load::closed_loop(&t, c, secs).await }) })
+        }),
+        (format!("single events at a fixed {} requests/s", args.rate), {
+            let (t, rate) = (single.clone(), args.rate);
+            Box::new(move || { let t = t.clone(); Box::pin(async move { load::fixed_rate(&t, rate, secs, 256).await }) })
+        }),
+    ];
+    for (name, run) in phases {
+        let cpu0 = ingestor.cpu_seconds();
+        let r = run().await;
+        let cpu = ingestor.cpu_seconds() - cpu0;
+        println!(
+            "{:<44} {:>12.0} {:>10} {:>9} {:>9.2} {:>9.2} {:>8.1}",
+            name, r.events_per_sec(), r.requests_ok, r.requests_failed, r.percentile_ms(0.5), r.percentile_ms(0.99), cpu
+        );
+        let mut c = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await?;
+    }
+    let (_, peak) = ingestor.rss_kib();
+    println!("ingestor RSS: idle {:.1} MiB, peak {:.1} MiB", idle_rss as f64 / 1024.0, peak as f64 / 1024.0);
+    ingestor.terminate();
+    Ok(())
+}
