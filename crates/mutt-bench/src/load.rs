@@ -86,7 +86,13 @@ pub async fn closed_loop(t: &Target, connections: usize, duration: Duration) -> 
     for _ in 0..connections {
         let (client, t) = (client.clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            let mut r = LoadResult { requests_ok: 0, requests_failed: 0, events_ok: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+            let mut r = LoadResult {
+                requests_ok: 0,
+                requests_failed: 0,
+                events_ok: 0,
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+            };
             while Instant::now() < deadline {
                 let s = Instant::now();
                 if one(&client, &t).await {
@@ -129,7 +135,13 @@ pub async fn fixed_rate(t: &Target, rate: u64, duration: Duration, max_in_flight
             (ok, due.elapsed().as_micros() as u64)
         }));
     }
-    let mut r = LoadResult { requests_ok: 0, requests_failed: 0, events_ok: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut r = LoadResult {
+        requests_ok: 0,
+        requests_failed: 0,
+        events_ok: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
     for task in tasks {
         if let Ok((ok, us)) = task.await {
             if ok {

@@ -111,9 +111,7 @@ async fn wait_done(queue: &RedisQueue, prefix: &str, timeout: Duration) -> Count
 }
 
 async fn connect(url: &str, prefix: &str) -> RedisQueue {
-    RedisQueue::connect(&RedisConfig { url: url.into(), password: None, keys: KeySpace::with_prefix(prefix) })
-        .await
-        .unwrap()
+    RedisQueue::connect(&RedisConfig::single(url, KeySpace::with_prefix(prefix))).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,7 @@ use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use std::sync::Arc;
 
 async fn queue() -> Arc<dyn mutt_queue::Queue> {
-    let config = RedisConfig {
-        url: mutt_testkit::redis_url(),
-        password: None,
-        keys: KeySpace::with_prefix(&mutt_testkit::unique_prefix()),
-    };
+    let config = RedisConfig::single(mutt_testkit::redis_url(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()));
     Arc::new(RedisQueue::connect(&config).await.expect("connect to test redis"))
 }
 

@@ -12,5 +12,5 @@ pub mod redis_server;
 pub mod services;
 
 pub use receiver::{ReceiverMode, Recorded, WebhookReceiver};
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, TestCertificates};
 pub use services::{fresh_database, redis_url, unique_prefix};

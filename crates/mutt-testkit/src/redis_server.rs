@@ -9,6 +9,10 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     aof: bool,
+    /// Extra command-line arguments (TLS, replication, cluster mode, …).
+    extra: Vec<String>,
+    /// Whether the server answers plain TCP on `port` (false when only TLS is on).
+    plain: bool,
     child: Option<Child>,
 }
 
@@ -16,15 +20,74 @@ impl RedisServer {
     /// Starts `redis-server` on a free loopback port in a temporary directory; `aof` turns on
     /// the append-only file with `appendfsync everysec`.
     pub fn start(aof: bool) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::start_with(aof, &[])
+    }
+
+    /// Starts with extra `redis-server` arguments; `{dir}` in them becomes the data directory.
+    pub fn start_with(aof: bool, extra: &[&str]) -> anyhow::Result<Self> {
+        let port = free_port()?;
         let dir = tempfile::tempdir()?;
-        let mut s = Self { port, dir, aof, child: None };
+        let d = dir.path().display().to_string();
+        let extra: Vec<String> = extra.iter().map(|a| a.replace("{dir}", &d)).collect();
+        let mut s = Self { port, dir, aof, extra, plain: true, child: None };
         s.spawn()?;
         Ok(s)
     }
 
+    /// Starts a TLS-only server (certificates from `tls`); returns it and its `rediss://` URL.
+    pub fn start_tls(tls: &TestCertificates) -> anyhow::Result<Self> {
+        let tls_port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let extra = vec![
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            tls.cert.display().to_string(),
+            "--tls-key-file".into(),
+            tls.key.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            tls.ca.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        // Port 0 turns plain TCP off; the readiness probe then uses the TLS port.
+        let mut s = Self { port: tls_port, dir, aof: false, extra, plain: false, child: None };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// Starts a Sentinel that monitors `master` (as `name`), with short failure timeouts.
+    pub fn start_sentinel(name: &str, master_port: u16) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 3000\n",
+                dir.path().display()
+            ),
+        )?;
+        let mut child = Command::new(redis_binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait_port(port).inspect_err(|_| {
+            let _ = child.kill();
+        })?;
+        Ok(Self { port, dir, aof: false, extra: Vec::new(), plain: true, child: Some(child) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.plain { "redis" } else { "rediss" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -34,7 +97,7 @@ impl RedisServer {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(redis_binary());
         cmd.arg("--port")
-            .arg(self.port.to_string())
+            .arg(if self.plain { self.port.to_string() } else { "0".into() })
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
@@ -45,17 +108,11 @@ impl RedisServer {
             .arg(if self.aof { "yes" } else { "no" })
             .arg("--appendfsync")
             .arg("everysec")
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(cmd.spawn()?);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        anyhow::bail!("redis-server did not start on port {}", self.port)
+        wait_port(self.port)
     }
 
     /// Stops the server gracefully (SIGTERM: the AOF is flushed), waiting for it to exit.
@@ -93,4 +150,88 @@ impl Drop for RedisServer {
 
 fn redis_binary() -> PathBuf {
     std::env::var_os("MUTT_REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("redis-server"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("redis-server did not start on port {port}")
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1, made with the `openssl` command.
+pub struct TestCertificates {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn generate() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let p = |n: &str| dir.path().join(n);
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let out = Command::new("openssl").args(args).output()?;
+            anyhow::ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            Ok(())
+        };
+        let (ca, ca_key, cert, key, csr, ext) =
+            (p("ca.pem"), p("ca.key"), p("server.pem"), p("server.key"), p("server.csr"), p("ext.cnf"));
+        let s = |x: &PathBuf| x.display().to_string();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mutt-test-ca",
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+        ])?;
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+        ])?;
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+            "-out",
+            &s(&cert),
+        ])?;
+        Ok(Self { _dir: dir, ca, cert, key })
+    }
 }

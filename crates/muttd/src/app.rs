@@ -105,13 +105,20 @@ impl App {
 }
 
 pub async fn connect_queue(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {
-    let url = config
-        .redis
-        .url
-        .clone()
-        .ok_or_else(|| anyhow!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT"))?;
+    let url = match (&config.redis.url, config.redis.sentinel_urls.is_empty() && config.redis.cluster_nodes.is_empty())
+    {
+        (Some(u), _) => u.clone(),
+        (None, false) => String::new(),
+        (None, true) => bail!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT"),
+    };
     let password = first_of(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"])?;
-    let redis = RedisConfig { url, password, keys: config.redis.keys() };
+    let redis = RedisConfig {
+        url,
+        password,
+        keys: config.redis.keys(),
+        topology: config.redis.topology()?,
+        ca_file: config.redis.ca_file.clone(),
+    };
     let queue = match RedisQueue::connect(&redis).await {
         Ok(q) => q,
         // Dual-password rotation (spec §11.4): try the next password before giving up.

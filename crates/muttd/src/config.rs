@@ -71,6 +71,15 @@ pub struct RedisSection {
     /// `redis://host:port/db`, or `rediss://…` for TLS. The password comes from the secrets
     /// (`REDIS_PASS_CURRENT`), not from here.
     pub url: Option<String>,
+    /// Redis Sentinel: the master's name and the sentinels (`redis://host:26379`); the master is
+    /// followed across failovers. Set both instead of `url`.
+    pub sentinel_master: Option<String>,
+    pub sentinel_urls: Vec<String>,
+    /// Redis Cluster: some of its nodes (`redis://host:port`). Needs a hash-tagged key_prefix
+    /// such as `{mutt}:` so that each script's keys share a slot.
+    pub cluster_nodes: Vec<String>,
+    /// PEM CA file for `rediss://` servers signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Prefix of every key; `mutt:` gives the original names. Use a hash tag such as `{mutt}:`
     /// on Redis Cluster.
     pub key_prefix: String,
@@ -87,6 +96,10 @@ impl Default for RedisSection {
     fn default() -> Self {
         Self {
             url: None,
+            sentinel_master: None,
+            sentinel_urls: Vec::new(),
+            cluster_nodes: Vec::new(),
+            ca_file: None,
             key_prefix: "mutt:".into(),
             ingest_queue: None,
             alert_queue: None,
@@ -100,6 +113,33 @@ impl Default for RedisSection {
 }
 
 impl RedisSection {
+    /// Which deployment the settings describe; refuses ambiguous or unsafe combinations.
+    pub fn topology(&self) -> Result<mutt_queue::redis::Topology, ConfigError> {
+        use mutt_queue::redis::Topology;
+        match (&self.sentinel_master, self.sentinel_urls.is_empty(), self.cluster_nodes.is_empty()) {
+            (None, true, true) => Ok(Topology::Single),
+            (Some(m), false, true) => {
+                Ok(Topology::Sentinel { master_name: m.clone(), sentinels: self.sentinel_urls.clone() })
+            }
+            (None, true, false) => {
+                let k = self.keys();
+                let tagged = |s: &str| s.starts_with('{') && s.contains('}');
+                if ![&k.ingest_queue, &k.alert_queue, &k.processing_prefix, &k.alerter_dlq, &k.moog_dlq]
+                    .iter()
+                    .all(|s| tagged(s))
+                {
+                    return Err(ConfigError::Invalid(
+                        "redis.cluster_nodes needs a hash-tagged key_prefix such as \"{mutt}:\" (and no untagged key overrides)".into(),
+                    ));
+                }
+                Ok(Topology::Cluster { nodes: self.cluster_nodes.clone() })
+            }
+            _ => Err(ConfigError::Invalid(
+                "redis: set either url, or sentinel_master with sentinel_urls, or cluster_nodes".into(),
+            )),
+        }
+    }
+
     pub fn keys(&self) -> KeySpace {
         let mut k = KeySpace::with_prefix(&self.key_prefix);
         let set = |slot: &mut String, v: &Option<String>| {
@@ -586,6 +626,26 @@ mod tests {
         assert_eq!(c.alerter.batch_size, 50);
         assert_eq!(c.ingestor.port, 9200);
         assert_eq!(c.redis.keys().alert_queue, "{mutt}:alert_queue");
+    }
+
+    #[test]
+    fn redis_topologies() {
+        use mutt_queue::redis::Topology;
+        let c = load(None, &env(&[("MUTT_REDIS__CLUSTER_NODES", "x")])).unwrap_err().to_string();
+        assert!(c.contains("cluster_nodes") || c.contains("sequence"), "{c}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "[redis]\ncluster_nodes = [\"redis://a:1\"]\n").unwrap();
+        let c = load(Some(&path), &HashMap::new()).unwrap();
+        assert!(c.redis.topology().unwrap_err().to_string().contains("{mutt}:"), "cluster needs a hash tag");
+        std::fs::write(&path, "[redis]\nkey_prefix = \"{mutt}:\"\ncluster_nodes = [\"redis://a:1\"]\n").unwrap();
+        let c = load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(c.redis.topology().unwrap(), Topology::Cluster { nodes: vec!["redis://a:1".into()] });
+        std::fs::write(&path, "[redis]\nsentinel_master = \"mymaster\"\nsentinel_urls = [\"redis://s:26379\"]\n")
+            .unwrap();
+        let c = load(Some(&path), &HashMap::new()).unwrap();
+        assert!(matches!(c.redis.topology().unwrap(), Topology::Sentinel { .. }));
+        assert_eq!(RedisSection::default().topology().unwrap(), Topology::Single);
     }
 
     #[test]

@@ -69,20 +69,35 @@ async fn main() -> anyhow::Result<()> {
     let batched = Target { body: Arc::new(serde_json::to_vec(&batch)?), events_per_request: 100, ..single.clone() };
     let secs = Duration::from_secs(args.seconds);
 
-    println!("mutt-ingest-bench: muttd ingestor (pid {}) + private redis-server; load generator: mutt-ingest-bench (reqwest, HTTP/1.1 keep-alive)", ingestor.pid());
-    println!("{:<44} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}", "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s");
+    println!(
+        "mutt-ingest-bench: muttd ingestor (pid {}) + private redis-server; load generator: mutt-ingest-bench (reqwest, HTTP/1.1 keep-alive)",
+        ingestor.pid()
+    );
+    println!(
+        "{:<44} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s"
+    );
     let phases: Vec<(String, Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = LoadResult>>>>)> = vec![
         (format!("single events, {} connections", args.connections), {
             let (t, c) = (single.clone(), args.connections);
-            Box::new(move || { let t = t.clone(); Box::pin(async move { load::closed_loop(&t, c, secs).await }) })
+            Box::new(move || {
+                let t = t.clone();
+                Box::pin(async move { load::closed_loop(&t, c, secs).await })
+            })
         }),
         (format!("batches of 100, {} connections", (args.connections / 4).max(1)), {
             let (t, c) = (batched.clone(), (args.connections / 4).max(1));
-            Box::new(move || { let t = t.clone(); Box::pin(async move { load::closed_loop(&t, c, secs).await }) })
+            Box::new(move || {
+                let t = t.clone();
+                Box::pin(async move { load::closed_loop(&t, c, secs).await })
+            })
         }),
         (format!("single events at a fixed {} requests/s", args.rate), {
             let (t, rate) = (single.clone(), args.rate);
-            Box::new(move || { let t = t.clone(); Box::pin(async move { load::fixed_rate(&t, rate, secs, 256).await }) })
+            Box::new(move || {
+                let t = t.clone();
+                Box::pin(async move { load::fixed_rate(&t, rate, secs, 256).await })
+            })
         }),
     ];
     for (name, run) in phases {
@@ -91,7 +106,13 @@ async fn main() -> anyhow::Result<()> {
         let cpu = ingestor.cpu_seconds() - cpu0;
         println!(
             "{:<44} {:>12.0} {:>10} {:>9} {:>9.2} {:>9.2} {:>8.1}",
-            name, r.events_per_sec(), r.requests_ok, r.requests_failed, r.percentile_ms(0.5), r.percentile_ms(0.99), cpu
+            name,
+            r.events_per_sec(),
+            r.requests_ok,
+            r.requests_failed,
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            cpu
         );
         let mut c = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await?;

@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(url: &str, payload: &str, n: usize, batch: usize, consumers: usize) -> anyhow::Result<(f64, f64)> {
     let prefix = mutt_testkit::unique_prefix();
-    let config = RedisConfig { url: url.into(), password: None, keys: KeySpace::with_prefix(&prefix) };
+    let config = RedisConfig::single(url, KeySpace::with_prefix(&prefix));
     let queue = RedisQueue::connect(&config).await?;
     let started = Instant::now();
     let producer = {

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
     let args = Args::parse();
     let mut term = signal(SignalKind::terminate())?;
-    let config = RedisConfig { url: args.redis.clone(), password: None, keys: KeySpace::with_prefix(&args.prefix) };
+    let config = RedisConfig::single(args.redis.clone(), KeySpace::with_prefix(&args.prefix));
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let queue = loop {
         match RedisQueue::connect(&config).await {

@@ -1,10 +1,10 @@
 //! One worker's consumer on the Redis backend: lease, settle, release, heartbeat, janitor,
 //! delayed-retry mover.
 
+use super::AnyConnection;
 use super::{RedisQueue, redis_err, scripts};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, Settlement, WorkerRole};
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -30,7 +30,7 @@ pub struct RedisConsumer {
     config: ConsumerConfig,
     keys: Keys,
     /// Dedicated connection for BLMOVE, opened on first use and dropped after an error.
-    blocking: Option<MultiplexedConnection>,
+    blocking: Option<AnyConnection>,
     /// Set when a lease call failed: a BLMOVE whose reply was lost may still have moved a
     /// message, so the processing list is handed back before the next lease.
     dirty: bool,
@@ -54,6 +54,12 @@ impl RedisConsumer {
         // Heartbeat first, so no other worker's janitor takes this worker's list from now on.
         write_heartbeat(&mut consumer.queue.connection(), &consumer.keys.heartbeat, consumer.config.heartbeat_ttl)
             .await?;
+        redis::cmd("SADD")
+            .arg(consumer.queue.keys().workers(consumer.config.role))
+            .arg(pod)
+            .query_async::<()>(&mut consumer.queue.connection())
+            .await
+            .map_err(redis_err("registering the worker"))?;
         // Whatever a previous process with this pod name left leased is ours to hand back.
         let mine = consumer.release().await?;
         if mine > 0 {
@@ -165,7 +171,7 @@ impl Drop for RedisConsumer {
     }
 }
 
-async fn write_heartbeat(c: &mut ConnectionManager, key: &str, ttl: Duration) -> Result<(), QueueError> {
+async fn write_heartbeat(c: &mut AnyConnection, key: &str, ttl: Duration) -> Result<(), QueueError> {
     redis::cmd("SET")
         .arg(key)
         .arg("alive")
@@ -176,7 +182,7 @@ async fn write_heartbeat(c: &mut ConnectionManager, key: &str, ttl: Duration) ->
         .map_err(redis_err("writing heartbeat"))
 }
 
-async fn move_due(c: &mut ConnectionManager, delayed: &str, source: &str) -> Result<usize, QueueError> {
+async fn move_due(c: &mut AnyConnection, delayed: &str, source: &str) -> Result<usize, QueueError> {
     scripts::MOVE_DUE
         .key(delayed)
         .key(source)
@@ -187,14 +193,14 @@ async fn move_due(c: &mut ConnectionManager, delayed: &str, source: &str) -> Res
 }
 
 /// Moves a processing list back to its source in chunks; `check_heartbeat` makes each chunk
-/// conditional on the owner being dead. Returns the count moved (0 if the owner is alive).
+/// conditional on the owner being dead. Returns the count moved, `None` if the owner is alive.
 async fn recover_list(
-    c: &mut ConnectionManager,
+    c: &mut AnyConnection,
     list: &str,
     heartbeat: &str,
     source: &str,
     check_heartbeat: bool,
-) -> Result<u64, QueueError> {
+) -> Result<Option<u64>, QueueError> {
     let mut total = 0u64;
     loop {
         let moved: i64 = scripts::RECOVER
@@ -207,11 +213,11 @@ async fn recover_list(
             .await
             .map_err(redis_err("recovering a processing list"))?;
         if moved < 0 {
-            return Ok(total);
+            return Ok(None);
         }
         total += moved as u64;
         if (moved as usize) < RECOVER_CHUNK {
-            return Ok(total);
+            return Ok(Some(total));
         }
     }
 }
@@ -229,20 +235,28 @@ struct Janitor {
 impl Janitor {
     async fn run(&self) -> Result<u64, QueueError> {
         let keys = self.queue.keys();
-        let prefix = format!("{}:{}:", keys.processing_prefix, self.role.key_tag());
         let mut c = self.queue.connection();
         let mut total = 0;
-        for list in self.queue.scan(&format!("{prefix}*")).await? {
-            let pod = &list[prefix.len()..];
-            if pod == self.own_pod || pod.contains(':') {
+        for pod in self.queue.known_pods(self.role).await? {
+            if pod == self.own_pod {
                 continue;
             }
-            let heartbeat = keys.heartbeat(self.role, pod);
-            let moved = recover_list(&mut c, &list, &heartbeat, &self.source, true).await?;
+            let list = keys.processing_list(self.role, &pod);
+            let heartbeat = keys.heartbeat(self.role, &pod);
+            let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, true).await? else {
+                continue;
+            };
             if moved > 0 {
                 tracing::warn!(list = %list, moved, "janitor: recovered messages of a dead worker");
             }
             total += moved;
+            // The dead worker's list is empty now: forget it.
+            redis::cmd("SREM")
+                .arg(keys.workers(self.role))
+                .arg(&pod)
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(redis_err("updating the worker registry"))?;
         }
         self.metrics.recovered(self.role, total);
         Ok(total)
@@ -342,7 +356,9 @@ impl Consumer for RedisConsumer {
 
     async fn release(&mut self) -> Result<u64, QueueError> {
         let mut c = self.queue.connection();
-        recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, false).await
+        Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, false)
+            .await?
+            .unwrap_or(0))
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
@@ -366,6 +382,12 @@ impl Consumer for RedisConsumer {
             tracing::info!(moved, "handed leased messages back at shutdown");
         }
         let mut c = self.queue.connection();
+        redis::cmd("SREM")
+            .arg(self.queue.keys().workers(self.config.role))
+            .arg(self.config.pod.as_ref())
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err("unregistering the worker"))?;
         redis::cmd("DEL")
             .arg(&self.keys.heartbeat)
             .query_async::<()>(&mut c)

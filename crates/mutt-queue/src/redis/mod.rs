@@ -5,6 +5,7 @@
 //! `BLMOVE`, with no response timeout: redis-rs's default 500 ms timeout would cut a blocking
 //! call short, and a blocking call on the shared connection would stall every other command.
 
+pub mod connection;
 mod consumer;
 pub mod scripts;
 
@@ -15,11 +16,12 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mutt_core::Secret;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use std::time::Duration;
 
+use connection::Connector;
+pub use connection::{AnyConnection, Topology};
 pub use consumer::RedisConsumer;
+use std::sync::{Arc, RwLock};
 
 /// Full key names. Defaults are the original's, so dashboards, runbooks and `redis-cli`
 /// habits keep working; a hash-tagged prefix such as `{mutt}:` puts every key in one Redis
@@ -41,6 +43,9 @@ pub struct KeySpace {
     pub config_prefix: String,
     /// Shared rate limiters are `<rate_limit_prefix>rate_limit:<name>`.
     pub rate_limit_prefix: String,
+    /// Sets of the pods of each role, `<workers_prefix>:<role>`, so janitors find processing
+    /// lists without SCAN (which does not span a Redis Cluster).
+    pub workers_prefix: String,
 }
 
 impl Default for KeySpace {
@@ -62,6 +67,7 @@ impl KeySpace {
             metrics_prefix: format!("{prefix}metrics"),
             config_prefix: format!("{prefix}config"),
             rate_limit_prefix: prefix.to_owned(),
+            workers_prefix: format!("{prefix}workers"),
         }
     }
 
@@ -88,6 +94,10 @@ impl KeySpace {
         format!("{}:{}:{pod}", self.processing_prefix, role.key_tag())
     }
 
+    pub fn workers(&self, role: WorkerRole) -> String {
+        format!("{}:{}", self.workers_prefix, role.key_tag())
+    }
+
     pub fn heartbeat(&self, role: WorkerRole, pod: &str) -> String {
         format!("{}:{}:{pod}", self.heartbeat_prefix, role.key_tag())
     }
@@ -101,6 +111,18 @@ pub struct RedisConfig {
     /// Overrides any password in the URL (from the secrets source).
     pub password: Option<Secret>,
     pub keys: KeySpace,
+    /// Single server (the URL), Sentinel or Cluster.
+    pub topology: Topology,
+    /// PEM file of the CA that signed the servers' certificates (`rediss://`); default: the
+    /// system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl RedisConfig {
+    /// A single server at `url` with default keys.
+    pub fn single(url: impl Into<String>, keys: KeySpace) -> Self {
+        Self { url: url.into(), password: None, keys, topology: Topology::Single, ca_file: None }
+    }
 }
 
 pub(crate) fn redis_err(context: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
@@ -110,39 +132,47 @@ pub(crate) fn redis_err(context: &'static str) -> impl FnOnce(redis::RedisError)
 /// The Redis queue: cheap to clone, shares one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisQueue {
-    client: Client,
-    conn: ConnectionManager,
+    connector: Arc<Connector>,
+    /// The shared connection; replaced when Sentinel reports a new master.
+    conn: Arc<RwLock<AnyConnection>>,
     keys: KeySpace,
     /// Makes rate-limiter members unique per process (random) and per call (counter).
-    instance: std::sync::Arc<str>,
-    member_seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    instance: Arc<str>,
+    member_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// Follows Sentinel failovers while any clone is alive.
+    _watcher: Option<Arc<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RedisQueue {
     /// Connects (and checks the connection with PING).
     pub async fn connect(config: &RedisConfig) -> Result<Self, QueueError> {
-        let mut info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| QueueError::Config(format!("redis url is not valid ({:?})", e.kind())))?;
-        if let Some(p) = &config.password {
-            let settings = info.redis_settings().clone().set_password(p.expose());
-            info = info.set_redis_settings(settings);
-        }
-        let client = Client::open(info).map_err(redis_err("opening client"))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(manager_config).await.map_err(redis_err("connecting"))?;
+        // rustls needs one process-wide crypto provider; reqwest uses aws-lc-rs too. An error
+        // only means one is installed already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let connector = Connector::new(&config.topology, &config.url, &config.password, &config.ca_file)
+            .map_err(|e| QueueError::Config(format!("redis: {e}")))?;
+        let connector = Arc::new(connector);
+        let conn = Arc::new(RwLock::new(connector.shared().await.map_err(redis_err("connecting"))?));
+        let watcher = if connector.is_sentinel() {
+            Some(Arc::new(AbortOnDrop(tokio::spawn(follow_master(connector.clone(), conn.clone())))))
+        } else {
+            None
+        };
         let q = Self {
-            client,
+            connector,
             conn,
             keys: config.keys.clone(),
             instance: format!("{:016x}", rand::random::<u64>()).into(),
             member_seq: Default::default(),
+            _watcher: watcher,
         };
         q.ping().await?;
         Ok(q)
@@ -153,23 +183,21 @@ impl RedisQueue {
     }
 
     /// A clone of the shared, non-blocking connection (for rate limiters, counters, …).
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub fn connection(&self) -> AnyConnection {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.connector.is_cluster()
     }
 
     /// Opens a dedicated connection for blocking commands (no response timeout).
-    pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection, QueueError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(None);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(redis_err("opening blocking connection"))
+    pub(crate) async fn blocking_connection(&self) -> Result<AnyConnection, QueueError> {
+        self.connector.blocking().await.map_err(redis_err("opening blocking connection"))
     }
 
     async fn llen(&self, key: &str, context: &'static str) -> Result<u64, QueueError> {
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         redis::cmd("LLEN").arg(key).query_async(&mut c).await.map_err(redis_err(context))
     }
 
@@ -181,7 +209,7 @@ impl RedisQueue {
 
     /// Publishes a rule-reload request; returns how many subscribers got it.
     pub async fn publish_reload(&self) -> Result<u64, QueueError> {
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         redis::cmd("PUBLISH")
             .arg(self.reload_channel())
             .arg(r#"{"reload":"rules"}"#)
@@ -203,7 +231,7 @@ impl RedisQueue {
         let mut wait = Duration::from_millis(200);
         loop {
             let session = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.connector.pubsub().await?;
                 pubsub.subscribe(&channel).await?;
                 let mut stream = pubsub.on_message();
                 while stream.next().await.is_some() {
@@ -227,9 +255,32 @@ impl RedisQueue {
         }
     }
 
+    /// The pods of a role that may own a processing list: the registry set, plus (outside a
+    /// cluster) whatever SCAN finds, which also covers lists left by the original MUTT.
+    pub(crate) async fn known_pods(&self, role: WorkerRole) -> Result<Vec<String>, QueueError> {
+        let mut c = self.connection();
+        let mut pods: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.workers(role))
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("reading the worker registry"))?;
+        if !self.is_cluster() {
+            for prefix in [&self.keys.processing_prefix, &self.keys.heartbeat_prefix] {
+                let prefix = format!("{prefix}:{}:", role.key_tag());
+                for key in self.scan(&format!("{prefix}*")).await? {
+                    pods.push(key[prefix.len()..].to_owned());
+                }
+            }
+        }
+        pods.retain(|p| !p.is_empty() && !p.contains(':'));
+        pods.sort();
+        pods.dedup();
+        Ok(pods)
+    }
+
     /// Lists the keys matching a pattern with SCAN (never KEYS, which blocks the server).
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, QueueError> {
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
@@ -260,7 +311,7 @@ impl Queue for RedisQueue {
         if messages.is_empty() {
             return self.depth(queue).await;
         }
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         redis::cmd("LPUSH")
             .arg(self.keys.queue(queue))
             .arg(messages)
@@ -281,7 +332,7 @@ impl Queue for RedisQueue {
             pipe.cmd("INCRBY").arg(key).arg(n).ignore();
             pipe.cmd("EXPIRE").arg(key).arg(ttl).arg("NX").ignore();
         }
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let (depth,): (u64,) = pipe.query_async(&mut c).await.map_err(redis_err("enqueueing events"))?;
         Ok(depth)
     }
@@ -295,14 +346,14 @@ impl Queue for RedisQueue {
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(redis_err("ping"))?;
         Ok(())
     }
 
     async fn status(&self) -> Result<QueueStatus, QueueError> {
         let mut status = QueueStatus::default();
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         for q in [QueueId::Ingest, QueueId::Alert] {
             let name = self.keys.queue(q).to_owned();
             let depth = self.llen(&name, "reading queue depth").await?;
@@ -319,34 +370,21 @@ impl Queue for RedisQueue {
             let name = self.keys.dead_letter_queue(role).to_owned();
             let depth = self.llen(&name, "reading DLQ depth").await?;
             status.dead_letter_queues.push(NamedDepth { name, depth });
-            let prefix = format!("{}:{}:", self.keys.processing_prefix, role.key_tag());
-            for key in self.scan(&format!("{prefix}*")).await? {
-                let pod = key[prefix.len()..].to_owned();
-                let depth = self.llen(&key, "reading processing list").await?;
+            for pod in self.known_pods(role).await? {
+                let name = self.keys.processing_list(role, &pod);
+                let depth = self.llen(&name, "reading processing list").await?;
                 let alive: bool = redis::cmd("EXISTS")
                     .arg(self.keys.heartbeat(role, &pod))
                     .query_async(&mut c)
                     .await
                     .map_err(redis_err("reading heartbeat"))?;
-                status.processing_lists.push(ProcessingList {
-                    name: key,
-                    role: role.key_tag().to_owned(),
-                    pod,
-                    depth,
-                    alive,
-                });
-            }
-            // Live workers whose processing list is currently empty.
-            let hb_prefix = format!("{}:{}:", self.keys.heartbeat_prefix, role.key_tag());
-            for key in self.scan(&format!("{hb_prefix}*")).await? {
-                let pod = key[hb_prefix.len()..].to_owned();
-                if !status.processing_lists.iter().any(|p| p.role == role.key_tag() && p.pod == pod) {
+                if depth > 0 || alive {
                     status.processing_lists.push(ProcessingList {
-                        name: self.keys.processing_list(role, &pod),
+                        name,
                         role: role.key_tag().to_owned(),
                         pod,
-                        depth: 0,
-                        alive: true,
+                        depth,
+                        alive,
                     });
                 }
             }
@@ -358,7 +396,7 @@ impl Queue for RedisQueue {
         let key = format!("{}rate_limit:{name}", self.keys.rate_limit_prefix);
         let member =
             format!("{}:{}", std::process::id(), self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let (admitted, wait_ms): (i64, i64) = scripts::SLIDING_WINDOW
             .key(key)
             .arg(limit)
@@ -376,5 +414,26 @@ impl Queue for RedisQueue {
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {
         Ok(Box::new(RedisConsumer::start(self.clone(), config).await?))
+    }
+}
+
+/// Sentinel mode: asks the sentinels for the master every second and moves the shared
+/// connection when it changed (consumers' blocking connections follow on their next error).
+async fn follow_master(connector: Arc<Connector>, conn: Arc<RwLock<AnyConnection>>) {
+    let mut current = connector.master_address().await.ok();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(now) = connector.master_address().await else { continue };
+        if current.as_deref() == Some(now.as_str()) {
+            continue;
+        }
+        match connector.shared().await {
+            Ok(fresh) => {
+                tracing::warn!(master = %now, "redis sentinel reports a new master; switching");
+                *conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                current = Some(now);
+            }
+            Err(e) => tracing::warn!(error = %e, master = %now, "cannot connect to the new master yet"),
+        }
     }
 }

@@ -1,0 +1,213 @@
+//! Reaching Redis in its three deployments: one server (`redis://`, `rediss://` for TLS),
+//! Sentinel (the master is looked up through the sentinels and followed across failovers),
+//! and Cluster (every multi-key command and script needs its keys in one slot, which the
+//! hash-tagged key prefix `{mutt}:` gives).
+
+use mutt_core::Secret;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisFuture, RedisResult, TlsCertificates, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which kind of Redis deployment to talk to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Topology {
+    /// One server at [`super::RedisConfig::url`].
+    #[default]
+    Single,
+    /// The master named `master_name`, found through these sentinels (`redis://host:26379`).
+    Sentinel { master_name: String, sentinels: Vec<String> },
+    /// A Redis Cluster reached through any of these nodes.
+    Cluster { nodes: Vec<String> },
+}
+
+/// Any of the connection kinds, usable wherever redis-rs wants a connection.
+#[derive(Clone)]
+pub enum AnyConnection {
+    Managed(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            AnyConnection::Managed(c) => c.req_packed_command(cmd),
+            AnyConnection::Multiplexed(c) => c.req_packed_command(cmd),
+            AnyConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            AnyConnection::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConnection::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConnection::Managed(c) => c.get_db(),
+            AnyConnection::Multiplexed(c) => c.get_db(),
+            AnyConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Opens connections of the right kind.
+// One per process, behind an Arc: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Connector {
+    Single(Client),
+    Sentinel { sentinel: tokio::sync::Mutex<SentinelClient> },
+    Cluster { client: ClusterClient, blocking: ClusterClient, pubsub: Client },
+}
+
+fn tls_certs(ca_file: &Option<PathBuf>) -> RedisResult<Option<TlsCertificates>> {
+    match ca_file {
+        None => Ok(None),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "cannot read the Redis CA file",
+                    format!("{}: {e}", path.display()),
+                ))
+            })?;
+            Ok(Some(TlsCertificates { client_tls: None, root_cert: Some(pem) }))
+        }
+    }
+}
+
+fn with_password(url: &str, password: &Option<Secret>) -> RedisResult<redis::ConnectionInfo> {
+    let mut info = url.into_connection_info()?;
+    if let Some(p) = password {
+        let settings = info.redis_settings().clone().set_password(p.expose());
+        info = info.set_redis_settings(settings);
+    }
+    Ok(info)
+}
+
+fn client(url: &str, password: &Option<Secret>, ca_file: &Option<PathBuf>) -> RedisResult<Client> {
+    let info = with_password(url, password)?;
+    match tls_certs(ca_file)? {
+        Some(certs) => Client::build_with_tls(info, certs),
+        None => Client::open(info),
+    }
+}
+
+impl Connector {
+    pub(crate) fn new(
+        topology: &Topology,
+        url: &str,
+        password: &Option<Secret>,
+        ca_file: &Option<PathBuf>,
+    ) -> RedisResult<Self> {
+        Ok(match topology {
+            Topology::Single => Connector::Single(client(url, password, ca_file)?),
+            Topology::Sentinel { master_name, sentinels } => {
+                let addrs: Vec<redis::ConnectionAddr> = sentinels
+                    .iter()
+                    .map(|s| s.as_str().into_connection_info().map(|i| i.addr().clone()))
+                    .collect::<RedisResult<_>>()?;
+                let mut builder = SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)?;
+                if let Some(p) = password {
+                    builder = builder.set_client_to_redis_password(p.expose());
+                }
+                if let Some(certs) = tls_certs(ca_file)? {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_redis_certificates(certs);
+                }
+                Connector::Sentinel { sentinel: tokio::sync::Mutex::new(builder.build()?) }
+            }
+            Topology::Cluster { nodes } => {
+                let infos: Vec<redis::ConnectionInfo> =
+                    nodes.iter().map(|n| with_password(n, password)).collect::<RedisResult<_>>()?;
+                let first = nodes.first().ok_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no cluster nodes given"))
+                })?;
+                let build = |response: Duration| {
+                    let mut b = ClusterClient::builder(infos.clone())
+                        .connection_timeout(Duration::from_secs(5))
+                        .response_timeout(response);
+                    if let Some(p) = password {
+                        b = b.password(p.expose());
+                    }
+                    if let Some(certs) = tls_certs(ca_file)? {
+                        b = b.certs(certs);
+                    }
+                    b.build()
+                };
+                Connector::Cluster {
+                    client: build(Duration::from_secs(10))?,
+                    // Blocking calls wait for the server's timeout, never the client's.
+                    blocking: build(Duration::from_secs(24 * 3600))?,
+                    pubsub: client(first, password, ca_file)?,
+                }
+            }
+        })
+    }
+
+    /// The client of the current master (single server, or Sentinel's answer now).
+    async fn master(&self) -> RedisResult<Client> {
+        match self {
+            Connector::Single(c) => Ok(c.clone()),
+            Connector::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
+            Connector::Cluster { pubsub, .. } => Ok(pubsub.clone()),
+        }
+    }
+
+    /// The master's address as text (for noticing a Sentinel failover).
+    pub(crate) async fn master_address(&self) -> RedisResult<String> {
+        Ok(self.master().await?.get_connection_info().addr().to_string())
+    }
+
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self, Connector::Sentinel { .. })
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Connector::Cluster { .. })
+    }
+
+    /// The shared, non-blocking connection (reconnects by itself).
+    pub(crate) async fn shared(&self) -> RedisResult<AnyConnection> {
+        if let Connector::Cluster { client, .. } = self {
+            return Ok(AnyConnection::Cluster(client.get_async_connection().await?));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let manager = self.master().await?.get_connection_manager_with_config(config).await?;
+        Ok(AnyConnection::Managed(manager))
+    }
+
+    /// A connection of its own for blocking commands: no response timeout, so BLMOVE is never
+    /// cut short, and nothing else waits behind it.
+    pub(crate) async fn blocking(&self) -> RedisResult<AnyConnection> {
+        if let Connector::Cluster { blocking, .. } = self {
+            return Ok(AnyConnection::Cluster(blocking.get_async_connection().await?));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(None);
+        let conn = self.master().await?.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(AnyConnection::Multiplexed(conn))
+    }
+
+    pub(crate) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.master().await?.get_async_pubsub().await
+    }
+}
