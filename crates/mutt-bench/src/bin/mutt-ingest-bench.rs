@@ -6,7 +6,7 @@
 //!   cargo build --release -p muttd -p mutt-bench && target/release/mutt-ingest-bench
 
 use clap::Parser;
-use mutt_bench::load::{self, LoadResult, Target};
+use mutt_bench::load::{self, Target};
 use mutt_bench::process::{Service, free_port, wait_healthy};
 use std::process::Command;
 use std::sync::Arc;
@@ -29,6 +29,13 @@ struct Args {
 }
 
 const KEY: &str = "bench-key";
+
+enum Phase {
+    /// N connections as fast as answers come.
+    Closed(Target, usize),
+    /// A fixed number of requests per second.
+    Fixed(Target, u64),
+}
 
 fn event(i: usize) -> serde_json::Value {
     serde_json::json!({
@@ -77,32 +84,18 @@ async fn main() -> anyhow::Result<()> {
         "{:<44} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}",
         "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s"
     );
-    let phases: Vec<(String, Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = LoadResult>>>>)> = vec![
-        (format!("single events, {} connections", args.connections), {
-            let (t, c) = (single.clone(), args.connections);
-            Box::new(move || {
-                let t = t.clone();
-                Box::pin(async move { load::closed_loop(&t, c, secs).await })
-            })
-        }),
-        (format!("batches of 100, {} connections", (args.connections / 4).max(1)), {
-            let (t, c) = (batched.clone(), (args.connections / 4).max(1));
-            Box::new(move || {
-                let t = t.clone();
-                Box::pin(async move { load::closed_loop(&t, c, secs).await })
-            })
-        }),
-        (format!("single events at a fixed {} requests/s", args.rate), {
-            let (t, rate) = (single.clone(), args.rate);
-            Box::new(move || {
-                let t = t.clone();
-                Box::pin(async move { load::fixed_rate(&t, rate, secs, 256).await })
-            })
-        }),
+    let connections_batched = (args.connections / 4).max(1);
+    let phases = [
+        (format!("single events, {} connections", args.connections), Phase::Closed(single.clone(), args.connections)),
+        (format!("batches of 100, {connections_batched} connections"), Phase::Closed(batched, connections_batched)),
+        (format!("single events at a fixed {} requests/s", args.rate), Phase::Fixed(single, args.rate)),
     ];
     for (name, run) in phases {
         let cpu0 = ingestor.cpu_seconds();
-        let r = run().await;
+        let r = match run {
+            Phase::Closed(t, c) => load::closed_loop(&t, c, secs).await,
+            Phase::Fixed(t, rate) => load::fixed_rate(&t, rate, secs, 256).await,
+        };
         let cpu = ingestor.cpu_seconds() - cpu0;
         println!(
             "{:<44} {:>12.0} {:>10} {:>9} {:>9.2} {:>9.2} {:>8.1}",
