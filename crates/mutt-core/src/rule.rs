@@ -6,7 +6,8 @@
 //! `message`, with an optional exact `syslog_severity` filter).
 
 use crate::event::Event;
-use regex::{Regex, RegexBuilder};
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -92,11 +93,66 @@ pub struct RuleSnapshot {
 /// A compiled, ordered set of active rules plus the lookups, ready to evaluate events.
 #[derive(Debug, Default)]
 pub struct RuleSet {
+    /// Active rules in decision order: priority ascending, then id.
     rules: Vec<CompiledRule>,
+    /// Finds every candidate in one pass over the message, so that the cost per event does not
+    /// grow with the number of rules; the lowest index among candidates is the first match.
+    matcher: Matcher,
     development_hosts: HashSet<String>,
     device_teams: HashMap<String, String>,
     /// Rules left out of this generation (invalid regex), with the reason.
     excluded: Vec<RuleError>,
+}
+
+/// One automaton for all `contains` needles and one regex set for all `regex` patterns.
+#[derive(Debug, Default)]
+struct Matcher {
+    needles: Option<AhoCorasick>,
+    /// Needle pattern id → indices of the rules using that needle.
+    needle_rules: Vec<Vec<usize>>,
+    regexes: Option<RegexSet>,
+    /// Regex-set pattern id → rule index.
+    regex_rules: Vec<usize>,
+    /// Rules with a `trap_oid` (they take the OID branch for events with one), ascending.
+    oid_rules: Vec<usize>,
+}
+
+impl Matcher {
+    fn build(rules: &[CompiledRule]) -> Self {
+        let mut m = Matcher::default();
+        let mut needles: Vec<&str> = Vec::new();
+        let mut needle_ids: HashMap<&str, usize> = HashMap::new();
+        let mut patterns = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if r.oid.is_some() {
+                m.oid_rules.push(i);
+            }
+            match (r.rule.match_type, r.needle.as_deref()) {
+                (MatchType::Contains, Some(n)) => {
+                    let id = *needle_ids.entry(n).or_insert_with(|| {
+                        needles.push(n);
+                        m.needle_rules.push(Vec::new());
+                        needles.len() - 1
+                    });
+                    m.needle_rules[id].push(i);
+                }
+                (MatchType::Regex, Some(_)) if r.regex.is_some() => {
+                    patterns.push(r.rule.match_string.clone().unwrap_or_default());
+                    m.regex_rules.push(i);
+                }
+                _ => {}
+            }
+        }
+        if !needles.is_empty() {
+            m.needles = AhoCorasick::new(&needles).ok();
+        }
+        if !patterns.is_empty() {
+            // Each pattern compiled alone already; a set too large for the engine's limits
+            // falls back to trying the rules' own regexes one by one.
+            m.regexes = RegexSetBuilder::new(&patterns).case_insensitive(true).build().ok();
+        }
+        m
+    }
 }
 
 #[derive(Debug)]
@@ -137,6 +193,7 @@ impl RuleSet {
             });
         }
         Self {
+            matcher: Matcher::build(&compiled),
             rules: compiled,
             development_hosts: snapshot.development_hosts,
             device_teams: snapshot.device_teams,
@@ -170,41 +227,164 @@ impl RuleSet {
 
     /// Returns the first rule (by priority, then id) that matches the event.
     pub fn first_match(&self, event: &Event) -> Option<&Rule> {
+        let view = EventView::of(event);
+        let mut best = usize::MAX;
+        if view.has_oid {
+            // Ascending: the first OID rule that matches is the best OID candidate.
+            for &i in &self.matcher.oid_rules {
+                let r = &self.rules[i];
+                if r.rule.match_type == MatchType::OidPrefix
+                    && view.oid.is_some_and(|o| r.oid.as_deref().is_some_and(|p| o.starts_with(p)))
+                {
+                    best = i;
+                    break;
+                }
+            }
+        }
+        if let (Some(body), Some(lowered)) = (view.body, view.lowered.as_deref()) {
+            let text_ok = |i: usize| {
+                let r = &self.rules[i];
+                !(view.has_oid && r.oid.is_some())
+                    && r.rule.syslog_severity.is_none_or(|want| severity_equals(view.severity, want))
+            };
+            if let Some(ac) = &self.matcher.needles {
+                for m in ac.find_overlapping_iter(lowered) {
+                    for &i in &self.matcher.needle_rules[m.pattern().as_usize()] {
+                        if i < best && text_ok(i) {
+                            best = i;
+                        }
+                    }
+                }
+            }
+            match &self.matcher.regexes {
+                Some(set) => {
+                    for k in set.matches(body).iter() {
+                        let i = self.matcher.regex_rules[k];
+                        if i < best && text_ok(i) {
+                            best = i;
+                        }
+                    }
+                }
+                None => {
+                    for &i in &self.matcher.regex_rules {
+                        if i < best && text_ok(i) && self.rules[i].regex.as_ref().is_some_and(|re| re.is_match(body)) {
+                            best = i;
+                        }
+                    }
+                }
+            }
+        }
+        self.rules.get(best).map(|c| &c.rule)
+    }
+
+    /// The reference procedure: tries each rule in order (spec §4.4). Same answer as
+    /// [`RuleSet::first_match`], at a cost linear in the number of rules; kept for the rule
+    /// tester and as the oracle of the matcher's property test.
+    pub fn first_match_linear(&self, event: &Event) -> Option<&Rule> {
+        let v = EventView::of(event);
+        self.rules.iter().find(|c| c.check(&v).is_ok()).map(|c| &c.rule)
+    }
+
+    /// Why each rule before the winner did not match, and the winner (for the rule tester).
+    pub fn explain(&self, event: &Event) -> Explanation {
+        let v = EventView::of(event);
+        let mut skipped = Vec::new();
+        for c in &self.rules {
+            match c.check(&v) {
+                Ok(()) => {
+                    return Explanation { matched: Some(c.rule.clone()), skipped };
+                }
+                Err(reason) => skipped.push(Skipped { rule_id: c.rule.id, priority: c.rule.priority, reason }),
+            }
+        }
+        Explanation { matched: None, skipped }
+    }
+}
+
+/// The rule tester's answer: the winning rule, and for every rule tried before it, why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub matched: Option<Rule>,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub rule_id: i32,
+    pub priority: i32,
+    pub reason: String,
+}
+
+/// The parts of an event the rules look at, extracted once.
+struct EventView<'a> {
+    has_oid: bool,
+    oid: Option<&'a str>,
+    body: Option<&'a str>,
+    lowered: Option<String>,
+    severity: Option<&'a Value>,
+}
+
+impl<'a> EventView<'a> {
+    fn of(event: &'a Event) -> Self {
         let oid = event.trap_oid().and_then(Value::as_str).filter(|s| !s.is_empty()).map(|s| s.trim_start_matches('.'));
         // A non-string trap_oid still takes the OID branch (it is "present") but never matches.
         let has_oid = oid.is_some() || event.trap_oid().is_some_and(crate::event::is_truthy);
         let body = event.message().filter(|s| !s.is_empty());
-        let lowered = body.map(str::to_lowercase);
-        let severity = event.syslog_severity();
-        self.rules.iter().find(|c| c.matches(has_oid, oid, body, lowered.as_deref(), severity)).map(|c| &c.rule)
+        Self { has_oid, oid, body, lowered: body.map(str::to_lowercase), severity: event.syslog_severity() }
     }
 }
 
 impl CompiledRule {
-    fn matches(
-        &self,
-        has_oid: bool,
-        oid: Option<&str>,
-        body: Option<&str>,
-        lowered: Option<&str>,
-        severity: Option<&Value>,
-    ) -> bool {
-        if has_oid && let Some(prefix) = &self.oid {
+    /// Decides this rule alone; `Err` says why it does not match.
+    fn check(&self, v: &EventView<'_>) -> Result<(), String> {
+        if v.has_oid
+            && let Some(prefix) = &self.oid
+        {
             // OID branch: decided here, the text branch is not tried for this rule.
-            return self.rule.match_type == MatchType::OidPrefix && oid.is_some_and(|o| o.starts_with(prefix.as_str()));
+            if self.rule.match_type != MatchType::OidPrefix {
+                return Err(format!(
+                    "the event has a trap_oid and the rule has trap_oid {prefix}, but its match_type is {} (only oid_prefix matches OIDs)",
+                    self.rule.match_type
+                ));
+            }
+            return match v.oid {
+                Some(o) if o.starts_with(prefix.as_str()) => Ok(()),
+                Some(o) => Err(format!("trap_oid {o} does not start with {prefix}")),
+                None => Err("the event's trap_oid is not text".into()),
+            };
         }
-        let (Some(body), Some(lowered), Some(needle)) = (body, lowered, &self.needle) else {
-            return false;
+        if self.rule.match_type == MatchType::OidPrefix {
+            return Err(if self.oid.is_some() {
+                "oid_prefix rule: the event has no trap_oid".into()
+            } else {
+                "oid_prefix rule without trap_oid never matches".into()
+            });
+        }
+        let Some(needle) = &self.needle else {
+            return Err("the rule has no match_string".into());
+        };
+        let (Some(body), Some(lowered)) = (v.body, v.lowered.as_deref()) else {
+            return Err("the event has no message text".into());
         };
         if let Some(want) = self.rule.syslog_severity
-            && !severity_equals(severity, want)
+            && !severity_equals(v.severity, want)
         {
-            return false;
+            let got = v.severity.map(Value::to_string).unwrap_or_else(|| "none".into());
+            return Err(format!("syslog_severity must be {want}, the event has {got}"));
         }
-        match self.rule.match_type {
+        let hit = match self.rule.match_type {
             MatchType::Contains => lowered.contains(needle.as_str()),
             MatchType::Regex => self.regex.as_ref().is_some_and(|re| re.is_match(body)),
             MatchType::OidPrefix => false,
+        };
+        if hit {
+            Ok(())
+        } else {
+            Err(format!(
+                "message does not {} {:?}",
+                if self.rule.match_type == MatchType::Regex { "match regex" } else { "contain" },
+                self.rule.match_string.as_deref().unwrap_or("")
+            ))
         }
     }
 }
@@ -323,5 +503,129 @@ mod tests {
         assert!(decision_forwards("TICKET_ONLY"));
         assert!(!decision_forwards("Ignore"));
         assert!(!decision_forwards(""));
+    }
+
+    mod agreement {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_rule() -> impl Strategy<Value = Rule> {
+            (
+                0..4i32,
+                prop_oneof![Just(MatchType::Contains), Just(MatchType::Regex), Just(MatchType::OidPrefix)],
+                proptest::option::of(prop_oneof![
+                    Just("ab".to_string()),
+                    Just("B".to_string()),
+                    Just("a.".to_string()),
+                    Just("(a|b)c".to_string()),
+                    Just("^x".to_string()),
+                    Just("(".to_string()),
+                    Just("".to_string()),
+                    "[abcx]{1,3}",
+                ]),
+                proptest::option::of(prop_oneof![
+                    Just("1.3".to_string()),
+                    Just(".1.3.6".to_string()),
+                    Just("1.4".to_string())
+                ]),
+                proptest::option::of(0..8i32),
+                any::<bool>(),
+            )
+                .prop_map(|(priority, match_type, match_string, trap_oid, syslog_severity, is_active)| {
+                    Rule {
+                        id: 0,
+                        match_string,
+                        trap_oid,
+                        syslog_severity,
+                        match_type,
+                        priority,
+                        prod_handling: "Page_and_ticket".into(),
+                        dev_handling: "Ignore".into(),
+                        team_assignment: "T".into(),
+                        is_active,
+                    }
+                })
+        }
+
+        fn arb_event() -> impl Strategy<Value = Event> {
+            (
+                proptest::option::of("[abcxAB. ]{0,12}"),
+                prop_oneof![
+                    Just(Value::Null),
+                    Just(json!("1.3.6.1")),
+                    Just(json!(".1.3")),
+                    Just(json!("1.4.2")),
+                    Just(json!("2")),
+                    Just(json!(5)),
+                    Just(json!(""))
+                ],
+                prop_oneof![Just(Value::Null), (0..8i64).prop_map(Value::from), Just(json!("3")), Just(json!(3.0))],
+            )
+                .prop_map(|(message, oid, sev)| {
+                    let mut m = serde_json::Map::new();
+                    if let Some(msg) = message {
+                        m.insert("message".into(), Value::from(msg));
+                    }
+                    if !oid.is_null() {
+                        m.insert("trap_oid".into(), oid);
+                    }
+                    if !sev.is_null() {
+                        m.insert("syslog_severity".into(), sev);
+                    }
+                    Event::from_value(Value::Object(m)).unwrap()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            /// The compiled matcher picks the same rule as trying each rule in order.
+            #[test]
+            fn compiled_matcher_agrees_with_first_match_loop(
+                mut rules in proptest::collection::vec(arb_rule(), 0..25),
+                events in proptest::collection::vec(arb_event(), 1..8),
+                order in any::<u64>(),
+            ) {
+                // Ids unique but not in priority order.
+                let n = rules.len() as i32;
+                for (k, r) in rules.iter_mut().enumerate() {
+                    r.id = ((k as u64 * 7919 + order) % 1009) as i32 * 32 + k as i32 + n;
+                }
+                let set = set(rules);
+                for e in &events {
+                    let fast = set.first_match(e).map(|r| r.id);
+                    let slow = set.first_match_linear(e).map(|r| r.id);
+                    prop_assert_eq!(fast, slow, "event {:?}", e);
+                    let explained = set.explain(e).matched.map(|r| r.id);
+                    prop_assert_eq!(explained, slow);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn explain_says_why_earlier_rules_did_not_match() {
+        let mut sev = rule(1, MatchType::Contains, Some("link"), None, 1);
+        sev.syslog_severity = Some(2);
+        let rs = set(vec![
+            sev,
+            rule(2, MatchType::Regex, Some("^down"), None, 2),
+            rule(3, MatchType::Contains, Some("LINK"), None, 3),
+        ]);
+        let e = ev(json!({"message": "link down", "syslog_severity": 4}));
+        let x = rs.explain(&e);
+        assert_eq!(x.matched.map(|r| r.id), Some(3));
+        assert_eq!(x.skipped.len(), 2);
+        assert!(x.skipped[0].reason.contains("syslog_severity must be 2"), "{}", x.skipped[0].reason);
+        assert!(x.skipped[1].reason.contains("does not match regex"), "{}", x.skipped[1].reason);
+    }
+
+    #[test]
+    fn many_literal_rules_share_one_automaton() {
+        let rules: Vec<Rule> = (0..500)
+            .map(|i| rule(i + 1, MatchType::Contains, Some(&format!("needle-{i:03}")), None, 1000 - i))
+            .collect();
+        let rs = set(rules);
+        assert_eq!(rs.first_match(&ev(json!({"message": "x NEEDLE-250 y needle-499"}))).map(|r| r.id), Some(500));
+        assert_eq!(rs.first_match(&ev(json!({"message": "nothing here"}))), None);
     }
 }
