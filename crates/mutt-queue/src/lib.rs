@@ -118,6 +118,9 @@ pub struct ConsumerConfig {
     pub delayed_poll_interval: Duration,
     /// Where janitor recoveries are counted.
     pub metrics: QueueMetrics,
+    /// A message whose worker died more than this many times while holding it is
+    /// dead-lettered (reason `worker_crashed`) instead of being handed to the next worker.
+    pub max_crashes: u32,
 }
 
 impl ConsumerConfig {
@@ -130,6 +133,7 @@ impl ConsumerConfig {
             janitor_interval: Duration::from_secs(60),
             delayed_poll_interval: Duration::from_millis(250),
             metrics: QueueMetrics::default(),
+            max_crashes: 3,
         }
     }
 }
@@ -148,6 +152,16 @@ impl Lease {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+}
+
+/// One unhandled event for [`Queue::count_unhandled`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnhandledKey {
+    pub hostname: String,
+    /// First 16 hex characters of the SHA-1 of the message text (the original's signature).
+    pub signature: String,
+    /// The event's id: a redelivered triggering event fires again with the same id.
+    pub event_id: String,
 }
 
 /// The answer of [`Queue::rate_limit`].
@@ -207,6 +221,19 @@ pub trait Queue: Send + Sync + 'static {
     /// A rate limit shared by every process using this backend: admits the call if fewer than
     /// `limit` were admitted under `name` in the last `window`.
     async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError>;
+
+    /// Counts unhandled events per (hostname, message signature) in a window anchored at the
+    /// first occurrence; returns, per event, whether it is the one that reached `threshold`
+    /// (spec §3.6a). Counting stops for `expiry` after that.
+    async fn count_unhandled(
+        &self,
+        events: &[UnhandledKey],
+        threshold: u64,
+        expiry: Duration,
+    ) -> Result<Vec<bool>, QueueError>;
+
+    /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
+    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;
 
     /// Starts a consuming worker: writes its heartbeat, takes back what its previous
     /// incarnation (same pod name) left leased, runs the janitor once, and starts the

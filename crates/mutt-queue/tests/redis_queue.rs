@@ -37,6 +37,8 @@ conformance!(
     lease_waits_for_first_message,
     status_reports_depths_and_workers,
     rate_limit_is_a_sliding_window,
+    message_that_keeps_killing_workers_is_dead_lettered,
+    unhandled_counter_fires_once_at_the_threshold,
 );
 
 #[tokio::test]

@@ -29,6 +29,8 @@ macro_rules! whole_suite {
         suite::lease_waits_for_first_message(make().await).await;
         suite::status_reports_depths_and_workers(make().await).await;
         suite::rate_limit_is_a_sliding_window(make().await).await;
+        suite::message_that_keeps_killing_workers_is_dead_lettered(make().await).await;
+        suite::unhandled_counter_fires_once_at_the_threshold(make().await).await;
     }};
 }
 

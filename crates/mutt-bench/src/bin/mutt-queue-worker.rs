@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
     cc.heartbeat_interval = Duration::from_millis(500);
     cc.heartbeat_ttl = Duration::from_secs(args.heartbeat_ttl);
     cc.janitor_interval = Duration::from_secs(1);
+    // The crash tests kill workers on purpose; none of their messages is poison.
+    cc.max_crashes = 1000;
     let mut consumer = loop {
         match queue.consumer(cc.clone()).await {
             Ok(c) => break c,

@@ -61,7 +61,7 @@ impl RedisConsumer {
             .await
             .map_err(redis_err("registering the worker"))?;
         // Whatever a previous process with this pod name left leased is ours to hand back.
-        let mine = consumer.release().await?;
+        let mine = consumer.hand_back(true).await?;
         if mine > 0 {
             tracing::info!(pod, moved = mine, "handed back messages left leased by this pod's previous run");
         }
@@ -88,6 +88,7 @@ impl RedisConsumer {
 
         let janitor = Janitor {
             queue: self.queue.clone(),
+            max_crashes: self.config.max_crashes,
             metrics: self.config.metrics.clone(),
             role: self.config.role,
             own_pod: self.config.pod.as_ref().to_owned(),
@@ -126,6 +127,23 @@ impl RedisConsumer {
                 }
             }
         }));
+    }
+
+    /// Moves this worker's own processing list back to the source; `crashed` when it is what a
+    /// previous process under this pod name died holding.
+    async fn hand_back(&self, crashed: bool) -> Result<u64, QueueError> {
+        let mut c = self.queue.connection();
+        let crashes = self.queue.keys().crashes(self.config.role);
+        let how = Recovery {
+            check_heartbeat: false,
+            owner_crashed: crashed,
+            dlq: &self.keys.dlq,
+            crashes: &crashes,
+            max_crashes: self.config.max_crashes,
+        };
+        Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, how)
+            .await?
+            .unwrap_or(0))
     }
 
     async fn lease_more(&self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
@@ -194,21 +212,39 @@ async fn move_due(c: &mut AnyConnection, delayed: &str, source: &str) -> Result<
 
 /// Moves a processing list back to its source in chunks; `check_heartbeat` makes each chunk
 /// conditional on the owner being dead. Returns the count moved, `None` if the owner is alive.
+/// How a processing list is being recovered.
+#[derive(Clone, Copy)]
+struct Recovery<'a> {
+    /// Only if the owner's heartbeat is gone (janitor), or unconditionally (own list).
+    check_heartbeat: bool,
+    /// The owner died holding the messages (count towards poison), or handed them back.
+    owner_crashed: bool,
+    dlq: &'a str,
+    crashes: &'a str,
+    max_crashes: u32,
+}
+
 async fn recover_list(
     c: &mut AnyConnection,
     list: &str,
     heartbeat: &str,
     source: &str,
-    check_heartbeat: bool,
+    how: Recovery<'_>,
 ) -> Result<Option<u64>, QueueError> {
     let mut total = 0u64;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     loop {
         let moved: i64 = scripts::RECOVER
             .key(list)
             .key(heartbeat)
             .key(source)
-            .arg(if check_heartbeat { "1" } else { "0" })
+            .key(how.dlq)
+            .key(how.crashes)
+            .arg(if how.check_heartbeat { "1" } else { "0" })
             .arg(RECOVER_CHUNK)
+            .arg(if how.owner_crashed { "1" } else { "0" })
+            .arg(how.max_crashes)
+            .arg(&now)
             .invoke_async(c)
             .await
             .map_err(redis_err("recovering a processing list"))?;
@@ -226,6 +262,7 @@ async fn recover_list(
 /// back to the source queue.
 struct Janitor {
     queue: RedisQueue,
+    max_crashes: u32,
     metrics: crate::QueueMetrics,
     role: WorkerRole,
     own_pod: String,
@@ -243,7 +280,15 @@ impl Janitor {
             }
             let list = keys.processing_list(self.role, &pod);
             let heartbeat = keys.heartbeat(self.role, &pod);
-            let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, true).await? else {
+            let crashes = keys.crashes(self.role);
+            let how = Recovery {
+                check_heartbeat: true,
+                owner_crashed: true,
+                dlq: keys.dead_letter_queue(self.role),
+                crashes: &crashes,
+                max_crashes: self.max_crashes,
+            };
+            let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, how).await? else {
                 continue;
             };
             if moved > 0 {
@@ -355,15 +400,13 @@ impl Consumer for RedisConsumer {
     }
 
     async fn release(&mut self) -> Result<u64, QueueError> {
-        let mut c = self.queue.connection();
-        Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, false)
-            .await?
-            .unwrap_or(0))
+        self.hand_back(false).await
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
         Janitor {
             queue: self.queue.clone(),
+            max_crashes: self.config.max_crashes,
             metrics: self.config.metrics.clone(),
             role: self.config.role,
             own_pod: self.config.pod.as_ref().to_owned(),

@@ -11,7 +11,7 @@ pub mod scripts;
 
 use crate::{
     Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus, RateDecision,
-    WorkerRole,
+    UnhandledKey, WorkerRole,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -46,6 +46,8 @@ pub struct KeySpace {
     /// Sets of the pods of each role, `<workers_prefix>:<role>`, so janitors find processing
     /// lists without SCAN (which does not span a Redis Cluster).
     pub workers_prefix: String,
+    /// Unhandled-event counters `<unhandled_prefix>:<hostname>:<sig16>` (spec §4.8).
+    pub unhandled_prefix: String,
 }
 
 impl Default for KeySpace {
@@ -68,6 +70,7 @@ impl KeySpace {
             config_prefix: format!("{prefix}config"),
             rate_limit_prefix: prefix.to_owned(),
             workers_prefix: format!("{prefix}workers"),
+            unhandled_prefix: format!("{prefix}unhandled"),
         }
     }
 
@@ -92,6 +95,18 @@ impl KeySpace {
 
     pub fn processing_list(&self, role: WorkerRole, pod: &str) -> String {
         format!("{}:{}:{pod}", self.processing_prefix, role.key_tag())
+    }
+
+    /// Hash of per-message crash counts of a role: `<workers_prefix>:<role>:crashes`.
+    pub fn crashes(&self, role: WorkerRole) -> String {
+        format!("{}:{}:crashes", self.workers_prefix, role.key_tag())
+    }
+
+    /// The unhandled-event counter of (host, message signature), and its triggered marker.
+    pub fn unhandled(&self, hostname: &str, signature: &str) -> (String, String) {
+        let counter = format!("{}:{hostname}:{signature}", self.unhandled_prefix);
+        let triggered = format!("{counter}:triggered");
+        (counter, triggered)
     }
 
     pub fn workers(&self, role: WorkerRole) -> String {
@@ -410,6 +425,42 @@ impl Queue for RedisQueue {
         } else {
             RateDecision::Limited { retry_after: Duration::from_millis(wait_ms.max(1) as u64) }
         })
+    }
+
+    async fn count_unhandled(
+        &self,
+        events: &[UnhandledKey],
+        threshold: u64,
+        expiry: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = scripts::UNHANDLED.prepare_invoke();
+        for e in events {
+            let (counter, triggered) = self.keys.unhandled(&e.hostname, &e.signature);
+            inv.key(counter).key(triggered);
+        }
+        inv.arg(threshold.max(1)).arg(expiry.as_secs().max(1));
+        for e in events {
+            inv.arg(&e.event_id);
+        }
+        let mut c = self.connection();
+        let fired: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
+        Ok(fired.into_iter().map(|f| f == 1).collect())
+    }
+
+    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(format!("{}:{k}", self.keys.config_prefix));
+        }
+        let mut c = self.connection();
+        // One MGET: in a cluster the keys share a slot through the hash-tagged prefix.
+        cmd.query_async(&mut c).await.map_err(redis_err("reading dynamic configuration"))
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {

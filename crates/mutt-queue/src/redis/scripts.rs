@@ -64,17 +64,73 @@ return 1
 /// source queue (KEYS[3]), oldest ending up first in line. With ARGV[1] = '1' it first checks
 /// the owner's heartbeat (KEYS[2]) and returns -1 if the owner is alive; the check and the
 /// move are one atomic step, so a worker that starts heartbeating is never robbed half-way.
+///
+/// With ARGV[3] = '1' the owner died holding these messages: each one's crash count (hash
+/// KEYS[5], field = SHA-1 of the message, kept 24 h) goes up, and a message whose worker died
+/// more than ARGV[4] times goes to the DLQ (KEYS[4]) wrapped with the reason and ARGV[5] (the
+/// time), instead of killing the next worker too.
 pub static RECOVER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local count_crash, max = ARGV[3] == '1', tonumber(ARGV[4])
 local n = 0
 for _ = 1, tonumber(ARGV[2]) do
-  local v = redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT')
+  local v = redis.call('LPOP', KEYS[1])
   if not v then break end
+  local poisoned = false
+  if count_crash then
+    local id = redis.sha1hex(v)
+    local crashes = redis.call('HINCRBY', KEYS[5], id, 1)
+    redis.call('EXPIRE', KEYS[5], 86400)
+    if crashes > max then
+      poisoned = true
+      redis.call('HDEL', KEYS[5], id)
+      redis.call('LPUSH', KEYS[4], cjson.encode({
+        _dlq_reason = 'worker_crashed',
+        _dlq_error = 'the worker holding this message died ' .. crashes .. ' times',
+        failed_at = ARGV[5],
+        raw = v
+      }))
+    end
+  end
+  if not poisoned then redis.call('RPUSH', KEYS[3], v) end
   n = n + 1
 end
 return n
+",
+    )
+});
+
+/// The original's unhandled-event counter (spec §3.6a), for a whole batch in one call.
+/// KEYS come in pairs (counter, triggered); ARGV: threshold, expiry seconds, then one event id
+/// per pair. Returns 1 for the pair whose count reached the threshold. Deviation: the
+/// triggered key holds the triggering event's id (not the renamed count), so a redelivery of
+/// that event after a crash fires again (same meta-alert id; the forwarder drops the duplicate)
+/// instead of losing the meta-alert.
+pub static UNHANDLED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local threshold, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS / 2 do
+  local counter, triggered, event = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
+  local fire = 0
+  local t = redis.call('GET', triggered)
+  if t then
+    if t == event then fire = 1 end
+  else
+    local n = redis.call('INCR', counter)
+    if n == 1 then redis.call('EXPIRE', counter, expiry) end
+    if n == threshold then
+      redis.call('DEL', counter)
+      redis.call('SET', triggered, event, 'EX', expiry)
+      fire = 1
+    end
+  end
+  out[i] = fire
+end
+return out
 ",
     )
 });

@@ -274,3 +274,47 @@ pub async fn rate_limit_is_a_sliding_window(q: Arc<dyn Queue>) {
     tokio::time::sleep(window + Duration::from_millis(100)).await;
     assert_eq!(q.rate_limit("t", 3, window).await.unwrap(), RateDecision::Allowed);
 }
+
+pub async fn message_that_keeps_killing_workers_is_dead_lettered(q: Arc<dyn Queue>) {
+    push_n(&q, QueueId::Ingest, 2).await;
+    let mut c = config(WorkerRole::Alerter, "crashy");
+    c.max_crashes = 2;
+    for round in 1..=3 {
+        let mut w = q.consumer(c.clone()).await.unwrap();
+        let lease = w.lease(1, WAIT).await.unwrap().expect("the poison message is first in line");
+        assert_eq!(n_of(&lease.messages[0]), 0, "round {round}");
+        drop(w); // dies holding it; the next start under this pod name hands it back
+    }
+    // The third crash is one too many: the message goes to the DLQ, its neighbour goes on.
+    let mut w = q.consumer(c).await.unwrap();
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
+    let rest = drain(&mut w).await;
+    assert_eq!(rest.iter().map(|m| n_of(m)).collect::<Vec<_>>(), vec![1]);
+    // A graceful hand-back does not count as a crash.
+    push_n(&q, QueueId::Ingest, 1).await;
+    for _ in 0..4 {
+        let _ = w.lease(1, WAIT).await.unwrap().unwrap();
+        w.release().await.unwrap();
+    }
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
+}
+
+pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Queue>) {
+    use mutt_queue::UnhandledKey;
+    let key = |host: &str, id: &str| UnhandledKey {
+        hostname: host.into(),
+        signature: "abcdef0123456789".into(),
+        event_id: id.into(),
+    };
+    let expiry = Duration::from_secs(60);
+    let mut fired = Vec::new();
+    for i in 0..5 {
+        fired.extend(q.count_unhandled(&[key("r1", &format!("e{i}"))], 3, expiry).await.unwrap());
+    }
+    assert_eq!(fired, vec![false, false, true, false, false]);
+    // The triggering event, redelivered, fires again (same meta-alert); others do not.
+    assert_eq!(q.count_unhandled(&[key("r1", "e2"), key("r1", "e9")], 3, expiry).await.unwrap(), vec![true, false]);
+    // Another host counts on its own, within one batch call.
+    let batch: Vec<_> = (0..3).map(|i| key("r2", &format!("x{i}"))).collect();
+    assert_eq!(q.count_unhandled(&batch, 3, expiry).await.unwrap(), vec![false, false, true]);
+}
