@@ -1,8 +1,10 @@
 //! One batch, from lease to settle.
 
+use crate::dynamic::{DynamicSettings, ShedMode};
 use crate::{Alerter, AlerterError};
+use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
-use mutt_queue::{Lease, Settlement};
+use mutt_queue::{Lease, QueueId, Settlement, UnhandledKey};
 use mutt_service::Backoff;
 use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
 use std::time::{Duration, Instant};
@@ -23,6 +25,11 @@ pub enum BatchOutcome {
     },
     /// Shutdown came while a dependency was down: the lease was handed back unprocessed.
     HandedBack,
+    /// Backpressure (alert queue above the shed threshold, mode `dlq`): events dead-lettered
+    /// unprocessed, to be replayed later.
+    Shed(usize),
+    /// Backpressure in mode `defer`: paused without leasing.
+    Deferred,
 }
 
 /// What was decided for one leased event.
@@ -32,17 +39,23 @@ struct Item<'a> {
     alert: Option<Vec<u8>>,
     dead: Option<(&'static str, String)>,
     handled: bool,
+    /// Unhandled events, kept for the meta-alert count.
+    unhandled: Option<Event>,
 }
 
 impl<'a> Item<'a> {
     fn dead(raw: &'a [u8], reason: &'static str, error: String) -> Self {
-        Self { raw, audit: None, alert: None, dead: Some((reason, error)), handled: false }
+        Self { raw, audit: None, alert: None, dead: Some((reason, error)), handled: false, unhandled: None }
     }
 }
 
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
+        let settings = self.dynamic.get(self.queue.as_ref()).await.clone();
+        if let Some(outcome) = self.backpressure(&settings).await? {
+            return Ok(outcome);
+        }
         let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
             self.metrics.processing_list_depth.set(0);
             return Ok(BatchOutcome::Empty);
@@ -52,13 +65,26 @@ impl Alerter {
         let rules = self.rules.current();
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
 
-        if !self.write_audit(&mut items, shutdown).await {
+        let Some(audited) = self.write_audit(&mut items, shutdown).await else {
             let moved = self.consumer.release().await?;
             tracing::info!(moved, "shutdown while the database was unreachable: batch handed back");
             return Ok(BatchOutcome::HandedBack);
-        }
+        };
+
+        let meta_alerts = match self.meta_alerts(&items, &rules, &settings, shutdown).await {
+            Some(m) => m,
+            None => {
+                let moved = self.consumer.release().await?;
+                tracing::info!(moved, "shutdown while Redis was unreachable: batch handed back");
+                return Ok(BatchOutcome::HandedBack);
+            }
+        };
 
         let mut settlement = Settlement::new();
+        for alert in &meta_alerts {
+            settlement.emit(alert.to_json().into_bytes());
+        }
+        self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
         let (mut handled, mut unhandled, mut dead) = (0, 0, 0);
         for item in &items {
             if let Some((reason, error)) = &item.dead {
@@ -78,7 +104,6 @@ impl Alerter {
         }
         self.settle(&lease, &settlement, shutdown).await?;
 
-        let audited = items.iter().filter(|i| i.audit.is_some()).count() as u64;
         self.metrics.processed("handled", handled as u64);
         self.metrics.processed("unhandled", unhandled as u64);
         self.metrics.processed("poison", dead as u64);
@@ -96,6 +121,103 @@ impl Alerter {
         })
     }
 
+    /// Alert-queue backpressure (spec §4.10): above the shed threshold, dead-letter a batch of
+    /// the oldest events unprocessed (`dlq`) or pause (`defer`).
+    async fn backpressure(&mut self, settings: &DynamicSettings) -> Result<Option<BatchOutcome>, AlerterError> {
+        let Ok(depth) = self.queue.depth(QueueId::Alert).await else {
+            return Ok(None); // unreachable Redis shows up at lease time
+        };
+        if depth > settings.shed_threshold {
+            let reason = format!("queue_depth_exceeded:{depth}>{}", settings.shed_threshold);
+            match settings.shed_mode {
+                ShedMode::DeadLetter => {
+                    let mut shed = 0;
+                    if let Some(lease) = self.consumer.lease(self.config.batch_size, Duration::from_millis(50)).await? {
+                        let mut s = Settlement::new();
+                        for raw in &lease.messages {
+                            s.dead_letter(raw, "shed", &reason);
+                        }
+                        self.consumer.settle(&lease, &s).await?;
+                        shed = lease.len();
+                        self.metrics
+                            .shed_events
+                            .get_or_create(&crate::metrics::ModeLabel { mode: "dlq" })
+                            .inc_by(shed as u64);
+                        tracing::warn!(shed, reason = %reason, "backpressure: events moved to the alerter DLQ");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Ok(Some(BatchOutcome::Shed(shed)));
+                }
+                ShedMode::Defer => {
+                    self.metrics.shed_events.get_or_create(&crate::metrics::ModeLabel { mode: "defer" }).inc();
+                    tokio::time::sleep(settings.defer_sleep + Duration::from_millis(50)).await;
+                    return Ok(Some(BatchOutcome::Deferred));
+                }
+                ShedMode::Off => {}
+            }
+        } else if depth > settings.warn_threshold
+            && self.warned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            self.warned_at = Some(std::time::Instant::now());
+            tracing::warn!(depth, threshold = settings.warn_threshold, "alert queue above the warning threshold");
+        }
+        Ok(None)
+    }
+
+    /// Counts the batch's unhandled events (one script call) and builds the meta-alerts of
+    /// those that reached the threshold. Waits while Redis is unreachable; `None` if shutdown
+    /// came first.
+    async fn meta_alerts(
+        &self,
+        items: &[Item<'_>],
+        rules: &RuleSet,
+        settings: &DynamicSettings,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Alert>> {
+        let events: Vec<&Event> = items.iter().filter_map(|i| i.unhandled.as_ref()).collect();
+        if events.is_empty() {
+            return Some(Vec::new());
+        }
+        let keys: Vec<UnhandledKey> = events
+            .iter()
+            .map(|e| UnhandledKey {
+                hostname: e.hostname().unwrap_or_default().to_owned(),
+                signature: unhandled_signature(e.message().unwrap_or_default()),
+                event_id: e.event_id().to_string(),
+            })
+            .collect();
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        let fired = loop {
+            match self.queue.count_unhandled(&keys, settings.unhandled_threshold, settings.unhandled_expiry).await {
+                Ok(f) => break f,
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "counting unhandled events failed; retrying");
+                    if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        };
+        let teams = rules.device_teams();
+        Some(
+            events
+                .iter()
+                .zip(fired)
+                .filter(|(_, f)| *f)
+                .map(|(e, _)| {
+                    let team = e
+                        .hostname()
+                        .and_then(|h| teams.get(h))
+                        .map(String::as_str)
+                        .unwrap_or(&self.config.unhandled_default_team);
+                    tracing::warn!(hostname = e.hostname().unwrap_or_default(), team, "unhandled meta-alert");
+                    Alert::unhandled_meta(e, team, settings.unhandled_threshold, settings.unhandled_expiry.as_secs())
+                })
+                .collect(),
+        )
+    }
+
     fn decide_one<'a>(&self, raw: &'a [u8], rules: &RuleSet) -> Item<'a> {
         let event = match Event::from_slice(raw) {
             Ok(e) => e,
@@ -105,7 +227,9 @@ impl Alerter {
             return Item::dead(raw, "missing_field", e.to_string());
         }
         match decide(rules, &event) {
-            Decision::Unhandled => Item { raw, audit: None, alert: None, dead: None, handled: false },
+            Decision::Unhandled => {
+                Item { raw, audit: None, alert: None, dead: None, handled: false, unhandled: Some(event) }
+            }
             Decision::Handled { rule, handling, forward, .. } => {
                 let event_timestamp = match event.timestamp() {
                     Ok(t) => t,
@@ -129,54 +253,55 @@ impl Alerter {
                     raw_message: String::from_utf8_lossy(raw).into_owned(),
                 };
                 let alert = forward.then(|| Alert::for_handled_event(&event, rule, handling).to_json().into_bytes());
-                Item { raw, audit: Some(audit), alert, dead: None, handled: true }
+                Item { raw, audit: Some(audit), alert, dead: None, handled: true, unhandled: None }
             }
         }
     }
 
     /// Writes the batch's audit rows. While the database is unreachable it waits and retries
     /// (the batch stays leased); rows the database refuses are found one by one and their
-    /// events dead-lettered. Returns false if shutdown came first.
-    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> bool {
+    /// events dead-lettered. Returns how many rows were new, or `None` if shutdown came first.
+    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<u64> {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         loop {
             let rows: Vec<AuditRecord> = items.iter().filter_map(|i| i.audit.clone()).collect();
             let started = Instant::now();
             match self.store.write_audit(&rows).await {
-                Ok(_) => {
+                Ok(inserted) => {
                     self.metrics.db_write_latency_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
-                    return true;
+                    return Some(inserted);
                 }
                 Err(StoreError::Unavailable(e)) => {
                     let wait = backoff.next_delay();
                     tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit write failed: database unavailable; batch stays leased");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
-                        return false;
+                        return None;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "audit batch refused; isolating the refused rows");
-                    if !self.isolate_refused_rows(items, shutdown).await {
-                        return false;
-                    }
-                    return true;
+                    return self.isolate_refused_rows(items, shutdown).await;
                 }
             }
         }
     }
 
-    async fn isolate_refused_rows(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> bool {
+    async fn isolate_refused_rows(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<u64> {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
+        let mut inserted = 0;
         for item in items.iter_mut() {
             let Some(row) = item.audit.clone() else {
                 continue;
             };
             loop {
                 match self.store.write_audit(std::slice::from_ref(&row)).await {
-                    Ok(_) => break,
+                    Ok(n) => {
+                        inserted += n;
+                        break;
+                    }
                     Err(StoreError::Unavailable(_)) => {
                         if !mutt_service::sleep_or_shutdown(backoff.next_delay(), shutdown).await {
-                            return false;
+                            return None;
                         }
                     }
                     Err(e) => {
@@ -189,7 +314,7 @@ impl Alerter {
                 }
             }
         }
-        true
+        Some(inserted)
     }
 
     /// Settles, retrying while Redis is unreachable (settle is idempotent).

@@ -13,8 +13,10 @@
 //! settle is retried (it is idempotent).
 
 pub mod batch;
+pub mod dynamic;
 pub mod metrics;
 pub mod rules;
+pub mod tester;
 
 use mutt_queue::{ConsumerConfig, Queue, QueueError, WorkerRole};
 use mutt_store::{Store, StoreError};
@@ -40,6 +42,10 @@ pub struct AlerterConfig {
     pub cache_reload_interval: Duration,
     /// Backoff ceiling while PostgreSQL or Redis is unreachable.
     pub max_backoff: Duration,
+    /// Team of unhandled meta-alerts for hosts not in `device_teams` (original: NETO).
+    pub unhandled_default_team: String,
+    /// Defaults of the settings that `mutt:config:*` keys can change at run time.
+    pub dynamic: dynamic::DynamicSettings,
 }
 
 impl Default for AlerterConfig {
@@ -51,6 +57,8 @@ impl Default for AlerterConfig {
             required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
             cache_reload_interval: Duration::from_secs(300),
             max_backoff: Duration::from_secs(10),
+            unhandled_default_team: "NETO".into(),
+            dynamic: dynamic::DynamicSettings::default(),
         }
     }
 }
@@ -64,6 +72,10 @@ pub enum AlerterError {
 }
 
 pub struct Alerter {
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) dynamic: dynamic::DynamicCache,
+    /// When the last "alert queue above the warning threshold" line was logged.
+    pub(crate) warned_at: Option<std::time::Instant>,
     pub(crate) consumer: Box<dyn mutt_queue::Consumer>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) rules: RuleCache,
@@ -74,7 +86,7 @@ pub struct Alerter {
 impl Alerter {
     /// Loads the rules (failing if the first load fails) and starts the queue consumer.
     pub async fn start(
-        queue: &dyn Queue,
+        queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
         consumer: ConsumerConfig,
         config: AlerterConfig,
@@ -86,7 +98,8 @@ impl Alerter {
             tracing::warn!(error = %e, "could not create audit partitions (rows go to the DEFAULT partition)");
         }
         let consumer = queue.consumer(consumer).await?;
-        Ok(Self { consumer, store, rules, config, metrics })
+        let dynamic = dynamic::DynamicCache::new(config.dynamic.clone());
+        Ok(Self { queue, dynamic, warned_at: None, consumer, store, rules, config, metrics })
     }
 
     pub fn rules(&self) -> &RuleCache {

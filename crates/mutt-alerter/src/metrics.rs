@@ -24,6 +24,13 @@ pub struct AlerterMetrics {
     pub cache_reloads: Counter,
     pub cache_reload_failures: Counter,
     pub cache_reload_latency: Histogram,
+    pub unhandled_meta_alerts: Counter,
+    pub shed_events: Family<ModeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
 }
 
 impl AlerterMetrics {
@@ -43,6 +50,8 @@ impl AlerterMetrics {
             cache_reloads: Counter::default(),
             cache_reload_failures: Counter::default(),
             cache_reload_latency: Histogram::new(default_buckets),
+            unhandled_meta_alerts: Counter::default(),
+            shed_events: Family::default(),
         };
         metrics.register(|r| {
             r.register("mutt_alerter_events_processed", "Events processed by outcome", m.events_processed.clone());
@@ -72,6 +81,12 @@ impl AlerterMetrics {
                 "Rule cache reload time",
                 m.cache_reload_latency.clone(),
             );
+            r.register(
+                "mutt_alerter_unhandled_meta_alerts",
+                "Unhandled meta-alerts created",
+                m.unhandled_meta_alerts.clone(),
+            );
+            r.register("mutt_alerter_shed_events", "Events shed or deferred by backpressure", m.shed_events.clone());
         });
         m
     }

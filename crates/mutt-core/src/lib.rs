@@ -20,5 +20,5 @@ pub use alert::Alert;
 pub use decision::{Decision, HostEnvironment, decide};
 pub use event::{Event, EventError, EventId};
 pub use names::PodName;
-pub use rule::{MatchType, Rule, RuleError, RuleSet, RuleSnapshot};
+pub use rule::{MatchType, Rule, RuleError, RuleSet, RuleSnapshot, decision_forwards};
 pub use secret::Secret;

@@ -7,10 +7,12 @@
 //! - [`receiver`]: a webhook receiver standing in for Moogsoft; it records requests and can be
 //!   told to succeed, fail with a status, rate-limit, or hang.
 
+pub mod postgres_server;
 pub mod receiver;
 pub mod redis_server;
 pub mod services;
 
+pub use postgres_server::PostgresServer;
 pub use receiver::{ReceiverMode, Recorded, WebhookReceiver};
 pub use redis_server::{RedisServer, TestCertificates};
 pub use services::{fresh_database, redis_url, unique_prefix};

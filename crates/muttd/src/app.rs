@@ -246,10 +246,16 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                     block_timeout: secs(config.worker.block_timeout_secs),
                     max_retries: config.alerter.max_retries,
                     cache_reload_interval: Duration::from_secs(config.alerter.cache_reload_interval_secs.max(1)),
+                    unhandled_default_team: config.alerter.unhandled_default_team.clone(),
+                    dynamic: mutt_alerter::dynamic::DynamicSettings {
+                        unhandled_threshold: config.alerter.unhandled_threshold.max(1),
+                        unhandled_expiry: Duration::from_secs(config.alerter.unhandled_expiry_secs.max(1)),
+                        ..Default::default()
+                    },
                     ..AlerterConfig::default()
                 };
                 let alerter = Alerter::start(
-                    queue.as_ref(),
+                    dyn_queue.clone(),
                     store.clone(),
                     consumer_config(config, WorkerRole::Alerter, &pod, &queue_metrics),
                     cfg,

@@ -59,6 +59,13 @@ pub enum RulesCommand {
     },
     /// List every rule (active or not) by priority.
     List,
+    /// Show which rule would handle an example event, its prod and dev handling, and why each
+    /// higher-priority rule did not match. Uses the rules in the database now.
+    Test {
+        /// The event as JSON, e.g. '{"hostname":"router1","message":"LINK-DOWN on Gi0/1"}'.
+        #[arg(long)]
+        event: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -114,6 +114,19 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
                 }
             }
         }
+        RulesCommand::Test { event } => {
+            let value: serde_json::Value = serde_json::from_str(event).context("--event is not JSON")?;
+            let serde_json::Value::Object(mut fields) = value else {
+                bail!("--event must be a JSON object");
+            };
+            if let Err(e) = mutt_core::normalize::normalize(&mut fields, chrono::Utc::now()) {
+                bail!("the ingestor would refuse this event: {e}");
+            }
+            let event = mutt_core::Event::from_value(serde_json::Value::Object(fields))?;
+            let rules = mutt_core::RuleSet::compile(store.load_rules().await?);
+            let report = mutt_alerter::tester::test_event(&rules, &event);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         RulesCommand::List => {
             let rules = store.list_rules().await?;
             println!(

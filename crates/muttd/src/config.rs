@@ -223,11 +223,25 @@ pub struct AlerterSection {
     pub max_retries: u32,
     /// Rule cache reload period in seconds.
     pub cache_reload_interval_secs: u64,
+    /// Unhandled meta-alert: this many unhandled messages (same host and text) within the
+    /// expiry window raise one; `mutt:config:unhandled_threshold` / `_expiry_seconds` override.
+    pub unhandled_threshold: u64,
+    pub unhandled_expiry_secs: u64,
+    /// Team of meta-alerts for hosts without a `device_teams` row.
+    pub unhandled_default_team: String,
 }
 
 impl Default for AlerterSection {
     fn default() -> Self {
-        Self { port: 8081, batch_size: 100, max_retries: 3, cache_reload_interval_secs: 300 }
+        Self {
+            port: 8081,
+            batch_size: 100,
+            max_retries: 3,
+            cache_reload_interval_secs: 300,
+            unhandled_threshold: 100,
+            unhandled_expiry_secs: 86_400,
+            unhandled_default_team: "NETO".into(),
+        }
     }
 }
 
@@ -341,6 +355,9 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("METRICS_PORT_ALERTER", "alerter.port", Kind::Int),
     ("ALERTER_MAX_RETRIES", "alerter.max_retries", Kind::Int),
     ("CACHE_RELOAD_INTERVAL", "alerter.cache_reload_interval_secs", Kind::Int),
+    ("UNHANDLED_THRESHOLD", "alerter.unhandled_threshold", Kind::Int),
+    ("UNHANDLED_EXPIRY_SECONDS", "alerter.unhandled_expiry_secs", Kind::Int),
+    ("UNHANDLED_DEFAULT_TEAM", "alerter.unhandled_default_team", Kind::Text),
     ("METRICS_PORT_MOOG", "forwarder.port", Kind::Int),
     ("MOOG_WEBHOOK_URL", "forwarder.webhook_url", Kind::Text),
     ("MOOG_WEBHOOK_TIMEOUT", "forwarder.timeout_secs", Kind::Float),

@@ -228,3 +228,24 @@ async fn ingestor_refuses_to_start_without_a_key() {
         .expect("refuses to start");
     assert!(err.to_string().contains("INGEST_API_KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn rules_reload_through_pub_sub_within_a_second() {
+    let p = Pipeline::start().await;
+    let store = p.app.store.clone().unwrap();
+    // Created behind the running alerter's back: only the reload message makes it known.
+    store.create_rule(&rule("LINK-DOWN", "Page_and_ticket", "Ticket_only", "NetOps")).await.unwrap();
+    // The alerter subscribes right after start; wait for it to be listening.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.app.queue.publish_reload().await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the alerter listens on the reload channel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = p.post(Some(INGEST_KEY), event("router1", "LINK-DOWN on Gi0/1")).await;
+    assert_eq!(status, 200);
+    let got = p.receiver.wait_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the new rule was in force one second after the reload message");
+    assert_eq!(got[0].body["class"], "NetOps");
+    p.app.stop().await.unwrap();
+}
