@@ -49,6 +49,16 @@ impl<'a> Item<'a> {
     }
 }
 
+/// The correlation id of a queued event, for log lines ("unknown" when unreadable).
+fn correlation_id_of(raw: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Cid {
+        #[serde(rename = "_correlation_id")]
+        cid: Option<String>,
+    }
+    serde_json::from_slice::<Cid>(raw).ok().and_then(|c| c.cid).unwrap_or_else(|| "unknown".into())
+}
+
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
@@ -88,7 +98,8 @@ impl Alerter {
         let (mut handled, mut unhandled, mut dead) = (0, 0, 0);
         for item in &items {
             if let Some((reason, error)) = &item.dead {
-                tracing::warn!(reason, error = %error, "event dead-lettered");
+                let cid = correlation_id_of(item.raw);
+                tracing::warn!(correlation_id = %cid, reason, error = %error, "event dead-lettered");
                 settlement.dead_letter(item.raw, reason, error);
                 dead += 1;
                 continue;
