@@ -39,7 +39,7 @@ fn make_rule(i: usize) -> NewRule {
         syslog_severity: None,
         match_type,
         priority: ((i * 37) % 1000) as i32,
-        prod_handling: if i % 3 == 0 { "Ignore".into() } else { "Page_and_ticket".into() },
+        prod_handling: if i.is_multiple_of(3) { "Ignore".into() } else { "Page_and_ticket".into() },
         dev_handling: "Ignore".into(),
         team_assignment: format!("team-{}", i % 7),
         is_active: true,
