@@ -164,6 +164,51 @@ pub struct UnhandledKey {
     pub event_id: String,
 }
 
+/// The answer of [`Queue::rate_limit_take`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateGrant {
+    pub granted: u64,
+    /// When fewer than wanted were granted: how long until a slot frees.
+    pub retry_after: Duration,
+}
+
+/// The answer of [`Queue::breaker_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerPermit {
+    /// Closed: deliver.
+    Go,
+    /// Half-open and this caller holds the single probe: deliver one request.
+    Probe,
+    /// Open (or another probe is in flight): deliver nothing; ask again after `retry_after`.
+    Wait { retry_after: Duration },
+}
+
+/// A circuit breaker's state (the original's names and gauge values: 0, 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl BreakerState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "OPEN" => BreakerState::Open,
+            "HALF_OPEN" => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "CLOSED",
+            BreakerState::HalfOpen => "HALF_OPEN",
+            BreakerState::Open => "OPEN",
+        }
+    }
+}
+
 /// The answer of [`Queue::rate_limit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateDecision {
@@ -220,7 +265,38 @@ pub trait Queue: Send + Sync + 'static {
 
     /// A rate limit shared by every process using this backend: admits the call if fewer than
     /// `limit` were admitted under `name` in the last `window`.
-    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError>;
+    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError> {
+        let grant = self.rate_limit_take(name, limit, window, 1).await?;
+        Ok(if grant.granted == 1 {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited { retry_after: grant.retry_after }
+        })
+    }
+
+    /// Takes up to `want` slots of a shared limit at once; grants what is free now.
+    async fn rate_limit_take(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+        want: u64,
+    ) -> Result<RateGrant, QueueError>;
+
+    /// Asks the shared circuit breaker `name` whether a delivery may go out now.
+    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError>;
+
+    /// Records a delivery outcome on breaker `name`; returns the state after it.
+    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError>;
+
+    /// The breaker's state and consecutive failure count.
+    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError>;
+
+    /// Which of these event ids were already delivered (recorded by [`Queue::mark_delivered`]).
+    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError>;
+
+    /// Records event ids as delivered for `ttl`, so that a redelivered alert is not sent again.
+    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError>;
 
     /// Counts unhandled events per (hostname, message signature) in a window anchored at the
     /// first occurrence; returns, per event, whether it is the one that reached `threshold`

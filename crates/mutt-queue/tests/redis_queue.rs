@@ -39,6 +39,9 @@ conformance!(
     rate_limit_is_a_sliding_window,
     message_that_keeps_killing_workers_is_dead_lettered,
     unhandled_counter_fires_once_at_the_threshold,
+    rate_limit_grants_part_of_a_batch,
+    circuit_breaker_opens_half_opens_with_one_probe_and_closes,
+    delivered_ids_are_remembered,
 );
 
 #[tokio::test]

@@ -31,6 +31,9 @@ macro_rules! whole_suite {
         suite::rate_limit_is_a_sliding_window(make().await).await;
         suite::message_that_keeps_killing_workers_is_dead_lettered(make().await).await;
         suite::unhandled_counter_fires_once_at_the_threshold(make().await).await;
+        suite::rate_limit_grants_part_of_a_batch(make().await).await;
+        suite::circuit_breaker_opens_half_opens_with_one_probe_and_closes(make().await).await;
+        suite::delivered_ids_are_remembered(make().await).await;
     }};
 }
 

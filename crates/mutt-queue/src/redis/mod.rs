@@ -9,9 +9,10 @@ pub mod connection;
 mod consumer;
 pub mod scripts;
 
+use crate::{BreakerPermit, BreakerState, RateGrant};
 use crate::{
-    Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus, RateDecision,
-    UnhandledKey, WorkerRole,
+    Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus, UnhandledKey,
+    WorkerRole,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -107,6 +108,18 @@ impl KeySpace {
         let counter = format!("{}:{hostname}:{signature}", self.unhandled_prefix);
         let triggered = format!("{counter}:triggered");
         (counter, triggered)
+    }
+
+    /// The circuit breaker's keys (the original's names): state, failures, open_time, and
+    /// the half-open probe lock.
+    pub fn breaker(&self, name: &str) -> [String; 4] {
+        let base = format!("{}circuit_breaker:{name}", self.rate_limit_prefix);
+        [format!("{base}:state"), format!("{base}:failures"), format!("{base}:open_time"), format!("{base}:probe")]
+    }
+
+    /// Marks a delivered event id: `<prefix>delivered:<event id>`.
+    pub fn delivered(&self, event_id: &str) -> String {
+        format!("{}delivered:{event_id}", self.rate_limit_prefix)
     }
 
     pub fn workers(&self, role: WorkerRole) -> String {
@@ -407,24 +420,98 @@ impl Queue for RedisQueue {
         Ok(status)
     }
 
-    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError> {
+    async fn rate_limit_take(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+        want: u64,
+    ) -> Result<RateGrant, QueueError> {
         let key = format!("{}rate_limit:{name}", self.keys.rate_limit_prefix);
-        let member =
-            format!("{}:{}", std::process::id(), self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut c = self.connection();
-        let (admitted, wait_ms): (i64, i64) = scripts::SLIDING_WINDOW
+        let (granted, wait_ms): (u64, u64) = scripts::SLIDING_WINDOW
             .key(key)
             .arg(limit)
             .arg(window.as_millis().max(1) as u64)
-            .arg(format!("{}:{member}", self.instance))
+            .arg(format!("{}:{}:{seq}", self.instance, std::process::id()))
+            .arg(want)
             .invoke_async(&mut c)
             .await
             .map_err(redis_err("rate limit"))?;
-        Ok(if admitted == 1 {
-            RateDecision::Allowed
-        } else {
-            RateDecision::Limited { retry_after: Duration::from_millis(wait_ms.max(1) as u64) }
+        Ok(RateGrant { granted, retry_after: Duration::from_millis(wait_ms) })
+    }
+
+    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError> {
+        let k = self.keys.breaker(name);
+        let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut c = self.connection();
+        let (verdict, wait_ms): (i64, u64) = scripts::BREAKER_ACQUIRE
+            .key(&k[0])
+            .key(&k[1])
+            .key(&k[2])
+            .key(&k[3])
+            .arg(open_for.as_millis() as u64)
+            // A probe that never reports back (its forwarder died) frees the slot after this.
+            .arg(30_000)
+            .arg(format!("{}:{seq}", self.instance))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("circuit breaker"))?;
+        Ok(match verdict {
+            1 => BreakerPermit::Go,
+            2 => BreakerPermit::Probe,
+            _ => BreakerPermit::Wait { retry_after: Duration::from_millis(wait_ms.max(1)) },
         })
+    }
+
+    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError> {
+        let k = self.keys.breaker(name);
+        let mut c = self.connection();
+        let state: String = scripts::BREAKER_RECORD
+            .key(&k[0])
+            .key(&k[1])
+            .key(&k[2])
+            .key(&k[3])
+            .arg(if success { "success" } else { "failure" })
+            .arg(threshold.max(1))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("circuit breaker"))?;
+        Ok(BreakerState::parse(&state))
+    }
+
+    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError> {
+        let k = self.keys.breaker(name);
+        let mut c = self.connection();
+        let (state, failures): (Option<String>, Option<u64>) =
+            redis::cmd("MGET").arg(&k[0]).arg(&k[1]).query_async(&mut c).await.map_err(redis_err("circuit breaker"))?;
+        Ok((state.as_deref().map(BreakerState::parse).unwrap_or(BreakerState::Closed), failures.unwrap_or(0)))
+    }
+
+    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for id in ids {
+            cmd.arg(self.keys.delivered(id));
+        }
+        let mut c = self.connection();
+        let found: Vec<Option<String>> = cmd.query_async(&mut c).await.map_err(redis_err("reading delivered ids"))?;
+        Ok(found.into_iter().map(|f| f.is_some()).collect())
+    }
+
+    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("SET").arg(self.keys.delivered(id)).arg(1).arg("EX").arg(ttl.as_secs().max(1)).ignore();
+        }
+        let mut c = self.connection();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err("recording delivered ids"))
     }
 
     async fn count_unhandled(

@@ -154,23 +154,83 @@ return #due
 
 /// Sliding-window rate limit shared by every replica (spec §3.6b/c, with server time in ms so
 /// that replicas' clocks do not matter). KEYS[1]: the sorted set; ARGV: limit, window in ms,
-/// a unique member. Returns {1, 0} when admitted, {0, ms until a slot frees} when not.
+/// a unique member prefix, how many slots are wanted. Grants as many as are free now and
+/// returns {granted, ms until the next slot frees (0 if all were granted)}.
 pub static SLIDING_WINDOW: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local limit, window, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local wait = window
-  if oldest[2] then wait = tonumber(oldest[2]) + window - now end
-  return {0, math.max(wait, 1)}
+local free = limit - redis.call('ZCARD', KEYS[1])
+local granted = math.max(0, math.min(free, want))
+for i = 1, granted do redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. i) end
+if granted > 0 then redis.call('PEXPIRE', KEYS[1], window + 1000) end
+if granted == want then return {granted, 0} end
+local wait = window
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if oldest[2] then wait = tonumber(oldest[2]) + window - now end
+return {granted, math.max(wait, 1)}
+",
+    )
+});
+
+/// Circuit breaker admission (spec §5.5 keys, with a real half-open state). KEYS: state,
+/// failures, open_time (epoch seconds, as the original), probe lock. ARGV: open period in ms,
+/// probe lock TTL in ms, a unique token. Returns {1, 0} closed: go; {2, 0} half-open and this
+/// caller holds the single probe; {0, ms} open (or another probe in flight): wait.
+pub static BREAKER_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('GET', KEYS[1])
+if not state then redis.call('SET', KEYS[1], 'CLOSED'); state = 'CLOSED' end
+if state == 'CLOSED' then return {1, 0} end
+if state == 'OPEN' then
+  local opened = tonumber(redis.call('GET', KEYS[3]) or '0') * 1000
+  local left = opened + tonumber(ARGV[1]) - now
+  if left > 0 then return {0, left} end
+  redis.call('SET', KEYS[1], 'HALF_OPEN')
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window + 1000)
-return {1, 0}
+if redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then return {2, 0} end
+return {0, 200}
+",
+    )
+});
+
+/// Records a delivery outcome. KEYS as BREAKER_ACQUIRE; ARGV: 'success' or 'failure', the
+/// failure threshold. A success closes the breaker and zeroes the count; a failure in
+/// half-open re-opens it; in closed, the threshold-th consecutive failure opens it.
+/// Returns the state after.
+pub static BREAKER_RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now_s = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+local state = redis.call('GET', KEYS[1]) or 'CLOSED'
+if ARGV[1] == 'success' then
+  redis.call('SET', KEYS[2], 0)
+  if state ~= 'CLOSED' then
+    redis.call('SET', KEYS[1], 'CLOSED')
+    redis.call('DEL', KEYS[3], KEYS[4])
+  end
+  return 'CLOSED'
+end
+if state == 'HALF_OPEN' then
+  redis.call('SET', KEYS[1], 'OPEN')
+  redis.call('SET', KEYS[3], now_s)
+  redis.call('DEL', KEYS[4])
+  return 'OPEN'
+end
+local n = redis.call('INCR', KEYS[2])
+if state == 'CLOSED' and n >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], 'OPEN')
+  redis.call('SET', KEYS[3], now_s)
+  return 'OPEN'
+end
+return state
 ",
     )
 });

@@ -318,3 +318,46 @@ pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Queue>) {
     let batch: Vec<_> = (0..3).map(|i| key("r2", &format!("x{i}"))).collect();
     assert_eq!(q.count_unhandled(&batch, 3, expiry).await.unwrap(), vec![false, false, true]);
 }
+
+pub async fn rate_limit_grants_part_of_a_batch(q: Arc<dyn Queue>) {
+    let window = Duration::from_secs(5);
+    let g = q.rate_limit_take("batch", 10, window, 7).await.unwrap();
+    assert_eq!((g.granted, g.retry_after), (7, Duration::ZERO));
+    let g = q.rate_limit_take("batch", 10, window, 7).await.unwrap();
+    assert_eq!(g.granted, 3, "only what is left");
+    assert!(g.retry_after > Duration::ZERO && g.retry_after <= window);
+    assert_eq!(q.rate_limit_take("batch", 10, window, 1).await.unwrap().granted, 0);
+}
+
+pub async fn circuit_breaker_opens_half_opens_with_one_probe_and_closes(q: Arc<dyn Queue>) {
+    use mutt_queue::{BreakerPermit, BreakerState};
+    let open_for = Duration::from_millis(600);
+    assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Go);
+    for i in 1..=3 {
+        let s = q.breaker_record("moog", false, 3).await.unwrap();
+        assert_eq!(s, if i < 3 { BreakerState::Closed } else { BreakerState::Open }, "failure {i}");
+    }
+    assert_eq!(q.breaker_state("moog").await.unwrap(), (BreakerState::Open, 3));
+    assert!(matches!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Wait { .. }));
+    tokio::time::sleep(open_for + Duration::from_millis(100)).await;
+    // Half-open: exactly one probe at a time.
+    assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Probe);
+    assert!(matches!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Wait { .. }));
+    // The probe fails: open again.
+    assert_eq!(q.breaker_record("moog", false, 3).await.unwrap(), BreakerState::Open);
+    assert!(matches!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Wait { .. }));
+    tokio::time::sleep(open_for + Duration::from_millis(100)).await;
+    assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Probe);
+    // The probe succeeds: closed, count reset, everyone may go.
+    assert_eq!(q.breaker_record("moog", true, 3).await.unwrap(), BreakerState::Closed);
+    assert_eq!(q.breaker_state("moog").await.unwrap(), (BreakerState::Closed, 0));
+    assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Go);
+    assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Go);
+}
+
+pub async fn delivered_ids_are_remembered(q: Arc<dyn Queue>) {
+    let ids: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+    assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![false, false, false]);
+    q.mark_delivered(&ids[..2], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true, false]);
+}
