@@ -29,15 +29,34 @@ pub enum Destination {
     File(std::path::PathBuf),
 }
 
+/// How the `moog-rest-lam` format authenticates.
+#[derive(Clone, Debug, Default)]
+pub enum LamAuth {
+    #[default]
+    None,
+    /// `"auth_token": …` in the request body (REST LAM `auth_token` setting).
+    Token(Secret),
+    /// HTTP basic authentication (REST LAM `basic_auth` setting).
+    Basic { user: String, password: Secret },
+}
+
 #[derive(Clone, Debug)]
 pub struct ForwarderConfig {
     pub destination: Destination,
-    /// Sent as `Authorization: Bearer …` (the original's scheme).
+    /// Sent as `Authorization: Bearer …` in the `legacy` and `generic` formats (the original's
+    /// scheme).
     pub api_key: Option<Secret>,
     pub format: OutputFormat,
+    pub lam_auth: LamAuth,
+    /// Alerts per `moog-rest-lam` request.
+    pub lam_batch_size: usize,
+    /// Moog severity (0 clear … 5 critical) for syslog severities 0–7.
+    pub severity_map: [u8; 8],
+    /// Moog severity of events without a syslog severity.
+    pub default_severity: u8,
     /// Whole-request timeout (original: 10 s).
     pub timeout: Duration,
-    /// Alerts leased and sent concurrently per batch.
+    /// Alerts leased per batch.
     pub batch_size: usize,
     pub block_timeout: Duration,
     /// Retries after the first attempt before an alert is dead-lettered (original: 5).
@@ -45,6 +64,18 @@ pub struct ForwarderConfig {
     /// Backoff: attempt n waits uniform [0, min(max, base · 2ⁿ)].
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Shared rate limit across all forwarders: alerts per period (original: 50 per 1 s);
+    /// `mutt:config:moog_rate_limit` / `moog_rate_period` override it at run time.
+    pub rate_limit: Option<(u64, Duration)>,
+    /// Shared circuit breaker: opens after this many consecutive retryable failures, for
+    /// this long (original: 10, 300 s). `None` turns it off.
+    pub breaker: Option<(u64, Duration)>,
+    /// How long delivered event ids are remembered, so a redelivered alert is not sent again.
+    pub dedup_ttl: Duration,
+    /// PEM CA for a receiver signed by a private CA (default: the system trust store).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM file with a client certificate and its private key, for mutual TLS.
+    pub client_identity_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ForwarderConfig {
@@ -52,13 +83,22 @@ impl Default for ForwarderConfig {
         Self {
             destination: Destination::File("alerts.jsonl".into()),
             api_key: None,
-            format: OutputFormat::Legacy,
+            format: OutputFormat::MoogRestLam,
+            lam_auth: LamAuth::None,
+            lam_batch_size: 100,
+            severity_map: payload::DEFAULT_SEVERITY_MAP,
+            default_severity: 2,
             timeout: Duration::from_secs(10),
-            batch_size: 20,
+            batch_size: 100,
             block_timeout: Duration::from_secs(2),
             max_retries: 5,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            rate_limit: Some((50, Duration::from_secs(1))),
+            breaker: Some((10, Duration::from_secs(300))),
+            dedup_ttl: Duration::from_secs(7 * 24 * 3600),
+            ca_file: None,
+            client_identity_file: None,
         }
     }
 }

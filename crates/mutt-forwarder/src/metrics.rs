@@ -23,6 +23,29 @@ pub struct ForwarderMetrics {
     pub request_latency: Histogram,
     pub alerts_processed: Family<StatusLabel, Counter>,
     pub processing_list_depth: Gauge,
+    pub rate_limit_hits: Counter,
+    pub duplicates: Counter,
+    /// Ingest (the event id's UUIDv7 time) to delivery.
+    pub delivery_latency: Histogram,
+    pub breaker_state: Family<NameLabel, Gauge>,
+    pub breaker_failures_family: Family<NameLabel, Gauge>,
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    pub breaker_state_moog: Gauge,
+    pub breaker_failures: Gauge,
+    /// `mutt_moog_circuit_open` (0/1), the name the original's alert rules use.
+    pub circuit_open: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    pub name: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub name: &'static str,
+    pub from_state: &'static str,
+    pub to_state: &'static str,
 }
 
 impl ForwarderMetrics {
@@ -32,7 +55,22 @@ impl ForwarderMetrics {
             request_latency: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             alerts_processed: Family::default(),
             processing_list_depth: Gauge::default(),
+            rate_limit_hits: Counter::default(),
+            duplicates: Counter::default(),
+            delivery_latency: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            breaker_state: Family::default(),
+            breaker_failures_family: Family::default(),
+            breaker_transitions: Family::default(),
+            breaker_state_moog: Gauge::default(),
+            breaker_failures: Gauge::default(),
+            circuit_open: Gauge::default(),
         };
+        // The breaker gauges are labelled {name="moogsoft"}: bind the two series once.
+        let state = m.breaker_state.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
+        let failures = m.breaker_failures_family.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
+        let m = Self { breaker_state_moog: state, breaker_failures: failures, ..m };
         metrics.register(|r| {
             r.register("mutt_moog_requests", "Webhook requests by outcome", m.requests.clone());
             r.register("mutt_moog_request_latency_seconds", "Webhook request time", m.request_latency.clone());
@@ -52,5 +90,13 @@ impl ForwarderMetrics {
 
     pub fn processed(&self, status: &'static str) {
         self.alerts_processed.get_or_create(&StatusLabel { status }).inc();
+    }
+}
+
+impl ForwarderMetrics {
+    pub fn breaker_transition(&self, from_state: &'static str, to_state: &'static str) {
+        self.breaker_transitions
+            .get_or_create(&TransitionLabels { name: crate::worker::BREAKER, from_state, to_state })
+            .inc();
     }
 }

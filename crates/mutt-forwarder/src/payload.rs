@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutputFormat {
+    /// Moogsoft REST LAM: `{"events": [...]}`, many alerts per request, numeric severities.
+    MoogRestLam,
     /// The original's payload (spec §5.3), one alert per request.
     Legacy,
     /// The alert message itself as JSON, one per request, for any webhook.
@@ -25,11 +27,55 @@ pub fn moog_severity(name: &str) -> u8 {
     }
 }
 
+/// Syslog severity (index 0 emerg … 7 debug) → Moog severity (0 clear, 1 indeterminate,
+/// 2 warning, 3 minor, 4 major, 5 critical). Nothing maps to clear: an event never clears an
+/// alert by accident.
+pub const DEFAULT_SEVERITY_MAP: [u8; 8] = [5, 5, 5, 4, 2, 1, 1, 1];
+
+/// The body of a one-alert request (`legacy`, `generic`).
 pub fn body(format: OutputFormat, alert: &Alert, now_epoch: i64) -> Value {
     match format {
         OutputFormat::Legacy => legacy(alert, now_epoch),
-        OutputFormat::Generic => serde_json::to_value(alert).unwrap_or(Value::Null),
+        OutputFormat::Generic | OutputFormat::MoogRestLam => serde_json::to_value(alert).unwrap_or(Value::Null),
     }
+}
+
+/// One REST LAM event for an alert.
+pub fn lam_event(alert: &Alert, severity_map: &[u8; 8], default_severity: u8, now_epoch: i64) -> Value {
+    let severity = alert
+        .raw_json
+        .get("syslog_severity")
+        .and_then(Value::as_u64)
+        .and_then(|s| severity_map.get(s as usize).copied())
+        .unwrap_or(default_severity);
+    let host = or(&alert.hostname, "unknown");
+    let signature = match alert.rule_id {
+        Some(rule) => format!("{host}::rule-{rule}"),
+        None => format!("{host}::{}", alert.handling.as_deref().unwrap_or("mutt")),
+    };
+    json!({
+        "signature": signature,
+        "source_id": host,
+        "external_id": alert.event_id,
+        "manager": "MUTT",
+        "source": host,
+        "class": or(&alert.team_assignment, "Unknown"),
+        "agent_location": "MUTT Alerter",
+        "type": alert.handling.as_deref().unwrap_or("Alert"),
+        "severity": severity,
+        "description": alert.message_body,
+        "agent_time": now_epoch,
+        "custom_info": alert.raw_json,
+    })
+}
+
+/// The REST LAM request body for several alerts.
+pub fn lam_body(events: Vec<Value>, auth_token: Option<&str>) -> Value {
+    let mut body = json!({"events": events});
+    if let Some(t) = auth_token {
+        body["auth_token"] = json!(t);
+    }
+    body
 }
 
 fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
@@ -57,6 +103,51 @@ fn legacy(a: &Alert, now_epoch: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_lam_event_has_moog_fields_and_numeric_severity() {
+        let mut a = alert();
+        a.raw_json = json!({"syslog_severity": 3, "message": "x"});
+        let e = lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 1700000000);
+        for f in [
+            "signature",
+            "source_id",
+            "external_id",
+            "manager",
+            "source",
+            "class",
+            "agent_location",
+            "type",
+            "severity",
+            "description",
+            "agent_time",
+            "custom_info",
+        ] {
+            assert!(e.get(f).is_some(), "{f}");
+        }
+        assert_eq!(e["severity"], 4);
+        assert_eq!(e["external_id"], "e1");
+        assert_eq!(e["class"], "NetOps");
+        a.raw_json = json!({});
+        assert_eq!(lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 0)["severity"], 2);
+        let body = lam_body(vec![e], Some("tok"));
+        assert_eq!(body["auth_token"], "tok");
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    }
+
+    fn alert() -> Alert {
+        Alert {
+            hostname: "router1".into(),
+            team_assignment: "NetOps".into(),
+            severity: "Warning".into(),
+            message_body: "LINK-DOWN on Gi0/1".into(),
+            raw_json: json!({"message": "LINK-DOWN on Gi0/1"}),
+            correlation_id: "c1".into(),
+            event_id: "e1".into(),
+            rule_id: Some(3),
+            handling: Some("Page_and_ticket".into()),
+        }
+    }
 
     #[test]
     fn legacy_payload_maps_fields() {

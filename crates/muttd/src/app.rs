@@ -294,19 +294,42 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 };
                 let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
                 let fwd_metrics = ForwarderMetrics::register(&metrics);
+                let f = &config.forwarder;
+                let moog_key = secrets.get("MOOG_API_KEY")?;
+                let lam_auth = match (f.lam_auth.as_str(), &moog_key) {
+                    ("token", Some(k)) => mutt_forwarder::LamAuth::Token(k.clone()),
+                    ("basic", Some(k)) => {
+                        mutt_forwarder::LamAuth::Basic { user: f.lam_user.clone(), password: k.clone() }
+                    }
+                    ("basic", None) => bail!("forwarder.lam_auth = basic needs the MOOG_API_KEY secret"),
+                    _ => mutt_forwarder::LamAuth::None,
+                };
                 let cfg = ForwarderConfig {
                     destination,
-                    api_key: secrets.get("MOOG_API_KEY")?,
-                    format: config.forwarder.format,
-                    timeout: secs(config.forwarder.timeout_secs),
-                    batch_size: config.forwarder.batch_size,
+                    api_key: moog_key,
+                    format: f.format,
+                    lam_auth,
+                    lam_batch_size: f.lam_batch_size.max(1),
+                    severity_map: f.severity_map,
+                    default_severity: f.default_severity,
+                    timeout: secs(f.timeout_secs),
+                    batch_size: f.batch_size,
                     block_timeout: secs(config.worker.block_timeout_secs),
-                    max_retries: config.forwarder.max_retries,
-                    retry_base: secs(config.forwarder.retry_base_secs),
-                    retry_max: secs(config.forwarder.retry_max_secs),
+                    max_retries: f.max_retries,
+                    retry_base: secs(f.retry_base_secs),
+                    retry_max: secs(f.retry_max_secs),
+                    rate_limit: f
+                        .rate_limit_enabled
+                        .then(|| (f.rate_limit.max(1), Duration::from_secs(f.rate_period_secs.max(1)))),
+                    breaker: f.circuit_breaker_enabled.then(|| {
+                        (f.circuit_breaker_threshold.max(1), Duration::from_secs(f.circuit_breaker_timeout_secs.max(1)))
+                    }),
+                    dedup_ttl: Duration::from_secs(f.dedup_ttl_secs.max(1)),
+                    ca_file: f.ca_file.clone(),
+                    client_identity_file: f.client_identity_file.clone(),
                 };
                 let forwarder = Forwarder::start(
-                    queue.as_ref(),
+                    dyn_queue.clone(),
                     consumer_config(config, WorkerRole::Forwarder, &pod, &queue_metrics),
                     cfg,
                     fwd_metrics,

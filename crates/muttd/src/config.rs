@@ -253,14 +253,39 @@ pub struct ForwarderSection {
     pub webhook_url: Option<String>,
     /// JSON-lines file for alerts when no webhook is set; default `<data_dir>/alerts.jsonl`.
     pub alerts_file: Option<std::path::PathBuf>,
-    /// `legacy` (the original's Moog payload) or `generic` (the alert as JSON).
+    /// `moog-rest-lam` (Moogsoft REST LAM, batched), `legacy` (the original's payload, one per
+    /// request, `Authorization: Bearer MOOG_API_KEY`) or `generic` (the alert as JSON).
     pub format: mutt_forwarder::OutputFormat,
+    /// REST LAM authentication with the MOOG_API_KEY secret: `token` (`auth_token` in the
+    /// body), `basic` (user `lam_user`, password MOOG_API_KEY) or `none`.
+    pub lam_auth: String,
+    pub lam_user: String,
+    /// Alerts per REST LAM request.
+    pub lam_batch_size: usize,
+    /// Moog severity (0 clear … 5 critical) for syslog severities 0 (emerg) … 7 (debug).
+    pub severity_map: [u8; 8],
+    /// Moog severity of events without a syslog severity.
+    pub default_severity: u8,
     pub timeout_secs: f64,
-    /// Alerts leased and sent concurrently.
+    /// Alerts leased per batch.
     pub batch_size: usize,
     pub max_retries: u32,
     pub retry_base_secs: f64,
     pub retry_max_secs: f64,
+    /// Shared rate limit across forwarders: `rate_limit` alerts per `rate_period_secs`.
+    pub rate_limit_enabled: bool,
+    pub rate_limit: u64,
+    pub rate_period_secs: u64,
+    /// Shared circuit breaker: opens after `circuit_breaker_threshold` consecutive retryable
+    /// failures, for `circuit_breaker_timeout_secs`, then lets one probe through.
+    pub circuit_breaker_enabled: bool,
+    pub circuit_breaker_threshold: u64,
+    pub circuit_breaker_timeout_secs: u64,
+    /// How long delivered event ids are remembered against redelivery.
+    pub dedup_ttl_secs: u64,
+    /// PEM CA file for a receiver with a private CA; PEM file with a client cert and key.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub client_identity_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ForwarderSection {
@@ -269,12 +294,26 @@ impl Default for ForwarderSection {
             port: 8083,
             webhook_url: None,
             alerts_file: None,
-            format: mutt_forwarder::OutputFormat::Legacy,
+            format: mutt_forwarder::OutputFormat::MoogRestLam,
+            lam_auth: "token".into(),
+            lam_user: "mutt".into(),
+            lam_batch_size: 100,
+            severity_map: mutt_forwarder::payload::DEFAULT_SEVERITY_MAP,
+            default_severity: 2,
             timeout_secs: 10.0,
-            batch_size: 20,
+            batch_size: 100,
             max_retries: 5,
             retry_base_secs: 1.0,
             retry_max_secs: 60.0,
+            rate_limit_enabled: true,
+            rate_limit: 50,
+            rate_period_secs: 1,
+            circuit_breaker_enabled: true,
+            circuit_breaker_threshold: 10,
+            circuit_breaker_timeout_secs: 300,
+            dedup_ttl_secs: 7 * 24 * 3600,
+            ca_file: None,
+            client_identity_file: None,
         }
     }
 }
@@ -364,6 +403,11 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("MOOG_MAX_RETRIES", "forwarder.max_retries", Kind::Int),
     ("MOOG_RETRY_BASE_DELAY", "forwarder.retry_base_secs", Kind::Float),
     ("MOOG_RETRY_MAX_DELAY", "forwarder.retry_max_secs", Kind::Float),
+    ("MOOG_RATE_LIMIT", "forwarder.rate_limit", Kind::Int),
+    ("MOOG_RATE_PERIOD", "forwarder.rate_period_secs", Kind::Int),
+    ("CIRCUIT_BREAKER_ENABLED", "forwarder.circuit_breaker_enabled", Kind::Flag),
+    ("CIRCUIT_BREAKER_THRESHOLD", "forwarder.circuit_breaker_threshold", Kind::Int),
+    ("CIRCUIT_BREAKER_TIMEOUT", "forwarder.circuit_breaker_timeout_secs", Kind::Int),
     ("SERVER_PORT_WEBUI", "web.port", Kind::Int),
     ("ALERTER_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
     ("MOOG_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
@@ -570,6 +614,12 @@ impl Config {
             if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
                 return Err(ConfigError::Invalid(format!("{name} must be a positive number of seconds")));
             }
+        }
+        if !matches!(self.forwarder.lam_auth.as_str(), "token" | "basic" | "none") {
+            return Err(ConfigError::Invalid("forwarder.lam_auth must be token, basic or none".into()));
+        }
+        if self.forwarder.severity_map.iter().chain([&self.forwarder.default_severity]).any(|s| *s > 5) {
+            return Err(ConfigError::Invalid("forwarder severities are Moog's 0 (clear) … 5 (critical)".into()));
         }
         if self.ingestor.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("ingestor.max_body_bytes must be positive".into()));

@@ -115,11 +115,15 @@ async fn matching_event_is_audited_once_and_delivered_once() {
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1, "one webhook request");
     let req = &got[0];
-    assert_eq!(req.body["class"], "NETO");
-    assert_eq!(req.body["description"], "CRITICAL: System failure detected");
-    assert_eq!(req.body["source_id"], "server-01");
-    assert_eq!(req.body["custom_info"]["_correlation_id"], cid.as_str());
-    assert_eq!(req.headers.get("authorization").unwrap(), &format!("Bearer {MOOG_KEY}"));
+    // The default output: a Moogsoft REST LAM request, authenticated by auth_token.
+    assert_eq!(req.body["auth_token"], MOOG_KEY);
+    let events = req.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    let ev = &events[0];
+    assert_eq!(ev["class"], "NETO");
+    assert_eq!(ev["description"], "CRITICAL: System failure detected");
+    assert_eq!(ev["source_id"], "server-01");
+    assert_eq!(ev["custom_info"]["_correlation_id"], cid.as_str());
 
     let rows = p
         .query(
@@ -135,9 +139,9 @@ async fn matching_event_is_audited_once_and_delivered_once() {
     assert_eq!(raw["program"], "kernel", "unknown fields pass through");
     // The alert carried the event id as external_id and idempotency key; no API key anywhere.
     let event_id = raw["_event_id"].as_str().unwrap();
-    assert_eq!(req.body["external_id"], event_id);
+    assert_eq!(ev["external_id"], event_id);
     assert_eq!(req.headers.get("idempotency-key").unwrap(), event_id);
-    assert!(!req.raw.windows(MOOG_KEY.len()).any(|w| w == MOOG_KEY.as_bytes()));
+    assert!(!rows[0].get::<_, String>(4).contains(MOOG_KEY), "no secret in the audit trail");
 
     // Nothing more arrives later.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -156,7 +160,7 @@ async fn non_matching_event_leaves_no_audit_and_no_webhook() {
     assert_eq!(status, 200);
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].body["source_id"], "server-02");
+    assert_eq!(got[0].body["events"][0]["source_id"], "server-02");
     let rows = p.query("SELECT hostname FROM event_audit_log").await;
     assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), vec!["server-02"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -174,8 +178,8 @@ async fn audit_only_and_dev_host_handling() {
     p.post(Some(INGEST_KEY), event("prod-router1", "ERROR on prod")).await;
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].body["source_id"], "prod-router1");
-    assert_eq!(got[0].body["class"], "NetOps");
+    assert_eq!(got[0].body["events"][0]["source_id"], "prod-router1");
+    assert_eq!(got[0].body["events"][0]["class"], "NetOps");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rows = Vec::new();
     while Instant::now() < deadline {
@@ -211,7 +215,7 @@ async fn request_without_api_key_gets_401_and_nothing_is_queued() {
     p.post(Some(INGEST_KEY), event("marker", "CRITICAL marker")).await;
     let got = p.receiver.wait_accepted(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].body["source_id"], "marker");
+    assert_eq!(got[0].body["events"][0]["source_id"], "marker");
     assert_eq!(p.query("SELECT 1 FROM event_audit_log").await.len(), 1);
     p.app.stop().await.unwrap();
 }
@@ -246,6 +250,6 @@ async fn rules_reload_through_pub_sub_within_a_second() {
     assert_eq!(status, 200);
     let got = p.receiver.wait_accepted(1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1, "the new rule was in force one second after the reload message");
-    assert_eq!(got[0].body["class"], "NetOps");
+    assert_eq!(got[0].body["events"][0]["class"], "NetOps");
     p.app.stop().await.unwrap();
 }
