@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The two tests here are timing-sensitive and each runs several processes: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Proc(Child);
 
 impl Proc {
@@ -96,6 +99,7 @@ fn accepted_ids(r: &WebhookReceiver) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_forwarder_processes_never_exceed_the_shared_rate_limit() {
     const LIMIT: usize = 20;
+    let _serial = SERIAL.lock().await;
     let receiver = WebhookReceiver::start().await;
     let prefix = mutt_testkit::unique_prefix();
     let q = queue(&prefix).await;
@@ -133,6 +137,7 @@ async fn two_forwarder_processes_never_exceed_the_shared_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_receiver_outage_and_kill_9_deliver_every_alert_exactly_once() {
     const N: usize = 10_000;
+    let _serial = SERIAL.lock().await;
     let receiver = WebhookReceiver::start().await;
     receiver.set_mode(ReceiverMode::Status(500));
     let prefix = mutt_testkit::unique_prefix();
