@@ -15,6 +15,7 @@ pub mod names;
 pub mod normalize;
 pub mod rule;
 pub mod secret;
+pub mod text;
 
 pub use alert::Alert;
 pub use decision::{Decision, HostEnvironment, decide};

@@ -50,7 +50,9 @@ pub fn normalize(event: &mut Map<String, Value>, now: DateTime<Utc>) -> Result<(
     for field in ["hostname", "message", "trap_oid"] {
         match event.get(field) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => return Err(format!("field {field:?} must be a string, got {}", type_name(other))),
+            Some(other) => {
+                return Err(format!("field {field:?} must be a string, got {}", crate::text::json_type_name(other)));
+            }
         }
     }
     if let Some(Value::String(h)) = event.get("hostname") {
@@ -83,7 +85,10 @@ pub fn normalize(event: &mut Map<String, Value>, now: DateTime<Utc>) -> Result<(
             }
         }
         Some(other) => {
-            return Err(format!("field \"syslog_severity\" must be a number 0..7, got {}", type_name(&other)));
+            return Err(format!(
+                "field \"syslog_severity\" must be a number 0..7, got {}",
+                crate::text::json_type_name(&other)
+            ));
         }
     }
 
@@ -101,20 +106,11 @@ pub fn normalize(event: &mut Map<String, Value>, now: DateTime<Utc>) -> Result<(
             }
         }
         None | Some(Value::Null) => {}
-        Some(other) => return Err(format!("field \"timestamp\" must be a string, got {}", type_name(&other))),
+        Some(other) => {
+            return Err(format!("field \"timestamp\" must be a string, got {}", crate::text::json_type_name(&other)));
+        }
     }
     Ok(())
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

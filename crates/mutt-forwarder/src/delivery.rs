@@ -29,9 +29,9 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Delivery 
         200..=299 => Delivery::Delivered,
         408 | 429 | 500..=599 => Delivery::Retry {
             after: retry_after.and_then(parse_retry_after),
-            reason: format!("HTTP {status}: {}", truncate(body, 200)),
+            reason: format!("HTTP {status}: {}", mutt_core::text::truncate_utf8(body, 200)),
         },
-        _ => Delivery::Reject { status, body: truncate(body, MAX_BODY_KEPT).to_owned() },
+        _ => Delivery::Reject { status, body: mutt_core::text::truncate_utf8(body, MAX_BODY_KEPT).to_owned() },
     }
 }
 
@@ -44,17 +44,6 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
     Some(delta.to_std().unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

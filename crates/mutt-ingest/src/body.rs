@@ -69,7 +69,9 @@ fn parse_array(items: Vec<Value>) -> Result<Parsed, BodyError> {
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Value::Object(m) => events.push(m),
-            other => bad.push((i, format!("element is {}, not a JSON object", kind(&other)))),
+            other => {
+                bad.push((i, format!("element is {}, not a JSON object", mutt_core::text::json_type_name(&other))))
+            }
         }
     }
     if bad.is_empty() { Ok(Parsed { events, batch: true }) } else { Err(BodyError::BadElements(bad)) }
@@ -86,7 +88,9 @@ fn parse_ndjson(bytes: &[u8]) -> Result<Parsed, BodyError> {
         }
         match serde_json::from_slice::<Value>(line) {
             Ok(Value::Object(m)) => events.push(m),
-            Ok(other) => bad.push((index, format!("line is {}, not a JSON object", kind(&other)))),
+            Ok(other) => {
+                bad.push((index, format!("line is {}, not a JSON object", mutt_core::text::json_type_name(&other))))
+            }
             Err(e) => bad.push((index, format!("invalid JSON: {e}"))),
         }
         index += 1;
@@ -98,17 +102,6 @@ fn parse_ndjson(bytes: &[u8]) -> Result<Parsed, BodyError> {
         return Err(BodyError::Invalid("Empty or null payload".into()));
     }
     Ok(Parsed { events, batch: true })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

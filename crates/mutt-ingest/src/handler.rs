@@ -75,26 +75,14 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        state.metrics.request("fail", "too_large");
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large",
-            cid,
-            Some(json!({"limit_bytes": limit})),
-        );
+        return too_large(state, cid, limit);
     }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"));
-            if too_large || e.to_string().contains("length limit") {
-                state.metrics.request("fail", "too_large");
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Payload Too Large",
-                    cid,
-                    Some(json!({"limit_bytes": limit})),
-                );
+            let over = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"));
+            if over || e.to_string().contains("length limit") {
+                return too_large(state, cid, limit);
             }
             state.metrics.request("fail", "json");
             return error_response(
@@ -217,6 +205,11 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
 fn stamp(ev: &mut Map<String, Value>, cid: &str) {
     ev.insert(CORRELATION_ID.into(), Value::from(cid));
     ev.insert(EVENT_ID.into(), Value::from(EventId::new().to_string()));
+}
+
+fn too_large(state: &IngestState, cid: &str, limit: usize) -> Response {
+    state.metrics.request("fail", "too_large");
+    error_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", cid, Some(json!({"limit_bytes": limit})))
 }
 
 fn redis_unavailable(state: &IngestState, cid: &str, e: &mutt_queue::QueueError) -> Response {

@@ -115,20 +115,9 @@ pub fn annotate_dead_letter(raw: &[u8], reason: &str, error: &str) -> Vec<u8> {
         m
     });
     object.insert("_dlq_reason".into(), Value::from(reason));
-    object.insert("_dlq_error".into(), Value::from(truncate(error, MAX_ERROR_BYTES)));
+    object.insert("_dlq_error".into(), Value::from(mutt_core::text::truncate_utf8(error, MAX_ERROR_BYTES)));
     object.insert("failed_at".into(), Value::from(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)));
     serde_json::to_vec(&object).unwrap_or_else(|_| raw.to_vec())
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
