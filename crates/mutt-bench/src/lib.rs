@@ -7,4 +7,6 @@
 //!   drives it over HTTP (single events and batches; closed loop and fixed rate).
 
 pub mod load;
+pub mod pipeline;
+pub mod scenario;
 pub mod process;

@@ -1,0 +1,93 @@
+//! The whole pipeline as separate processes (private redis-server and PostgreSQL, a counting
+//! webhook sink, `muttd ingestor`, alerters, forwarders):
+//!
+//!   mutt-pipeline bench [--seconds 60] [--single-rate N] [--batch-rate N] [--alerters 1] …
+//!   mutt-pipeline chaos [--profile short|long]      # exits non-zero on any loss or duplicate
+//!
+//! scripts/bench.sh and scripts/chaos.sh build the release binaries and run these.
+
+use clap::{Parser, Subcommand};
+use mutt_bench::pipeline::PipelineOptions;
+use mutt_bench::scenario::{BenchPlan, ChaosProfile, bench, chaos, print_bench, report_json};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+struct Cli {
+    /// The muttd binary.
+    #[arg(long, global = true, default_value = "target/release/muttd")]
+    muttd: PathBuf,
+    /// Alerter processes.
+    #[arg(long, global = true, default_value_t = 1)]
+    alerters: usize,
+    /// Forwarder processes.
+    #[arg(long, global = true, default_value_t = 1)]
+    forwarders: usize,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Throughput, end-to-end latency and resources; prints the machine's ceilings too.
+    Bench {
+        /// Seconds of offered load per phase.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Offered events/s, single events.
+        #[arg(long, default_value_t = 20_000)]
+        single_rate: u64,
+        /// Offered events/s in batches.
+        #[arg(long, default_value_t = 40_000)]
+        batch_rate: u64,
+        /// Events per batch request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Offered events/s of the latency phase.
+        #[arg(long, default_value_t = 2_000)]
+        latency_rate: u64,
+    },
+    /// Faults under load; checks that nothing was lost or duplicated.
+    Chaos {
+        #[arg(long, default_value = "short")]
+        profile: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    let opts = PipelineOptions { muttd: cli.muttd.clone(), alerters: cli.alerters.max(1), forwarders: cli.forwarders.max(1), aof: false };
+    match cli.command {
+        Cmd::Bench { seconds, single_rate, batch_rate, batch, latency_rate } => {
+            let plan = BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate };
+            let report = bench(opts, &plan).await?;
+            if cli.json {
+                println!("{}", report_json(&report));
+            } else {
+                print_bench(&report);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Chaos { profile } => {
+            let profile = match profile.as_str() {
+                "short" => ChaosProfile::short(),
+                "long" => ChaosProfile::long(),
+                other => anyhow::bail!("unknown profile {other:?} (short, long)"),
+            };
+            let report = chaos(opts, &profile).await?;
+            println!("{}", report_json(&report));
+            if report.problems.is_empty() {
+                println!("chaos {}: nothing lost, nothing duplicated", profile.name);
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                for p in &report.problems {
+                    eprintln!("chaos {}: {p}", profile.name);
+                }
+                Ok(std::process::ExitCode::FAILURE)
+            }
+        }
+    }
+}

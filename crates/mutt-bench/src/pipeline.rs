@@ -1,0 +1,448 @@
+//! The whole pipeline as separate processes, for the end-to-end benchmark and the chaos run:
+//! a private redis-server and PostgreSQL, a counting webhook sink, `muttd ingestor`, N
+//! `muttd alerter` and M `muttd forwarder` processes, a realistic rule set and event mix.
+
+use crate::process::{Service, cpu_seconds_of, free_port, wait_healthy};
+use mutt_core::MatchType;
+use mutt_queue::Queue;
+use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
+use mutt_store::postgres::{PgStore, PostgresConfig};
+use mutt_store::{NewRule, Store};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const INGEST_KEY: &str = "pipeline-ingest-key";
+
+/// What an event of the mix is expected to become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// Matches a forwarding rule: one audit row and one alert.
+    Forward,
+    /// Matches an audit-only rule: one audit row, no alert.
+    AuditOnly,
+    /// Matches nothing: no audit row, no alert.
+    Unhandled,
+}
+
+/// Event `seq` of the mix: 50 % forwarding (text, severity-filtered and trap-shaped), 20 %
+/// audit-only, 30 % unhandled; message sizes 100–1,000 bytes.
+pub fn event(seq: u64) -> (Value, Category) {
+    let k = seq % 40;
+    let host = if seq % 17 == 0 { format!("dev-sw{}", seq % 5) } else { format!("sw{}.example.net", seq % 300) };
+    let pad = 100 + (seq * 37 % 900) as usize;
+    let (mut v, cat) = match seq % 10 {
+        0..=2 => (json!({"message": format!("%LINK-3-UPDOWN: FWD-{k:02} Interface Gi0/{} changed state to down", seq % 48)}), Category::Forward),
+        3 => (json!({"message": format!("SEV-{:02} environmental alarm on PSU {}", k % 20, seq % 2), "syslog_severity": 3}), Category::Forward),
+        4 => (
+            json!({"message": format!("192.168.1.{} .1.3.6.1.4.1.9.{}.1 ifIndex=2 ifOperStatus=2", seq % 250, k % 10), "trap_oid": format!(".1.3.6.1.4.1.9.{}.1", k % 10), "source": "snmp"}),
+            Category::Forward,
+        ),
+        5 | 6 => (json!({"message": format!("audit-{:02}-{} config change by operator", k % 20, seq)}), Category::AuditOnly),
+        _ => (json!({"message": format!("%SYS-6-LOGGINGHOST_STARTSTOP: nothing to see {seq}")}), Category::Unhandled),
+    };
+    let msg = v["message"].as_str().unwrap_or_default().to_owned();
+    let filler = " lorem ipsum dolor sit amet".repeat(pad / 27 + 1);
+    v["message"] = json!(format!("{msg}{}", &filler[..pad.saturating_sub(msg.len()).min(filler.len())]));
+    v["hostname"] = json!(host);
+    v["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    v["seq"] = json!(seq);
+    (v, cat)
+}
+
+/// 100 rules: 40 forwarding `contains`, 20 severity-filtered forwarding `contains`, 10
+/// forwarding `oid_prefix`, 20 audit-only `regex`, 10 `regex` that never match.
+pub fn rules() -> Vec<NewRule> {
+    let mut out = Vec::new();
+    let rule = |mt, s: Option<String>, oid: Option<String>, sev, prio, prod: &str, dev: &str, team: &str| NewRule {
+        match_string: s,
+        trap_oid: oid,
+        syslog_severity: sev,
+        match_type: mt,
+        priority: prio,
+        prod_handling: prod.into(),
+        dev_handling: dev.into(),
+        team_assignment: team.into(),
+        is_active: true,
+    };
+    for k in 0..40 {
+        out.push(rule(MatchType::Contains, Some(format!("FWD-{k:02}")), None, None, 10 + k, "Page_and_ticket", "Ticket_only", "NetOps"));
+    }
+    for k in 0..20 {
+        out.push(rule(MatchType::Contains, Some(format!("SEV-{k:02}")), None, Some(3), 60 + k, "Ticket_only", "Ticket_only", "Facilities"));
+    }
+    for k in 0..10 {
+        out.push(rule(MatchType::OidPrefix, None, Some(format!("1.3.6.1.4.1.9.{k}")), None, 90 + k, "Page_and_ticket", "Page_only", "NetOps"));
+    }
+    for k in 0..20 {
+        out.push(rule(MatchType::Regex, Some(format!(r"audit-{k:02}-\d+")), None, None, 120 + k, "Log_only", "Ignore", "Security"));
+    }
+    for k in 0..10 {
+        out.push(rule(MatchType::Regex, Some(format!(r"never-{k}-(x|y)\d{{9}}")), None, None, 200 + k, "Page_and_ticket", "Ignore", "NETO"));
+    }
+    out
+}
+
+/// How the sink answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkMode {
+    Succeed,
+    Fail(u16),
+    Hang,
+}
+
+#[derive(Default)]
+struct SinkState {
+    mode: Option<SinkMode>,
+    /// Deliveries per external id (event id); more than one is a duplicate.
+    deliveries: HashMap<String, u32>,
+    /// The `seq` of each delivered event (from custom_info).
+    seqs: Vec<u64>,
+    /// Ingest-to-delivery latency in ms (from the UUIDv7 event id), with the arrival time.
+    latencies: Vec<(Instant, f64)>,
+    requests: u64,
+    refused: u64,
+}
+
+/// A webhook receiver that counts REST LAM events by external id.
+#[derive(Clone)]
+pub struct Sink {
+    state: Arc<Mutex<SinkState>>,
+    pub url: String,
+}
+
+fn uuid7_age_ms(id: &str) -> Option<f64> {
+    let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+    Some((chrono::Utc::now().timestamp_millis() as f64 - (secs as f64 * 1000.0 + f64::from(nanos) / 1e6)).max(0.0))
+}
+
+impl Sink {
+    pub async fn start() -> anyhow::Result<Self> {
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let st = state.clone();
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let st = st.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let mode = {
+                    let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
+                    s.requests += 1;
+                    s.mode.unwrap_or(SinkMode::Succeed)
+                };
+                match mode {
+                    SinkMode::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        axum::http::StatusCode::GATEWAY_TIMEOUT.into_response()
+                    }
+                    SinkMode::Fail(code) => {
+                        st.lock().unwrap_or_else(|p| p.into_inner()).refused += 1;
+                        (axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR), "failing on purpose")
+                            .into_response()
+                    }
+                    SinkMode::Succeed => {
+                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let now = Instant::now();
+                        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
+                        for e in v.get("events").and_then(Value::as_array).into_iter().flatten() {
+                            let Some(id) = e["external_id"].as_str() else { continue };
+                            if e["source_id"] == "MUTT_Alerter" {
+                                continue; // meta-alerts are not part of the expected set
+                            }
+                            *s.deliveries.entry(id.to_owned()).or_default() += 1;
+                            if let Some(seq) = e["custom_info"]["seq"].as_u64() {
+                                s.seqs.push(seq);
+                            }
+                            if let Some(ms) = uuid7_age_ms(id) {
+                                s.latencies.push((now, ms));
+                            }
+                        }
+                        (axum::http::StatusCode::OK, r#"{"success":true}"#).into_response()
+                    }
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/events", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { state, url })
+    }
+
+    pub fn set_mode(&self, mode: SinkMode) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).mode = Some(mode);
+    }
+
+    /// (distinct ids delivered, ids delivered more than once, total deliveries).
+    pub fn counts(&self) -> (usize, usize, u64) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let dup = s.deliveries.values().filter(|c| **c > 1).count();
+        (s.deliveries.len(), dup, s.deliveries.values().map(|c| u64::from(*c)).sum())
+    }
+
+    pub fn seqs(&self) -> Vec<u64> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).seqs.clone()
+    }
+
+    /// Latencies (ms) of deliveries that arrived between `from` and `to`, sorted.
+    pub fn latencies(&self, from: Instant, to: Instant) -> Vec<f64> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<f64> = s.latencies.iter().filter(|(t, _)| *t >= from && *t <= to).map(|(_, ms)| *ms).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).latencies.iter().filter(|(t, _)| *t >= from && *t <= to).count()
+    }
+
+    pub fn requests(&self) -> (u64, u64) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.requests, s.refused)
+    }
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub muttd: PathBuf,
+    pub alerters: usize,
+    pub forwarders: usize,
+    /// Redis with AOF (everysec), for restarts that keep the data.
+    pub aof: bool,
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    pub redis: mutt_testkit::RedisServer,
+    pub pg: mutt_testkit::PostgresServer,
+    pub sink: Sink,
+    pub ingestor: Service,
+    pub alerters: Vec<Service>,
+    pub forwarders: Vec<Service>,
+    pub queue: RedisQueue,
+    pub db_url: String,
+    pub ingest_url: String,
+    opts: PipelineOptions,
+    ingest_port: u16,
+    generation: usize,
+}
+
+impl Pipeline {
+    pub async fn start(opts: PipelineOptions) -> anyhow::Result<Self> {
+        let redis = mutt_testkit::RedisServer::start(opts.aof)?;
+        let pg = mutt_testkit::PostgresServer::start()?;
+        let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        admin.batch_execute("CREATE DATABASE mutt").await?;
+        let db_url = pg.url().replace("/postgres", "/mutt");
+        let store = PgStore::new(&PostgresConfig { url: db_url.clone(), password: None, pool_size: 2 })?;
+        store.migrate().await?;
+        for r in rules() {
+            store.create_rule(&r).await?;
+        }
+        for h in 0..5 {
+            store.add_development_host(&format!("dev-sw{h}")).await?;
+        }
+        for h in 0..50 {
+            store.set_device_team(&format!("sw{h}.example.net"), "NetOps").await?;
+        }
+        let queue = RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::default())).await?;
+        let mut c = queue.connection();
+        // Keep backpressure shedding and meta-alerts out of the counted result.
+        for (k, v) in [("alerter_queue_shed_threshold", "1000000000"), ("unhandled_threshold", "1000000000")] {
+            let _: () = redis::cmd("SET").arg(format!("mutt:config:{k}")).arg(v).query_async(&mut c).await?;
+        }
+        let sink = Sink::start().await?;
+        let ingest_port = free_port();
+        let ingest_url = format!("http://127.0.0.1:{ingest_port}/ingest");
+        let ingestor = Self::spawn(&opts, &redis.url(), &db_url, &sink.url, "ingestor", "ingestor-0", ingest_port)?;
+        let mut p = Self {
+            alerters: Vec::new(),
+            forwarders: Vec::new(),
+            redis,
+            pg,
+            sink,
+            ingestor,
+            queue,
+            db_url,
+            ingest_url,
+            opts: opts.clone(),
+            ingest_port,
+            generation: 0,
+        };
+        for i in 0..opts.alerters {
+            let s = p.spawn_role("alerter", i)?;
+            p.alerters.push(s);
+        }
+        for i in 0..opts.forwarders {
+            let s = p.spawn_role("forwarder", i)?;
+            p.forwarders.push(s);
+        }
+        wait_healthy(&format!("http://127.0.0.1:{}/health", p.ingest_port), Duration::from_secs(30)).await?;
+        Ok(p)
+    }
+
+    fn spawn(
+        opts: &PipelineOptions,
+        redis: &str,
+        db: &str,
+        sink: &str,
+        role: &str,
+        pod: &str,
+        port: u16,
+    ) -> anyhow::Result<Service> {
+        let mut cmd = Command::new(&opts.muttd);
+        cmd.arg(role)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MUTT_REDIS__URL", redis)
+            .env("MUTT_DATABASE__URL", db)
+            .env("MUTT_FORWARDER__WEBHOOK_URL", sink)
+            .env("INGEST_API_KEY", INGEST_KEY)
+            .env("MOOG_API_KEY", "pipeline-moog-key")
+            .env("POD_NAME", pod)
+            .env("MUTT_INGESTOR__PORT", port.to_string())
+            .env("MUTT_ALERTER__PORT", "0")
+            .env("MUTT_FORWARDER__PORT", "0")
+            .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
+            .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "100000000")
+            .env("MUTT_FORWARDER__RATE_LIMIT", "10000000")
+            .env("MUTT_FORWARDER__TIMEOUT_SECS", "2")
+            .env("MUTT_FORWARDER__RETRY_BASE_SECS", "0.5")
+            .env("MUTT_FORWARDER__RETRY_MAX_SECS", "4")
+            .env("MUTT_FORWARDER__MAX_RETRIES", "50")
+            .env("MUTT_FORWARDER__CIRCUIT_BREAKER_THRESHOLD", "5")
+            .env("MUTT_FORWARDER__CIRCUIT_BREAKER_TIMEOUT_SECS", "2")
+            .env("MUTT_WORKER__HEARTBEAT_INTERVAL_SECS", "1")
+            .env("MUTT_WORKER__HEARTBEAT_TTL_SECS", "3")
+            .env("MUTT_WORKER__JANITOR_INTERVAL_SECS", "1")
+            .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.5")
+            .env("MUTT_LOG__LEVEL", "error");
+        Service::spawn(&format!("{role} {pod}"), cmd)
+    }
+
+    fn spawn_role(&mut self, role: &str, i: usize) -> anyhow::Result<Service> {
+        self.generation += 1;
+        let pod = format!("{role}-{i}-g{}", self.generation);
+        Self::spawn(&self.opts, &self.redis.url(), &self.db_url, &self.sink.url, role, &pod, 0)
+    }
+
+    /// `kill -9` alerter `i` and start a replacement (a new pod name, as a rescheduled pod).
+    pub fn kill9_alerter(&mut self, i: usize) -> anyhow::Result<()> {
+        let _ = Command::new("kill").args(["-9", &self.alerters[i].pid().to_string()]).status();
+        self.alerters[i] = self.spawn_role("alerter", i)?;
+        Ok(())
+    }
+
+    pub fn kill9_forwarder(&mut self, i: usize) -> anyhow::Result<()> {
+        let _ = Command::new("kill").args(["-9", &self.forwarders[i].pid().to_string()]).status();
+        self.forwarders[i] = self.spawn_role("forwarder", i)?;
+        Ok(())
+    }
+
+    /// What is still somewhere in Redis: queued + delayed, leased, dead-lettered.
+    pub async fn leftovers(&self) -> Option<(u64, u64, u64)> {
+        let st = self.queue.status().await.ok()?;
+        Some((
+            st.queues.iter().chain(&st.delayed_retries).map(|d| d.depth).sum(),
+            st.processing_lists.iter().map(|p| p.depth).sum(),
+            st.dead_letter_queues.iter().map(|d| d.depth).sum(),
+        ))
+    }
+
+    /// Audit rows: (total, distinct event ids, distinct seqs).
+    pub async fn audit_counts(&self) -> anyhow::Result<(i64, i64, Vec<i64>)> {
+        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let row = c.query_one("SELECT count(*), count(DISTINCT event_id) FROM event_audit_log", &[]).await?;
+        let seqs: Vec<i64> = c
+            .query("SELECT (raw_message::jsonb->>'seq')::bigint FROM event_audit_log", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((row.get(0), row.get(1), seqs))
+    }
+
+    /// CPU seconds and peak RSS (KiB) of each MUTT process, Redis and PostgreSQL CPU seconds.
+    pub fn resources(&self) -> (Vec<(String, f64, u64)>, f64, f64) {
+        let mut roles = Vec::new();
+        for s in std::iter::once(&self.ingestor).chain(&self.alerters).chain(&self.forwarders) {
+            roles.push((s.name.clone(), s.cpu_seconds(), s.rss_kib().1));
+        }
+        let redis = self.redis.pid().map(cpu_seconds_of).unwrap_or(0.0);
+        (roles, redis, postgres_cpu_seconds())
+    }
+}
+
+/// CPU seconds of every process named `postgres` (the private server's backends included).
+fn postgres_cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres") {
+                total += cpu_seconds_of(pid);
+            }
+        }
+    }
+    total
+}
+
+/// Sends the event mix to the ingestor at `rate` events/s for `duration`, in requests of
+/// `batch` events (1 = one object per request), starting at sequence `first`. Returns the
+/// accepted sequence numbers with their category, and the number of events refused.
+pub async fn offer(url: &str, first: u64, rate: u64, batch: usize, duration: Duration) -> (Vec<(u64, Category)>, u64) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let requests_per_sec = (rate as f64 / batch as f64).max(0.1);
+    let total = (requests_per_sec * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / requests_per_sec);
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut tasks = Vec::new();
+    for r in 0..total {
+        tokio::time::sleep_until((started + interval.mul_f64(r as f64)).into()).await;
+        let permit = sem.clone().acquire_owned().await;
+        let client = client.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let seqs: Vec<u64> = (0..batch as u64).map(|i| first + r * batch as u64 + i).collect();
+            let events: Vec<(Value, Category)> = seqs.iter().map(|s| event(*s)).collect();
+            let body = if batch == 1 {
+                events[0].0.clone()
+            } else {
+                Value::Array(events.iter().map(|(v, _)| v.clone()).collect())
+            };
+            let ok = client
+                .post(&url)
+                .header("x-api-key", INGEST_KEY)
+                .json(&body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let cats: Vec<(u64, Category)> = seqs.into_iter().zip(events.into_iter().map(|(_, c)| c)).collect();
+            (ok, cats)
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        if let Ok((ok, cats)) = t.await {
+            if ok {
+                accepted.extend(cats);
+            } else {
+                refused += cats.len() as u64;
+            }
+        }
+    }
+    (accepted, refused)
+}

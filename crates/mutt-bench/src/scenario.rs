@@ -1,0 +1,365 @@
+//! The end-to-end benchmark and the chaos run over a [`Pipeline`].
+
+use crate::pipeline::{Category, Pipeline, PipelineOptions, SinkMode, offer, percentile};
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// One fault injected at a moment of the chaos timeline.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    KillAlerter,
+    KillForwarder,
+    /// Stop redis-server (SIGTERM, AOF flushed) for this long, then start it again.
+    RestartRedis(Duration),
+    /// Stop PostgreSQL for this long.
+    StopPostgres(Duration),
+    /// The receiver answers 500 for this long.
+    ReceiverFails(Duration),
+    /// The receiver hangs every request for this long.
+    ReceiverHangs(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct ChaosProfile {
+    pub name: &'static str,
+    pub load: Duration,
+    pub rate: u64,
+    pub batch: usize,
+    pub faults: Vec<(Duration, Fault)>,
+    pub drain_timeout: Duration,
+}
+
+impl ChaosProfile {
+    /// Under 3 minutes: every fault once while 40 s of load run.
+    pub fn short() -> Self {
+        let s = Duration::from_secs;
+        Self {
+            name: "short",
+            load: s(40),
+            rate: 200,
+            batch: 10,
+            faults: vec![
+                (s(4), Fault::KillAlerter),
+                (s(7), Fault::KillForwarder),
+                (s(10), Fault::RestartRedis(s(1))),
+                (s(13), Fault::StopPostgres(s(15))),
+                (s(18), Fault::ReceiverFails(s(20))),
+                (s(38), Fault::ReceiverHangs(s(10))),
+                (s(50), Fault::KillForwarder),
+            ],
+            drain_timeout: s(100),
+        }
+    }
+
+    /// Ten minutes of load at 1,000 events/s with every fault three times.
+    pub fn long() -> Self {
+        let s = Duration::from_secs;
+        let mut faults = Vec::new();
+        for round in 0..3u64 {
+            let t = 20 + round * 190;
+            faults.extend([
+                (s(t), Fault::KillAlerter),
+                (s(t + 15), Fault::KillForwarder),
+                (s(t + 30), Fault::RestartRedis(s(2))),
+                (s(t + 50), Fault::StopPostgres(s(15))),
+                (s(t + 80), Fault::ReceiverFails(s(20))),
+                (s(t + 100), Fault::ReceiverHangs(s(10))),
+                (s(t + 120), Fault::KillAlerter),
+                (s(t + 125), Fault::KillForwarder),
+            ]);
+        }
+        Self { name: "long", load: s(600), rate: 1000, batch: 100, faults, drain_timeout: s(300) }
+    }
+}
+
+/// What the chaos run counted; `problems` is empty when nothing was lost or duplicated.
+#[derive(Debug, serde::Serialize)]
+pub struct ChaosReport {
+    pub sent: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub expected_audit: u64,
+    pub audit_rows: i64,
+    pub audit_distinct_ids: i64,
+    pub expected_alerts: u64,
+    pub alerts_received: usize,
+    pub alerts_duplicated: usize,
+    pub left_queued: u64,
+    pub left_leased: u64,
+    pub left_dead_lettered: u64,
+    /// Audited or delivered events the ingestor had answered with an error (an enqueue whose
+    /// reply was lost to the Redis restart): present once, not counted as accepted.
+    pub ambiguous: usize,
+    pub problems: Vec<String>,
+}
+
+pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Result<ChaosReport> {
+    let mut p = Pipeline::start(PipelineOptions { aof: true, ..opts }).await?;
+    let started = Instant::now();
+    let url = p.ingest_url.clone();
+    let (rate, batch, load) = (profile.rate, profile.batch, profile.load);
+    let load_task = tokio::spawn(async move { offer(&url, 0, rate, batch, load).await });
+    let mut faults = profile.faults.clone();
+    faults.sort_by_key(|f| f.0);
+    let mut restore: Vec<(Instant, Fault)> = Vec::new();
+    for (at, fault) in faults {
+        let when = started + at;
+        // Restore anything due before this fault.
+        restore.sort_by_key(|r| r.0);
+        while let Some((t, f)) = restore.first().copied() {
+            if t > when {
+                break;
+            }
+            tokio::time::sleep_until(t.into()).await;
+            undo(&mut p, f)?;
+            restore.remove(0);
+        }
+        tokio::time::sleep_until(when.into()).await;
+        eprintln!("chaos {:>5.1}s: {fault:?}", started.elapsed().as_secs_f64());
+        match fault {
+            Fault::KillAlerter => p.kill9_alerter(0)?,
+            Fault::KillForwarder => p.kill9_forwarder(0)?,
+            Fault::RestartRedis(d) => {
+                p.redis.stop()?;
+                restore.push((Instant::now() + d, fault));
+            }
+            Fault::StopPostgres(d) => {
+                p.pg.stop()?;
+                restore.push((Instant::now() + d, fault));
+            }
+            Fault::ReceiverFails(d) => {
+                p.sink.set_mode(SinkMode::Fail(500));
+                restore.push((Instant::now() + d, fault));
+            }
+            Fault::ReceiverHangs(d) => {
+                p.sink.set_mode(SinkMode::Hang);
+                restore.push((Instant::now() + d, fault));
+            }
+        }
+    }
+    restore.sort_by_key(|r| r.0);
+    for (t, f) in restore {
+        tokio::time::sleep_until(t.into()).await;
+        undo(&mut p, f)?;
+    }
+    let (accepted, refused) = load_task.await?;
+    eprintln!("chaos {:>5.1}s: load finished; draining", started.elapsed().as_secs_f64());
+
+    let expected_forward: HashSet<u64> = accepted.iter().filter(|(_, c)| *c == Category::Forward).map(|(s, _)| *s).collect();
+    let expected_audit: HashSet<u64> =
+        accepted.iter().filter(|(_, c)| *c != Category::Unhandled).map(|(s, _)| *s).collect();
+    let accepted_all: HashSet<u64> = accepted.iter().map(|(s, _)| *s).collect();
+    let deadline = Instant::now() + profile.drain_timeout;
+    loop {
+        let left = p.leftovers().await;
+        let delivered: HashSet<u64> = p.sink.seqs().into_iter().collect();
+        let done = left.is_some_and(|(q, l, _)| q == 0 && l == 0) && expected_forward.is_subset(&delivered);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A moment for in-flight settles, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (queued, leased, dead) = p.leftovers().await.unwrap_or((u64::MAX, u64::MAX, u64::MAX));
+    let (rows, distinct, audit_seqs) = p.audit_counts().await?;
+    let (alert_ids, dup_ids, _) = p.sink.counts();
+    let delivered_seqs = p.sink.seqs();
+    let mut problems = Vec::new();
+    let audit_set: HashSet<u64> = audit_seqs.iter().map(|s| *s as u64).collect();
+    let missing_audit = expected_audit.difference(&audit_set).count();
+    if missing_audit > 0 {
+        problems.push(format!("{missing_audit} accepted handled events have no audit row"));
+    }
+    if rows != distinct || audit_set.len() != audit_seqs.len() {
+        problems.push(format!("duplicate audit rows: {rows} rows, {distinct} distinct ids, {} distinct events", audit_set.len()));
+    }
+    let delivered_set: HashSet<u64> = delivered_seqs.iter().copied().collect();
+    let missing_alerts = expected_forward.difference(&delivered_set).count();
+    if missing_alerts > 0 {
+        problems.push(format!("{missing_alerts} alerts never reached the receiver"));
+    }
+    if dup_ids > 0 || delivered_set.len() != delivered_seqs.len() {
+        problems.push(format!("{dup_ids} alert ids delivered twice ({} deliveries of {} events)", delivered_seqs.len(), delivered_set.len()));
+    }
+    if (queued, leased, dead) != (0, 0, 0) {
+        problems.push(format!("left in Redis: {queued} queued, {leased} leased, {dead} dead-lettered"));
+    }
+    let ambiguous = audit_set.union(&delivered_set).filter(|s| !accepted_all.contains(s)).count();
+    let unexpected_handled = audit_set.iter().filter(|s| accepted_all.contains(s) && !expected_audit.contains(s)).count();
+    if unexpected_handled > 0 {
+        problems.push(format!("{unexpected_handled} unhandled events were audited"));
+    }
+    Ok(ChaosReport {
+        sent: accepted.len() as u64 + refused,
+        accepted: accepted.len() as u64,
+        refused,
+        expected_audit: expected_audit.len() as u64,
+        audit_rows: rows,
+        audit_distinct_ids: distinct,
+        expected_alerts: expected_forward.len() as u64,
+        alerts_received: alert_ids,
+        alerts_duplicated: dup_ids,
+        left_queued: queued,
+        left_leased: leased,
+        left_dead_lettered: dead,
+        ambiguous,
+        problems,
+    })
+}
+
+fn undo(p: &mut Pipeline, f: Fault) -> anyhow::Result<()> {
+    match f {
+        Fault::RestartRedis(_) => p.redis.restart()?,
+        Fault::StopPostgres(_) => p.pg.start_again()?,
+        Fault::ReceiverFails(_) | Fault::ReceiverHangs(_) => p.sink.set_mode(SinkMode::Succeed),
+        Fault::KillAlerter | Fault::KillForwarder => {}
+    }
+    eprintln!("chaos: {f:?} over");
+    Ok(())
+}
+
+/// One row of the benchmark table.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub phase: String,
+    pub offered_per_sec: u64,
+    pub accepted_per_sec: f64,
+    pub end_to_end_per_sec: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub rows: Vec<BenchRow>,
+    /// (process, CPU seconds, peak RSS MiB)
+    pub processes: Vec<(String, f64, f64)>,
+    pub redis_cpu_seconds: f64,
+    pub postgres_cpu_seconds: f64,
+    pub redis_lpush_per_sec: f64,
+    pub postgres_copy_rows_per_sec: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchPlan {
+    pub seconds: u64,
+    /// Offered events/s for the saturation phases (single events, then batches).
+    pub single_rate: u64,
+    pub batch_rate: u64,
+    pub batch: usize,
+    /// Offered events/s for the latency phase.
+    pub latency_rate: u64,
+}
+
+async fn drain(p: &Pipeline, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if p.leftovers().await.is_some_and(|(q, l, _)| q == 0 && l == 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<BenchReport> {
+    let p = Pipeline::start(opts).await?;
+    let mut rows = Vec::new();
+    let dur = Duration::from_secs(plan.seconds);
+    let mut seq = 0u64;
+    for (phase, rate, batch) in [
+        (format!("single events, offered {}/s", plan.single_rate), plan.single_rate, 1usize),
+        (format!("batches of {}, offered {}/s", plan.batch, plan.batch_rate), plan.batch_rate, plan.batch),
+        (format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1usize),
+    ] {
+        let t0 = Instant::now();
+        let (accepted, _) = offer(&p.ingest_url, seq, rate, batch, dur).await;
+        let t1 = Instant::now();
+        seq += rate * plan.seconds + 1_000_000;
+        drain(&p, Duration::from_secs(120)).await;
+        let t2 = Instant::now();
+        // End to end: deliveries per second while the load ran (the backlog, if any, counts
+        // only once it arrives, so a saturated pipeline shows its capacity).
+        let delivered = p.sink.delivered_between(t0, t1) as f64;
+        let lat = p.sink.latencies(t0, t2);
+        rows.push(BenchRow {
+            phase,
+            offered_per_sec: rate,
+            accepted_per_sec: accepted.len() as f64 / (t1 - t0).as_secs_f64(),
+            end_to_end_per_sec: delivered / (t1 - t0).as_secs_f64(),
+            latency_p50_ms: percentile(&lat, 0.5),
+            latency_p95_ms: percentile(&lat, 0.95),
+            latency_p99_ms: percentile(&lat, 0.99),
+        });
+    }
+    let (procs, redis_cpu, pg_cpu) = p.resources();
+    let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
+    let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
+    let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
+    Ok(BenchReport { rows, processes, redis_cpu_seconds: redis_cpu, postgres_cpu_seconds: pg_cpu, redis_lpush_per_sec, postgres_copy_rows_per_sec })
+}
+
+fn redis_ceiling(url: &str) -> f64 {
+    let port = url.trim_end_matches('/').rsplit(':').next().unwrap_or("6379").to_owned();
+    let out = std::process::Command::new("redis-benchmark").args(["-p", &port, "-P", "16", "-t", "lpush", "-n", "1000000", "-q"]).output();
+    out.ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let line = text.rsplit('\r').next().unwrap_or("").to_owned();
+            line.split_whitespace().nth(1).and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Rows/s of `COPY` into a table shaped like the audit log (200,000 rows).
+async fn copy_ceiling(db_url: &str) -> anyhow::Result<f64> {
+    use futures_util::SinkExt;
+    let (c, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    c.batch_execute("CREATE TEMP TABLE copy_ceiling (event_id uuid, event_timestamp timestamptz, hostname text, matched_rule_id int, handling_decision text, forwarded_to_moog bool, raw_message text)").await?;
+    let mut data = String::new();
+    for i in 0..200_000u32 {
+        data.push_str(&format!(
+            "{}\t2025-11-08 12:00:00+00\tsw{}.example.net\t{}\tPage_and_ticket\tt\t{{\"message\":\"LINK-DOWN {i}\"}}\n",
+            uuid::Uuid::now_v7(),
+            i % 300,
+            i % 100
+        ));
+    }
+    let started = Instant::now();
+    let sink = c.copy_in("COPY copy_ceiling FROM STDIN").await?;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(bytes::Bytes::from(data)).await?;
+    let n = sink.finish().await?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+pub fn print_bench(r: &BenchReport) {
+    println!("{:<40} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8}", "phase", "offered/s", "accepted/s", "e2e/s", "p50 ms", "p95 ms", "p99 ms");
+    for row in &r.rows {
+        println!(
+            "{:<40} {:>9} {:>11.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1}",
+            row.phase, row.offered_per_sec, row.accepted_per_sec, row.end_to_end_per_sec, row.latency_p50_ms, row.latency_p95_ms, row.latency_p99_ms
+        );
+    }
+    println!("{:<28} {:>10} {:>14}", "process", "CPU s", "peak RSS MiB");
+    for (n, cpu, rss) in &r.processes {
+        println!("{n:<28} {cpu:>10.1} {rss:>14.1}");
+    }
+    println!("{:<28} {:>10.1}", "redis-server", r.redis_cpu_seconds);
+    println!("{:<28} {:>10.1}", "postgres (all backends)", r.postgres_cpu_seconds);
+    let best = r.rows.iter().map(|x| x.end_to_end_per_sec).fold(0.0, f64::max);
+    println!(
+        "ceilings: redis-benchmark -P 16 lpush {:.0}/s (best e2e = {:.1} %); PostgreSQL COPY {:.0} rows/s (best e2e = {:.1} %)",
+        r.redis_lpush_per_sec,
+        100.0 * best / r.redis_lpush_per_sec,
+        r.postgres_copy_rows_per_sec,
+        100.0 * best / r.postgres_copy_rows_per_sec
+    );
+}
+
+pub fn report_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| json!({}).to_string())
+}

@@ -1,0 +1,15 @@
+//! The short chaos profile (under 3 minutes) against real `muttd` processes: kill -9 of an
+//! alerter and a forwarder, a Redis restart (AOF), PostgreSQL down 15 s, the receiver failing
+//! 20 s and hanging 10 s, all under load. Counts must match exactly.
+
+use mutt_bench::pipeline::PipelineOptions;
+use mutt_bench::scenario::{ChaosProfile, chaos, report_json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_chaos_profile_loses_and_duplicates_nothing() {
+    let opts = PipelineOptions { muttd: env!("CARGO_BIN_EXE_muttd").into(), alerters: 1, forwarders: 1, aof: true };
+    let report = chaos(opts, &ChaosProfile::short()).await.expect("chaos run");
+    println!("{}", report_json(&report));
+    assert!(report.accepted > 5_000, "the load ran: {} accepted", report.accepted);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+}
