@@ -8,5 +8,5 @@
 
 pub mod load;
 pub mod pipeline;
-pub mod scenario;
 pub mod process;
+pub mod scenario;

@@ -35,13 +35,21 @@ pub fn event(seq: u64) -> (Value, Category) {
     let host = if seq % 17 == 0 { format!("dev-sw{}", seq % 5) } else { format!("sw{}.example.net", seq % 300) };
     let pad = 100 + (seq * 37 % 900) as usize;
     let (mut v, cat) = match seq % 10 {
-        0..=2 => (json!({"message": format!("%LINK-3-UPDOWN: FWD-{k:02} Interface Gi0/{} changed state to down", seq % 48)}), Category::Forward),
-        3 => (json!({"message": format!("SEV-{:02} environmental alarm on PSU {}", k % 20, seq % 2), "syslog_severity": 3}), Category::Forward),
+        0..=2 => (
+            json!({"message": format!("%LINK-3-UPDOWN: FWD-{k:02} Interface Gi0/{} changed state to down", seq % 48)}),
+            Category::Forward,
+        ),
+        3 => (
+            json!({"message": format!("SEV-{:02} environmental alarm on PSU {}", k % 20, seq % 2), "syslog_severity": 3}),
+            Category::Forward,
+        ),
         4 => (
             json!({"message": format!("192.168.1.{} .1.3.6.1.4.1.9.{}.1 ifIndex=2 ifOperStatus=2", seq % 250, k % 10), "trap_oid": format!(".1.3.6.1.4.1.9.{}.1", k % 10), "source": "snmp"}),
             Category::Forward,
         ),
-        5 | 6 => (json!({"message": format!("audit-{:02}-{} config change by operator", k % 20, seq)}), Category::AuditOnly),
+        5 | 6 => {
+            (json!({"message": format!("audit-{:02}-{} config change by operator", k % 20, seq)}), Category::AuditOnly)
+        }
         _ => (json!({"message": format!("%SYS-6-LOGGINGHOST_STARTSTOP: nothing to see {seq}")}), Category::Unhandled),
     };
     let msg = v["message"].as_str().unwrap_or_default().to_owned();
@@ -69,19 +77,64 @@ pub fn rules() -> Vec<NewRule> {
         is_active: true,
     };
     for k in 0..40 {
-        out.push(rule(MatchType::Contains, Some(format!("FWD-{k:02}")), None, None, 10 + k, "Page_and_ticket", "Ticket_only", "NetOps"));
+        out.push(rule(
+            MatchType::Contains,
+            Some(format!("FWD-{k:02}")),
+            None,
+            None,
+            10 + k,
+            "Page_and_ticket",
+            "Ticket_only",
+            "NetOps",
+        ));
     }
     for k in 0..20 {
-        out.push(rule(MatchType::Contains, Some(format!("SEV-{k:02}")), None, Some(3), 60 + k, "Ticket_only", "Ticket_only", "Facilities"));
+        out.push(rule(
+            MatchType::Contains,
+            Some(format!("SEV-{k:02}")),
+            None,
+            Some(3),
+            60 + k,
+            "Ticket_only",
+            "Ticket_only",
+            "Facilities",
+        ));
     }
     for k in 0..10 {
-        out.push(rule(MatchType::OidPrefix, None, Some(format!("1.3.6.1.4.1.9.{k}")), None, 90 + k, "Page_and_ticket", "Page_only", "NetOps"));
+        out.push(rule(
+            MatchType::OidPrefix,
+            None,
+            Some(format!("1.3.6.1.4.1.9.{k}")),
+            None,
+            90 + k,
+            "Page_and_ticket",
+            "Page_only",
+            "NetOps",
+        ));
     }
     for k in 0..20 {
-        out.push(rule(MatchType::Regex, Some(format!(r"audit-{k:02}-\d+")), None, None, 120 + k, "Log_only", "Ignore", "Security"));
+        out.push(rule(
+            MatchType::Regex,
+            Some(format!(r"audit-{k:02}-\d+")),
+            None,
+            None,
+            120 + k,
+            "Log_only",
+            "Ignore",
+            "Security",
+        ));
     }
     for k in 0..10 {
-        out.push(rule(MatchType::Regex, Some(format!(r"never-{k}-(x|y)\d{{9}}")), None, None, 200 + k, "Page_and_ticket", "Ignore", "NETO"));
+        out.push(rule(
+            MatchType::Regex,
+            Some(format!(r"never-{k}-(x|y)\d{{9}}")),
+            None,
+            None,
+            200 + k,
+            "Page_and_ticket",
+            "Ignore",
+            "NETO",
+        ));
     }
     out
 }
@@ -139,7 +192,11 @@ impl Sink {
                     }
                     SinkMode::Fail(code) => {
                         st.lock().unwrap_or_else(|p| p.into_inner()).refused += 1;
-                        (axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR), "failing on purpose")
+                        (
+                            axum::http::StatusCode::from_u16(code)
+                                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                            "failing on purpose",
+                        )
                             .into_response()
                     }
                     SinkMode::Succeed => {
@@ -194,7 +251,13 @@ impl Sink {
     }
 
     pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).latencies.iter().filter(|(t, _)| *t >= from && *t <= to).count()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latencies
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .count()
     }
 
     pub fn requests(&self) -> (u64, u64) {
@@ -401,7 +464,11 @@ fn postgres_cpu_seconds() -> f64 {
 /// `batch` events (1 = one object per request), starting at sequence `first`. Returns the
 /// accepted sequence numbers with their category, and the number of events refused.
 pub async fn offer(url: &str, first: u64, rate: u64, batch: usize, duration: Duration) -> (Vec<(u64, Category)>, u64) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
     let requests_per_sec = (rate as f64 / batch as f64).max(0.1);
     let total = (requests_per_sec * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / requests_per_sec);

@@ -146,7 +146,8 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
     let (accepted, refused) = load_task.await?;
     eprintln!("chaos {:>5.1}s: load finished; draining", started.elapsed().as_secs_f64());
 
-    let expected_forward: HashSet<u64> = accepted.iter().filter(|(_, c)| *c == Category::Forward).map(|(s, _)| *s).collect();
+    let expected_forward: HashSet<u64> =
+        accepted.iter().filter(|(_, c)| *c == Category::Forward).map(|(s, _)| *s).collect();
     let expected_audit: HashSet<u64> =
         accepted.iter().filter(|(_, c)| *c != Category::Unhandled).map(|(s, _)| *s).collect();
     let accepted_all: HashSet<u64> = accepted.iter().map(|(s, _)| *s).collect();
@@ -173,7 +174,10 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
         problems.push(format!("{missing_audit} accepted handled events have no audit row"));
     }
     if rows != distinct || audit_set.len() != audit_seqs.len() {
-        problems.push(format!("duplicate audit rows: {rows} rows, {distinct} distinct ids, {} distinct events", audit_set.len()));
+        problems.push(format!(
+            "duplicate audit rows: {rows} rows, {distinct} distinct ids, {} distinct events",
+            audit_set.len()
+        ));
     }
     let delivered_set: HashSet<u64> = delivered_seqs.iter().copied().collect();
     let missing_alerts = expected_forward.difference(&delivered_set).count();
@@ -181,13 +185,18 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
         problems.push(format!("{missing_alerts} alerts never reached the receiver"));
     }
     if dup_ids > 0 || delivered_set.len() != delivered_seqs.len() {
-        problems.push(format!("{dup_ids} alert ids delivered twice ({} deliveries of {} events)", delivered_seqs.len(), delivered_set.len()));
+        problems.push(format!(
+            "{dup_ids} alert ids delivered twice ({} deliveries of {} events)",
+            delivered_seqs.len(),
+            delivered_set.len()
+        ));
     }
     if (queued, leased, dead) != (0, 0, 0) {
         problems.push(format!("left in Redis: {queued} queued, {leased} leased, {dead} dead-lettered"));
     }
     let ambiguous = audit_set.union(&delivered_set).filter(|s| !accepted_all.contains(s)).count();
-    let unexpected_handled = audit_set.iter().filter(|s| accepted_all.contains(s) && !expected_audit.contains(s)).count();
+    let unexpected_handled =
+        audit_set.iter().filter(|s| accepted_all.contains(s) && !expected_audit.contains(s)).count();
     if unexpected_handled > 0 {
         problems.push(format!("{unexpected_handled} unhandled events were audited"));
     }
@@ -278,7 +287,8 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
         let (accepted, _) = offer(&p.ingest_url, seq, rate, batch, dur).await;
         let t1 = Instant::now();
         seq += rate * plan.seconds + 1_000_000;
-        drain(&p, Duration::from_secs(120)).await;
+        eprintln!("bench: {phase}: {} accepted in {:.1} s; draining", accepted.len(), (t1 - t0).as_secs_f64());
+        drain(&p, Duration::from_secs(60)).await;
         let t2 = Instant::now();
         // End to end: deliveries per second while the load ran (the backlog, if any, counts
         // only once it arrives, so a saturated pipeline shows its capacity).
@@ -293,17 +303,38 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
             latency_p95_ms: percentile(&lat, 0.95),
             latency_p99_ms: percentile(&lat, 0.99),
         });
+        if let Some(r) = rows.last() {
+            eprintln!(
+                "bench: {}: accepted {:.0}/s, end to end {:.0}/s, p50/p95/p99 {:.1}/{:.1}/{:.1} ms (drained in {:.1} s)",
+                r.phase,
+                r.accepted_per_sec,
+                r.end_to_end_per_sec,
+                r.latency_p50_ms,
+                r.latency_p95_ms,
+                r.latency_p99_ms,
+                (t2 - t1).as_secs_f64()
+            );
+        }
     }
     let (procs, redis_cpu, pg_cpu) = p.resources();
     let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
     let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
     let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
-    Ok(BenchReport { rows, processes, redis_cpu_seconds: redis_cpu, postgres_cpu_seconds: pg_cpu, redis_lpush_per_sec, postgres_copy_rows_per_sec })
+    Ok(BenchReport {
+        rows,
+        processes,
+        redis_cpu_seconds: redis_cpu,
+        postgres_cpu_seconds: pg_cpu,
+        redis_lpush_per_sec,
+        postgres_copy_rows_per_sec,
+    })
 }
 
 fn redis_ceiling(url: &str) -> f64 {
     let port = url.trim_end_matches('/').rsplit(':').next().unwrap_or("6379").to_owned();
-    let out = std::process::Command::new("redis-benchmark").args(["-p", &port, "-P", "16", "-t", "lpush", "-n", "1000000", "-q"]).output();
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-p", &port, "-P", "16", "-t", "lpush", "-n", "1000000", "-q"])
+        .output();
     out.ok()
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -337,11 +368,20 @@ async fn copy_ceiling(db_url: &str) -> anyhow::Result<f64> {
 }
 
 pub fn print_bench(r: &BenchReport) {
-    println!("{:<40} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8}", "phase", "offered/s", "accepted/s", "e2e/s", "p50 ms", "p95 ms", "p99 ms");
+    println!(
+        "{:<40} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8}",
+        "phase", "offered/s", "accepted/s", "e2e/s", "p50 ms", "p95 ms", "p99 ms"
+    );
     for row in &r.rows {
         println!(
             "{:<40} {:>9} {:>11.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1}",
-            row.phase, row.offered_per_sec, row.accepted_per_sec, row.end_to_end_per_sec, row.latency_p50_ms, row.latency_p95_ms, row.latency_p99_ms
+            row.phase,
+            row.offered_per_sec,
+            row.accepted_per_sec,
+            row.end_to_end_per_sec,
+            row.latency_p50_ms,
+            row.latency_p95_ms,
+            row.latency_p99_ms
         );
     }
     println!("{:<28} {:>10} {:>14}", "process", "CPU s", "peak RSS MiB");

@@ -96,7 +96,7 @@ impl Default for ForwarderConfig {
             retry_max: Duration::from_secs(60),
             rate_limit: Some((50, Duration::from_secs(1))),
             breaker: Some((10, Duration::from_secs(300))),
-            dedup_ttl: Duration::from_secs(7 * 24 * 3600),
+            dedup_ttl: Duration::from_secs(3600),
             ca_file: None,
             client_identity_file: None,
         }

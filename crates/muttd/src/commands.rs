@@ -58,7 +58,7 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
 }
 
 pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusArgs) -> Result<()> {
-    let queue = connect_queue(config, secrets).await?;
+    let queue = connect_queue(config, secrets).await?.with_deep_status();
     let status = queue.status().await?;
     let circuit_key = format!("{}circuit_breaker:moogsoft:state", config.redis.key_prefix);
     let mut conn = queue.connection();

@@ -281,7 +281,8 @@ pub struct ForwarderSection {
     pub circuit_breaker_enabled: bool,
     pub circuit_breaker_threshold: u64,
     pub circuit_breaker_timeout_secs: u64,
-    /// How long delivered event ids are remembered against redelivery.
+    /// How long delivered event ids are remembered against redelivery (redeliveries come
+    /// within minutes: a janitor recovery or a retry).
     pub dedup_ttl_secs: u64,
     /// PEM CA file for a receiver with a private CA; PEM file with a client cert and key.
     pub ca_file: Option<std::path::PathBuf>,
@@ -311,7 +312,7 @@ impl Default for ForwarderSection {
             circuit_breaker_enabled: true,
             circuit_breaker_threshold: 10,
             circuit_breaker_timeout_secs: 300,
-            dedup_ttl_secs: 7 * 24 * 3600,
+            dedup_ttl_secs: 3600,
             ca_file: None,
             client_identity_file: None,
         }

@@ -37,10 +37,10 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         /// Offered events/s, single events.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 15_000)]
         single_rate: u64,
         /// Offered events/s in batches.
-        #[arg(long, default_value_t = 40_000)]
+        #[arg(long, default_value_t = 30_000)]
         batch_rate: u64,
         /// Events per batch request.
         #[arg(long, default_value_t = 100)]
@@ -59,7 +59,12 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    let opts = PipelineOptions { muttd: cli.muttd.clone(), alerters: cli.alerters.max(1), forwarders: cli.forwarders.max(1), aof: false };
+    let opts = PipelineOptions {
+        muttd: cli.muttd.clone(),
+        alerters: cli.alerters.max(1),
+        forwarders: cli.forwarders.max(1),
+        aof: false,
+    };
     match cli.command {
         Cmd::Bench { seconds, single_rate, batch_rate, batch, latency_rate } => {
             let plan = BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate };

@@ -88,6 +88,7 @@ impl RedisConsumer {
 
         let janitor = Janitor {
             queue: self.queue.clone(),
+            deep: false,
             max_crashes: self.config.max_crashes,
             metrics: self.config.metrics.clone(),
             role: self.config.role,
@@ -262,6 +263,8 @@ async fn recover_list(
 /// back to the source queue.
 struct Janitor {
     queue: RedisQueue,
+    /// SCAN the keyspace too (at start), or only the worker registry (periodic runs).
+    deep: bool,
     max_crashes: u32,
     metrics: crate::QueueMetrics,
     role: WorkerRole,
@@ -274,7 +277,7 @@ impl Janitor {
         let keys = self.queue.keys();
         let mut c = self.queue.connection();
         let mut total = 0;
-        for pod in self.queue.known_pods(self.role).await? {
+        for pod in self.queue.known_pods(self.role, self.deep).await? {
             if pod == self.own_pod {
                 continue;
             }
@@ -406,6 +409,7 @@ impl Consumer for RedisConsumer {
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
         Janitor {
             queue: self.queue.clone(),
+            deep: true,
             max_crashes: self.config.max_crashes,
             metrics: self.config.metrics.clone(),
             role: self.config.role,

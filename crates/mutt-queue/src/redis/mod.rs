@@ -117,9 +117,9 @@ impl KeySpace {
         [format!("{base}:state"), format!("{base}:failures"), format!("{base}:open_time"), format!("{base}:probe")]
     }
 
-    /// Marks a delivered event id: `<prefix>delivered:<event id>`.
-    pub fn delivered(&self, event_id: &str) -> String {
-        format!("{}delivered:{event_id}", self.rate_limit_prefix)
+    /// Delivered event ids, scored by when they may be forgotten: `<prefix>delivered`.
+    pub fn delivered_set(&self) -> String {
+        format!("{}delivered", self.rate_limit_prefix)
     }
 
     pub fn workers(&self, role: WorkerRole) -> String {
@@ -169,6 +169,8 @@ pub struct RedisQueue {
     member_seq: Arc<std::sync::atomic::AtomicU64>,
     /// Follows Sentinel failovers while any clone is alive.
     _watcher: Option<Arc<AbortOnDrop>>,
+    /// Whether `status()` also SCANs for processing lists (see [`RedisQueue::with_deep_status`]).
+    deep_status: bool,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -201,9 +203,17 @@ impl RedisQueue {
             instance: format!("{:016x}", rand::random::<u64>()).into(),
             member_seq: Default::default(),
             _watcher: watcher,
+            deep_status: false,
         };
         q.ping().await?;
         Ok(q)
+    }
+
+    /// Makes `status()` SCAN for processing lists not in the worker registry (lists left by
+    /// the original MUTT): for `muttd status`, not for periodic metrics.
+    pub fn with_deep_status(mut self) -> Self {
+        self.deep_status = true;
+        self
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -283,16 +293,18 @@ impl RedisQueue {
         }
     }
 
-    /// The pods of a role that may own a processing list: the registry set, plus (outside a
-    /// cluster) whatever SCAN finds, which also covers lists left by the original MUTT.
-    pub(crate) async fn known_pods(&self, role: WorkerRole) -> Result<Vec<String>, QueueError> {
+    /// The pods of a role that may own a processing list: the registry set, plus with `deep`
+    /// (outside a cluster) whatever SCAN finds, which also covers lists left by the original
+    /// MUTT. SCAN walks the whole keyspace, so it runs at worker start and for `muttd status`,
+    /// not on every janitor tick.
+    pub(crate) async fn known_pods(&self, role: WorkerRole, deep: bool) -> Result<Vec<String>, QueueError> {
         let mut c = self.connection();
         let mut pods: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.workers(role))
             .query_async(&mut c)
             .await
             .map_err(redis_err("reading the worker registry"))?;
-        if !self.is_cluster() {
+        if deep && !self.is_cluster() {
             for prefix in [&self.keys.processing_prefix, &self.keys.heartbeat_prefix] {
                 let prefix = format!("{prefix}:{}:", role.key_tag());
                 for key in self.scan(&format!("{prefix}*")).await? {
@@ -398,7 +410,7 @@ impl Queue for RedisQueue {
             let name = self.keys.dead_letter_queue(role).to_owned();
             let depth = self.llen(&name, "reading DLQ depth").await?;
             status.dead_letter_queues.push(NamedDepth { name, depth });
-            for pod in self.known_pods(role).await? {
+            for pod in self.known_pods(role, self.deep_status).await? {
                 let name = self.keys.processing_list(role, &pod);
                 let depth = self.llen(&name, "reading processing list").await?;
                 let alive: bool = redis::cmd("EXISTS")
@@ -493,23 +505,36 @@ impl Queue for RedisQueue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("MGET");
-        for id in ids {
-            cmd.arg(self.keys.delivered(id));
-        }
         let mut c = self.connection();
-        let found: Vec<Option<String>> = cmd.query_async(&mut c).await.map_err(redis_err("reading delivered ids"))?;
-        Ok(found.into_iter().map(|f| f.is_some()).collect())
+        let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.keys.delivered_set())
+            .arg(ids)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("reading delivered ids"))?;
+        let now = chrono::Utc::now().timestamp_millis() as f64;
+        Ok(expiries.into_iter().map(|e| e.is_some_and(|until| until > now)).collect())
     }
 
     async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
         }
+        // One sorted set scored by expiry instead of a key per id: the keyspace stays small,
+        // which keeps SCAN (janitor, status) cheap. Expired members are pruned on every write.
+        let now = chrono::Utc::now().timestamp_millis();
+        let until = now + ttl.as_millis() as i64;
+        let key = self.keys.delivered_set();
         let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&key);
         for id in ids {
-            pipe.cmd("SET").arg(self.keys.delivered(id)).arg(1).arg("EX").arg(ttl.as_secs().max(1)).ignore();
+            zadd.arg(until).arg(id);
         }
+        pipe.add_command(zadd).ignore();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64 + 60_000).ignore();
         let mut c = self.connection();
         pipe.query_async::<()>(&mut c).await.map_err(redis_err("recording delivered ids"))
     }
