@@ -235,7 +235,13 @@ pub struct BenchRow {
     pub phase: String,
     pub offered_per_sec: u64,
     pub accepted_per_sec: f64,
+    /// Alerts arriving at the receiver per second while the load ran.
+    pub alerts_per_sec: f64,
+    /// Events through the whole pipeline per second: alerts/s divided by the share of events
+    /// that become alerts (the other events end at the alerter: audit only or unhandled).
     pub end_to_end_per_sec: f64,
+    /// Seconds after the load stopped until nothing was left queued or leased.
+    pub drain_seconds: f64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub latency_p99_ms: f64,
@@ -294,18 +300,22 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
         // only once it arrives, so a saturated pipeline shows its capacity).
         let delivered = p.sink.delivered_between(t0, t1) as f64;
         let lat = p.sink.latencies(t0, t2);
+        let forward_share = accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
+        let secs = (t1 - t0).as_secs_f64();
         rows.push(BenchRow {
             phase,
             offered_per_sec: rate,
-            accepted_per_sec: accepted.len() as f64 / (t1 - t0).as_secs_f64(),
-            end_to_end_per_sec: delivered / (t1 - t0).as_secs_f64(),
+            accepted_per_sec: accepted.len() as f64 / secs,
+            alerts_per_sec: delivered / secs,
+            end_to_end_per_sec: delivered / secs / forward_share.max(0.01),
+            drain_seconds: (t2 - t1).as_secs_f64(),
             latency_p50_ms: percentile(&lat, 0.5),
             latency_p95_ms: percentile(&lat, 0.95),
             latency_p99_ms: percentile(&lat, 0.99),
         });
         if let Some(r) = rows.last() {
             eprintln!(
-                "bench: {}: accepted {:.0}/s, end to end {:.0}/s, p50/p95/p99 {:.1}/{:.1}/{:.1} ms (drained in {:.1} s)",
+                "bench: {}: accepted {:.0}/s, end to end {:.0} events/s, p50/p95/p99 {:.1}/{:.1}/{:.1} ms (drained in {:.1} s)",
                 r.phase,
                 r.accepted_per_sec,
                 r.end_to_end_per_sec,
@@ -369,16 +379,18 @@ async fn copy_ceiling(db_url: &str) -> anyhow::Result<f64> {
 
 pub fn print_bench(r: &BenchReport) {
     println!(
-        "{:<40} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8}",
-        "phase", "offered/s", "accepted/s", "e2e/s", "p50 ms", "p95 ms", "p99 ms"
+        "{:<40} {:>9} {:>10} {:>9} {:>10} {:>7} {:>8} {:>8} {:>8}",
+        "phase", "offered/s", "accepted/s", "alerts/s", "e2e ev/s", "drain s", "p50 ms", "p95 ms", "p99 ms"
     );
     for row in &r.rows {
         println!(
-            "{:<40} {:>9} {:>11.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1}",
+            "{:<40} {:>9} {:>10.0} {:>9.0} {:>10.0} {:>7.1} {:>8.1} {:>8.1} {:>8.1}",
             row.phase,
             row.offered_per_sec,
             row.accepted_per_sec,
+            row.alerts_per_sec,
             row.end_to_end_per_sec,
+            row.drain_seconds,
             row.latency_p50_ms,
             row.latency_p95_ms,
             row.latency_p99_ms
