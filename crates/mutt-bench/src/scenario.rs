@@ -300,7 +300,8 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
         // only once it arrives, so a saturated pipeline shows its capacity).
         let delivered = p.sink.delivered_between(t0, t1) as f64;
         let lat = p.sink.latencies(t0, t2);
-        let forward_share = accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
+        let forward_share =
+            accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
         let secs = (t1 - t0).as_secs_f64();
         rows.push(BenchRow {
             phase,
