@@ -32,7 +32,8 @@ pub enum Category {
 /// audit-only, 30 % unhandled; message sizes 100–1,000 bytes.
 pub fn event(seq: u64) -> (Value, Category) {
     let k = seq % 40;
-    let host = if seq % 17 == 0 { format!("dev-sw{}", seq % 5) } else { format!("sw{}.example.net", seq % 300) };
+    let host =
+        if seq.is_multiple_of(17) { format!("dev-sw{}", seq % 5) } else { format!("sw{}.example.net", seq % 300) };
     let pad = 100 + (seq * 37 % 900) as usize;
     let (mut v, cat) = match seq % 10 {
         0..=2 => (
