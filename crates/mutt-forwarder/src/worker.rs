@@ -377,6 +377,11 @@ impl Forwarder {
         let Some(file) = &self.file else {
             return Delivery::Retry { after: None, reason: "alerts file is not open".into() };
         };
+        // The REST LAM token belongs to Moogsoft, not to files and logs.
+        let mut body = body.clone();
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("auth_token");
+        }
         let mut line = body.to_string();
         tracing::info!(alert = %line, file = %path.display(), "alert");
         line.push('\n');

@@ -314,3 +314,18 @@ async fn rate_limited_alerts_wait_and_are_never_dropped() {
     );
     assert!(s.delayed().await.is_empty() && s.dlq().await.is_empty(), "no retry burnt, nothing dead-lettered");
 }
+
+#[tokio::test]
+async fn the_alerts_file_gets_alerts_but_never_the_token() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.jsonl");
+    let mut cfg = s.config(OutputFormat::MoogRestLam);
+    cfg.destination = Destination::File(path.clone());
+    let mut f = s.forwarder(cfg).await;
+    s.push(&[alert(1, Some(2)), alert(2, None)]).await;
+    assert!(matches!(one_batch(&mut f).await, ForwardOutcome::Processed { delivered: 2, .. }));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("CRITICAL 1") && text.contains("CRITICAL 2"), "{text}");
+    assert!(!text.contains("moog-key"), "the token must not be written: {text}");
+}
