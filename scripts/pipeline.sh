@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds release binaries and runs `mutt-pipeline` (the whole pipeline as separate processes
+# against a private Redis and PostgreSQL, installed with apt-get when missing).
+#   scripts/pipeline.sh bench|chaos [options]     (scripts/bench.sh and scripts/chaos.sh call this)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+install_packages
+cargo build --release --locked -p muttd -p mutt-bench
+export MUTT_TEST_PG_BIN=${MUTT_TEST_PG_BIN:-$(pg_bindir)}
+exec target/release/mutt-pipeline "$@"
