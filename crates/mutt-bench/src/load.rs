@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadResult {
     pub requests_ok: u64,
     pub requests_failed: u64,
@@ -29,7 +29,7 @@ impl LoadResult {
     }
 
     fn merge(parts: Vec<LoadResult>, elapsed: Duration) -> LoadResult {
-        let mut r = LoadResult { requests_ok: 0, requests_failed: 0, events_ok: 0, elapsed, latencies_us: Vec::new() };
+        let mut r = LoadResult { elapsed, ..LoadResult::default() };
         for p in parts {
             r.requests_ok += p.requests_ok;
             r.requests_failed += p.requests_failed;
@@ -86,13 +86,7 @@ pub async fn closed_loop(t: &Target, connections: usize, duration: Duration) -> 
     for _ in 0..connections {
         let (client, t) = (client.clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            let mut r = LoadResult {
-                requests_ok: 0,
-                requests_failed: 0,
-                events_ok: 0,
-                elapsed: Duration::ZERO,
-                latencies_us: Vec::new(),
-            };
+            let mut r = LoadResult::default();
             while Instant::now() < deadline {
                 let s = Instant::now();
                 if one(&client, &t).await {
@@ -135,13 +129,7 @@ pub async fn fixed_rate(t: &Target, rate: u64, duration: Duration, max_in_flight
             (ok, due.elapsed().as_micros() as u64)
         }));
     }
-    let mut r = LoadResult {
-        requests_ok: 0,
-        requests_failed: 0,
-        events_ok: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
+    let mut r = LoadResult::default();
     for task in tasks {
         if let Ok((ok, us)) = task.await {
             if ok {

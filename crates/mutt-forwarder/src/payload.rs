@@ -151,17 +151,7 @@ mod tests {
 
     #[test]
     fn legacy_payload_maps_fields() {
-        let a = Alert {
-            hostname: "router1".into(),
-            team_assignment: "NetOps".into(),
-            severity: "Warning".into(),
-            message_body: "LINK-DOWN on Gi0/1".into(),
-            raw_json: json!({"message": "LINK-DOWN on Gi0/1"}),
-            correlation_id: "c1".into(),
-            event_id: "e1".into(),
-            rule_id: Some(3),
-            handling: Some("Page_and_ticket".into()),
-        };
+        let a = alert();
         let b = body(OutputFormat::Legacy, &a, 1700000000);
         assert_eq!(b["class"], "NetOps");
         assert_eq!(b["severity"], 3);

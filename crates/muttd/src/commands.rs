@@ -60,10 +60,11 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
 pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusArgs) -> Result<()> {
     let queue = connect_queue(config, secrets).await?.with_deep_status();
     let status = queue.status().await?;
-    let circuit_key = format!("{}circuit_breaker:moogsoft:state", config.redis.key_prefix);
-    let mut conn = queue.connection();
-    let circuit: Option<String> = redis::cmd("GET").arg(&circuit_key).query_async(&mut conn).await.ok().flatten();
-    let circuit = circuit.unwrap_or_else(|| "CLOSED (no state recorded)".into());
+    // The forwarder's shared breaker (mutt:circuit_breaker:moogsoft:*), read as it reads it.
+    let circuit = match queue.breaker_state(mutt_forwarder::worker::BREAKER).await {
+        Ok((state, failures)) => format!("{} ({failures} consecutive failures)", state.as_str()),
+        Err(e) => format!("unknown ({e})"),
+    };
     if args.json {
         let mut v = serde_json::to_value(&status)?;
         v["circuit_breaker"] = serde_json::json!({"moogsoft": circuit});

@@ -42,8 +42,10 @@ pub struct KeySpace {
     pub metrics_prefix: String,
     /// Dynamic configuration keys `<config_prefix>:<key>` and channels `<config_prefix>:reload`.
     pub config_prefix: String,
-    /// Shared rate limiters are `<rate_limit_prefix>rate_limit:<name>`.
-    pub rate_limit_prefix: String,
+    /// The key prefix itself, under which the coordination keys live: rate limiters
+    /// `<prefix>rate_limit:<name>`, circuit breakers `<prefix>circuit_breaker:<name>:*`,
+    /// delivered ids `<prefix>delivered`.
+    pub prefix: String,
     /// Sets of the pods of each role, `<workers_prefix>:<role>`, so janitors find processing
     /// lists without SCAN (which does not span a Redis Cluster).
     pub workers_prefix: String,
@@ -69,7 +71,7 @@ impl KeySpace {
             heartbeat_prefix: format!("{prefix}heartbeat"),
             metrics_prefix: format!("{prefix}metrics"),
             config_prefix: format!("{prefix}config"),
-            rate_limit_prefix: prefix.to_owned(),
+            prefix: prefix.to_owned(),
             workers_prefix: format!("{prefix}workers"),
             unhandled_prefix: format!("{prefix}unhandled"),
         }
@@ -113,13 +115,13 @@ impl KeySpace {
     /// The circuit breaker's keys (the original's names): state, failures, open_time, and
     /// the half-open probe lock.
     pub fn breaker(&self, name: &str) -> [String; 4] {
-        let base = format!("{}circuit_breaker:{name}", self.rate_limit_prefix);
+        let base = format!("{}circuit_breaker:{name}", self.prefix);
         [format!("{base}:state"), format!("{base}:failures"), format!("{base}:open_time"), format!("{base}:probe")]
     }
 
     /// Delivered event ids, scored by when they may be forgotten: `<prefix>delivered`.
     pub fn delivered_set(&self) -> String {
-        format!("{}delivered", self.rate_limit_prefix)
+        format!("{}delivered", self.prefix)
     }
 
     pub fn workers(&self, role: WorkerRole) -> String {
@@ -439,7 +441,7 @@ impl Queue for RedisQueue {
         window: Duration,
         want: u64,
     ) -> Result<RateGrant, QueueError> {
-        let key = format!("{}rate_limit:{name}", self.keys.rate_limit_prefix);
+        let key = format!("{}rate_limit:{name}", self.keys.prefix);
         let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut c = self.connection();
         let (granted, wait_ms): (u64, u64) = scripts::SLIDING_WINDOW
