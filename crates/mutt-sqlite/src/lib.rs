@@ -1,0 +1,403 @@
+//! The embedded backend's database file: one SQLite file that holds the queues and the store.
+//!
+//! Every write goes through one writer thread (SQLite allows one writer at a time; a single
+//! writer never meets the deferred-upgrade `SQLITE_BUSY` that a busy handler cannot fix). The
+//! writer commits whatever work is waiting as one transaction (group commit), each piece in
+//! its own savepoint, so a piece that fails is rolled back alone and the rest still commits;
+//! with `synchronous=FULL` that is one fsync for many small writes. Reads use separate
+//! connections (WAL lets them run while the writer writes).
+//!
+//! Written by hand because the crates that wrap rusqlite for async code (tokio-rusqlite,
+//! deadpool-sqlite) run one closure per call and do not group commits.
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use rusqlite;
+
+/// Most pieces of work committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite ({path}): {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database writer of {0} has stopped")]
+    WriterStopped(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DbError {
+    /// The database refused this piece of work itself (constraint, type, check): retrying the
+    /// same work fails again.
+    pub fn is_rejected(&self) -> bool {
+        match self {
+            DbError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
+                matches!(e.code, rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TypeMismatch)
+            }
+            DbError::Sqlite { source, .. } => matches!(
+                source,
+                rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+                    | rusqlite::Error::ToSqlConversionFailure(..)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// How hard a commit tries to survive a power loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is on disk when the call returns (one fsync per group).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the process but the last ones may be
+    /// lost if the machine loses power.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub durability: Durability,
+    /// How long a writer from another process (e.g. `muttd rules import`) is waited for.
+    pub busy_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Full, busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Runs the work on the connection, or with `None` only hands back its finisher (the group
+/// broke before this piece ran).
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+type ExclusiveJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Job {
+    Write(WriteJob),
+    Exclusive(ExclusiveJob),
+}
+
+/// A handle on the database file; cheap to clone. The writer thread stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: DbOptions,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the file and its directory, switches it to WAL, and starts
+    /// the writer thread.
+    pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Self, DbError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| DbError::Directory { path: dir.display().to_string(), source })?;
+        }
+        let conn = open_connection(&path, &options, false)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let name = path.display().to_string();
+        std::thread::Builder::new()
+            .name("mutt-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, name))
+            .map_err(|e| DbError::Other(format!("cannot start the database writer thread: {e}")))?;
+        Ok(Self { inner: Arc::new(Inner { path, options, writer: Mutex::new(tx), readers: Mutex::new(Vec::new()) }) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> DbError {
+        DbError::Sqlite { path: self.inner.path.display().to_string(), source }
+    }
+
+    fn send(&self, job: Job) -> Result<(), DbError> {
+        let sender = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        sender.send(job).map_err(|_| DbError::WriterStopped(self.inner.path.display().to_string()))
+    }
+
+    /// Runs `f` on the writer connection inside a transaction shared with other waiting
+    /// writes; its changes commit (or not) with the group, and are rolled back alone when `f`
+    /// fails. Returns once the group has committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, DbError>>();
+        let path = self.inner.path.display().to_string();
+        let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("not run: the write transaction failed".into()),
+                )),
+            };
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed: Result<(), String>| {
+                let outcome = match (committed, result) {
+                    (_, Err(source)) => Err(DbError::Sqlite { path, source }),
+                    (Err(why), Ok(_)) => Err(DbError::Other(format!("sqlite ({path}): commit failed: {why}"))),
+                    (Ok(()), Ok(v)) => Ok(v),
+                };
+                let _ = tx.send(outcome);
+            });
+            (ok, finish)
+        });
+        self.send(Job::Write(job))?;
+        rx.await.map_err(|_| DbError::WriterStopped(self.inner.path.display().to_string()))?
+    }
+
+    /// Runs `f` alone on the writer connection, outside any transaction (for migrations,
+    /// which manage their own transactions).
+    pub async fn exclusive<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<T>();
+        self.send(Job::Exclusive(Box::new(move |conn: &mut Connection| {
+            let _ = tx.send(f(conn));
+        })))?;
+        rx.await.map_err(|_| DbError::WriterStopped(self.inner.path.display().to_string()))
+    }
+
+    /// Runs `f` on a read connection (in a blocking thread): it sees the last committed state.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.take_reader()?;
+            let result = f(&conn).map_err(|e| this.err(e));
+            this.put_reader(conn);
+            result
+        })
+        .await
+        .map_err(|e| DbError::Other(format!("database read task failed: {e}")))?
+    }
+
+    fn take_reader(&self) -> Result<Connection, DbError> {
+        let idle = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => open_connection(&self.inner.path, &self.inner.options, true),
+        }
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        let mut idle = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open_connection(path: &Path, options: &DbOptions, reader: bool) -> Result<Connection, DbError> {
+    let err = |source| DbError::Sqlite { path: path.display().to_string(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(options.busy_timeout).map_err(err)?;
+    let sync = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    // journal_size_limit: after a checkpoint the WAL is cut back to 64 MiB instead of keeping
+    // the size of the largest backlog it ever held.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+         PRAGMA journal_size_limit = 67108864;{}",
+        if reader { " PRAGMA query_only = ON;" } else { "" }
+    ))
+    .map_err(err)?;
+    Ok(conn)
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, name: String) {
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return, // every handle dropped
+            },
+        };
+        match job {
+            Job::Exclusive(f) => f(&mut conn),
+            Job::Write(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Job::Write(w)) => group.push(w),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&conn, group, &name);
+            }
+        }
+    }
+}
+
+/// Runs a group of writes in one transaction, each in a savepoint; reports the commit's
+/// outcome to every piece.
+fn run_group(conn: &Connection, group: Vec<WriteJob>, name: &str) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let why = e.to_string();
+        tracing::warn!(database = name, error = %why, "cannot start a write transaction");
+        for job in group {
+            // The work is not run; its caller gets the error.
+            let (_, finish) = job_not_run(job);
+            finish(Err(why.clone()));
+        }
+        return;
+    }
+    let mut finishers = Vec::with_capacity(group.len());
+    let mut broken: Option<String> = None;
+    for job in group {
+        if broken.is_some() {
+            let (_, finish) = job_not_run(job);
+            finishers.push(finish);
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT piece") {
+            broken = Some(e.to_string());
+            let (_, finish) = job_not_run(job);
+            finishers.push(finish);
+            continue;
+        }
+        let (ok, finish) = job(Some(conn));
+        finishers.push(finish);
+        if conn.is_autocommit() {
+            // Some errors (I/O, disk full) make SQLite roll the whole transaction back.
+            broken = Some("sqlite rolled the transaction back after an error".into());
+            continue;
+        }
+        let end = if ok { "RELEASE piece" } else { "ROLLBACK TO piece; RELEASE piece" };
+        if let Err(e) = conn.execute_batch(end) {
+            broken = Some(e.to_string());
+        }
+    }
+    let committed = match broken {
+        Some(why) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(why)
+        }
+        None => conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        }),
+    };
+    if let Err(why) = &committed {
+        tracing::warn!(database = name, error = %why, "write transaction failed; its callers get the error");
+    }
+    for finish in finishers {
+        finish(committed.clone());
+    }
+}
+
+/// The finisher of a job that will not run (it reports an error to its caller).
+fn job_not_run(job: WriteJob) -> (bool, Finish) {
+    job(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("sub/test.db"), DbOptions::default()).unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn writes_commit_and_reads_see_them() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")).await.unwrap();
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let db = db.clone();
+            handles.push(tokio::spawn(
+                async move { db.write(move |c| c.execute("INSERT INTO t VALUES (?1)", [i])).await },
+            ));
+        }
+        for h in handles {
+            assert_eq!(h.await.unwrap().unwrap(), 1);
+        }
+        let n: i64 = db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).await.unwrap();
+        assert_eq!(n, 200);
+    }
+
+    #[tokio::test]
+    async fn a_failing_piece_is_rolled_back_alone() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")).await.unwrap();
+        let a = db.write(|c| c.execute("INSERT INTO t VALUES (1)", []));
+        // Inserts 2, then violates the constraint: the whole piece (including 2) is undone.
+        let b = db.write(|c| {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            c.execute("INSERT INTO t VALUES (1)", [])
+        });
+        let c3 = db.write(|c| c.execute("INSERT INTO t VALUES (3)", []));
+        let (a, b, c3) = tokio::join!(a, b, c3);
+        assert!(a.is_ok() && c3.is_ok());
+        let err = b.unwrap_err();
+        assert!(err.is_rejected(), "{err}");
+        let xs: Vec<i64> = db
+            .read(|c| {
+                let mut s = c.prepare("SELECT x FROM t ORDER BY x")?;
+                s.query_map([], |r| r.get(0))?.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(xs, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn reads_refuse_to_write() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER)")).await.unwrap();
+        assert!(db.read(|c| c.execute("INSERT INTO t VALUES (1)", [])).await.is_err());
+    }
+}
