@@ -2,9 +2,12 @@
 //!
 //! Layout:
 //! - this file: the [`Store`] interface and its records;
-//! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`).
+//! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`);
+//! - [`sqlite`]: the embedded SQLite backend on a [`mutt_sqlite::Database`] and its migrations
+//!   (`migrations/sqlite`).
 
 pub mod postgres;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +32,23 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+}
+
+/// An error and its sources on one line (driver errors keep the useful part in a source).
+/// A source whose text the line already holds is skipped: some errors print their source in
+/// their own message.
+pub(crate) fn full_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// One row of `event_audit_log`.

@@ -1,9 +1,13 @@
-//! The store interface against a real PostgreSQL (a fresh database per test).
+//! The store interface against a real PostgreSQL (a fresh database per test): the conformance
+//! suite, plus what only PostgreSQL has (partitions, a server to lose).
 
-use chrono::{DateTime, Utc};
-use mutt_core::{EventId, MatchType};
+mod suite;
+
+use async_trait::async_trait;
+use mutt_store::Store;
 use mutt_store::postgres::{PgStore, PostgresConfig};
-use mutt_store::{AuditRecord, NewRule, Store, StoreError};
+use std::sync::Arc;
+use suite::{Inspect, audit, rule};
 
 async fn store() -> (PgStore, String) {
     let url = mutt_testkit::fresh_database().await;
@@ -13,82 +17,54 @@ async fn store() -> (PgStore, String) {
     (store, url)
 }
 
-fn rule(s: &str, prio: i32) -> NewRule {
-    NewRule {
-        match_string: Some(s.into()),
-        trap_oid: None,
-        syslog_severity: None,
-        match_type: MatchType::Contains,
-        priority: prio,
-        prod_handling: "Page_and_ticket".into(),
-        dev_handling: "Ignore".into(),
-        team_assignment: "NETO".into(),
-        is_active: true,
-    }
-}
-
-fn audit(rule_id: i32, at: &str) -> AuditRecord {
-    AuditRecord {
-        event_id: EventId::new(),
-        event_timestamp: at.parse::<DateTime<Utc>>().unwrap(),
-        hostname: "router1".into(),
-        matched_rule_id: rule_id,
-        handling_decision: "Page_and_ticket".into(),
-        forwarded_to_moog: true,
-        raw_message: r#"{"message":"x"}"#.into(),
-    }
-}
-
 async fn count(url: &str, sql: &str) -> i64 {
     let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+struct PgInspect {
+    url: String,
+}
+
+#[async_trait]
+impl Inspect for PgInspect {
+    async fn audit_rows(&self) -> u64 {
+        count(&self.url, "SELECT count(*) FROM event_audit_log").await.try_into().unwrap()
+    }
+}
+
+async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {
+    let (store, url) = store().await;
+    (Arc::new(store), Arc::new(PgInspect { url }))
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, db) = backend().await;
+                suite::$name(store, db).await;
+            }
+        )*
+    };
+}
+
+conformance!(
+    ping_and_ensure_partitions_succeed,
+    rules_and_lookups_round_trip,
+    every_rule_field_reads_back_unchanged,
+    database_rejects_invalid_rules,
+    audit_is_idempotent_on_event_id,
+    audit_batch_with_unknown_rule_is_rejected_whole,
+    concurrent_audit_batches_all_land,
+);
+
 #[tokio::test]
 async fn migrate_is_repeatable() {
     let (store, _) = store().await;
     assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
-}
-
-#[tokio::test]
-async fn rules_and_lookups_round_trip() {
-    let (store, _) = store().await;
-    let b = store.create_rule(&rule("ERROR", 20)).await.unwrap();
-    let a = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
-    let mut inactive = rule("OFF", 1);
-    inactive.is_active = false;
-    store.create_rule(&inactive).await.unwrap();
-    store.add_development_host("dev-router1").await.unwrap();
-    store.add_development_host("dev-router1").await.unwrap();
-    store.set_device_team("router1", "NetOps").await.unwrap();
-    store.set_device_team("router1", "Security").await.unwrap();
-    let snap = store.load_rules().await.unwrap();
-    assert_eq!(snap.rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a, b]);
-    assert!(snap.development_hosts.contains("dev-router1"));
-    assert_eq!(snap.device_teams.get("router1").map(String::as_str), Some("Security"));
-}
-
-#[tokio::test]
-async fn database_rejects_invalid_rules() {
-    let (store, _) = store().await;
-    let mut bad = rule("x", 1);
-    bad.syslog_severity = Some(9);
-    assert!(matches!(store.create_rule(&bad).await, Err(StoreError::Rejected(_))));
-}
-
-#[tokio::test]
-async fn audit_is_idempotent_on_event_id() {
-    let (store, url) = store().await;
-    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
-    let now = Utc::now().to_rfc3339();
-    let rows: Vec<AuditRecord> = (0..50).map(|_| audit(id, &now)).collect();
-    assert_eq!(store.write_audit(&rows).await.unwrap(), 50);
-    // Redelivery of the same events (plus one new) inserts only the new one.
-    let mut again = rows.clone();
-    again.push(audit(id, &now));
-    assert_eq!(store.write_audit(&again).await.unwrap(), 1);
-    assert_eq!(count(&url, "SELECT count(*) FROM event_audit_log").await, 51);
 }
 
 #[tokio::test]

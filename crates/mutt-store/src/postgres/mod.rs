@@ -1,6 +1,6 @@
 //! The PostgreSQL store (tokio-postgres with a deadpool pool; migrations by refinery).
 
-use crate::{AuditRecord, NewRule, Store, StoreError};
+use crate::{AuditRecord, NewRule, Store, StoreError, full_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -44,17 +44,6 @@ fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
         }
         _ => StoreError::Unavailable(format!("{context}: {}", full_error(&e))),
     }
-}
-
-fn full_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {

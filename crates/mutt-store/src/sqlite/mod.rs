@@ -1,0 +1,288 @@
+//! The embedded store: SQLite through [`mutt_sqlite::Database`] (one writer thread with group
+//! commit, read-only connections for reads); migrations by refinery (`migrations/sqlite`).
+//!
+//! Rules, development hosts and device teams may also be changed by other processes on the
+//! same file (`muttd rules import`, the sqlite3 CLI); triggers count every such change in
+//! `store_meta.rules_version`, which [`SqliteStore::rules_version`] reads.
+
+use crate::{AuditRecord, NewRule, Store, StoreError, full_error};
+use async_trait::async_trait;
+use chrono::SecondsFormat;
+use mutt_core::{MatchType, Rule, RuleSnapshot};
+use mutt_sqlite::rusqlite::{self, Connection, OptionalExtension, params, types::Type};
+use mutt_sqlite::{Database, DbError, DbOptions};
+use std::path::Path;
+use std::str::FromStr;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// The store on one SQLite file; cheap to clone (clones share the writer thread).
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Database,
+}
+
+fn classify(context: &str, e: DbError) -> StoreError {
+    if e.is_rejected() {
+        return StoreError::Rejected(format!("{context}: {e}"));
+    }
+    let text = full_error(&e);
+    // A missing table is not these rows' fault (so not Rejected) and goes away once the file
+    // is migrated; say so.
+    if text.contains("no such table") {
+        StoreError::Unavailable(format!("{context}: {text} (has `muttd migrate` run?)"))
+    } else {
+        StoreError::Unavailable(format!("{context}: {text}"))
+    }
+}
+
+const RULE_COLUMNS: &str = "id, match_string, trap_oid, syslog_severity, match_type, priority,
+                            prod_handling, dev_handling, team_assignment, is_active";
+
+fn row_to_rule(row: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
+    let match_type: String = row.get("match_type")?;
+    // A conversion failure is how rusqlite reports a value it cannot take; it classifies as
+    // Rejected, like PgStore's unknown match type. (4: match_type's place in RULE_COLUMNS.)
+    let match_type = MatchType::from_str(&match_type)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?;
+    Ok(Rule {
+        id: row.get("id")?,
+        match_string: row.get("match_string")?,
+        trap_oid: row.get("trap_oid")?,
+        syslog_severity: row.get("syslog_severity")?,
+        match_type,
+        priority: row.get("priority")?,
+        prod_handling: row.get("prod_handling")?,
+        dev_handling: row.get("dev_handling")?,
+        team_assignment: row.get("team_assignment")?,
+        is_active: row.get("is_active")?,
+    })
+}
+
+fn query_rules(conn: &Connection, filter: &str) -> rusqlite::Result<Vec<Rule>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM alert_rules {filter} ORDER BY priority, id"))?;
+    stmt.query_map([], row_to_rule)?.collect()
+}
+
+/// A count column (rusqlite reads u64 only with a feature we do not need elsewhere).
+fn get_count(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let n: i64 = row.get(idx)?;
+    u64::try_from(n).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+}
+
+/// One audit row as SQLite stores it (owned: the write runs on the writer thread).
+struct AuditRow {
+    event_id: String,
+    event_timestamp: String,
+    hostname: String,
+    matched_rule_id: i32,
+    handling_decision: String,
+    forwarded_to_moog: bool,
+    raw_message: String,
+}
+
+impl SqliteStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Opens (creating if needed) the database file and checks that it can be written, so that
+    /// a bad path fails at start-up with the path in the message rather than at the first write.
+    pub async fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let cannot =
+            |why: String| StoreError::Config(format!("cannot open the database file {}: {why}", path.display()));
+        let db = Database::open(path, options).map_err(|e| cannot(full_error(&e)))?;
+        let read_only = db
+            .exclusive(|conn| conn.is_readonly(rusqlite::MAIN_DB))
+            .await
+            .map_err(|e| cannot(full_error(&e)))?
+            .map_err(|e| cannot(full_error(&e)))?;
+        if read_only {
+            return Err(cannot("the file is read-only".into()));
+        }
+        Ok(Self::new(db))
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Applies pending migrations (refinery records them in `refinery_schema_history`), alone
+    /// on the writer connection. Returns the names of those applied; none on a second run.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let report = self
+            .db
+            .exclusive(|conn| embedded::migrations::runner().run(conn))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("running migrations: {}", full_error(&e))))?
+            .map_err(|e| StoreError::Migration(full_error(&e)))?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
+    /// A counter that goes up with every change to the rules, development hosts or device
+    /// teams, whoever made it. Compare for inequality, not order: the counter restarts if
+    /// someone deletes its row.
+    pub async fn rules_version(&self) -> Result<i64, StoreError> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT value FROM store_meta WHERE key = 'rules_version'", [], |r| r.get(0))
+                    .optional()
+                    .map(|v| v.unwrap_or(0))
+            })
+            .await
+            .map_err(|e| classify("reading the rules version", e))
+    }
+
+    /// Rows in `event_audit_log` and distinct event ids among them (equal unless the
+    /// idempotency key is broken).
+    pub async fn audit_count(&self) -> Result<(u64, u64), StoreError> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT count(*), count(DISTINCT event_id) FROM event_audit_log", [], |r| {
+                    Ok((get_count(r, 0)?, get_count(r, 1)?))
+                })
+            })
+            .await
+            .map_err(|e| classify("counting audit rows", e))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await.map_err(|e| classify("ping", e))
+    }
+
+    async fn load_rules(&self) -> Result<RuleSnapshot, StoreError> {
+        self.db
+            .read(|conn| {
+                // One read transaction: the three tables come from the same snapshot (WAL).
+                let tx = conn.unchecked_transaction()?;
+                let rules = query_rules(&tx, "WHERE is_active")?;
+                let development_hosts = tx
+                    .prepare_cached("SELECT hostname FROM development_hosts")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let device_teams = tx
+                    .prepare_cached("SELECT hostname, team_assignment FROM device_teams")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                tx.commit()?;
+                Ok(RuleSnapshot { rules, development_hosts, device_teams })
+            })
+            .await
+            .map_err(|e| classify("loading rules", e))
+    }
+
+    async fn write_audit(&self, rows: &[AuditRecord]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<AuditRow> = rows
+            .iter()
+            .map(|r| AuditRow {
+                event_id: r.event_id.to_string(),
+                // Fixed width, UTC, 'Z': text order is time order.
+                event_timestamp: r.event_timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+                hostname: r.hostname.clone(),
+                matched_rule_id: r.matched_rule_id,
+                handling_decision: r.handling_decision.clone(),
+                forwarded_to_moog: r.forwarded_to_moog,
+                raw_message: r.raw_message.clone(),
+            })
+            .collect();
+        // One piece of work on the writer: the batch commits or is refused as a whole.
+        self.db
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
+                                                  handling_decision, forwarded_to_moog, raw_message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )?;
+                let mut new = 0u64;
+                for r in &rows {
+                    new += stmt.execute(params![
+                        r.event_id,
+                        r.event_timestamp,
+                        r.hostname,
+                        r.matched_rule_id,
+                        r.handling_decision,
+                        r.forwarded_to_moog,
+                        r.raw_message,
+                    ])? as u64;
+                }
+                Ok(new)
+            })
+            .await
+            .map_err(|e| classify("writing audit rows", e))
+    }
+
+    async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
+        let r = r.clone();
+        self.db
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO alert_rules (match_string, trap_oid, syslog_severity, match_type, priority,
+                                              prod_handling, dev_handling, team_assignment, is_active)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                    params![
+                        r.match_string,
+                        r.trap_oid,
+                        r.syslog_severity,
+                        r.match_type.as_str(),
+                        r.priority,
+                        r.prod_handling,
+                        r.dev_handling,
+                        r.team_assignment,
+                        r.is_active,
+                    ],
+                    |row| row.get(0),
+                )
+            })
+            .await
+            .map_err(|e| classify("creating rule", e))
+    }
+
+    async fn list_rules(&self) -> Result<Vec<Rule>, StoreError> {
+        self.db.read(|conn| query_rules(conn, "")).await.map_err(|e| classify("listing rules", e))
+    }
+
+    async fn add_development_host(&self, hostname: &str) -> Result<(), StoreError> {
+        let hostname = hostname.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute("INSERT INTO development_hosts (hostname) VALUES (?1) ON CONFLICT DO NOTHING", [hostname])
+            })
+            .await
+            .map_err(|e| classify("adding development host", e))?;
+        Ok(())
+    }
+
+    async fn set_device_team(&self, hostname: &str, team: &str) -> Result<(), StoreError> {
+        let (hostname, team) = (hostname.to_owned(), team.to_owned());
+        self.db
+            .write(move |conn| {
+                // The WHERE leaves an unchanged team alone, so it does not bump rules_version
+                // and make every alerter reload for nothing.
+                conn.execute(
+                    "INSERT INTO device_teams (hostname, team_assignment) VALUES (?1, ?2)
+                     ON CONFLICT (hostname) DO UPDATE SET team_assignment = excluded.team_assignment
+                     WHERE team_assignment IS NOT excluded.team_assignment",
+                    [hostname, team],
+                )
+            })
+            .await
+            .map_err(|e| classify("setting device team", e))?;
+        Ok(())
+    }
+
+    /// Nothing to do: the SQLite audit log is one table.
+    async fn ensure_partitions(&self, _months_ahead: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The store conformance suite: each function takes a freshly migrated, empty store of one
+//! backend, plus an [`Inspect`] that looks at that backend's tables directly.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mutt_core::{EventId, MatchType};
+use mutt_store::{AuditRecord, NewRule, Store, StoreError};
+use std::sync::Arc;
+
+/// What the suite checks behind the interface's back, in each backend's plain SQL.
+#[async_trait]
+pub trait Inspect: Send + Sync {
+    /// Rows in `event_audit_log`.
+    async fn audit_rows(&self) -> u64;
+}
+
+pub fn rule(s: &str, prio: i32) -> NewRule {
+    NewRule {
+        match_string: Some(s.into()),
+        trap_oid: None,
+        syslog_severity: None,
+        match_type: MatchType::Contains,
+        priority: prio,
+        prod_handling: "Page_and_ticket".into(),
+        dev_handling: "Ignore".into(),
+        team_assignment: "NETO".into(),
+        is_active: true,
+    }
+}
+
+pub fn audit(rule_id: i32, at: &str) -> AuditRecord {
+    AuditRecord {
+        event_id: EventId::new(),
+        event_timestamp: at.parse::<DateTime<Utc>>().unwrap(),
+        hostname: "router1".into(),
+        matched_rule_id: rule_id,
+        handling_decision: "Page_and_ticket".into(),
+        forwarded_to_moog: true,
+        raw_message: r#"{"message":"x"}"#.into(),
+    }
+}
+
+pub async fn ping_and_ensure_partitions_succeed(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    store.ping().await.unwrap();
+    store.ensure_partitions(2).await.unwrap();
+    store.ensure_partitions(2).await.unwrap();
+}
+
+pub async fn rules_and_lookups_round_trip(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    let b = store.create_rule(&rule("ERROR", 20)).await.unwrap();
+    let a = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let mut inactive = rule("OFF", 1);
+    inactive.is_active = false;
+    store.create_rule(&inactive).await.unwrap();
+    store.add_development_host("dev-router1").await.unwrap();
+    store.add_development_host("dev-router1").await.unwrap();
+    store.set_device_team("router1", "NetOps").await.unwrap();
+    store.set_device_team("router1", "Security").await.unwrap();
+    let snap = store.load_rules().await.unwrap();
+    assert_eq!(snap.rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a, b]);
+    assert_eq!(snap.development_hosts.len(), 1);
+    assert!(snap.development_hosts.contains("dev-router1"));
+    assert_eq!(snap.device_teams.len(), 1);
+    assert_eq!(snap.device_teams.get("router1").map(String::as_str), Some("Security"));
+}
+
+pub async fn every_rule_field_reads_back_unchanged(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    let oid = NewRule {
+        match_string: None,
+        trap_oid: Some("1.3.6.1.4.1.9".into()),
+        match_type: MatchType::OidPrefix,
+        ..rule("unused", 5)
+    };
+    let regex = NewRule { syslog_severity: Some(3), match_type: MatchType::Regex, ..rule("LINK-(UP|DOWN)", 5) };
+    let off = NewRule { is_active: false, ..rule("OFF", 1) };
+    let mut expected = Vec::new();
+    for r in [oid, regex, off] {
+        let id = store.create_rule(&r).await.unwrap();
+        expected.push(mutt_core::Rule {
+            id,
+            match_string: r.match_string,
+            trap_oid: r.trap_oid,
+            syslog_severity: r.syslog_severity,
+            match_type: r.match_type,
+            priority: r.priority,
+            prod_handling: r.prod_handling,
+            dev_handling: r.dev_handling,
+            team_assignment: r.team_assignment,
+            is_active: r.is_active,
+        });
+    }
+    // list_rules: every rule, by priority then id.
+    expected.sort_by_key(|r| (r.priority, r.id));
+    assert_eq!(store.list_rules().await.unwrap(), expected);
+    // load_rules: the active ones only, same order.
+    let active: Vec<_> = expected.into_iter().filter(|r| r.is_active).collect();
+    assert_eq!(store.load_rules().await.unwrap().rules, active);
+}
+
+pub async fn database_rejects_invalid_rules(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    let mut bad = rule("x", 1);
+    bad.syslog_severity = Some(9);
+    assert!(matches!(store.create_rule(&bad).await, Err(StoreError::Rejected(_))));
+    let neither = NewRule { match_string: None, trap_oid: None, ..rule("x", 1) };
+    assert!(matches!(store.create_rule(&neither).await, Err(StoreError::Rejected(_))));
+    assert!(store.list_rules().await.unwrap().is_empty(), "nothing half-written");
+}
+
+pub async fn audit_is_idempotent_on_event_id(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let now = Utc::now().to_rfc3339();
+    assert_eq!(store.write_audit(&[]).await.unwrap(), 0);
+    let rows: Vec<AuditRecord> = (0..50).map(|_| audit(id, &now)).collect();
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 50);
+    // Redelivery of the same events (plus one new) inserts only the new one.
+    let mut again = rows.clone();
+    again.push(audit(id, &now));
+    assert_eq!(store.write_audit(&again).await.unwrap(), 1);
+    assert_eq!(db.audit_rows().await, 51);
+}
+
+/// A row the database refuses (unknown rule: foreign key) refuses its whole batch, so the
+/// caller can dead-letter it and retry the rest; nothing of the batch is left behind.
+pub async fn audit_batch_with_unknown_rule_is_rejected_whole(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let now = Utc::now().to_rfc3339();
+    let good = audit(id, &now);
+    let bad = audit(id + 1000, &now);
+    let err = store.write_audit(&[good.clone(), bad]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert_eq!(db.audit_rows().await, 0);
+    assert_eq!(store.write_audit(&[good]).await.unwrap(), 1);
+}
+
+pub async fn concurrent_audit_batches_all_land(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let now = Utc::now().to_rfc3339();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let rows: Vec<AuditRecord> = (0..100).map(|_| audit(id, &now)).collect();
+            tokio::spawn(async move { store.write_audit(&rows).await.unwrap() })
+        })
+        .collect();
+    let mut new = 0;
+    for t in tasks {
+        new += t.await.unwrap();
+    }
+    assert_eq!(new, 800);
+    assert_eq!(db.audit_rows().await, 800);
+}
