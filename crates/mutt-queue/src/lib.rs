@@ -5,7 +5,9 @@
 //! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
 //!   including the retry counter and DLQ annotations written into messages;
 //! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
-//!   delayed-retry sorted sets, Lua scripts).
+//!   delayed-retry sorted sets, Lua scripts);
+//! - [`sqlite`]: the embedded backend (the same semantics in the SQLite data file, for a
+//!   single `muttd run` process).
 //!
 //! The life of a message: a producer [`Queue::push`]es it; a worker's [`Consumer::lease`] moves
 //! up to N messages into the worker's own processing list; the worker decides, then
@@ -16,6 +18,7 @@
 pub mod metrics;
 pub mod redis;
 pub mod settlement;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -82,6 +85,12 @@ pub enum QueueError {
         #[source]
         source: ::redis::RedisError,
     },
+    #[error("embedded queue: {context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: mutt_sqlite::DbError,
+    },
     #[error("invalid queue configuration: {0}")]
     Config(String),
     #[error("unexpected reply from the queue backend: {0}")]
@@ -98,6 +107,8 @@ impl QueueError {
                     || source.is_io_error()
                     || source.is_timeout()
             }
+            // Busy (another process writing), disk full or I/O: worth waiting for.
+            QueueError::Sqlite { source, .. } => !source.is_rejected(),
             _ => false,
         }
     }
@@ -133,9 +144,11 @@ impl ConsumerConfig {
             janitor_interval: Duration::from_secs(60),
             delayed_poll_interval: Duration::from_millis(250),
             metrics: QueueMetrics::default(),
-            max_crashes: 3,
+            max_crashes: Self::DEFAULT_MAX_CRASHES,
         }
     }
+
+    pub const DEFAULT_MAX_CRASHES: u32 = 3;
 }
 
 /// Messages leased by one worker: the exact bytes that were queued.
