@@ -286,8 +286,9 @@ async fn breaker_opens_probes_once_and_closes() {
     );
     assert_eq!(s.receiver.requests().len(), sent_before + 1);
     assert_eq!(s.queue.breaker_state("moogsoft").await.unwrap().0, BreakerState::Closed);
+    // The other held-back alert goes out now (with any failed alert whose retry fell due).
     let out = one_batch(&mut f).await;
-    assert!(matches!(out, ForwardOutcome::Processed { delivered: 1, .. }), "{out:?}");
+    assert!(matches!(out, ForwardOutcome::Processed { delivered: 1.., .. }), "{out:?}");
     let again: Vec<Value> = s.delayed().await.into_iter().map(|(v, _)| v).collect();
     assert!(again.iter().all(|v| v["_moog_retry_count"] == 1), "only the real failures counted");
     assert!(again.iter().all(|v| v["hostname"] != "h4" && v["hostname"] != "h5"), "held-back alerts burnt no retry");

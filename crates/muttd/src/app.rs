@@ -1,16 +1,15 @@
 //! Starting roles: connect the backends once, bind each role's listener, spawn its tasks.
 
+use crate::backend::{self, QueueBackend, StoreBackend};
 use crate::config::Config;
-use crate::secrets::{SecretSource, first_of, key_list};
+use crate::secrets::{SecretSource, key_list};
 use anyhow::{Context, Result, anyhow, bail};
 use mutt_alerter::{Alerter, AlerterConfig, AlerterHealth, AlerterMetrics};
 use mutt_core::PodName;
 use mutt_forwarder::{Forwarder, ForwarderConfig, ForwarderHealth, ForwarderMetrics};
 use mutt_ingest::IngestConfig;
-use mutt_queue::redis::{RedisConfig, RedisQueue};
 use mutt_queue::{ConsumerConfig, Queue, QueueMetrics, WorkerRole};
 use mutt_store::Store;
-use mutt_store::postgres::{PgStore, PostgresConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +56,11 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub addresses: Vec<(Role, SocketAddr)>,
     tasks: Vec<(Role, JoinHandle<Result<()>>)>,
-    pub queue: Arc<RedisQueue>,
-    pub store: Option<Arc<PgStore>>,
+    pub queue: Arc<dyn Queue>,
+    pub store: Option<Arc<dyn Store>>,
+    pub backend: QueueBackend,
+    /// Whether the embedded data file backs this process.
+    pub embedded: bool,
     pub alerter_rules: Option<mutt_alerter::RuleCache>,
 }
 
@@ -104,55 +106,6 @@ impl App {
     }
 }
 
-pub async fn connect_queue(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {
-    let url = match (&config.redis.url, config.redis.sentinel_urls.is_empty() && config.redis.cluster_nodes.is_empty())
-    {
-        (Some(u), _) => u.clone(),
-        (None, false) => String::new(),
-        (None, true) => bail!("no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT"),
-    };
-    let password = first_of(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"])?;
-    let redis = RedisConfig {
-        url,
-        password,
-        keys: config.redis.keys(),
-        topology: config.redis.topology()?,
-        ca_file: config.redis.ca_file.clone(),
-    };
-    let queue = match RedisQueue::connect(&redis).await {
-        Ok(q) => q,
-        // Dual-password rotation (spec §11.4): try the next password before giving up.
-        Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
-            Some(next) => RedisQueue::connect(&RedisConfig { password: Some(next), ..redis })
-                .await
-                .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")?,
-            None => return Err(e).context("connecting to Redis"),
-        },
-    };
-    Ok(queue)
-}
-
-pub async fn connect_store(config: &Config, secrets: &dyn SecretSource) -> Result<PgStore> {
-    let url =
-        config.database.url.clone().ok_or_else(|| {
-            anyhow!("no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME")
-        })?;
-    let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
-    let pg = PostgresConfig { url, password, pool_size: config.database.pool_size };
-    let store = PgStore::new(&pg)?;
-    if let Err(e) = store.ping().await {
-        match first_of(secrets, &["DB_PASS_NEXT"])? {
-            Some(next) => {
-                let store = PgStore::new(&PostgresConfig { password: Some(next), ..pg })?;
-                store.ping().await.context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
-                return Ok(store);
-            }
-            None => return Err(e).context("connecting to PostgreSQL"),
-        }
-    }
-    Ok(store)
-}
-
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -178,17 +131,37 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
     if roles.is_empty() {
         bail!("no roles to start");
     }
-    let queue = Arc::new(connect_queue(config, secrets).await?);
-    let store = if roles.iter().any(|r| r.needs_store()) || opts.migrate {
-        let s = Arc::new(connect_store(config, secrets).await?);
-        if opts.migrate {
-            let applied = s.migrate().await.context("running migrations")?;
-            tracing::info!(applied = applied.len(), "migrations applied");
-        }
-        Some(s)
+    let embedded = backend::is_embedded(config);
+    let (queue_backend, store_backend) = if embedded {
+        let (q, s) = backend::open_embedded(config).await?;
+        tracing::info!(file = %config.embedded_path().display(), "embedded backend (no Redis or PostgreSQL configured)");
+        (q, Some(s))
     } else {
-        None
+        let q = QueueBackend::Redis(backend::connect_redis(config, secrets).await?);
+        let s = if roles.iter().any(|r| r.needs_store()) || opts.migrate {
+            let s = StoreBackend::Postgres(Box::new(backend::connect_postgres(config, secrets).await?));
+            if opts.migrate {
+                let applied = s.migrate().await.context("running migrations")?;
+                tracing::info!(applied = applied.len(), "migrations applied");
+            }
+            Some(s)
+        } else {
+            None
+        };
+        (q, s)
     };
+    // Embedded, every batch waits for a few commits of the one data file: bigger batches.
+    let default_batch = if embedded { 500 } else { 100 };
+    let queue = queue_backend.as_dyn();
+    let store = store_backend.as_ref().map(StoreBackend::as_dyn);
+    if let (true, Some(s)) = (embedded, &store)
+        && s.list_rules().await.map(|r| r.is_empty()).unwrap_or(false)
+    {
+        println!(
+            "muttd: no rules yet, so no event raises an alert; add rules with `muttd rules import FILE` \
+             (example: examples/rules.yaml)"
+        );
+    }
     let metrics = mutt_service::Metrics::new();
     let shutdown = CancellationToken::new();
     let mut app = App {
@@ -197,6 +170,8 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         tasks: Vec::new(),
         queue: queue.clone(),
         store: store.clone(),
+        backend: queue_backend.clone(),
+        embedded,
         alerter_rules: None,
     };
     let dyn_queue: Arc<dyn Queue> = queue.clone();
@@ -222,7 +197,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         let task: JoinHandle<Result<()>> = match role {
             Role::Ingestor => {
                 let ingest = IngestConfig {
-                    api_keys: key_list(secrets, "INGEST_API_KEY")?,
+                    api_keys: api_keys(config, secrets, embedded, "INGEST_API_KEY", "ingest-api-key")?,
                     auth_disabled: config.ingestor.auth_disabled,
                     required_fields: config.ingestor.required_fields.clone(),
                     max_queue_size: config.ingestor.max_queue_size,
@@ -239,10 +214,10 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
             }
             Role::Alerter => {
-                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("alerter needs PostgreSQL"))?;
+                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("alerter needs a store"))?;
                 let alerter_metrics = AlerterMetrics::register(&metrics);
                 let cfg = AlerterConfig {
-                    batch_size: config.alerter.batch_size,
+                    batch_size: config.alerter.batch_size.unwrap_or(default_batch),
                     block_timeout: secs(config.worker.block_timeout_secs),
                     max_retries: config.alerter.max_retries,
                     cache_reload_interval: Duration::from_secs(config.alerter.cache_reload_interval_secs.max(1)),
@@ -264,12 +239,13 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 .await?;
                 let rules = alerter.rules().clone();
                 app.alerter_rules = Some(rules.clone());
-                // Rule edits elsewhere publish on `mutt:config:reload`; reload when they do.
-                let (q, sd) = (queue.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    let channel = q.reload_channel();
-                    q.listen(channel, move || rules.request_reload(), sd.cancelled_owned()).await;
-                });
+                // Rule edits elsewhere (pub/sub, or the embedded file's rules version): reload.
+                if let Some(sb) = store_backend.clone() {
+                    let (qb, sd) = (queue_backend.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        backend::watch_rule_changes(&qb, &sb, move || rules.request_reload(), sd).await;
+                    });
+                }
                 let health = Arc::new(AlerterHealth { queue: dyn_queue.clone(), store, pod: pod.to_string() });
                 let router = mutt_service::ops::routes(metrics.clone(), health);
                 let sd = shutdown.clone();
@@ -313,13 +289,14 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                     severity_map: f.severity_map,
                     default_severity: f.default_severity,
                     timeout: secs(f.timeout_secs),
-                    batch_size: f.batch_size,
+                    batch_size: f.batch_size.unwrap_or(default_batch),
                     block_timeout: secs(config.worker.block_timeout_secs),
                     max_retries: f.max_retries,
                     retry_base: secs(f.retry_base_secs),
                     retry_max: secs(f.retry_max_secs),
-                    rate_limit: f
-                        .rate_limit_enabled
+                    // The rate limit protects Moogsoft; the alerts file needs none (with it, a
+                    // first run would shed events once 2,000 alerts waited behind 50/s).
+                    rate_limit: (f.rate_limit_enabled && f.webhook_url.is_some())
                         .then(|| (f.rate_limit.max(1), Duration::from_secs(f.rate_period_secs.max(1)))),
                     breaker: f.circuit_breaker_enabled.then(|| {
                         (f.circuit_breaker_threshold.max(1), Duration::from_secs(f.circuit_breaker_timeout_secs.max(1)))
@@ -346,8 +323,10 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 })
             }
             Role::Web => {
-                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("web needs PostgreSQL"))?;
-                let web = mutt_web::WebConfig { api_keys: key_list(secrets, "WEBUI_API_KEY")? };
+                let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("web needs a store"))?;
+                let web = mutt_web::WebConfig {
+                    api_keys: api_keys(config, secrets, embedded, "WEBUI_API_KEY", "webui-api-key")?,
+                };
                 let router = mutt_web::router(dyn_queue.clone(), store, web, metrics.clone())?;
                 let sd = shutdown.clone();
                 tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
@@ -358,4 +337,26 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         app.tasks.push((role, task));
     }
     Ok(app)
+}
+
+/// The keys of `secret`; embedded and none configured (and the ingestor's auth not disabled):
+/// the key kept in `<data_dir>/<file>`, generated on first use.
+fn api_keys(
+    config: &Config,
+    secrets: &dyn SecretSource,
+    embedded: bool,
+    secret: &str,
+    file: &str,
+) -> Result<Vec<mutt_core::Secret>> {
+    let keys = key_list(secrets, secret)?;
+    let auth_off = secret == "INGEST_API_KEY" && config.ingestor.auth_disabled;
+    if !keys.is_empty() || !embedded || auth_off {
+        return Ok(keys);
+    }
+    let key = backend::data_dir_key(config, file)?;
+    println!(
+        "muttd: {secret} not set; using the key in {} (send it as X-API-KEY)",
+        config.data_dir.join(file).display()
+    );
+    Ok(vec![key])
 }

@@ -1,14 +1,13 @@
 //! Operator commands that do one thing and exit.
 
-use crate::app::{connect_queue, connect_store};
+use crate::backend::{self, connect_queue_view, connect_store_admin};
 use crate::cli::{SendArgs, StatusArgs};
 use crate::config::Config;
 use crate::secrets::{SecretSource, key_list};
 use anyhow::{Context, Result, anyhow, bail};
-use mutt_queue::Queue;
 
 pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> {
-    let store = connect_store(config, secrets).await?;
+    let store = connect_store_admin(config, secrets).await?;
     let applied = store.migrate().await.context("running migrations")?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -23,10 +22,15 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
     let url = args.url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}/ingest", config.ingestor.port));
     let key = match &args.api_key {
         Some(k) => k.clone(),
-        None => key_list(secrets, "INGEST_API_KEY")?
-            .first()
-            .map(|k| k.expose().to_owned())
-            .ok_or_else(|| anyhow!("no API key: pass --api-key or set INGEST_API_KEY"))?,
+        None => match key_list(secrets, "INGEST_API_KEY")?.first() {
+            Some(k) => k.expose().to_owned(),
+            // The key `muttd run` generated for the embedded backend.
+            None => std::fs::read_to_string(config.data_dir.join("ingest-api-key"))
+                .ok()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| anyhow!("no API key: pass --api-key or set INGEST_API_KEY"))?,
+        },
     };
     let mut event: serde_json::Map<String, serde_json::Value> = match &args.event {
         Some(json) => serde_json::from_str(json).context("--event is not a JSON object")?,
@@ -58,12 +62,17 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
 }
 
 pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusArgs) -> Result<()> {
-    let queue = connect_queue(config, secrets).await?.with_deep_status();
+    let view = connect_queue_view(config, secrets).await?;
+    let queue = view.as_dyn();
     let status = queue.status().await?;
     // The forwarder's shared breaker (mutt:circuit_breaker:moogsoft:*), read as it reads it.
-    let circuit = match queue.breaker_state(mutt_forwarder::worker::BREAKER).await {
-        Ok((state, failures)) => format!("{} ({failures} consecutive failures)", state.as_str()),
-        Err(e) => format!("unknown ({e})"),
+    // The embedded backend keeps it in the memory of `muttd run`.
+    let circuit = match (&view, queue.breaker_state(mutt_forwarder::worker::BREAKER).await) {
+        (backend::QueueBackend::Embedded(_), _) => {
+            "in muttd run's memory: see mutt_circuit_breaker_state on the forwarder's /metrics".to_owned()
+        }
+        (_, Ok((state, failures))) => format!("{} ({failures} consecutive failures)", state.as_str()),
+        (_, Err(e)) => format!("unknown ({e})"),
     };
     if args.json {
         let mut v = serde_json::to_value(&status)?;
@@ -94,24 +103,28 @@ pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusAr
 
 pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli::RulesCommand) -> Result<()> {
     use crate::cli::RulesCommand;
-    use mutt_store::Store;
-    let store = connect_store(config, secrets).await?;
+    let backend = connect_store_admin(config, secrets).await?;
+    let store = backend.as_dyn();
     match cmd {
         RulesCommand::Import { file } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = crate::rules_file::parse(file, &text)?;
-            let report = crate::rules_file::import(&store, &parsed).await?;
+            let report = crate::rules_file::import(store.as_ref(), &parsed).await?;
             println!(
                 "rules: {} created, {} already present; development hosts: {}; device teams: {}",
                 report.rules_created, report.rules_skipped, report.development_hosts, report.device_teams
             );
-            match connect_queue(config, secrets).await {
-                Ok(q) => {
-                    let n = q.publish_reload().await?;
-                    println!("asked running alerters to reload ({n} listening)");
-                }
-                Err(e) => {
-                    println!("could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer")
+            if backend::is_embedded(config) {
+                println!("a running `muttd run` picks the change up within a second");
+            } else {
+                match backend::connect_redis(config, secrets).await {
+                    Ok(q) => {
+                        let n = q.publish_reload().await?;
+                        println!("asked running alerters to reload ({n} listening)");
+                    }
+                    Err(e) => {
+                        println!("could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer")
+                    }
                 }
             }
         }

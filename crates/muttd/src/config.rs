@@ -20,9 +20,11 @@ pub struct Config {
     /// This process's worker name, the last segment of its processing-list and heartbeat keys;
     /// keep it fixed per replica (e.g. the Kubernetes pod name). Default: `<role>-<6 hex>`.
     pub pod_name: Option<String>,
-    /// Directory for files MUTT writes itself (the alerts file when no webhook is set).
+    /// Directory for files MUTT writes itself: the embedded data file, the alerts file when no
+    /// webhook is set, the generated API keys of the embedded backend.
     pub data_dir: std::path::PathBuf,
     pub log: LogConfig,
+    pub embedded: EmbeddedSection,
     pub redis: RedisSection,
     pub database: DatabaseSection,
     pub ingestor: IngestorSection,
@@ -39,6 +41,7 @@ impl Default for Config {
             pod_name: None,
             data_dir: "mutt-data".into(),
             log: LogConfig::default(),
+            embedded: EmbeddedSection::default(),
             redis: RedisSection::default(),
             database: DatabaseSection::default(),
             ingestor: IngestorSection::default(),
@@ -158,6 +161,34 @@ impl RedisSection {
     }
 }
 
+/// The embedded backend, used when neither Redis nor PostgreSQL is configured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSection {
+    /// The SQLite data file; default `<data_dir>/mutt.db`.
+    pub path: Option<std::path::PathBuf>,
+    /// `full` (default): a commit is on disk before the event is acknowledged; `normal`:
+    /// survives a crash of muttd, but the last commits may be lost if the machine loses power.
+    pub durability: Durability,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl EmbeddedSection {
+    pub fn durability(&self) -> mutt_sqlite::Durability {
+        match self.durability {
+            Durability::Full => mutt_sqlite::Durability::Full,
+            Durability::Normal => mutt_sqlite::Durability::Normal,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
@@ -217,8 +248,9 @@ impl Default for IngestorSection {
 #[serde(default, deny_unknown_fields)]
 pub struct AlerterSection {
     pub port: u16,
-    /// Events leased and processed per batch.
-    pub batch_size: usize,
+    /// Events leased and processed per batch; default 100 on Redis, 500 embedded (each batch
+    /// costs a few commits of the one data file, so bigger batches carry more).
+    pub batch_size: Option<usize>,
     /// Retries of a failing event before it is dead-lettered.
     pub max_retries: u32,
     /// Rule cache reload period in seconds.
@@ -235,7 +267,7 @@ impl Default for AlerterSection {
     fn default() -> Self {
         Self {
             port: 8081,
-            batch_size: 100,
+            batch_size: None,
             max_retries: 3,
             cache_reload_interval_secs: 300,
             unhandled_threshold: 100,
@@ -267,8 +299,8 @@ pub struct ForwarderSection {
     /// Moog severity of events without a syslog severity.
     pub default_severity: u8,
     pub timeout_secs: f64,
-    /// Alerts leased per batch.
-    pub batch_size: usize,
+    /// Alerts leased per batch; default 100 on Redis, 500 embedded.
+    pub batch_size: Option<usize>,
     pub max_retries: u32,
     pub retry_base_secs: f64,
     pub retry_max_secs: f64,
@@ -302,7 +334,7 @@ impl Default for ForwarderSection {
             severity_map: mutt_forwarder::payload::DEFAULT_SEVERITY_MAP,
             default_severity: 2,
             timeout_secs: 10.0,
-            batch_size: 100,
+            batch_size: None,
             max_retries: 5,
             retry_base_secs: 1.0,
             retry_max_secs: 60.0,
@@ -585,6 +617,11 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
 }
 
 impl Config {
+    /// The embedded backend's data file.
+    pub fn embedded_path(&self) -> std::path::PathBuf {
+        self.embedded.path.clone().unwrap_or_else(|| self.data_dir.join("mutt.db"))
+    }
+
     /// Where alerts go when no webhook is configured.
     pub fn alerts_file(&self) -> std::path::PathBuf {
         self.forwarder.alerts_file.clone().unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
@@ -595,10 +632,10 @@ impl Config {
         if let Some(p) = &self.pod_name {
             mutt_core::PodName::parse(p.clone()).map_err(|e| ConfigError::Invalid(format!("pod_name: {e}")))?;
         }
-        if self.alerter.batch_size == 0 || self.alerter.batch_size > 1000 {
+        if self.alerter.batch_size.is_some_and(|b| b == 0 || b > 1000) {
             return Err(ConfigError::Invalid("alerter.batch_size must be between 1 and 1000".into()));
         }
-        if self.forwarder.batch_size == 0 || self.forwarder.batch_size > 1000 {
+        if self.forwarder.batch_size.is_some_and(|b| b == 0 || b > 1000) {
             return Err(ConfigError::Invalid("forwarder.batch_size must be between 1 and 1000".into()));
         }
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
@@ -691,7 +728,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.alerter.batch_size, 50);
+        assert_eq!(c.alerter.batch_size, Some(50));
         assert_eq!(c.ingestor.port, 9200);
         assert_eq!(c.redis.keys().alert_queue, "{mutt}:alert_queue");
     }

@@ -41,7 +41,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        // refinery announces every migration check at info; only its warnings matter here.
+        .or_else(|_| EnvFilter::try_new(format!("{},refinery_core=warn", config.log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -2,7 +2,7 @@
 //! forwarder → webhook receiver. Real redis-server and PostgreSQL (scripts/test-services.sh).
 
 use mutt_core::MatchType;
-use mutt_store::{NewRule, Store};
+use mutt_store::NewRule;
 use mutt_testkit::WebhookReceiver;
 use muttd::app::{self, App, Role, StartOptions};
 use muttd::config::Config;
@@ -79,7 +79,6 @@ impl Pipeline {
     }
 
     async fn ingest_depth(&self) -> u64 {
-        use mutt_queue::Queue;
         self.app.queue.depth(mutt_queue::QueueId::Ingest).await.unwrap()
     }
 }
@@ -241,7 +240,7 @@ async fn rules_reload_through_pub_sub_within_a_second() {
     store.create_rule(&rule("LINK-DOWN", "Page_and_ticket", "Ticket_only", "NetOps")).await.unwrap();
     // The alerter subscribes right after start; wait for it to be listening.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while p.app.queue.publish_reload().await.unwrap() == 0 {
+    while p.app.backend.publish_reload().await.unwrap() == Some(0) {
         assert!(Instant::now() < deadline, "the alerter listens on the reload channel");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

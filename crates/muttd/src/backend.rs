@@ -1,0 +1,231 @@
+//! Which backend this process uses (DESIGN.md §3) and the few things that differ between them:
+//! the embedded SQLite file when neither Redis nor PostgreSQL is configured, Redis +
+//! PostgreSQL otherwise.
+
+use crate::config::Config;
+use crate::secrets::{SecretSource, first_of};
+use anyhow::{Context, Result, anyhow, bail};
+use mutt_queue::Queue;
+use mutt_queue::redis::{RedisConfig, RedisQueue};
+use mutt_queue::sqlite::SqliteQueue;
+use mutt_store::Store;
+use mutt_store::postgres::{PgStore, PostgresConfig};
+use mutt_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The queue side of this process.
+#[derive(Clone)]
+pub enum QueueBackend {
+    Redis(RedisQueue),
+    Embedded(SqliteQueue),
+}
+
+/// The store side of this process.
+#[derive(Clone)]
+pub enum StoreBackend {
+    Postgres(Box<PgStore>),
+    Embedded(SqliteStore),
+}
+
+impl QueueBackend {
+    pub fn as_dyn(&self) -> Arc<dyn Queue> {
+        match self {
+            QueueBackend::Redis(q) => Arc::new(q.clone()),
+            QueueBackend::Embedded(q) => Arc::new(q.clone()),
+        }
+    }
+
+    /// Asks running alerters to reload their rules. Redis: PUBLISH, returns how many listen.
+    /// Embedded: nothing to send (the running `muttd run` notices rule changes in the file
+    /// within a second); returns `None`.
+    pub async fn publish_reload(&self) -> Result<Option<u64>> {
+        match self {
+            QueueBackend::Redis(q) => Ok(Some(q.publish_reload().await?)),
+            QueueBackend::Embedded(_) => Ok(None),
+        }
+    }
+}
+
+impl StoreBackend {
+    pub fn as_dyn(&self) -> Arc<dyn Store> {
+        match self {
+            StoreBackend::Postgres(s) => Arc::new(s.as_ref().clone()),
+            StoreBackend::Embedded(s) => Arc::new(s.clone()),
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        Ok(match self {
+            StoreBackend::Postgres(s) => s.migrate().await?,
+            StoreBackend::Embedded(s) => s.migrate().await?,
+        })
+    }
+}
+
+/// Calls `reload` whenever the rules change elsewhere, until `stop`: Redis pub/sub on
+/// `mutt:config:reload`; embedded, the rules version the store's triggers bump on every
+/// change (whoever made it: `muttd rules import`, the web API, the sqlite3 shell).
+pub async fn watch_rule_changes(
+    queue: &QueueBackend,
+    store: &StoreBackend,
+    reload: impl Fn() + Send,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    match (queue, store) {
+        (QueueBackend::Redis(q), _) => q.listen(q.reload_channel(), reload, stop.cancelled_owned()).await,
+        (_, StoreBackend::Embedded(s)) => {
+            let mut seen = s.rules_version().await.ok();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                match s.rules_version().await {
+                    Ok(v) if Some(v) != seen => {
+                        if seen.is_some() {
+                            tracing::info!(version = v, "rules changed in the data file; reloading");
+                            reload();
+                        }
+                        seen = Some(v);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the rules version"),
+                }
+            }
+        }
+        (QueueBackend::Embedded(_), StoreBackend::Postgres(_)) => {}
+    }
+}
+
+/// Whether this configuration names no Redis and no PostgreSQL: then everything lives in the
+/// embedded data file.
+pub fn is_embedded(config: &Config) -> bool {
+    let r = &config.redis;
+    r.url.is_none() && r.sentinel_urls.is_empty() && r.cluster_nodes.is_empty() && config.database.url.is_none()
+}
+
+fn open_database(config: &Config) -> Result<mutt_sqlite::Database> {
+    let path = config.embedded_path();
+    let options = mutt_sqlite::DbOptions { durability: config.embedded.durability(), ..Default::default() };
+    mutt_sqlite::Database::open(&path, options).with_context(|| format!("opening the data file {}", path.display()))
+}
+
+/// Opens the embedded backend as the file's owner (the `muttd run` process): migrates, and
+/// takes back what a crashed previous run left leased.
+pub async fn open_embedded(config: &Config) -> Result<(QueueBackend, StoreBackend)> {
+    let db = open_database(config)?;
+    let store = SqliteStore::new(db.clone());
+    let applied = store.migrate().await.context("migrating the data file")?;
+    if !applied.is_empty() {
+        tracing::info!(file = %db.path().display(), applied = applied.len(), "data file created or migrated");
+    }
+    let queue = SqliteQueue::open(db, config.redis.keys()).await?;
+    Ok((QueueBackend::Embedded(queue), StoreBackend::Embedded(store)))
+}
+
+/// The queue for looking (`muttd status`, `muttd rules import`'s reload): Redis, or a
+/// read-only view of the embedded file while `muttd run` owns it.
+pub async fn connect_queue_view(config: &Config, secrets: &dyn SecretSource) -> Result<QueueBackend> {
+    if !is_embedded(config) {
+        return Ok(QueueBackend::Redis(connect_redis(config, secrets).await?.with_deep_status()));
+    }
+    let path = config.embedded_path();
+    if !path.exists() {
+        bail!("no data file at {} yet: start MUTT with `muttd run` first", path.display());
+    }
+    Ok(QueueBackend::Embedded(SqliteQueue::open_readonly(open_database(config)?, config.redis.keys()).await?))
+}
+
+/// The store for operator commands (`migrate`, `rules …`): PostgreSQL, or the embedded file
+/// (created and migrated if needed, so rules can be imported before the first run).
+pub async fn connect_store_admin(config: &Config, secrets: &dyn SecretSource) -> Result<StoreBackend> {
+    if !is_embedded(config) {
+        return Ok(StoreBackend::Postgres(Box::new(connect_postgres(config, secrets).await?)));
+    }
+    let store = SqliteStore::new(open_database(config)?);
+    store.migrate().await.context("migrating the data file")?;
+    Ok(StoreBackend::Embedded(store))
+}
+
+pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {
+    let url = match (&config.redis.url, config.redis.sentinel_urls.is_empty() && config.redis.cluster_nodes.is_empty())
+    {
+        (Some(u), _) => u.clone(),
+        (None, false) => String::new(),
+        (None, true) => bail!(
+            "no Redis configured: set redis.url (MUTT_REDIS__URL) or REDIS_HOST/REDIS_PORT \
+             (or neither Redis nor PostgreSQL, for the embedded backend)"
+        ),
+    };
+    let password = first_of(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"])?;
+    let redis = RedisConfig {
+        url,
+        password,
+        keys: config.redis.keys(),
+        topology: config.redis.topology()?,
+        ca_file: config.redis.ca_file.clone(),
+    };
+    let queue = match RedisQueue::connect(&redis).await {
+        Ok(q) => q,
+        // Dual-password rotation (spec §11.4): try the next password before giving up.
+        Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
+            Some(next) => RedisQueue::connect(&RedisConfig { password: Some(next), ..redis })
+                .await
+                .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")?,
+            None => return Err(e).context("connecting to Redis"),
+        },
+    };
+    Ok(queue)
+}
+
+pub async fn connect_postgres(config: &Config, secrets: &dyn SecretSource) -> Result<PgStore> {
+    let url = config.database.url.clone().ok_or_else(|| {
+        anyhow!(
+            "no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME \
+             (or neither Redis nor PostgreSQL, for the embedded backend)"
+        )
+    })?;
+    let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
+    let pg = PostgresConfig { url, password, pool_size: config.database.pool_size };
+    let store = PgStore::new(&pg)?;
+    if let Err(e) = store.ping().await {
+        match first_of(secrets, &["DB_PASS_NEXT"])? {
+            Some(next) => {
+                let store = PgStore::new(&PostgresConfig { password: Some(next), ..pg })?;
+                store.ping().await.context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
+                return Ok(store);
+            }
+            None => return Err(e).context("connecting to PostgreSQL"),
+        }
+    }
+    Ok(store)
+}
+
+/// Reads the API key kept in `<data_dir>/<file>`, creating a random one (mode 0600) the first
+/// time: the embedded first run needs no setup and still never accepts unauthenticated events.
+pub fn data_dir_key(config: &Config, file: &str) -> Result<mutt_core::Secret> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = config.data_dir.join(file);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let key = existing.trim();
+        if !key.is_empty() {
+            return Ok(mutt_core::Secret::new(key));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    // 122 random bits from the OS generator.
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{key}").with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(file = %path.display(), "created an API key (send it as X-API-KEY)");
+    Ok(mutt_core::Secret::new(key))
+}
