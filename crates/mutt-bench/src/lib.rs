@@ -5,7 +5,10 @@
 //!   next to `redis-benchmark`'s LPUSH ceiling on the same machine.
 //! - `mutt-ingest-bench`: starts a private redis-server and a `muttd ingestor` process and
 //!   drives it over HTTP (single events and batches; closed loop and fixed rate).
+//! - `mutt-pipeline`: the whole pipeline end to end — as separate processes on Redis +
+//!   PostgreSQL (`bench`, `chaos`), or as one `muttd run` on the embedded backend (`embedded`).
 
+pub mod embedded;
 pub mod load;
 pub mod pipeline;
 pub mod process;

@@ -281,6 +281,33 @@ async fn drain(p: &Pipeline, timeout: Duration) {
 
 pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<BenchReport> {
     let p = Pipeline::start(opts).await?;
+    let rows = run_phases(&p.ingest_url, &p.sink, plan, || drain(&p, Duration::from_secs(60))).await;
+    let (procs, redis_cpu, pg_cpu) = p.resources();
+    let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
+    let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
+    let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
+    Ok(BenchReport {
+        rows,
+        processes,
+        redis_cpu_seconds: redis_cpu,
+        postgres_cpu_seconds: pg_cpu,
+        redis_lpush_per_sec,
+        postgres_copy_rows_per_sec,
+    })
+}
+
+/// The three load phases (single events, batches, fixed-rate latency) against an ingest URL
+/// whose alerts arrive at `sink`; `drain` waits until nothing is left queued or leased.
+pub async fn run_phases<F, Fut>(
+    ingest_url: &str,
+    sink: &crate::pipeline::Sink,
+    plan: &BenchPlan,
+    drain: F,
+) -> Vec<BenchRow>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut rows = Vec::new();
     let dur = Duration::from_secs(plan.seconds);
     let mut seq = 0u64;
@@ -290,16 +317,16 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
         (format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1usize),
     ] {
         let t0 = Instant::now();
-        let (accepted, _) = offer(&p.ingest_url, seq, rate, batch, dur).await;
+        let (accepted, _) = offer(ingest_url, seq, rate, batch, dur).await;
         let t1 = Instant::now();
         seq += rate * plan.seconds + 1_000_000;
         eprintln!("bench: {phase}: {} accepted in {:.1} s; draining", accepted.len(), (t1 - t0).as_secs_f64());
-        drain(&p, Duration::from_secs(60)).await;
+        drain().await;
         let t2 = Instant::now();
         // End to end: deliveries per second while the load ran (the backlog, if any, counts
         // only once it arrives, so a saturated pipeline shows its capacity).
-        let delivered = p.sink.delivered_between(t0, t1) as f64;
-        let lat = p.sink.latencies(t0, t2);
+        let delivered = sink.delivered_between(t0, t1) as f64;
+        let lat = sink.latencies(t0, t2);
         let forward_share =
             accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
         let secs = (t1 - t0).as_secs_f64();
@@ -327,18 +354,7 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
             );
         }
     }
-    let (procs, redis_cpu, pg_cpu) = p.resources();
-    let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
-    let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
-    let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
-    Ok(BenchReport {
-        rows,
-        processes,
-        redis_cpu_seconds: redis_cpu,
-        postgres_cpu_seconds: pg_cpu,
-        redis_lpush_per_sec,
-        postgres_copy_rows_per_sec,
-    })
+    rows
 }
 
 fn redis_ceiling(url: &str) -> f64 {

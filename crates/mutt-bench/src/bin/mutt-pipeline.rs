@@ -3,6 +3,7 @@
 //!
 //!   mutt-pipeline bench [--seconds 60] [--single-rate N] [--batch-rate N] [--alerters 1] …
 //!   mutt-pipeline chaos [--profile short|long]      # exits non-zero on any loss or duplicate
+//!   mutt-pipeline embedded [--seconds 30] [--durability full|normal]   # one `muttd run`, SQLite
 //!
 //! scripts/bench.sh and scripts/chaos.sh build the release binaries and run these.
 
@@ -49,6 +50,22 @@ enum Cmd {
         #[arg(long, default_value_t = 2_000)]
         latency_rate: u64,
     },
+    /// `muttd run` on the embedded backend (one process, one SQLite file): the same phases.
+    Embedded {
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 15_000)]
+        single_rate: u64,
+        #[arg(long, default_value_t = 30_000)]
+        batch_rate: u64,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 2_000)]
+        latency_rate: u64,
+        /// `full` (the default of muttd: fsync per commit group) or `normal`.
+        #[arg(long, default_value = "full")]
+        durability: String,
+    },
     /// Faults under load; checks that nothing was lost or duplicated.
     Chaos {
         #[arg(long, default_value = "short")]
@@ -73,6 +90,16 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 println!("{}", report_json(&report));
             } else {
                 print_bench(&report);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Embedded { seconds, single_rate, batch_rate, batch, latency_rate, durability } => {
+            let plan = BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate };
+            let report = mutt_bench::embedded::bench(&cli.muttd, &plan, &durability).await?;
+            if cli.json {
+                println!("{}", report_json(&report));
+            } else {
+                mutt_bench::embedded::print(&report);
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
