@@ -49,7 +49,7 @@ async fn seed(db_path: &Path) -> anyhow::Result<()> {
 
 async fn leftovers(db_path: &Path) -> Option<(u64, u64)> {
     let db = Database::open(db_path, DbOptions::default()).ok()?;
-    let view = SqliteQueue::open_readonly(db, KeySpace::default()).await.ok()?;
+    let view = SqliteQueue::attach(db, KeySpace::default()).await.ok()?;
     let st = view.status().await.ok()?;
     Some((
         st.queues.iter().chain(&st.delayed_retries).map(|d| d.depth).sum(),

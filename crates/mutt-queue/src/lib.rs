@@ -324,6 +324,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;
 
+    /// Sets a dynamic configuration value and tells listeners (`PUBLISH mutt:config:updates
+    /// <key>` on Redis, as the original); returns the value it replaced.
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError>;
+
     /// Starts a consuming worker: writes its heartbeat, takes back what its previous
     /// incarnation (same pod name) left leased, runs the janitor once, and starts the
     /// heartbeat, janitor and delayed-retry tasks.

@@ -42,6 +42,7 @@ conformance!(
     rate_limit_grants_part_of_a_batch,
     circuit_breaker_opens_half_opens_with_one_probe_and_closes,
     delivered_ids_are_remembered,
+    dynamic_configuration_is_set_and_read_live,
 );
 
 #[tokio::test]

@@ -54,6 +54,7 @@ conformance!(
     rate_limit_grants_part_of_a_batch,
     circuit_breaker_opens_half_opens_with_one_probe_and_closes,
     delivered_ids_are_remembered,
+    dynamic_configuration_is_set_and_read_live,
 );
 
 /// Opens the file as owner, retrying while the previous owner's last handles are dropped.
@@ -78,7 +79,7 @@ async fn a_second_owner_is_refused_with_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("another muttd process") && text.contains(&std::process::id().to_string()), "{text}");
     // A read-only view (`muttd status`) is fine while the owner runs.
-    let view = SqliteQueue::open_readonly(database(&dir), KeySpace::default()).await.unwrap();
+    let view = SqliteQueue::attach(database(&dir), KeySpace::default()).await.unwrap();
     assert_eq!(view.depth(QueueId::Ingest).await.unwrap(), 0);
 }
 
@@ -103,17 +104,4 @@ async fn reopening_takes_back_what_a_crashed_owner_left_leased() {
     assert_eq!(lease.messages[0], b"{\"n\":0}".to_vec(), "in their original order");
     c.settle(&lease, &Settlement::new()).await.unwrap();
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn dynamic_configuration_is_read_live() {
-    let (dir, q) = {
-        let dir = tempfile::tempdir().unwrap();
-        let q = SqliteQueue::open(database(&dir), KeySpace::default()).await.unwrap();
-        (dir, q)
-    };
-    assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![None]);
-    q.set_config_value("alerter_shed_mode", "defer").await.unwrap();
-    assert_eq!(q.config_values(&["alerter_shed_mode", "x"]).await.unwrap(), vec![Some("defer".into()), None]);
-    drop(dir);
 }

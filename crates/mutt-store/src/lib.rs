@@ -88,6 +88,47 @@ fn default_true() -> bool {
     true
 }
 
+/// One row of `config_audit_log`: who changed which configuration record, from what to what.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ConfigChange {
+    pub changed_by: String,
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub operation: String,
+    /// `dynamic_config`, `alert_rules`, …
+    pub table_name: String,
+    pub record_id: i32,
+    pub old_values: Option<serde_json::Value>,
+    pub new_values: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl ConfigChange {
+    /// The record id of a dynamic-configuration key: FNV-1a of the key masked to 31 bits, never
+    /// 0 (spec §6.5 [FIX]: the original used Python's per-process randomised `hash()`).
+    pub fn dynamic_config_record_id(key: &str) -> i32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in key.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        match (h & 0x7fff_ffff) as i32 {
+            0 => 1,
+            n => n,
+        }
+    }
+}
+
+/// A `config_audit_log` row as read back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ConfigAuditRow {
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub changed_at: String,
+    #[serde(flatten)]
+    pub change: ConfigChange,
+}
+
 /// Longest hostname the audit column takes; longer events are dead-lettered, not truncated.
 pub use mutt_core::normalize::MAX_HOSTNAME_LEN;
 
@@ -114,4 +155,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes sure the monthly audit partitions exist from last month to `months_ahead`.
     async fn ensure_partitions(&self, months_ahead: u32) -> Result<(), StoreError>;
+
+    /// Appends a row to `config_audit_log`; returns its id.
+    async fn record_config_change(&self, change: &ConfigChange) -> Result<i64, StoreError>;
+
+    /// The newest `limit` rows of `config_audit_log` for `table_name`, newest first.
+    async fn config_changes(&self, table_name: &str, limit: u32) -> Result<Vec<ConfigAuditRow>, StoreError>;
 }

@@ -66,6 +66,7 @@ conformance!(
     audit_is_idempotent_on_event_id,
     audit_batch_with_unknown_rule_is_rejected_whole,
     concurrent_audit_batches_all_land,
+    config_changes_are_recorded_and_read_back_newest_first,
 );
 
 #[tokio::test]

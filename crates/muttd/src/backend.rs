@@ -134,7 +134,7 @@ pub async fn connect_queue_view(config: &Config, secrets: &dyn SecretSource) -> 
     if !path.exists() {
         bail!("no data file at {} yet: start MUTT with `muttd run` first", path.display());
     }
-    Ok(QueueBackend::Embedded(SqliteQueue::open_readonly(open_database(config)?, config.redis.keys()).await?))
+    Ok(QueueBackend::Embedded(SqliteQueue::attach(open_database(config)?, config.redis.keys()).await?))
 }
 
 /// The store for operator commands (`migrate`, `rules …`): PostgreSQL, or the embedded file

@@ -47,6 +47,29 @@ pub enum Command {
     /// Manage alert rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Read and change dynamic configuration (`mutt:config:<key>`), read live by running
+    /// workers; every change is recorded in config_audit_log.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a value; exits 1 when it is not set.
+    Get { key: String },
+    /// Set a value; prints the old and the new one.
+    Set {
+        key: String,
+        value: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The latest recorded changes, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

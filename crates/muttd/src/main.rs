@@ -60,6 +60,7 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
         Command::Send(args) => return commands::send(&config, &secrets, &args).await,
         Command::Status(args) => return commands::status(&config, &secrets, &args).await,
         Command::Rules(cmd) => return commands::rules(&config, &secrets, &cmd).await,
+        Command::Config(cmd) => return commands::config(&config, &secrets, &cmd).await,
         Command::Run(args) => {
             let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
             (roles, args.migrate)

@@ -114,6 +114,16 @@ async fn first_run_needs_nothing_and_the_readme_example_gives_an_alert() {
         }
         assert!(Instant::now() < deadline, "no alert line in {}", alerts_file(dir.path()).display());
     }
+    // Dynamic configuration: set while running, read back, recorded in the config audit.
+    let set = run_command(dir.path(), &["config", "set", "alerter_shed_mode", "defer", "--reason", "first run"]);
+    assert!(set.contains("alerter_shed_mode: (unset) -> defer"), "{set}");
+    let got = run_command(dir.path(), &["config", "get", "alerter_shed_mode"]);
+    assert!(got.contains("alerter_shed_mode = defer"), "{got}");
+    let history = run_command(dir.path(), &["config", "history"]);
+    assert!(
+        history.contains("CREATE") && history.contains("\"defer\"") && history.contains("(first run)"),
+        "{history}"
+    );
     let status = run_command(dir.path(), &["status"]);
     assert!(status.contains("mutt:ingest_queue") && status.contains("alive"), "{status}");
     // Without the generated key nothing is accepted.

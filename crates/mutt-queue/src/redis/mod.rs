@@ -577,6 +577,26 @@ impl Queue for RedisQueue {
         cmd.query_async(&mut c).await.map_err(redis_err("reading dynamic configuration"))
     }
 
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
+        let name = format!("{}:{key}", self.keys.config_prefix);
+        let mut c = self.connection();
+        // SET … GET (Redis 6.2+): the old value and the new one in one step.
+        let old: Option<String> = redis::cmd("SET")
+            .arg(&name)
+            .arg(value)
+            .arg("GET")
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("writing dynamic configuration"))?;
+        redis::cmd("PUBLISH")
+            .arg(format!("{}:updates", self.keys.config_prefix))
+            .arg(key)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err("announcing a configuration change"))?;
+        Ok(old)
+    }
+
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {
         Ok(Box::new(RedisConsumer::start(self.clone(), config).await?))
     }

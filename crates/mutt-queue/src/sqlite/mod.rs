@@ -120,8 +120,9 @@ impl SqliteQueue {
         Ok(queue)
     }
 
-    /// Opens the queue to look at it (depths, workers) while its owner runs elsewhere.
-    pub async fn open_readonly(db: Database, keys: KeySpace) -> Result<Self, QueueError> {
+    /// Attaches to a file another process owns (`muttd status`, `muttd config`): depths,
+    /// workers and dynamic configuration; it cannot consume.
+    pub async fn attach(db: Database, keys: KeySpace) -> Result<Self, QueueError> {
         let queue = Self::build(db, keys, false, None);
         queue.ping().await?;
         Ok(queue)
@@ -201,23 +202,6 @@ impl SqliteQueue {
             .await
             .map(|n| n.max(0) as u64)
             .map_err(db_err("reading queue depth"))
-    }
-
-    /// Sets a dynamic configuration value (`mutt:config:<key>` on Redis).
-    pub async fn set_config_value(&self, key: &str, value: &str) -> Result<(), QueueError> {
-        let (key, value) = (key.to_owned(), value.to_owned());
-        self.db
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO dynamic_config (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
-                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                    [key, value],
-                )
-            })
-            .await
-            .map(|_| ())
-            .map_err(db_err("writing dynamic configuration"))
     }
 }
 
@@ -629,6 +613,27 @@ impl Queue for SqliteQueue {
             })
             .await
             .map_err(db_err("reading dynamic configuration"))
+    }
+
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        // Workers read the table on their next refresh; there is no one else to tell.
+        self.db
+            .write(move |c| {
+                let old: Option<String> = c
+                    .prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?;
+                c.prepare_cached(
+                    "INSERT INTO dynamic_config (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                )?
+                .execute([&key, &value])?;
+                Ok(old)
+            })
+            .await
+            .map_err(db_err("writing dynamic configuration"))
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {

@@ -361,3 +361,11 @@ pub async fn delivered_ids_are_remembered(q: Arc<dyn Queue>) {
     q.mark_delivered(&ids[..2], Duration::from_secs(60)).await.unwrap();
     assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true, false]);
 }
+
+pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Queue>) {
+    assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![None]);
+    assert_eq!(q.set_config_value("alerter_shed_mode", "defer").await.unwrap(), None);
+    assert_eq!(q.config_values(&["alerter_shed_mode", "x"]).await.unwrap(), vec![Some("defer".into()), None]);
+    assert_eq!(q.set_config_value("alerter_shed_mode", "dlq").await.unwrap(), Some("defer".into()), "the old value");
+    assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![Some("dlq".into())]);
+}

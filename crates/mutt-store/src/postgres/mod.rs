@@ -1,6 +1,6 @@
 //! The PostgreSQL store (tokio-postgres with a deadpool pool; migrations by refinery).
 
-use crate::{AuditRecord, NewRule, Store, StoreError, full_error};
+use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, Store, StoreError, full_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -267,5 +267,58 @@ impl Store for PgStore {
             .await
             .map_err(|e| classify("creating audit partitions", e))?;
         Ok(())
+    }
+
+    async fn record_config_change(&self, c: &ConfigChange) -> Result<i64, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let row = client
+            .query_one(
+                "INSERT INTO config_audit_log (changed_by, operation, table_name, record_id, old_values,
+                                               new_values, reason, correlation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                &[
+                    &c.changed_by,
+                    &c.operation,
+                    &c.table_name,
+                    &c.record_id,
+                    &c.old_values,
+                    &c.new_values,
+                    &c.reason,
+                    &c.correlation_id,
+                ],
+            )
+            .await
+            .map_err(|e| classify("recording a configuration change", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn config_changes(&self, table_name: &str, limit: u32) -> Result<Vec<ConfigAuditRow>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let rows = client
+            .query(
+                "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
+                        reason, correlation_id
+                   FROM config_audit_log WHERE table_name = $1 ORDER BY id DESC LIMIT $2",
+                &[&table_name, &i64::from(limit)],
+            )
+            .await
+            .map_err(|e| classify("reading configuration changes", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| ConfigAuditRow {
+                id: r.get(0),
+                changed_at: r.get::<_, DateTime<Utc>>(1).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                change: ConfigChange {
+                    changed_by: r.get(2),
+                    operation: r.get(3),
+                    table_name: r.get(4),
+                    record_id: r.get(5),
+                    old_values: r.get(6),
+                    new_values: r.get(7),
+                    reason: r.get(8),
+                    correlation_id: r.get(9),
+                },
+            })
+            .collect())
     }
 }

@@ -5,7 +5,7 @@
 //! same file (`muttd rules import`, the sqlite3 CLI); triggers count every such change in
 //! `store_meta.rules_version`, which [`SqliteStore::rules_version`] reads.
 
-use crate::{AuditRecord, NewRule, Store, StoreError, full_error};
+use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, Store, StoreError, full_error};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use mutt_core::{MatchType, Rule, RuleSnapshot};
@@ -284,5 +284,65 @@ impl Store for SqliteStore {
     /// Nothing to do: the SQLite audit log is one table.
     async fn ensure_partitions(&self, _months_ahead: u32) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn record_config_change(&self, c: &ConfigChange) -> Result<i64, StoreError> {
+        let c = c.clone();
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        let (old, new) = (json(&c.old_values), json(&c.new_values));
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO config_audit_log (changed_by, operation, table_name, record_id, old_values,
+                                                   new_values, reason, correlation_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    c.changed_by,
+                    c.operation,
+                    c.table_name,
+                    c.record_id,
+                    old,
+                    new,
+                    c.reason,
+                    c.correlation_id
+                ])?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await
+            .map_err(|e| classify("recording a configuration change", e))
+    }
+
+    async fn config_changes(&self, table_name: &str, limit: u32) -> Result<Vec<ConfigAuditRow>, StoreError> {
+        let table_name = table_name.to_owned();
+        // JSON columns are text here; a value that no longer parses reads as a JSON string.
+        let parse = |t: Option<String>| t.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)));
+        self.db
+            .read(move |conn| {
+                let mut s = conn.prepare_cached(
+                    "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
+                            reason, correlation_id
+                       FROM config_audit_log WHERE table_name = ?1 ORDER BY id DESC LIMIT ?2",
+                )?;
+                s.query_map(params![table_name, i64::from(limit)], |r| {
+                    Ok(ConfigAuditRow {
+                        id: r.get(0)?,
+                        changed_at: r.get(1)?,
+                        change: ConfigChange {
+                            changed_by: r.get(2)?,
+                            operation: r.get(3)?,
+                            table_name: r.get(4)?,
+                            record_id: r.get(5)?,
+                            old_values: parse(r.get(6)?),
+                            new_values: parse(r.get(7)?),
+                            reason: r.get(8)?,
+                            correlation_id: r.get(9)?,
+                        },
+                    })
+                })?
+                .collect()
+            })
+            .await
+            .map_err(|e| classify("reading configuration changes", e))
     }
 }

@@ -149,3 +149,31 @@ pub async fn concurrent_audit_batches_all_land(store: Arc<dyn Store>, db: Arc<dy
     assert_eq!(new, 800);
     assert_eq!(db.audit_rows().await, 800);
 }
+
+pub async fn config_changes_are_recorded_and_read_back_newest_first(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    use mutt_store::ConfigChange;
+    let id = ConfigChange::dynamic_config_record_id("moog_rate_limit");
+    assert!(id > 0);
+    assert_eq!(id, ConfigChange::dynamic_config_record_id("moog_rate_limit"), "stable across calls and processes");
+    let change = |old: Option<&str>, new: &str| ConfigChange {
+        changed_by: "muttd-cli".into(),
+        operation: if old.is_some() { "UPDATE" } else { "CREATE" }.into(),
+        table_name: "dynamic_config".into(),
+        record_id: id,
+        old_values: old.map(|v| serde_json::json!({"key": "moog_rate_limit", "value": v})),
+        new_values: Some(serde_json::json!({"key": "moog_rate_limit", "value": new})),
+        reason: Some("load test".into()),
+        correlation_id: None,
+    };
+    let first = store.record_config_change(&change(None, "50")).await.unwrap();
+    let second = store.record_config_change(&change(Some("50"), "100")).await.unwrap();
+    assert!(second > first);
+    let rows = store.config_changes("dynamic_config", 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].change, change(Some("50"), "100"));
+    assert_eq!(rows[1].change, change(None, "50"));
+    assert!(rows[0].changed_at.ends_with('Z'), "{}", rows[0].changed_at);
+    assert!(store.config_changes("alert_rules", 10).await.unwrap().is_empty());
+    let bad = ConfigChange { operation: "RENAME".into(), ..change(None, "1") };
+    assert!(matches!(store.record_config_change(&bad).await, Err(mutt_store::StoreError::Rejected(_))));
+}
