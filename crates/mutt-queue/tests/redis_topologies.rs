@@ -34,6 +34,7 @@ macro_rules! whole_suite {
         suite::rate_limit_grants_part_of_a_batch(make().await).await;
         suite::circuit_breaker_opens_half_opens_with_one_probe_and_closes(make().await).await;
         suite::delivered_ids_are_remembered(make().await).await;
+        suite::dynamic_configuration_is_set_and_read_live(make().await).await;
     }};
 }
 
