@@ -105,3 +105,18 @@ async fn reopening_takes_back_what_a_crashed_owner_left_leased() {
     c.settle(&lease, &Settlement::new()).await.unwrap();
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn attaching_to_a_file_without_queue_tables_creates_them() {
+    // As after `muttd rules import` on a fresh data directory, before the first `muttd run`.
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    db.write(|c| c.execute_batch("CREATE TABLE alert_rules (id INTEGER PRIMARY KEY)")).await.unwrap();
+    let view = SqliteQueue::attach(db, KeySpace::default()).await.unwrap();
+    assert_eq!(view.set_config_value("moog_rate_limit", "100").await.unwrap(), None);
+    assert_eq!(view.depth(QueueId::Alert).await.unwrap(), 0);
+    assert!(
+        view.consumer(ConsumerConfig::new(WorkerRole::Alerter, PodName::random("a"))).await.is_err(),
+        "not the owner"
+    );
+}

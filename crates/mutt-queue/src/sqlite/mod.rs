@@ -123,6 +123,8 @@ impl SqliteQueue {
     /// Attaches to a file another process owns (`muttd status`, `muttd config`): depths,
     /// workers and dynamic configuration; it cannot consume.
     pub async fn attach(db: Database, keys: KeySpace) -> Result<Self, QueueError> {
+        // A file made by `muttd rules import` before the first run has no queue tables yet.
+        migrate(&db).await?;
         let queue = Self::build(db, keys, false, None);
         queue.ping().await?;
         Ok(queue)
