@@ -258,7 +258,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, name: String) {
             },
         };
         match job {
-            Job::Exclusive(f) => f(&mut conn),
+            Job::Exclusive(f) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn))).is_err() {
+                    tracing::error!(database = %name, "an exclusive database job panicked");
+                }
+            }
             Job::Write(first) => {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
@@ -304,7 +308,15 @@ fn run_group(conn: &Connection, group: Vec<WriteJob>, name: &str) {
             finishers.push(finish);
             continue;
         }
-        let (ok, finish) = job(Some(conn));
+        // A panicking piece must not take the writer thread (and every later write) with it:
+        // its caller sees the writer's reply channel closed, the group is rolled back.
+        let (ok, finish) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn)))) {
+            Ok(done) => done,
+            Err(_) => {
+                broken = Some("a write panicked; its transaction was rolled back".into());
+                continue;
+            }
+        };
         finishers.push(finish);
         if conn.is_autocommit() {
             // Some errors (I/O, disk full) make SQLite roll the whole transaction back.
@@ -392,6 +404,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(xs, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER)")).await.unwrap();
+        let boom = db.write(|c| -> rusqlite::Result<()> {
+            c.execute("INSERT INTO t VALUES (1)", [])?;
+            panic!("bug in a write");
+        });
+        assert!(boom.await.is_err());
+        db.write(|c| c.execute("INSERT INTO t VALUES (2)", [])).await.unwrap();
+        let xs: Vec<i64> =
+            db.read(|c| c.prepare("SELECT x FROM t")?.query_map([], |r| r.get(0))?.collect()).await.unwrap();
+        assert_eq!(xs, vec![2], "the panicking write was rolled back, the next one committed");
     }
 
     #[tokio::test]
