@@ -213,9 +213,14 @@ fn too_large(state: &IngestState, cid: &str, limit: usize) -> Response {
 }
 
 fn redis_unavailable(state: &IngestState, cid: &str, e: &mutt_queue::QueueError) -> Response {
-    state.metrics.request("fail", "redis");
+    // The original's wording for Redis (clients may match on it); the embedded file says so.
+    let (reason, message) = match e {
+        mutt_queue::QueueError::Sqlite { .. } => ("queue", "Service Unavailable - queue error (embedded data file)"),
+        _ => ("redis", "Service Unavailable - Redis error"),
+    };
+    state.metrics.request("fail", reason);
     tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable - Redis error", cid, None)
+    error_response(StatusCode::SERVICE_UNAVAILABLE, message, cid, None)
 }
 
 fn batch_rejected(cid: &str, bad: Vec<(usize, String)>, _total: Option<usize>) -> Response {

@@ -120,3 +120,41 @@ async fn attaching_to_a_file_without_queue_tables_creates_them() {
         "not the owner"
     );
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_whole_pushes_and_loses_nothing_already_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    let q = SqliteQueue::open(db.clone(), KeySpace::default()).await.unwrap();
+    let pages: i64 = db.read(|c| c.query_row("PRAGMA page_count", [], |r| r.get(0))).await.unwrap();
+    // SQLITE_FULL from here on, as on a full disk (the limit applies to the writer connection).
+    db.exclusive(move |c| c.query_row(&format!("PRAGMA max_page_count = {}", pages + 2), [], |_| Ok(())))
+        .await
+        .unwrap()
+        .unwrap();
+    let big = |i: usize| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(2000)).into_bytes();
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..50 {
+        match q.push(QueueId::Ingest, &[big(i), big(i + 1000)]).await {
+            Ok(_) => accepted += 2,
+            Err(e) => {
+                assert!(e.is_connection(), "a full disk is worth waiting for: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "accepted {accepted}, refused {refused}");
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), accepted, "depth counts only what was committed");
+    // Space comes back: what was accepted is all there, whole, and work goes on.
+    db.exclusive(|c| c.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))).await.unwrap().unwrap();
+    q.push(QueueId::Ingest, &[big(9999)]).await.unwrap();
+    let mut c = q.consumer(ConsumerConfig::new(WorkerRole::Alerter, PodName::random("alerter"))).await.unwrap();
+    let mut seen = 0;
+    while let Some(lease) = c.lease(100, Duration::from_millis(100)).await.unwrap() {
+        seen += lease.len() as u64;
+        c.settle(&lease, &Settlement::new()).await.unwrap();
+    }
+    assert_eq!(seen, accepted + 1);
+    let rows: i64 = db.read(|c| c.query_row("SELECT count(*) FROM queue_message", [], |r| r.get(0))).await.unwrap();
+    assert_eq!(rows, 0);
+}
