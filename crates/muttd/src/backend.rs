@@ -137,15 +137,22 @@ pub async fn connect_queue_view(config: &Config, secrets: &dyn SecretSource) -> 
     Ok(QueueBackend::Embedded(SqliteQueue::attach(open_database(config)?, config.redis.keys()).await?))
 }
 
-/// The store for operator commands (`migrate`, `rules …`): PostgreSQL, or the embedded file
+/// The store for operator commands (`rules …`, `config …`): PostgreSQL, or the embedded file
 /// (created and migrated if needed, so rules can be imported before the first run).
 pub async fn connect_store_admin(config: &Config, secrets: &dyn SecretSource) -> Result<StoreBackend> {
+    let store = connect_store_unmigrated(config, secrets).await?;
+    if let StoreBackend::Embedded(s) = &store {
+        s.migrate().await.context("migrating the data file")?;
+    }
+    Ok(store)
+}
+
+/// The store as it is, for `muttd migrate`.
+pub async fn connect_store_unmigrated(config: &Config, secrets: &dyn SecretSource) -> Result<StoreBackend> {
     if !is_embedded(config) {
         return Ok(StoreBackend::Postgres(Box::new(connect_postgres(config, secrets).await?)));
     }
-    let store = SqliteStore::new(open_database(config)?);
-    store.migrate().await.context("migrating the data file")?;
-    Ok(StoreBackend::Embedded(store))
+    Ok(StoreBackend::Embedded(SqliteStore::new(open_database(config)?)))
 }
 
 pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Result<RedisQueue> {

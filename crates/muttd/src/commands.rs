@@ -7,7 +7,7 @@ use crate::secrets::{SecretSource, key_list};
 use anyhow::{Context, Result, anyhow, bail};
 
 pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> {
-    let store = connect_store_admin(config, secrets).await?;
+    let store = backend::connect_store_unmigrated(config, secrets).await?;
     let applied = store.migrate().await.context("running migrations")?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -177,7 +177,7 @@ pub async fn config(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cl
             let queue = connect_queue_view(config, secrets).await?.as_dyn();
             let old = queue.set_config_value(key, value).await?;
             println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
             let change = ConfigChange {
                 changed_by: mutt_core::text::truncate_utf8(&format!("muttd-cli:{user}"), 100).to_owned(),
                 operation: if old.is_some() { "UPDATE" } else { "CREATE" }.into(),

@@ -175,6 +175,9 @@ async fn kill_9_mid_load_then_restart_audits_every_accepted_event_exactly_once()
          prod_handling: Page_and_ticket\n    dev_handling: Ticket_only\n    team_assignment: NetOps\n",
     )
     .unwrap();
+    // Prepared before the first run, as an operator would: migrate, then import rules.
+    assert!(run_command(dir.path(), &["migrate"]).contains("applied V1__initial_schema"));
+    assert!(run_command(dir.path(), &["migrate"]).contains("up to date"));
     run_command(dir.path(), &["rules", "import", rules.to_str().unwrap()]);
     let mut run = Run::start(dir.path());
     let key = std::fs::read_to_string(dir.path().join("mutt-data/ingest-api-key")).unwrap().trim().to_owned();
