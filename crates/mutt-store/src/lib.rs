@@ -119,6 +119,25 @@ impl ConfigChange {
     }
 }
 
+/// The tables retention trims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainedTable {
+    /// `event_audit_log`, by `event_timestamp`.
+    EventAudit,
+    /// `config_audit_log`, by `changed_at`.
+    ConfigAudit,
+}
+
+impl RetainedTable {
+    /// The label of `mutt_retention_cleanup_records_deleted_total` (the original's).
+    pub fn label(self) -> &'static str {
+        match self {
+            RetainedTable::EventAudit => "event_audit",
+            RetainedTable::ConfigAudit => "config_audit",
+        }
+    }
+}
+
 /// A `config_audit_log` row as read back.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ConfigAuditRow {
@@ -161,4 +180,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest `limit` rows of `config_audit_log` for `table_name`, newest first.
     async fn config_changes(&self, table_name: &str, limit: u32) -> Result<Vec<ConfigAuditRow>, StoreError>;
+
+    /// Retention: deletes up to `limit` rows of `table` older than `cutoff` (by event time for
+    /// the audit trail, by change time for the config audit); returns how many. Called in
+    /// small chunks so that the deletes never hold up the pipeline's writes for long.
+    async fn delete_older_than(
+        &self,
+        table: RetainedTable,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }

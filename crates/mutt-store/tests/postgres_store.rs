@@ -60,6 +60,7 @@ conformance!(
     audit_batch_with_unknown_rule_is_rejected_whole,
     concurrent_audit_batches_all_land,
     config_changes_are_recorded_and_read_back_newest_first,
+    retention_deletes_only_old_rows_in_chunks,
 );
 
 #[tokio::test]

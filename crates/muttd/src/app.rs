@@ -246,6 +246,9 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                         backend::watch_rule_changes(&qb, &sb, move || rules.request_reload(), sd).await;
                     });
                 }
+                if config.retention.enabled {
+                    crate::retention::spawn(store.clone(), config.retention.clone(), &metrics, shutdown.clone());
+                }
                 let health = Arc::new(AlerterHealth { queue: dyn_queue.clone(), store, pod: pod.to_string() });
                 let router = mutt_service::ops::routes(metrics.clone(), health);
                 let sd = shutdown.clone();

@@ -32,6 +32,7 @@ pub struct Config {
     pub forwarder: ForwarderSection,
     pub web: WebSection,
     pub worker: WorkerSection,
+    pub retention: RetentionSection,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             forwarder: ForwarderSection::default(),
             web: WebSection::default(),
             worker: WorkerSection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -363,6 +365,28 @@ impl Default for WebSection {
     }
 }
 
+/// How long the audit trails are kept (the original's retention job, run by the alerter's
+/// process here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    pub enabled: bool,
+    /// `event_audit_log` rows older than this (by event time) are deleted.
+    pub event_audit_days: u32,
+    /// `config_audit_log` rows older than this are deleted.
+    pub config_audit_days: u32,
+    /// Rows deleted per statement.
+    pub batch_size: u32,
+    /// Seconds between runs (the first runs at start).
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self { enabled: true, event_audit_days: 90, config_audit_days: 365, batch_size: 1000, interval_secs: 3600 }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSection {
@@ -447,6 +471,12 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("ALERTER_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
     ("MOOG_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
     ("BRPOPLPUSH_TIMEOUT", "worker.block_timeout_secs", Kind::Float),
+    ("RETENTION_ENABLED", "retention.enabled", Kind::Bool),
+    ("RETENTION_EVENT_AUDIT_DAYS", "retention.event_audit_days", Kind::Int),
+    ("RETENTION_AUDIT_DAYS", "retention.config_audit_days", Kind::Int),
+    ("CONFIG_AUDIT_RETENTION_DAYS", "retention.config_audit_days", Kind::Int),
+    ("EVENT_RETENTION_DAYS", "retention.event_audit_days", Kind::Int),
+    ("RETENTION_BATCH_SIZE", "retention.batch_size", Kind::Int),
 ];
 
 /// Names of the legacy variables accepted (for `--help` and the README).

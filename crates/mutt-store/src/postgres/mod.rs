@@ -1,6 +1,6 @@
 //! The PostgreSQL store (tokio-postgres with a deadpool pool; migrations by refinery).
 
-use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, Store, StoreError, full_error};
+use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, full_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -320,5 +320,26 @@ impl Store for PgStore {
                 },
             })
             .collect())
+    }
+
+    async fn delete_older_than(
+        &self,
+        table: RetainedTable,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        // The audit table's key is (id, event_timestamp): ids repeat across partitions.
+        let sql = match table {
+            RetainedTable::EventAudit => {
+                "DELETE FROM event_audit_log WHERE (id, event_timestamp) IN
+                   (SELECT id, event_timestamp FROM event_audit_log WHERE event_timestamp < $1 LIMIT $2)"
+            }
+            RetainedTable::ConfigAudit => {
+                "DELETE FROM config_audit_log WHERE id IN
+                   (SELECT id FROM config_audit_log WHERE changed_at < $1 LIMIT $2)"
+            }
+        };
+        client.execute(sql, &[&cutoff, &i64::from(limit)]).await.map_err(|e| classify("applying retention", e))
     }
 }

@@ -5,7 +5,7 @@
 //! same file (`muttd rules import`, the sqlite3 CLI); triggers count every such change in
 //! `store_meta.rules_version`, which [`SqliteStore::rules_version`] reads.
 
-use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, Store, StoreError, full_error};
+use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, full_error};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use mutt_core::{MatchType, Rule, RuleSnapshot};
@@ -344,5 +344,30 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(|e| classify("reading configuration changes", e))
+    }
+
+    async fn delete_older_than(
+        &self,
+        table: RetainedTable,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // Timestamps are RFC 3339 UTC text with milliseconds: text order is time order.
+        let cutoff = cutoff.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let sql = match table {
+            RetainedTable::EventAudit => {
+                "DELETE FROM event_audit_log WHERE id IN
+                   (SELECT id FROM event_audit_log WHERE event_timestamp < ?1 LIMIT ?2)"
+            }
+            RetainedTable::ConfigAudit => {
+                "DELETE FROM config_audit_log WHERE id IN
+                   (SELECT id FROM config_audit_log WHERE changed_at < ?1 LIMIT ?2)"
+            }
+        };
+        self.db
+            .write(move |conn| conn.prepare_cached(sql)?.execute(params![cutoff, i64::from(limit)]))
+            .await
+            .map(|n| n as u64)
+            .map_err(|e| classify("applying retention", e))
     }
 }

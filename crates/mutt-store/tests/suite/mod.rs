@@ -177,3 +177,33 @@ pub async fn config_changes_are_recorded_and_read_back_newest_first(store: Arc<d
     let bad = ConfigChange { operation: "RENAME".into(), ..change(None, "1") };
     assert!(matches!(store.record_config_change(&bad).await, Err(mutt_store::StoreError::Rejected(_))));
 }
+
+pub async fn retention_deletes_only_old_rows_in_chunks(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    use chrono::Duration as D;
+    use mutt_store::RetainedTable;
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let now = Utc::now();
+    let at = |days: i64| (now - D::days(days)).to_rfc3339();
+    let mut rows: Vec<AuditRecord> = (0..5).map(|_| audit(id, &at(100))).collect();
+    rows.extend((0..3).map(|_| audit(id, &at(10))));
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 8);
+    let cutoff = now - D::days(90);
+    assert_eq!(store.delete_older_than(RetainedTable::EventAudit, cutoff, 2).await.unwrap(), 2, "one chunk");
+    assert_eq!(store.delete_older_than(RetainedTable::EventAudit, cutoff, 1000).await.unwrap(), 3);
+    assert_eq!(store.delete_older_than(RetainedTable::EventAudit, cutoff, 1000).await.unwrap(), 0);
+    assert_eq!(db.audit_rows().await, 3, "the recent rows stay");
+    // Config audit rows are trimmed by their change time; today's stay.
+    let change = mutt_store::ConfigChange {
+        changed_by: "t".into(),
+        operation: "CREATE".into(),
+        table_name: "dynamic_config".into(),
+        record_id: 1,
+        old_values: None,
+        new_values: None,
+        reason: None,
+        correlation_id: None,
+    };
+    store.record_config_change(&change).await.unwrap();
+    assert_eq!(store.delete_older_than(RetainedTable::ConfigAudit, now - D::days(365), 100).await.unwrap(), 0);
+    assert_eq!(store.delete_older_than(RetainedTable::ConfigAudit, now + D::days(1), 100).await.unwrap(), 1);
+}
