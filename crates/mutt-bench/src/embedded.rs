@@ -4,7 +4,7 @@
 
 use crate::pipeline::{INGEST_KEY, Sink, rules};
 use crate::process::{Service, free_port, wait_healthy};
-use crate::scenario::{BenchPlan, BenchRow, run_phases};
+use crate::scenario::{BenchPlan, BenchRow, print_rows, run_phases};
 use mutt_queue::Queue;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::sqlite::SqliteQueue;
@@ -47,9 +47,8 @@ async fn seed(db_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn leftovers(db_path: &Path) -> Option<(u64, u64)> {
-    let db = Database::open(db_path, DbOptions::default()).ok()?;
-    let view = SqliteQueue::attach(db, KeySpace::default()).await.ok()?;
+/// Queued + delayed, and leased messages, seen through one view of the file.
+async fn leftovers(view: &SqliteQueue) -> Option<(u64, u64)> {
     let st = view.status().await.ok()?;
     Some((
         st.queues.iter().chain(&st.delayed_retries).map(|d| d.depth).sum(),
@@ -94,10 +93,11 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
     let run = Service::spawn("muttd run (embedded)", cmd)?;
     wait_healthy(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(30)).await?;
     let ingest_url = format!("http://127.0.0.1:{port}/ingest");
+    let view = SqliteQueue::attach(Database::open(&db_path, DbOptions::default())?, KeySpace::default()).await?;
     let rows = run_phases(&ingest_url, &sink, plan, || async {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            if leftovers(&db_path).await.is_some_and(|(q, l)| q == 0 && l == 0) {
+            if leftovers(&view).await.is_some_and(|(q, l)| q == 0 && l == 0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -123,24 +123,7 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
 
 pub fn print(r: &EmbeddedReport) {
     println!("muttd run, embedded backend (one SQLite file, durability {})", r.durability);
-    println!(
-        "{:<40} {:>9} {:>10} {:>9} {:>10} {:>7} {:>8} {:>8} {:>8}",
-        "phase", "offered/s", "accepted/s", "alerts/s", "e2e ev/s", "drain s", "p50 ms", "p95 ms", "p99 ms"
-    );
-    for row in &r.rows {
-        println!(
-            "{:<40} {:>9} {:>10.0} {:>9.0} {:>10.0} {:>7.1} {:>8.1} {:>8.1} {:>8.1}",
-            row.phase,
-            row.offered_per_sec,
-            row.accepted_per_sec,
-            row.alerts_per_sec,
-            row.end_to_end_per_sec,
-            row.drain_seconds,
-            row.latency_p50_ms,
-            row.latency_p95_ms,
-            row.latency_p99_ms
-        );
-    }
+    print_rows(&r.rows);
     println!(
         "muttd run: {:.1} CPU s, peak RSS {:.1} MiB; data file {:.1} MiB",
         r.muttd_cpu_seconds, r.muttd_peak_rss_mib, r.data_file_mib

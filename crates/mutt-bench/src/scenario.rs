@@ -394,12 +394,13 @@ async fn copy_ceiling(db_url: &str) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-pub fn print_bench(r: &BenchReport) {
+/// The per-phase table of a benchmark.
+pub fn print_rows(rows: &[BenchRow]) {
     println!(
         "{:<40} {:>9} {:>10} {:>9} {:>10} {:>7} {:>8} {:>8} {:>8}",
         "phase", "offered/s", "accepted/s", "alerts/s", "e2e ev/s", "drain s", "p50 ms", "p95 ms", "p99 ms"
     );
-    for row in &r.rows {
+    for row in rows {
         println!(
             "{:<40} {:>9} {:>10.0} {:>9.0} {:>10.0} {:>7.1} {:>8.1} {:>8.1} {:>8.1}",
             row.phase,
@@ -413,6 +414,10 @@ pub fn print_bench(r: &BenchReport) {
             row.latency_p99_ms
         );
     }
+}
+
+pub fn print_bench(r: &BenchReport) {
+    print_rows(&r.rows);
     println!("{:<28} {:>10} {:>14}", "process", "CPU s", "peak RSS MiB");
     for (n, cpu, rss) in &r.processes {
         println!("{n:<28} {cpu:>10.1} {rss:>14.1}");

@@ -100,6 +100,11 @@ impl Forwarder {
     }
 
     async fn current_rate(&mut self) -> Option<(u64, Duration)> {
+        // The rate limit protects Moogsoft; the alerts file needs none (with it, a first run
+        // without a webhook would shed events once 2,000 alerts waited behind 50/s).
+        if matches!(self.config.destination, Destination::File(_)) {
+            return None;
+        }
         let (limit, period) = self.config.rate_limit?;
         if self.rate_read.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.rate_read = Some(Instant::now());

@@ -1,6 +1,7 @@
 //! The queue over TLS, through Sentinel (across a failover) and on a Redis Cluster, each with
 //! redis-server processes of the test's own.
 
+#[macro_use]
 mod suite;
 
 use mutt_core::PodName;
@@ -10,33 +11,6 @@ use mutt_testkit::{RedisServer, TestCertificates};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Runs every conformance function against queues made by `make` (a fresh key prefix each).
-macro_rules! whole_suite {
-    ($make:expr) => {{
-        let make = $make;
-        suite::fifo_order(make().await).await;
-        suite::batch_lease_and_ack(make().await).await;
-        suite::settle_emits_to_output_and_is_idempotent(make().await).await;
-        suite::retry_counts_and_dead_letters(make().await).await;
-        suite::delayed_retry_waits_until_due(make().await).await;
-        suite::dead_letter_records_reason(make().await).await;
-        suite::put_back_keeps_message_unchanged_at_front(make().await).await;
-        suite::janitor_recovers_dead_worker(make().await).await;
-        suite::janitor_leaves_live_worker_alone(make().await).await;
-        suite::shutdown_hands_back_lease(make().await).await;
-        suite::restart_with_same_pod_takes_back_own_lease(make().await).await;
-        suite::lease_waits_for_first_message(make().await).await;
-        suite::status_reports_depths_and_workers(make().await).await;
-        suite::rate_limit_is_a_sliding_window(make().await).await;
-        suite::message_that_keeps_killing_workers_is_dead_lettered(make().await).await;
-        suite::unhandled_counter_fires_once_at_the_threshold(make().await).await;
-        suite::rate_limit_grants_part_of_a_batch(make().await).await;
-        suite::circuit_breaker_opens_half_opens_with_one_probe_and_closes(make().await).await;
-        suite::delivered_ids_are_remembered(make().await).await;
-        suite::dynamic_configuration_is_set_and_read_live(make().await).await;
-    }};
-}
 
 #[tokio::test]
 async fn tls_with_a_private_ca() {
@@ -48,13 +22,15 @@ async fn tls_with_a_private_ca() {
     let untrusted = RedisQueue::connect(&RedisConfig::single(url.clone(), KeySpace::default())).await;
     assert!(untrusted.is_err(), "a certificate from an unknown CA must not be accepted");
     let ca = certs.ca.clone();
-    whole_suite!(|| {
-        let config = RedisConfig {
-            ca_file: Some(ca.clone()),
-            ..RedisConfig::single(url.clone(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()))
-        };
-        async move { Arc::new(RedisQueue::connect(&config).await.expect("TLS connect")) as Arc<dyn Queue> }
-    });
+    conformance!(
+        run || {
+            let config = RedisConfig {
+                ca_file: Some(ca.clone()),
+                ..RedisConfig::single(url.clone(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()))
+            };
+            async move { Arc::new(RedisQueue::connect(&config).await.expect("TLS connect")) as Arc<dyn Queue> }
+        }
+    );
 }
 
 fn cluster_prefix() -> String {
@@ -94,13 +70,15 @@ async fn cluster_passes_the_conformance_suite() {
         }
     }
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
-    whole_suite!(|| {
-        let config = RedisConfig {
-            topology: Topology::Cluster { nodes: urls.clone() },
-            ..RedisConfig::single("", KeySpace::with_prefix(&cluster_prefix()))
-        };
-        async move { Arc::new(RedisQueue::connect(&config).await.expect("cluster connect")) as Arc<dyn Queue> }
-    });
+    conformance!(
+        run || {
+            let config = RedisConfig {
+                topology: Topology::Cluster { nodes: urls.clone() },
+                ..RedisConfig::single("", KeySpace::with_prefix(&cluster_prefix()))
+            };
+            async move { Arc::new(RedisQueue::connect(&config).await.expect("cluster connect")) as Arc<dyn Queue> }
+        }
+    );
 }
 
 #[tokio::test]

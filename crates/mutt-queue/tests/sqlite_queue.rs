@@ -2,6 +2,7 @@
 //! per test), plus what only the embedded backend does: the owner lock, and taking back at
 //! open what a crashed previous owner left leased.
 
+#[macro_use]
 mod suite;
 
 use mutt_core::PodName;
@@ -16,46 +17,13 @@ fn database(dir: &tempfile::TempDir) -> Database {
     Database::open(dir.path().join("mutt.db"), DbOptions::default()).expect("open the data file")
 }
 
-async fn queue() -> (Arc<dyn Queue>, tempfile::TempDir) {
+async fn backend() -> (Arc<dyn Queue>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let q = SqliteQueue::open(database(&dir), KeySpace::default()).await.expect("open the embedded queue");
     (Arc::new(q), dir)
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let (q, _dir) = queue().await;
-                suite::$name(q).await;
-            }
-        )*
-    };
-}
-
-conformance!(
-    fifo_order,
-    batch_lease_and_ack,
-    settle_emits_to_output_and_is_idempotent,
-    retry_counts_and_dead_letters,
-    delayed_retry_waits_until_due,
-    dead_letter_records_reason,
-    put_back_keeps_message_unchanged_at_front,
-    janitor_recovers_dead_worker,
-    janitor_leaves_live_worker_alone,
-    shutdown_hands_back_lease,
-    restart_with_same_pod_takes_back_own_lease,
-    lease_waits_for_first_message,
-    status_reports_depths_and_workers,
-    rate_limit_is_a_sliding_window,
-    message_that_keeps_killing_workers_is_dead_lettered,
-    unhandled_counter_fires_once_at_the_threshold,
-    rate_limit_grants_part_of_a_batch,
-    circuit_breaker_opens_half_opens_with_one_probe_and_closes,
-    delivered_ids_are_remembered,
-    dynamic_configuration_is_set_and_read_live,
-);
+conformance!(tests);
 
 /// Opens the file as owner, retrying while the previous owner's last handles are dropped.
 async fn reopen(dir: &tempfile::TempDir) -> SqliteQueue {
@@ -74,7 +42,7 @@ async fn reopen(dir: &tempfile::TempDir) -> SqliteQueue {
 
 #[tokio::test]
 async fn a_second_owner_is_refused_with_a_clear_error() {
-    let (_q, dir) = queue().await;
+    let (_q, dir) = backend().await;
     let err = SqliteQueue::open(database(&dir), KeySpace::default()).await.err().expect("refused");
     let text = err.to_string();
     assert!(text.contains("another muttd process") && text.contains(&std::process::id().to_string()), "{text}");

@@ -2,6 +2,7 @@
 //! conformance suite, plus what only the embedded store has (the rules version that other
 //! processes bump, the file itself).
 
+#[macro_use]
 mod suite;
 
 use async_trait::async_trait;
@@ -46,29 +47,7 @@ async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {
     (Arc::new(store), Arc::new(SqliteInspect { db, _dir: dir }))
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let (store, db) = backend().await;
-                suite::$name(store, db).await;
-            }
-        )*
-    };
-}
-
-conformance!(
-    ping_and_ensure_partitions_succeed,
-    rules_and_lookups_round_trip,
-    every_rule_field_reads_back_unchanged,
-    database_rejects_invalid_rules,
-    audit_is_idempotent_on_event_id,
-    audit_batch_with_unknown_rule_is_rejected_whole,
-    concurrent_audit_batches_all_land,
-    config_changes_are_recorded_and_read_back_newest_first,
-    retention_deletes_only_old_rows_in_chunks,
-);
+conformance!();
 
 #[tokio::test]
 async fn migrate_is_repeatable() {

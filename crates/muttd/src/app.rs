@@ -197,7 +197,11 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         let task: JoinHandle<Result<()>> = match role {
             Role::Ingestor => {
                 let ingest = IngestConfig {
-                    api_keys: api_keys(config, secrets, embedded, "INGEST_API_KEY", "ingest-api-key")?,
+                    api_keys: api_keys(
+                        secrets,
+                        "INGEST_API_KEY",
+                        (embedded && !config.ingestor.auth_disabled).then_some((config, "ingest-api-key")),
+                    )?,
                     auth_disabled: config.ingestor.auth_disabled,
                     required_fields: config.ingestor.required_fields.clone(),
                     max_queue_size: config.ingestor.max_queue_size,
@@ -297,9 +301,8 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                     max_retries: f.max_retries,
                     retry_base: secs(f.retry_base_secs),
                     retry_max: secs(f.retry_max_secs),
-                    // The rate limit protects Moogsoft; the alerts file needs none (with it, a
-                    // first run would shed events once 2,000 alerts waited behind 50/s).
-                    rate_limit: (f.rate_limit_enabled && f.webhook_url.is_some())
+                    rate_limit: f
+                        .rate_limit_enabled
                         .then(|| (f.rate_limit.max(1), Duration::from_secs(f.rate_period_secs.max(1)))),
                     breaker: f.circuit_breaker_enabled.then(|| {
                         (f.circuit_breaker_threshold.max(1), Duration::from_secs(f.circuit_breaker_timeout_secs.max(1)))
@@ -328,7 +331,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
             Role::Web => {
                 let store: Arc<dyn Store> = store.clone().ok_or_else(|| anyhow!("web needs a store"))?;
                 let web = mutt_web::WebConfig {
-                    api_keys: api_keys(config, secrets, embedded, "WEBUI_API_KEY", "webui-api-key")?,
+                    api_keys: api_keys(secrets, "WEBUI_API_KEY", embedded.then_some((config, "webui-api-key")))?,
                 };
                 let router = mutt_web::router(dyn_queue.clone(), store, web, metrics.clone())?;
                 let sd = shutdown.clone();
@@ -342,20 +345,17 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
     Ok(app)
 }
 
-/// The keys of `secret`; embedded and none configured (and the ingestor's auth not disabled):
-/// the key kept in `<data_dir>/<file>`, generated on first use.
+/// The keys of `secret`; when none is configured and `generated` names the data-dir file
+/// (embedded backend, auth required), the key kept in that file, generated on first use.
 fn api_keys(
-    config: &Config,
     secrets: &dyn SecretSource,
-    embedded: bool,
     secret: &str,
-    file: &str,
+    generated: Option<(&Config, &str)>,
 ) -> Result<Vec<mutt_core::Secret>> {
     let keys = key_list(secrets, secret)?;
-    let auth_off = secret == "INGEST_API_KEY" && config.ingestor.auth_disabled;
-    if !keys.is_empty() || !embedded || auth_off {
+    let Some((config, file)) = generated.filter(|_| keys.is_empty()) else {
         return Ok(keys);
-    }
+    };
     let key = backend::data_dir_key(config, file)?;
     println!(
         "muttd: {secret} not set; using the key in {} (send it as X-API-KEY)",

@@ -66,12 +66,7 @@ impl SqliteConsumer {
             }
         }));
 
-        let janitor = Janitor {
-            queue: self.queue.clone(),
-            config: self.config.clone(),
-            source_name: self.source_name.clone(),
-            dlq_name: self.dlq_name.clone(),
-        };
+        let janitor = self.janitor();
         let every = self.config.janitor_interval;
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -103,6 +98,15 @@ impl SqliteConsumer {
                 }
             }
         }));
+    }
+
+    fn janitor(&self) -> Janitor {
+        Janitor {
+            queue: self.queue.clone(),
+            config: self.config.clone(),
+            source_name: self.source_name.clone(),
+            dlq_name: self.dlq_name.clone(),
+        }
     }
 
     /// Hands this worker's leased messages back to their queue; `crashed` when it is what a
@@ -347,14 +351,7 @@ impl Consumer for SqliteConsumer {
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
-        Janitor {
-            queue: self.queue.clone(),
-            config: self.config.clone(),
-            source_name: self.source_name.clone(),
-            dlq_name: self.dlq_name.clone(),
-        }
-        .run()
-        .await
+        self.janitor().run().await
     }
 
     async fn shutdown(&mut self) -> Result<(), QueueError> {

@@ -1,4 +1,55 @@
 //! The queue conformance suite: each function takes a fresh, empty queue.
+//!
+//! `conformance!(tests)` makes one `#[tokio::test]` per function, each on a queue from the
+//! including file's `async fn backend() -> (Arc<dyn Queue>, impl Sized)` (the second value
+//! lives until the test ends); `conformance!(run make)` runs them all in turn on queues from
+//! `make`. The list of functions is here only.
+
+/// See the module documentation.
+macro_rules! conformance {
+    (tests) => {
+        conformance! { @each [tests] }
+    };
+    (run $make:expr) => {
+        conformance! { @each [run $make] }
+    };
+    (@each [$($mode:tt)*]) => {
+        conformance! { @go [$($mode)*]
+        fifo_order,
+        batch_lease_and_ack,
+        settle_emits_to_output_and_is_idempotent,
+        retry_counts_and_dead_letters,
+        delayed_retry_waits_until_due,
+        dead_letter_records_reason,
+        put_back_keeps_message_unchanged_at_front,
+        janitor_recovers_dead_worker,
+        janitor_leaves_live_worker_alone,
+        shutdown_hands_back_lease,
+        restart_with_same_pod_takes_back_own_lease,
+        lease_waits_for_first_message,
+        status_reports_depths_and_workers,
+        rate_limit_is_a_sliding_window,
+        message_that_keeps_killing_workers_is_dead_lettered,
+        unhandled_counter_fires_once_at_the_threshold,
+        rate_limit_grants_part_of_a_batch,
+        circuit_breaker_opens_half_opens_with_one_probe_and_closes,
+        delivered_ids_are_remembered,
+        dynamic_configuration_is_set_and_read_live }
+    };
+    (@go [tests] $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (queue, _keep) = backend().await;
+                suite::$name(queue).await;
+            }
+        )*
+    };
+    (@go [run $make:expr] $($name:ident),*) => {{
+        let make = $make;
+        $( suite::$name(make().await).await; )*
+    }};
+}
 
 use mutt_core::PodName;
 use mutt_queue::{Consumer, ConsumerConfig, Queue, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole};

@@ -1,5 +1,34 @@
 //! The store conformance suite: each function takes a freshly migrated, empty store of one
 //! backend, plus an [`Inspect`] that looks at that backend's tables directly.
+//!
+//! `conformance!()` makes one `#[tokio::test]` per function, each on a store from the including
+//! file's `async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>)`. The list is here only.
+
+/// See the module documentation.
+macro_rules! conformance {
+    () => {
+        conformance! { @go
+            ping_and_ensure_partitions_succeed,
+            rules_and_lookups_round_trip,
+            every_rule_field_reads_back_unchanged,
+            database_rejects_invalid_rules,
+            audit_is_idempotent_on_event_id,
+            audit_batch_with_unknown_rule_is_rejected_whole,
+            concurrent_audit_batches_all_land,
+            config_changes_are_recorded_and_read_back_newest_first,
+            retention_deletes_only_old_rows_in_chunks
+        }
+    };
+    (@go $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, db) = backend().await;
+                suite::$name(store, db).await;
+            }
+        )*
+    };
+}
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
