@@ -1,10 +1,12 @@
 //! The parts every MUTT role's process shares.
 //!
+//! - [`auth`]: the constant-time API-key check of every role's HTTP gate.
 //! - [`metrics`]: the Prometheus registry of a process and the `/metrics` text.
 //! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves.
 //! - [`serve`]: running an axum router until shutdown, draining in-flight requests.
 //! - [`backoff`]: capped exponential backoff with full jitter, for reconnect loops.
 
+pub mod auth;
 pub mod backoff;
 pub mod metrics;
 pub mod ops;
