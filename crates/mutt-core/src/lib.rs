@@ -2,7 +2,8 @@
 //!
 //! Layout (the path an event takes):
 //! - [`event`]: an ingested event (a JSON object) and the reserved fields MUTT adds to it.
-//! - [`rule`]: alert rules, development hosts, device teams and the first-match decision procedure.
+//! - [`rule`]: alert rules, development hosts, device teams and the first-match decision procedure;
+//!   [`rule::draft`] parses a rule someone wrote, [`rule::tester`] explains a decision.
 //! - [`decision`]: what the alerter does with one event (handled for prod/dev, or unhandled).
 //! - [`alert`]: the message the alerter puts on the alert queue for the forwarder.
 //! - [`names`]: validated names (pod names) that end up inside Redis keys.
@@ -21,5 +22,5 @@ pub use alert::Alert;
 pub use decision::{Decision, HostEnvironment, decide};
 pub use event::{Event, EventError, EventId};
 pub use names::PodName;
-pub use rule::{MatchType, Rule, RuleError, RuleSet, RuleSnapshot, decision_forwards};
+pub use rule::{MatchType, Rule, RuleDraft, RuleError, RuleSet, RuleSnapshot, ValidRule, decision_forwards};
 pub use secret::Secret;

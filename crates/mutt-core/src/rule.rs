@@ -4,6 +4,15 @@
 //! matches wins. An event that carries a `trap_oid` only ever matches through the OID branch of
 //! a rule that has a `trap_oid`; otherwise the text branch applies (`contains` or `regex` on
 //! `message`, with an optional exact `syslog_severity` filter).
+//!
+//! - [`draft`]: a rule as someone wrote it ([`RuleDraft`]), parsed into a [`ValidRule`] the
+//!   store accepts (`muttd rules import`, the web API, any editor);
+//! - [`tester`]: what the alerter would do with an example event, and why.
+
+pub mod draft;
+pub mod tester;
+
+pub use draft::{RuleDraft, ValidRule};
 
 use crate::event::Event;
 use aho_corasick::AhoCorasick;
@@ -50,12 +59,57 @@ impl FromStr for MatchType {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a rule is refused (parse) or left out of a rule set (compile). Each names its field.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RuleError {
     #[error("unknown match_type {0:?} (expected contains, regex or oid_prefix)")]
     UnknownMatchType(String),
+    /// A stored rule whose pattern does not compile (the alerter leaves it out).
     #[error("rule {id}: invalid regex: {reason}")]
     InvalidRegex { id: i32, reason: String },
+    /// A field the rule's match type needs is absent or empty.
+    #[error("{field}: required when match_type is {match_type}")]
+    Required { field: &'static str, match_type: MatchType },
+    #[error("{field}: {value} is out of range (must be {min} to {max})")]
+    OutOfRange { field: &'static str, value: i64, min: i64, max: i64 },
+    /// Lengths in characters, as the database's VARCHAR(n) counts them.
+    #[error("{field}: must be {min} to {max} characters long, not {len}")]
+    Length { field: &'static str, min: usize, max: usize, len: usize },
+    /// PostgreSQL text cannot hold NUL; refused on both backends alike.
+    #[error("{field}: must not contain NUL characters")]
+    Nul { field: &'static str },
+    /// The pattern of a draft does not compile within [`REGEX_SIZE_LIMIT`].
+    #[error("match_string: not a valid regex: {reason}")]
+    Regex { reason: String },
+}
+
+impl RuleError {
+    /// The rule field at fault (`match_string`, `priority`, …), for a form or an API error.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RuleError::UnknownMatchType(_) => "match_type",
+            RuleError::InvalidRegex { .. } | RuleError::Regex { .. } => "match_string",
+            RuleError::Required { field, .. }
+            | RuleError::OutOfRange { field, .. }
+            | RuleError::Length { field, .. }
+            | RuleError::Nul { field } => field,
+        }
+    }
+}
+
+/// Compiled size limit of one rule's regex (the regex crate's default, named so that the
+/// draft check and the alerter's compile cannot drift apart).
+pub const REGEX_SIZE_LIMIT: usize = 10 * (1 << 20);
+/// Lazy DFA cache limit of one rule's regex (the regex crate's default).
+pub const REGEX_DFA_SIZE_LIMIT: usize = 2 * (1 << 20);
+
+/// Compiles a rule pattern as the alerter matches it: case-insensitive, within the limits.
+pub fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+        .build()
 }
 
 /// One row of `alert_rules` (active or not).
@@ -149,7 +203,12 @@ impl Matcher {
         if !patterns.is_empty() {
             // Each pattern compiled alone already; a set too large for the engine's limits
             // falls back to trying the rules' own regexes one by one.
-            m.regexes = RegexSetBuilder::new(&patterns).case_insensitive(true).build().ok();
+            m.regexes = RegexSetBuilder::new(&patterns)
+                .case_insensitive(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+                .build()
+                .ok();
         }
         m
     }
@@ -176,7 +235,7 @@ impl RuleSet {
         for rule in rules {
             let pattern = rule.match_string.as_deref().filter(|s| !s.is_empty());
             let regex = match (rule.match_type, pattern) {
-                (MatchType::Regex, Some(p)) => match RegexBuilder::new(p).case_insensitive(true).build() {
+                (MatchType::Regex, Some(p)) => match compile_pattern(p) {
                     Ok(re) => Some(re),
                     Err(e) => {
                         excluded.push(RuleError::InvalidRegex { id: rule.id, reason: e.to_string() });
