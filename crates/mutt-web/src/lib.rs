@@ -1,29 +1,46 @@
-//! The management API (`/api/v1`, `/api/v2`): for now the alert rules, listed and created.
-//! Every route but `/health`, `/live`, `/metrics` needs `X-API-KEY` (or `?api_key=`, as the
-//! original Web UI accepted) matching `WEBUI_API_KEY`.
+//! The web role: the management API (`/api/v1`, `/api/v2`), the operator's console (to come)
+//! and the ops endpoints.
+//!
+//! Where things go:
+//! - [`router`] (this file): assembles everything; the state handlers share is [`WebState`].
+//! - `api`: one module per resource (`api/rules.rs`: `/rules`), mounted under both
+//!   `/api/v1` and `/api/v2` by `api::routes`; a new endpoint is a handler in its resource's
+//!   module (or a new module listed in `api/mod.rs`).
+//! - [`auth`]: the API-key gate on every API route (`X-API-KEY` or `?api_key=`, compared
+//!   by the check the ingestor uses too, [`mutt_service::auth::key_matches`]).
+//! - [`error`]: [`ApiError`], the only way a handler fails, and the only place an error (store,
+//!   queue, axum's rejections, unknown route) becomes a JSON response with its status.
+//! - [`extract`]: [`ApiJson`], [`ApiQuery`], [`ApiPath`]: axum's extractors with JSON errors
+//!   naming the wrong input; handlers use these, never `axum::Json` as an input.
+//! - `ui`: the console's pages, templates and vendored assets (placeholder).
+//! - `health`: what `/health` checks. `/health`, `/live`, `/metrics` are public (no key),
+//!   served by [`mutt_service::ops`].
+
+mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod health;
+mod ui;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, ApiQuery};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use mutt_core::Secret;
 use mutt_queue::Queue;
-use mutt_service::{HealthCheck, HealthReport};
-use mutt_store::{NewRule, Store, StoreError};
-use serde_json::json;
+use mutt_store::Store;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     pub api_keys: Vec<Secret>,
 }
 
-struct WebState {
-    store: Arc<dyn Store>,
-    config: WebConfig,
+/// What every handler may use.
+pub struct WebState {
+    pub store: Arc<dyn Store>,
+    pub config: WebConfig,
 }
 
 #[derive(Debug)]
@@ -37,6 +54,8 @@ impl std::fmt::Display for NoApiKey {
 
 impl std::error::Error for NoApiKey {}
 
+/// The web role's router. Refuses to build without a non-empty API key: the management API
+/// has no default key.
 pub fn router(
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
@@ -47,83 +66,15 @@ pub fn router(
         return Err(NoApiKey);
     }
     let state = Arc::new(WebState { store: store.clone(), config });
-    let api = Router::new()
-        .route("/api/v1/rules", get(list_rules).post(create_rule))
-        .route("/api/v2/rules", get(list_rules).post(create_rule))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
-        .with_state(state);
-    let ops = mutt_service::ops::routes(metrics, Arc::new(WebHealth { queue, store }));
-    Ok(api.merge(ops))
-}
-
-async fn require_key(State(state): State<Arc<WebState>>, req: Request, next: Next) -> Response {
-    let from_header = req.headers().get("x-api-key").map(|v| v.as_bytes().to_vec());
-    let from_query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api_key=").map(|v| v.as_bytes().to_vec())));
-    let given = from_header.or(from_query).unwrap_or_default();
-    let mut ok = subtle::Choice::from(0u8);
-    for k in &state.config.api_keys {
-        if !k.is_empty() {
-            ok |= given.as_slice().ct_eq(k.expose().as_bytes());
-        }
-    }
-    if given.is_empty() || !bool::from(ok) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response();
-    }
-    next.run(req).await
-}
-
-fn store_error(e: StoreError) -> Response {
-    let status = match e {
-        StoreError::Rejected(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, axum::Json(json!({"error": e.to_string()}))).into_response()
-}
-
-async fn list_rules(State(state): State<Arc<WebState>>) -> Response {
-    match state.store.list_rules().await {
-        Ok(rules) => axum::Json(json!({"rules": rules})).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn create_rule(State(state): State<Arc<WebState>>, body: axum::body::Bytes) -> Response {
-    let rule: NewRule = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("invalid rule: {e}")})))
-                .into_response();
-        }
-    };
-    match state.store.create_rule(&rule).await {
-        Ok(id) => (StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-struct WebHealth {
-    queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
-}
-
-#[async_trait::async_trait]
-impl HealthCheck for WebHealth {
-    async fn check(&self) -> HealthReport {
-        let redis = self.queue.ping().await.err().map(|e| e.to_string());
-        let db = self.store.ping().await.err().map(|e| e.to_string());
-        let healthy = redis.is_none() && db.is_none();
-        HealthReport {
-            healthy,
-            body: json!({
-                "status": if healthy { "healthy" } else { "unhealthy" },
-                "service": "mutt-web",
-                "version": env!("CARGO_PKG_VERSION"),
-                "redis": redis.unwrap_or_else(|| "connected".into()),
-                "database": db.unwrap_or_else(|| "connected".into()),
-            }),
-        }
-    }
+    // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
+    // 404 with or without a key.
+    let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let ops = mutt_service::ops::routes(metrics, Arc::new(health::WebHealth { queue, store }));
+    Ok(Router::new()
+        .merge(api)
+        .merge(ui::routes())
+        .with_state(state)
+        .merge(ops)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method))
 }
