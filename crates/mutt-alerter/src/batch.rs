@@ -62,7 +62,7 @@ fn correlation_id_of(raw: &[u8]) -> String {
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
-        let settings = self.dynamic.get(self.queue.as_ref()).await.clone();
+        let settings = self.dynamic.get(self.coordination.as_ref()).await.clone();
         if let Some(outcome) = self.backpressure(&settings).await? {
             return Ok(outcome);
         }
@@ -199,7 +199,11 @@ impl Alerter {
             .collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         let fired = loop {
-            match self.queue.count_unhandled(&keys, settings.unhandled_threshold, settings.unhandled_expiry).await {
+            match self
+                .coordination
+                .count_unhandled(&keys, settings.unhandled_threshold, settings.unhandled_expiry)
+                .await
+            {
                 Ok(f) => break f,
                 Err(e) => {
                     let wait = backoff.next_delay();

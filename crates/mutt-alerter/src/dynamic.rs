@@ -2,7 +2,7 @@
 //! original's dynamic configuration, spec §7.3). Read at most every few seconds; a missing or
 //! unparsable value falls back to the static default, never to an error.
 
-use mutt_queue::Queue;
+use mutt_queue::Coordination;
 use std::time::{Duration, Instant};
 
 const KEYS: [&str; 6] = [
@@ -84,9 +84,9 @@ impl DynamicCache {
         Self { current: defaults.clone(), defaults, fetched: None }
     }
 
-    pub async fn get(&mut self, queue: &dyn Queue) -> &DynamicSettings {
+    pub async fn get(&mut self, coordination: &dyn Coordination) -> &DynamicSettings {
         if self.fetched.is_none_or(|t| t.elapsed() >= REFRESH) {
-            match queue.config_values(&KEYS).await {
+            match coordination.config_values(&KEYS).await {
                 Ok(values) => self.current = DynamicSettings::from_values(&self.defaults, &values),
                 Err(e) => tracing::debug!(error = %e, "dynamic configuration unavailable; keeping the last values"),
             }

@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod rules;
 pub mod tester;
 
-use mutt_queue::{ConsumerConfig, Queue, QueueError, WorkerRole};
+use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueError, WorkerRole};
 use mutt_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub enum AlerterError {
 
 pub struct Alerter {
     pub(crate) queue: Arc<dyn Queue>,
+    /// Unhandled counters and dynamic configuration.
+    pub(crate) coordination: Arc<dyn Coordination>,
     pub(crate) dynamic: dynamic::DynamicCache,
     /// When the last "alert queue above the warning threshold" line was logged.
     pub(crate) warned_at: Option<std::time::Instant>,
@@ -87,6 +89,7 @@ impl Alerter {
     /// Loads the rules (failing if the first load fails) and starts the queue consumer.
     pub async fn start(
         queue: Arc<dyn Queue>,
+        coordination: Arc<dyn Coordination>,
         store: Arc<dyn Store>,
         consumer: ConsumerConfig,
         config: AlerterConfig,
@@ -99,7 +102,7 @@ impl Alerter {
         }
         let consumer = queue.consumer(consumer).await?;
         let dynamic = dynamic::DynamicCache::new(config.dynamic.clone());
-        Ok(Self { queue, dynamic, warned_at: None, consumer, store, rules, config, metrics })
+        Ok(Self { queue, coordination, dynamic, warned_at: None, consumer, store, rules, config, metrics })
     }
 
     pub fn rules(&self) -> &RuleCache {

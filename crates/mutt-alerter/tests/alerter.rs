@@ -66,7 +66,16 @@ impl Setup {
             ..AlerterConfig::default()
         };
         let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-        Alerter::start(Arc::new(self.queue.clone()), self.store.clone(), cc, config, metrics).await.unwrap()
+        Alerter::start(
+            Arc::new(self.queue.clone()),
+            Arc::new(self.queue.clone()),
+            self.store.clone(),
+            cc,
+            config,
+            metrics,
+        )
+        .await
+        .unwrap()
     }
 
     async fn push(&self, events: &[Value]) {
@@ -223,7 +232,8 @@ async fn first_rule_load_failure_refuses_to_start() {
     );
     let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse("noload").unwrap());
     let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-    let r = Alerter::start(Arc::new(queue), store, cc, AlerterConfig::default(), metrics).await;
+    let r =
+        Alerter::start(Arc::new(queue.clone()), Arc::new(queue), store, cc, AlerterConfig::default(), metrics).await;
     assert!(matches!(r, Err(AlerterError::InitialLoad(_))));
 }
 

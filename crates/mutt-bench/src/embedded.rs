@@ -5,9 +5,9 @@
 use crate::pipeline::{INGEST_KEY, Sink, rules};
 use crate::process::{Service, free_port, wait_healthy};
 use crate::scenario::{BenchPlan, BenchRow, print_rows, run_phases};
-use mutt_queue::Queue;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::sqlite::SqliteQueue;
+use mutt_queue::{Coordination, Queue};
 use mutt_sqlite::{Database, DbOptions};
 use mutt_store::Store;
 use mutt_store::sqlite::SqliteStore;

@@ -10,7 +10,8 @@ use crate::payload::{self, OutputFormat};
 use crate::{Destination, ForwarderConfig, ForwarderMetrics, LamAuth};
 use mutt_core::Alert;
 use mutt_queue::{
-    BreakerPermit, BreakerState, ConsumerConfig, Queue, QueueError, RetryOutcome, RetryPolicy, Settlement, WorkerRole,
+    BreakerPermit, BreakerState, ConsumerConfig, Coordination, Queue, QueueError, RetryOutcome, RetryPolicy,
+    Settlement, WorkerRole,
 };
 use mutt_service::Backoff;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub enum ForwardOutcome {
 }
 
 pub struct Forwarder {
-    queue: Arc<dyn Queue>,
+    /// Delivered ids, the shared breaker and rate limit, the live rate settings.
+    coordination: Arc<dyn Coordination>,
     consumer: Box<dyn mutt_queue::Consumer>,
     client: reqwest::Client,
     config: ForwarderConfig,
@@ -70,6 +72,7 @@ struct Pending<'a> {
 impl Forwarder {
     pub async fn start(
         queue: Arc<dyn Queue>,
+        coordination: Arc<dyn Coordination>,
         consumer: ConsumerConfig,
         config: ForwarderConfig,
         metrics: ForwarderMetrics,
@@ -83,7 +86,7 @@ impl Forwarder {
         let consumer = queue.consumer(consumer).await?;
         let rate = config.rate_limit;
         Ok(Self {
-            queue,
+            coordination,
             consumer,
             client,
             config,
@@ -108,7 +111,7 @@ impl Forwarder {
         let (limit, period) = self.config.rate_limit?;
         if self.rate_read.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.rate_read = Some(Instant::now());
-            if let Ok(v) = self.queue.config_values(&["moog_rate_limit", "moog_rate_period"]).await {
+            if let Ok(v) = self.coordination.config_values(&["moog_rate_limit", "moog_rate_period"]).await {
                 let num = |i: usize| {
                     v.get(i).cloned().flatten().and_then(|s| s.trim().parse::<u64>().ok()).filter(|n| *n > 0)
                 };
@@ -156,7 +159,7 @@ impl Forwarder {
 
         // Already delivered (redelivered after a crash between the POST and the ack): done.
         let ids: Vec<String> = pending.iter().map(|p| p.alert.event_id.clone()).collect();
-        let seen = self.queue.already_delivered(&ids).await?;
+        let seen = self.coordination.already_delivered(&ids).await?;
         let mut fresh = Vec::with_capacity(pending.len());
         for (p, seen) in pending.into_iter().zip(seen) {
             if seen && !p.alert.event_id.is_empty() {
@@ -174,7 +177,7 @@ impl Forwarder {
         if let Some((_, open_for)) = self.config.breaker
             && allowed > 0
         {
-            match self.queue.breaker_acquire(BREAKER, open_for).await? {
+            match self.coordination.breaker_acquire(BREAKER, open_for).await? {
                 BreakerPermit::Go => self.note_state(BreakerState::Closed, None),
                 BreakerPermit::Probe => {
                     self.note_state(BreakerState::HalfOpen, None);
@@ -182,7 +185,7 @@ impl Forwarder {
                     allowed = allowed.min(self.request_size());
                 }
                 BreakerPermit::Wait { retry_after } => {
-                    let (state, failures) = self.queue.breaker_state(BREAKER).await?;
+                    let (state, failures) = self.coordination.breaker_state(BREAKER).await?;
                     self.note_state(state, Some(failures));
                     self.metrics.request("fail", "circuit_open");
                     allowed = 0;
@@ -193,7 +196,7 @@ impl Forwarder {
         if allowed > 0
             && let Some((limit, period)) = self.current_rate().await
         {
-            let grant = self.queue.rate_limit_take(LIMITER, limit, period, allowed as u64).await?;
+            let grant = self.coordination.rate_limit_take(LIMITER, limit, period, allowed as u64).await?;
             if (grant.granted as usize) < allowed {
                 self.metrics.rate_limit_hits.inc();
                 pause = grant.retry_after.min(period);
@@ -246,7 +249,7 @@ impl Forwarder {
             }
         }
         if !succeeded.is_empty()
-            && let Err(e) = self.queue.mark_delivered(&succeeded, self.config.dedup_ttl).await
+            && let Err(e) = self.coordination.mark_delivered(&succeeded, self.config.dedup_ttl).await
         {
             tracing::warn!(error = %e, "could not record delivered ids (a redelivery may send them again)");
         }
@@ -320,7 +323,7 @@ impl Forwarder {
             if self.config.breaker.is_some() && !matches!(r, Delivery::Reject { .. }) {
                 let success = matches!(r, Delivery::Delivered);
                 let threshold = self.config.breaker.map(|b| b.0).unwrap_or(10);
-                match self.queue.breaker_record(BREAKER, success, threshold).await {
+                match self.coordination.breaker_record(BREAKER, success, threshold).await {
                     Ok(state) => self.note_state(state, None),
                     Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
                 }

@@ -5,7 +5,7 @@ use mutt_forwarder::{
     Destination, ForwardOutcome, Forwarder, ForwarderConfig, ForwarderMetrics, LamAuth, OutputFormat,
 };
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{BreakerState, ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_queue::{BreakerState, ConsumerConfig, Coordination, Queue, QueueId, WorkerRole};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -65,6 +65,7 @@ impl Setup {
         let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
         Forwarder::start(
+            Arc::new(self.queue.clone()),
             Arc::new(self.queue.clone()),
             cc,
             config,

@@ -53,7 +53,7 @@ async fn handle(state: &IngestState, cid: &str, headers: &HeaderMap, body: Body)
     // Rate limit before parsing (as the original: malformed requests use budget too). Fails
     // open: an unreachable Redis makes the enqueue fail with 503 anyway.
     if let Some(rl) = state.config.rate_limit {
-        match state.queue.rate_limit("ingestor", rl.limit, rl.window).await {
+        match state.coordination.rate_limit("ingestor", rl.limit, rl.window).await {
             Ok(RateDecision::Allowed) => {}
             Ok(RateDecision::Limited { retry_after }) => {
                 state.metrics.request("fail", "rate_limit");
@@ -213,14 +213,14 @@ fn too_large(state: &IngestState, cid: &str, limit: usize) -> Response {
 }
 
 fn redis_unavailable(state: &IngestState, cid: &str, e: &mutt_queue::QueueError) -> Response {
-    // The original's wording for Redis (clients may match on it); the embedded file says so.
-    let (reason, message) = match e {
-        mutt_queue::QueueError::Sqlite { .. } => ("queue", "Service Unavailable - queue error (embedded data file)"),
-        _ => ("redis", "Service Unavailable - Redis error"),
+    // The original's wording for Redis (clients may match on it); other backends say which.
+    let (reason, message) = match e.backend() {
+        "redis" => ("redis", "Service Unavailable - Redis error".to_owned()),
+        other => ("queue", format!("Service Unavailable - queue error ({other})")),
     };
     state.metrics.request("fail", reason);
     tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
-    error_response(StatusCode::SERVICE_UNAVAILABLE, message, cid, None)
+    error_response(StatusCode::SERVICE_UNAVAILABLE, &message, cid, None)
 }
 
 fn batch_rejected(cid: &str, bad: Vec<(usize, String)>, _total: Option<usize>) -> Response {

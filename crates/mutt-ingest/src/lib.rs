@@ -16,7 +16,7 @@ pub mod metrics;
 use axum::Router;
 use axum::routing::{get, post};
 use mutt_core::Secret;
-use mutt_queue::Queue;
+use mutt_queue::{Coordination, Queue};
 use mutt_service::{HealthCheck, HealthReport};
 use serde_json::json;
 use std::sync::Arc;
@@ -75,6 +75,8 @@ pub enum IngestSetupError {
 /// Everything a request handler needs.
 pub struct IngestState {
     pub(crate) queue: Arc<dyn Queue>,
+    /// The shared ingest rate limit.
+    pub(crate) coordination: Arc<dyn Coordination>,
     pub(crate) config: IngestConfig,
     pub(crate) metrics: IngestMetrics,
 }
@@ -82,6 +84,7 @@ pub struct IngestState {
 /// Builds the ingest API's router (ops routes included).
 pub fn router(
     queue: Arc<dyn Queue>,
+    coordination: Arc<dyn Coordination>,
     config: IngestConfig,
     metrics: mutt_service::Metrics,
 ) -> Result<Router, IngestSetupError> {
@@ -89,7 +92,7 @@ pub fn router(
         return Err(IngestSetupError::NoApiKey);
     }
     let ingest_metrics = IngestMetrics::register(&metrics);
-    let state = Arc::new(IngestState { queue: queue.clone(), config, metrics: ingest_metrics });
+    let state = Arc::new(IngestState { queue: queue.clone(), coordination, config, metrics: ingest_metrics });
     let api = Router::new()
         .route("/ingest", post(handler::ingest))
         .route("/api/v2/ingest", post(handler::ingest))

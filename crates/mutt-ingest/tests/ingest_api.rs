@@ -33,7 +33,9 @@ impl Api {
     async fn start_on(redis: &str, config: IngestConfig) -> Self {
         let redis = RedisConfig::single(redis.to_owned(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()));
         let queue = RedisQueue::connect(&redis).await.unwrap();
-        let router = mutt_ingest::router(Arc::new(queue.clone()), config, mutt_service::Metrics::new()).unwrap();
+        let router =
+            mutt_ingest::router(Arc::new(queue.clone()), Arc::new(queue.clone()), config, mutt_service::Metrics::new())
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();

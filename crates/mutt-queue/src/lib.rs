@@ -1,7 +1,11 @@
 //! MUTT's reliable queue: the interface the workers use, and its Redis lists backend.
 //!
 //! Layout:
-//! - this file: the [`Queue`] and [`Consumer`] interfaces and the names of queues and roles;
+//! - this file: the [`Queue`] and [`Consumer`] interfaces, the names of queues and roles, and
+//!   [`QueueError`] with its backend-neutral [`QueueErrorKind`];
+//! - [`coordination`]: the [`Coordination`] interface, the shared state beside the queues
+//!   (rate limits, circuit breaker, delivered ids, unhandled counters, dynamic configuration,
+//!   rule-change notifications);
 //! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
 //!   including the retry counter and DLQ annotations written into messages;
 //! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
@@ -15,6 +19,7 @@
 //! that dies leaves its processing list behind; a janitor in any live worker of the same role
 //! moves it back to the source queue once the dead worker's heartbeat has expired.
 
+pub mod coordination;
 pub mod metrics;
 pub mod redis;
 pub mod settlement;
@@ -25,6 +30,7 @@ use chrono::{DateTime, Utc};
 use mutt_core::PodName;
 use std::time::Duration;
 
+pub use coordination::{BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledKey};
 pub use metrics::QueueMetrics;
 pub use settlement::{RetryOutcome, RetryPolicy, Settlement};
 
@@ -97,19 +103,56 @@ pub enum QueueError {
     Protocol(String),
 }
 
+/// What went wrong, in terms a role can act on without knowing the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueErrorKind {
+    /// Lost or refused connection, time-out, busy file: worth waiting for and retrying.
+    Unavailable,
+    /// The backend has no room (disk full): retrying the same write now fails again.
+    Full,
+    /// The backend refused this piece of work itself (constraint, type): do not retry it.
+    Rejected,
+    /// The configuration cannot work (bad URL, missing TLS file).
+    Config,
+    /// The backend answered something this code does not understand (a bug or a version skew).
+    Protocol,
+}
+
 impl QueueError {
-    /// Whether the error is a lost or refused connection (worth waiting for) rather than a bug.
-    pub fn is_connection(&self) -> bool {
+    pub fn kind(&self) -> QueueErrorKind {
         match self {
             QueueError::Redis { source, .. } => {
-                source.is_connection_dropped()
+                if source.is_connection_dropped()
                     || source.is_connection_refusal()
                     || source.is_io_error()
                     || source.is_timeout()
+                {
+                    QueueErrorKind::Unavailable
+                } else {
+                    QueueErrorKind::Protocol
+                }
             }
-            // Busy (another process writing), disk full or I/O: worth waiting for.
-            QueueError::Sqlite { source, .. } => !source.is_rejected(),
-            _ => false,
+            QueueError::Sqlite { source, .. } if source.is_full() => QueueErrorKind::Full,
+            QueueError::Sqlite { source, .. } if source.is_rejected() => QueueErrorKind::Rejected,
+            // Busy (another process writing) or I/O: worth waiting for.
+            QueueError::Sqlite { .. } => QueueErrorKind::Unavailable,
+            QueueError::Config(_) => QueueErrorKind::Config,
+            QueueError::Protocol(_) => QueueErrorKind::Protocol,
+        }
+    }
+
+    /// Whether the error is a lost or refused connection (worth waiting for) rather than a bug.
+    pub fn is_connection(&self) -> bool {
+        matches!(self.kind(), QueueErrorKind::Unavailable | QueueErrorKind::Full)
+    }
+
+    /// The backend's name for messages to clients and operators ("redis", "embedded data
+    /// file"), so a role can say where the problem is without matching on variants.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            QueueError::Redis { .. } => "redis",
+            QueueError::Sqlite { .. } => "embedded data file",
+            QueueError::Config(_) | QueueError::Protocol(_) => "queue",
         }
     }
 }
@@ -167,71 +210,6 @@ impl Lease {
     }
 }
 
-/// One unhandled event for [`Queue::count_unhandled`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnhandledKey {
-    pub hostname: String,
-    /// First 16 hex characters of the SHA-1 of the message text (the original's signature).
-    pub signature: String,
-    /// The event's id: a redelivered triggering event fires again with the same id.
-    pub event_id: String,
-}
-
-/// The answer of [`Queue::rate_limit_take`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateGrant {
-    pub granted: u64,
-    /// When fewer than wanted were granted: how long until a slot frees.
-    pub retry_after: Duration,
-}
-
-/// The answer of [`Queue::breaker_acquire`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerPermit {
-    /// Closed: deliver.
-    Go,
-    /// Half-open and this caller holds the single probe: deliver one request.
-    Probe,
-    /// Open (or another probe is in flight): deliver nothing; ask again after `retry_after`.
-    Wait { retry_after: Duration },
-}
-
-/// A circuit breaker's state (the original's names and gauge values: 0, 1, 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed = 0,
-    HalfOpen = 1,
-    Open = 2,
-}
-
-impl BreakerState {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "OPEN" => BreakerState::Open,
-            "HALF_OPEN" => BreakerState::HalfOpen,
-            _ => BreakerState::Closed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "CLOSED",
-            BreakerState::HalfOpen => "HALF_OPEN",
-            BreakerState::Open => "OPEN",
-        }
-    }
-}
-
-/// The answer of [`Queue::rate_limit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateDecision {
-    Allowed,
-    /// Over the limit; a slot frees after `retry_after`.
-    Limited {
-        retry_after: Duration,
-    },
-}
-
 /// Depths and worker liveness, for `muttd status` and metrics.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct QueueStatus {
@@ -276,58 +254,6 @@ pub trait Queue: Send + Sync + 'static {
 
     async fn status(&self) -> Result<QueueStatus, QueueError>;
 
-    /// A rate limit shared by every process using this backend: admits the call if fewer than
-    /// `limit` were admitted under `name` in the last `window`.
-    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError> {
-        let grant = self.rate_limit_take(name, limit, window, 1).await?;
-        Ok(if grant.granted == 1 {
-            RateDecision::Allowed
-        } else {
-            RateDecision::Limited { retry_after: grant.retry_after }
-        })
-    }
-
-    /// Takes up to `want` slots of a shared limit at once; grants what is free now.
-    async fn rate_limit_take(
-        &self,
-        name: &str,
-        limit: u64,
-        window: Duration,
-        want: u64,
-    ) -> Result<RateGrant, QueueError>;
-
-    /// Asks the shared circuit breaker `name` whether a delivery may go out now.
-    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError>;
-
-    /// Records a delivery outcome on breaker `name`; returns the state after it.
-    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError>;
-
-    /// The breaker's state and consecutive failure count.
-    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError>;
-
-    /// Which of these event ids were already delivered (recorded by [`Queue::mark_delivered`]).
-    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError>;
-
-    /// Records event ids as delivered for `ttl`, so that a redelivered alert is not sent again.
-    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError>;
-
-    /// Counts unhandled events per (hostname, message signature) in a window anchored at the
-    /// first occurrence; returns, per event, whether it is the one that reached `threshold`
-    /// (spec §3.6a). Counting stops for `expiry` after that.
-    async fn count_unhandled(
-        &self,
-        events: &[UnhandledKey],
-        threshold: u64,
-        expiry: Duration,
-    ) -> Result<Vec<bool>, QueueError>;
-
-    /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
-    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;
-
-    /// Sets a dynamic configuration value and tells listeners (`PUBLISH mutt:config:updates
-    /// <key>` on Redis, as the original); returns the value it replaced.
-    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError>;
-
     /// Starts a consuming worker: writes its heartbeat, takes back what its previous
     /// incarnation (same pod name) left leased, runs the janitor once, and starts the
     /// heartbeat, janitor and delayed-retry tasks.
@@ -356,3 +282,10 @@ pub trait Consumer: Send + Sync {
     /// Releases the lease, stops the background tasks and removes the heartbeat.
     async fn shutdown(&mut self) -> Result<(), QueueError>;
 }
+
+/// A backend that offers both the queues and the coordination state (Redis, the embedded
+/// file). Tools and tests that need both hold one of these; a role takes the two narrow
+/// interfaces (`Arc<dyn Queue>`, `Arc<dyn Coordination>`), which it upcasts to.
+pub trait Backend: Queue + Coordination {}
+
+impl<T: Queue + Coordination> Backend for T {}

@@ -7,7 +7,7 @@ mod suite;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use std::sync::Arc;
 
-async fn backend() -> (Arc<dyn mutt_queue::Queue>, ()) {
+async fn backend() -> (Arc<dyn mutt_queue::Backend>, ()) {
     let config = RedisConfig::single(mutt_testkit::redis_url(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()));
     (Arc::new(RedisQueue::connect(&config).await.expect("connect to test redis")), ())
 }

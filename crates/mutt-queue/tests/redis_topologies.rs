@@ -6,7 +6,7 @@ mod suite;
 
 use mutt_core::PodName;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue, Topology};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, Settlement, WorkerRole};
+use mutt_queue::{Backend, ConsumerConfig, Queue, QueueId, Settlement, WorkerRole};
 use mutt_testkit::{RedisServer, TestCertificates};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ async fn tls_with_a_private_ca() {
                 ca_file: Some(ca.clone()),
                 ..RedisConfig::single(url.clone(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()))
             };
-            async move { Arc::new(RedisQueue::connect(&config).await.expect("TLS connect")) as Arc<dyn Queue> }
+            async move { Arc::new(RedisQueue::connect(&config).await.expect("TLS connect")) as Arc<dyn Backend> }
         }
     );
 }
@@ -76,7 +76,7 @@ async fn cluster_passes_the_conformance_suite() {
                 topology: Topology::Cluster { nodes: urls.clone() },
                 ..RedisConfig::single("", KeySpace::with_prefix(&cluster_prefix()))
             };
-            async move { Arc::new(RedisQueue::connect(&config).await.expect("cluster connect")) as Arc<dyn Queue> }
+            async move { Arc::new(RedisQueue::connect(&config).await.expect("cluster connect")) as Arc<dyn Backend> }
         }
     );
 }

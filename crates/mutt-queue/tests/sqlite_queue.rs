@@ -8,7 +8,7 @@ mod suite;
 use mutt_core::PodName;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::sqlite::SqliteQueue;
-use mutt_queue::{ConsumerConfig, Queue, QueueId, Settlement, WorkerRole};
+use mutt_queue::{Backend, ConsumerConfig, Coordination, Queue, QueueId, Settlement, WorkerRole};
 use mutt_sqlite::{Database, DbOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ fn database(dir: &tempfile::TempDir) -> Database {
     Database::open(dir.path().join("mutt.db"), DbOptions::default()).expect("open the data file")
 }
 
-async fn backend() -> (Arc<dyn Queue>, tempfile::TempDir) {
+async fn backend() -> (Arc<dyn Backend>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let q = SqliteQueue::open(database(&dir), KeySpace::default()).await.expect("open the embedded queue");
     (Arc::new(q), dir)

@@ -44,6 +44,16 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The disk (or the file's `max_page_count`) is full: no write can succeed until space is
+    /// freed.
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+
     /// The database refused this piece of work itself (constraint, type, check): retrying the
     /// same work fails again.
     pub fn is_rejected(&self) -> bool {

@@ -8,7 +8,7 @@ use mutt_alerter::{Alerter, AlerterConfig, AlerterHealth, AlerterMetrics};
 use mutt_core::PodName;
 use mutt_forwarder::{Forwarder, ForwarderConfig, ForwarderHealth, ForwarderMetrics};
 use mutt_ingest::IngestConfig;
-use mutt_queue::{ConsumerConfig, Queue, QueueMetrics, WorkerRole};
+use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueMetrics, WorkerRole};
 use mutt_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,8 +57,8 @@ pub struct App {
     pub addresses: Vec<(Role, SocketAddr)>,
     tasks: Vec<(Role, JoinHandle<Result<()>>)>,
     pub queue: Arc<dyn Queue>,
+    pub coordination: Arc<dyn Coordination>,
     pub store: Option<Arc<dyn Store>>,
-    pub backend: QueueBackend,
     /// Whether the embedded data file backs this process.
     pub embedded: bool,
     pub alerter_rules: Option<mutt_alerter::RuleCache>,
@@ -137,7 +137,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         tracing::info!(file = %config.embedded_path().display(), "embedded backend (no Redis or PostgreSQL configured)");
         (q, Some(s))
     } else {
-        let q = QueueBackend::Redis(backend::connect_redis(config, secrets).await?);
+        let q: QueueBackend = Arc::new(backend::connect_redis(config, secrets).await?);
         let s = if roles.iter().any(|r| r.needs_store()) || opts.migrate {
             let s = StoreBackend::Postgres(Box::new(backend::connect_postgres(config, secrets).await?));
             if opts.migrate {
@@ -152,7 +152,8 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
     };
     // Embedded, every batch waits for a few commits of the one data file: bigger batches.
     let default_batch = if embedded { 500 } else { 100 };
-    let queue = queue_backend.as_dyn();
+    let queue: Arc<dyn Queue> = queue_backend.clone();
+    let coordination: Arc<dyn Coordination> = queue_backend.clone();
     let store = store_backend.as_ref().map(StoreBackend::as_dyn);
     if let (true, Some(s)) = (embedded, &store)
         && s.list_rules().await.map(|r| r.is_empty()).unwrap_or(false)
@@ -169,8 +170,8 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         addresses: Vec::new(),
         tasks: Vec::new(),
         queue: queue.clone(),
+        coordination: coordination.clone(),
         store: store.clone(),
-        backend: queue_backend.clone(),
         embedded,
         alerter_rules: None,
     };
@@ -213,7 +214,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                     }),
                     normalize: config.ingestor.normalize,
                 };
-                let router = mutt_ingest::router(dyn_queue.clone(), ingest, metrics.clone())?;
+                let router = mutt_ingest::router(dyn_queue.clone(), coordination.clone(), ingest, metrics.clone())?;
                 let sd = shutdown.clone();
                 tokio::spawn(async move { Ok(mutt_service::serve(listener, router, sd).await?) })
             }
@@ -235,6 +236,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 };
                 let alerter = Alerter::start(
                     dyn_queue.clone(),
+                    coordination.clone(),
                     store.clone(),
                     consumer_config(config, WorkerRole::Alerter, &pod, &queue_metrics),
                     cfg,
@@ -244,12 +246,10 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 let rules = alerter.rules().clone();
                 app.alerter_rules = Some(rules.clone());
                 // Rule edits elsewhere (pub/sub, or the embedded file's rules version): reload.
-                if let Some(sb) = store_backend.clone() {
-                    let (qb, sd) = (queue_backend.clone(), shutdown.clone());
-                    tokio::spawn(async move {
-                        backend::watch_rule_changes(&qb, &sb, move || rules.request_reload(), sd).await;
-                    });
-                }
+                let (watcher, sd) = (coordination.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    watcher.watch_rules_changed(Box::new(move || rules.request_reload()), sd).await;
+                });
                 if config.retention.enabled {
                     crate::retention::spawn(store.clone(), config.retention.clone(), &metrics, shutdown.clone());
                 }
@@ -279,12 +279,13 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 let fwd_metrics = ForwarderMetrics::register(&metrics);
                 let f = &config.forwarder;
                 let moog_key = secrets.get("MOOG_API_KEY")?;
-                let lam_auth = match (f.lam_auth.as_str(), &moog_key) {
-                    ("token", Some(k)) => mutt_forwarder::LamAuth::Token(k.clone()),
-                    ("basic", Some(k)) => {
+                use crate::config::LamAuthMode;
+                let lam_auth = match (f.lam_auth, &moog_key) {
+                    (LamAuthMode::Token, Some(k)) => mutt_forwarder::LamAuth::Token(k.clone()),
+                    (LamAuthMode::Basic, Some(k)) => {
                         mutt_forwarder::LamAuth::Basic { user: f.lam_user.clone(), password: k.clone() }
                     }
-                    ("basic", None) => bail!("forwarder.lam_auth = basic needs the MOOG_API_KEY secret"),
+                    (LamAuthMode::Basic, None) => bail!("forwarder.lam_auth = basic needs the MOOG_API_KEY secret"),
                     _ => mutt_forwarder::LamAuth::None,
                 };
                 let cfg = ForwarderConfig {
@@ -313,6 +314,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
                 };
                 let forwarder = Forwarder::start(
                     dyn_queue.clone(),
+                    coordination.clone(),
                     consumer_config(config, WorkerRole::Forwarder, &pod, &queue_metrics),
                     cfg,
                     fwd_metrics,

@@ -5,46 +5,22 @@
 use crate::config::Config;
 use crate::secrets::{SecretSource, first_of};
 use anyhow::{Context, Result, anyhow, bail};
-use mutt_queue::Queue;
+use mutt_queue::Backend;
 use mutt_queue::redis::{RedisConfig, RedisQueue};
 use mutt_queue::sqlite::SqliteQueue;
 use mutt_store::Store;
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::sqlite::SqliteStore;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The queue side of this process.
-#[derive(Clone)]
-pub enum QueueBackend {
-    Redis(RedisQueue),
-    Embedded(SqliteQueue),
-}
+/// The queue and coordination side of this process: Redis, or the embedded file.
+pub type QueueBackend = Arc<dyn Backend>;
 
 /// The store side of this process.
 #[derive(Clone)]
 pub enum StoreBackend {
     Postgres(Box<PgStore>),
     Embedded(SqliteStore),
-}
-
-impl QueueBackend {
-    pub fn as_dyn(&self) -> Arc<dyn Queue> {
-        match self {
-            QueueBackend::Redis(q) => Arc::new(q.clone()),
-            QueueBackend::Embedded(q) => Arc::new(q.clone()),
-        }
-    }
-
-    /// Asks running alerters to reload their rules. Redis: PUBLISH, returns how many listen.
-    /// Embedded: nothing to send (the running `muttd run` notices rule changes in the file
-    /// within a second); returns `None`.
-    pub async fn publish_reload(&self) -> Result<Option<u64>> {
-        match self {
-            QueueBackend::Redis(q) => Ok(Some(q.publish_reload().await?)),
-            QueueBackend::Embedded(_) => Ok(None),
-        }
-    }
 }
 
 impl StoreBackend {
@@ -60,41 +36,6 @@ impl StoreBackend {
             StoreBackend::Postgres(s) => s.migrate().await?,
             StoreBackend::Embedded(s) => s.migrate().await?,
         })
-    }
-}
-
-/// Calls `reload` whenever the rules change elsewhere, until `stop`: Redis pub/sub on
-/// `mutt:config:reload`; embedded, the rules version the store's triggers bump on every
-/// change (whoever made it: `muttd rules import`, the web API, the sqlite3 shell).
-pub async fn watch_rule_changes(
-    queue: &QueueBackend,
-    store: &StoreBackend,
-    reload: impl Fn() + Send,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    match (queue, store) {
-        (QueueBackend::Redis(q), _) => q.listen(q.reload_channel(), reload, stop.cancelled_owned()).await,
-        (_, StoreBackend::Embedded(s)) => {
-            let mut seen = s.rules_version().await.ok();
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                match s.rules_version().await {
-                    Ok(v) if Some(v) != seen => {
-                        if seen.is_some() {
-                            tracing::info!(version = v, "rules changed in the data file; reloading");
-                            reload();
-                        }
-                        seen = Some(v);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot read the rules version"),
-                }
-            }
-        }
-        (QueueBackend::Embedded(_), StoreBackend::Postgres(_)) => {}
     }
 }
 
@@ -121,20 +62,20 @@ pub async fn open_embedded(config: &Config) -> Result<(QueueBackend, StoreBacken
         tracing::info!(file = %db.path().display(), applied = applied.len(), "data file created or migrated");
     }
     let queue = SqliteQueue::open(db, config.redis.keys()).await?;
-    Ok((QueueBackend::Embedded(queue), StoreBackend::Embedded(store)))
+    Ok((Arc::new(queue), StoreBackend::Embedded(store)))
 }
 
 /// The queue for looking (`muttd status`, `muttd rules import`'s reload): Redis, or a
 /// read-only view of the embedded file while `muttd run` owns it.
 pub async fn connect_queue_view(config: &Config, secrets: &dyn SecretSource) -> Result<QueueBackend> {
     if !is_embedded(config) {
-        return Ok(QueueBackend::Redis(connect_redis(config, secrets).await?.with_deep_status()));
+        return Ok(Arc::new(connect_redis(config, secrets).await?.with_deep_status()));
     }
     let path = config.embedded_path();
     if !path.exists() {
         bail!("no data file at {} yet: start MUTT with `muttd run` first", path.display());
     }
-    Ok(QueueBackend::Embedded(SqliteQueue::attach(open_database(config)?, config.redis.keys()).await?))
+    Ok(Arc::new(SqliteQueue::attach(open_database(config)?, config.redis.keys()).await?))
 }
 
 /// The store for operator commands (`rules …`, `config …`): PostgreSQL, or the embedded file

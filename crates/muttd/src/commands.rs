@@ -62,15 +62,12 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
 }
 
 pub async fn status(config: &Config, secrets: &dyn SecretSource, args: &StatusArgs) -> Result<()> {
-    let view = connect_queue_view(config, secrets).await?;
-    let queue = view.as_dyn();
+    let queue = connect_queue_view(config, secrets).await?;
     let status = queue.status().await?;
     // The forwarder's shared breaker (mutt:circuit_breaker:moogsoft:*), read as it reads it.
     // The embedded backend keeps it in the memory of `muttd run`.
-    let circuit = match (&view, queue.breaker_state(mutt_forwarder::worker::BREAKER).await) {
-        (backend::QueueBackend::Embedded(_), _) => {
-            "in muttd run's memory: see mutt_circuit_breaker_state on the forwarder's /metrics".to_owned()
-        }
+    let circuit = match (backend::is_embedded(config), queue.breaker_state(mutt_forwarder::worker::BREAKER).await) {
+        (true, _) => "in muttd run's memory: see mutt_circuit_breaker_state on the forwarder's /metrics".to_owned(),
         (_, Ok((state, failures))) => format!("{} ({failures} consecutive failures)", state.as_str()),
         (_, Err(e)) => format!("unknown ({e})"),
     };
@@ -114,17 +111,13 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
                 "rules: {} created, {} already present; development hosts: {}; device teams: {}",
                 report.rules_created, report.rules_skipped, report.development_hosts, report.device_teams
             );
-            if backend::is_embedded(config) {
-                println!("a running `muttd run` picks the change up within a second");
-            } else {
-                match backend::connect_redis(config, secrets).await {
-                    Ok(q) => {
-                        let n = q.publish_reload().await?;
-                        println!("asked running alerters to reload ({n} listening)");
-                    }
-                    Err(e) => {
-                        println!("could not reach Redis to ask alerters to reload ({e:#}); they reload on their timer")
-                    }
+            match connect_queue_view(config, secrets).await {
+                Ok(q) => match q.publish_rules_changed().await? {
+                    Some(n) => println!("asked running alerters to reload ({n} listening)"),
+                    None => println!("a running `muttd run` picks the change up within a second"),
+                },
+                Err(e) => {
+                    println!("could not reach the queue to ask alerters to reload ({e:#}); they reload on their timer")
                 }
             }
         }
@@ -164,7 +157,7 @@ pub async fn config(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cl
     use mutt_store::ConfigChange;
     match cmd {
         ConfigCommand::Get { key } => {
-            let queue = connect_queue_view(config, secrets).await?.as_dyn();
+            let queue = connect_queue_view(config, secrets).await?;
             match queue.config_values(&[key.as_str()]).await?.pop().flatten() {
                 Some(v) => println!("{key} = {v}"),
                 None => bail!("{key} is not set"),
@@ -174,7 +167,7 @@ pub async fn config(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cl
             if key.is_empty() || key.contains(char::is_whitespace) {
                 bail!("a configuration key is one word, e.g. moog_rate_limit");
             }
-            let queue = connect_queue_view(config, secrets).await?.as_dyn();
+            let queue = connect_queue_view(config, secrets).await?;
             let old = queue.set_config_value(key, value).await?;
             println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
             let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());

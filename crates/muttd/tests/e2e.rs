@@ -240,7 +240,7 @@ async fn rules_reload_through_pub_sub_within_a_second() {
     store.create_rule(&rule("LINK-DOWN", "Page_and_ticket", "Ticket_only", "NetOps")).await.unwrap();
     // The alerter subscribes right after start; wait for it to be listening.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while p.app.backend.publish_reload().await.unwrap() == Some(0) {
+    while p.app.coordination.publish_rules_changed().await.unwrap() == Some(0) {
         assert!(Instant::now() < deadline, "the alerter listens on the reload channel");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

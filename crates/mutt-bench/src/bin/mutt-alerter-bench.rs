@@ -119,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
             ..AlerterConfig::default()
         };
         let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-        let mut alerter = Alerter::start(Arc::new(queue.clone()), store.clone(), cc, config, metrics).await?;
+        let mut alerter =
+            Alerter::start(Arc::new(queue.clone()), Arc::new(queue.clone()), store.clone(), cc, config, metrics)
+                .await?;
         let sd = tokio_util::sync::CancellationToken::new();
         let started = Instant::now();
         let (mut audited, mut alerts) = (0u64, 0usize);

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(format!("bench-{}", format as u8))?);
         let metrics = mutt_service::Metrics::new();
         let fm = ForwarderMetrics::register(&metrics);
-        let mut f = Forwarder::start(Arc::new(queue.clone()), cc, config, fm).await?;
+        let mut f = Forwarder::start(Arc::new(queue.clone()), Arc::new(queue.clone()), cc, config, fm).await?;
         received.store(0, Ordering::Relaxed);
         let started = Instant::now();
         while (received.load(Ordering::Relaxed) as usize) < args.alerts {

@@ -1,11 +1,17 @@
-//! The shared rate limiter and circuit breaker of the embedded backend, in memory: one process
-//! owns the data file, so "shared by every replica" means shared by this process's tasks.
-//! Semantics are those of the Redis scripts (SLIDING_WINDOW, BREAKER_ACQUIRE/RECORD).
+//! [`Coordination`] on the embedded backend. The rate limiter and circuit breaker live in
+//! memory ([`Local`]): one process owns the data file, so "shared by every replica" means
+//! shared by this process's tasks; semantics are those of the Redis scripts (SLIDING_WINDOW,
+//! BREAKER_ACQUIRE/RECORD). Delivered ids, unhandled counters and dynamic configuration are
+//! tables of the file, so they survive a restart.
 
-use crate::{BreakerPermit, BreakerState, RateGrant};
+use super::{SqliteQueue, db_err, now_ms};
+use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
+use async_trait::async_trait;
+use mutt_sqlite::rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// A probe that never reports back (its task died) frees the half-open slot after this.
 const PROBE_TTL: Duration = Duration::from_secs(30);
@@ -101,5 +107,223 @@ impl Local {
     pub(super) fn breaker_state(&self, name: &str) -> (BreakerState, u64) {
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         breakers.get(name).map(|b| (b.state, b.failures)).unwrap_or((BreakerState::Closed, 0))
+    }
+}
+
+#[async_trait]
+impl Coordination for SqliteQueue {
+    async fn rate_limit_take(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+        want: u64,
+    ) -> Result<RateGrant, QueueError> {
+        Ok(self.shared.local.rate_limit_take(name, limit, window, want))
+    }
+
+    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError> {
+        Ok(self.shared.local.breaker_acquire(name, open_for))
+    }
+
+    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError> {
+        Ok(self.shared.local.breaker_record(name, success, threshold))
+    }
+
+    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError> {
+        Ok(self.shared.local.breaker_state(name))
+    }
+
+    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        let now = now_ms();
+        self.db
+            .read(move |c| {
+                let mut s = c.prepare_cached("SELECT expires_ms FROM delivered_event WHERE event_id = ?1")?;
+                ids.iter()
+                    .map(|id| {
+                        let until: Option<i64> = s.query_row([id], |r| r.get(0)).optional()?;
+                        Ok(until.is_some_and(|u| u > now))
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(db_err("reading delivered ids"))
+    }
+
+    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        let now = now_ms();
+        let until = now + ttl.as_millis() as i64;
+        self.db
+            .write(move |c| {
+                let mut s = c.prepare_cached(
+                    "INSERT INTO delivered_event (event_id, expires_ms) VALUES (?1, ?2)
+                     ON CONFLICT (event_id) DO UPDATE SET expires_ms = excluded.expires_ms",
+                )?;
+                for id in &ids {
+                    s.execute(params![id, until])?;
+                }
+                c.prepare_cached("DELETE FROM delivered_event WHERE expires_ms <= ?1")?.execute([now])?;
+                Ok(())
+            })
+            .await
+            .map_err(db_err("recording delivered ids"))
+    }
+
+    async fn count_unhandled(
+        &self,
+        events: &[UnhandledKey],
+        threshold: u64,
+        expiry: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keyed: Vec<(String, String)> =
+            events.iter().map(|e| (self.keys.unhandled(&e.hostname, &e.signature).0, e.event_id.clone())).collect();
+        let threshold = threshold.max(1) as i64;
+        let expiry_ms = expiry.as_millis().max(1000) as i64;
+        let now = now_ms();
+        // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
+        // occurrence; the threshold-th fires and records its event id; while that record
+        // lives only the same event (a redelivery) fires again.
+        self.db
+            .write(move |c| {
+                let mut read = c.prepare_cached(
+                    "SELECT count, window_until_ms, triggered_by, triggered_until_ms
+                       FROM unhandled_counter WHERE key = ?1",
+                )?;
+                let mut save = c.prepare_cached(
+                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET count = excluded.count,
+                         window_until_ms = excluded.window_until_ms, triggered_by = excluded.triggered_by,
+                         triggered_until_ms = excluded.triggered_until_ms",
+                )?;
+                let mut fired = Vec::with_capacity(keyed.len());
+                for (key, event) in &keyed {
+                    type Row = (i64, i64, Option<String>, Option<i64>);
+                    let row: Option<Row> =
+                        read.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()?;
+                    let (mut count, mut window, mut by, mut by_until) = row.unwrap_or((0, 0, None, None));
+                    if by.is_some() && by_until.is_some_and(|u| u > now) {
+                        fired.push(by.as_deref() == Some(event.as_str()));
+                        continue;
+                    }
+                    by = None;
+                    by_until = None;
+                    if window <= now {
+                        count = 0;
+                        window = now + expiry_ms;
+                    }
+                    count += 1;
+                    let fire = count == threshold;
+                    if fire {
+                        count = 0;
+                        window = 0;
+                        by = Some(event.clone());
+                        by_until = Some(now + expiry_ms);
+                    }
+                    save.execute(params![key, count, window, by, by_until])?;
+                    fired.push(fire);
+                }
+                Ok(fired)
+            })
+            .await
+            .map_err(db_err("counting unhandled events"))
+    }
+
+    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.db
+            .read(move |c| {
+                let mut s = c.prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?;
+                keys.iter().map(|k| s.query_row([k], |r| r.get(0)).optional()).collect()
+            })
+            .await
+            .map_err(db_err("reading dynamic configuration"))
+    }
+
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        // Workers read the table on their next refresh; there is no one else to tell.
+        self.db
+            .write(move |c| {
+                let old: Option<String> = c
+                    .prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?;
+                c.prepare_cached(
+                    "INSERT INTO dynamic_config (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                )?
+                .execute([&key, &value])?;
+                Ok(old)
+            })
+            .await
+            .map_err(db_err("writing dynamic configuration"))
+    }
+
+    /// Nothing to send: the store's triggers bump `store_meta.rules_version` on every rule
+    /// change, whoever made it, and [`Coordination::watch_rules_changed`] polls it.
+    async fn publish_rules_changed(&self) -> Result<Option<u64>, QueueError> {
+        Ok(None)
+    }
+
+    async fn watch_rules_changed(&self, on_change: Box<dyn Fn() + Send + Sync>, stop: CancellationToken) {
+        let mut seen = None;
+        loop {
+            match self.rules_version().await {
+                Ok(v) if v != seen => {
+                    if seen.is_some() {
+                        tracing::info!(version = ?v, "rules changed in the data file; reloading");
+                        on_change();
+                    }
+                    seen = v;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the rules version"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RULES_POLL) => {}
+            }
+        }
+    }
+}
+
+/// How often the embedded backend looks for rule changes made by another process.
+const RULES_POLL: Duration = Duration::from_secs(1);
+
+impl SqliteQueue {
+    /// The store's rules version (`store_meta`, same file); `None` before the store's tables
+    /// exist. Read here rather than through the store so the queue side can tell alerters
+    /// about changes on its own, as Redis pub/sub does.
+    async fn rules_version(&self) -> Result<Option<i64>, QueueError> {
+        self.database()
+            .read(|c| {
+                let exists: Option<i64> = c
+                    .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_meta'", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if exists.is_none() {
+                    return Ok(None);
+                }
+                c.query_row("SELECT value FROM store_meta WHERE key = 'rules_version'", [], |r| r.get(0)).optional()
+            })
+            .await
+            .map_err(db_err("reading the rules version"))
     }
 }

@@ -12,16 +12,14 @@ mod coordination;
 
 use crate::redis::KeySpace;
 use crate::{
-    BreakerPermit, BreakerState, Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId,
-    QueueStatus, RateGrant, UnhandledKey, WorkerRole,
+    Consumer, ConsumerConfig, NamedDepth, ProcessingList, Queue, QueueError, QueueId, QueueStatus, WorkerRole,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mutt_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
+use mutt_sqlite::rusqlite::{self, Connection, params};
 use mutt_sqlite::{Database, DbError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use consumer::SqliteConsumer;
@@ -473,169 +471,6 @@ impl Queue for SqliteQueue {
             }
         }
         Ok(status)
-    }
-
-    async fn rate_limit_take(
-        &self,
-        name: &str,
-        limit: u64,
-        window: Duration,
-        want: u64,
-    ) -> Result<RateGrant, QueueError> {
-        Ok(self.shared.local.rate_limit_take(name, limit, window, want))
-    }
-
-    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError> {
-        Ok(self.shared.local.breaker_acquire(name, open_for))
-    }
-
-    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError> {
-        Ok(self.shared.local.breaker_record(name, success, threshold))
-    }
-
-    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError> {
-        Ok(self.shared.local.breaker_state(name))
-    }
-
-    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = ids.to_vec();
-        let now = now_ms();
-        self.db
-            .read(move |c| {
-                let mut s = c.prepare_cached("SELECT expires_ms FROM delivered_event WHERE event_id = ?1")?;
-                ids.iter()
-                    .map(|id| {
-                        let until: Option<i64> = s.query_row([id], |r| r.get(0)).optional()?;
-                        Ok(until.is_some_and(|u| u > now))
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(db_err("reading delivered ids"))
-    }
-
-    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ids = ids.to_vec();
-        let now = now_ms();
-        let until = now + ttl.as_millis() as i64;
-        self.db
-            .write(move |c| {
-                let mut s = c.prepare_cached(
-                    "INSERT INTO delivered_event (event_id, expires_ms) VALUES (?1, ?2)
-                     ON CONFLICT (event_id) DO UPDATE SET expires_ms = excluded.expires_ms",
-                )?;
-                for id in &ids {
-                    s.execute(params![id, until])?;
-                }
-                c.prepare_cached("DELETE FROM delivered_event WHERE expires_ms <= ?1")?.execute([now])?;
-                Ok(())
-            })
-            .await
-            .map_err(db_err("recording delivered ids"))
-    }
-
-    async fn count_unhandled(
-        &self,
-        events: &[UnhandledKey],
-        threshold: u64,
-        expiry: Duration,
-    ) -> Result<Vec<bool>, QueueError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keyed: Vec<(String, String)> =
-            events.iter().map(|e| (self.keys.unhandled(&e.hostname, &e.signature).0, e.event_id.clone())).collect();
-        let threshold = threshold.max(1) as i64;
-        let expiry_ms = expiry.as_millis().max(1000) as i64;
-        let now = now_ms();
-        // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
-        // occurrence; the threshold-th fires and records its event id; while that record
-        // lives only the same event (a redelivery) fires again.
-        self.db
-            .write(move |c| {
-                let mut read = c.prepare_cached(
-                    "SELECT count, window_until_ms, triggered_by, triggered_until_ms
-                       FROM unhandled_counter WHERE key = ?1",
-                )?;
-                let mut save = c.prepare_cached(
-                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (key) DO UPDATE SET count = excluded.count,
-                         window_until_ms = excluded.window_until_ms, triggered_by = excluded.triggered_by,
-                         triggered_until_ms = excluded.triggered_until_ms",
-                )?;
-                let mut fired = Vec::with_capacity(keyed.len());
-                for (key, event) in &keyed {
-                    type Row = (i64, i64, Option<String>, Option<i64>);
-                    let row: Option<Row> =
-                        read.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()?;
-                    let (mut count, mut window, mut by, mut by_until) = row.unwrap_or((0, 0, None, None));
-                    if by.is_some() && by_until.is_some_and(|u| u > now) {
-                        fired.push(by.as_deref() == Some(event.as_str()));
-                        continue;
-                    }
-                    by = None;
-                    by_until = None;
-                    if window <= now {
-                        count = 0;
-                        window = now + expiry_ms;
-                    }
-                    count += 1;
-                    let fire = count == threshold;
-                    if fire {
-                        count = 0;
-                        window = 0;
-                        by = Some(event.clone());
-                        by_until = Some(now + expiry_ms);
-                    }
-                    save.execute(params![key, count, window, by, by_until])?;
-                    fired.push(fire);
-                }
-                Ok(fired)
-            })
-            .await
-            .map_err(db_err("counting unhandled events"))
-    }
-
-    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        self.db
-            .read(move |c| {
-                let mut s = c.prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?;
-                keys.iter().map(|k| s.query_row([k], |r| r.get(0)).optional()).collect()
-            })
-            .await
-            .map_err(db_err("reading dynamic configuration"))
-    }
-
-    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
-        let (key, value) = (key.to_owned(), value.to_owned());
-        // Workers read the table on their next refresh; there is no one else to tell.
-        self.db
-            .write(move |c| {
-                let old: Option<String> = c
-                    .prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?
-                    .query_row([&key], |r| r.get(0))
-                    .optional()?;
-                c.prepare_cached(
-                    "INSERT INTO dynamic_config (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
-                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                )?
-                .execute([&key, &value])?;
-                Ok(old)
-            })
-            .await
-            .map_err(db_err("writing dynamic configuration"))
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {

@@ -1,7 +1,7 @@
 //! The queue conformance suite: each function takes a fresh, empty queue.
 //!
 //! `conformance!(tests)` makes one `#[tokio::test]` per function, each on a queue from the
-//! including file's `async fn backend() -> (Arc<dyn Queue>, impl Sized)` (the second value
+//! including file's `async fn backend() -> (Arc<dyn Backend>, impl Sized)` (the second value
 //! lives until the test ends); `conformance!(run make)` runs them all in turn on queues from
 //! `make`. The list of functions is here only.
 
@@ -52,7 +52,7 @@ macro_rules! conformance {
 }
 
 use mutt_core::PodName;
-use mutt_queue::{Consumer, ConsumerConfig, Queue, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole};
+use mutt_queue::{Backend, Consumer, ConsumerConfig, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,11 +77,11 @@ fn config(role: WorkerRole, pod: &str) -> ConsumerConfig {
     c
 }
 
-async fn consumer(q: &Arc<dyn Queue>, pod: &str) -> Box<dyn Consumer> {
+async fn consumer(q: &Arc<dyn Backend>, pod: &str) -> Box<dyn Consumer> {
     q.consumer(config(WorkerRole::Alerter, pod)).await.unwrap()
 }
 
-async fn push_n(q: &Arc<dyn Queue>, queue: QueueId, n: usize) {
+async fn push_n(q: &Arc<dyn Backend>, queue: QueueId, n: usize) {
     let msgs: Vec<Vec<u8>> = (0..n).map(msg).collect();
     q.push(queue, &msgs).await.unwrap();
 }
@@ -99,7 +99,7 @@ fn processing_depth(status: &mutt_queue::QueueStatus, pod: &str) -> u64 {
     status.processing_lists.iter().filter(|p| p.pod == pod).map(|p| p.depth).sum()
 }
 
-pub async fn fifo_order(q: Arc<dyn Queue>) {
+pub async fn fifo_order(q: Arc<dyn Backend>) {
     for i in 0..5 {
         q.push(QueueId::Ingest, &[msg(i)]).await.unwrap();
     }
@@ -108,7 +108,7 @@ pub async fn fifo_order(q: Arc<dyn Queue>) {
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
 }
 
-pub async fn batch_lease_and_ack(q: Arc<dyn Queue>) {
+pub async fn batch_lease_and_ack(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 250).await;
     let mut c = consumer(&q, "batch").await;
     let lease = c.lease(100, WAIT).await.unwrap().unwrap();
@@ -127,7 +127,7 @@ pub async fn batch_lease_and_ack(q: Arc<dyn Queue>) {
     assert_eq!(n_of(&rest[0]), 100);
 }
 
-pub async fn settle_emits_to_output_and_is_idempotent(q: Arc<dyn Queue>) {
+pub async fn settle_emits_to_output_and_is_idempotent(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 3).await;
     let mut c = consumer(&q, "emit").await;
     let lease = c.lease(10, WAIT).await.unwrap().unwrap();
@@ -144,7 +144,7 @@ pub async fn settle_emits_to_output_and_is_idempotent(q: Arc<dyn Queue>) {
     assert_eq!(alerts.messages, vec![b"alert-1".to_vec(), b"alert-2".to_vec()]);
 }
 
-pub async fn retry_counts_and_dead_letters(q: Arc<dyn Queue>) {
+pub async fn retry_counts_and_dead_letters(q: Arc<dyn Backend>) {
     let policy = RetryPolicy { field: WorkerRole::Alerter.retry_field(), max_retries: 3 };
     push_n(&q, QueueId::Ingest, 1).await;
     let mut c = consumer(&q, "retry").await;
@@ -175,7 +175,7 @@ fn s_first_delayed(raw: &[u8], policy: RetryPolicy) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-pub async fn delayed_retry_waits_until_due(q: Arc<dyn Queue>) {
+pub async fn delayed_retry_waits_until_due(q: Arc<dyn Backend>) {
     let policy = RetryPolicy { field: "_retry_count", max_retries: 3 };
     push_n(&q, QueueId::Ingest, 1).await;
     let mut c = consumer(&q, "delay").await;
@@ -192,7 +192,7 @@ pub async fn delayed_retry_waits_until_due(q: Arc<dyn Queue>) {
     assert_eq!(v["n"], 0);
 }
 
-pub async fn dead_letter_records_reason(q: Arc<dyn Queue>) {
+pub async fn dead_letter_records_reason(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 2).await;
     let mut c = consumer(&q, "dlq").await;
     let lease = c.lease(2, WAIT).await.unwrap().unwrap();
@@ -203,7 +203,7 @@ pub async fn dead_letter_records_reason(q: Arc<dyn Queue>) {
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0, "the batch-mate was settled normally");
 }
 
-pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Queue>) {
+pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 3).await;
     let mut c = consumer(&q, "back").await;
     let lease = c.lease(1, WAIT).await.unwrap().unwrap();
@@ -214,7 +214,7 @@ pub async fn put_back_keeps_message_unchanged_at_front(q: Arc<dyn Queue>) {
     assert_eq!(again.messages[0], lease.messages[0], "same bytes, first in line");
 }
 
-pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
+pub async fn janitor_recovers_dead_worker(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 5).await;
     let mut dead = consumer(&q, "dead-worker").await;
     let lease = dead.lease(3, WAIT).await.unwrap().unwrap();
@@ -244,7 +244,7 @@ pub async fn janitor_recovers_dead_worker(q: Arc<dyn Queue>) {
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
 }
 
-pub async fn janitor_leaves_live_worker_alone(q: Arc<dyn Queue>) {
+pub async fn janitor_leaves_live_worker_alone(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 4).await;
     let mut busy = consumer(&q, "busy-worker").await;
     let lease = busy.lease(4, WAIT).await.unwrap().unwrap();
@@ -257,7 +257,7 @@ pub async fn janitor_leaves_live_worker_alone(q: Arc<dyn Queue>) {
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
 }
 
-pub async fn shutdown_hands_back_lease(q: Arc<dyn Queue>) {
+pub async fn shutdown_hands_back_lease(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 3).await;
     let mut c = consumer(&q, "stopping").await;
     let _lease = c.lease(2, WAIT).await.unwrap().unwrap();
@@ -270,7 +270,7 @@ pub async fn shutdown_hands_back_lease(q: Arc<dyn Queue>) {
     assert_eq!(got, vec![0, 1, 2]);
 }
 
-pub async fn restart_with_same_pod_takes_back_own_lease(q: Arc<dyn Queue>) {
+pub async fn restart_with_same_pod_takes_back_own_lease(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 3).await;
     let mut first = consumer(&q, "fixed-pod").await;
     let _lease = first.lease(3, WAIT).await.unwrap().unwrap();
@@ -280,7 +280,7 @@ pub async fn restart_with_same_pod_takes_back_own_lease(q: Arc<dyn Queue>) {
     assert_eq!(got, vec![0, 1, 2]);
 }
 
-pub async fn lease_waits_for_first_message(q: Arc<dyn Queue>) {
+pub async fn lease_waits_for_first_message(q: Arc<dyn Backend>) {
     let mut c = consumer(&q, "waiter").await;
     let producer = {
         let q = q.clone();
@@ -301,7 +301,7 @@ pub async fn lease_waits_for_first_message(q: Arc<dyn Queue>) {
     assert!(t0.elapsed() >= Duration::from_millis(250));
 }
 
-pub async fn status_reports_depths_and_workers(q: Arc<dyn Queue>) {
+pub async fn status_reports_depths_and_workers(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 2).await;
     push_n(&q, QueueId::Alert, 1).await;
     let _c = consumer(&q, "visible").await;
@@ -310,7 +310,7 @@ pub async fn status_reports_depths_and_workers(q: Arc<dyn Queue>) {
     assert!(s.processing_lists.iter().any(|p| p.pod == "visible" && p.alive));
 }
 
-pub async fn rate_limit_is_a_sliding_window(q: Arc<dyn Queue>) {
+pub async fn rate_limit_is_a_sliding_window(q: Arc<dyn Backend>) {
     use mutt_queue::RateDecision;
     let window = Duration::from_millis(800);
     for _ in 0..3 {
@@ -326,7 +326,7 @@ pub async fn rate_limit_is_a_sliding_window(q: Arc<dyn Queue>) {
     assert_eq!(q.rate_limit("t", 3, window).await.unwrap(), RateDecision::Allowed);
 }
 
-pub async fn message_that_keeps_killing_workers_is_dead_lettered(q: Arc<dyn Queue>) {
+pub async fn message_that_keeps_killing_workers_is_dead_lettered(q: Arc<dyn Backend>) {
     push_n(&q, QueueId::Ingest, 2).await;
     let mut c = config(WorkerRole::Alerter, "crashy");
     c.max_crashes = 2;
@@ -350,7 +350,7 @@ pub async fn message_that_keeps_killing_workers_is_dead_lettered(q: Arc<dyn Queu
     assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
 }
 
-pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Queue>) {
+pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Backend>) {
     use mutt_queue::UnhandledKey;
     let key = |host: &str, id: &str| UnhandledKey {
         hostname: host.into(),
@@ -370,7 +370,7 @@ pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Queue>) {
     assert_eq!(q.count_unhandled(&batch, 3, expiry).await.unwrap(), vec![false, false, true]);
 }
 
-pub async fn rate_limit_grants_part_of_a_batch(q: Arc<dyn Queue>) {
+pub async fn rate_limit_grants_part_of_a_batch(q: Arc<dyn Backend>) {
     let window = Duration::from_secs(5);
     let g = q.rate_limit_take("batch", 10, window, 7).await.unwrap();
     assert_eq!((g.granted, g.retry_after), (7, Duration::ZERO));
@@ -380,7 +380,7 @@ pub async fn rate_limit_grants_part_of_a_batch(q: Arc<dyn Queue>) {
     assert_eq!(q.rate_limit_take("batch", 10, window, 1).await.unwrap().granted, 0);
 }
 
-pub async fn circuit_breaker_opens_half_opens_with_one_probe_and_closes(q: Arc<dyn Queue>) {
+pub async fn circuit_breaker_opens_half_opens_with_one_probe_and_closes(q: Arc<dyn Backend>) {
     use mutt_queue::{BreakerPermit, BreakerState};
     let open_for = Duration::from_millis(600);
     assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Go);
@@ -406,14 +406,14 @@ pub async fn circuit_breaker_opens_half_opens_with_one_probe_and_closes(q: Arc<d
     assert_eq!(q.breaker_acquire("moog", open_for).await.unwrap(), BreakerPermit::Go);
 }
 
-pub async fn delivered_ids_are_remembered(q: Arc<dyn Queue>) {
+pub async fn delivered_ids_are_remembered(q: Arc<dyn Backend>) {
     let ids: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
     assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![false, false, false]);
     q.mark_delivered(&ids[..2], Duration::from_secs(60)).await.unwrap();
     assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true, false]);
 }
 
-pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Queue>) {
+pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Backend>) {
     assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![None]);
     assert_eq!(q.set_config_value("alerter_shed_mode", "defer").await.unwrap(), None);
     assert_eq!(q.config_values(&["alerter_shed_mode", "x"]).await.unwrap(), vec![Some("defer".into()), None]);

@@ -1,0 +1,141 @@
+//! The state the roles share besides the queues (DESIGN.md §3): the ingest and Moog rate
+//! limits, the circuit breaker, delivered ids, unhandled-event counters, dynamic
+//! configuration values and rule-change notifications.
+//!
+//! Kept apart from [`crate::Queue`] so that a queue backend (Redis lists, Redis Streams,
+//! SQLite) implements only queueing; today both backends implement both on one struct.
+
+use crate::QueueError;
+use async_trait::async_trait;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// One unhandled event for [`Coordination::count_unhandled`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnhandledKey {
+    pub hostname: String,
+    /// First 16 hex characters of the SHA-1 of the message text (the original's signature).
+    pub signature: String,
+    /// The event's id: a redelivered triggering event fires again with the same id.
+    pub event_id: String,
+}
+
+/// The answer of [`Coordination::rate_limit_take`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateGrant {
+    pub granted: u64,
+    /// When fewer than wanted were granted: how long until a slot frees.
+    pub retry_after: Duration,
+}
+
+/// The answer of [`Coordination::breaker_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerPermit {
+    /// Closed: deliver.
+    Go,
+    /// Half-open and this caller holds the single probe: deliver one request.
+    Probe,
+    /// Open (or another probe is in flight): deliver nothing; ask again after `retry_after`.
+    Wait { retry_after: Duration },
+}
+
+/// A circuit breaker's state (the original's names and gauge values: 0, 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl BreakerState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "OPEN" => BreakerState::Open,
+            "HALF_OPEN" => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "CLOSED",
+            BreakerState::HalfOpen => "HALF_OPEN",
+            BreakerState::Open => "OPEN",
+        }
+    }
+}
+
+/// The answer of [`Coordination::rate_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    /// Over the limit; a slot frees after `retry_after`.
+    Limited {
+        retry_after: Duration,
+    },
+}
+
+/// Shared state of every process using the same backend.
+#[async_trait]
+pub trait Coordination: Send + Sync + 'static {
+    /// A rate limit shared by every process using this backend: admits the call if fewer than
+    /// `limit` were admitted under `name` in the last `window`.
+    async fn rate_limit(&self, name: &str, limit: u64, window: Duration) -> Result<RateDecision, QueueError> {
+        let grant = self.rate_limit_take(name, limit, window, 1).await?;
+        Ok(if grant.granted == 1 {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited { retry_after: grant.retry_after }
+        })
+    }
+
+    /// Takes up to `want` slots of a shared limit at once; grants what is free now.
+    async fn rate_limit_take(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+        want: u64,
+    ) -> Result<RateGrant, QueueError>;
+
+    /// Asks the shared circuit breaker `name` whether a delivery may go out now.
+    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError>;
+
+    /// Records a delivery outcome on breaker `name`; returns the state after it.
+    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError>;
+
+    /// The breaker's state and consecutive failure count.
+    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError>;
+
+    /// Which of these event ids were already delivered (recorded by [`Coordination::mark_delivered`]).
+    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError>;
+
+    /// Records event ids as delivered for `ttl`, so that a redelivered alert is not sent again.
+    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError>;
+
+    /// Counts unhandled events per (hostname, message signature) in a window anchored at the
+    /// first occurrence; returns, per event, whether it is the one that reached `threshold`
+    /// (spec §3.6a). Counting stops for `expiry` after that.
+    async fn count_unhandled(
+        &self,
+        events: &[UnhandledKey],
+        threshold: u64,
+        expiry: Duration,
+    ) -> Result<Vec<bool>, QueueError>;
+
+    /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
+    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;
+
+    /// Sets a dynamic configuration value and tells listeners (`PUBLISH mutt:config:updates
+    /// <key>` on Redis, as the original); returns the value it replaced.
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError>;
+
+    /// Tells running alerters that rules, development hosts or device teams changed. Returns
+    /// how many listeners got the message when the backend can tell (Redis: `PUBLISH
+    /// mutt:config:reload`); `None` when every change is seen without a message (embedded).
+    async fn publish_rules_changed(&self) -> Result<Option<u64>, QueueError>;
+
+    /// Calls `on_change` whenever rules change elsewhere, until `stop` is cancelled.
+    /// Reconnects by itself; never returns an error.
+    async fn watch_rules_changed(&self, on_change: Box<dyn Fn() + Send + Sync>, stop: CancellationToken);
+}

@@ -1,0 +1,230 @@
+//! [`Coordination`] on Redis: Lua scripts for the sliding-window rate limit, the circuit
+//! breaker and the unhandled counter; a sorted set of delivered ids; `mutt:config:*` keys and
+//! pub/sub for dynamic configuration and rule reloads (the original's names).
+
+use super::{RedisQueue, redis_err, scripts};
+use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
+use async_trait::async_trait;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+impl RedisQueue {
+    /// The pub/sub channel that asks alerters to reload their rules (`mutt:config:reload`;
+    /// any payload means "reload").
+    fn reload_channel(&self) -> String {
+        format!("{}:reload", self.keys.config_prefix)
+    }
+
+    /// Calls `on_message` for every message on `channel` until `stop` resolves; reconnects
+    /// with backoff when the connection drops (pub/sub needs a connection of its own).
+    async fn listen(&self, channel: String, on_message: impl Fn() + Send, stop: impl std::future::Future<Output = ()>) {
+        use futures_util::StreamExt;
+        let mut stop = std::pin::pin!(stop);
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let session = async {
+                let mut pubsub = self.connector.pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut stream = pubsub.on_message();
+                while stream.next().await.is_some() {
+                    on_message();
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                r = session => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, channel = %channel, "subscription lost; reconnecting");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+#[async_trait]
+impl Coordination for RedisQueue {
+    async fn rate_limit_take(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+        want: u64,
+    ) -> Result<RateGrant, QueueError> {
+        let key = format!("{}rate_limit:{name}", self.keys.prefix);
+        let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut c = self.connection();
+        let (granted, wait_ms): (u64, u64) = scripts::SLIDING_WINDOW
+            .key(key)
+            .arg(limit)
+            .arg(window.as_millis().max(1) as u64)
+            .arg(format!("{}:{}:{seq}", self.instance, std::process::id()))
+            .arg(want)
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("rate limit"))?;
+        Ok(RateGrant { granted, retry_after: Duration::from_millis(wait_ms) })
+    }
+
+    async fn breaker_acquire(&self, name: &str, open_for: Duration) -> Result<BreakerPermit, QueueError> {
+        let k = self.keys.breaker(name);
+        let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut c = self.connection();
+        let (verdict, wait_ms): (i64, u64) = scripts::BREAKER_ACQUIRE
+            .key(&k[0])
+            .key(&k[1])
+            .key(&k[2])
+            .key(&k[3])
+            .arg(open_for.as_millis() as u64)
+            // A probe that never reports back (its forwarder died) frees the slot after this.
+            .arg(30_000)
+            .arg(format!("{}:{seq}", self.instance))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("circuit breaker"))?;
+        Ok(match verdict {
+            1 => BreakerPermit::Go,
+            2 => BreakerPermit::Probe,
+            _ => BreakerPermit::Wait { retry_after: Duration::from_millis(wait_ms.max(1)) },
+        })
+    }
+
+    async fn breaker_record(&self, name: &str, success: bool, threshold: u64) -> Result<BreakerState, QueueError> {
+        let k = self.keys.breaker(name);
+        let mut c = self.connection();
+        let state: String = scripts::BREAKER_RECORD
+            .key(&k[0])
+            .key(&k[1])
+            .key(&k[2])
+            .key(&k[3])
+            .arg(if success { "success" } else { "failure" })
+            .arg(threshold.max(1))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("circuit breaker"))?;
+        Ok(BreakerState::parse(&state))
+    }
+
+    async fn breaker_state(&self, name: &str) -> Result<(BreakerState, u64), QueueError> {
+        let k = self.keys.breaker(name);
+        let mut c = self.connection();
+        let (state, failures): (Option<String>, Option<u64>) =
+            redis::cmd("MGET").arg(&k[0]).arg(&k[1]).query_async(&mut c).await.map_err(redis_err("circuit breaker"))?;
+        Ok((state.as_deref().map(BreakerState::parse).unwrap_or(BreakerState::Closed), failures.unwrap_or(0)))
+    }
+
+    async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.connection();
+        let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.keys.delivered_set())
+            .arg(ids)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("reading delivered ids"))?;
+        let now = chrono::Utc::now().timestamp_millis() as f64;
+        Ok(expiries.into_iter().map(|e| e.is_some_and(|until| until > now)).collect())
+    }
+
+    async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // One sorted set scored by expiry instead of a key per id: the keyspace stays small,
+        // which keeps SCAN (janitor, status) cheap. Expired members are pruned on every write.
+        let now = chrono::Utc::now().timestamp_millis();
+        let until = now + ttl.as_millis() as i64;
+        let key = self.keys.delivered_set();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&key);
+        for id in ids {
+            zadd.arg(until).arg(id);
+        }
+        pipe.add_command(zadd).ignore();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64 + 60_000).ignore();
+        let mut c = self.connection();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err("recording delivered ids"))
+    }
+
+    async fn count_unhandled(
+        &self,
+        events: &[UnhandledKey],
+        threshold: u64,
+        expiry: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = scripts::UNHANDLED.prepare_invoke();
+        for e in events {
+            let (counter, triggered) = self.keys.unhandled(&e.hostname, &e.signature);
+            inv.key(counter).key(triggered);
+        }
+        inv.arg(threshold.max(1)).arg(expiry.as_secs().max(1));
+        for e in events {
+            inv.arg(&e.event_id);
+        }
+        let mut c = self.connection();
+        let fired: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
+        Ok(fired.into_iter().map(|f| f == 1).collect())
+    }
+
+    async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(format!("{}:{k}", self.keys.config_prefix));
+        }
+        let mut c = self.connection();
+        // One MGET: in a cluster the keys share a slot through the hash-tagged prefix.
+        cmd.query_async(&mut c).await.map_err(redis_err("reading dynamic configuration"))
+    }
+
+    async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
+        let name = format!("{}:{key}", self.keys.config_prefix);
+        let mut c = self.connection();
+        // SET … GET (Redis 6.2+): the old value and the new one in one step.
+        let old: Option<String> = redis::cmd("SET")
+            .arg(&name)
+            .arg(value)
+            .arg("GET")
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("writing dynamic configuration"))?;
+        redis::cmd("PUBLISH")
+            .arg(format!("{}:updates", self.keys.config_prefix))
+            .arg(key)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err("announcing a configuration change"))?;
+        Ok(old)
+    }
+
+    async fn publish_rules_changed(&self) -> Result<Option<u64>, QueueError> {
+        let mut c = self.connection();
+        let listeners: u64 = redis::cmd("PUBLISH")
+            .arg(self.reload_channel())
+            .arg(r#"{"reload":"rules"}"#)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("publishing reload"))?;
+        Ok(Some(listeners))
+    }
+
+    async fn watch_rules_changed(&self, on_change: Box<dyn Fn() + Send + Sync>, stop: CancellationToken) {
+        self.listen(self.reload_channel(), on_change, stop.cancelled_owned()).await
+    }
+}
