@@ -10,6 +10,7 @@ use axum::extract::path::ErrorKind as PathErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mutt_core::RuleError;
 use mutt_queue::{QueueError, QueueErrorKind};
 use mutt_store::StoreError;
 use serde_json::json;
@@ -113,6 +114,13 @@ impl From<QueueError> for ApiError {
             QueueErrorKind::Config | QueueErrorKind::Protocol => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
+    }
+}
+
+/// A rule draft that does not parse: 400 naming the field (`match_string` for a bad regex).
+impl From<RuleError> for ApiError {
+    fn from(e: RuleError) -> Self {
+        Self::invalid_field(e.field(), e.to_string())
     }
 }
 

@@ -71,18 +71,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Deserializes a JSON body, telling malformed JSON (400, no field) from a well-formed body
 /// whose values do not fit (400 naming the field by its path, e.g. `priority` or `rules[2].id`).
+/// The syntax is checked first, over the whole body, so that a broken body is reported as
+/// such even when a value before the break has the wrong type.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let inner = e.inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => data_error(&e.path().to_string(), &inner.to_string(), "field"),
-            _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
-        }
-    })?;
-    // As `serde_json::from_slice`: anything but whitespace after the value is malformed.
-    de.end().map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    Ok(value)
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| data_error(&e.path().to_string(), &e.inner().to_string(), "field"))
 }
 
 /// A value that does not fit: named by its path, or for a missing or unknown field (reported

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use mutt_store::NewRule;
+use mutt_core::rule::RuleDraft;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -23,8 +23,10 @@ async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, A
 
 async fn create_rule(
     State(state): State<Arc<WebState>>,
-    ApiJson(rule): ApiJson<NewRule>,
+    ApiJson(draft): ApiJson<RuleDraft>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Parsed here, not only in the store, so that the answer names the field at fault.
+    let rule = draft.parse()?;
     let id = state.store.create_rule(&rule).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
