@@ -1,26 +1,26 @@
-//! The ingestor: `POST /ingest` (and the `/api/v2/ingest`, `/api/v1/ingest` aliases) in front
-//! of the ingest queue.
+//! The ingestor: events in, onto the ingest queue.
 //!
-//! Layout, in the order a request meets it (spec §2.2):
-//! - [`auth`]: correlation id, then the API-key gate (constant-time, several keys allowed);
-//! - [`body`]: reading the body (size limit) and parsing it as one object, a JSON array or
-//!   NDJSON, with a reason for every bad element;
-//! - [`handler`]: required fields, reserved fields, backpressure, enqueue, the response;
+//! Layout:
+//! - [`accept`]: [`Ingest::accept`], the one ingest step every listener calls (rate limit,
+//!   required fields, normalisation, stamping, backpressure, push, counters), with a reason
+//!   for every refused element;
+//! - [`http`]: the HTTP listener (`POST /ingest` and its aliases): key gate, body parsing,
+//!   responses in the original's shapes. Native syslog and SNMP listeners go beside it
+//!   (`syslog/`, `snmp/`) and call the same step;
 //! - [`metrics`]: the original's `mutt_ingest_*` metrics.
 
-pub mod auth;
-pub mod body;
-pub mod handler;
+pub mod accept;
+pub mod http;
 pub mod metrics;
 
 use axum::Router;
-use axum::routing::{get, post};
 use mutt_core::Secret;
 use mutt_queue::{Coordination, Queue};
 use mutt_service::{HealthCheck, HealthReport};
 use serde_json::json;
 use std::sync::Arc;
 
+pub use accept::{Accepted, ElementRejection, Ingest, Problem, Rejection, Submission};
 pub use metrics::IngestMetrics;
 
 /// Settings of the ingest API.
@@ -72,15 +72,6 @@ pub enum IngestSetupError {
     NoApiKey,
 }
 
-/// Everything a request handler needs.
-pub struct IngestState {
-    pub(crate) queue: Arc<dyn Queue>,
-    /// The shared ingest rate limit.
-    pub(crate) coordination: Arc<dyn Coordination>,
-    pub(crate) config: IngestConfig,
-    pub(crate) metrics: IngestMetrics,
-}
-
 /// Builds the ingest API's router (ops routes included).
 pub fn router(
     queue: Arc<dyn Queue>,
@@ -91,17 +82,9 @@ pub fn router(
     if config.api_keys.iter().all(Secret::is_empty) && !config.auth_disabled {
         return Err(IngestSetupError::NoApiKey);
     }
-    let ingest_metrics = IngestMetrics::register(&metrics);
-    let state = Arc::new(IngestState { queue: queue.clone(), coordination, config, metrics: ingest_metrics });
-    let api = Router::new()
-        .route("/ingest", post(handler::ingest))
-        .route("/api/v2/ingest", post(handler::ingest))
-        .route("/api/v1/ingest", post(handler::ingest_v1))
-        .route("/admin/config", get(handler::admin_config))
-        .route("/", get(handler::info))
-        .with_state(state.clone());
+    let ingest = Ingest::new(queue.clone(), coordination, config, IngestMetrics::register(&metrics));
     let ops = mutt_service::ops::routes(metrics, Arc::new(IngestHealth { queue }));
-    Ok(api.merge(ops).layer(axum::middleware::from_fn_with_state(state, auth::gate)))
+    Ok(http::routes(ingest.clone()).merge(ops).layer(axum::middleware::from_fn_with_state(ingest, http::auth::gate)))
 }
 
 struct IngestHealth {

@@ -1,13 +1,11 @@
 //! The first two steps of every request: the correlation id, then the API-key gate.
 
-use crate::IngestState;
-use crate::handler::error_response;
+use super::response::error_response;
+use crate::Ingest;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -32,26 +30,15 @@ fn correlation_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Compares against every configured key in constant time (no early exit on a match).
-pub fn key_matches(given: &[u8], keys: &[mutt_core::Secret]) -> bool {
-    let mut ok = subtle::Choice::from(0u8);
-    for k in keys {
-        if !k.is_empty() {
-            ok |= given.ct_eq(k.expose().as_bytes());
-        }
-    }
-    bool::from(ok)
-}
-
 /// Runs before routing, so unknown paths without a key also get 401 (as the original).
-pub async fn gate(State(state): State<Arc<IngestState>>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(ingest): State<Ingest>, mut req: Request, next: Next) -> Response {
     let cid = correlation_id(&req);
     req.extensions_mut().insert(CorrelationId(cid.clone()));
     let public = is_public(req.uri().path());
-    if !public && !state.config.auth_disabled {
+    if !public && !ingest.config().auth_disabled {
         let given = req.headers().get(API_KEY_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-        if given.is_empty() || !key_matches(given, &state.config.api_keys) {
-            state.metrics.request("fail", "auth");
+        if given.is_empty() || !mutt_service::auth::key_matches(given, &ingest.config().api_keys) {
+            ingest.metrics().request("fail", "auth");
             tracing::warn!(correlation_id = %cid, path = %req.uri().path(), "rejected request without a valid API key");
             return error_response(StatusCode::UNAUTHORIZED, "Unauthorized", &cid, None);
         }
@@ -61,19 +48,4 @@ pub async fn gate(State(state): State<Arc<IngestState>>, mut req: Request, next:
         resp.headers_mut().insert(CORRELATION_HEADER, v);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mutt_core::Secret;
-
-    #[test]
-    fn any_configured_key_matches() {
-        let keys = vec![Secret::new("alpha"), Secret::new("beta")];
-        assert!(key_matches(b"beta", &keys));
-        assert!(key_matches(b"alpha", &keys));
-        assert!(!key_matches(b"alph", &keys));
-        assert!(!key_matches(b"", &[Secret::new("")]));
-    }
 }

@@ -1,0 +1,82 @@
+//! Ingest outcomes as HTTP responses, in the original's shapes (spec §2.3):
+//! `{"status":"error","message":…,"correlation_id":…}` plus extra fields.
+
+use crate::accept::{Accepted, ElementRejection, Problem, Rejection, python_list};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// An error body of the original's shape plus optional extra fields.
+pub fn error_response(status: StatusCode, message: &str, cid: &str, extra: Option<Value>) -> Response {
+    let mut body = json!({"status": "error", "message": message, "correlation_id": cid});
+    if let (Some(obj), Some(Value::Object(extra))) = (body.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// `200 {"status":"queued",…}`; a batch also gets its `count`.
+pub fn accepted(a: Accepted, batch: bool, cid: &str) -> Response {
+    let mut body = json!({"status": "queued", "correlation_id": cid, "queue_depth": a.queue_depth});
+    if batch {
+        body["count"] = json!(a.count);
+    }
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// A refusal of [`crate::Ingest`] as the original answered it.
+pub fn rejected(r: Rejection, batch: bool, cid: &str) -> Response {
+    match r {
+        Rejection::RateLimited { retry_after } => {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests - rate limit exceeded",
+                cid,
+                Some(json!({"retry_after": secs})),
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+        Rejection::TooManyEvents { count, max } => {
+            let msg = format!("Payload Too Large: {count} events in one batch, at most {max}");
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, &msg, cid, None)
+        }
+        Rejection::Invalid(elements) if !batch => single_invalid(elements, cid),
+        Rejection::Invalid(elements) => {
+            batch_rejected(cid, elements.into_iter().map(|e| (e.index, e.problem.to_string())).collect())
+        }
+        Rejection::QueueFull { depth, limit } => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable - queue full",
+            cid,
+            Some(json!({"queue_depth": depth, "queue_limit": limit})),
+        ),
+        Rejection::Unavailable(e) => {
+            tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
+            // The original's wording for Redis (clients may match on it); other backends say which.
+            let message = match e.backend() {
+                "redis" => "Service Unavailable - Redis error".to_owned(),
+                other => format!("Service Unavailable - queue error ({other})"),
+            };
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &message, cid, None)
+        }
+    }
+}
+
+/// One event: the original's messages (`Missing required fields: ['a']`).
+fn single_invalid(elements: Vec<ElementRejection>, cid: &str) -> Response {
+    let msg = match elements.into_iter().next().map(|e| e.problem) {
+        Some(Problem::MissingFields(fields)) => format!("Missing required fields: {}", python_list(&fields)),
+        Some(Problem::Invalid(reason)) => format!("Invalid event: {reason}"),
+        None => "Invalid event".to_owned(),
+    };
+    error_response(StatusCode::BAD_REQUEST, &msg, cid, None)
+}
+
+/// A batch with bad elements: nothing was queued; each bad element's index and reason.
+pub fn batch_rejected(cid: &str, bad: Vec<(usize, String)>) -> Response {
+    let errors: Vec<Value> = bad.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect();
+    let msg = format!("Invalid batch: {} element(s) rejected; nothing was queued", errors.len());
+    error_response(StatusCode::BAD_REQUEST, &msg, cid, Some(json!({"errors": errors})))
+}
