@@ -4,14 +4,17 @@
 //! - this file: the [`Store`] interface and its records;
 //! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`);
 //! - [`sqlite`]: the embedded SQLite backend on a [`mutt_sqlite::Database`] and its migrations
-//!   (`migrations/sqlite`).
+//!   (`migrations/sqlite`);
+//! - [`retention`]: the job that trims the audit trails to their configured age.
 
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mutt_core::{EventId, MatchType, RuleSnapshot};
+use mutt_core::rule::ValidRule;
+use mutt_core::{EventId, RuleSnapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,29 +66,14 @@ pub struct AuditRecord {
     pub raw_message: String,
 }
 
-/// A rule to create (the id is assigned by the store).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NewRule {
-    pub match_string: Option<String>,
-    pub trap_oid: Option<String>,
-    #[serde(default)]
-    pub syslog_severity: Option<i32>,
-    pub match_type: MatchType,
-    #[serde(default = "default_priority")]
-    pub priority: i32,
-    pub prod_handling: String,
-    pub dev_handling: String,
-    pub team_assignment: String,
-    #[serde(default = "default_true")]
-    pub is_active: bool,
-}
+/// A rule to create (the id is assigned by the store): a draft, checked by
+/// [`Store::create_rule`] with [`mutt_core::rule::RuleDraft::parse`].
+pub use mutt_core::rule::RuleDraft as NewRule;
 
-fn default_priority() -> i32 {
-    100
-}
-
-fn default_true() -> bool {
-    true
+/// The parse step every backend's `create_rule` runs first: an invalid rule is refused with
+/// the field at fault, before the database sees it.
+pub(crate) fn check_rule(rule: &NewRule) -> Result<ValidRule, StoreError> {
+    rule.parse().map_err(|e| StoreError::Rejected(format!("invalid rule: {e}")))
 }
 
 /// One row of `config_audit_log`: who changed which configuration record, from what to what.
@@ -163,7 +151,14 @@ pub trait Store: Send + Sync + 'static {
     /// skipped. Returns how many rows were new.
     async fn write_audit(&self, rows: &[AuditRecord]) -> Result<u64, StoreError>;
 
+    /// Creates a rule after checking it ([`NewRule::parse`]): an invalid draft is
+    /// `Rejected` with the field at fault. Takes a [`ValidRule`] too (it reads as its draft).
     async fn create_rule(&self, rule: &NewRule) -> Result<i32, StoreError>;
+
+    /// A number that changes with every change to the rules, development hosts or device
+    /// teams, whoever made it (kept by triggers). Compare for inequality, not order. One small
+    /// query: the alerter reads it before each batch.
+    async fn rules_version(&self) -> Result<i64, StoreError>;
 
     /// Every rule, active or not, ordered by priority then id.
     async fn list_rules(&self) -> Result<Vec<mutt_core::Rule>, StoreError>;

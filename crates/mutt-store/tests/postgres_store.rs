@@ -33,6 +33,12 @@ impl Inspect for PgInspect {
     async fn audit_rows(&self) -> u64 {
         count(&self.url, "SELECT count(*) FROM event_audit_log").await.try_into().unwrap()
     }
+
+    async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.execute(sql, &[]).await.map_err(|e| e.to_string())
+    }
 }
 
 async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {

@@ -39,6 +39,17 @@ impl Inspect for SqliteInspect {
             self.db.read(|c| c.query_row("SELECT count(*) FROM event_audit_log", [], |r| r.get(0))).await.unwrap();
         n.try_into().unwrap()
     }
+
+    async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let path = self.db.path().to_owned();
+        let sql = sql.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+            conn.execute(&sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap()
+    }
 }
 
 async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {

@@ -1,6 +1,8 @@
 //! The PostgreSQL store (tokio-postgres with a deadpool pool; migrations by refinery).
 
-use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, full_error};
+use crate::{
+    AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, check_rule, full_error,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -196,6 +198,7 @@ impl Store for PgStore {
     }
 
     async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
+        let r = check_rule(r)?;
         let client = self.pool.get().await.map_err(pool_err)?;
         let row = client
             .query_one(
@@ -216,6 +219,17 @@ impl Store for PgStore {
             )
             .await
             .map_err(|e| classify("creating rule", e))?;
+        Ok(row.get(0))
+    }
+
+    /// One row kept by statement-level triggers (migration V2); prepared once per connection.
+    async fn rules_version(&self) -> Result<i64, StoreError> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let stmt = client
+            .prepare_cached("SELECT coalesce((SELECT version FROM rules_version), 0)")
+            .await
+            .map_err(|e| classify("reading the rules version", e))?;
+        let row = client.query_one(&stmt, &[]).await.map_err(|e| classify("reading the rules version", e))?;
         Ok(row.get(0))
     }
 

@@ -3,9 +3,11 @@
 //!
 //! Rules, development hosts and device teams may also be changed by other processes on the
 //! same file (`muttd rules import`, the sqlite3 CLI); triggers count every such change in
-//! `store_meta.rules_version`, which [`SqliteStore::rules_version`] reads.
+//! `store_meta.rules_version`, which [`Store::rules_version`] reads.
 
-use crate::{AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, full_error};
+use crate::{
+    AuditRecord, ConfigAuditRow, ConfigChange, NewRule, RetainedTable, Store, StoreError, check_rule, full_error,
+};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use mutt_core::{MatchType, Rule, RuleSnapshot};
@@ -123,20 +125,6 @@ impl SqliteStore {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
-    /// A counter that goes up with every change to the rules, development hosts or device
-    /// teams, whoever made it. Compare for inequality, not order: the counter restarts if
-    /// someone deletes its row.
-    pub async fn rules_version(&self) -> Result<i64, StoreError> {
-        self.db
-            .read(|conn| {
-                conn.query_row("SELECT value FROM store_meta WHERE key = 'rules_version'", [], |r| r.get(0))
-                    .optional()
-                    .map(|v| v.unwrap_or(0))
-            })
-            .await
-            .map_err(|e| classify("reading the rules version", e))
-    }
-
     /// Rows in `event_audit_log` and distinct event ids among them (equal unless the
     /// idempotency key is broken).
     pub async fn audit_count(&self) -> Result<(u64, u64), StoreError> {
@@ -223,7 +211,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
-        let r = r.clone();
+        let r = check_rule(r)?.into_draft();
         self.db
             .write(move |conn| {
                 conn.query_row(
@@ -246,6 +234,19 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(|e| classify("creating rule", e))
+    }
+
+    /// The counter restarts if someone deletes its row (the triggers put it back).
+    async fn rules_version(&self) -> Result<i64, StoreError> {
+        self.db
+            .read(|conn| {
+                conn.prepare_cached("SELECT value FROM store_meta WHERE key = 'rules_version'")?
+                    .query_row([], |r| r.get(0))
+                    .optional()
+                    .map(|v| v.unwrap_or(0))
+            })
+            .await
+            .map_err(|e| classify("reading the rules version", e))
     }
 
     async fn list_rules(&self) -> Result<Vec<Rule>, StoreError> {

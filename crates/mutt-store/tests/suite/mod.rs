@@ -12,11 +12,16 @@ macro_rules! conformance {
             rules_and_lookups_round_trip,
             every_rule_field_reads_back_unchanged,
             database_rejects_invalid_rules,
+            invalid_regex_is_refused_naming_the_field,
+            database_checks_hold_for_writes_from_outside,
+            rules_version_changes_with_every_rule_host_or_team_change,
+            rules_version_read_is_cheap,
             audit_is_idempotent_on_event_id,
             audit_batch_with_unknown_rule_is_rejected_whole,
             concurrent_audit_batches_all_land,
             config_changes_are_recorded_and_read_back_newest_first,
-            retention_deletes_only_old_rows_in_chunks
+            retention_deletes_only_old_rows_in_chunks,
+            retention_job_trims_in_chunks_and_counts_what_it_deleted
         }
     };
     (@go $($name:ident),*) => {
@@ -41,6 +46,8 @@ use std::sync::Arc;
 pub trait Inspect: Send + Sync {
     /// Rows in `event_audit_log`.
     async fn audit_rows(&self) -> u64;
+    /// Runs one statement on a connection of its own, as `psql` or `sqlite3` would.
+    async fn execute(&self, sql: &str) -> Result<u64, String>;
 }
 
 pub fn rule(s: &str, prio: i32) -> NewRule {
@@ -129,10 +136,79 @@ pub async fn every_rule_field_reads_back_unchanged(store: Arc<dyn Store>, _db: A
 pub async fn database_rejects_invalid_rules(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
     let mut bad = rule("x", 1);
     bad.syslog_severity = Some(9);
-    assert!(matches!(store.create_rule(&bad).await, Err(StoreError::Rejected(_))));
+    let err = store.create_rule(&bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert!(err.to_string().contains("syslog_severity"), "names the field: {err}");
     let neither = NewRule { match_string: None, trap_oid: None, ..rule("x", 1) };
     assert!(matches!(store.create_rule(&neither).await, Err(StoreError::Rejected(_))));
     assert!(store.list_rules().await.unwrap().is_empty(), "nothing half-written");
+}
+
+/// The web API used to store a regex the alerter then silently left out.
+pub async fn invalid_regex_is_refused_naming_the_field(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    let bad = NewRule { match_type: MatchType::Regex, ..rule("(unclosed", 1) };
+    let err = store.create_rule(&bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert!(err.to_string().contains("match_string: not a valid regex"), "{err}");
+    // A parsed rule is accepted as such (it reads as its draft).
+    let good = NewRule { match_type: MatchType::Regex, ..rule("LINK-(UP|DOWN)", 1) }.parse().unwrap();
+    let id = store.create_rule(&good).await.unwrap();
+    assert_eq!(store.list_rules().await.unwrap(), vec![good.to_rule(id)]);
+}
+
+/// The parse step guards the store's own writes; the database's constraints still guard
+/// everyone else's.
+pub async fn database_checks_hold_for_writes_from_outside(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let insert = |severity: &str, match_string: &str| {
+        format!(
+            "INSERT INTO alert_rules (match_string, syslog_severity, match_type, priority, prod_handling, \
+             dev_handling, team_assignment) VALUES ({match_string}, {severity}, 'contains', 1, 'P', 'D', 'T')"
+        )
+    };
+    assert!(db.execute(&insert("9", "'x'")).await.is_err(), "severity CHECK");
+    assert!(db.execute(&insert("NULL", "NULL")).await.is_err(), "match criteria CHECK");
+    assert_eq!(db.execute(&insert("3", "'x'")).await, Ok(1));
+    assert_eq!(store.list_rules().await.unwrap().len(), 1);
+}
+
+pub async fn rules_version_changes_with_every_rule_host_or_team_change(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let mut seen = vec![store.rules_version().await.unwrap()];
+    let mut changed = async |what: &str| {
+        let v = store.rules_version().await.unwrap();
+        assert!(!seen.contains(&v), "{what} must change the version ({seen:?} then {v})");
+        seen.push(v);
+    };
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    changed("a new rule").await;
+    store.add_development_host("dev-1").await.unwrap();
+    changed("a new development host").await;
+    store.set_device_team("router1", "NetOps").await.unwrap();
+    changed("a new device team").await;
+    store.set_device_team("router1", "Security").await.unwrap();
+    changed("a changed device team").await;
+    // Another process (psql, the sqlite3 shell, `muttd rules import`) counts as well.
+    db.execute(&format!("UPDATE alert_rules SET is_active = false WHERE id = {id}")).await.unwrap();
+    changed("a rule changed from outside").await;
+    db.execute("DELETE FROM development_hosts").await.unwrap();
+    changed("a host deleted from outside").await;
+    let last = *seen.last().unwrap();
+    // Audit rows and config changes are not rules.
+    store.write_audit(&[audit(id, "2026-01-01T00:00:00Z")]).await.unwrap();
+    assert_eq!(store.rules_version().await.unwrap(), last);
+}
+
+/// The alerter reads the version before each batch: it must stay a sub-millisecond read.
+pub async fn rules_version_read_is_cheap(store: Arc<dyn Store>, _db: Arc<dyn Inspect>) {
+    store.rules_version().await.unwrap();
+    let n = 500;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        store.rules_version().await.unwrap();
+    }
+    let each = started.elapsed() / n;
+    eprintln!("rules_version: {each:?} per read");
+    // Generous: a loaded CI machine, debug build. Locally it is tens of microseconds.
+    assert!(each < std::time::Duration::from_millis(10), "{each:?} per read");
 }
 
 pub async fn audit_is_idempotent_on_event_id(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
@@ -235,4 +311,39 @@ pub async fn retention_deletes_only_old_rows_in_chunks(store: Arc<dyn Store>, db
     store.record_config_change(&change).await.unwrap();
     assert_eq!(store.delete_older_than(RetainedTable::ConfigAudit, now - D::days(365), 100).await.unwrap(), 0);
     assert_eq!(store.delete_older_than(RetainedTable::ConfigAudit, now + D::days(1), 100).await.unwrap(), 1);
+}
+
+/// The retention job as a process runs it: chunk after chunk until done, counted in the
+/// original's metric.
+pub async fn retention_job_trims_in_chunks_and_counts_what_it_deleted(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    use mutt_store::RetainedTable;
+    use mutt_store::retention::{self, RetentionConfig, RetentionMetrics};
+    use tokio_util::sync::CancellationToken;
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let at = |days: i64| (Utc::now() - chrono::Duration::days(days)).to_rfc3339();
+    let rows: Vec<_> = (0..25).map(|_| audit(id, &at(120))).chain((0..4).map(|_| audit(id, &at(1)))).collect();
+    store.write_audit(&rows).await.unwrap();
+    let stop = CancellationToken::new();
+    let n = retention::run_once(store.as_ref(), RetainedTable::EventAudit, 90, 10, &stop).await.unwrap();
+    assert_eq!(n, 25, "three chunks of at most 10");
+    assert_eq!(db.audit_rows().await, 4);
+
+    store.write_audit(&(0..7).map(|_| audit(id, &at(100))).collect::<Vec<_>>()).await.unwrap();
+    let metrics = RetentionMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let cfg = RetentionConfig { batch_size: 3, ..RetentionConfig::default() };
+    let job = retention::spawn(store.clone(), cfg, metrics.clone(), stop.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metrics.deleted(RetainedTable::EventAudit) < 7 {
+        assert!(std::time::Instant::now() < deadline, "the job did not trim the 7 old rows");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    job.await.unwrap();
+    assert_eq!(db.audit_rows().await, 4);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains(r#"mutt_retention_cleanup_records_deleted_total{type="event_audit"} 7"#), "{text}");
+    assert!(text.contains(r#"mutt_retention_cleanup_records_deleted_total{type="config_audit"} 0"#), "{text}");
 }
