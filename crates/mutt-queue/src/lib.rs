@@ -6,6 +6,8 @@
 //! - [`coordination`]: the [`Coordination`] interface, the shared state beside the queues
 //!   (rate limits, circuit breaker, delivered ids, unhandled counters, dynamic configuration,
 //!   rule-change notifications);
+//! - [`settings`]: dynamic settings read through [`Coordination`], cached for a few seconds;
+//! - [`periodic`]: the consumers' background loops (heartbeat, janitor, delayed retries);
 //! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
 //!   including the retry counter and DLQ annotations written into messages;
 //! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
@@ -21,7 +23,9 @@
 
 pub mod coordination;
 pub mod metrics;
+pub mod periodic;
 pub mod redis;
+pub mod settings;
 pub mod settlement;
 pub mod sqlite;
 
@@ -32,6 +36,7 @@ use std::time::Duration;
 
 pub use coordination::{BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledKey};
 pub use metrics::QueueMetrics;
+pub use settings::{Settings, SettingsCache};
 pub use settlement::{RetryOutcome, RetryPolicy, Settlement};
 
 /// The two work queues of the pipeline.

@@ -3,10 +3,12 @@
 
 use super::AnyConnection;
 use super::{RedisQueue, redis_err, scripts};
+use crate::periodic::{FirstRun, spawn_every};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, Settlement, WorkerRole};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Upper bound of one lease (Lua argument lists and reply sizes stay small).
 pub const MAX_LEASE: usize = 1000;
@@ -34,7 +36,8 @@ pub struct RedisConsumer {
     /// Set when a lease call failed: a BLMOVE whose reply was lost may still have moved a
     /// message, so the processing list is handed back before the next lease.
     dirty: bool,
-    tasks: Vec<JoinHandle<()>>,
+    /// Stops the heartbeat, janitor and delayed-retry tasks.
+    stop: CancellationToken,
 }
 
 impl RedisConsumer {
@@ -50,7 +53,7 @@ impl RedisConsumer {
             dlq: k.dead_letter_queue(config.role).to_owned(),
             output: config.role.output().map(|q| k.queue(q).to_owned()),
         };
-        let mut consumer = Self { queue, config, keys, blocking: None, dirty: false, tasks: Vec::new() };
+        let consumer = Self { queue, config, keys, blocking: None, dirty: false, stop: CancellationToken::new() };
         // Heartbeat first, so no other worker's janitor takes this worker's list from now on.
         write_heartbeat(&mut consumer.queue.connection(), &consumer.keys.heartbeat, consumer.config.heartbeat_ttl)
             .await?;
@@ -70,64 +73,46 @@ impl RedisConsumer {
         Ok(consumer)
     }
 
-    fn spawn_tasks(&mut self) {
-        let conn = self.queue.connection();
-        let (hb_key, ttl, every) =
-            (self.keys.heartbeat.clone(), self.config.heartbeat_ttl, self.config.heartbeat_interval);
-        let mut c = conn.clone();
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = write_heartbeat(&mut c, &hb_key, ttl).await {
-                    tracing::warn!(error = %e, key = %hb_key, "heartbeat refresh failed");
-                }
+    fn spawn_tasks(&self) {
+        let (conn, stop) = (self.queue.connection(), self.stop.clone());
+        let (key, ttl) = (self.keys.heartbeat.clone(), self.config.heartbeat_ttl);
+        let c = conn.clone();
+        // The heartbeat was written and the janitor run by `start`.
+        spawn_every(
+            "heartbeat refresh",
+            self.config.heartbeat_interval,
+            FirstRun::AfterInterval,
+            stop.clone(),
+            move || {
+                let (mut c, key) = (c.clone(), key.clone());
+                async move { write_heartbeat(&mut c, &key, ttl).await }
+            },
+        );
+        let janitor = Arc::new(self.janitor(false));
+        spawn_every("janitor run", self.config.janitor_interval, FirstRun::AfterInterval, stop.clone(), move || {
+            let janitor = janitor.clone();
+            async move { janitor.run().await.map(|_| ()) }
+        });
+        let (delayed, source) = (self.keys.delayed.clone(), self.keys.source.clone());
+        spawn_every("moving due retries", self.config.delayed_poll_interval, FirstRun::Now, stop, move || {
+            let (mut c, delayed, source) = (conn.clone(), delayed.clone(), source.clone());
+            async move {
+                while move_due(&mut c, &delayed, &source).await? == MOVE_DUE_CHUNK {}
+                Ok::<_, QueueError>(())
             }
-        }));
+        });
+    }
 
-        let janitor = Janitor {
+    fn janitor(&self, deep: bool) -> Janitor {
+        Janitor {
             queue: self.queue.clone(),
-            deep: false,
+            deep,
             max_crashes: self.config.max_crashes,
             metrics: self.config.metrics.clone(),
             role: self.config.role,
             own_pod: self.config.pod.as_ref().to_owned(),
             source: self.keys.source.clone(),
-        };
-        let every = self.config.janitor_interval;
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first run happened at start
-            loop {
-                tick.tick().await;
-                if let Err(e) = janitor.run().await {
-                    tracing::warn!(error = %e, "janitor run failed");
-                }
-            }
-        }));
-
-        let (delayed, source, every) =
-            (self.keys.delayed.clone(), self.keys.source.clone(), self.config.delayed_poll_interval);
-        let mut c = conn;
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                loop {
-                    match move_due(&mut c, &delayed, &source).await {
-                        Ok(n) if n == MOVE_DUE_CHUNK => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "moving due retries failed");
-                            break;
-                        }
-                    }
-                }
-            }
-        }));
+        }
     }
 
     /// Moves this worker's own processing list back to the source; `crashed` when it is what a
@@ -184,9 +169,7 @@ impl RedisConsumer {
 
 impl Drop for RedisConsumer {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop.cancel();
     }
 }
 
@@ -407,23 +390,11 @@ impl Consumer for RedisConsumer {
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {
-        Janitor {
-            queue: self.queue.clone(),
-            deep: true,
-            max_crashes: self.config.max_crashes,
-            metrics: self.config.metrics.clone(),
-            role: self.config.role,
-            own_pod: self.config.pod.as_ref().to_owned(),
-            source: self.keys.source.clone(),
-        }
-        .run()
-        .await
+        self.janitor(true).run().await
     }
 
     async fn shutdown(&mut self) -> Result<(), QueueError> {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
+        self.stop.cancel();
         let moved = self.release().await?;
         if moved > 0 {
             tracing::info!(moved, "handed leased messages back at shutdown");

@@ -2,11 +2,13 @@
 //! delayed-retry mover.
 
 use super::{Deltas, SqliteQueue, append, db_err, now_ms, prepend, recover_owner};
+use crate::periodic::{FirstRun, spawn_every};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, QueueId, Settlement};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::params;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Upper bound of one lease (as the Redis backend).
 pub const MAX_LEASE: usize = 1000;
@@ -24,7 +26,8 @@ pub struct SqliteConsumer {
     dlq_name: String,
     /// Row ids of the current lease.
     leased: Vec<i64>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Stops the heartbeat, janitor and delayed-retry tasks.
+    stop: CancellationToken,
 }
 
 impl SqliteConsumer {
@@ -40,7 +43,7 @@ impl SqliteConsumer {
             queue,
             config,
             leased: Vec::new(),
-            tasks: Vec::new(),
+            stop: CancellationToken::new(),
         };
         // Heartbeat first, so no other worker's janitor takes this worker's leases from now on.
         write_heartbeat(&consumer.queue, &consumer.config).await?;
@@ -53,51 +56,27 @@ impl SqliteConsumer {
         Ok(consumer)
     }
 
-    fn spawn_tasks(&mut self) {
+    fn spawn_tasks(&self) {
+        let stop = self.stop.clone();
         let (queue, config) = (self.queue.clone(), self.config.clone());
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(config.heartbeat_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = write_heartbeat(&queue, &config).await {
-                    tracing::warn!(error = %e, pod = %config.pod, "heartbeat refresh failed");
-                }
+        // The heartbeat was written and the janitor run by `start`.
+        spawn_every("heartbeat refresh", config.heartbeat_interval, FirstRun::AfterInterval, stop.clone(), move || {
+            let (queue, config) = (queue.clone(), config.clone());
+            async move { write_heartbeat(&queue, &config).await }
+        });
+        let janitor = Arc::new(self.janitor());
+        spawn_every("janitor run", self.config.janitor_interval, FirstRun::AfterInterval, stop.clone(), move || {
+            let janitor = janitor.clone();
+            async move { janitor.run().await.map(|_| ()) }
+        });
+        let (queue, source) = (self.queue.clone(), self.source_name.clone());
+        spawn_every("moving due retries", self.config.delayed_poll_interval, FirstRun::Now, stop, move || {
+            let (queue, source) = (queue.clone(), source.clone());
+            async move {
+                while move_due(&queue, &source).await? == MOVE_DUE_CHUNK {}
+                Ok::<_, QueueError>(())
             }
-        }));
-
-        let janitor = self.janitor();
-        let every = self.config.janitor_interval;
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first run happened at start
-            loop {
-                tick.tick().await;
-                if let Err(e) = janitor.run().await {
-                    tracing::warn!(error = %e, "janitor run failed");
-                }
-            }
-        }));
-
-        let (queue, source, every) = (self.queue.clone(), self.source_name.clone(), self.config.delayed_poll_interval);
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                loop {
-                    match move_due(&queue, &source).await {
-                        Ok(n) if n == MOVE_DUE_CHUNK => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "moving due retries failed");
-                            break;
-                        }
-                    }
-                }
-            }
-        }));
+        });
     }
 
     fn janitor(&self) -> Janitor {
@@ -157,9 +136,7 @@ impl SqliteConsumer {
 
 impl Drop for SqliteConsumer {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop.cancel();
     }
 }
 
@@ -355,9 +332,7 @@ impl Consumer for SqliteConsumer {
     }
 
     async fn shutdown(&mut self) -> Result<(), QueueError> {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
+        self.stop.cancel();
         let moved = self.release().await?;
         if moved > 0 {
             tracing::info!(moved, "handed leased messages back at shutdown");
