@@ -3,6 +3,7 @@
 
 use mutt_core::MatchType;
 use mutt_store::NewRule;
+use mutt_testapp::{ApiClient, BackendKind, Site};
 use mutt_testkit::WebhookReceiver;
 use muttd::app::{self, App, Role, StartOptions};
 use muttd::config::Config;
@@ -17,18 +18,19 @@ const MOOG_KEY: &str = "test-moog-key";
 struct Pipeline {
     app: App,
     receiver: WebhookReceiver,
-    db_url: String,
-    http: reqwest::Client,
+    site: Site,
+    /// The ingestor, with `INGEST_KEY`.
+    ingest: ApiClient,
 }
 
 impl Pipeline {
     async fn start() -> Self {
         let receiver = WebhookReceiver::start().await;
-        let db_url = mutt_testkit::fresh_database().await;
+        let site = Site::fresh(BackendKind::RedisPostgres).await;
         let mut config = Config::default();
-        config.redis.url = Some(mutt_testkit::redis_url());
-        config.redis.key_prefix = mutt_testkit::unique_prefix();
-        config.database.url = Some(db_url.clone());
+        config.redis.url = site.redis_url().map(str::to_owned);
+        config.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
+        config.database.url = site.database_url().map(str::to_owned);
         config.forwarder.webhook_url = Some(receiver.url());
         config.ingestor.port = 0;
         config.alerter.port = 0;
@@ -47,7 +49,8 @@ impl Pipeline {
         )
         .await
         .expect("pipeline starts");
-        Self { app, receiver, db_url, http: reqwest::Client::new() }
+        let ingest = ApiClient::new(format!("http://{}", app.address(Role::Ingestor).unwrap()), Some(INGEST_KEY));
+        Self { app, receiver, site, ingest }
     }
 
     async fn add_rule(&self, rule: NewRule) -> i32 {
@@ -58,22 +61,14 @@ impl Pipeline {
         id
     }
 
-    fn ingest_url(&self) -> String {
-        format!("http://{}/ingest", self.app.address(Role::Ingestor).unwrap())
-    }
-
     async fn post(&self, key: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self.http.post(self.ingest_url()).json(&body);
-        if let Some(k) = key {
-            req = req.header("X-API-KEY", k);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let reply = self.ingest.with_key(key).post("/ingest", &body).await;
+        (reply.status, reply.body)
     }
 
     async fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await.unwrap();
+        let (c, conn) =
+            tokio_postgres::connect(self.site.database_url().unwrap(), tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         c.query(sql, &[]).await.unwrap()
     }
