@@ -68,25 +68,24 @@ impl Site {
         }
     }
 
-    pub fn redis_url(&self) -> Option<&str> {
+    /// Redis URL, key prefix and database URL of a Redis + PostgreSQL site.
+    fn services(&self) -> Option<(&str, &str, &str)> {
         match self {
-            Site::RedisPostgres { redis_url, .. } => Some(redis_url),
+            Site::RedisPostgres { redis_url, key_prefix, database_url } => Some((redis_url, key_prefix, database_url)),
             Site::Embedded { .. } => None,
         }
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        self.services().map(|s| s.0)
     }
 
     pub fn key_prefix(&self) -> Option<&str> {
-        match self {
-            Site::RedisPostgres { key_prefix, .. } => Some(key_prefix),
-            Site::Embedded { .. } => None,
-        }
+        self.services().map(|s| s.1)
     }
 
     pub fn database_url(&self) -> Option<&str> {
-        match self {
-            Site::RedisPostgres { database_url, .. } => Some(database_url),
-            Site::Embedded { .. } => None,
-        }
+        self.services().map(|s| s.2)
     }
 
     /// The directory of the embedded data file.

@@ -43,16 +43,10 @@ pub struct WebState {
     pub config: WebConfig,
 }
 
-#[derive(Debug)]
+/// [`router`] was given no non-empty key.
+#[derive(Debug, thiserror::Error)]
+#[error("no WEBUI_API_KEY is configured; the management API has no default key")]
 pub struct NoApiKey;
-
-impl std::fmt::Display for NoApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no WEBUI_API_KEY is configured; the management API has no default key")
-    }
-}
-
-impl std::error::Error for NoApiKey {}
 
 /// The web role's router. Refuses to build without a non-empty API key: the management API
 /// has no default key.
