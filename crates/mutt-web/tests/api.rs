@@ -127,6 +127,16 @@ async fn malformed_json_and_wrong_content_types_are_json_errors(kind: BackendKin
     assert_eq!(rule_count(app.backend.store.as_ref()).await, 1);
 }
 
+async fn oversized_body_is_a_json_413(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    // Beyond axum's default 2 MB body limit.
+    let big = format!("{{\"match_string\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let r = app.client.post_raw("/api/v2/rules", Some("application/json"), big).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert!(r.is_json(), "{}", r.text);
+    assert_eq!(rule_count(app.backend.store.as_ref()).await, 0);
+}
+
 async fn unknown_routes_and_methods_are_json_errors(kind: BackendKind) {
     let app = spawn_app(kind).await;
     for client in [app.client.clone(), app.anonymous()] {
@@ -163,6 +173,7 @@ both_backends!(
     invalid_regex_is_refused_naming_the_field,
     wrongly_typed_json_is_a_json_400_naming_the_field,
     malformed_json_and_wrong_content_types_are_json_errors,
+    oversized_body_is_a_json_413,
     unknown_routes_and_methods_are_json_errors,
     ops_endpoints_are_public,
 );
