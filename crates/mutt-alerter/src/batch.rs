@@ -72,6 +72,8 @@ impl Alerter {
         };
         self.metrics.processing_list_depth.set(lease.len() as i64);
         let started = Instant::now();
+        // After the lease, so that an event queued after a rule change commits meets the new rules.
+        self.rules.refresh_if_changed(self.store.as_ref(), &self.metrics).await;
         let rules = self.rules.current();
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
 

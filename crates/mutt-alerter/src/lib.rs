@@ -3,7 +3,7 @@
 //! and dead letters with the ack in one atomic settle.
 //!
 //! Layout:
-//! - [`rules`]: the rule cache (load, atomic swap, periodic reload);
+//! - [`rules`]: the rule cache (load, atomic swap, periodic reload, version check per batch);
 //! - [`batch`]: one batch from lease to settle ([`Alerter::process_one_batch`]);
 //! - [`metrics`]: the original's `mutt_alerter_*` metrics.
 //!
@@ -16,7 +16,6 @@ pub mod batch;
 pub mod dynamic;
 pub mod metrics;
 pub mod rules;
-pub mod tester;
 
 use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueError, WorkerRole};
 use mutt_store::{Store, StoreError};

@@ -242,13 +242,36 @@ async fn rule_tester_reports_handling_and_reasons() {
     let s = setup().await;
     let rules = mutt_core::RuleSet::compile(s.store.load_rules().await.unwrap());
     let e = mutt_core::Event::from_value(json!({"hostname": "r1", "message": "an ERROR happened"})).unwrap();
-    let report = mutt_alerter::tester::test_event(&rules, &e);
+    let report = mutt_core::rule::tester::test_event(&rules, &e);
     assert!(report.matched_rule_id.is_some());
     assert_eq!(report.production.as_ref().unwrap().handling, "Ticket_only");
     assert!(report.production.unwrap().forwarded);
     assert!(!report.development.unwrap().forwarded);
     assert_eq!(report.not_matched.len(), 1);
     assert!(report.not_matched[0].reason.contains("CRITICAL"));
+}
+
+/// A rule created while the alerter runs (no reload requested, the timer far off) decides the
+/// very next batch: the alerter checks the store's rules version before each batch.
+#[tokio::test]
+async fn a_rule_change_is_used_by_the_next_batch() {
+    let s = setup().await;
+    let mut a = s.alerter("rules-version").await;
+    s.push(&[event("h1", "LINK-DOWN before")]).await;
+    let before = drain(&mut a).await;
+    assert!(matches!(before[..], [BatchOutcome::Processed { handled: 0, unhandled: 1, .. }]), "{before:?}");
+    s.store.create_rule(&rule("LINK-DOWN", 5, "Page_and_ticket", "Ignore", "NetOps")).await.unwrap();
+    s.push(&[event("h1", "LINK-DOWN after")]).await;
+    let after = drain(&mut a).await;
+    assert!(matches!(after[..], [BatchOutcome::Processed { handled: 1, alerts: 1, .. }]), "{after:?}");
+    // A development host added from outside (psql) counts too.
+    let (c, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.execute("INSERT INTO development_hosts (hostname) VALUES ('h1')", &[]).await.unwrap();
+    s.push(&[event("h1", "LINK-DOWN on a dev host")]).await;
+    let dev = drain(&mut a).await;
+    assert!(matches!(dev[..], [BatchOutcome::Processed { handled: 1, alerts: 0, .. }]), "Ignore on dev: {dev:?}");
+    assert_eq!(a.rules().current().len(), 3);
 }
 
 /// PostgreSQL stopped for 10 s mid-run, then started again: every event audited exactly once.
