@@ -114,10 +114,12 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
             match connect_queue_view(config, secrets).await {
                 Ok(q) => match q.publish_rules_changed().await? {
                     Some(n) => println!("asked running alerters to reload ({n} listening)"),
-                    None => println!("a running `muttd run` picks the change up within a second"),
+                    None => println!("a running `muttd run` uses the new rules from its next batch"),
                 },
                 Err(e) => {
-                    println!("could not reach the queue to ask alerters to reload ({e:#}); they reload on their timer")
+                    println!(
+                        "could not reach the queue to ask alerters to reload ({e:#}); they see the change before their next batch"
+                    )
                 }
             }
         }
@@ -131,7 +133,7 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
             }
             let event = mutt_core::Event::from_value(serde_json::Value::Object(fields))?;
             let rules = mutt_core::RuleSet::compile(store.load_rules().await?);
-            let report = mutt_alerter::tester::test_event(&rules, &event);
+            let report = mutt_core::rule::tester::test_event(&rules, &event);
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         RulesCommand::List => {

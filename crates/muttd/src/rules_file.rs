@@ -15,20 +15,31 @@
 //!   router1.prod.example.com: NetOps
 //! ```
 
-use mutt_core::{Rule, RuleSet, RuleSnapshot};
-use mutt_store::{NewRule, Store};
+use mutt_core::normalize::MAX_HOSTNAME_LEN;
+use mutt_core::rule::draft::MAX_NAME_LEN;
+use mutt_core::rule::{RuleDraft, ValidRule};
+use mutt_store::Store;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Written {
+    #[serde(default)]
+    rules: Vec<RuleDraft>,
+    #[serde(default)]
+    development_hosts: Vec<String>,
+    #[serde(default)]
+    device_teams: BTreeMap<String, String>,
+}
+
+/// A rules file whose every entry the store accepts.
+#[derive(Debug, Default)]
 pub struct RulesFile {
-    #[serde(default)]
-    pub rules: Vec<NewRule>,
-    #[serde(default)]
+    pub rules: Vec<ValidRule>,
     pub development_hosts: Vec<String>,
-    #[serde(default)]
     pub device_teams: BTreeMap<String, String>,
 }
 
@@ -40,64 +51,44 @@ pub struct ImportReport {
     pub device_teams: usize,
 }
 
+/// Reads and checks the whole file before anything is written: an error names the file, the
+/// rule (counted from 1) and the field, e.g. `rules.yaml: rule 3: match_string: …`.
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<RulesFile> {
     let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let file: RulesFile = if json {
+    let written: Written = if json {
         serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     } else {
         serde_norway::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     };
-    validate(&file).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(file)
+    check(written).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Rejects what the database would refuse, and invalid regexes, before anything is written.
-fn validate(file: &RulesFile) -> Result<(), String> {
-    for (i, r) in file.rules.iter().enumerate() {
-        let n = i + 1;
-        if r.match_string.as_deref().is_none_or(str::is_empty) && r.trap_oid.as_deref().is_none_or(str::is_empty) {
-            return Err(format!("rule {n}: needs match_string or trap_oid"));
-        }
-        if r.syslog_severity.is_some_and(|s| !(0..=7).contains(&s)) {
-            return Err(format!("rule {n}: syslog_severity must be 0..7"));
-        }
-        for (field, v, max) in [
-            ("prod_handling", &r.prod_handling, 100),
-            ("dev_handling", &r.dev_handling, 100),
-            ("team_assignment", &r.team_assignment, 100),
-        ] {
-            if v.is_empty() || v.len() > max {
-                return Err(format!("rule {n}: {field} must be 1..{max} characters"));
-            }
-        }
-        let probe = RuleSet::compile(RuleSnapshot { rules: vec![as_rule(r, 0)], ..Default::default() });
-        if let Some(e) = probe.excluded().first() {
-            return Err(format!("rule {n}: {e}"));
+fn check(written: Written) -> Result<RulesFile, String> {
+    let rules = written
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.parse().map_err(|e| format!("rule {}: {e}", i + 1)))
+        .collect::<Result<_, _>>()?;
+    let name_ok = |s: &str, max: usize| !s.is_empty() && s.chars().count() <= max && !s.contains('\0');
+    for h in written.development_hosts.iter().chain(written.device_teams.keys()) {
+        if !name_ok(h, MAX_HOSTNAME_LEN) {
+            return Err(format!("hostname {h:?}: must be 1 to {MAX_HOSTNAME_LEN} characters, without NUL"));
         }
     }
-    Ok(())
-}
-
-fn as_rule(r: &NewRule, id: i32) -> Rule {
-    Rule {
-        id,
-        match_string: r.match_string.clone(),
-        trap_oid: r.trap_oid.clone(),
-        syslog_severity: r.syslog_severity,
-        match_type: r.match_type,
-        priority: r.priority,
-        prod_handling: r.prod_handling.clone(),
-        dev_handling: r.dev_handling.clone(),
-        team_assignment: r.team_assignment.clone(),
-        is_active: r.is_active,
+    for (h, team) in &written.device_teams {
+        if !name_ok(team, MAX_NAME_LEN) {
+            return Err(format!("device_teams.{h}: must be 1 to {MAX_NAME_LEN} characters, without NUL"));
+        }
     }
+    Ok(RulesFile { rules, development_hosts: written.development_hosts, device_teams: written.device_teams })
 }
 
 pub async fn import(store: &dyn Store, file: &RulesFile) -> anyhow::Result<ImportReport> {
     let existing = store.list_rules().await?;
     let mut report = ImportReport::default();
     for r in &file.rules {
-        if existing.iter().any(|e| as_rule(r, e.id) == *e) {
+        if existing.iter().any(|e| r.to_rule(e.id) == *e) {
             report.rules_skipped += 1;
             continue;
         }
@@ -126,15 +117,42 @@ mod tests {
         assert_eq!(f.rules.len(), 1);
         assert_eq!(f.device_teams["r1"], "NetOps");
         let bad_regex = ok.replace("CRITICAL", "\"(oops\"").replace("contains", "regex");
-        assert!(parse(Path::new("r.yaml"), &bad_regex).unwrap_err().to_string().contains("regex"));
+        let e = parse(Path::new("r.yaml"), &bad_regex).unwrap_err().to_string();
+        assert!(e.starts_with("r.yaml: rule 1: match_string: not a valid regex"), "{e}");
         let bad_type = ok.replace("contains", "startswith");
         assert!(parse(Path::new("r.yaml"), &bad_type).is_err());
-        assert!(
-            parse(
-                Path::new("r.json"),
-                r#"{"rules":[{"match_type":"contains","prod_handling":"a","dev_handling":"b","team_assignment":"c"}]}"#
+        let e = parse(
+            Path::new("r.json"),
+            r#"{"rules":[{"match_type":"contains","prod_handling":"a","dev_handling":"b","team_assignment":"c"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "r.json: rule 1: match_string: required when match_type is contains");
+    }
+
+    #[test]
+    fn the_error_names_the_rule_and_the_field() {
+        let rule = |extra: &str| {
+            format!(
+                "  - match_string: X\n    match_type: contains\n    prod_handling: P\n    dev_handling: D\n    team_assignment: T\n{extra}"
             )
-            .is_err()
-        );
+        };
+        let file = format!("rules:\n{}{}{}", rule(""), rule(""), rule("    syslog_severity: 9\n"));
+        let e = parse(Path::new("rules.yaml"), &file).unwrap_err().to_string();
+        assert_eq!(e, "rules.yaml: rule 3: syslog_severity: 9 is out of range (must be 0 to 7)");
+        let file = format!("rules:\n{}device_teams: {{r1: \"\"}}\n", rule(""));
+        let e = parse(Path::new("rules.yaml"), &file).unwrap_err().to_string();
+        assert!(e.starts_with("rules.yaml: device_teams.r1: must be 1 to 100 characters"), "{e}");
+        let long = "h".repeat(256);
+        let e = parse(Path::new("rules.yaml"), &format!("development_hosts: [{long}]\n")).unwrap_err().to_string();
+        assert!(e.contains("must be 1 to 255 characters"), "{e}");
+    }
+
+    /// What the README imports.
+    #[test]
+    fn the_example_file_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules.yaml"));
+        let f = parse(path, &std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!((f.rules.len(), f.development_hosts.len(), f.device_teams.len()), (5, 3, 4));
     }
 }
