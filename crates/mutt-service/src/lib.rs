@@ -2,12 +2,14 @@
 //!
 //! - [`auth`]: the constant-time API-key check of every role's HTTP gate.
 //! - [`metrics`]: the Prometheus registry of a process and the `/metrics` text.
+//! - [`health`]: the `/health` body of every role, built from named dependency checks.
 //! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves.
 //! - [`serve`]: running an axum router until shutdown, draining in-flight requests.
 //! - [`backoff`]: capped exponential backoff with full jitter, for reconnect loops.
 
 pub mod auth;
 pub mod backoff;
+pub mod health;
 pub mod metrics;
 pub mod ops;
 
@@ -16,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use health::{Health, HealthStyle};
 pub use metrics::Metrics;
 pub use ops::{HealthCheck, HealthReport};
 
