@@ -1,21 +1,10 @@
-//! Settings operators change at run time with `redis-cli SET mutt:config:<key> <value>` (the
-//! original's dynamic configuration, spec §7.3). Read at most every few seconds; a missing or
-//! unparsable value falls back to the static default, never to an error.
+//! The alerter's settings that operators change at run time with `redis-cli SET
+//! mutt:config:<key> <value>` (the original's dynamic configuration, spec §7.3), read through
+//! [`mutt_queue::SettingsCache`]: at most every few seconds; a missing or unparsable value
+//! falls back to the static default, never to an error.
 
-use mutt_queue::Coordination;
-use std::time::{Duration, Instant};
-
-const KEYS: [&str; 6] = [
-    "unhandled_threshold",
-    "unhandled_expiry_seconds",
-    "alerter_queue_warn_threshold",
-    "alerter_queue_shed_threshold",
-    "alerter_shed_mode",
-    "alerter_defer_sleep_ms",
-];
-
-/// How long values are reused before Redis is asked again (the original's cache TTL).
-pub const REFRESH: Duration = Duration::from_secs(5);
+use mutt_queue::settings::{self, Settings};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShedMode {
@@ -51,17 +40,24 @@ impl Default for DynamicSettings {
     }
 }
 
-impl DynamicSettings {
-    /// Applies the values found (in `KEYS` order) over `defaults`.
-    pub fn from_values(defaults: &DynamicSettings, values: &[Option<String>]) -> Self {
-        let get = |i: usize| values.get(i).and_then(|v| v.as_deref()).map(str::trim);
-        let num = |i: usize| get(i).and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0);
+impl Settings for DynamicSettings {
+    const KEYS: &'static [&'static str] = &[
+        "unhandled_threshold",
+        "unhandled_expiry_seconds",
+        "alerter_queue_warn_threshold",
+        "alerter_queue_shed_threshold",
+        "alerter_shed_mode",
+        "alerter_defer_sleep_ms",
+    ];
+
+    fn from_values(defaults: &DynamicSettings, values: &[Option<String>]) -> Self {
+        let num = |i: usize| settings::positive(values, i);
         Self {
             unhandled_threshold: num(0).unwrap_or(defaults.unhandled_threshold),
             unhandled_expiry: num(1).map(Duration::from_secs).unwrap_or(defaults.unhandled_expiry),
             warn_threshold: num(2).unwrap_or(defaults.warn_threshold),
             shed_threshold: num(3).unwrap_or(defaults.shed_threshold),
-            shed_mode: match get(4) {
+            shed_mode: match settings::text(values, 4) {
                 None => defaults.shed_mode,
                 Some("dlq") => ShedMode::DeadLetter,
                 Some("defer") => ShedMode::Defer,
@@ -72,29 +68,9 @@ impl DynamicSettings {
     }
 }
 
-/// The settings in force, refreshed from the backend every [`REFRESH`].
-pub struct DynamicCache {
-    defaults: DynamicSettings,
-    current: DynamicSettings,
-    fetched: Option<Instant>,
-}
-
-impl DynamicCache {
-    pub fn new(defaults: DynamicSettings) -> Self {
-        Self { current: defaults.clone(), defaults, fetched: None }
-    }
-
-    pub async fn get(&mut self, coordination: &dyn Coordination) -> &DynamicSettings {
-        if self.fetched.is_none_or(|t| t.elapsed() >= REFRESH) {
-            match coordination.config_values(&KEYS).await {
-                Ok(values) => self.current = DynamicSettings::from_values(&self.defaults, &values),
-                Err(e) => tracing::debug!(error = %e, "dynamic configuration unavailable; keeping the last values"),
-            }
-            self.fetched = Some(Instant::now());
-        }
-        &self.current
-    }
-}
+/// The alerter's settings in force, refreshed from the backend every
+/// [`mutt_queue::settings::REFRESH`].
+pub type DynamicCache = mutt_queue::SettingsCache<DynamicSettings>;
 
 #[cfg(test)]
 mod tests {

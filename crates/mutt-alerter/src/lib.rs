@@ -138,7 +138,16 @@ impl Alerter {
     }
 }
 
-/// Readiness of an alerter: Redis and PostgreSQL both answer.
+/// Readiness of an alerter: Redis and PostgreSQL both answer (`"errors"` names the ones that
+/// do not).
+pub fn health(queue: Arc<dyn Queue>, store: Arc<dyn Store>, pod: String) -> mutt_service::Health {
+    mutt_service::Health::new("mutt-alerter")
+        .pod(pod)
+        .check("Redis", queue, |q| async move { q.ping().await })
+        .check("PostgreSQL", store, |s| async move { s.ping().await })
+}
+
+/// [`health`] under the name muttd's wiring uses.
 pub struct AlerterHealth {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
@@ -148,23 +157,6 @@ pub struct AlerterHealth {
 #[async_trait::async_trait]
 impl mutt_service::HealthCheck for AlerterHealth {
     async fn check(&self) -> mutt_service::HealthReport {
-        let mut errors = Vec::new();
-        if let Err(e) = self.queue.ping().await {
-            errors.push(format!("Redis: {e}"));
-        }
-        if let Err(e) = self.store.ping().await {
-            errors.push(format!("PostgreSQL: {e}"));
-        }
-        let healthy = errors.is_empty();
-        let mut body = serde_json::json!({
-            "status": if healthy { "healthy" } else { "unhealthy" },
-            "service": "mutt-alerter",
-            "version": env!("CARGO_PKG_VERSION"),
-            "pod": self.pod,
-        });
-        if !healthy {
-            body["errors"] = serde_json::json!(errors);
-        }
-        mutt_service::HealthReport { healthy, body }
+        health(self.queue.clone(), self.store.clone(), self.pod.clone()).report().await
     }
 }
