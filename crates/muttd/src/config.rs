@@ -2,15 +2,42 @@
 //! (so an existing deployment's env file works), then `MUTT_*` variables (`MUTT_ALERTER__BATCH_SIZE`:
 //! `__` separates sections). Later sources win. Secrets are not configuration: see `secrets`.
 //!
+//! Each role section takes its defaults from its role crate's `Default` and turns into that
+//! crate's config in one method (`to_ingest_config`, `to_alerter_config`, …). Values the roles
+//! cannot use (a zero rate, window or threshold) are refused at load, naming the setting as the
+//! user wrote it ([`error`]). `MUTT_*` variables that name no setting are refused too: a typo
+//! silently ignored would leave the default in force.
+//!
 //! Loading takes the environment as a map so that tests are hermetic.
 
+mod env;
+mod error;
+
+pub use env::legacy_variable_names;
+pub use error::ConfigError;
+
+use error::Namer;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use mutt_alerter::AlerterConfig;
+use mutt_core::{PodName, Secret};
+use mutt_forwarder::{Destination, ForwarderConfig, LamAuth};
+use mutt_ingest::IngestConfig;
 use mutt_queue::redis::KeySpace;
+use mutt_queue::{ConsumerConfig, QueueMetrics, WorkerRole};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
+
+/// Events or alerts leased per batch on the embedded backend when `batch_size` is unset: every
+/// batch waits for a few commits of the one data file, so bigger batches carry more. On Redis
+/// the role crate's default applies.
+pub const EMBEDDED_BATCH_SIZE: usize = 500;
+
+fn batch_size(configured: Option<usize>, role_default: usize, embedded: bool) -> usize {
+    configured.unwrap_or(if embedded { EMBEDDED_BATCH_SIZE } else { role_default })
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -231,18 +258,49 @@ pub struct IngestorSection {
 
 impl Default for IngestorSection {
     fn default() -> Self {
+        let d = IngestConfig::default();
+        let (rate_limit_enabled, max_rate, rate_window) = limit_parts(d.rate_limit.map(|r| (r.limit, r.window)));
         Self {
             port: 8080,
-            required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
-            max_queue_size: 1_000_000,
-            max_body_bytes: 5 * 1024 * 1024,
-            auth_disabled: false,
-            max_batch_events: 10_000,
-            rate_limit_enabled: true,
-            max_rate: 1000,
-            rate_window_secs: 60,
-            normalize: true,
+            required_fields: d.required_fields,
+            max_queue_size: d.max_queue_size,
+            max_body_bytes: d.max_body_bytes,
+            auth_disabled: d.auth_disabled,
+            max_batch_events: d.max_batch_events,
+            rate_limit_enabled,
+            max_rate,
+            rate_window_secs: rate_window.as_secs(),
+            normalize: d.normalize,
         }
+    }
+}
+
+impl IngestorSection {
+    /// The ingest API's settings, with the keys it accepts.
+    pub fn to_ingest_config(&self, api_keys: Vec<Secret>) -> IngestConfig {
+        IngestConfig {
+            api_keys,
+            auth_disabled: self.auth_disabled,
+            required_fields: self.required_fields.clone(),
+            max_queue_size: self.max_queue_size,
+            max_body_bytes: self.max_body_bytes,
+            max_batch_events: self.max_batch_events,
+            rate_limit: self.rate_limit_enabled.then(|| mutt_ingest::RateLimit {
+                limit: self.max_rate,
+                window: Duration::from_secs(self.rate_window_secs),
+            }),
+            normalize: self.normalize,
+        }
+    }
+}
+
+/// A role crate's default limit as a section's `enabled` flag and numbers. Were a crate's
+/// default off, the numbers would only matter once a user turns it on, so 1 per second stands in
+/// (a test checks that today's crates have theirs on).
+fn limit_parts(limit: Option<(u64, Duration)>) -> (bool, u64, Duration) {
+    match limit {
+        Some((n, per)) => (true, n, per),
+        None => (false, 1, Duration::from_secs(1)),
     }
 }
 
@@ -267,14 +325,34 @@ pub struct AlerterSection {
 
 impl Default for AlerterSection {
     fn default() -> Self {
+        let d = AlerterConfig::default();
         Self {
             port: 8081,
             batch_size: None,
-            max_retries: 3,
-            cache_reload_interval_secs: 300,
-            unhandled_threshold: 100,
-            unhandled_expiry_secs: 86_400,
-            unhandled_default_team: "NETO".into(),
+            max_retries: d.max_retries,
+            cache_reload_interval_secs: d.cache_reload_interval.as_secs(),
+            unhandled_threshold: d.dynamic.unhandled_threshold,
+            unhandled_expiry_secs: d.dynamic.unhandled_expiry.as_secs(),
+            unhandled_default_team: d.unhandled_default_team,
+        }
+    }
+}
+
+impl AlerterSection {
+    /// The alerter's settings; `embedded` picks the default batch size.
+    pub fn to_alerter_config(&self, worker: &WorkerSection, embedded: bool) -> AlerterConfig {
+        let d = AlerterConfig::default();
+        let mut dynamic = d.dynamic.clone();
+        dynamic.unhandled_threshold = self.unhandled_threshold;
+        dynamic.unhandled_expiry = Duration::from_secs(self.unhandled_expiry_secs);
+        AlerterConfig {
+            batch_size: batch_size(self.batch_size, d.batch_size, embedded),
+            block_timeout: worker.block_timeout(),
+            max_retries: self.max_retries,
+            cache_reload_interval: Duration::from_secs(self.cache_reload_interval_secs),
+            unhandled_default_team: self.unhandled_default_team.clone(),
+            dynamic,
+            ..d
         }
     }
 }
@@ -292,7 +370,7 @@ pub struct ForwarderSection {
     pub format: mutt_forwarder::OutputFormat,
     /// REST LAM authentication with the MOOG_API_KEY secret: `token` (`auth_token` in the
     /// body), `basic` (user `lam_user`, password MOOG_API_KEY) or `none`.
-    pub lam_auth: String,
+    pub lam_auth: LamAuthMode,
     pub lam_user: String,
     /// Alerts per REST LAM request.
     pub lam_batch_size: usize,
@@ -323,33 +401,92 @@ pub struct ForwarderSection {
     pub client_identity_file: Option<std::path::PathBuf>,
 }
 
+/// How the `moog-rest-lam` format authenticates with the MOOG_API_KEY secret.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LamAuthMode {
+    /// `auth_token` in the body (nothing when MOOG_API_KEY is unset).
+    #[default]
+    Token,
+    /// HTTP basic authentication: user `lam_user`, password MOOG_API_KEY (required).
+    Basic,
+    None,
+}
+
 impl Default for ForwarderSection {
     fn default() -> Self {
+        let d = ForwarderConfig::default();
+        let (rate_limit_enabled, rate_limit, rate_period) = limit_parts(d.rate_limit);
+        let (circuit_breaker_enabled, circuit_breaker_threshold, circuit_breaker_timeout) = limit_parts(d.breaker);
         Self {
             port: 8083,
             webhook_url: None,
             alerts_file: None,
-            format: mutt_forwarder::OutputFormat::MoogRestLam,
-            lam_auth: "token".into(),
+            format: d.format,
+            lam_auth: LamAuthMode::default(),
             lam_user: "mutt".into(),
-            lam_batch_size: 100,
-            severity_map: mutt_forwarder::payload::DEFAULT_SEVERITY_MAP,
-            default_severity: 2,
-            timeout_secs: 10.0,
+            lam_batch_size: d.lam_batch_size,
+            severity_map: d.severity_map,
+            default_severity: d.default_severity,
+            timeout_secs: d.timeout.as_secs_f64(),
             batch_size: None,
-            max_retries: 5,
-            retry_base_secs: 1.0,
-            retry_max_secs: 60.0,
-            rate_limit_enabled: true,
-            rate_limit: 50,
-            rate_period_secs: 1,
-            circuit_breaker_enabled: true,
-            circuit_breaker_threshold: 10,
-            circuit_breaker_timeout_secs: 300,
-            dedup_ttl_secs: 3600,
-            ca_file: None,
-            client_identity_file: None,
+            max_retries: d.max_retries,
+            retry_base_secs: d.retry_base.as_secs_f64(),
+            retry_max_secs: d.retry_max.as_secs_f64(),
+            rate_limit_enabled,
+            rate_limit,
+            rate_period_secs: rate_period.as_secs(),
+            circuit_breaker_enabled,
+            circuit_breaker_threshold,
+            circuit_breaker_timeout_secs: circuit_breaker_timeout.as_secs(),
+            dedup_ttl_secs: d.dedup_ttl.as_secs(),
+            ca_file: d.ca_file,
+            client_identity_file: d.client_identity_file,
         }
+    }
+}
+
+impl ForwarderSection {
+    /// The forwarder's settings. `moog_key` is the MOOG_API_KEY secret; `embedded` picks the
+    /// default batch size. Refuses `lam_auth = basic` without a key.
+    pub fn to_forwarder_config(
+        &self,
+        worker: &WorkerSection,
+        destination: Destination,
+        embedded: bool,
+        moog_key: Option<Secret>,
+    ) -> Result<ForwarderConfig, ConfigError> {
+        let lam_auth = match (self.lam_auth, &moog_key) {
+            (LamAuthMode::Token, Some(k)) => LamAuth::Token(k.clone()),
+            (LamAuthMode::Basic, Some(k)) => LamAuth::Basic { user: self.lam_user.clone(), password: k.clone() },
+            (LamAuthMode::Basic, None) => {
+                return Err(ConfigError::Invalid("forwarder.lam_auth = basic needs the MOOG_API_KEY secret".into()));
+            }
+            (LamAuthMode::Token | LamAuthMode::None, _) => LamAuth::None,
+        };
+        let d = ForwarderConfig::default();
+        Ok(ForwarderConfig {
+            destination,
+            api_key: moog_key,
+            format: self.format,
+            lam_auth,
+            lam_batch_size: self.lam_batch_size,
+            severity_map: self.severity_map,
+            default_severity: self.default_severity,
+            timeout: Duration::from_secs_f64(self.timeout_secs),
+            batch_size: batch_size(self.batch_size, d.batch_size, embedded),
+            block_timeout: worker.block_timeout(),
+            max_retries: self.max_retries,
+            retry_base: Duration::from_secs_f64(self.retry_base_secs),
+            retry_max: Duration::from_secs_f64(self.retry_max_secs),
+            rate_limit: self.rate_limit_enabled.then(|| (self.rate_limit, Duration::from_secs(self.rate_period_secs))),
+            breaker: self
+                .circuit_breaker_enabled
+                .then(|| (self.circuit_breaker_threshold, Duration::from_secs(self.circuit_breaker_timeout_secs))),
+            dedup_ttl: Duration::from_secs(self.dedup_ttl_secs),
+            ca_file: self.ca_file.clone(),
+            client_identity_file: self.client_identity_file.clone(),
+        })
     }
 }
 
@@ -400,7 +537,30 @@ pub struct WorkerSection {
 
 impl Default for WorkerSection {
     fn default() -> Self {
-        Self { heartbeat_interval_secs: 10, heartbeat_ttl_secs: 30, janitor_interval_secs: 60, block_timeout_secs: 2.0 }
+        let c = ConsumerConfig::new(WorkerRole::Alerter, PodName::random("default"));
+        Self {
+            heartbeat_interval_secs: c.heartbeat_interval.as_secs(),
+            heartbeat_ttl_secs: c.heartbeat_ttl.as_secs(),
+            janitor_interval_secs: c.janitor_interval.as_secs(),
+            block_timeout_secs: AlerterConfig::default().block_timeout.as_secs_f64(),
+        }
+    }
+}
+
+impl WorkerSection {
+    /// How long one blocking lease waits for the first message.
+    pub fn block_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.block_timeout_secs)
+    }
+
+    /// The queue consumer's settings for one worker.
+    pub fn consumer_config(&self, role: WorkerRole, pod: PodName, metrics: &QueueMetrics) -> ConsumerConfig {
+        let mut c = ConsumerConfig::new(role, pod);
+        c.metrics = metrics.clone();
+        c.heartbeat_interval = Duration::from_secs(self.heartbeat_interval_secs);
+        c.heartbeat_ttl = Duration::from_secs(self.heartbeat_ttl_secs);
+        c.janitor_interval = Duration::from_secs(self.janitor_interval_secs);
+        c
     }
 }
 
@@ -421,216 +581,6 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Figment(#[from] Box<figment::Error>),
-}
-
-/// The original's variable names and where each lands (spec §11.1).
-const LEGACY_VARS: &[(&str, &str, Kind)] = &[
-    ("POD_NAME", "pod_name", Kind::Text),
-    ("MUTT_DATA_DIR", "data_dir", Kind::Text),
-    ("LOG_LEVEL", "log.level", Kind::Text),
-    ("LOG_JSON_ENABLED", "log.json", Kind::Flag),
-    ("INGEST_QUEUE_NAME", "redis.ingest_queue", Kind::Text),
-    ("ALERT_QUEUE_NAME", "redis.alert_queue", Kind::Text),
-    ("ALERTER_DLQ_NAME", "redis.alerter_dlq", Kind::Text),
-    ("MOOG_DLQ_NAME", "redis.moog_dlq", Kind::Text),
-    ("METRICS_PREFIX", "redis.metrics_prefix", Kind::Text),
-    ("DB_POOL_MAX_CONN", "database.pool_size", Kind::Int),
-    ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Int),
-    ("REQUIRED_FIELDS", "ingestor.required_fields", Kind::List),
-    ("MAX_INGEST_QUEUE_SIZE", "ingestor.max_queue_size", Kind::Int),
-    ("MAX_INGEST_BODY_BYTES", "ingestor.max_body_bytes", Kind::Int),
-    ("RATE_LIMIT_ENABLED", "ingestor.rate_limit_enabled", Kind::Bool),
-    ("INGEST_MAX_RATE", "ingestor.max_rate", Kind::Int),
-    ("INGEST_RATE_WINDOW", "ingestor.rate_window_secs", Kind::Int),
-    ("METRICS_PORT_ALERTER", "alerter.port", Kind::Int),
-    ("ALERTER_MAX_RETRIES", "alerter.max_retries", Kind::Int),
-    ("CACHE_RELOAD_INTERVAL", "alerter.cache_reload_interval_secs", Kind::Int),
-    ("UNHANDLED_THRESHOLD", "alerter.unhandled_threshold", Kind::Int),
-    ("UNHANDLED_EXPIRY_SECONDS", "alerter.unhandled_expiry_secs", Kind::Int),
-    ("UNHANDLED_DEFAULT_TEAM", "alerter.unhandled_default_team", Kind::Text),
-    ("METRICS_PORT_MOOG", "forwarder.port", Kind::Int),
-    ("MOOG_WEBHOOK_URL", "forwarder.webhook_url", Kind::Text),
-    ("MOOG_WEBHOOK_TIMEOUT", "forwarder.timeout_secs", Kind::Float),
-    ("MOOG_MAX_RETRIES", "forwarder.max_retries", Kind::Int),
-    ("MOOG_RETRY_BASE_DELAY", "forwarder.retry_base_secs", Kind::Float),
-    ("MOOG_RETRY_MAX_DELAY", "forwarder.retry_max_secs", Kind::Float),
-    ("MOOG_RATE_LIMIT", "forwarder.rate_limit", Kind::Int),
-    ("MOOG_RATE_PERIOD", "forwarder.rate_period_secs", Kind::Int),
-    ("CIRCUIT_BREAKER_ENABLED", "forwarder.circuit_breaker_enabled", Kind::Flag),
-    ("CIRCUIT_BREAKER_THRESHOLD", "forwarder.circuit_breaker_threshold", Kind::Int),
-    ("CIRCUIT_BREAKER_TIMEOUT", "forwarder.circuit_breaker_timeout_secs", Kind::Int),
-    ("SERVER_PORT_WEBUI", "web.port", Kind::Int),
-    ("ALERTER_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
-    ("MOOG_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
-    ("ALERTER_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
-    ("MOOG_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
-    ("BRPOPLPUSH_TIMEOUT", "worker.block_timeout_secs", Kind::Float),
-    ("RETENTION_ENABLED", "retention.enabled", Kind::Bool),
-    ("RETENTION_EVENT_AUDIT_DAYS", "retention.event_audit_days", Kind::Int),
-    ("RETENTION_AUDIT_DAYS", "retention.config_audit_days", Kind::Int),
-    ("CONFIG_AUDIT_RETENTION_DAYS", "retention.config_audit_days", Kind::Int),
-    ("EVENT_RETENTION_DAYS", "retention.event_audit_days", Kind::Int),
-    ("RETENTION_BATCH_SIZE", "retention.batch_size", Kind::Int),
-];
-
-/// Names of the legacy variables accepted (for `--help` and the README).
-pub fn legacy_variable_names() -> impl Iterator<Item = &'static str> {
-    LEGACY_VARS.iter().map(|(n, _, _)| *n).chain([
-        "REDIS_HOST",
-        "REDIS_PORT",
-        "REDIS_DB",
-        "REDIS_TLS_ENABLED",
-        "DB_HOST",
-        "DB_PORT",
-        "DB_NAME",
-        "DB_USER",
-        "ALERTER_PROCESSING_LIST_PREFIX",
-        "MOOG_PROCESSING_LIST_PREFIX",
-        "ALERTER_HEARTBEAT_PREFIX",
-        "MOOG_HEARTBEAT_PREFIX",
-    ])
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Text,
-    /// `true` (any case) is true, as the original parsed most booleans.
-    Bool,
-    Int,
-    Float,
-    Flag,
-    List,
-}
-
-fn parse_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
-    let bad = |what: &str| ConfigError::Invalid(format!("{name}={raw:?} is not {what}"));
-    Ok(match kind {
-        Kind::Text => Value::from(raw),
-        Kind::Bool => Value::from(raw.trim().eq_ignore_ascii_case("true")),
-        Kind::Int => Value::from(raw.trim().parse::<u64>().map_err(|_| bad("a whole number"))?),
-        Kind::Float => Value::from(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
-        Kind::Flag => Value::from(matches!(raw.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")),
-        Kind::List => Value::from(split_list(raw)),
-    })
-}
-
-fn insert_path(root: &mut Map<String, Value>, path: &str, value: Value) {
-    let mut parts = path.split('.').peekable();
-    let mut cur = root;
-    while let Some(p) = parts.next() {
-        if parts.peek().is_none() {
-            cur.insert(p.to_owned(), value);
-            return;
-        }
-        let next = cur.entry(p.to_owned()).or_insert_with(|| Value::Object(Map::new()));
-        if !next.is_object() {
-            *next = Value::Object(Map::new());
-        }
-        let Value::Object(m) = next else { return };
-        cur = m;
-    }
-}
-
-fn legacy_overrides(env: &HashMap<String, String>) -> Result<Value, ConfigError> {
-    let mut root = Map::new();
-    for (name, path, kind) in LEGACY_VARS {
-        if let Some(raw) = env.get(*name).filter(|v| !v.is_empty()) {
-            insert_path(&mut root, path, parse_value(name, raw, *kind)?);
-        }
-    }
-    // Redis: host/port/db/TLS make a URL.
-    if env.contains_key("REDIS_HOST") || env.contains_key("REDIS_PORT") {
-        let host = env.get("REDIS_HOST").map(String::as_str).unwrap_or("localhost");
-        let port = match env.get("REDIS_PORT") {
-            Some(p) => {
-                p.trim().parse::<u16>().map_err(|_| ConfigError::Invalid(format!("REDIS_PORT={p:?} is not a port")))?
-            }
-            None => 6379,
-        };
-        let db = match env.get("REDIS_DB") {
-            Some(d) => {
-                d.trim().parse::<u32>().map_err(|_| ConfigError::Invalid(format!("REDIS_DB={d:?} is not a number")))?
-            }
-            None => 0,
-        };
-        let tls = env.get("REDIS_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let scheme = if tls { "rediss" } else { "redis" };
-        insert_path(&mut root, "redis.url", Value::from(format!("{scheme}://{host}:{port}/{db}")));
-    }
-    for (var, role) in [("ALERTER_PROCESSING_LIST_PREFIX", "alerter"), ("MOOG_PROCESSING_LIST_PREFIX", "moog")] {
-        if let Some(v) = env.get(var) {
-            let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
-                ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (lists are <prefix>:{role}:<pod>)"))
-            })?;
-            insert_path(&mut root, "redis.processing_prefix", Value::from(prefix));
-        }
-    }
-    for (var, role) in [("ALERTER_HEARTBEAT_PREFIX", "alerter"), ("MOOG_HEARTBEAT_PREFIX", "moog")] {
-        if let Some(v) = env.get(var) {
-            let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
-                ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (keys are <prefix>:{role}:<pod>)"))
-            })?;
-            insert_path(&mut root, "redis.heartbeat_prefix", Value::from(prefix));
-        }
-    }
-    // PostgreSQL: host/port/name/user make a URL (the password stays a secret).
-    if env.contains_key("DB_HOST") || env.contains_key("DB_NAME") {
-        let host = env.get("DB_HOST").map(String::as_str).unwrap_or("localhost");
-        let port = match env.get("DB_PORT") {
-            Some(p) => {
-                p.trim().parse::<u16>().map_err(|_| ConfigError::Invalid(format!("DB_PORT={p:?} is not a port")))?
-            }
-            None => 5432,
-        };
-        let name = env.get("DB_NAME").map(String::as_str).unwrap_or("mutt_db");
-        let user = env.get("DB_USER").map(String::as_str).unwrap_or("mutt_user");
-        let tls = env.get("DB_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        if tls {
-            return Err(ConfigError::Invalid(
-                "DB_TLS_ENABLED=true: TLS to PostgreSQL is not supported yet; terminate TLS in a local proxy or set DB_TLS_ENABLED=false".into(),
-            ));
-        }
-        insert_path(&mut root, "database.url", Value::from(format!("postgres://{user}@{host}:{port}/{name}")));
-    }
-    Ok(Value::Object(root))
-}
-
-/// `MUTT_SECTION__KEY=value` → `section.key`. Values that read as numbers or booleans are
-/// taken as such (serde then checks the type against the field).
-fn mutt_overrides(env: &HashMap<String, String>) -> Value {
-    let mut root = Map::new();
-    for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("MUTT_") else {
-            continue;
-        };
-        if rest.starts_with("TEST_") || rest == "CONFIG" || rest.ends_with("_FILE") || is_secret_name(rest) {
-            continue;
-        }
-        let path = rest.to_ascii_lowercase().replace("__", ".");
-        let value = if let Ok(n) = raw.parse::<u64>() {
-            Value::from(n)
-        } else if let Ok(f) = raw.parse::<f64>() {
-            Value::from(f)
-        } else if let Ok(b) = raw.parse::<bool>() {
-            Value::from(b)
-        } else {
-            Value::from(raw.as_str())
-        };
-        insert_path(&mut root, &path, value);
-    }
-    Value::Object(root)
-}
-
-fn is_secret_name(name: &str) -> bool {
-    crate::secrets::SECRET_NAMES.contains(&name)
-}
-
 /// Loads the configuration from an optional TOML file and the given environment.
 pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -640,9 +590,14 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
         }
         fig = fig.merge(Toml::file_exact(path));
     }
-    fig = fig.merge(Serialized::defaults(legacy_overrides(env)?)).merge(Serialized::defaults(mutt_overrides(env)));
-    let config: Config = fig.extract().map_err(Box::new)?;
-    config.validate()?;
+    // MUTT_* after the original's variables: a key both set is named by the MUTT_ variable.
+    let mut origins = env::EnvOrigins::new();
+    let legacy = env::legacy_overrides(env, &mut origins)?;
+    let mutt = env::mutt_overrides(env, &mut origins);
+    fig = fig.merge(Serialized::defaults(legacy)).merge(Serialized::defaults(mutt));
+    let namer = Namer { env: Some(&origins), figment: Some(&fig) };
+    let config: Config = fig.extract().map_err(|e| namer.figment_error(e))?;
+    config.check(&namer)?;
     Ok(config)
 }
 
@@ -657,40 +612,80 @@ impl Config {
         self.forwarder.alerts_file.clone().unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
     }
 
-    /// Checks values that serde's types cannot (before any connection is made).
+    /// Where the forwarder delivers: the webhook, else the alerts file.
+    pub fn forwarder_destination(&self) -> Destination {
+        match &self.forwarder.webhook_url {
+            Some(url) => Destination::Webhook(url.clone()),
+            None => Destination::File(self.alerts_file()),
+        }
+    }
+
+    /// Checks values that serde's types cannot (before any connection is made); errors name
+    /// settings by their keys (`load` names them as the user wrote them).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(&Namer::PLAIN)
+    }
+
+    fn check(&self, n: &Namer<'_>) -> Result<(), ConfigError> {
         if let Some(p) = &self.pod_name {
-            mutt_core::PodName::parse(p.clone()).map_err(|e| ConfigError::Invalid(format!("pod_name: {e}")))?;
+            PodName::parse(p.clone()).map_err(|e| n.refuse("pod_name", e.to_string()))?;
         }
-        if self.alerter.batch_size.is_some_and(|b| b == 0 || b > 1000) {
-            return Err(ConfigError::Invalid("alerter.batch_size must be between 1 and 1000".into()));
+        for (key, size) in
+            [("alerter.batch_size", self.alerter.batch_size), ("forwarder.batch_size", self.forwarder.batch_size)]
+        {
+            if size.is_some_and(|b| b == 0 || b > 1000) {
+                return Err(n.refuse(key, "must be between 1 and 1000"));
+            }
         }
-        if self.forwarder.batch_size.is_some_and(|b| b == 0 || b > 1000) {
-            return Err(ConfigError::Invalid("forwarder.batch_size must be between 1 and 1000".into()));
-        }
+        self.check_positive(n)?;
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
-            return Err(ConfigError::Invalid(
-                "worker.heartbeat_ttl_secs must be longer than worker.heartbeat_interval_secs".into(),
-            ));
+            let interval = n.name("worker.heartbeat_interval_secs");
+            return Err(n.refuse("worker.heartbeat_ttl_secs", format!("must be longer than {interval}")));
         }
-        for (name, v) in [
+        for (key, v) in [
             ("forwarder.timeout_secs", self.forwarder.timeout_secs),
             ("forwarder.retry_base_secs", self.forwarder.retry_base_secs),
             ("forwarder.retry_max_secs", self.forwarder.retry_max_secs),
             ("worker.block_timeout_secs", self.worker.block_timeout_secs),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
-                return Err(ConfigError::Invalid(format!("{name} must be a positive number of seconds")));
+                return Err(n.refuse(key, "must be a positive number of seconds (under a day)"));
             }
         }
-        if !matches!(self.forwarder.lam_auth.as_str(), "token" | "basic" | "none") {
-            return Err(ConfigError::Invalid("forwarder.lam_auth must be token, basic or none".into()));
+        let moog = "must be a Moog severity: 0 (clear) … 5 (critical)";
+        if self.forwarder.severity_map.iter().any(|s| *s > 5) {
+            return Err(n.refuse("forwarder.severity_map", moog));
         }
-        if self.forwarder.severity_map.iter().chain([&self.forwarder.default_severity]).any(|s| *s > 5) {
-            return Err(ConfigError::Invalid("forwarder severities are Moog's 0 (clear) … 5 (critical)".into()));
+        if self.forwarder.default_severity > 5 {
+            return Err(n.refuse("forwarder.default_severity", moog));
         }
-        if self.ingestor.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid("ingestor.max_body_bytes must be positive".into()));
+        Ok(())
+    }
+
+    /// Counts, periods and thresholds the roles divide by or wait on: zero is refused (a zero
+    /// window or threshold would spin or never fire; limits are turned off with their
+    /// `*_enabled` switch).
+    fn check_positive(&self, n: &Namer<'_>) -> Result<(), ConfigError> {
+        let (i, a, f, w) = (&self.ingestor, &self.alerter, &self.forwarder, &self.worker);
+        for (key, zero) in [
+            ("ingestor.max_body_bytes", i.max_body_bytes == 0),
+            ("ingestor.max_rate", i.max_rate == 0),
+            ("ingestor.rate_window_secs", i.rate_window_secs == 0),
+            ("alerter.cache_reload_interval_secs", a.cache_reload_interval_secs == 0),
+            ("alerter.unhandled_threshold", a.unhandled_threshold == 0),
+            ("alerter.unhandled_expiry_secs", a.unhandled_expiry_secs == 0),
+            ("forwarder.lam_batch_size", f.lam_batch_size == 0),
+            ("forwarder.rate_limit", f.rate_limit == 0),
+            ("forwarder.rate_period_secs", f.rate_period_secs == 0),
+            ("forwarder.circuit_breaker_threshold", f.circuit_breaker_threshold == 0),
+            ("forwarder.circuit_breaker_timeout_secs", f.circuit_breaker_timeout_secs == 0),
+            ("forwarder.dedup_ttl_secs", f.dedup_ttl_secs == 0),
+            ("worker.heartbeat_interval_secs", w.heartbeat_interval_secs == 0),
+            ("worker.janitor_interval_secs", w.janitor_interval_secs == 0),
+        ] {
+            if zero {
+                return Err(n.refuse(key, "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -712,6 +707,31 @@ mod tests {
         assert_eq!(c.forwarder.max_retries, 5);
         assert_eq!(c.redis.keys().ingest_queue, "mutt:ingest_queue");
         assert_eq!(c.redis.keys().processing_list(mutt_queue::WorkerRole::Forwarder, "p"), "mutt:processing:moog:p");
+        // The README's table, now that the numbers come from the role crates.
+        let (i, a, f, w) = (&c.ingestor, &c.alerter, &c.forwarder, &c.worker);
+        assert_eq!((i.max_queue_size, i.max_body_bytes, i.max_batch_events), (1_000_000, 5_242_880, 10_000));
+        assert_eq!((i.rate_limit_enabled, i.max_rate, i.rate_window_secs, i.normalize), (true, 1000, 60, true));
+        assert_eq!(i.required_fields, ["hostname", "message", "timestamp"]);
+        assert_eq!(
+            (a.port, a.cache_reload_interval_secs, a.unhandled_threshold, a.unhandled_expiry_secs),
+            (8081, 300, 100, 86_400)
+        );
+        assert_eq!(a.unhandled_default_team, "NETO");
+        assert_eq!(
+            (f.port, f.lam_auth, f.lam_user.as_str(), f.lam_batch_size),
+            (8083, LamAuthMode::Token, "mutt", 100)
+        );
+        assert_eq!((f.severity_map, f.default_severity), ([5, 5, 5, 4, 2, 1, 1, 1], 2));
+        assert_eq!((f.timeout_secs, f.retry_base_secs, f.retry_max_secs), (10.0, 1.0, 60.0));
+        assert_eq!((f.rate_limit_enabled, f.rate_limit, f.rate_period_secs), (true, 50, 1));
+        assert_eq!(
+            (f.circuit_breaker_enabled, f.circuit_breaker_threshold, f.circuit_breaker_timeout_secs),
+            (true, 10, 300)
+        );
+        assert_eq!(f.dedup_ttl_secs, 3600);
+        assert_eq!((c.web.port, c.database.pool_size), (8090, 10));
+        assert_eq!((w.heartbeat_interval_secs, w.heartbeat_ttl_secs, w.janitor_interval_secs), (10, 30, 60));
+        assert_eq!(w.block_timeout_secs, 2.0);
     }
 
     #[test]
@@ -788,13 +808,158 @@ mod tests {
         let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "eighty")])).unwrap_err().to_string();
         assert!(e.contains("SERVER_PORT_INGESTOR"), "{e}");
         let e = load(None, &env(&[("POD_NAME", "a:b")])).unwrap_err().to_string();
-        assert!(e.contains("':'"), "{e}");
+        assert!(e.contains("':'") && e.starts_with("POD_NAME=\"a:b\": "), "{e}");
         let e = load(None, &env(&[("MUTT_ALERTER__BATCH_SIZE", "many")])).unwrap_err().to_string();
-        assert!(e.contains("batch_size"), "{e}");
+        assert!(e.starts_with("MUTT_ALERTER__BATCH_SIZE=\"many\": "), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[alerter]\nbatch_sise = 5\n").unwrap();
         let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
         assert!(e.contains("batch_sise"), "{e}");
+    }
+
+    /// No figment key (`default.…`) and no source-code location in a message.
+    fn assert_user_words(e: &str) {
+        assert!(!e.contains("default.") && !e.contains(".rs") && !e.contains("serde_json"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_mutt_variable_is_refused_by_name() {
+        let e = load(None, &env(&[("MUTT_FOO", "1")])).unwrap_err().to_string();
+        assert!(e.starts_with("MUTT_FOO=\"1\": no such setting"), "{e}");
+        assert!(e.contains("bind_address") && e.contains("ingestor"), "lists the settings: {e}");
+        assert_user_words(&e);
+        let e = load(None, &env(&[("MUTT_INGESTOR__PROT", "9000")])).unwrap_err().to_string();
+        assert!(e.starts_with("MUTT_INGESTOR__PROT=\"9000\": no such setting") && e.contains("port"), "{e}");
+        assert_user_words(&e);
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_variable() {
+        let e = load(None, &env(&[("MAX_INGEST_QUEUE_SIZE", "abc")])).unwrap_err().to_string();
+        assert_eq!(e, "MAX_INGEST_QUEUE_SIZE=\"abc\" is not a whole number");
+        // Parsed as a number, refused by the field's type: still the original's variable.
+        let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "70000")])).unwrap_err().to_string();
+        assert!(e.starts_with("SERVER_PORT_INGESTOR=\"70000\": expected u16"), "{e}");
+        assert_user_words(&e);
+        let e = load(None, &env(&[("MUTT_INGESTOR__NORMALIZE", "maybe")])).unwrap_err().to_string();
+        assert!(e.starts_with("MUTT_INGESTOR__NORMALIZE=\"maybe\": expected a boolean"), "{e}");
+        assert_user_words(&e);
+    }
+
+    #[test]
+    fn a_file_error_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mutt.toml");
+        let shown = path.display().to_string();
+        std::fs::write(&path, "[alerter]\nbatch_sise = 5\n").unwrap();
+        let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("alerter.batch_sise in {shown}: no such setting")), "{e}");
+        assert!(e.contains("batch_size"), "lists the alerter's settings: {e}");
+        assert_user_words(&e);
+        std::fs::write(&path, "[ingestor]\nport = \"http\"\n").unwrap();
+        let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("ingestor.port in {shown}: expected u16")), "{e}");
+        std::fs::write(&path, "[ingestor\n").unwrap();
+        let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{shown}: TOML parse error at line 1")), "{e}");
+        // The environment wins over the file, and so is what the message names.
+        std::fs::write(&path, "[ingestor]\nmax_rate = 0\n").unwrap();
+        let e = load(Some(&path), &HashMap::new()).unwrap_err().to_string();
+        assert_eq!(e, format!("ingestor.max_rate in {shown}: must be at least 1"));
+        let e = load(Some(&path), &env(&[("INGEST_MAX_RATE", "0")])).unwrap_err().to_string();
+        assert_eq!(e, "INGEST_MAX_RATE=\"0\": must be at least 1");
+        assert_eq!(load(Some(&path), &env(&[("INGEST_MAX_RATE", "5")])).unwrap().ingestor.max_rate, 5);
+    }
+
+    /// Every setting the roles used to clamp with `.max(1)`, and the original's variable if any.
+    const MUST_BE_POSITIVE: &[(&str, Option<&str>)] = &[
+        ("ingestor.max_body_bytes", Some("MAX_INGEST_BODY_BYTES")),
+        ("ingestor.max_rate", Some("INGEST_MAX_RATE")),
+        ("ingestor.rate_window_secs", Some("INGEST_RATE_WINDOW")),
+        ("alerter.cache_reload_interval_secs", Some("CACHE_RELOAD_INTERVAL")),
+        ("alerter.unhandled_threshold", Some("UNHANDLED_THRESHOLD")),
+        ("alerter.unhandled_expiry_secs", Some("UNHANDLED_EXPIRY_SECONDS")),
+        ("forwarder.lam_batch_size", None),
+        ("forwarder.rate_limit", Some("MOOG_RATE_LIMIT")),
+        ("forwarder.rate_period_secs", Some("MOOG_RATE_PERIOD")),
+        ("forwarder.circuit_breaker_threshold", Some("CIRCUIT_BREAKER_THRESHOLD")),
+        ("forwarder.circuit_breaker_timeout_secs", Some("CIRCUIT_BREAKER_TIMEOUT")),
+        ("forwarder.dedup_ttl_secs", None),
+        ("worker.heartbeat_interval_secs", Some("ALERTER_HEARTBEAT_INTERVAL")),
+        ("worker.janitor_interval_secs", None),
+    ];
+
+    #[test]
+    fn zero_is_refused_naming_the_setting_as_written() {
+        for (key, legacy) in MUST_BE_POSITIVE {
+            let var = format!("MUTT_{}", key.to_ascii_uppercase().replace('.', "__"));
+            let e = load(None, &env(&[(&var, "0")])).unwrap_err().to_string();
+            assert_eq!(e, format!("{var}=\"0\": must be at least 1"));
+            if let Some(legacy) = legacy {
+                let e = load(None, &env(&[(legacy, "0")])).unwrap_err().to_string();
+                assert_eq!(e, format!("{legacy}=\"0\": must be at least 1"));
+            }
+            assert!(load(None, &env(&[(&var, "1")])).is_ok(), "{var}=1");
+        }
+        // Built in code (tests, embedding): the key.
+        let mut c = Config::default();
+        c.forwarder.rate_limit = 0;
+        assert_eq!(c.validate().unwrap_err().to_string(), "forwarder.rate_limit: must be at least 1");
+    }
+
+    #[test]
+    fn heartbeat_ttl_names_both_variables() {
+        let e = load(None, &env(&[("MOOG_JANITOR_TIMEOUT", "5"), ("MUTT_WORKER__HEARTBEAT_INTERVAL_SECS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "MOOG_JANITOR_TIMEOUT=\"5\": must be longer than MUTT_WORKER__HEARTBEAT_INTERVAL_SECS=\"5\"");
+    }
+
+    #[test]
+    fn lam_auth_is_one_of_three() {
+        let e = load(None, &env(&[("MUTT_FORWARDER__LAM_AUTH", "bearer")])).unwrap_err().to_string();
+        assert_eq!(e, "MUTT_FORWARDER__LAM_AUTH=\"bearer\": \"bearer\" is not one of token, basic, none");
+        let c = load(None, &env(&[("MUTT_FORWARDER__LAM_AUTH", "basic")])).unwrap();
+        assert_eq!(c.forwarder.lam_auth, LamAuthMode::Basic);
+        let dest = c.forwarder_destination();
+        let refused = c.forwarder.to_forwarder_config(&c.worker, dest.clone(), false, None).unwrap_err();
+        assert!(refused.to_string().contains("MOOG_API_KEY"), "{refused}");
+        let key = Some(Secret::new("k"));
+        let f = c.forwarder.to_forwarder_config(&c.worker, dest.clone(), false, key.clone()).unwrap();
+        assert!(matches!(f.lam_auth, LamAuth::Basic { ref user, .. } if user == "mutt"));
+        let token = Config::default().forwarder.to_forwarder_config(&c.worker, dest.clone(), false, key).unwrap();
+        assert!(matches!(token.lam_auth, LamAuth::Token(_)));
+        let keyless = Config::default().forwarder.to_forwarder_config(&c.worker, dest, false, None).unwrap();
+        assert!(matches!(keyless.lam_auth, LamAuth::None), "token without a key sends none");
+    }
+
+    /// The sections' defaults are the role crates' defaults: a default `Config` gives exactly
+    /// the role configs the crates would use on their own.
+    #[test]
+    fn default_config_gives_the_role_crates_defaults() {
+        let c = Config::default();
+        let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        assert_eq!(debug(&c.ingestor.to_ingest_config(Vec::new())), debug(&IngestConfig::default()));
+        assert!(IngestConfig::default().rate_limit.is_some(), "limit_parts' stand-in numbers are unused");
+        assert_eq!(debug(&c.alerter.to_alerter_config(&c.worker, false)), debug(&AlerterConfig::default()));
+        let d = ForwarderConfig::default();
+        assert!(d.rate_limit.is_some() && d.breaker.is_some(), "limit_parts' stand-in numbers are unused");
+        let f = c.forwarder.to_forwarder_config(&c.worker, d.destination.clone(), false, None).unwrap();
+        assert_eq!(debug(&f), debug(&d));
+        assert_eq!(f.block_timeout, d.block_timeout, "worker.block_timeout_secs is both roles' default");
+        let pod = PodName::random("t");
+        let consumer = c.worker.consumer_config(WorkerRole::Forwarder, pod.clone(), &QueueMetrics::default());
+        let d = ConsumerConfig::new(WorkerRole::Forwarder, pod);
+        assert_eq!(
+            (consumer.heartbeat_interval, consumer.heartbeat_ttl, consumer.janitor_interval),
+            (d.heartbeat_interval, d.heartbeat_ttl, d.janitor_interval)
+        );
+        // Embedded, an unset batch size is bigger; a set one is kept.
+        assert_eq!(c.alerter.to_alerter_config(&c.worker, true).batch_size, EMBEDDED_BATCH_SIZE);
+        let mut set = c.forwarder.clone();
+        set.batch_size = Some(7);
+        let f = set.to_forwarder_config(&c.worker, ForwarderConfig::default().destination, true, None).unwrap();
+        assert_eq!(f.batch_size, 7);
     }
 }
