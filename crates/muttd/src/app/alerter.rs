@@ -1,0 +1,41 @@
+//! The alerter role: the rule engine's consumer and its ops endpoints, the watcher that reloads
+//! the rules when they change elsewhere, and the audit trails' retention.
+
+use super::{Context, Started};
+use anyhow::{Result, anyhow};
+use mutt_alerter::{Alerter, AlerterHealth, AlerterMetrics};
+use mutt_core::PodName;
+use mutt_queue::WorkerRole;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName) -> Result<Started> {
+    let config = cx.config;
+    let store = cx.store.clone().ok_or_else(|| anyhow!("alerter needs a store"))?;
+    let alerter = Alerter::start(
+        cx.queue.clone(),
+        cx.coordination.clone(),
+        store.clone(),
+        config.worker.consumer_config(WorkerRole::Alerter, pod.clone(), &cx.queue_metrics),
+        config.alerter.to_alerter_config(&config.worker, cx.embedded),
+        AlerterMetrics::register(&cx.metrics),
+    )
+    .await?;
+    let rules = alerter.rules().clone();
+    // Rule edits elsewhere (pub/sub, or the embedded file's rules version): reload.
+    let (watcher, reload, sd) = (cx.coordination.clone(), rules.clone(), cx.shutdown.clone());
+    tokio::spawn(async move {
+        watcher.watch_rules_changed(Box::new(move || reload.request_reload()), sd).await;
+    });
+    if config.retention.enabled {
+        crate::retention::spawn(store.clone(), config.retention.clone(), &cx.metrics, cx.shutdown.clone());
+    }
+    let health = Arc::new(AlerterHealth { queue: cx.queue.clone(), store, pod: pod.to_string() });
+    let router = mutt_service::ops::routes(cx.metrics.clone(), health);
+    let server = mutt_service::serve(listener, router, cx.shutdown.clone());
+    let task = super::spawn_worker(server, cx.shutdown.clone(), |sd| async move {
+        alerter.run(sd).await?;
+        Ok(())
+    });
+    Ok(Started { task, rules: Some(rules) })
+}
