@@ -3,14 +3,22 @@
 //! receiver's `Retry-After`), or dead-lettered with the receiver's status and body.
 //!
 //! Layout:
+//! - [`worker`]: the loop, one batch in five named stages: decode → drop already delivered →
+//!   admit → deliver → settle ([`Forwarder::process_one_batch`]);
+//! - [`batch`]: a leased batch on its way (decoded alerts, the settlement, the counts);
+//! - [`admission`]: the shared circuit breaker and rate limit (live rate from dynamic
+//!   configuration);
+//! - [`sink`]: where alerts go, behind one interface: the webhook or the alerts file;
 //! - [`payload`]: the request body for each output format;
 //! - [`delivery`]: classifying a response into delivered / retry / reject (pure);
-//! - [`worker`]: the lease → send → settle loop ([`Forwarder::process_one_batch`]);
 //! - [`metrics`]: the original's `mutt_moog_*` metrics.
 
+pub mod admission;
+pub mod batch;
 pub mod delivery;
 pub mod metrics;
 pub mod payload;
+pub mod sink;
 pub mod worker;
 
 use mutt_core::Secret;
@@ -18,7 +26,8 @@ use std::time::Duration;
 
 pub use metrics::ForwarderMetrics;
 pub use payload::OutputFormat;
-pub use worker::{ForwardOutcome, Forwarder};
+pub use sink::Sink;
+pub use worker::{ForwardOutcome, Forwarder, ForwarderError};
 
 /// Where delivered alerts go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,44 +113,36 @@ impl Default for ForwarderConfig {
 }
 
 /// Readiness of a forwarder: Redis answers and the webhook host is reachable (a `HEAD`
-/// request; any HTTP answer counts, no event is sent).
-pub struct ForwarderHealth {
-    pub queue: std::sync::Arc<dyn mutt_queue::Queue>,
-    pub webhook_url: String,
-    pub pod: String,
-    client: reqwest::Client,
+/// request; any HTTP answer counts, no event is sent). No webhook URL: Redis only.
+pub fn health(queue: std::sync::Arc<dyn mutt_queue::Queue>, webhook_url: String, pod: String) -> mutt_service::Health {
+    let health = mutt_service::Health::new("mutt-moog-forwarder")
+        .pod(pod)
+        .check("Redis", queue, |q| async move { q.ping().await });
+    if webhook_url.is_empty() {
+        return health;
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+    health.check("Webhook", (client, webhook_url), |(client, url)| async move {
+        match client.head(&url).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_timeout() => Err("timeout"),
+            Err(_) => Err("unreachable"),
+        }
+    })
 }
+
+/// [`health`] under the name muttd's wiring uses.
+pub struct ForwarderHealth(mutt_service::Health);
 
 impl ForwarderHealth {
     pub fn new(queue: std::sync::Arc<dyn mutt_queue::Queue>, webhook_url: String, pod: String) -> Self {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
-        Self { queue, webhook_url, pod, client }
+        Self(health(queue, webhook_url, pod))
     }
 }
 
 #[async_trait::async_trait]
 impl mutt_service::HealthCheck for ForwarderHealth {
     async fn check(&self) -> mutt_service::HealthReport {
-        let mut errors = Vec::new();
-        if let Err(e) = self.queue.ping().await {
-            errors.push(format!("Redis: {e}"));
-        }
-        if !self.webhook_url.is_empty()
-            && let Err(e) = self.client.head(&self.webhook_url).send().await
-        {
-            let kind = if e.is_timeout() { "timeout" } else { "unreachable" };
-            errors.push(format!("Webhook: {kind}"));
-        }
-        let healthy = errors.is_empty();
-        let mut body = serde_json::json!({
-            "status": if healthy { "healthy" } else { "unhealthy" },
-            "service": "mutt-moog-forwarder",
-            "version": env!("CARGO_PKG_VERSION"),
-            "pod": self.pod,
-        });
-        if !healthy {
-            body["errors"] = serde_json::json!(errors);
-        }
-        mutt_service::HealthReport { healthy, body }
+        self.0.report().await
     }
 }

@@ -78,6 +78,56 @@ pub fn lam_body(events: Vec<Value>, auth_token: Option<&str>) -> Value {
     body
 }
 
+/// Builds the request bodies of one output format (every sink sends or writes the same ones).
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    pub format: OutputFormat,
+    /// Alerts per `moog-rest-lam` request.
+    pub lam_batch_size: usize,
+    pub severity_map: [u8; 8],
+    pub default_severity: u8,
+}
+
+impl Encoder {
+    pub fn new(config: &crate::ForwarderConfig) -> Self {
+        Self {
+            format: config.format,
+            lam_batch_size: config.lam_batch_size,
+            severity_map: config.severity_map,
+            default_severity: config.default_severity,
+        }
+    }
+
+    /// Alerts per request: a REST LAM batch, or one.
+    pub fn request_size(&self) -> usize {
+        match self.format {
+            OutputFormat::MoogRestLam => self.lam_batch_size.max(1),
+            _ => 1,
+        }
+    }
+
+    /// The requests for these alerts: the alerts each carries and its body. REST LAM bodies
+    /// carry no `auth_token`: only the webhook adds it, so it never reaches a file or a log.
+    pub fn requests<'a>(&self, alerts: &'a [&'a Alert], now_epoch: i64) -> Vec<(&'a [&'a Alert], Value)> {
+        alerts
+            .chunks(self.request_size())
+            .map(|group| {
+                let body = match self.format {
+                    OutputFormat::MoogRestLam => {
+                        let events = group
+                            .iter()
+                            .map(|a| lam_event(a, &self.severity_map, self.default_severity, now_epoch))
+                            .collect();
+                        lam_body(events, None)
+                    }
+                    f => body(f, group[0], now_epoch),
+                };
+                (group, body)
+            })
+            .collect()
+    }
+}
+
 fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
     if s.is_empty() { default } else { s }
 }
@@ -147,6 +197,26 @@ mod tests {
             rule_id: Some(3),
             handling: Some("Page_and_ticket".into()),
         }
+    }
+
+    #[test]
+    fn encoder_groups_rest_lam_batches_without_the_token() {
+        let alerts = vec![alert(); 5];
+        let refs: Vec<&Alert> = alerts.iter().collect();
+        let enc = Encoder {
+            format: OutputFormat::MoogRestLam,
+            lam_batch_size: 2,
+            severity_map: DEFAULT_SEVERITY_MAP,
+            default_severity: 2,
+        };
+        let reqs = enc.requests(&refs, 0);
+        let sizes: Vec<usize> = reqs.iter().map(|(g, _)| g.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert!(reqs.iter().all(|(g, b)| b["events"].as_array().map(Vec::len) == Some(g.len())));
+        assert!(reqs.iter().all(|(_, b)| b.get("auth_token").is_none()));
+        let legacy = Encoder { format: OutputFormat::Legacy, ..enc };
+        assert_eq!(legacy.request_size(), 1);
+        assert_eq!(legacy.requests(&refs, 0).len(), 5);
     }
 
     #[test]

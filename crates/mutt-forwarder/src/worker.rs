@@ -1,28 +1,31 @@
-//! The forwarder's loop. One step: lease alerts → drop those already delivered → ask the
-//! shared circuit breaker → take slots from the shared rate limit → send (REST LAM batches,
-//! or one request per alert) → record outcomes → settle everything at once.
+//! The forwarder's loop. Each batch goes through five stages, in order:
+//! 1. **decode**: lease alerts and read them (an unreadable one is dead-lettered);
+//! 2. **drop already delivered**: alerts whose id the shared delivered set holds (redelivered
+//!    after a crash between the POST and the ack) are done;
+//! 3. **admit**: the shared circuit breaker, then the shared rate limit, say how many go now
+//!    ([`crate::admission`]);
+//! 4. **deliver**: the sink sends them (webhook or alerts file, [`crate::sink`]); each
+//!    request's outcome is recorded on the breaker;
+//! 5. **settle**: delivered ids are remembered, failures retried later (backoff with full
+//!    jitter, or the receiver's `Retry-After`) or dead-lettered, and held-back alerts put back;
+//!    all in one settle of the lease.
 //!
 //! Alerts that wait (breaker open, rate limit exhausted, another probe in flight) are put back
 //! at the front of the queue unchanged: they never burn a retry and are never dropped.
 
-use crate::delivery::{Delivery, classify};
-use crate::payload::{self, OutputFormat};
-use crate::{Destination, ForwarderConfig, ForwarderMetrics, LamAuth};
+use crate::admission::Gate;
+use crate::batch::{Batch, Pending, RetrySchedule};
+use crate::delivery::Delivery;
+use crate::sink::{self, Sink};
+use crate::{ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
-use mutt_queue::{
-    BreakerPermit, BreakerState, ConsumerConfig, Coordination, Queue, QueueError, RetryOutcome, RetryPolicy,
-    Settlement, WorkerRole,
-};
+use mutt_queue::{ConsumerConfig, Coordination, Lease, Queue, QueueError, RetryPolicy, WorkerRole};
 use mutt_service::Backoff;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The circuit breaker's name in its Redis keys (`mutt:circuit_breaker:moogsoft:*`).
-pub const BREAKER: &str = "moogsoft";
-/// The shared rate limiter's name (`mutt:rate_limit:moog`).
-pub const LIMITER: &str = "moog";
+pub use crate::admission::{BREAKER, LIMITER};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForwardOutcome {
@@ -40,33 +43,34 @@ pub enum ForwardOutcome {
     Paused(Duration),
 }
 
-pub struct Forwarder {
-    /// Delivered ids, the shared breaker and rate limit, the live rate settings.
-    coordination: Arc<dyn Coordination>,
-    consumer: Box<dyn mutt_queue::Consumer>,
-    client: reqwest::Client,
-    config: ForwarderConfig,
-    metrics: ForwarderMetrics,
-    /// Open alerts file for [`Destination::File`].
-    file: Option<tokio::sync::Mutex<tokio::fs::File>>,
-    /// Rate limit in force (refreshed from `mutt:config:moog_rate_*` every few seconds).
-    rate: Option<(u64, Duration)>,
-    rate_read: Option<Instant>,
-    last_state: BreakerState,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ForwarderError {
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("alerts file: {0}")]
+    File(String),
 }
 
-/// One leased alert on its way.
-struct Pending<'a> {
-    raw: &'a [u8],
-    alert: Alert,
+/// Stage 3's split of a batch.
+struct Admission<'a> {
+    /// Sent now.
+    go: Vec<Pending<'a>>,
+    /// Put back, first in line.
+    waiting: Vec<Pending<'a>>,
+    /// When nothing goes: how long the caller should wait.
+    pause: Duration,
+}
+
+pub struct Forwarder {
+    /// Delivered ids, the shared breaker and rate limit, the live rate settings.
+    coordination: Arc<dyn Coordination>,
+    consumer: Box<dyn mutt_queue::Consumer>,
+    sink: Arc<dyn Sink>,
+    gate: Gate,
+    config: ForwarderConfig,
+    metrics: ForwarderMetrics,
 }
 
 impl Forwarder {
@@ -78,189 +82,102 @@ impl Forwarder {
         metrics: ForwarderMetrics,
     ) -> Result<Self, ForwarderError> {
         debug_assert_eq!(consumer.role, WorkerRole::Forwarder);
-        let client = http_client(&config)?;
-        let file = match &config.destination {
-            Destination::File(path) => Some(tokio::sync::Mutex::new(open_alerts_file(path).await?)),
-            Destination::Webhook(_) => None,
-        };
+        let sink = sink::open(&config, &metrics).await?;
         let consumer = queue.consumer(consumer).await?;
-        let rate = config.rate_limit;
-        Ok(Self {
-            coordination,
-            consumer,
-            client,
-            config,
-            metrics,
-            file,
-            rate,
-            rate_read: None,
-            last_state: BreakerState::Closed,
-        })
+        let rate = config.rate_limit.filter(|_| sink.rate_limited());
+        let gate = Gate::new(config.breaker, rate, &metrics);
+        Ok(Self { coordination, consumer, sink, gate, config, metrics })
     }
 
-    fn policy(&self) -> RetryPolicy {
-        RetryPolicy { field: WorkerRole::Forwarder.retry_field(), max_retries: self.config.max_retries }
-    }
-
-    async fn current_rate(&mut self) -> Option<(u64, Duration)> {
-        // The rate limit protects Moogsoft; the alerts file needs none (with it, a first run
-        // without a webhook would shed events once 2,000 alerts waited behind 50/s).
-        if matches!(self.config.destination, Destination::File(_)) {
-            return None;
-        }
-        let (limit, period) = self.config.rate_limit?;
-        if self.rate_read.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-            self.rate_read = Some(Instant::now());
-            if let Ok(v) = self.coordination.config_values(&["moog_rate_limit", "moog_rate_period"]).await {
-                let num = |i: usize| {
-                    v.get(i).cloned().flatten().and_then(|s| s.trim().parse::<u64>().ok()).filter(|n| *n > 0)
-                };
-                self.rate = Some((num(0).unwrap_or(limit), num(1).map(Duration::from_secs).unwrap_or(period)));
-            }
-        }
-        self.rate
-    }
-
-    fn note_state(&mut self, state: BreakerState, failures: Option<u64>) {
-        self.metrics.breaker_state_moog.set(state as i64);
-        self.metrics.circuit_open.set(i64::from(state == BreakerState::Open));
-        if let Some(f) = failures {
-            self.metrics.breaker_failures.set(f as i64);
-        }
-        if state != self.last_state {
-            self.metrics.breaker_transition(self.last_state.as_str(), state.as_str());
-            tracing::warn!(from = self.last_state.as_str(), to = state.as_str(), "circuit breaker changed state");
-            self.last_state = state;
-        }
-    }
-
-    /// Leases a batch and takes it to the end (see the module docs).
+    /// Leases a batch and takes it through the five stages (see the module docs).
     pub async fn process_one_batch(&mut self) -> Result<ForwardOutcome, QueueError> {
-        let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
-            self.metrics.processing_list_depth.set(0);
+        let Some(lease) = self.lease().await? else {
             return Ok(ForwardOutcome::Empty);
         };
-        self.metrics.processing_list_depth.set(lease.len() as i64);
-        let mut s = Settlement::new();
-        let (mut delivered, mut retried, mut dead, mut duplicates) = (0, 0, 0, 0);
+        let mut batch = Batch::new(&lease, &self.metrics);
+        let decoded = batch.decode();
+        let fresh = self.drop_delivered(&mut batch, decoded).await?;
+        let admission = self.admit(fresh).await?;
+        let outcomes = self.deliver(&admission.go).await;
+        self.settle(batch, admission, outcomes).await
+    }
 
-        // Unreadable alerts go to the DLQ at once.
-        let mut pending = Vec::with_capacity(lease.len());
-        for raw in &lease.messages {
-            match serde_json::from_slice::<Alert>(raw) {
-                Ok(alert) => pending.push(Pending { raw, alert }),
-                Err(e) => {
-                    dead += 1;
-                    self.metrics.processed("dlq");
-                    s.dead_letter(raw, "invalid_alert", &format!("not an alert: {e}"));
-                }
-            }
-        }
+    async fn lease(&mut self) -> Result<Option<Lease>, QueueError> {
+        let lease = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await?;
+        self.metrics.processing_list_depth.set(lease.as_ref().map_or(0, |l| l.len() as i64));
+        Ok(lease)
+    }
 
-        // Already delivered (redelivered after a crash between the POST and the ack): done.
-        let ids: Vec<String> = pending.iter().map(|p| p.alert.event_id.clone()).collect();
+    /// Stage 2: alerts delivered before are done (counted as duplicates).
+    async fn drop_delivered<'a>(
+        &self,
+        batch: &mut Batch<'a>,
+        decoded: Vec<Pending<'a>>,
+    ) -> Result<Vec<Pending<'a>>, QueueError> {
+        let ids: Vec<String> = decoded.iter().map(|p| p.alert.event_id.clone()).collect();
         let seen = self.coordination.already_delivered(&ids).await?;
-        let mut fresh = Vec::with_capacity(pending.len());
-        for (p, seen) in pending.into_iter().zip(seen) {
-            if seen && !p.alert.event_id.is_empty() {
-                duplicates += 1;
-                self.metrics.duplicates.inc();
+        let mut fresh = Vec::with_capacity(decoded.len());
+        for (i, p) in decoded.into_iter().enumerate() {
+            if seen.get(i).copied().unwrap_or(false) && !p.alert.event_id.is_empty() {
+                batch.duplicate();
             } else {
                 fresh.push(p);
             }
         }
+        Ok(fresh)
+    }
 
-        // How many may go now: the breaker, then the shared rate limit.
-        let mut allowed = fresh.len();
-        let mut pause = Duration::ZERO;
-        let mut probing = false;
-        if let Some((_, open_for)) = self.config.breaker
-            && allowed > 0
-        {
-            match self.coordination.breaker_acquire(BREAKER, open_for).await? {
-                BreakerPermit::Go => self.note_state(BreakerState::Closed, None),
-                BreakerPermit::Probe => {
-                    self.note_state(BreakerState::HalfOpen, None);
-                    probing = true;
-                    allowed = allowed.min(self.request_size());
-                }
-                BreakerPermit::Wait { retry_after } => {
-                    let (state, failures) = self.coordination.breaker_state(BREAKER).await?;
-                    self.note_state(state, Some(failures));
-                    self.metrics.request("fail", "circuit_open");
-                    allowed = 0;
-                    pause = retry_after.min(Duration::from_secs(1));
-                }
-            }
-        }
-        if allowed > 0
-            && let Some((limit, period)) = self.current_rate().await
-        {
-            let grant = self.coordination.rate_limit_take(LIMITER, limit, period, allowed as u64).await?;
-            if (grant.granted as usize) < allowed {
-                self.metrics.rate_limit_hits.inc();
-                pause = grant.retry_after.min(period);
-            }
-            allowed = grant.granted as usize;
-        }
-        if probing && allowed == 0 {
-            // The probe slot is ours but the rate limit is not: let the probe lock expire.
-            tracing::debug!("half-open probe deferred by the rate limit");
-        }
-        let waiting = fresh.split_off(allowed);
+    /// Stage 3: splits the alerts into those that go now and those that wait.
+    async fn admit<'a>(&mut self, mut fresh: Vec<Pending<'a>>) -> Result<Admission<'a>, QueueError> {
+        let admitted = self.gate.admit(self.coordination.as_ref(), fresh.len(), self.sink.request_size()).await?;
+        let waiting = fresh.split_off(admitted.allowed.min(fresh.len()));
+        Ok(Admission { go: fresh, waiting, pause: admitted.pause })
+    }
 
-        // Send.
-        let outcomes = self.send(&fresh).await;
-        let mut succeeded = Vec::new();
-        for (p, outcome) in fresh.iter().zip(outcomes) {
-            match outcome {
-                Delivery::Delivered => {
-                    delivered += 1;
-                    self.metrics.processed("success");
-                    if let Some(ms) = age_ms(&p.alert.event_id) {
-                        self.metrics.delivery_latency.observe(ms / 1000.0);
-                    }
-                    succeeded.push(p.alert.event_id.clone());
-                }
-                Delivery::Retry { after, reason } => {
-                    let attempt = retry_count(p.raw, self.policy().field);
-                    let delay = after.unwrap_or_else(|| {
-                        Backoff::jittered(self.config.retry_base, self.config.retry_max, attempt as u32)
-                    });
-                    match s.retry(self.policy(), p.raw, delay, &reason) {
-                        RetryOutcome::Retried { .. } => {
-                            retried += 1;
-                            self.metrics.processed("error");
-                        }
-                        RetryOutcome::DeadLettered => {
-                            dead += 1;
-                            self.metrics.request("fail", "retry_exhausted");
-                            self.metrics.processed("dlq");
-                            tracing::error!(event_id = %p.alert.event_id, reason = %reason, "alert dead-lettered: retries exhausted");
-                        }
-                    }
-                }
-                Delivery::Reject { status, body } => {
-                    dead += 1;
-                    self.metrics.processed("dlq");
-                    tracing::error!(event_id = %p.alert.event_id, status, "alert rejected by the receiver; dead-lettered");
-                    s.dead_letter(p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
-                }
-            }
+    /// Stage 4: the sink delivers; one outcome per alert.
+    async fn deliver(&mut self, alerts: &[Pending<'_>]) -> Vec<Delivery> {
+        if alerts.is_empty() {
+            return Vec::new();
         }
-        if !succeeded.is_empty()
-            && let Err(e) = self.coordination.mark_delivered(&succeeded, self.config.dedup_ttl).await
+        let refs: Vec<&Alert> = alerts.iter().map(|p| &p.alert).collect();
+        let sent = self.sink.deliver(&refs).await;
+        self.gate.record(self.coordination.as_ref(), &sent).await;
+        let mut outcomes: Vec<Delivery> =
+            sent.into_iter().flat_map(|s| std::iter::repeat_n(s.delivery, s.alerts)).collect();
+        // A sink that left alerts without an outcome must not get them acked unsent.
+        outcomes.resize(alerts.len(), Delivery::Retry { after: None, reason: "no delivery outcome".into() });
+        outcomes
+    }
+
+    /// Stage 5: records every outcome in the settlement, remembers the delivered ids, puts
+    /// the waiting alerts back, and settles the lease.
+    async fn settle(
+        &mut self,
+        mut batch: Batch<'_>,
+        admission: Admission<'_>,
+        outcomes: Vec<Delivery>,
+    ) -> Result<ForwardOutcome, QueueError> {
+        let retry = self.retry_schedule();
+        let delivered: Vec<String> =
+            admission.go.iter().zip(outcomes).filter_map(|(p, outcome)| batch.record(p, outcome, retry)).collect();
+        if !delivered.is_empty()
+            && let Err(e) = self.coordination.mark_delivered(&delivered, self.config.dedup_ttl).await
         {
             tracing::warn!(error = %e, "could not record delivered ids (a redelivery may send them again)");
         }
-        // Put the waiting ones back in their order, first in line.
-        for p in waiting.iter().rev() {
-            s.put_back(p.raw);
-        }
+        batch.put_back(&admission.waiting);
+        self.settle_lease(&batch).await?;
+        self.metrics.processing_list_depth.set(0);
+        Ok(batch.outcome(admission.go.len(), admission.pause))
+    }
+
+    /// Settles the lease, retrying with backoff while the backend is away (settling is
+    /// idempotent).
+    async fn settle_lease(&mut self, batch: &Batch<'_>) -> Result<(), QueueError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            match self.consumer.settle(&lease, &s).await {
-                Ok(()) => break,
+            match self.consumer.settle(batch.lease(), &batch.settlement).await {
+                Ok(()) => return Ok(()),
                 Err(e) if backoff.attempts() >= 50 => return Err(e),
                 Err(e) => {
                     let wait = backoff.next_delay();
@@ -269,137 +186,13 @@ impl Forwarder {
                 }
             }
         }
-        self.metrics.processing_list_depth.set(0);
-        if fresh.is_empty() && dead == 0 && duplicates == 0 && !waiting.is_empty() {
-            return Ok(ForwardOutcome::Paused(pause.max(Duration::from_millis(10))));
-        }
-        Ok(ForwardOutcome::Processed {
-            alerts: lease.len(),
-            delivered,
-            retried,
-            dead_lettered: dead,
-            put_back: waiting.len(),
-            duplicates,
-        })
     }
 
-    fn request_size(&self) -> usize {
-        match self.config.format {
-            OutputFormat::MoogRestLam => self.config.lam_batch_size.max(1),
-            _ => 1,
-        }
-    }
-
-    /// Sends the alerts (grouped into requests per format) concurrently; one outcome per alert.
-    async fn send(&mut self, alerts: &[Pending<'_>]) -> Vec<Delivery> {
-        if alerts.is_empty() {
-            return Vec::new();
-        }
-        let now = chrono::Utc::now().timestamp();
-        let groups: Vec<&[Pending]> = alerts.chunks(self.request_size()).collect();
-        let bodies: Vec<serde_json::Value> = groups
-            .iter()
-            .map(|g| match self.config.format {
-                OutputFormat::MoogRestLam => {
-                    let events = g
-                        .iter()
-                        .map(|p| {
-                            payload::lam_event(&p.alert, &self.config.severity_map, self.config.default_severity, now)
-                        })
-                        .collect();
-                    let token = match &self.config.lam_auth {
-                        LamAuth::Token(t) => Some(t.expose()),
-                        _ => None,
-                    };
-                    payload::lam_body(events, token)
-                }
-                f => payload::body(f, &g[0].alert, now),
-            })
-            .collect();
-        let sends = groups.iter().zip(&bodies).map(|(g, body)| self.send_one(g, body));
-        let results = futures_util::future::join_all(sends).await;
-        let mut out = Vec::with_capacity(alerts.len());
-        for (g, r) in groups.iter().zip(results) {
-            if self.config.breaker.is_some() && !matches!(r, Delivery::Reject { .. }) {
-                let success = matches!(r, Delivery::Delivered);
-                let threshold = self.config.breaker.map(|b| b.0).unwrap_or(10);
-                match self.coordination.breaker_record(BREAKER, success, threshold).await {
-                    Ok(state) => self.note_state(state, None),
-                    Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
-                }
-            }
-            out.extend(std::iter::repeat_n(r, g.len()));
-        }
-        out
-    }
-
-    async fn send_one(&self, group: &[Pending<'_>], body: &serde_json::Value) -> Delivery {
-        let url = match &self.config.destination {
-            Destination::Webhook(url) => url,
-            Destination::File(path) => return self.append_to_file(path, body).await,
-        };
-        let mut req = self.client.post(url).json(body);
-        match (&self.config.format, &self.config.lam_auth, &self.config.api_key) {
-            (OutputFormat::MoogRestLam, LamAuth::Basic { user, password }, _) => {
-                req = req.basic_auth(user, Some(password.expose()))
-            }
-            (OutputFormat::MoogRestLam, _, _) => {}
-            (_, _, Some(key)) => req = req.bearer_auth(key.expose()),
-            _ => {}
-        }
-        if let [one] = group
-            && !one.alert.event_id.is_empty()
-        {
-            req = req.header("Idempotency-Key", &one.alert.event_id);
-        }
-        let started = Instant::now();
-        let response = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.request("fail", "http");
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connection error"
-                } else {
-                    "request error"
-                };
-                return Delivery::Retry { after: None, reason: format!("{kind}: {}", without_url(&e)) };
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after =
-            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let text = response.text().await.unwrap_or_default();
-        self.metrics.request_latency.observe(started.elapsed().as_secs_f64());
-        let outcome = classify(status, retry_after.as_deref(), &text);
-        match &outcome {
-            Delivery::Delivered => self.metrics.request("success", ""),
-            _ if status == 429 => self.metrics.request("fail", "rate_limit"),
-            _ => self.metrics.request("fail", "http"),
-        }
-        outcome
-    }
-
-    async fn append_to_file(&self, path: &std::path::Path, body: &serde_json::Value) -> Delivery {
-        let Some(file) = &self.file else {
-            return Delivery::Retry { after: None, reason: "alerts file is not open".into() };
-        };
-        // The REST LAM token belongs to Moogsoft, not to files and logs.
-        let mut body = body.clone();
-        if let Some(obj) = body.as_object_mut() {
-            obj.remove("auth_token");
-        }
-        let mut line = body.to_string();
-        tracing::info!(alert = %line, file = %path.display(), "alert");
-        line.push('\n');
-        let mut f = file.lock().await;
-        match f.write_all(line.as_bytes()).await {
-            Ok(()) => {
-                self.metrics.request("success", "");
-                Delivery::Delivered
-            }
-            Err(e) => Delivery::Retry { after: None, reason: format!("writing {}: {e}", path.display()) },
+    fn retry_schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            policy: RetryPolicy { field: WorkerRole::Forwarder.retry_field(), max_retries: self.config.max_retries },
+            base: self.config.retry_base,
+            max: self.config.retry_max,
         }
     }
 
@@ -427,71 +220,4 @@ impl Forwarder {
         }
         tracing::info!("forwarder stopped");
     }
-}
-
-/// Milliseconds since a UUIDv7 event id was made (its ingest time).
-fn age_ms(event_id: &str) -> Option<f64> {
-    let id = uuid::Uuid::parse_str(event_id).ok()?;
-    let (secs, nanos) = id.get_timestamp()?.to_unix();
-    let made = secs as f64 * 1000.0 + f64::from(nanos) / 1e6;
-    let now = chrono::Utc::now().timestamp_millis() as f64;
-    Some((now - made).max(0.0))
-}
-
-async fn open_alerts_file(path: &std::path::Path) -> Result<tokio::fs::File, ForwarderError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| ForwarderError::Http(format!("creating {}: {e}", dir.display())))?;
-    }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-        .map_err(|e| ForwarderError::Http(format!("opening {}: {e}", path.display())))
-}
-
-fn retry_count(raw: &[u8], field: &str) -> u64 {
-    serde_json::from_slice::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| v.get(field).and_then(serde_json::Value::as_u64))
-        .unwrap_or(0)
-}
-
-/// reqwest errors print the URL, which may carry credentials; keep only the cause.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = String::new();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        if !s.is_empty() {
-            s.push_str(": ");
-        }
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    if s.is_empty() { "request failed".into() } else { s }
-}
-
-pub(crate) fn http_client(config: &ForwarderConfig) -> Result<reqwest::Client, ForwarderError> {
-    let mut b = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("mutt-forwarder/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &config.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| ForwarderError::Http(format!("reading CA file {}: {e}", ca.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| ForwarderError::Http(format!("CA file {}: {e}", ca.display())))?;
-        b = b.add_root_certificate(cert);
-    }
-    if let Some(id) = &config.client_identity_file {
-        let pem = std::fs::read(id)
-            .map_err(|e| ForwarderError::Http(format!("reading client identity {}: {e}", id.display())))?;
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| ForwarderError::Http(format!("client identity {}: {e}", id.display())))?;
-        b = b.identity(identity);
-    }
-    b.build().map_err(|e| ForwarderError::Http(e.to_string()))
 }

@@ -1,0 +1,164 @@
+//! Stage three of a batch: how many of the alerts may go now. The shared circuit breaker is
+//! asked first (closed: all; half-open: one probe request; open: none), then the shared Moog
+//! rate limit grants what is free. Alerts held back wait at the front of the queue; they never
+//! burn a retry.
+
+use crate::ForwarderMetrics;
+use crate::delivery::Delivery;
+use crate::sink::Sent;
+use mutt_queue::settings::{self, Settings};
+use mutt_queue::{BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
+use std::time::Duration;
+
+/// The circuit breaker's name in its Redis keys (`mutt:circuit_breaker:moogsoft:*`).
+pub const BREAKER: &str = "moogsoft";
+/// The shared rate limiter's name (`mutt:rate_limit:moog`).
+pub const LIMITER: &str = "moog";
+
+/// The rate limit in force: `mutt:config:moog_rate_limit` / `moog_rate_period` (seconds) over
+/// the configured one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoogRate {
+    pub limit: u64,
+    pub period: Duration,
+}
+
+impl Settings for MoogRate {
+    const KEYS: &'static [&'static str] = &["moog_rate_limit", "moog_rate_period"];
+
+    fn from_values(defaults: &Self, values: &[Option<String>]) -> Self {
+        Self {
+            limit: settings::positive(values, 0).unwrap_or(defaults.limit),
+            period: settings::positive(values, 1).map(Duration::from_secs).unwrap_or(defaults.period),
+        }
+    }
+}
+
+/// What the gate decided for a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    /// How many of the alerts, from the front, go now.
+    pub allowed: usize,
+    /// When some must wait: how long until asking again makes sense.
+    pub pause: Duration,
+}
+
+/// The breaker and the rate limit of one forwarder.
+pub struct Gate {
+    breaker: Option<Breaker>,
+    rate: Option<SettingsCache<MoogRate>>,
+    metrics: ForwarderMetrics,
+}
+
+impl Gate {
+    /// `breaker`: (failures that open it, how long it stays open); `rate`: (alerts, per period),
+    /// `None` for no limit.
+    pub fn new(breaker: Option<(u64, Duration)>, rate: Option<(u64, Duration)>, metrics: &ForwarderMetrics) -> Self {
+        Self {
+            breaker: breaker.map(|(threshold, open_for)| Breaker::new(threshold, open_for, metrics.clone())),
+            rate: rate.map(|(limit, period)| SettingsCache::new(MoogRate { limit, period })),
+            metrics: metrics.clone(),
+        }
+    }
+
+    /// How many of `wanted` alerts may go now; `request_size` alerts make one request.
+    pub async fn admit(
+        &mut self,
+        coordination: &dyn Coordination,
+        wanted: usize,
+        request_size: usize,
+    ) -> Result<Admitted, QueueError> {
+        let mut admitted = Admitted { allowed: wanted, pause: Duration::ZERO };
+        let mut probing = false;
+        if wanted > 0
+            && let Some(breaker) = &mut self.breaker
+        {
+            match breaker.acquire(coordination).await? {
+                BreakerPermit::Go => {}
+                BreakerPermit::Probe => {
+                    probing = true;
+                    admitted.allowed = wanted.min(request_size);
+                }
+                BreakerPermit::Wait { retry_after } => {
+                    admitted = Admitted { allowed: 0, pause: retry_after.min(Duration::from_secs(1)) };
+                }
+            }
+        }
+        if admitted.allowed > 0
+            && let Some(rate) = &mut self.rate
+        {
+            let MoogRate { limit, period } = *rate.get(coordination).await;
+            let grant = coordination.rate_limit_take(LIMITER, limit, period, admitted.allowed as u64).await?;
+            if (grant.granted as usize) < admitted.allowed {
+                self.metrics.rate_limit_hits.inc();
+                admitted.pause = grant.retry_after.min(period);
+            }
+            admitted.allowed = grant.granted as usize;
+        }
+        if probing && admitted.allowed == 0 {
+            // The probe slot is ours but the rate limit is not: let the probe lock expire.
+            tracing::debug!("half-open probe deferred by the rate limit");
+        }
+        Ok(admitted)
+    }
+
+    /// Records each request's outcome on the breaker (a rejection says nothing about the
+    /// receiver's health and is not counted).
+    pub async fn record(&mut self, coordination: &dyn Coordination, sent: &[Sent]) {
+        let Some(breaker) = &mut self.breaker else { return };
+        for s in sent {
+            if !matches!(s.delivery, Delivery::Reject { .. }) {
+                breaker.record(coordination, matches!(s.delivery, Delivery::Delivered)).await;
+            }
+        }
+    }
+}
+
+/// The shared circuit breaker as this forwarder sees it: its metrics and the log of its
+/// state changes.
+struct Breaker {
+    threshold: u64,
+    open_for: Duration,
+    last: BreakerState,
+    metrics: ForwarderMetrics,
+}
+
+impl Breaker {
+    fn new(threshold: u64, open_for: Duration, metrics: ForwarderMetrics) -> Self {
+        Self { threshold, open_for, last: BreakerState::Closed, metrics }
+    }
+
+    async fn acquire(&mut self, coordination: &dyn Coordination) -> Result<BreakerPermit, QueueError> {
+        let permit = coordination.breaker_acquire(BREAKER, self.open_for).await?;
+        match permit {
+            BreakerPermit::Go => self.note(BreakerState::Closed, None),
+            BreakerPermit::Probe => self.note(BreakerState::HalfOpen, None),
+            BreakerPermit::Wait { .. } => {
+                let (state, failures) = coordination.breaker_state(BREAKER).await?;
+                self.note(state, Some(failures));
+                self.metrics.request("fail", "circuit_open");
+            }
+        }
+        Ok(permit)
+    }
+
+    async fn record(&mut self, coordination: &dyn Coordination, success: bool) {
+        match coordination.breaker_record(BREAKER, success, self.threshold).await {
+            Ok(state) => self.note(state, None),
+            Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
+        }
+    }
+
+    fn note(&mut self, state: BreakerState, failures: Option<u64>) {
+        self.metrics.breaker_state_moog.set(state as i64);
+        self.metrics.circuit_open.set(i64::from(state == BreakerState::Open));
+        if let Some(f) = failures {
+            self.metrics.breaker_failures.set(f as i64);
+        }
+        if state != self.last {
+            self.metrics.breaker_transition(self.last.as_str(), state.as_str());
+            tracing::warn!(from = self.last.as_str(), to = state.as_str(), "circuit breaker changed state");
+            self.last = state;
+        }
+    }
+}

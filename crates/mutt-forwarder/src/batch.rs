@@ -1,0 +1,155 @@
+//! A leased batch on its way through the forwarder's stages (see [`crate::worker`]): the
+//! alerts decoded from it, the settlement being built, and the counts reported at the end.
+
+use crate::ForwarderMetrics;
+use crate::delivery::Delivery;
+use crate::worker::ForwardOutcome;
+use mutt_core::Alert;
+use mutt_queue::{Lease, RetryOutcome, RetryPolicy, Settlement};
+use mutt_service::Backoff;
+use std::time::Duration;
+
+/// One leased alert on its way: the exact bytes leased (what is settled) and the alert read
+/// from them.
+pub struct Pending<'a> {
+    pub raw: &'a [u8],
+    pub alert: Alert,
+}
+
+/// When a failed delivery is tried again.
+#[derive(Clone, Copy, Debug)]
+pub struct RetrySchedule {
+    pub policy: RetryPolicy,
+    /// Backoff: attempt n waits uniform [0, min(max, base · 2ⁿ)], unless the receiver said
+    /// `Retry-After`.
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    delivered: usize,
+    retried: usize,
+    dead: usize,
+    duplicates: usize,
+    put_back: usize,
+}
+
+pub struct Batch<'a> {
+    lease: &'a Lease,
+    pub settlement: Settlement,
+    counts: Counts,
+    metrics: ForwarderMetrics,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(lease: &'a Lease, metrics: &ForwarderMetrics) -> Self {
+        Self { lease, settlement: Settlement::new(), counts: Counts::default(), metrics: metrics.clone() }
+    }
+
+    pub fn lease(&self) -> &'a Lease {
+        self.lease
+    }
+
+    /// Reads the leased alerts; an unreadable one is dead-lettered at once.
+    pub fn decode(&mut self) -> Vec<Pending<'a>> {
+        let mut pending = Vec::with_capacity(self.lease.len());
+        for raw in &self.lease.messages {
+            match serde_json::from_slice::<Alert>(raw) {
+                Ok(alert) => pending.push(Pending { raw, alert }),
+                Err(e) => {
+                    self.counts.dead += 1;
+                    self.metrics.processed("dlq");
+                    self.settlement.dead_letter(raw, "invalid_alert", &format!("not an alert: {e}"));
+                }
+            }
+        }
+        pending
+    }
+
+    /// An alert delivered before (redelivered after a crash between the POST and the ack): done.
+    pub fn duplicate(&mut self) {
+        self.counts.duplicates += 1;
+        self.metrics.duplicates.inc();
+    }
+
+    /// Settles one alert after its delivery; returns its event id when it was delivered.
+    pub fn record(&mut self, p: &Pending<'_>, outcome: Delivery, retry: RetrySchedule) -> Option<String> {
+        match outcome {
+            Delivery::Delivered => {
+                self.counts.delivered += 1;
+                self.metrics.processed("success");
+                if let Some(ms) = age_ms(&p.alert.event_id) {
+                    self.metrics.delivery_latency.observe(ms / 1000.0);
+                }
+                return Some(p.alert.event_id.clone());
+            }
+            Delivery::Retry { after, reason } => self.retry(p, after, &reason, retry),
+            Delivery::Reject { status, body } => {
+                self.counts.dead += 1;
+                self.metrics.processed("dlq");
+                tracing::error!(event_id = %p.alert.event_id, status, "alert rejected by the receiver; dead-lettered");
+                self.settlement.dead_letter(p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
+            }
+        }
+        None
+    }
+
+    fn retry(&mut self, p: &Pending<'_>, after: Option<Duration>, reason: &str, retry: RetrySchedule) {
+        let attempt = retry_count(p.raw, retry.policy.field);
+        let delay = after.unwrap_or_else(|| Backoff::jittered(retry.base, retry.max, attempt as u32));
+        match self.settlement.retry(retry.policy, p.raw, delay, reason) {
+            RetryOutcome::Retried { .. } => {
+                self.counts.retried += 1;
+                self.metrics.processed("error");
+            }
+            RetryOutcome::DeadLettered => {
+                self.counts.dead += 1;
+                self.metrics.request("fail", "retry_exhausted");
+                self.metrics.processed("dlq");
+                tracing::error!(event_id = %p.alert.event_id, reason = %reason, "alert dead-lettered: retries exhausted");
+            }
+        }
+    }
+
+    /// Puts the alerts held back at the front of the queue, in their order.
+    pub fn put_back(&mut self, waiting: &[Pending<'_>]) {
+        for p in waiting.iter().rev() {
+            self.settlement.put_back(p.raw);
+        }
+        self.counts.put_back += waiting.len();
+    }
+
+    /// What the batch came to. `sent` alerts went out; when none did and all that was not
+    /// settled otherwise had to wait, the caller should pause (at least 10 ms).
+    pub fn outcome(&self, sent: usize, pause: Duration) -> ForwardOutcome {
+        let c = self.counts;
+        if sent == 0 && c.dead == 0 && c.duplicates == 0 && c.put_back > 0 {
+            return ForwardOutcome::Paused(pause.max(Duration::from_millis(10)));
+        }
+        ForwardOutcome::Processed {
+            alerts: self.lease.len(),
+            delivered: c.delivered,
+            retried: c.retried,
+            dead_lettered: c.dead,
+            put_back: c.put_back,
+            duplicates: c.duplicates,
+        }
+    }
+}
+
+/// Milliseconds since a UUIDv7 event id was made (its ingest time).
+fn age_ms(event_id: &str) -> Option<f64> {
+    let id = uuid::Uuid::parse_str(event_id).ok()?;
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let made = secs as f64 * 1000.0 + f64::from(nanos) / 1e6;
+    let now = chrono::Utc::now().timestamp_millis() as f64;
+    Some((now - made).max(0.0))
+}
+
+fn retry_count(raw: &[u8], field: &str) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v.get(field).and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}

@@ -1,0 +1,166 @@
+//! The webhook sink: POSTs each request to Moogsoft (or any receiver) and classifies the
+//! response. Requests of one batch go out concurrently.
+
+use super::{Sent, Sink};
+use crate::delivery::{Delivery, classify};
+use crate::payload::{Encoder, OutputFormat};
+use crate::worker::ForwarderError;
+use crate::{ForwarderConfig, ForwarderMetrics, LamAuth};
+use async_trait::async_trait;
+use mutt_core::{Alert, Secret};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How a request says who sends it.
+enum Auth {
+    None,
+    /// `Authorization: Bearer …` (the `legacy` and `generic` formats).
+    Bearer(Secret),
+    /// HTTP basic authentication (REST LAM `basic_auth`).
+    Basic {
+        user: String,
+        password: Secret,
+    },
+    /// `"auth_token": …` in the REST LAM body.
+    BodyToken(Secret),
+}
+
+impl Auth {
+    fn from_config(config: &ForwarderConfig) -> Self {
+        match (config.format, &config.lam_auth, &config.api_key) {
+            (OutputFormat::MoogRestLam, LamAuth::Basic { user, password }, _) => {
+                Auth::Basic { user: user.clone(), password: password.clone() }
+            }
+            (OutputFormat::MoogRestLam, LamAuth::Token(t), _) => Auth::BodyToken(t.clone()),
+            (OutputFormat::MoogRestLam, LamAuth::None, _) => Auth::None,
+            (_, _, Some(key)) => Auth::Bearer(key.clone()),
+            _ => Auth::None,
+        }
+    }
+}
+
+pub struct WebhookSink {
+    url: String,
+    client: reqwest::Client,
+    auth: Auth,
+    encoder: Encoder,
+    metrics: ForwarderMetrics,
+}
+
+impl WebhookSink {
+    pub fn new(
+        url: String,
+        config: &ForwarderConfig,
+        encoder: Encoder,
+        metrics: ForwarderMetrics,
+    ) -> Result<Self, ForwarderError> {
+        Ok(Self { url, client: http_client(config)?, auth: Auth::from_config(config), encoder, metrics })
+    }
+
+    async fn post(&self, group: &[&Alert], mut body: Value) -> Delivery {
+        if let Auth::BodyToken(t) = &self.auth
+            && let Some(obj) = body.as_object_mut()
+        {
+            obj.insert("auth_token".into(), Value::String(t.expose().to_owned()));
+        }
+        let mut req = self.client.post(&self.url).json(&body);
+        match &self.auth {
+            Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
+            Auth::Bearer(key) => req = req.bearer_auth(key.expose()),
+            Auth::None | Auth::BodyToken(_) => {}
+        }
+        if let [one] = group
+            && !one.event_id.is_empty()
+        {
+            req = req.header("Idempotency-Key", &one.event_id);
+        }
+        let started = Instant::now();
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.request("fail", "http");
+                return Delivery::Retry { after: None, reason: format!("{}: {}", error_kind(&e), without_url(&e)) };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = response.text().await.unwrap_or_default();
+        self.metrics.request_latency.observe(started.elapsed().as_secs_f64());
+        let outcome = classify(status, retry_after.as_deref(), &text);
+        match &outcome {
+            Delivery::Delivered => self.metrics.request("success", ""),
+            _ if status == 429 => self.metrics.request("fail", "rate_limit"),
+            _ => self.metrics.request("fail", "http"),
+        }
+        outcome
+    }
+}
+
+#[async_trait]
+impl Sink for WebhookSink {
+    async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent> {
+        let requests = self.encoder.requests(alerts, chrono::Utc::now().timestamp());
+        let sizes: Vec<usize> = requests.iter().map(|(group, _)| group.len()).collect();
+        let posts = requests.into_iter().map(|(group, body)| self.post(group, body));
+        let outcomes = futures_util::future::join_all(posts).await;
+        sizes.into_iter().zip(outcomes).map(|(alerts, delivery)| Sent { alerts, delivery }).collect()
+    }
+
+    fn request_size(&self) -> usize {
+        self.encoder.request_size()
+    }
+
+    fn rate_limited(&self) -> bool {
+        true
+    }
+}
+
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection error"
+    } else {
+        "request error"
+    }
+}
+
+/// reqwest errors print the URL, which may carry credentials; keep only the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = String::new();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if s.is_empty() { "request failed".into() } else { s }
+}
+
+/// The HTTP client for the webhook: timeouts, the private CA and the client identity from the
+/// configuration.
+pub fn http_client(config: &ForwarderConfig) -> Result<reqwest::Client, ForwarderError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("mutt-forwarder/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &config.ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| ForwarderError::Http(format!("reading CA file {}: {e}", ca.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ForwarderError::Http(format!("CA file {}: {e}", ca.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    if let Some(id) = &config.client_identity_file {
+        let pem = std::fs::read(id)
+            .map_err(|e| ForwarderError::Http(format!("reading client identity {}: {e}", id.display())))?;
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| ForwarderError::Http(format!("client identity {}: {e}", id.display())))?;
+        b = b.identity(identity);
+    }
+    b.build().map_err(|e| ForwarderError::Http(e.to_string()))
+}
