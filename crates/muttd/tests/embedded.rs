@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn muttd(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
-    // Nothing configured: only where to keep the data and ports the OS picks.
+    in_dir(Command::new(env!("CARGO_BIN_EXE_muttd")), dir, 0)
+}
+
+/// `cmd` in `dir` with nothing configured but the ingestor's port (0: the OS picks) and ports
+/// the OS picks for the rest.
+fn in_dir(mut cmd: Command, dir: &Path, ingest_port: u16) -> Command {
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MUTT_INGESTOR__PORT", "0")
+        .env("MUTT_INGESTOR__PORT", ingest_port.to_string())
         .env("MUTT_ALERTER__PORT", "0")
         .env("MUTT_FORWARDER__PORT", "0")
         .env("MUTT_WEB__PORT", "0")
@@ -36,8 +40,16 @@ struct Run {
 
 impl Run {
     fn start(dir: &Path) -> Self {
-        let mut child =
-            muttd(dir).arg("run").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn muttd run");
+        Self::start_on(dir, 0)
+    }
+
+    fn start_on(dir: &Path, ingest_port: u16) -> Self {
+        let mut child = in_dir(Command::new(env!("CARGO_BIN_EXE_muttd")), dir, ingest_port)
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn muttd run");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -91,28 +103,62 @@ fn read_alerts(dir: &Path) -> String {
     std::fs::read_to_string(alerts_file(dir)).unwrap_or_default()
 }
 
+/// The README's second-terminal lines (`muttd rules import …`, `muttd send …`, `tail -n1 …`),
+/// with `target/release/muttd` standing for the binary under test.
+fn readme_lines() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("target/release/muttd rules import"))
+        .expect("the README shows `muttd rules import`");
+    let block: Vec<String> = lines[first..first + 3]
+        .iter()
+        .map(|l| l.replace("target/release/muttd", env!("CARGO_BIN_EXE_muttd")))
+        .collect();
+    assert!(block[1].contains(" send ") && block[2].starts_with("tail -n1 "), "README lines changed: {block:?}");
+    block
+}
+
+/// Runs one README line with `sh` in `dir`, as a user pastes it.
+fn shell(dir: &Path, port: u16, line: &str) -> String {
+    let out = in_dir(Command::new("sh"), dir, port).arg("-c").arg(line).output().expect("run sh");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{line}: {text}");
+    text
+}
+
 #[tokio::test]
 async fn first_run_needs_nothing_and_the_readme_example_gives_an_alert() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let run = Run::start(dir.path());
+    // `muttd send` without --url posts to the configured port: give run and send the same.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let run = Run::start_on(dir.path(), port);
     assert!(dir.path().join("mutt-data/mutt.db").exists(), "the data file is created in ./mutt-data");
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules.yaml");
-    let imported = run_command(dir.path(), &["rules", "import", rules]);
-    assert!(imported.contains("created"), "{imported}");
-    // The running process picks the rules up by itself (within a second).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules.yaml"),
+        dir.path().join("examples/rules.yaml"),
+    )
+    .unwrap();
+    // Pasted at once: no pause between the import and the event (the running alerter checks
+    // the rules version before each batch).
+    let [import, send, tail] = <[String; 3]>::try_from(readme_lines()).unwrap();
+    let imported = shell(dir.path(), port, &import);
+    assert!(imported.contains("5 created"), "{imported}");
+    let sent = shell(dir.path(), port, &send);
+    assert!(sent.starts_with("200"), "{sent}");
+    // The forwarder writes the alert asynchronously: the `tail` line, until it shows it.
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let sent = run_command(
-            dir.path(),
-            &["send", "--url", &run.ingest_url, "--hostname", "router1", "--message", "LINK-DOWN on Gi0/1"],
-        );
-        assert!(sent.starts_with("200"), "{sent}");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        if read_alerts(dir.path()).contains("LINK-DOWN on Gi0/1") {
+        let last = if alerts_file(dir.path()).exists() { shell(dir.path(), port, &tail) } else { String::new() };
+        if last.contains("LINK-DOWN on Gi0/1") {
+            assert!(last.contains("NetOps"), "the LINK-DOWN rule's team: {last}");
             break;
         }
-        assert!(Instant::now() < deadline, "no alert line in {}", alerts_file(dir.path()).display());
+        assert!(Instant::now() < deadline, "no alert line in {}: {last:?}", alerts_file(dir.path()).display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Dynamic configuration: set while running, read back, recorded in the config audit.
     let set = run_command(dir.path(), &["config", "set", "alerter_shed_mode", "defer", "--reason", "first run"]);
