@@ -18,7 +18,14 @@ async fn a_rule_change_reaches_the_watcher(kind: BackendKind) {
     let stop = CancellationToken::new();
     let (watcher, seen, s) = (b.coordination.clone(), calls.clone(), stop.clone());
     let task = tokio::spawn(async move {
-        watcher.watch_rules_changed(Box::new(move || drop(seen.fetch_add(1, Ordering::SeqCst))), s).await;
+        watcher
+            .watch_rules_changed(
+                Box::new(move || {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }),
+                s,
+            )
+            .await;
     });
     // Let the watcher subscribe (or read the first version) before the change.
     tokio::time::sleep(Duration::from_millis(300)).await;
