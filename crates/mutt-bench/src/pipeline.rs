@@ -1,5 +1,5 @@
 //! The whole pipeline as separate processes, for the end-to-end benchmark and the chaos run:
-//! a private redis-server and PostgreSQL, a counting webhook sink, `muttd ingestor`, N
+//! a private redis-server and PostgreSQL, a counting webhook sink (the testkit receiver), `muttd ingestor`, N
 //! `muttd alerter` and M `muttd forwarder` processes, a realistic rule set and event mix.
 
 use crate::process::{Service, cpu_seconds_of, free_port, wait_healthy};
@@ -8,6 +8,8 @@ use mutt_queue::Queue;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{NewRule, Store};
+use mutt_testkit::receiver::ReceiverOptions;
+use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -140,31 +142,41 @@ pub fn rules() -> Vec<NewRule> {
     out
 }
 
-/// How the sink answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SinkMode {
-    Succeed,
-    Fail(u16),
-    Hang,
-}
-
+/// What the sink saw of the delivered alerts.
 #[derive(Default)]
-struct SinkState {
-    mode: Option<SinkMode>,
+struct Tally {
     /// Deliveries per external id (event id); more than one is a duplicate.
     deliveries: HashMap<String, u32>,
     /// The `seq` of each delivered event (from custom_info).
     seqs: Vec<u64>,
     /// Ingest-to-delivery latency in ms (from the UUIDv7 event id), with the arrival time.
     latencies: Vec<(Instant, f64)>,
-    requests: u64,
-    refused: u64,
 }
 
-/// A webhook receiver that counts REST LAM events by external id.
+impl Tally {
+    fn add(&mut self, events: &[Value], at: Instant) {
+        for e in events {
+            let Some(id) = e["external_id"].as_str() else { continue };
+            if e["source_id"] == "MUTT_Alerter" {
+                continue; // meta-alerts are not part of the expected set
+            }
+            *self.deliveries.entry(id.to_owned()).or_default() += 1;
+            if let Some(seq) = e["custom_info"]["seq"].as_u64() {
+                self.seqs.push(seq);
+            }
+            if let Some(ms) = uuid7_age_ms(id) {
+                self.latencies.push((at, ms));
+            }
+        }
+    }
+}
+
+/// The webhook receiver of the pipeline: the testkit's, counting only (no request kept),
+/// tallying the delivered REST LAM events by external id. `set_mode` makes it fail or hang.
 #[derive(Clone)]
 pub struct Sink {
-    state: Arc<Mutex<SinkState>>,
+    receiver: WebhookReceiver,
+    tally: Arc<Mutex<Tally>>,
     pub url: String,
 }
 
@@ -175,95 +187,50 @@ fn uuid7_age_ms(id: &str) -> Option<f64> {
 
 impl Sink {
     pub async fn start() -> anyhow::Result<Self> {
-        let state = Arc::new(Mutex::new(SinkState::default()));
-        let st = state.clone();
-        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-            let st = st.clone();
-            async move {
-                use axum::response::IntoResponse;
-                let mode = {
-                    let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                    s.requests += 1;
-                    s.mode.unwrap_or(SinkMode::Succeed)
-                };
-                match mode {
-                    SinkMode::Hang => {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        axum::http::StatusCode::GATEWAY_TIMEOUT.into_response()
-                    }
-                    SinkMode::Fail(code) => {
-                        st.lock().unwrap_or_else(|p| p.into_inner()).refused += 1;
-                        (
-                            axum::http::StatusCode::from_u16(code)
-                                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-                            "failing on purpose",
-                        )
-                            .into_response()
-                    }
-                    SinkMode::Succeed => {
-                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        let now = Instant::now();
-                        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                        for e in v.get("events").and_then(Value::as_array).into_iter().flatten() {
-                            let Some(id) = e["external_id"].as_str() else { continue };
-                            if e["source_id"] == "MUTT_Alerter" {
-                                continue; // meta-alerts are not part of the expected set
-                            }
-                            *s.deliveries.entry(id.to_owned()).or_default() += 1;
-                            if let Some(seq) = e["custom_info"]["seq"].as_u64() {
-                                s.seqs.push(seq);
-                            }
-                            if let Some(ms) = uuid7_age_ms(id) {
-                                s.latencies.push((now, ms));
-                            }
-                        }
-                        (axum::http::StatusCode::OK, r#"{"success":true}"#).into_response()
-                    }
-                }
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/events", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { state, url })
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let t = tally.clone();
+        let options = ReceiverOptions::counting()
+            .on_events(move |events, at| t.lock().unwrap_or_else(|p| p.into_inner()).add(events, at));
+        let receiver = WebhookReceiver::try_start_with(options).await?;
+        Ok(Self { url: receiver.url(), receiver, tally })
     }
 
-    pub fn set_mode(&self, mode: SinkMode) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).mode = Some(mode);
+    /// `Succeed`, `Status(code)` to fail, `Hang`.
+    pub fn set_mode(&self, mode: ReceiverMode) {
+        self.receiver.set_mode(mode);
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// (distinct ids delivered, ids delivered more than once, total deliveries).
     pub fn counts(&self) -> (usize, usize, u64) {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.tally();
         let dup = s.deliveries.values().filter(|c| **c > 1).count();
         (s.deliveries.len(), dup, s.deliveries.values().map(|c| u64::from(*c)).sum())
     }
 
     pub fn seqs(&self) -> Vec<u64> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).seqs.clone()
+        self.tally().seqs.clone()
     }
 
     /// Latencies (ms) of deliveries that arrived between `from` and `to`, sorted.
     pub fn latencies(&self, from: Instant, to: Instant) -> Vec<f64> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.tally();
         let mut v: Vec<f64> = s.latencies.iter().filter(|(t, _)| *t >= from && *t <= to).map(|(_, ms)| *ms).collect();
         v.sort_by(f64::total_cmp);
         v
     }
 
     pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .latencies
-            .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
-            .count()
+        self.tally().latencies.iter().filter(|(t, _)| *t >= from && *t <= to).count()
     }
 
+    /// (requests received, requests refused with an error status).
     pub fn requests(&self) -> (u64, u64) {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (s.requests, s.refused)
+        let c = self.receiver.counts();
+        (c.requests, c.refused)
     }
 }
 

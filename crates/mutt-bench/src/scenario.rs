@@ -1,6 +1,7 @@
 //! The end-to-end benchmark and the chaos run over a [`Pipeline`].
 
-use crate::pipeline::{Category, Pipeline, PipelineOptions, SinkMode, offer, percentile};
+use crate::pipeline::{Category, Pipeline, PipelineOptions, offer, percentile};
+use mutt_testkit::ReceiverMode;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -129,11 +130,11 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
                 restore.push((Instant::now() + d, fault));
             }
             Fault::ReceiverFails(d) => {
-                p.sink.set_mode(SinkMode::Fail(500));
+                p.sink.set_mode(ReceiverMode::Status(500));
                 restore.push((Instant::now() + d, fault));
             }
             Fault::ReceiverHangs(d) => {
-                p.sink.set_mode(SinkMode::Hang);
+                p.sink.set_mode(ReceiverMode::Hang);
                 restore.push((Instant::now() + d, fault));
             }
         }
@@ -222,7 +223,7 @@ fn undo(p: &mut Pipeline, f: Fault) -> anyhow::Result<()> {
     match f {
         Fault::RestartRedis(_) => p.redis.restart()?,
         Fault::StopPostgres(_) => p.pg.start_again()?,
-        Fault::ReceiverFails(_) | Fault::ReceiverHangs(_) => p.sink.set_mode(SinkMode::Succeed),
+        Fault::ReceiverFails(_) | Fault::ReceiverHangs(_) => p.sink.set_mode(ReceiverMode::Succeed),
         Fault::KillAlerter | Fault::KillForwarder => {}
     }
     eprintln!("chaos: {f:?} over");

@@ -34,34 +34,105 @@ pub struct Recorded {
     pub at: Instant,
 }
 
+/// What the receiver counted so far (kept in every mode, cheaply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverCounts {
+    /// Every request, answered or not (a hanging one counts on arrival).
+    pub requests: u64,
+    /// Answered with a 2xx.
+    pub accepted: u64,
+    /// Answered with an error status (`Status`, `RateLimit`).
+    pub refused: u64,
+    /// Alerts in the accepted requests: a REST LAM body's `events`, or one per other body.
+    pub events: u64,
+}
+
+/// Called with the alerts of each accepted request (a REST LAM body's `events`, or the body
+/// itself) and its arrival time, outside the receiver's lock.
+pub type EventHook = Arc<dyn Fn(&[Value], Instant) + Send + Sync>;
+
+/// How a receiver is started.
+#[derive(Clone)]
+pub struct ReceiverOptions {
+    pub addr: String,
+    /// Keep every request for [`WebhookReceiver::requests`]; off for load runs, which only
+    /// count (and whose hook may look at the events).
+    pub keep_requests: bool,
+    pub on_events: Option<EventHook>,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:0".into(), keep_requests: true, on_events: None }
+    }
+}
+
+impl ReceiverOptions {
+    /// For benchmarks: counts only, keeps no request.
+    pub fn counting() -> Self {
+        Self { keep_requests: false, ..Self::default() }
+    }
+
+    pub fn on_events(mut self, hook: impl Fn(&[Value], Instant) + Send + Sync + 'static) -> Self {
+        self.on_events = Some(Arc::new(hook));
+        self
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     mode: Option<ReceiverMode>,
     requests: Vec<Recorded>,
+    counts: ReceiverCounts,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    keep_requests: bool,
+    on_events: Option<EventHook>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Clone)]
 pub struct WebhookReceiver {
     addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl WebhookReceiver {
     /// Starts a receiver on a free loopback port; it answers 200 until told otherwise.
     pub async fn start() -> Self {
-        Self::start_on("127.0.0.1:0").await
+        Self::start_with(ReceiverOptions::default()).await
     }
 
     pub async fn start_on(addr: &str) -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver address");
+        Self::start_with(ReceiverOptions { addr: addr.into(), ..ReceiverOptions::default() }).await
+    }
+
+    pub async fn start_with(options: ReceiverOptions) -> Self {
+        Self::try_start_with(options).await.expect("start the webhook receiver")
+    }
+
+    /// As [`WebhookReceiver::start_with`], returning a failure to bind.
+    pub async fn try_start_with(options: ReceiverOptions) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            keep_requests: options.keep_requests,
+            on_events: options.on_events,
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(&options.addr).await?;
+        let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, inner, task: Arc::new(task) }
+        Ok(Self { addr, shared, task: Arc::new(task) })
     }
 
     pub fn url(&self) -> String {
@@ -73,17 +144,21 @@ impl WebhookReceiver {
     }
 
     pub fn set_mode(&self, mode: ReceiverMode) {
-        self.lock().mode = Some(mode);
+        self.shared.lock().mode = Some(mode);
     }
 
-    /// Every request received so far, answered or not.
+    /// Every request received so far, answered or not (none with `keep_requests` off).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.lock().requests.clone()
+        self.shared.lock().requests.clone()
     }
 
     /// Requests answered with a 2xx.
     pub fn accepted(&self) -> Vec<Recorded> {
-        self.lock().requests.iter().filter(|r| r.accepted).cloned().collect()
+        self.shared.lock().requests.iter().filter(|r| r.accepted).cloned().collect()
+    }
+
+    pub fn counts(&self) -> ReceiverCounts {
+        self.shared.lock().counts
     }
 
     /// Waits until at least `n` requests were accepted, or the timeout passes; returns them.
@@ -97,10 +172,6 @@ impl WebhookReceiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl Drop for WebhookReceiver {
@@ -111,20 +182,40 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let mode = {
-        let g = inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.mode.clone().unwrap_or(ReceiverMode::Succeed)
-    };
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let mode = shared.lock().mode.clone().unwrap_or(ReceiverMode::Succeed);
     let accepted = mode == ReceiverMode::Succeed;
-    inner.lock().unwrap_or_else(|p| p.into_inner()).requests.push(Recorded {
-        headers,
-        body,
-        raw,
-        accepted,
-        at: Instant::now(),
-    });
+    let at = Instant::now();
+    // Counting only: a refused body is never read.
+    let body = (shared.keep_requests || accepted).then(|| serde_json::from_slice(&raw).unwrap_or(Value::Null));
+    let events = match &body {
+        Some(body) if accepted => match body.get("events").and_then(Value::as_array) {
+            Some(batch) => batch.as_slice(),
+            None => std::slice::from_ref(body),
+        },
+        _ => &[],
+    };
+    let n_events = events.len() as u64;
+    // The hook first: once the counts show an alert, the hook has seen it.
+    if let Some(hook) = &shared.on_events
+        && !events.is_empty()
+    {
+        hook(events, at);
+    }
+    {
+        let mut g = shared.lock();
+        g.counts.requests += 1;
+        g.counts.accepted += u64::from(accepted);
+        g.counts.refused += u64::from(matches!(mode, ReceiverMode::Status(_) | ReceiverMode::RateLimit { .. }));
+        g.counts.events += n_events;
+        if shared.keep_requests {
+            g.requests.push(Recorded { headers, body: body.unwrap_or(Value::Null), raw, accepted, at });
+        }
+    }
+    respond(mode).await
+}
+
+async fn respond(mode: ReceiverMode) -> Response {
     match mode {
         ReceiverMode::Succeed => (StatusCode::OK, r#"{"success":true}"#).into_response(),
         ReceiverMode::Status(code) => {
@@ -139,5 +230,55 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, raw:
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Posts `body` with a bare HTTP/1.1 request; returns the status line.
+    async fn post(addr: SocketAddr, body: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "POST /events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn counting_keeps_no_request_and_hands_events_to_the_hook() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let options = ReceiverOptions::counting().on_events(move |events, _| {
+            s2.lock().unwrap().extend(events.iter().map(|e| e["external_id"].clone()));
+        });
+        let r = WebhookReceiver::start_with(options).await;
+        let lam = r#"{"events":[{"external_id":"a"},{"external_id":"b"},{"external_id":"c"}]}"#;
+        assert!(post(r.addr(), lam).await.contains("200"));
+        assert!(post(r.addr(), r#"{"external_id":"d"}"#).await.contains("200"), "a one-alert body");
+        r.set_mode(ReceiverMode::Status(503));
+        assert!(post(r.addr(), r#"{"external_id":"e"}"#).await.contains("503"));
+        assert_eq!(r.counts(), ReceiverCounts { requests: 3, accepted: 2, refused: 1, events: 4 });
+        assert!(r.requests().is_empty(), "counting only");
+        assert_eq!(*seen.lock().unwrap(), vec!["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn by_default_every_request_is_kept() {
+        let r = WebhookReceiver::start().await;
+        r.set_mode(ReceiverMode::RateLimit { retry_after_secs: 3 });
+        assert!(post(r.addr(), r#"{"x":1}"#).await.contains("429"));
+        r.set_mode(ReceiverMode::Succeed);
+        assert!(post(r.addr(), r#"{"x":2}"#).await.contains("200"));
+        let all = r.requests();
+        assert_eq!((all.len(), r.accepted().len()), (2, 1));
+        assert_eq!(all[0].body["x"], 1);
+        assert_eq!(r.counts(), ReceiverCounts { requests: 2, accepted: 1, refused: 1, events: 1 });
     }
 }

@@ -5,7 +5,6 @@
 //!
 //!   cargo build --release -p mutt-bench && target/release/mutt-forwarder-bench
 
-use axum::body::Bytes;
 use clap::Parser;
 use mutt_core::{Alert, PodName};
 use mutt_forwarder::{
@@ -13,8 +12,9 @@ use mutt_forwarder::{
 };
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_testkit::WebhookReceiver;
+use mutt_testkit::receiver::ReceiverOptions;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -30,22 +30,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let redis = mutt_testkit::RedisServer::start(false)?;
-    let received = Arc::new(AtomicU64::new(0));
-    let counter = received.clone();
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let counter = counter.clone();
-        async move {
-            let n = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .map(|v| v.get("events").and_then(|e| e.as_array()).map(|e| e.len() as u64).unwrap_or(1))
-                .unwrap_or(0);
-            counter.fetch_add(n, Ordering::Relaxed);
-            r#"{"success":true}"#
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/events", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Counting only: the receiver keeps no request, so it costs the forwarder nothing.
+    let receiver = WebhookReceiver::try_start_with(ReceiverOptions::counting()).await?;
+    let url = receiver.url();
 
     println!(
         "mutt-forwarder-bench: {} alerts per run, lease batch {}, private redis-server, in-process receiver",
@@ -79,9 +66,10 @@ async fn main() -> anyhow::Result<()> {
         let metrics = mutt_service::Metrics::new();
         let fm = ForwarderMetrics::register(&metrics);
         let mut f = Forwarder::start(Arc::new(queue.clone()), Arc::new(queue.clone()), cc, config, fm).await?;
-        received.store(0, Ordering::Relaxed);
+        let before = receiver.counts().events;
+        let received = || (receiver.counts().events - before) as usize;
         let started = Instant::now();
-        while (received.load(Ordering::Relaxed) as usize) < args.alerts {
+        while received() < args.alerts {
             match f.process_one_batch().await? {
                 ForwardOutcome::Empty => break,
                 ForwardOutcome::Paused(d) => tokio::time::sleep(d).await,
@@ -96,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|l| l.rsplit(' ').next())
             .unwrap_or("?")
             .to_owned();
-        println!("{name:<34} {:>12.0} {secs:>9.2} {requests:>9}", received.load(Ordering::Relaxed) as f64 / secs);
+        println!("{name:<34} {:>12.0} {secs:>9.2} {requests:>9}", received() as f64 / secs);
     }
     Ok(())
 }
