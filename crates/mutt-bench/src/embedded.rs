@@ -2,14 +2,13 @@
 //! file, the same rule set, event mix, load phases and counting webhook sink as the Redis +
 //! PostgreSQL pipeline.
 
-use crate::pipeline::{INGEST_KEY, Sink, rules};
+use crate::pipeline::{INGEST_KEY, Sink};
 use crate::process::{Service, free_port, wait_healthy};
 use crate::scenario::{BenchPlan, BenchRow, print_rows, run_phases};
+use mutt_queue::Queue;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::sqlite::SqliteQueue;
-use mutt_queue::{Coordination, Queue};
 use mutt_sqlite::{Database, DbOptions};
-use mutt_store::Store;
 use mutt_store::sqlite::SqliteStore;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,20 +30,8 @@ async fn seed(db_path: &Path) -> anyhow::Result<()> {
     let db = Database::open(db_path, DbOptions::default())?;
     let store = SqliteStore::new(db.clone());
     store.migrate().await?;
-    for r in rules() {
-        store.create_rule(&r).await?;
-    }
-    for h in 0..5 {
-        store.add_development_host(&format!("dev-sw{h}")).await?;
-    }
-    for h in 0..50 {
-        store.set_device_team(&format!("sw{h}.example.net"), "NetOps").await?;
-    }
     let queue = SqliteQueue::open(db, KeySpace::default()).await?;
-    for (k, v) in [("alerter_queue_shed_threshold", "1000000000"), ("unhandled_threshold", "1000000000")] {
-        queue.set_config_value(k, v).await?;
-    }
-    Ok(())
+    crate::pipeline::seed(&store, &queue).await
 }
 
 /// Queued + delayed, and leased messages, seen through one view of the file.

@@ -4,8 +4,8 @@
 
 use crate::process::{Service, cpu_seconds_of, free_port, wait_healthy};
 use mutt_core::MatchType;
-use mutt_queue::Queue;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
+use mutt_queue::{Coordination, Queue};
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{NewRule, Store};
 use mutt_testkit::receiver::ReceiverOptions;
@@ -142,6 +142,25 @@ pub fn rules() -> Vec<NewRule> {
     out
 }
 
+/// Seeds a site the way an operator would before a run: the rules, development hosts, device
+/// teams, and dynamic settings that keep backpressure shedding and meta-alerts out of the
+/// counted result.
+pub async fn seed(store: &dyn Store, coordination: &dyn Coordination) -> anyhow::Result<()> {
+    for r in rules() {
+        store.create_rule(&r).await?;
+    }
+    for h in 0..5 {
+        store.add_development_host(&format!("dev-sw{h}")).await?;
+    }
+    for h in 0..50 {
+        store.set_device_team(&format!("sw{h}.example.net"), "NetOps").await?;
+    }
+    for (k, v) in [("alerter_queue_shed_threshold", "1000000000"), ("unhandled_threshold", "1000000000")] {
+        coordination.set_config_value(k, v).await?;
+    }
+    Ok(())
+}
+
 /// What the sink saw of the delivered alerts.
 #[derive(Default)]
 struct Tally {
@@ -276,21 +295,8 @@ impl Pipeline {
         let db_url = pg.url().replace("/postgres", "/mutt");
         let store = PgStore::new(&PostgresConfig { url: db_url.clone(), password: None, pool_size: 2 })?;
         store.migrate().await?;
-        for r in rules() {
-            store.create_rule(&r).await?;
-        }
-        for h in 0..5 {
-            store.add_development_host(&format!("dev-sw{h}")).await?;
-        }
-        for h in 0..50 {
-            store.set_device_team(&format!("sw{h}.example.net"), "NetOps").await?;
-        }
         let queue = RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::default())).await?;
-        let mut c = queue.connection();
-        // Keep backpressure shedding and meta-alerts out of the counted result.
-        for (k, v) in [("alerter_queue_shed_threshold", "1000000000"), ("unhandled_threshold", "1000000000")] {
-            let _: () = redis::cmd("SET").arg(format!("mutt:config:{k}")).arg(v).query_async(&mut c).await?;
-        }
+        seed(&store, &queue).await?;
         let sink = Sink::start().await?;
         let ingest_port = free_port();
         let ingest_url = format!("http://127.0.0.1:{ingest_port}/ingest");

@@ -101,6 +101,27 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
     let url = p.ingest_url.clone();
     let (rate, batch, load) = (profile.rate, profile.batch, profile.load);
     let load_task = tokio::spawn(async move { offer(&url, 0, rate, batch, load).await });
+    inject_faults(&mut p, profile, started).await?;
+    let (accepted, refused) = load_task.await?;
+    eprintln!("chaos {:>5.1}s: load finished; draining", started.elapsed().as_secs_f64());
+    let expected = Expected::new(&accepted);
+    let deadline = Instant::now() + profile.drain_timeout;
+    loop {
+        let left = p.leftovers().await;
+        let delivered: HashSet<u64> = p.sink.seqs().into_iter().collect();
+        let done = left.is_some_and(|(q, l, _)| q == 0 && l == 0) && expected.forward.is_subset(&delivered);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A moment for in-flight settles, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    judge(&p, &expected, refused).await
+}
+
+/// Runs the profile's faults at their times, undoing each after its duration.
+async fn inject_faults(p: &mut Pipeline, profile: &ChaosProfile, started: Instant) -> anyhow::Result<()> {
     let mut faults = profile.faults.clone();
     faults.sort_by_key(|f| f.0);
     let mut restore: Vec<(Instant, Fault)> = Vec::new();
@@ -113,64 +134,81 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
                 break;
             }
             tokio::time::sleep_until(t.into()).await;
-            undo(&mut p, f)?;
+            undo(p, f)?;
             restore.remove(0);
         }
         tokio::time::sleep_until(when.into()).await;
         eprintln!("chaos {:>5.1}s: {fault:?}", started.elapsed().as_secs_f64());
-        match fault {
-            Fault::KillAlerter => p.kill9_alerter(0)?,
-            Fault::KillForwarder => p.kill9_forwarder(0)?,
+        let lasts = match fault {
+            Fault::KillAlerter => {
+                p.kill9_alerter(0)?;
+                None
+            }
+            Fault::KillForwarder => {
+                p.kill9_forwarder(0)?;
+                None
+            }
             Fault::RestartRedis(d) => {
                 p.redis.stop()?;
-                restore.push((Instant::now() + d, fault));
+                Some(d)
             }
             Fault::StopPostgres(d) => {
                 p.pg.stop()?;
-                restore.push((Instant::now() + d, fault));
+                Some(d)
             }
             Fault::ReceiverFails(d) => {
                 p.sink.set_mode(ReceiverMode::Status(500));
-                restore.push((Instant::now() + d, fault));
+                Some(d)
             }
             Fault::ReceiverHangs(d) => {
                 p.sink.set_mode(ReceiverMode::Hang);
-                restore.push((Instant::now() + d, fault));
+                Some(d)
             }
+        };
+        if let Some(d) = lasts {
+            restore.push((Instant::now() + d, fault));
         }
     }
     restore.sort_by_key(|r| r.0);
     for (t, f) in restore {
         tokio::time::sleep_until(t.into()).await;
-        undo(&mut p, f)?;
+        undo(p, f)?;
     }
-    let (accepted, refused) = load_task.await?;
-    eprintln!("chaos {:>5.1}s: load finished; draining", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
-    let expected_forward: HashSet<u64> =
-        accepted.iter().filter(|(_, c)| *c == Category::Forward).map(|(s, _)| *s).collect();
-    let expected_audit: HashSet<u64> =
-        accepted.iter().filter(|(_, c)| *c != Category::Unhandled).map(|(s, _)| *s).collect();
-    let accepted_all: HashSet<u64> = accepted.iter().map(|(s, _)| *s).collect();
-    let deadline = Instant::now() + profile.drain_timeout;
-    loop {
-        let left = p.leftovers().await;
-        let delivered: HashSet<u64> = p.sink.seqs().into_iter().collect();
-        let done = left.is_some_and(|(q, l, _)| q == 0 && l == 0) && expected_forward.is_subset(&delivered);
-        if done || Instant::now() > deadline {
-            break;
+/// What the accepted events should have become.
+struct Expected {
+    /// Events the ingestor accepted (as answered).
+    accepted_count: u64,
+    accepted: HashSet<u64>,
+    /// Events matching a forwarding rule: one alert each.
+    forward: HashSet<u64>,
+    /// Handled events: one audit row each.
+    audit: HashSet<u64>,
+}
+
+impl Expected {
+    fn new(accepted: &[(u64, Category)]) -> Self {
+        let with = |keep: fn(Category) -> bool| accepted.iter().filter(|(_, c)| keep(*c)).map(|(s, _)| *s).collect();
+        Self {
+            accepted_count: accepted.len() as u64,
+            accepted: accepted.iter().map(|(s, _)| *s).collect(),
+            forward: with(|c| c == Category::Forward),
+            audit: with(|c| c != Category::Unhandled),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // A moment for in-flight settles, then count.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// Counts what arrived and names every loss or duplicate.
+async fn judge(p: &Pipeline, expected: &Expected, refused: u64) -> anyhow::Result<ChaosReport> {
     let (queued, leased, dead) = p.leftovers().await.unwrap_or((u64::MAX, u64::MAX, u64::MAX));
     let (rows, distinct, audit_seqs) = p.audit_counts().await?;
     let (alert_ids, dup_ids, _) = p.sink.counts();
     let delivered_seqs = p.sink.seqs();
     let mut problems = Vec::new();
     let audit_set: HashSet<u64> = audit_seqs.iter().map(|s| *s as u64).collect();
-    let missing_audit = expected_audit.difference(&audit_set).count();
+    let missing_audit = expected.audit.difference(&audit_set).count();
     if missing_audit > 0 {
         problems.push(format!("{missing_audit} accepted handled events have no audit row"));
     }
@@ -181,7 +219,7 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
         ));
     }
     let delivered_set: HashSet<u64> = delivered_seqs.iter().copied().collect();
-    let missing_alerts = expected_forward.difference(&delivered_set).count();
+    let missing_alerts = expected.forward.difference(&delivered_set).count();
     if missing_alerts > 0 {
         problems.push(format!("{missing_alerts} alerts never reached the receiver"));
     }
@@ -195,20 +233,21 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
     if (queued, leased, dead) != (0, 0, 0) {
         problems.push(format!("left in Redis: {queued} queued, {leased} leased, {dead} dead-lettered"));
     }
-    let ambiguous = audit_set.union(&delivered_set).filter(|s| !accepted_all.contains(s)).count();
+    let ambiguous = audit_set.union(&delivered_set).filter(|s| !expected.accepted.contains(s)).count();
     let unexpected_handled =
-        audit_set.iter().filter(|s| accepted_all.contains(s) && !expected_audit.contains(s)).count();
+        audit_set.iter().filter(|s| expected.accepted.contains(s) && !expected.audit.contains(s)).count();
     if unexpected_handled > 0 {
         problems.push(format!("{unexpected_handled} unhandled events were audited"));
     }
+    let accepted = expected.accepted_count;
     Ok(ChaosReport {
-        sent: accepted.len() as u64 + refused,
-        accepted: accepted.len() as u64,
+        sent: accepted + refused,
+        accepted,
         refused,
-        expected_audit: expected_audit.len() as u64,
+        expected_audit: expected.audit.len() as u64,
         audit_rows: rows,
         audit_distinct_ids: distinct,
-        expected_alerts: expected_forward.len() as u64,
+        expected_alerts: expected.forward.len() as u64,
         alerts_received: alert_ids,
         alerts_duplicated: dup_ids,
         left_queued: queued,

@@ -30,6 +30,30 @@ struct Cli {
     command: Cmd,
 }
 
+/// The offered load of the bench phases (the same flags for both backends).
+#[derive(clap::Args, Clone, Copy)]
+struct Load {
+    /// Offered events/s, single events.
+    #[arg(long, default_value_t = 15_000)]
+    single_rate: u64,
+    /// Offered events/s in batches.
+    #[arg(long, default_value_t = 30_000)]
+    batch_rate: u64,
+    /// Events per batch request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Offered events/s of the latency phase.
+    #[arg(long, default_value_t = 2_000)]
+    latency_rate: u64,
+}
+
+impl Load {
+    fn plan(&self, seconds: u64) -> BenchPlan {
+        let Load { single_rate, batch_rate, batch, latency_rate } = *self;
+        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Throughput, end-to-end latency and resources; prints the machine's ceilings too.
@@ -37,31 +61,15 @@ enum Cmd {
         /// Seconds of offered load per phase.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Offered events/s, single events.
-        #[arg(long, default_value_t = 15_000)]
-        single_rate: u64,
-        /// Offered events/s in batches.
-        #[arg(long, default_value_t = 30_000)]
-        batch_rate: u64,
-        /// Events per batch request.
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        /// Offered events/s of the latency phase.
-        #[arg(long, default_value_t = 2_000)]
-        latency_rate: u64,
+        #[command(flatten)]
+        load: Load,
     },
     /// `muttd run` on the embedded backend (one process, one SQLite file): the same phases.
     Embedded {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
-        #[arg(long, default_value_t = 15_000)]
-        single_rate: u64,
-        #[arg(long, default_value_t = 30_000)]
-        batch_rate: u64,
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        #[arg(long, default_value_t = 2_000)]
-        latency_rate: u64,
+        #[command(flatten)]
+        load: Load,
         /// `full` (the default of muttd: fsync per commit group) or `normal`.
         #[arg(long, default_value = "full")]
         durability: String,
@@ -83,8 +91,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         aof: false,
     };
     match cli.command {
-        Cmd::Bench { seconds, single_rate, batch_rate, batch, latency_rate } => {
-            let plan = BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate };
+        Cmd::Bench { seconds, load } => {
+            let plan = load.plan(seconds);
             let report = bench(opts, &plan).await?;
             if cli.json {
                 println!("{}", report_json(&report));
@@ -93,8 +101,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Cmd::Embedded { seconds, single_rate, batch_rate, batch, latency_rate, durability } => {
-            let plan = BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate };
+        Cmd::Embedded { seconds, load, durability } => {
+            let plan = load.plan(seconds);
             let report = mutt_bench::embedded::bench(&cli.muttd, &plan, &durability).await?;
             if cli.json {
                 println!("{}", report_json(&report));
