@@ -25,6 +25,7 @@ use mutt_forwarder::{Destination, ForwarderConfig, LamAuth};
 use mutt_ingest::IngestConfig;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::{ConsumerConfig, QueueMetrics, WorkerRole};
+use mutt_store::retention::RetentionConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -520,7 +521,25 @@ pub struct RetentionSection {
 
 impl Default for RetentionSection {
     fn default() -> Self {
-        Self { enabled: true, event_audit_days: 90, config_audit_days: 365, batch_size: 1000, interval_secs: 3600 }
+        let d = RetentionConfig::default();
+        Self {
+            enabled: true,
+            event_audit_days: d.event_audit_days,
+            config_audit_days: d.config_audit_days,
+            batch_size: d.batch_size,
+            interval_secs: d.interval.as_secs(),
+        }
+    }
+}
+
+impl RetentionSection {
+    pub fn to_retention_config(&self) -> RetentionConfig {
+        RetentionConfig {
+            event_audit_days: self.event_audit_days,
+            config_audit_days: self.config_audit_days,
+            batch_size: self.batch_size,
+            interval: Duration::from_secs(self.interval_secs),
+        }
     }
 }
 

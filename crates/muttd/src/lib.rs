@@ -5,7 +5,6 @@
 //! - [`secrets`]: API keys and passwords from env variables or files.
 //! - [`backend`]: embedded SQLite file or Redis + PostgreSQL, and what differs between them.
 //! - [`app`]: connects the backends and starts the roles (in-process, also used by tests).
-//! - [`retention`]: trims the audit trails to their configured age (in the alerter's process).
 //! - [`commands`]: the operator commands (`migrate`, `send`, `status`).
 
 pub mod app;
@@ -13,6 +12,5 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod retention;
 pub mod rules_file;
 pub mod secrets;

@@ -28,7 +28,10 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
         watcher.watch_rules_changed(Box::new(move || reload.request_reload()), sd).await;
     });
     if config.retention.enabled {
-        crate::retention::spawn(store.clone(), config.retention.clone(), &cx.metrics, cx.shutdown.clone());
+        let metrics = mutt_store::retention::RetentionMetrics::default();
+        cx.metrics.register(|r| metrics.register(r));
+        let cfg = config.retention.to_retention_config();
+        mutt_store::retention::spawn(store.clone(), cfg, metrics, cx.shutdown.clone());
     }
     let health = Arc::new(AlerterHealth { queue: cx.queue.clone(), store, pod: pod.to_string() });
     let router = mutt_service::ops::routes(cx.metrics.clone(), health);
