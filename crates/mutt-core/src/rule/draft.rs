@@ -16,9 +16,10 @@ pub const MAX_MATCH_LEN: usize = 255;
 pub const MAX_NAME_LEN: usize = 100;
 /// Syslog severities, emergency (0) to debug (7): the database's CHECK.
 pub const SEVERITIES: RangeInclusive<i32> = 0..=7;
-/// Priorities a rule may have (lower wins). The database takes any INT; negative or huge
-/// numbers are typing mistakes more often than intent.
-pub const PRIORITIES: RangeInclusive<i32> = 0..=1_000_000;
+/// Priorities a rule may have (lower wins). The database takes any INT and the original's
+/// rules files may use negative numbers to go before everything, so those stay valid; numbers
+/// beyond a million either way are typing mistakes more often than intent.
+pub const PRIORITIES: RangeInclusive<i32> = -1_000_000..=1_000_000;
 
 /// A rule to create, unchecked: the nine fields of `alert_rules` without the id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,10 +256,10 @@ mod tests {
 
     #[test]
     fn priority_is_in_range() {
-        for ok in [0, 100, 1_000_000] {
+        for ok in [-1_000_000, -1, 0, 100, 1_000_000] {
             RuleDraft { priority: ok, ..contains("x") }.parse().unwrap();
         }
-        for bad in [-1, 1_000_001, i32::MIN, i32::MAX] {
+        for bad in [-1_000_001, 1_000_001, i32::MIN, i32::MAX] {
             let e = refused(&RuleDraft { priority: bad, ..contains("x") });
             assert_eq!(e.field(), "priority");
             assert!(e.to_string().starts_with(&format!("priority: {bad} is out of range")), "{e}");
