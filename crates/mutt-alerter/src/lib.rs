@@ -141,22 +141,9 @@ impl Alerter {
 /// Readiness of an alerter: Redis and PostgreSQL both answer (`"errors"` names the ones that
 /// do not).
 pub fn health(queue: Arc<dyn Queue>, store: Arc<dyn Store>, pod: String) -> mutt_service::Health {
-    mutt_service::Health::new("mutt-alerter")
-        .pod(pod)
-        .check("Redis", queue, |q| async move { q.ping().await })
-        .check("PostgreSQL", store, |s| async move { s.ping().await })
-}
-
-/// [`health`] under the name muttd's wiring uses.
-pub struct AlerterHealth {
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub pod: String,
-}
-
-#[async_trait::async_trait]
-impl mutt_service::HealthCheck for AlerterHealth {
-    async fn check(&self) -> mutt_service::HealthReport {
-        health(self.queue.clone(), self.store.clone(), self.pod.clone()).report().await
-    }
+    mutt_service::Health::new("mutt-alerter").pod(pod).check("Redis", queue, |q| async move { q.ping().await }).check(
+        "PostgreSQL",
+        store,
+        |s| async move { s.ping().await },
+    )
 }

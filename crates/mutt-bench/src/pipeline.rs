@@ -8,7 +8,7 @@ use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{Coordination, Queue};
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{NewRule, Store};
-use mutt_testkit::receiver::ReceiverOptions;
+use mutt_testkit::ReceiverOptions;
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -130,19 +130,3 @@ pub fn health(queue: std::sync::Arc<dyn mutt_queue::Queue>, webhook_url: String,
         }
     })
 }
-
-/// [`health`] under the name muttd's wiring uses.
-pub struct ForwarderHealth(mutt_service::Health);
-
-impl ForwarderHealth {
-    pub fn new(queue: std::sync::Arc<dyn mutt_queue::Queue>, webhook_url: String, pod: String) -> Self {
-        Self(health(queue, webhook_url, pod))
-    }
-}
-
-#[async_trait::async_trait]
-impl mutt_service::HealthCheck for ForwarderHealth {
-    async fn check(&self) -> mutt_service::HealthReport {
-        self.0.report().await
-    }
-}

@@ -4,11 +4,10 @@
 
 use mutt_core::{Alert, PodName, Secret};
 use mutt_forwarder::{
-    Destination, ForwardOutcome, Forwarder, ForwarderConfig, ForwarderHealth, ForwarderMetrics, LamAuth, OutputFormat,
+    Destination, ForwardOutcome, Forwarder, ForwarderConfig, ForwarderMetrics, LamAuth, OutputFormat,
 };
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueId, WorkerRole};
-use mutt_service::HealthCheck;
 use mutt_testkit::WebhookReceiver;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,18 +128,19 @@ async fn the_alerts_file_is_not_rate_limited() {
 #[tokio::test]
 async fn health_names_what_is_down() {
     let (queue, receiver) = (redis().await, WebhookReceiver::start().await);
-    let up = ForwarderHealth::new(Arc::new(queue.clone()), receiver.url(), "fwd-0".into()).check().await;
+    let up = mutt_forwarder::health(Arc::new(queue.clone()), receiver.url(), "fwd-0".into()).report().await;
     assert!(up.healthy);
     assert_eq!(
         up.body,
         serde_json::json!({"status": "healthy", "service": "mutt-moog-forwarder",
             "version": env!("CARGO_PKG_VERSION"), "pod": "fwd-0"})
     );
-    let down =
-        ForwarderHealth::new(Arc::new(queue.clone()), "http://127.0.0.1:1/events".into(), "fwd-0".into()).check().await;
+    let down = mutt_forwarder::health(Arc::new(queue.clone()), "http://127.0.0.1:1/events".into(), "fwd-0".into())
+        .report()
+        .await;
     assert!(!down.healthy);
     assert_eq!(down.body["status"], "unhealthy");
     assert_eq!(down.body["errors"], serde_json::json!(["Webhook: unreachable"]));
-    let no_webhook = ForwarderHealth::new(Arc::new(queue), String::new(), "fwd-0".into()).check().await;
+    let no_webhook = mutt_forwarder::health(Arc::new(queue), String::new(), "fwd-0".into()).report().await;
     assert!(no_webhook.healthy, "without a webhook only Redis is checked");
 }

@@ -16,8 +16,6 @@ pub mod metrics;
 use axum::Router;
 use mutt_core::Secret;
 use mutt_queue::{Coordination, Queue};
-use mutt_service::{HealthCheck, HealthReport};
-use serde_json::json;
 use std::sync::Arc;
 
 pub use accept::{Accepted, ElementRejection, Ingest, Problem, Rejection, Submission};
@@ -83,33 +81,11 @@ pub fn router(
         return Err(IngestSetupError::NoApiKey);
     }
     let ingest = Ingest::new(queue.clone(), coordination, config, IngestMetrics::register(&metrics));
-    let ops = mutt_service::ops::routes(metrics, Arc::new(IngestHealth { queue }));
+    let health = mutt_service::Health::new("mutt-ingestor").style(mutt_service::HealthStyle::FieldsAndError).check(
+        "redis",
+        queue,
+        |q| async move { q.ping().await },
+    );
+    let ops = mutt_service::ops::routes(metrics, Arc::new(health));
     Ok(http::routes(ingest.clone()).merge(ops).layer(axum::middleware::from_fn_with_state(ingest, http::auth::gate)))
-}
-
-struct IngestHealth {
-    queue: Arc<dyn Queue>,
-}
-
-#[async_trait::async_trait]
-impl HealthCheck for IngestHealth {
-    async fn check(&self) -> HealthReport {
-        let base = json!({"service": "mutt-ingestor", "version": env!("CARGO_PKG_VERSION")});
-        match self.queue.ping().await {
-            Ok(()) => {
-                HealthReport { healthy: true, body: merge(base, json!({"status": "healthy", "redis": "connected"})) }
-            }
-            Err(e) => HealthReport {
-                healthy: false,
-                body: merge(base, json!({"status": "unhealthy", "redis": "disconnected", "error": e.to_string()})),
-            },
-        }
-    }
-}
-
-fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
-    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
 }

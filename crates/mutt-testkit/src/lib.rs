@@ -13,6 +13,6 @@ pub mod redis_server;
 pub mod services;
 
 pub use postgres_server::PostgresServer;
-pub use receiver::{ReceiverMode, Recorded, WebhookReceiver};
+pub use receiver::{ReceiverCounts, ReceiverMode, ReceiverOptions, Recorded, WebhookReceiver};
 pub use redis_server::{RedisServer, TestCertificates};
 pub use services::{fresh_database, redis_url, unique_prefix};

@@ -63,7 +63,7 @@ pub fn router(
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.
     let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
-    let ops = mutt_service::ops::routes(metrics, Arc::new(health::WebHealth { queue, store }));
+    let ops = mutt_service::ops::routes(metrics, Arc::new(health::health(queue, store)));
     Ok(Router::new()
         .merge(api)
         .merge(ui::routes())

@@ -12,8 +12,8 @@ use mutt_forwarder::{
 };
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_testkit::ReceiverOptions;
 use mutt_testkit::WebhookReceiver;
-use mutt_testkit::receiver::ReceiverOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 
 use super::{Context, Started};
 use anyhow::{Result, anyhow};
-use mutt_alerter::{Alerter, AlerterHealth, AlerterMetrics};
+use mutt_alerter::{Alerter, AlerterMetrics};
 use mutt_core::PodName;
 use mutt_queue::WorkerRole;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
         let cfg = config.retention.to_retention_config();
         mutt_store::retention::spawn(store.clone(), cfg, metrics, cx.shutdown.clone());
     }
-    let health = Arc::new(AlerterHealth { queue: cx.queue.clone(), store, pod: pod.to_string() });
+    let health = Arc::new(mutt_alerter::health(cx.queue.clone(), store, pod.to_string()));
     let router = mutt_service::ops::routes(cx.metrics.clone(), health);
     let server = mutt_service::serve(listener, router, cx.shutdown.clone());
     let task = super::spawn_worker(server, cx.shutdown.clone(), |sd| async move {

@@ -4,7 +4,7 @@
 use super::{Context, Started};
 use anyhow::Result;
 use mutt_core::PodName;
-use mutt_forwarder::{Destination, Forwarder, ForwarderHealth, ForwarderMetrics};
+use mutt_forwarder::{Destination, Forwarder, ForwarderMetrics};
 use mutt_queue::WorkerRole;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -29,7 +29,7 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
     )
     .await?;
     let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
-    let health = Arc::new(ForwarderHealth::new(cx.queue.clone(), webhook_url, pod.to_string()));
+    let health = Arc::new(mutt_forwarder::health(cx.queue.clone(), webhook_url, pod.to_string()));
     let router = mutt_service::ops::routes(cx.metrics.clone(), health);
     let server = mutt_service::serve(listener, router, cx.shutdown.clone());
     let task = super::spawn_worker(server, cx.shutdown.clone(), |sd| async move {
