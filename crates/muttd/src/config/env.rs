@@ -128,22 +128,20 @@ pub(super) fn legacy_overrides(env: &HashMap<String, String>, origins: &mut EnvO
         }
     }
     redis_url(env, &mut root)?;
-    for (var, role) in [("ALERTER_PROCESSING_LIST_PREFIX", "alerter"), ("MOOG_PROCESSING_LIST_PREFIX", "moog")] {
-        if let Some(v) = env.get(var) {
-            let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
-                ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (lists are <prefix>:{role}:<pod>)"))
-            })?;
-            insert_path(&mut root, "redis.processing_prefix", Value::from(prefix));
-            origins.insert("redis.processing_prefix".into(), format!("{var}={v:?}"));
-        }
-    }
-    for (var, role) in [("ALERTER_HEARTBEAT_PREFIX", "alerter"), ("MOOG_HEARTBEAT_PREFIX", "moog")] {
+    // The original named each role's full prefix; muttd keeps one prefix and adds the role.
+    let per_role = [
+        ("ALERTER_PROCESSING_LIST_PREFIX", "alerter", "redis.processing_prefix"),
+        ("MOOG_PROCESSING_LIST_PREFIX", "moog", "redis.processing_prefix"),
+        ("ALERTER_HEARTBEAT_PREFIX", "alerter", "redis.heartbeat_prefix"),
+        ("MOOG_HEARTBEAT_PREFIX", "moog", "redis.heartbeat_prefix"),
+    ];
+    for (var, role, path) in per_role {
         if let Some(v) = env.get(var) {
             let prefix = v.strip_suffix(&format!(":{role}")).ok_or_else(|| {
                 ConfigError::Invalid(format!("{var}={v:?} must end with \":{role}\" (keys are <prefix>:{role}:<pod>)"))
             })?;
-            insert_path(&mut root, "redis.heartbeat_prefix", Value::from(prefix));
-            origins.insert("redis.heartbeat_prefix".into(), format!("{var}={v:?}"));
+            insert_path(&mut root, path, Value::from(prefix));
+            origins.insert(path.into(), format!("{var}={v:?}"));
         }
     }
     database_url(env, &mut root)?;
