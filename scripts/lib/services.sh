@@ -15,12 +15,23 @@ install_packages() {
   command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
   pg_bindir >/dev/null 2>&1 || missing+=(postgresql)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # Real clients for the tests: net-snmp's trap daemon and tools, Prometheus and promtool.
+  command -v snmptrapd >/dev/null 2>&1 || missing+=(snmptrapd)
+  command -v snmptrap >/dev/null 2>&1 || missing+=(snmp)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # The packages' own services (snmptrapd on :162, prometheus on :9090) must not start: the
+  # tests run private instances on loopback ports of their own.
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && added=1
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$added" ] || $sudo rm -f "$policy"
 }
 
 # Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
