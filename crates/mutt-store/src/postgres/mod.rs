@@ -13,6 +13,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+mod adopt;
+
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
@@ -86,6 +88,7 @@ impl PgStore {
         let (mut client, conn) =
             self.config.connect(NoTls).await.map_err(|e| classify("connecting for migrations", e))?;
         let task = tokio::spawn(conn);
+        adopt::adopt_original_schema(&mut client).await?;
         let report = embedded::migrations::runner()
             .run_async(&mut client)
             .await
