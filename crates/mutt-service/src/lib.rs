@@ -1,9 +1,9 @@
 //! The parts every MUTT role's process shares.
 //!
 //! - [`auth`]: the constant-time API-key check of every role's HTTP gate.
-//! - [`metrics`]: the Prometheus registry of a process and the `/metrics` text.
+//! - [`metrics`]: a role's Prometheus registry and its `/metrics` text.
 //! - [`health`]: the `/health` body of every role, built from named dependency checks.
-//! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves.
+//! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves (and the probe-only ones).
 //! - [`serve`]: running an axum router until shutdown, draining in-flight requests.
 //! - [`backoff`]: capped exponential backoff with full jitter, for reconnect loops.
 

@@ -3,7 +3,7 @@
 use crate::Metrics;
 use async_trait::async_trait;
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -24,6 +24,18 @@ pub trait HealthCheck: Send + Sync + 'static {
 /// Routes for `/health` (readiness: 200 or 503 with JSON), `/live` (the process answers) and
 /// `/metrics` (Prometheus text).
 pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
+    probe_routes(health).route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let metrics = metrics.clone();
+            async move { metrics_response(&metrics, &headers) }
+        }),
+    )
+}
+
+/// `/health` and `/live` alone: the original's separate probe ports (`HEALTH_PORT_ALERTER`,
+/// `HEALTH_PORT_MOOG`), where existing Kubernetes probes point.
+pub fn probe_routes(health: Arc<dyn HealthCheck>) -> Router {
     Router::new()
         .route(
             "/health",
@@ -37,16 +49,20 @@ pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
             }),
         )
         .route("/live", get(|| async { axum::Json(json!({"status": "alive"})) }))
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move { metrics_response(&metrics) }
-            }),
-        )
 }
 
-fn metrics_response(metrics: &Metrics) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
-        .into_response()
+/// OpenMetrics for a client that asks for it (Prometheus does); otherwise text format 0.0.4,
+/// as the original served (`curl`, `promtool check metrics`).
+fn metrics_response(metrics: &Metrics, headers: &HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode_text()).into_response()
+    }
 }

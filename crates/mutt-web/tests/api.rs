@@ -164,7 +164,11 @@ async fn ops_endpoints_are_public(kind: BackendKind) {
     assert_eq!(anon.get("/live").await.body, json!({"status": "alive"}));
     let r = anon.get("/metrics").await;
     assert_eq!(r.status, 200);
-    assert!(r.text.ends_with("# EOF\n"), "OpenMetrics text: {}", r.text);
+    assert_eq!(r.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8", "the original's format");
+    let asked =
+        anon.request(mutt_testapp::reqwest::Method::GET, "/metrics").header("accept", "application/openmetrics-text");
+    let r = mutt_testapp::Reply::from(asked).await;
+    assert!(r.text.ends_with("# EOF\n"), "OpenMetrics text when asked for: {}", r.text);
 }
 
 both_backends!(
