@@ -16,7 +16,7 @@ pub const EVENT_ID: &str = "_event_id";
 pub const RETRY_COUNT: &str = "_retry_count";
 
 /// Namespace for ids derived from events that arrived without `_event_id` (queued by the
-/// original MUTT before an upgrade): the id is a UUIDv5 of the event's canonical JSON.
+/// original MUTT before an upgrade, or pushed by hand): see [`Event::event_id`].
 const LEGACY_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7474_2d65_7665_6e74_2d69_6430_0001);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,7 +129,12 @@ impl Event {
     }
 
     /// Returns `_event_id`, or for events queued without one, an id derived from the event's
-    /// content (so a redelivery of the same legacy message still maps to the same id).
+    /// content: a UUIDv5 of the object re-serialised with sorted keys, without `_retry_count`
+    /// (and an unreadable `_event_id`). Not of the raw bytes: a retry re-serialises the message
+    /// and raises its counter, and the retried copy must still map to the same id, so that a
+    /// redelivered or retried legacy event inserts no second audit row. Two events with the
+    /// same content and the same correlation id share an id (the original gave each request
+    /// its own correlation id).
     pub fn event_id(&self) -> EventId {
         if let Some(id) = self.str_field(EVENT_ID).and_then(EventId::parse) {
             return id;
@@ -139,6 +144,11 @@ impl Event {
         canonical.remove(EVENT_ID);
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         EventId(Uuid::new_v5(&LEGACY_EVENT_NAMESPACE, &bytes))
+    }
+
+    /// `_retry_count` as the event arrived with it (0 when absent).
+    pub fn retry_count(&self) -> u64 {
+        self.fields.get(RETRY_COUNT).map_or(0, retry_counter)
     }
 
     /// Checks that each named field is present and not empty (null, "", 0, false, [] or {}:
@@ -181,6 +191,17 @@ pub fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
         }
     }
     None
+}
+
+/// A retry counter (`_retry_count`, `_moog_retry_count`) as a message arrived with it: an
+/// integer as the original wrote it, a float or a numeric string as a hand-edited replay may
+/// carry it; anything else counts as 0.
+pub fn retry_counter(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f > 0.0).map(|f| f as u64)).unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Python truthiness for JSON values, as the original alerter tests required fields.
@@ -247,5 +268,21 @@ mod tests {
         let b = ev(json!({"hostname": "h", "message": "x", "_retry_count": 2}));
         assert_eq!(a.event_id(), b.event_id());
         assert_ne!(a.event_id(), ev(json!({"message": "y"})).event_id());
+        // A retried copy re-serialised by another writer keeps the id.
+        let raw = br#"{"timestamp":"2025-11-08T12:00:00Z", "message":"x","hostname":"h","_correlation_id":"c1"}"#;
+        let retried = br#"{"_correlation_id":"c1","_retry_count":1,"hostname":"h","message":"x","timestamp":"2025-11-08T12:00:00Z"}"#;
+        let id = Event::from_slice(raw).unwrap().event_id();
+        assert_eq!(Event::from_slice(retried).unwrap().event_id(), id);
+        assert_eq!(id.as_uuid().get_version_num(), 5);
+    }
+
+    #[test]
+    fn retry_counts_as_they_arrive() {
+        assert_eq!(ev(json!({})).retry_count(), 0);
+        assert_eq!(ev(json!({"_retry_count": 4})).retry_count(), 4);
+        assert_eq!(ev(json!({"_retry_count": "5"})).retry_count(), 5);
+        assert_eq!(ev(json!({"_retry_count": 4.0})).retry_count(), 4);
+        assert_eq!(ev(json!({"_retry_count": -2})).retry_count(), 0);
+        assert_eq!(ev(json!({"_retry_count": [1]})).retry_count(), 0);
     }
 }
