@@ -39,6 +39,21 @@ impl Inspect for PgInspect {
         tokio::spawn(conn);
         c.execute(sql, &[]).await.map_err(|e| e.to_string())
     }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        // The simple protocol returns every value as text, whatever its type.
+        c.simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or_default().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {

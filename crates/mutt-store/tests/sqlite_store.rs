@@ -50,6 +50,11 @@ impl Inspect for SqliteInspect {
         .await
         .unwrap()
     }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        let sql = sql.to_owned();
+        self.db.read(move |c| c.prepare(&sql)?.query_map([], |r| r.get(0))?.collect()).await.unwrap()
+    }
 }
 
 async fn backend() -> (Arc<dyn Store>, Arc<dyn Inspect>) {
@@ -65,9 +70,53 @@ async fn migrate_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("mutt.db"), DbOptions::default()).await.unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, vec!["V1__initial_schema".to_string()]);
+    assert_eq!(applied, ["V1__initial_schema", "V2__audit_event_id_default"]);
     assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
     assert!(store.migrate().await.unwrap().is_empty(), "third run applies nothing");
+}
+
+/// A file written before the event id had a default keeps every audit row (ids, event ids)
+/// through the table rebuild, and the rebuilt table behaves as before.
+#[tokio::test]
+async fn the_event_id_default_migration_keeps_existing_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("mutt.db"), DbOptions::default()).await.unwrap();
+    assert_eq!(store.migrate_up_to(1).await.unwrap(), ["V1__initial_schema"]);
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let rows: Vec<_> = (0..20).map(|_| audit(id, "2026-01-01T00:00:00Z")).collect();
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 20);
+    let dump = "SELECT id || ' ' || event_id || ' ' || event_timestamp || ' ' || hostname || ' ' || matched_rule_id \
+                || ' ' || handling_decision || ' ' || forwarded_to_moog || ' ' || raw_message \
+                FROM event_audit_log ORDER BY id";
+    let read = |sql: &'static str| {
+        let db = store.database().clone();
+        async move {
+            db.read(move |c| c.prepare(sql)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>())
+                .await
+                .unwrap()
+        }
+    };
+    let before = read(dump).await;
+
+    assert_eq!(store.migrate().await.unwrap(), ["V2__audit_event_id_default"]);
+    assert_eq!(read(dump).await, before, "every row as it was");
+    let mut indexes =
+        read("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'event_audit_log'").await;
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            "idx_audit_log_hostname",
+            "idx_audit_log_rule_id",
+            "idx_audit_log_timestamp",
+            "sqlite_autoindex_event_audit_log_1"
+        ]
+    );
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 0, "still idempotent on event_id");
+    // The rule the rows name is still protected.
+    let cli = rusqlite::Connection::open(dir.path().join("mutt.db")).unwrap();
+    cli.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    assert!(cli.execute("DELETE FROM alert_rules WHERE id = ?1", [id]).is_err(), "ON DELETE RESTRICT");
 }
 
 #[tokio::test]

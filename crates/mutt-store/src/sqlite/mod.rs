@@ -125,6 +125,20 @@ impl SqliteStore {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
+    /// Applies pending migrations up to `version` only: for tests of a later migration on a
+    /// file with data in an earlier shape.
+    #[doc(hidden)]
+    pub async fn migrate_up_to(&self, version: i32) -> Result<Vec<String>, StoreError> {
+        let target = refinery::Target::Version(version);
+        let report = self
+            .db
+            .exclusive(move |conn| embedded::migrations::runner().set_target(target).run(conn))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("running migrations: {}", full_error(&e))))?
+            .map_err(|e| StoreError::Migration(full_error(&e)))?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
     /// Rows in `event_audit_log` and distinct event ids among them (equal unless the
     /// idempotency key is broken).
     pub async fn audit_count(&self) -> Result<(u64, u64), StoreError> {

@@ -17,6 +17,7 @@ macro_rules! conformance {
             rules_version_changes_with_every_rule_host_or_team_change,
             rules_version_read_is_cheap,
             audit_is_idempotent_on_event_id,
+            plain_audit_inserts_without_event_id_get_distinct_ids,
             audit_batch_with_unknown_rule_is_rejected_whole,
             concurrent_audit_batches_all_land,
             config_changes_are_recorded_and_read_back_newest_first,
@@ -48,6 +49,8 @@ pub trait Inspect: Send + Sync {
     async fn audit_rows(&self) -> u64;
     /// Runs one statement on a connection of its own, as `psql` or `sqlite3` would.
     async fn execute(&self, sql: &str) -> Result<u64, String>;
+    /// The first column of a query's rows, as text.
+    async fn texts(&self, sql: &str) -> Vec<String>;
 }
 
 pub fn rule(s: &str, prio: i32) -> NewRule {
@@ -222,6 +225,37 @@ pub async fn audit_is_idempotent_on_event_id(store: Arc<dyn Store>, db: Arc<dyn 
     again.push(audit(id, &now));
     assert_eq!(store.write_audit(&again).await.unwrap(), 1);
     assert_eq!(db.audit_rows().await, 51);
+}
+
+/// Writers other than muttd (the original alerter during a rolling upgrade, a restore script,
+/// psql) insert audit rows without an event id: each gets one of its own, and muttd's own
+/// writes stay idempotent beside them.
+pub async fn plain_audit_inserts_without_event_id_get_distinct_ids(store: Arc<dyn Store>, db: Arc<dyn Inspect>) {
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    // The original alerter's INSERT (spec §4.6): the six data columns, no event id.
+    let original = format!(
+        "INSERT INTO event_audit_log (event_timestamp, hostname, matched_rule_id, handling_decision, \
+         forwarded_to_moog, raw_message) VALUES ('2026-01-02T03:04:05.000Z', 'router9', {id}, \
+         'Page_and_ticket', true, '{{\"hostname\": \"router9\"}}')"
+    );
+    assert_eq!(db.execute(&original).await, Ok(1), "first plain insert");
+    assert_eq!(db.execute(&original).await, Ok(1), "second plain insert");
+    let ids = db.texts("SELECT event_id FROM event_audit_log WHERE hostname = 'router9'").await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1], "each row has an id of its own");
+    for text in &ids {
+        let parsed = uuid::Uuid::parse_str(text).unwrap_or_else(|e| panic!("{text} is not a UUID: {e}"));
+        assert_eq!(parsed.hyphenated().to_string(), *text, "lower-case hyphenated, as muttd writes");
+    }
+    // An explicit NULL is still refused: the default fills an absent column only.
+    let null =
+        original.replace("(event_timestamp,", "(event_id, event_timestamp,").replace("VALUES (", "VALUES (NULL, ");
+    assert!(db.execute(&null).await.is_err(), "NOT NULL holds");
+    // muttd's own writes beside them: new once, then skipped.
+    let row = audit(id, "2026-01-02T03:04:05Z");
+    assert_eq!(store.write_audit(std::slice::from_ref(&row)).await.unwrap(), 1);
+    assert_eq!(store.write_audit(&[row]).await.unwrap(), 0);
+    assert_eq!(db.audit_rows().await, 3);
 }
 
 /// A row the database refuses (unknown rule: foreign key) refuses its whole batch, so the
