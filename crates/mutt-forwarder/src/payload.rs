@@ -132,22 +132,33 @@ fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
     if s.is_empty() { default } else { s }
 }
 
+/// The original's `agent` value, kept literally: Moogsoft filters and runbooks may match on it.
+pub const LEGACY_AGENT: &str = "MUTT v2.3";
+
+/// The original's payload field for field (spec §5.3). `external_id` is the correlation id,
+/// as the original sent it (Moog correlation and runbooks find the MUTT log line by it); the
+/// other formats send the event id there, the right dedup key when a batch shares one
+/// correlation id. An empty field takes the original's default (it never sent empty ones).
 fn legacy(a: &Alert, now_epoch: i64) -> Value {
-    json!({
+    let mut body = json!({
         "signature": or(&a.hostname, "unknown"),
         "source_id": or(&a.hostname, "unknown"),
-        "external_id": or(&a.event_id, or(&a.correlation_id, "unknown")),
+        "external_id": or(&a.correlation_id, "unknown"),
         "manager": "MUTT",
         "source": "MUTT Alerter",
         "class": or(&a.team_assignment, "Unknown"),
-        "agent": concat!("MUTT v", env!("CARGO_PKG_VERSION")),
+        "agent": LEGACY_AGENT,
         "agent_location": "Alerter Service",
         "type": "Alert",
         "severity": moog_severity(&a.severity),
         "description": a.message_body,
         "agent_time": now_epoch,
-        "custom_info": a.raw_json,
-    })
+    });
+    // The original adds `custom_info` only when the alert has `raw_json`.
+    if !a.raw_json.is_null() {
+        body["custom_info"] = a.raw_json.clone();
+    }
+    body
 }
 
 #[cfg(test)]
@@ -220,16 +231,45 @@ mod tests {
     }
 
     #[test]
-    fn legacy_payload_maps_fields() {
-        let a = alert();
+    fn legacy_payload_is_the_originals_field_for_field() {
+        let mut a = alert();
+        a.severity = "Major".into();
         let b = body(OutputFormat::Legacy, &a, 1700000000);
-        assert_eq!(b["class"], "NetOps");
-        assert_eq!(b["severity"], 3);
-        assert_eq!(b["external_id"], "e1");
-        assert_eq!(b["description"], "LINK-DOWN on Gi0/1");
-        assert_eq!(b["agent_time"], 1700000000);
-        assert_eq!(b["custom_info"]["message"], "LINK-DOWN on Gi0/1");
-        assert_eq!(moog_severity("Critical"), 5);
-        assert_eq!(moog_severity("critical"), 3);
+        let want = json!({
+            "signature": "router1", "source_id": "router1", "external_id": "c1", "manager": "MUTT",
+            "source": "MUTT Alerter", "class": "NetOps", "agent": "MUTT v2.3",
+            "agent_location": "Alerter Service", "type": "Alert", "severity": 4,
+            "description": "LINK-DOWN on Gi0/1", "agent_time": 1700000000,
+            "custom_info": {"message": "LINK-DOWN on Gi0/1"},
+        });
+        assert_eq!(b, want);
+        // The original's defaults, and no custom_info without raw_json.
+        let empty = Alert::from_queue(b"{}").unwrap().alert;
+        let b = body(OutputFormat::Legacy, &empty, 0);
+        assert_eq!(
+            (&b["signature"], &b["source_id"], &b["external_id"]),
+            (&json!("unknown"), &json!("unknown"), &json!("unknown"))
+        );
+        assert_eq!((&b["class"], &b["severity"], &b["description"]), (&json!("Unknown"), &json!(3), &json!("")));
+        assert!(b.get("custom_info").is_none(), "{b}");
+        for (name, n) in [
+            ("Critical", 5),
+            ("Major", 4),
+            ("Warning", 3),
+            ("Minor", 2),
+            ("Info", 1),
+            ("Clear", 0),
+            ("critical", 3),
+            ("", 3),
+        ] {
+            assert_eq!(moog_severity(name), n, "{name}");
+        }
+    }
+
+    #[test]
+    fn rest_lam_and_generic_keep_the_event_id() {
+        let a = alert();
+        assert_eq!(lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 0)["external_id"], "e1");
+        assert_eq!(body(OutputFormat::Generic, &a, 0)["_event_id"], "e1");
     }
 }
