@@ -71,6 +71,38 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// The file, the disk or another connection stood in the way, not this piece of work: the
+    /// same work is worth retrying later. Busy and locked (another writer), I/O, a full disk, a
+    /// file that cannot be opened, is read-only or damaged, an interrupted or aborted statement
+    /// (also a piece left unrun because its group's transaction broke), a failed commit, a
+    /// stopped writer. Anything else (a constraint, a trigger's `RAISE`, a missing table, an
+    /// authorizer's refusal, a value rusqlite cannot convert) fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            DbError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. } => matches!(
+                e.code,
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::SystemIoFailure
+                    | C::DiskFull
+                    | C::CannotOpen
+                    | C::FileLockingProtocolFailed
+                    | C::ReadOnly
+                    | C::PermissionDenied
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::NoLargeFileSupport
+                    | C::OutOfMemory
+                    | C::OperationInterrupted
+                    | C::OperationAborted
+                    | C::SchemaChanged
+            ),
+            DbError::Sqlite { .. } => false,
+            DbError::Directory { .. } | DbError::WriterStopped(_) | DbError::Other(_) => true,
+        }
+    }
 }
 
 /// How hard a commit tries to survive a power loss.
@@ -165,6 +197,7 @@ impl Database {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, DbError>>();
         let path = self.inner.path.display().to_string();
         let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
+            let ran = conn.is_some();
             let result = match conn {
                 Some(conn) => f(conn),
                 None => Err(rusqlite::Error::SqliteFailure(
@@ -175,6 +208,8 @@ impl Database {
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed: Result<(), String>| {
                 let outcome = match (committed, result) {
+                    // Not run: say why the group broke (e.g. "database is locked").
+                    (Err(why), Err(_)) if !ran => Err(DbError::Other(format!("sqlite ({path}): not run: {why}"))),
                     (_, Err(source)) => Err(DbError::Sqlite { path, source }),
                     (Err(why), Ok(_)) => Err(DbError::Other(format!("sqlite ({path}): commit failed: {why}"))),
                     (Ok(()), Ok(v)) => Ok(v),
@@ -429,6 +464,38 @@ mod tests {
         let xs: Vec<i64> =
             db.read(|c| c.prepare("SELECT x FROM t")?.query_map([], |r| r.get(0))?.collect()).await.unwrap();
         assert_eq!(xs, vec![2], "the panicking write was rolled back, the next one committed");
+    }
+
+    #[tokio::test]
+    async fn another_writer_is_transient_a_trigger_refusal_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let options = DbOptions { busy_timeout: Duration::from_millis(50), ..DbOptions::default() };
+        let db = Database::open(&path, options).unwrap();
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TABLE t (x INTEGER NOT NULL);
+                 CREATE TRIGGER no_sevens BEFORE INSERT ON t WHEN NEW.x = 7
+                 BEGIN SELECT RAISE(ABORT, 'sevens are refused'); END;",
+            )
+        })
+        .await
+        .unwrap();
+
+        let refused = db.write(|c| c.execute("INSERT INTO t VALUES (7)", [])).await.unwrap_err();
+        assert!(!refused.is_transient() && refused.is_rejected(), "{refused}");
+        assert!(refused.to_string().contains("sevens are refused"), "{refused}");
+        let missing = db.write(|c| c.execute("INSERT INTO nowhere VALUES (1)", [])).await.unwrap_err();
+        assert!(!missing.is_transient() && !missing.is_rejected(), "{missing}");
+
+        // Another process holds the write lock: busy, worth waiting for.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let busy = db.write(|c| c.execute("INSERT INTO t VALUES (1)", [])).await.unwrap_err();
+        assert!(busy.is_transient() && !busy.is_rejected(), "{busy}");
+        assert!(busy.to_string().contains("locked"), "says why: {busy}");
+        other.execute_batch("COMMIT").unwrap();
+        db.write(|c| c.execute("INSERT INTO t VALUES (1)", [])).await.unwrap();
     }
 
     #[tokio::test]
