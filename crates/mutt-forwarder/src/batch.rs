@@ -7,12 +7,14 @@ use crate::worker::ForwardOutcome;
 use mutt_core::Alert;
 use mutt_queue::{Lease, RetryOutcome, RetryPolicy, Settlement};
 use mutt_service::Backoff;
+use std::borrow::Cow;
 use std::time::Duration;
 
-/// One leased alert on its way: the exact bytes leased (what is settled) and the alert read
+/// One leased alert on its way: the bytes re-queued or dead-lettered in its place (the leased
+/// bytes, or without the `api_key` of an alert the original MUTT queued) and the alert read
 /// from them.
 pub struct Pending<'a> {
-    pub raw: &'a [u8],
+    pub raw: Cow<'a, [u8]>,
     pub alert: Alert,
 }
 
@@ -51,20 +53,39 @@ impl<'a> Batch<'a> {
         self.lease
     }
 
-    /// Reads the leased alerts; an unreadable one is dead-lettered at once.
-    pub fn decode(&mut self) -> Vec<Pending<'a>> {
+    /// Reads the leased alerts, muttd's own and those the original MUTT queued (see
+    /// [`Alert::from_queue`]). An unreadable one is dead-lettered at once, and so is one that
+    /// arrives with `_moog_retry_count` above `max_retries` (left by the original forwarder,
+    /// or replayed from the DLQ by hand), undelivered, as the original did (spec §5.2).
+    pub fn decode(&mut self, max_retries: u32) -> Vec<Pending<'a>> {
         let mut pending = Vec::with_capacity(self.lease.len());
         for raw in &self.lease.messages {
-            match serde_json::from_slice::<Alert>(raw) {
-                Ok(alert) => pending.push(Pending { raw, alert }),
+            match Alert::from_queue(raw) {
+                Ok(q) if q.retry_count > u64::from(max_retries) => {
+                    let raw = q.scrubbed.as_deref().unwrap_or(raw);
+                    self.exhausted_on_arrival(raw, &q.alert, q.retry_count, max_retries);
+                }
+                Ok(q) => {
+                    let raw = q.scrubbed.map_or(Cow::Borrowed(raw.as_slice()), Cow::Owned);
+                    pending.push(Pending { raw, alert: q.alert });
+                }
                 Err(e) => {
                     self.counts.dead += 1;
                     self.metrics.processed("dlq");
-                    self.settlement.dead_letter(raw, "invalid_alert", &format!("not an alert: {e}"));
+                    self.settlement.dead_letter(raw, "invalid_alert", &e.to_string());
                 }
             }
         }
         pending
+    }
+
+    fn exhausted_on_arrival(&mut self, raw: &[u8], alert: &Alert, count: u64, max_retries: u32) {
+        self.counts.dead += 1;
+        self.metrics.request("fail", "retry_exhausted");
+        self.metrics.processed("dlq");
+        tracing::error!(event_id = %alert.event_id, retry_count = count, "alert dead-lettered on arrival: retries exhausted");
+        let error = format!("arrived with _moog_retry_count {count}, above MOOG_MAX_RETRIES ({max_retries})");
+        self.settlement.dead_letter(raw, "retries_exhausted", &error);
     }
 
     /// An alert delivered before (redelivered after a crash between the POST and the ack): done.
@@ -89,16 +110,16 @@ impl<'a> Batch<'a> {
                 self.counts.dead += 1;
                 self.metrics.processed("dlq");
                 tracing::error!(event_id = %p.alert.event_id, status, "alert rejected by the receiver; dead-lettered");
-                self.settlement.dead_letter(p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
+                self.settlement.dead_letter(&p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
             }
         }
         None
     }
 
     fn retry(&mut self, p: &Pending<'_>, after: Option<Duration>, reason: &str, retry: RetrySchedule) {
-        let attempt = retry_count(p.raw, retry.policy.field);
+        let attempt = retry_count(&p.raw, retry.policy.field);
         let delay = after.unwrap_or_else(|| Backoff::jittered(retry.base, retry.max, attempt as u32));
-        match self.settlement.retry(retry.policy, p.raw, delay, reason) {
+        match self.settlement.retry(retry.policy, &p.raw, delay, reason) {
             RetryOutcome::Retried { .. } => {
                 self.counts.retried += 1;
                 self.metrics.processed("error");
@@ -115,7 +136,7 @@ impl<'a> Batch<'a> {
     /// Puts the alerts held back at the front of the queue, in their order.
     pub fn put_back(&mut self, waiting: &[Pending<'_>]) {
         for p in waiting.iter().rev() {
-            self.settlement.put_back(p.raw);
+            self.settlement.put_back(&p.raw);
         }
         self.counts.put_back += waiting.len();
     }

@@ -1,5 +1,6 @@
 //! The forwarder's loop. Each batch goes through five stages, in order:
-//! 1. **decode**: lease alerts and read them (an unreadable one is dead-lettered);
+//! 1. **decode**: lease alerts and read them, the original MUTT's too (an unreadable one, or
+//!    one that arrives with its retries already exhausted, is dead-lettered);
 //! 2. **drop already delivered**: alerts whose id the shared delivered set holds (redelivered
 //!    after a crash between the POST and the ack) are done;
 //! 3. **admit**: the shared circuit breaker, then the shared rate limit, say how many go now
@@ -95,7 +96,7 @@ impl Forwarder {
             return Ok(ForwardOutcome::Empty);
         };
         let mut batch = Batch::new(&lease, &self.metrics);
-        let decoded = batch.decode();
+        let decoded = batch.decode(self.config.max_retries);
         let fresh = self.drop_delivered(&mut batch, decoded).await?;
         let admission = self.admit(fresh).await?;
         let outcomes = self.deliver(&admission.go).await;
