@@ -240,6 +240,14 @@ impl Alerter {
             Ok(e) => e,
             Err(e) => return Item::dead(raw, "invalid_event", e.to_string()),
         };
+        // A count left by the original alerter, or kept by a hand replay from the DLQ: its
+        // retries are spent, so it is dead-lettered unprocessed and unaudited (spec §4.3).
+        let retries = event.retry_count();
+        if retries > u64::from(self.config.max_retries) {
+            let max = self.config.max_retries;
+            let error = format!("arrived with _retry_count {retries}, above ALERTER_MAX_RETRIES ({max})");
+            return Item::dead(raw, "retries_exhausted", error);
+        }
         if let Err(e) = event.require(&self.config.required_fields) {
             return Item::dead(raw, "missing_field", e.to_string());
         }
