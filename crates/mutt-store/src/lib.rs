@@ -16,15 +16,26 @@ use chrono::{DateTime, Utc};
 use mutt_core::rule::ValidRule;
 use mutt_core::{EventId, RuleSnapshot};
 
+/// What went wrong, in terms a caller can act on without knowing the backend. The one question
+/// the alerter asks is [`StoreError::is_unavailable`]: wait and retry the same work (an
+/// outage), or count a failed attempt against the messages at hand (anything else).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or the connection broke: worth waiting and retrying.
+    /// Transient: the database could not be reached, the connection broke, or the statement
+    /// lost out to the server's state (out of resources, shutting down, cancelled or timed out,
+    /// a serialization failure or deadlock, a lock not granted in time; SQLite: busy, locked,
+    /// I/O, disk full). Worth waiting for and retrying as it is.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The database refused these rows or this statement (bad data, constraint): retrying the
-    /// same thing will fail again.
+    /// The database refused these rows or this statement (bad data, a constraint, a trigger
+    /// that raised): retrying the same thing will fail again.
     #[error("database rejected the request: {0}")]
     Rejected(String),
+    /// The database failed the statement for a reason that is neither an outage nor these
+    /// rows' data: missing privileges, a missing table or function, an internal error. Not
+    /// worth waiting for; retrying as it is will most likely fail again.
+    #[error("database error: {0}")]
+    Failed(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("invalid database configuration: {0}")]
@@ -32,6 +43,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the error is transient (see [`StoreError::Unavailable`]): the same work may
+    /// succeed once the database is back, so nothing should be counted against it.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }

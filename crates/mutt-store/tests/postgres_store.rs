@@ -98,3 +98,47 @@ async fn unreachable_database_is_unavailable_not_rejected() {
     let err = store.ping().await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }
+
+/// What the alerter waits for (an outage) and what it counts against a message (anything
+/// else), by SQLSTATE: a trigger raises the code its row's hostname names.
+#[tokio::test]
+async fn only_the_servers_state_is_transient() {
+    let (store, url) = store().await;
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(
+        "CREATE FUNCTION raise_named() RETURNS trigger AS $$
+         BEGIN
+             RAISE EXCEPTION 'refused by a DBA trigger' USING ERRCODE = substr(NEW.hostname, 10);
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER raise_named BEFORE INSERT ON event_audit_log
+             FOR EACH ROW EXECUTE FUNCTION raise_named();",
+    )
+    .await
+    .unwrap();
+    let cases = [
+        ("08006", true),  // connection failure
+        ("53300", true),  // too many connections
+        ("57014", true),  // statement timeout, cancel
+        ("57P01", true),  // administrator shutdown
+        ("58030", true),  // the server's I/O
+        ("40001", true),  // serialization failure
+        ("40P01", true),  // deadlock
+        ("55P03", true),  // lock_timeout
+        ("P0001", false), // a trigger's plain RAISE EXCEPTION
+        ("42501", false), // permission denied
+        ("23514", false), // a check constraint
+        ("22001", false), // value too long
+        ("XX000", false), // internal error
+        ("55000", false), // object not in prerequisite state (class 55 other than 55P03)
+    ];
+    for (code, transient) in cases {
+        let row = mutt_store::AuditRecord { hostname: format!("sqlstate-{code}"), ..audit(id, "2026-01-01T00:00:00Z") };
+        let err = store.write_audit(&[row]).await.unwrap_err();
+        assert_eq!(err.is_unavailable(), transient, "{code}: {err}");
+        assert!(err.to_string().contains("refused by a DBA trigger"), "the database's message: {err}");
+    }
+    let err = store.write_audit(&[audit(id, "2026-01-01T00:00:00Z")]).await.unwrap_err();
+    assert!(matches!(err, mutt_store::StoreError::Failed(_)), "a code that is no SQLSTATE at all: {err}");
+}

@@ -254,4 +254,41 @@ async fn unmigrated_database_says_to_migrate() {
     store.ping().await.unwrap();
     let err = store.load_rules().await.unwrap_err();
     assert!(err.to_string().contains("muttd migrate"), "{err}");
+    assert!(matches!(err, StoreError::Failed(_)), "not an outage to wait for: {err}");
+}
+
+/// What the alerter waits for (the file busy) and what it counts against a message (a
+/// trigger's refusal, a missing table).
+#[tokio::test]
+async fn only_the_files_state_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mutt.db");
+    let options = DbOptions { busy_timeout: std::time::Duration::from_millis(50), ..DbOptions::default() };
+    let store = SqliteStore::open(&path, options).await.unwrap();
+    store.migrate().await.unwrap();
+    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
+    // A DBA's trigger, added with the sqlite3 CLI.
+    let cli = rusqlite::Connection::open(&path).unwrap();
+    cli.execute_batch(
+        "CREATE TRIGGER refuse_quarantined BEFORE INSERT ON event_audit_log WHEN NEW.hostname = 'quarantined'
+         BEGIN SELECT RAISE(ABORT, 'quarantined by a DBA trigger'); END;",
+    )
+    .unwrap();
+    let quarantined = mutt_store::AuditRecord { hostname: "quarantined".into(), ..audit(id, "2026-01-01T00:00:00Z") };
+    let err = store.write_audit(&[quarantined]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert!(err.to_string().contains("quarantined by a DBA trigger"), "the database's message: {err}");
+
+    // Another process holds the write lock past the busy timeout: wait and retry.
+    cli.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = store.write_audit(&[audit(id, "2026-01-01T00:00:00Z")]).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    cli.execute_batch("COMMIT").unwrap();
+    assert_eq!(store.write_audit(&[audit(id, "2026-01-01T00:00:00Z")]).await.unwrap(), 1);
+
+    // A table dropped by hand is no outage, nor these rows' fault.
+    cli.execute_batch("DROP TABLE event_audit_log").unwrap();
+    let err = store.write_audit(&[audit(id, "2026-01-01T00:00:00Z")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Failed(_)), "{err}");
+    assert!(err.to_string().contains("muttd migrate"), "{err}");
 }

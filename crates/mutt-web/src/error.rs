@@ -96,6 +96,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match e {
             StoreError::Rejected(_) => StatusCode::BAD_REQUEST,
+            // Missing privileges, a missing table: the server's problem, not the request's.
+            StoreError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             // Unreachable database, failed migration, bad configuration: nothing the client
             // can change; the service is not able to answer now.
             StoreError::Unavailable(_) | StoreError::Migration(_) | StoreError::Config(_) => {
@@ -185,6 +187,7 @@ mod tests {
     #[test]
     fn store_errors_map_to_what_the_client_can_do() {
         assert_eq!(ApiError::from(StoreError::Rejected("x".into())).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::from(StoreError::Failed("x".into())).status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(ApiError::from(StoreError::Unavailable("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(ApiError::from(StoreError::Migration("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
     }

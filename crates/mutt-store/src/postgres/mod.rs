@@ -35,24 +35,41 @@ pub struct PgStore {
     config: tokio_postgres::Config,
 }
 
+/// Whether a server's error is about the server's state rather than the statement: classes 08
+/// (connection), 53 (insufficient resources), 57 (operator intervention: shutdown, cancel,
+/// statement timeout), 58 (system error: the server's I/O), serialization failure (40001),
+/// deadlock (40P01) and a lock not granted within `lock_timeout` (55P03).
+fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "53" | "57" | "58")) || matches!(code, "40001" | "40P01" | "55P03")
+}
+
 fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
-    // Errors with an SQLSTATE came from the server; data and constraint classes (22, 23) mean
-    // the rows themselves are refused. Everything else (I/O, closed connection, server
-    // shutting down) is an outage.
-    match e.code() {
-        Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
-            StoreError::Rejected(format!("{context}: {e}"))
+    // Without an SQLSTATE the error is the client's: I/O, a closed connection, a time-out.
+    let Some(code) = e.code() else {
+        return StoreError::Unavailable(format!("{context}: {}", full_error(&e)));
+    };
+    // The driver's own text is only "db error": the server's message is in its source.
+    let text = full_error(&e);
+    match code.code() {
+        c if is_transient_sqlstate(c) => StoreError::Unavailable(format!("{context}: {text}")),
+        // Data and constraint classes, and a trigger's RAISE EXCEPTION: these rows are refused.
+        c if c.starts_with("22") || c.starts_with("23") || *code == SqlState::RAISE_EXCEPTION => {
+            StoreError::Rejected(format!("{context}: {text}"))
         }
-        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => {
-            StoreError::Rejected(format!("{context}: {e} (has `muttd migrate` run?)"))
+        _ if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => {
+            StoreError::Failed(format!("{context}: {text} (has `muttd migrate` run?)"))
         }
-        _ => StoreError::Unavailable(format!("{context}: {}", full_error(&e))),
+        _ => StoreError::Failed(format!("{context}: {text}")),
     }
 }
 
+/// Any failure to get a connection is an outage for the caller, whatever the server said (a
+/// changed password, a database not there yet): no statement ran.
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => classify("getting a connection", e),
+        deadpool_postgres::PoolError::Backend(e) => {
+            StoreError::Unavailable(format!("getting a connection: {}", full_error(&e)))
+        }
         other => StoreError::Unavailable(format!("getting a connection: {other}")),
     }
 }

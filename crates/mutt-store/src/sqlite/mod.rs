@@ -28,15 +28,19 @@ pub struct SqliteStore {
 
 fn classify(context: &str, e: DbError) -> StoreError {
     if e.is_rejected() {
+        // Constraints, and a trigger's RAISE(ABORT | FAIL | ROLLBACK, …).
         return StoreError::Rejected(format!("{context}: {e}"));
     }
     let text = full_error(&e);
-    // A missing table is not these rows' fault (so not Rejected) and goes away once the file
-    // is migrated; say so.
+    if e.is_transient() {
+        return StoreError::Unavailable(format!("{context}: {text}"));
+    }
+    // A missing table is neither these rows' fault nor an outage; it goes away once the file
+    // is migrated: say so.
     if text.contains("no such table") {
-        StoreError::Unavailable(format!("{context}: {text} (has `muttd migrate` run?)"))
+        StoreError::Failed(format!("{context}: {text} (has `muttd migrate` run?)"))
     } else {
-        StoreError::Unavailable(format!("{context}: {text}"))
+        StoreError::Failed(format!("{context}: {text}"))
     }
 }
 
