@@ -1,6 +1,10 @@
 //! Starting roles: connect the backends once, bind each role's listener, then start the role
 //! with its own function (`app/ingestor.rs`, `alerter.rs`, `forwarder.rs`, `web.rs`); each
 //! builds its role's config from its config section (`config.rs`) and spawns its tasks.
+//!
+//! Every role has its own metrics registry, so a Prometheus scraping every port of `muttd run`
+//! counts each series once; the process-wide queue metrics go to one role's registry
+//! ([`App::process_metrics`]).
 
 mod alerter;
 mod forwarder;
@@ -11,6 +15,7 @@ use crate::backend::{self, QueueBackend, StoreBackend};
 use crate::config::Config;
 use crate::secrets::{SecretSource, key_list};
 use anyhow::{Context as _, Result, anyhow, bail};
+use futures_util::future::BoxFuture;
 use mutt_core::PodName;
 use mutt_queue::{Coordination, Queue, QueueMetrics};
 use mutt_store::Store;
@@ -54,12 +59,23 @@ impl Role {
     fn needs_store(self) -> bool {
         matches!(self, Role::Alerter | Role::Web)
     }
+
+    /// The role whose `/metrics` also carries the process-wide queue metrics: the alerter
+    /// (the original exported the alert-queue and DLQ depths there) when it runs, else the
+    /// first role started.
+    pub fn process_metrics(roles: &[Role]) -> Option<Role> {
+        roles.iter().copied().find(|r| *r == Role::Alerter).or_else(|| roles.first().copied())
+    }
 }
 
 /// Roles started in this process.
 pub struct App {
     pub shutdown: CancellationToken,
     pub addresses: Vec<(Role, SocketAddr)>,
+    /// The original's separate probe ports (`/health`, `/live`) where configured.
+    pub probes: Vec<(Role, SocketAddr)>,
+    /// The role whose `/metrics` also has the process-wide queue metrics.
+    pub process_metrics: Role,
     tasks: Vec<(Role, JoinHandle<Result<()>>)>,
     pub queue: Arc<dyn Queue>,
     pub coordination: Arc<dyn Coordination>,
@@ -120,16 +136,21 @@ pub struct StartOptions {
 
 /// Connects the backends and starts the given roles; returns once every listener is bound.
 pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], opts: StartOptions) -> Result<App> {
-    if roles.is_empty() {
+    let Some(process_metrics) = Role::process_metrics(roles) else {
         bail!("no roles to start");
-    }
+    };
     // A configuration built in code gets the checks a loaded one had.
     config.validate()?;
+    if roles.contains(&Role::Forwarder) {
+        config.check_forwarder_destination(backend::is_embedded(config))?;
+    }
     let backends = connect(config, secrets, roles, &opts).await?;
     let cx = Context::new(config, secrets, backends);
     let mut app = App {
         shutdown: cx.shutdown.clone(),
         addresses: Vec::new(),
+        probes: Vec::new(),
+        process_metrics,
         tasks: Vec::new(),
         queue: cx.queue.clone(),
         coordination: cx.coordination.clone(),
@@ -146,14 +167,20 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
             Some(p) => PodName::parse(p.clone())?,
             None => PodName::random(role.as_str()),
         };
+        let metrics = mutt_service::Metrics::new();
+        if role == process_metrics {
+            metrics.register(|r| cx.queue_metrics.register(r));
+        }
+        let slot = Slot { listener, pod: pod.clone(), metrics };
         let started = match role {
-            Role::Ingestor => ingestor::start(&cx, listener, &pod).await?,
-            Role::Alerter => alerter::start(&cx, listener, &pod).await?,
-            Role::Forwarder => forwarder::start(&cx, listener, &pod).await?,
-            Role::Web => web::start(&cx, listener, &pod).await?,
+            Role::Ingestor => ingestor::start(&cx, slot).await?,
+            Role::Alerter => alerter::start(&cx, slot).await?,
+            Role::Forwarder => forwarder::start(&cx, slot).await?,
+            Role::Web => web::start(&cx, slot).await?,
         };
         tracing::info!(role = role.as_str(), address = %addr, pod = %pod, "role started");
         app.addresses.push((role, addr));
+        app.probes.extend(started.probe.map(|p| (role, p)));
         app.tasks.push((role, started.task));
         app.alerter_rules = app.alerter_rules.take().or(started.rules);
     }
@@ -193,8 +220,8 @@ async fn connect(config: &Config, secrets: &dyn SecretSource, roles: &[Role], op
     Ok(Backends { queue, store: Some(store), embedded: false })
 }
 
-/// What every role's start function gets: the configuration and secrets, the backends, and
-/// the process's metrics registry and shutdown signal.
+/// What every role's start function gets: the configuration and secrets, the backends, the
+/// process's queue metrics and shutdown signal.
 struct Context<'a> {
     config: &'a Config,
     secrets: &'a dyn SecretSource,
@@ -202,8 +229,8 @@ struct Context<'a> {
     coordination: Arc<dyn Coordination>,
     store: Option<Arc<dyn Store>>,
     embedded: bool,
-    metrics: mutt_service::Metrics,
-    /// Queue depths (sampled for every role's /metrics) and janitor recoveries.
+    /// Queue depths (sampled; exported by one role, [`Role::process_metrics`]) and janitor
+    /// recoveries.
     queue_metrics: QueueMetrics,
     shutdown: CancellationToken,
 }
@@ -212,9 +239,7 @@ impl<'a> Context<'a> {
     /// Also starts sampling the queue depths every 5 s, until shutdown.
     fn new(config: &'a Config, secrets: &'a dyn SecretSource, backends: Backends) -> Self {
         let queue: Arc<dyn Queue> = backends.queue.clone();
-        let metrics = mutt_service::Metrics::new();
         let queue_metrics = QueueMetrics::default();
-        metrics.register(|r| queue_metrics.register(r));
         let sampler = queue_metrics.spawn_sampler(queue.clone(), Duration::from_secs(5));
         let shutdown = CancellationToken::new();
         let sd = shutdown.clone();
@@ -229,23 +254,56 @@ impl<'a> Context<'a> {
             coordination: backends.queue,
             store: backends.store.as_ref().map(StoreBackend::as_dyn),
             embedded: backends.embedded,
-            metrics,
             queue_metrics,
             shutdown,
         }
     }
 }
 
-/// A started role: its task, and the alerter's rule cache.
+/// What one role starts with: its bound listener, its worker name and its own metrics
+/// registry.
+struct Slot {
+    listener: TcpListener,
+    pod: PodName,
+    metrics: mutt_service::Metrics,
+}
+
+/// A started role: its task, the alerter's rule cache, the address of its probe port.
 struct Started {
     task: JoinHandle<Result<()>>,
     rules: Option<mutt_alerter::RuleCache>,
+    probe: Option<SocketAddr>,
 }
 
 impl Started {
     fn task(task: JoinHandle<Result<()>>) -> Self {
-        Self { task, rules: None }
+        Self { task, rules: None, probe: None }
     }
+}
+
+/// An HTTP server of a role (`mutt_service::serve`), not yet running.
+type Server = BoxFuture<'static, std::io::Result<()>>;
+
+/// A worker role's servers: its ops server (health, metrics) on `listener`, and, when `port` is
+/// set (`HEALTH_PORT_ALERTER`, `HEALTH_PORT_MOOG`), `/health` and `/live` alone on that port as
+/// the original served them. Returns the servers and the probe port's address.
+async fn ops_servers(
+    cx: &Context<'_>,
+    slot: Slot,
+    health: Arc<dyn mutt_service::HealthCheck>,
+    port: Option<(&str, u16)>,
+) -> Result<(Vec<Server>, Option<SocketAddr>)> {
+    let router = mutt_service::ops::routes(slot.metrics, health.clone());
+    let mut servers: Vec<Server> = vec![Box::pin(mutt_service::serve(slot.listener, router, cx.shutdown.clone()))];
+    let Some((setting, port)) = port else {
+        return Ok((servers, None));
+    };
+    let bind = format!("{}:{port}", cx.config.bind_address);
+    let listener = TcpListener::bind(&bind).await.with_context(|| format!("{setting}: cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let router = mutt_service::ops::probe_routes(health);
+    servers.push(Box::pin(mutt_service::serve(listener, router, cx.shutdown.clone())));
+    Ok((servers, Some(addr)))
 }
 
 /// A role's HTTP server (`mutt_service::serve`) as its task.
@@ -256,18 +314,17 @@ where
     tokio::spawn(async move { Ok(server.await?) })
 }
 
-/// Runs a role's worker until shutdown with its ops server (health, metrics) beside it; the
-/// task ends when both have stopped.
-fn spawn_worker<S, W, F>(server: S, shutdown: CancellationToken, worker: W) -> JoinHandle<Result<()>>
+/// Runs a role's worker until shutdown with its ops servers (health, metrics) beside it; the
+/// task ends when all have stopped.
+fn spawn_worker<W, F>(servers: Vec<Server>, shutdown: CancellationToken, worker: W) -> JoinHandle<Result<()>>
 where
-    S: Future<Output = std::io::Result<()>> + Send + 'static,
     W: FnOnce(CancellationToken) -> F + Send + 'static,
     F: Future<Output = Result<()>> + Send + 'static,
 {
     tokio::spawn(async move {
-        let server = tokio::spawn(server);
+        let servers = tokio::spawn(futures_util::future::try_join_all(servers));
         worker(shutdown).await?;
-        server.await??;
+        servers.await??;
         Ok(())
     })
 }

@@ -225,11 +225,15 @@ pub struct DatabaseSection {
     /// `postgres://user@host:port/dbname`. The password comes from the secrets (`DB_PASS_CURRENT`).
     pub url: Option<String>,
     pub pool_size: usize,
+    /// The original's minimum pool size (`DB_POOL_MIN_CONN`): checked against `pool_size` at
+    /// start so that an env file the original refused is refused here too; muttd's pool opens
+    /// connections on demand.
+    pub pool_min: Option<usize>,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        Self { url: None, pool_size: 10 }
+        Self { url: None, pool_size: 10, pool_min: None }
     }
 }
 
@@ -308,7 +312,10 @@ fn limit_parts(limit: Option<(u64, Duration)>) -> (bool, u64, Duration) {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlerterSection {
+    /// `/health`, `/live` and `/metrics`.
     pub port: u16,
+    /// Also `/health` and `/live` on this port (the original's separate health port).
+    pub health_port: Option<u16>,
     /// Events leased and processed per batch; default 100 on Redis, 500 embedded (each batch
     /// costs a few commits of the one data file, so bigger batches carry more).
     pub batch_size: Option<usize>,
@@ -329,6 +336,7 @@ impl Default for AlerterSection {
         let d = AlerterConfig::default();
         Self {
             port: 8081,
+            health_port: None,
             batch_size: None,
             max_retries: d.max_retries,
             cache_reload_interval_secs: d.cache_reload_interval.as_secs(),
@@ -361,7 +369,10 @@ impl AlerterSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwarderSection {
+    /// `/health`, `/live` and `/metrics`.
     pub port: u16,
+    /// Also `/health` and `/live` on this port (the original's separate health port).
+    pub health_port: Option<u16>,
     /// Where alerts are POSTed (Moogsoft or any webhook). Unset: alerts go to `alerts_file`.
     pub webhook_url: Option<String>,
     /// JSON-lines file for alerts when no webhook is set; default `<data_dir>/alerts.jsonl`.
@@ -421,6 +432,7 @@ impl Default for ForwarderSection {
         let (circuit_breaker_enabled, circuit_breaker_threshold, circuit_breaker_timeout) = limit_parts(d.breaker);
         Self {
             port: 8083,
+            health_port: None,
             webhook_url: None,
             alerts_file: None,
             format: d.format,
@@ -631,6 +643,20 @@ impl Config {
         self.forwarder.alerts_file.clone().unwrap_or_else(|| self.data_dir.join("alerts.jsonl"))
     }
 
+    /// On Redis (production) a forwarder needs a webhook, or an alerts file set on purpose: a
+    /// default file inside a container is alerts lost. The embedded backend (first run) writes
+    /// the default alerts file.
+    pub fn check_forwarder_destination(&self, embedded: bool) -> Result<(), ConfigError> {
+        if embedded || self.forwarder.webhook_url.is_some() || self.forwarder.alerts_file.is_some() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(
+            "MOOG_WEBHOOK_URL is not set (forwarder.webhook_url): the forwarder on Redis delivers to a webhook; \
+             set it, or set forwarder.alerts_file to write alerts to a local file"
+                .into(),
+        ))
+    }
+
     /// Where the forwarder delivers: the webhook, else the alerts file.
     pub fn forwarder_destination(&self) -> Destination {
         match &self.forwarder.webhook_url {
@@ -657,6 +683,7 @@ impl Config {
             }
         }
         self.check_positive(n)?;
+        self.check_ports(n)?;
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
             let interval = n.name("worker.heartbeat_interval_secs");
             return Err(n.refuse("worker.heartbeat_ttl_secs", format!("must be longer than {interval}")));
@@ -687,6 +714,8 @@ impl Config {
     fn check_positive(&self, n: &Namer<'_>) -> Result<(), ConfigError> {
         let (i, a, f, w) = (&self.ingestor, &self.alerter, &self.forwarder, &self.worker);
         for (key, zero) in [
+            ("database.pool_size", self.database.pool_size == 0),
+            ("database.pool_min", self.database.pool_min == Some(0)),
             ("ingestor.max_body_bytes", i.max_body_bytes == 0),
             ("ingestor.max_rate", i.max_rate == 0),
             ("ingestor.rate_window_secs", i.rate_window_secs == 0),
@@ -705,6 +734,28 @@ impl Config {
             if zero {
                 return Err(n.refuse(key, "must be at least 1"));
             }
+        }
+        Ok(())
+    }
+
+    /// The health port must differ from the role's own port; the pool's minimum must not
+    /// exceed its size (the original refused both at start).
+    fn check_ports(&self, n: &Namer<'_>) -> Result<(), ConfigError> {
+        for (section, port, health) in [
+            ("alerter", self.alerter.port, self.alerter.health_port),
+            ("forwarder", self.forwarder.port, self.forwarder.health_port),
+        ] {
+            if health.is_some_and(|h| h != 0 && h == port) {
+                let other = n.name(&format!("{section}.port"));
+                return Err(n.refuse(&format!("{section}.health_port"), format!("must differ from {other}")));
+            }
+        }
+        if self.database.pool_min.is_some_and(|min| min > self.database.pool_size) {
+            let max = match n.name("database.pool_size") {
+                key if key == "database.pool_size" => format!("{key} ({})", self.database.pool_size),
+                written => written,
+            };
+            return Err(n.refuse("database.pool_min", format!("must not be above {max}")));
         }
         Ok(())
     }
@@ -858,8 +909,8 @@ mod tests {
         let e = load(None, &env(&[("MAX_INGEST_QUEUE_SIZE", "abc")])).unwrap_err().to_string();
         assert_eq!(e, "MAX_INGEST_QUEUE_SIZE=\"abc\" is not a whole number");
         // Parsed as a number, refused by the field's type: still the original's variable.
-        let e = load(None, &env(&[("SERVER_PORT_INGESTOR", "70000")])).unwrap_err().to_string();
-        assert!(e.starts_with("SERVER_PORT_INGESTOR=\"70000\": expected u16"), "{e}");
+        let e = load(None, &env(&[("MUTT_INGESTOR__PORT", "70000")])).unwrap_err().to_string();
+        assert!(e.starts_with("MUTT_INGESTOR__PORT=\"70000\": expected u16"), "{e}");
         assert_user_words(&e);
         let e = load(None, &env(&[("MUTT_INGESTOR__NORMALIZE", "maybe")])).unwrap_err().to_string();
         assert!(e.starts_with("MUTT_INGESTOR__NORMALIZE=\"maybe\": expected a boolean"), "{e}");
@@ -925,6 +976,61 @@ mod tests {
         let mut c = Config::default();
         c.forwarder.rate_limit = 0;
         assert_eq!(c.validate().unwrap_err().to_string(), "forwarder.rate_limit: must be at least 1");
+    }
+
+    #[test]
+    fn the_originals_ports_are_1_to_65535() {
+        let vars = [
+            ("SERVER_PORT_INGESTOR", "ingestor.port"),
+            ("METRICS_PORT_ALERTER", "alerter.port"),
+            ("HEALTH_PORT_ALERTER", "alerter.health_port"),
+            ("METRICS_PORT_MOOG", "forwarder.port"),
+            ("HEALTH_PORT_MOOG", "forwarder.health_port"),
+            ("SERVER_PORT_WEBUI", "web.port"),
+        ];
+        for (var, _) in vars {
+            for bad in ["0", "65536", "-1", "http"] {
+                let e = load(None, &env(&[(var, bad)])).unwrap_err().to_string();
+                assert_eq!(e, format!("{var}={bad:?} is not a port (1-65535)"));
+            }
+        }
+        let c = load(None, &env(&[("HEALTH_PORT_ALERTER", "8082"), ("HEALTH_PORT_MOOG", "65535")])).unwrap();
+        assert_eq!((c.alerter.health_port, c.forwarder.health_port), (Some(8082), Some(65535)));
+        assert_eq!((Config::default().alerter.health_port, Config::default().forwarder.health_port), (None, None));
+        // muttd's own settings keep 0 (any free port), as tests and benchmarks use it.
+        assert_eq!(load(None, &env(&[("MUTT_INGESTOR__PORT", "0")])).unwrap().ingestor.port, 0);
+        let e = load(None, &env(&[("HEALTH_PORT_MOOG", "8083")])).unwrap_err().to_string();
+        assert_eq!(e, "HEALTH_PORT_MOOG=\"8083\": must differ from forwarder.port");
+        let e = load(None, &env(&[("HEALTH_PORT_ALERTER", "9000"), ("METRICS_PORT_ALERTER", "9000")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "HEALTH_PORT_ALERTER=\"9000\": must differ from METRICS_PORT_ALERTER=\"9000\"");
+    }
+
+    #[test]
+    fn the_pools_minimum_is_not_above_its_size() {
+        let e = load(None, &env(&[("DB_POOL_MIN_CONN", "5"), ("DB_POOL_MAX_CONN", "2")])).unwrap_err().to_string();
+        assert_eq!(e, "DB_POOL_MIN_CONN=\"5\": must not be above DB_POOL_MAX_CONN=\"2\"");
+        let e = load(None, &env(&[("DB_POOL_MIN_CONN", "11")])).unwrap_err().to_string();
+        assert_eq!(e, "DB_POOL_MIN_CONN=\"11\": must not be above database.pool_size (10)");
+        for var in ["DB_POOL_MIN_CONN", "DB_POOL_MAX_CONN"] {
+            let e = load(None, &env(&[(var, "0")])).unwrap_err().to_string();
+            assert_eq!(e, format!("{var}=\"0\": must be at least 1"));
+        }
+        let c = load(None, &env(&[("DB_POOL_MIN_CONN", "2"), ("DB_POOL_MAX_CONN", "2")])).unwrap();
+        assert_eq!((c.database.pool_min, c.database.pool_size), (Some(2), 2));
+    }
+
+    #[test]
+    fn a_forwarder_on_redis_needs_a_webhook_or_a_chosen_file() {
+        let c = Config::default();
+        assert!(c.check_forwarder_destination(true).is_ok(), "embedded: the default alerts file");
+        let e = c.check_forwarder_destination(false).unwrap_err().to_string();
+        assert!(e.starts_with("MOOG_WEBHOOK_URL is not set") && e.contains("forwarder.alerts_file"), "{e}");
+        let hook = load(None, &env(&[("MOOG_WEBHOOK_URL", "http://moog/")])).unwrap();
+        assert!(hook.check_forwarder_destination(false).is_ok());
+        let file = load(None, &env(&[("MUTT_FORWARDER__ALERTS_FILE", "/var/lib/mutt/alerts.jsonl")])).unwrap();
+        assert!(file.check_forwarder_destination(false).is_ok());
     }
 
     #[test]

@@ -16,8 +16,9 @@ fn main() -> std::process::ExitCode {
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
         Err(e) => {
+            // Status 1, as the original exited on an invalid configuration (spec §1.3).
             eprintln!("muttd: configuration error: {e}");
-            return std::process::ExitCode::from(2);
+            return std::process::ExitCode::FAILURE;
         }
     };
     init_logging(&config);
@@ -73,6 +74,17 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
     let app = app::start(&config, &secrets, &roles, StartOptions { migrate }).await?;
     for (role, addr) in &app.addresses {
         println!("muttd: {} listening on http://{addr}", role.as_str());
+    }
+    for (role, addr) in &app.probes {
+        println!("muttd: {} probes (/health, /live) also on http://{addr}", role.as_str());
+    }
+    if app.addresses.len() > 1 {
+        println!(
+            "muttd: each address's /metrics has its own role's metrics; the process-wide queue metrics \
+             (mutt_queue_depth, mutt_*_dlq_depth, mutt_alerter_queue_depth, mutt_janitor_recovered_total, \
+             mutt_processing_lists_dead) are on the {}'s",
+            app.process_metrics.as_str()
+        );
     }
     spawn_signal_handlers(&app)?;
     app.wait().await

@@ -1,16 +1,14 @@
 //! The alerter role: the rule engine's consumer and its ops endpoints, the watcher that reloads
 //! the rules when they change elsewhere, and the audit trails' retention.
 
-use super::{Context, Started};
+use super::{Context, Slot, Started};
 use anyhow::{Result, anyhow};
 use mutt_alerter::{Alerter, AlerterMetrics};
-use mutt_core::PodName;
 use mutt_queue::WorkerRole;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
-pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName) -> Result<Started> {
-    let config = cx.config;
+pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
+    let (config, pod) = (cx.config, slot.pod.clone());
     let store = cx.store.clone().ok_or_else(|| anyhow!("alerter needs a store"))?;
     let alerter = Alerter::start(
         cx.queue.clone(),
@@ -18,7 +16,7 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
         store.clone(),
         config.worker.consumer_config(WorkerRole::Alerter, pod.clone(), &cx.queue_metrics),
         config.alerter.to_alerter_config(&config.worker, cx.embedded),
-        AlerterMetrics::register(&cx.metrics),
+        AlerterMetrics::register(&slot.metrics),
     )
     .await?;
     let rules = alerter.rules().clone();
@@ -29,16 +27,16 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
     });
     if config.retention.enabled {
         let metrics = mutt_store::retention::RetentionMetrics::default();
-        cx.metrics.register(|r| metrics.register(r));
+        slot.metrics.register(|r| metrics.register(r));
         let cfg = config.retention.to_retention_config();
         mutt_store::retention::spawn(store.clone(), cfg, metrics, cx.shutdown.clone());
     }
     let health = Arc::new(mutt_alerter::health(cx.queue.clone(), store, pod.to_string()));
-    let router = mutt_service::ops::routes(cx.metrics.clone(), health);
-    let server = mutt_service::serve(listener, router, cx.shutdown.clone());
-    let task = super::spawn_worker(server, cx.shutdown.clone(), |sd| async move {
+    let probe_port = config.alerter.health_port.map(|p| ("alerter.health_port (HEALTH_PORT_ALERTER)", p));
+    let (servers, probe) = super::ops_servers(cx, slot, health, probe_port).await?;
+    let task = super::spawn_worker(servers, cx.shutdown.clone(), |sd| async move {
         alerter.run(sd).await?;
         Ok(())
     });
-    Ok(Started { task, rules: Some(rules) })
+    Ok(Started { task, rules: Some(rules), probe })
 }

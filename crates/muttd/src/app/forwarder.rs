@@ -1,16 +1,14 @@
 //! The forwarder role: delivers alerts to the webhook (or the alerts file) and serves its ops
 //! endpoints.
 
-use super::{Context, Started};
+use super::{Context, Slot, Started};
 use anyhow::Result;
-use mutt_core::PodName;
 use mutt_forwarder::{Destination, Forwarder, ForwarderMetrics};
 use mutt_queue::WorkerRole;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
-pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName) -> Result<Started> {
-    let config = cx.config;
+pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
+    let (config, pod) = (cx.config, slot.pod.clone());
     let destination = config.forwarder_destination();
     if let Destination::File(file) = &destination {
         tracing::warn!(
@@ -25,16 +23,16 @@ pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, pod: &PodName
         cx.coordination.clone(),
         config.worker.consumer_config(WorkerRole::Forwarder, pod.clone(), &cx.queue_metrics),
         cfg,
-        ForwarderMetrics::register(&cx.metrics),
+        ForwarderMetrics::register(&slot.metrics),
     )
     .await?;
     let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
     let health = Arc::new(mutt_forwarder::health(cx.queue.clone(), webhook_url, pod.to_string()));
-    let router = mutt_service::ops::routes(cx.metrics.clone(), health);
-    let server = mutt_service::serve(listener, router, cx.shutdown.clone());
-    let task = super::spawn_worker(server, cx.shutdown.clone(), |sd| async move {
+    let probe_port = config.forwarder.health_port.map(|p| ("forwarder.health_port (HEALTH_PORT_MOOG)", p));
+    let (servers, probe) = super::ops_servers(cx, slot, health, probe_port).await?;
+    let task = super::spawn_worker(servers, cx.shutdown.clone(), |sd| async move {
         forwarder.run(sd).await;
         Ok(())
     });
-    Ok(Started::task(task))
+    Ok(Started { task, rules: None, probe })
 }

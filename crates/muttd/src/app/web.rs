@@ -1,14 +1,12 @@
 //! The web role: the management API.
 
-use super::{Context, Started};
+use super::{Context, Slot, Started};
 use anyhow::{Result, anyhow};
-use mutt_core::PodName;
-use tokio::net::TcpListener;
 
-pub(super) async fn start(cx: &Context<'_>, listener: TcpListener, _pod: &PodName) -> Result<Started> {
+pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let store = cx.store.clone().ok_or_else(|| anyhow!("web needs a store"))?;
     let generated = cx.embedded.then_some("webui-api-key");
     let web = mutt_web::WebConfig { api_keys: super::api_keys(cx, "WEBUI_API_KEY", generated)? };
-    let router = mutt_web::router(cx.queue.clone(), store, web, cx.metrics.clone())?;
-    Ok(Started::task(super::spawn_server(mutt_service::serve(listener, router, cx.shutdown.clone()))))
+    let router = mutt_web::router(cx.queue.clone(), store, web, slot.metrics)?;
+    Ok(Started::task(super::spawn_server(mutt_service::serve(slot.listener, router, cx.shutdown.clone()))))
 }

@@ -22,20 +22,23 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("MOOG_DLQ_NAME", "redis.moog_dlq", Kind::Text),
     ("METRICS_PREFIX", "redis.metrics_prefix", Kind::Text),
     ("DB_POOL_MAX_CONN", "database.pool_size", Kind::Int),
-    ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Int),
+    ("DB_POOL_MIN_CONN", "database.pool_min", Kind::Int),
+    ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Port),
     ("REQUIRED_FIELDS", "ingestor.required_fields", Kind::List),
     ("MAX_INGEST_QUEUE_SIZE", "ingestor.max_queue_size", Kind::Int),
     ("MAX_INGEST_BODY_BYTES", "ingestor.max_body_bytes", Kind::Int),
     ("RATE_LIMIT_ENABLED", "ingestor.rate_limit_enabled", Kind::Bool),
     ("INGEST_MAX_RATE", "ingestor.max_rate", Kind::Int),
     ("INGEST_RATE_WINDOW", "ingestor.rate_window_secs", Kind::Int),
-    ("METRICS_PORT_ALERTER", "alerter.port", Kind::Int),
+    ("METRICS_PORT_ALERTER", "alerter.port", Kind::Port),
+    ("HEALTH_PORT_ALERTER", "alerter.health_port", Kind::Port),
     ("ALERTER_MAX_RETRIES", "alerter.max_retries", Kind::Int),
     ("CACHE_RELOAD_INTERVAL", "alerter.cache_reload_interval_secs", Kind::Int),
     ("UNHANDLED_THRESHOLD", "alerter.unhandled_threshold", Kind::Int),
     ("UNHANDLED_EXPIRY_SECONDS", "alerter.unhandled_expiry_secs", Kind::Int),
     ("UNHANDLED_DEFAULT_TEAM", "alerter.unhandled_default_team", Kind::Text),
-    ("METRICS_PORT_MOOG", "forwarder.port", Kind::Int),
+    ("METRICS_PORT_MOOG", "forwarder.port", Kind::Port),
+    ("HEALTH_PORT_MOOG", "forwarder.health_port", Kind::Port),
     ("MOOG_WEBHOOK_URL", "forwarder.webhook_url", Kind::Text),
     ("MOOG_WEBHOOK_TIMEOUT", "forwarder.timeout_secs", Kind::Float),
     ("MOOG_MAX_RETRIES", "forwarder.max_retries", Kind::Int),
@@ -46,7 +49,7 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("CIRCUIT_BREAKER_ENABLED", "forwarder.circuit_breaker_enabled", Kind::Flag),
     ("CIRCUIT_BREAKER_THRESHOLD", "forwarder.circuit_breaker_threshold", Kind::Int),
     ("CIRCUIT_BREAKER_TIMEOUT", "forwarder.circuit_breaker_timeout_secs", Kind::Int),
-    ("SERVER_PORT_WEBUI", "web.port", Kind::Int),
+    ("SERVER_PORT_WEBUI", "web.port", Kind::Port),
     ("ALERTER_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
     ("MOOG_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
     ("ALERTER_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
@@ -84,6 +87,9 @@ enum Kind {
     /// `true` (any case) is true, as the original parsed most booleans.
     Bool,
     Int,
+    /// 1–65535, as the original validated its ports (0, "any free port", is muttd's own
+    /// settings' business: `MUTT_INGESTOR__PORT=0`).
+    Port,
     Float,
     Flag,
     List,
@@ -95,6 +101,9 @@ fn parse_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> 
         Kind::Text => Value::from(raw),
         Kind::Bool => Value::from(raw.trim().eq_ignore_ascii_case("true")),
         Kind::Int => Value::from(raw.trim().parse::<u64>().map_err(|_| bad("a whole number"))?),
+        Kind::Port => {
+            Value::from(raw.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("a port (1-65535)"))?)
+        }
         Kind::Float => Value::from(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
         Kind::Flag => Value::from(matches!(raw.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")),
         Kind::List => Value::from(split_list(raw)),
@@ -203,7 +212,9 @@ pub(super) fn mutt_overrides(env: &HashMap<String, String>, origins: &mut EnvOri
         let Some(rest) = name.strip_prefix("MUTT_") else {
             continue;
         };
-        if rest.starts_with("TEST_") || rest == "CONFIG" || rest.ends_with("_FILE") || is_secret_name(rest) {
+        // `<NAME>_FILE` names a secret's file, but `MUTT_FORWARDER__ALERTS_FILE` is a setting.
+        let secret_file = rest.ends_with("_FILE") && !rest.contains("__");
+        if rest.starts_with("TEST_") || rest == "CONFIG" || secret_file || is_secret_name(rest) {
             continue;
         }
         let path = rest.to_ascii_lowercase().replace("__", ".");
