@@ -62,7 +62,7 @@ fn correlation_id_of(raw: &[u8]) -> String {
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
-        let settings = self.dynamic.get(self.coordination.as_ref()).await.clone();
+        let settings = self.dynamic.get(self.coordination.as_ref()).await;
         if let Some(outcome) = self.backpressure(&settings).await? {
             return Ok(outcome);
         }
@@ -140,6 +140,7 @@ impl Alerter {
         let Ok(depth) = self.queue.depth(QueueId::Alert).await else {
             return Ok(None); // unreachable Redis shows up at lease time
         };
+        self.alert_queue_depth.set(depth as i64);
         if depth > settings.shed_threshold {
             let reason = format!("queue_depth_exceeded:{depth}>{}", settings.shed_threshold);
             match settings.shed_mode {

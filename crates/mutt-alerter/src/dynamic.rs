@@ -1,6 +1,7 @@
 //! The alerter's settings that operators change at run time with `redis-cli SET
 //! mutt:config:<key> <value>` (the original's dynamic configuration, spec §7.3), read through
-//! [`mutt_queue::SettingsCache`]: at most every few seconds; a missing or unparsable value
+//! [`mutt_queue::SettingsCache`]: again as soon as a change is announced
+//! (`mutt:config:updates`), and at least every few seconds; a missing or unparsable value
 //! falls back to the static default, never to an error.
 
 use mutt_queue::settings::{self, Settings};
@@ -68,7 +69,7 @@ impl Settings for DynamicSettings {
     }
 }
 
-/// The alerter's settings in force, refreshed from the backend every
+/// The alerter's settings in force, read again on an announced change and every
 /// [`mutt_queue::settings::REFRESH`].
 pub type DynamicCache = mutt_queue::SettingsCache<DynamicSettings>;
 

@@ -75,6 +75,8 @@ pub struct Alerter {
     /// Unhandled counters and dynamic configuration.
     pub(crate) coordination: Arc<dyn Coordination>,
     pub(crate) dynamic: dynamic::DynamicCache,
+    /// `mutt_alerter_queue_depth` of the queue metrics: set at every backpressure check.
+    pub(crate) alert_queue_depth: prometheus_client::metrics::gauge::Gauge,
     /// When the last "alert queue above the warning threshold" line was logged.
     pub(crate) warned_at: Option<std::time::Instant>,
     pub(crate) consumer: Box<dyn mutt_queue::Consumer>,
@@ -99,9 +101,21 @@ impl Alerter {
         if let Err(e) = store.ensure_partitions(3).await {
             tracing::warn!(error = %e, "could not create audit partitions (rows go to the DEFAULT partition)");
         }
+        let alert_queue_depth = consumer.metrics.alert_queue_depth.clone();
         let consumer = queue.consumer(consumer).await?;
-        let dynamic = dynamic::DynamicCache::new(config.dynamic.clone());
-        Ok(Self { queue, coordination, dynamic, warned_at: None, consumer, store, rules, config, metrics })
+        let dynamic = dynamic::DynamicCache::new(config.dynamic.clone()).watching(coordination.clone());
+        Ok(Self {
+            queue,
+            coordination,
+            dynamic,
+            alert_queue_depth,
+            warned_at: None,
+            consumer,
+            store,
+            rules,
+            config,
+            metrics,
+        })
     }
 
     pub fn rules(&self) -> &RuleCache {

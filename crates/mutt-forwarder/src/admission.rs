@@ -8,6 +8,7 @@ use crate::delivery::Delivery;
 use crate::sink::Sent;
 use mutt_queue::settings::{self, Settings};
 use mutt_queue::{BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The circuit breaker's name in its Redis keys (`mutt:circuit_breaker:moogsoft:*`).
@@ -52,11 +53,18 @@ pub struct Gate {
 
 impl Gate {
     /// `breaker`: (failures that open it, how long it stays open); `rate`: (alerts, per period),
-    /// `None` for no limit.
-    pub fn new(breaker: Option<(u64, Duration)>, rate: Option<(u64, Duration)>, metrics: &ForwarderMetrics) -> Self {
+    /// `None` for no limit; a rate changed in `coordination`'s dynamic configuration applies
+    /// from the next batch.
+    pub fn new(
+        breaker: Option<(u64, Duration)>,
+        rate: Option<(u64, Duration)>,
+        coordination: &Arc<dyn Coordination>,
+        metrics: &ForwarderMetrics,
+    ) -> Self {
         Self {
             breaker: breaker.map(|(threshold, open_for)| Breaker::new(threshold, open_for, metrics.clone())),
-            rate: rate.map(|(limit, period)| SettingsCache::new(MoogRate { limit, period })),
+            rate: rate
+                .map(|(limit, period)| SettingsCache::new(MoogRate { limit, period }).watching(coordination.clone())),
             metrics: metrics.clone(),
         }
     }
@@ -87,7 +95,7 @@ impl Gate {
         if admitted.allowed > 0
             && let Some(rate) = &mut self.rate
         {
-            let MoogRate { limit, period } = *rate.get(coordination).await;
+            let MoogRate { limit, period } = rate.get(coordination).await;
             let grant = coordination.rate_limit_take(LIMITER, limit, period, admitted.allowed as u64).await?;
             if (grant.granted as usize) < admitted.allowed {
                 self.metrics.rate_limit_hits.inc();

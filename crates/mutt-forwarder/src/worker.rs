@@ -86,7 +86,7 @@ impl Forwarder {
         let sink = sink::open(&config, &metrics).await?;
         let consumer = queue.consumer(consumer).await?;
         let rate = config.rate_limit.filter(|_| sink.rate_limited());
-        let gate = Gate::new(config.breaker, rate, &metrics);
+        let gate = Gate::new(config.breaker, rate, &coordination, &metrics);
         Ok(Self { coordination, consumer, sink, gate, config, metrics })
     }
 

@@ -20,6 +20,11 @@ pub struct UnhandledKey {
     pub event_id: String,
 }
 
+/// Called by [`Coordination::watch_config_changes`]: `Some(key)` when that key changed, `None`
+/// when any may have (the watch was (re)established and may have missed messages, or another
+/// process wrote the data file).
+pub type ConfigChangeFn = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// The answer of [`Coordination::rate_limit_take`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateGrant {
@@ -129,6 +134,12 @@ pub trait Coordination: Send + Sync + 'static {
     /// Sets a dynamic configuration value and tells listeners (`PUBLISH mutt:config:updates
     /// <key>` on Redis, as the original); returns the value it replaced.
     async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError>;
+
+    /// Calls `on_change` whenever a dynamic configuration value changes, until `stop` is
+    /// cancelled (Redis: `SUBSCRIBE mutt:config:updates`, the original's channel, on a
+    /// connection of its own; embedded: at once for changes made through this handle, within a
+    /// second for another process's). Reconnects by itself; never returns an error.
+    async fn watch_config_changes(&self, on_change: ConfigChangeFn, stop: CancellationToken);
 
     /// Tells running alerters that rules, development hosts or device teams changed. Returns
     /// how many listeners got the message when the backend can tell (Redis: `PUBLISH

@@ -126,3 +126,25 @@ async fn a_full_disk_refuses_whole_pushes_and_loses_nothing_already_queued() {
     let rows: i64 = db.read(|c| c.query_row("SELECT count(*) FROM queue_message", [], |r| r.get(0))).await.unwrap();
     assert_eq!(rows, 0);
 }
+
+#[tokio::test]
+async fn another_process_changing_the_configuration_reaches_the_owners_watchers() {
+    // `muttd config set` writes the file through a view of its own; the owner polls for it.
+    let (owner, dir) = backend().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_change = Box::new(move |key: Option<&str>| {
+        let _ = tx.send(key.map(str::to_owned));
+    });
+    let watch = {
+        let (owner, stop) = (owner.clone(), stop.clone());
+        tokio::spawn(async move { owner.watch_config_changes(on_change, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let view = SqliteQueue::attach(database(&dir), KeySpace::default()).await.unwrap();
+    view.set_config_value("max_ingest_queue_size", "5").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.expect("seen within the poll").unwrap();
+    assert_eq!(got, None, "another process's change names no key");
+    stop.cancel();
+    watch.await.unwrap();
+}

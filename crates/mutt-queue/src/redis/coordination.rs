@@ -3,6 +3,7 @@
 //! pub/sub for dynamic configuration and rule reloads (the original's names).
 
 use super::{RedisQueue, redis_err, scripts};
+use crate::coordination::ConfigChangeFn;
 use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
 use async_trait::async_trait;
 use std::time::Duration;
@@ -15,9 +16,21 @@ impl RedisQueue {
         format!("{}:reload", self.keys.config_prefix)
     }
 
-    /// Calls `on_message` for every message on `channel` until `stop` resolves; reconnects
-    /// with backoff when the connection drops (pub/sub needs a connection of its own).
-    async fn listen(&self, channel: String, on_message: impl Fn() + Send, stop: impl std::future::Future<Output = ()>) {
+    /// The original's channel announcing a dynamic configuration change (`mutt:config:updates`;
+    /// the payload is the key's name).
+    fn updates_channel(&self) -> String {
+        format!("{}:updates", self.keys.config_prefix)
+    }
+
+    /// Calls `on_message` with `None` each time the subscription to `channel` is (re)made,
+    /// and with the payload of every message, until `stop` resolves; reconnects with backoff
+    /// when the connection drops (pub/sub needs a connection of its own).
+    async fn listen(
+        &self,
+        channel: String,
+        on_message: impl Fn(Option<&str>) + Send,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         use futures_util::StreamExt;
         let mut stop = std::pin::pin!(stop);
         let mut wait = Duration::from_millis(200);
@@ -25,9 +38,11 @@ impl RedisQueue {
             let session = async {
                 let mut pubsub = self.connector.pubsub().await?;
                 pubsub.subscribe(&channel).await?;
+                on_message(None);
                 let mut stream = pubsub.on_message();
-                while stream.next().await.is_some() {
-                    on_message();
+                while let Some(msg) = stream.next().await {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    on_message(Some(&payload));
                 }
                 Ok::<(), redis::RedisError>(())
             };
@@ -205,7 +220,7 @@ impl Coordination for RedisQueue {
             .await
             .map_err(redis_err("writing dynamic configuration"))?;
         redis::cmd("PUBLISH")
-            .arg(format!("{}:updates", self.keys.config_prefix))
+            .arg(self.updates_channel())
             .arg(key)
             .query_async::<()>(&mut c)
             .await
@@ -224,7 +239,17 @@ impl Coordination for RedisQueue {
         Ok(Some(listeners))
     }
 
+    async fn watch_config_changes(&self, on_change: ConfigChangeFn, stop: CancellationToken) {
+        self.listen(self.updates_channel(), on_change, stop.cancelled_owned()).await
+    }
+
     async fn watch_rules_changed(&self, on_change: Box<dyn Fn() + Send + Sync>, stop: CancellationToken) {
-        self.listen(self.reload_channel(), on_change, stop.cancelled_owned()).await
+        // Any message means "reload"; the subscription itself does not.
+        let on_message = move |m: Option<&str>| {
+            if m.is_some() {
+                on_change()
+            }
+        };
+        self.listen(self.reload_channel(), on_message, stop.cancelled_owned()).await
     }
 }

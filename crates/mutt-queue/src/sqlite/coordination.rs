@@ -5,11 +5,13 @@
 //! tables of the file, so they survive a restart.
 
 use super::{SqliteQueue, db_err, now_ms};
+use crate::coordination::ConfigChangeFn;
 use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,9 @@ const PROBE_TTL: Duration = Duration::from_secs(30);
 pub(super) struct Local {
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Who [`Coordination::watch_config_changes`] for this handle, by registration number.
+    config_watchers: Mutex<Vec<(u64, Watcher)>>,
+    next_watcher: AtomicU64,
 }
 
 struct Breaker {
@@ -107,6 +112,40 @@ impl Local {
     pub(super) fn breaker_state(&self, name: &str) -> (BreakerState, u64) {
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         breakers.get(name).map(|b| (b.state, b.failures)).unwrap_or((BreakerState::Closed, 0))
+    }
+
+    fn add_config_watcher(&self, on_change: Watcher) -> u64 {
+        let id = self.next_watcher.fetch_add(1, Ordering::Relaxed);
+        self.config_watchers.lock().unwrap_or_else(|p| p.into_inner()).push((id, on_change));
+        id
+    }
+
+    fn remove_config_watcher(&self, id: u64) {
+        self.config_watchers.lock().unwrap_or_else(|p| p.into_inner()).retain(|(i, _)| *i != id);
+    }
+
+    /// Tells this handle's watchers that `key` changed, before the setter returns.
+    fn config_changed(&self, key: &str) {
+        // Called outside the lock: a callback may register or drop a watcher.
+        let watchers: Vec<Watcher> =
+            self.config_watchers.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, f)| f.clone()).collect();
+        for on_change in watchers {
+            on_change(Some(key));
+        }
+    }
+}
+
+type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// Removes a config watcher when its watch ends, however it ends (stopped or dropped).
+struct WatcherGuard<'a> {
+    local: &'a Local,
+    id: u64,
+}
+
+impl Drop for WatcherGuard<'_> {
+    fn drop(&mut self) {
+        self.local.remove_config_watcher(self.id);
     }
 }
 
@@ -255,9 +294,9 @@ impl Coordination for SqliteQueue {
     }
 
     async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError> {
-        let (key, value) = (key.to_owned(), value.to_owned());
-        // Workers read the table on their next refresh; there is no one else to tell.
-        self.db
+        let (name, key, value) = (key, key.to_owned(), value.to_owned());
+        let old = self
+            .db
             .write(move |c| {
                 let old: Option<String> = c
                     .prepare_cached("SELECT value FROM dynamic_config WHERE key = ?1")?
@@ -272,7 +311,32 @@ impl Coordination for SqliteQueue {
                 Ok(old)
             })
             .await
-            .map_err(db_err("writing dynamic configuration"))
+            .map_err(db_err("writing dynamic configuration"))?;
+        // This process's workers at once; another process's see the table change (below).
+        self.shared.local.config_changed(name);
+        Ok(old)
+    }
+
+    async fn watch_config_changes(&self, on_change: ConfigChangeFn, stop: CancellationToken) {
+        let on_change: Watcher = Arc::from(on_change);
+        let id = self.shared.local.add_config_watcher(on_change.clone());
+        let _guard = WatcherGuard { local: &self.shared.local, id };
+        // `muttd config set` in another process writes the file: poll the table's version.
+        let mut seen = None;
+        loop {
+            match self.config_version().await {
+                Ok(v) if seen.as_ref().is_some_and(|s| *s != v) => {
+                    on_change(None);
+                    seen = Some(v);
+                }
+                Ok(v) => seen = Some(v),
+                Err(e) => tracing::debug!(error = %e, "cannot read the configuration version"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(CONFIG_POLL) => {}
+            }
+        }
     }
 
     /// Nothing to send: the store's triggers bump `store_meta.rules_version` on every rule
@@ -305,6 +369,8 @@ impl Coordination for SqliteQueue {
 
 /// How often the embedded backend looks for rule changes made by another process.
 const RULES_POLL: Duration = Duration::from_secs(1);
+/// How often it looks for configuration changes made by another process.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 impl SqliteQueue {
     /// The store's rules version (`store_meta`, same file); `None` before the store's tables
@@ -325,5 +391,15 @@ impl SqliteQueue {
             })
             .await
             .map_err(db_err("reading the rules version"))
+    }
+
+    /// Changes whenever a configuration value is written or removed, by any process.
+    async fn config_version(&self) -> Result<(i64, Option<String>), QueueError> {
+        self.database()
+            .read(|c| {
+                c.query_row("SELECT count(*), max(updated_at) FROM dynamic_config", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            })
+            .await
+            .map_err(db_err("reading the configuration version"))
     }
 }

@@ -34,7 +34,8 @@ macro_rules! conformance {
         rate_limit_grants_part_of_a_batch,
         circuit_breaker_opens_half_opens_with_one_probe_and_closes,
         delivered_ids_are_remembered,
-        dynamic_configuration_is_set_and_read_live }
+        dynamic_configuration_is_set_and_read_live,
+        configuration_changes_are_announced_to_watchers }
     };
     (@go [tests] $($name:ident),*) => {
         $(
@@ -419,4 +420,39 @@ pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Backend>) {
     assert_eq!(q.config_values(&["alerter_shed_mode", "x"]).await.unwrap(), vec![Some("defer".into()), None]);
     assert_eq!(q.set_config_value("alerter_shed_mode", "dlq").await.unwrap(), Some("defer".into()), "the old value");
     assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![Some("dlq".into())]);
+}
+
+pub async fn configuration_changes_are_announced_to_watchers(q: Arc<dyn Backend>) {
+    use tokio_util::sync::CancellationToken;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stop = CancellationToken::new();
+    let watcher = {
+        let (q, stop) = (q.clone(), stop.clone());
+        // `None` (subscribed, or another process wrote) is not a key: only named changes here.
+        let on_change = Box::new(move |key: Option<&str>| {
+            if let Some(k) = key {
+                let _ = tx.send(k.to_owned());
+            }
+        });
+        tokio::spawn(async move { q.watch_config_changes(on_change, stop).await })
+    };
+    // The watch is in place once a change reaches it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        q.set_config_value("probe", "x").await.unwrap();
+        if let Ok(Some(key)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            assert_eq!(key, "probe");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch never saw a change");
+    }
+    while rx.try_recv().is_ok() {}
+    // Well within the polling fallbacks (embedded 1 s, settings cache 5 s).
+    let t0 = Instant::now();
+    q.set_config_value("moog_rate_limit", "7").await.unwrap();
+    let key = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.expect("announced").unwrap();
+    assert_eq!(key, "moog_rate_limit");
+    println!("announced after {:?}", t0.elapsed());
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), watcher).await.expect("a stopped watch returns").unwrap();
 }
