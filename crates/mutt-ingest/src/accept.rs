@@ -3,10 +3,10 @@
 //! and maps the outcome to a response; the syslog and SNMP listeners call the same
 //! [`Ingest::accept`], so an event is checked the same way whichever door it came in by.
 
-use crate::{IngestConfig, IngestMetrics};
+use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
-use mutt_queue::{Coordination, Queue, QueueError, QueueId, RateDecision};
+use mutt_queue::{Coordination, Queue, QueueError, QueueId, RateDecision, SettingsCache};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +90,8 @@ pub struct Ingest {
     queue: Arc<dyn Queue>,
     coordination: Arc<dyn Coordination>,
     config: Arc<IngestConfig>,
+    /// The queue and rate limits in force (dynamic configuration over `config`).
+    settings: Arc<SettingsCache<IngestSettings>>,
     metrics: IngestMetrics,
 }
 
@@ -100,11 +102,19 @@ impl Ingest {
         config: IngestConfig,
         metrics: IngestMetrics,
     ) -> Self {
-        Self { queue, coordination, config: Arc::new(config), metrics }
+        let defaults = IngestSettings { max_queue_size: config.max_queue_size, rate_limit: config.rate_limit };
+        let settings = Arc::new(SettingsCache::new(defaults).watching(coordination.clone()));
+        Self { queue, coordination, config: Arc::new(config), settings, metrics }
     }
 
+    /// The static configuration.
     pub fn config(&self) -> &IngestConfig {
         &self.config
+    }
+
+    /// The limits in force: the static ones with dynamic configuration applied.
+    pub async fn settings(&self) -> IngestSettings {
+        self.settings.get(self.coordination.as_ref()).await
     }
 
     pub fn metrics(&self) -> &IngestMetrics {
@@ -125,7 +135,7 @@ impl Ingest {
     /// body, as the original did: a malformed request uses budget too. Fails open: with the
     /// backend unreachable the push fails with 503 anyway.
     pub async fn admit(&self) -> Result<(), Rejection> {
-        let Some(rl) = self.config.rate_limit else {
+        let Some(rl) = self.settings().await.rate_limit else {
             return Ok(());
         };
         match self.coordination.rate_limit("ingestor", rl.limit, rl.window).await {
@@ -194,7 +204,7 @@ impl Ingest {
     /// Backpressure, then the push (not atomic with each other: concurrent submissions may
     /// overshoot the limit slightly, as in the original).
     async fn push(&self, messages: Vec<Vec<u8>>) -> Result<Accepted, Rejection> {
-        let limit = self.config.max_queue_size;
+        let limit = self.settings().await.max_queue_size;
         let depth = self.queue.depth(QueueId::Ingest).await?;
         self.metrics.queue_depth.set(depth as i64);
         if depth >= limit {

@@ -7,9 +7,11 @@
 //! - [`http`]: the HTTP listener (`POST /ingest` and its aliases): key gate, body parsing,
 //!   responses in the original's shapes. Native syslog and SNMP listeners go beside it
 //!   (`syslog/`, `snmp/`) and call the same step;
+//! - [`dynamic`]: the settings operators change at run time (queue limit, rate limit);
 //! - [`metrics`]: the original's `mutt_ingest_*` metrics.
 
 pub mod accept;
+pub mod dynamic;
 pub mod http;
 pub mod metrics;
 
@@ -19,6 +21,7 @@ use mutt_queue::{Coordination, Queue};
 use std::sync::Arc;
 
 pub use accept::{Accepted, ElementRejection, Ingest, Problem, Rejection, Submission};
+pub use dynamic::IngestSettings;
 pub use metrics::IngestMetrics;
 
 /// Settings of the ingest API.
@@ -30,14 +33,15 @@ pub struct IngestConfig {
     pub auth_disabled: bool,
     /// Fields every event must carry with a non-empty value.
     pub required_fields: Vec<String>,
-    /// Backpressure: at this ingest-queue depth requests get 503.
+    /// Backpressure: at this ingest-queue depth requests get 503 (`max_ingest_queue_size` in
+    /// dynamic configuration overrides it).
     pub max_queue_size: u64,
     /// Largest accepted body; larger ones get 413.
     pub max_body_bytes: usize,
     /// Most events in one batch; more get 413.
     pub max_batch_events: usize,
-    /// Requests admitted per window across all ingestors (the original: 1000 per 60 s);
-    /// `None` turns the limit off.
+    /// Requests admitted per window across all ingestors (the original: 1000 per 60 s;
+    /// `ingest_max_rate` / `ingest_rate_window` override the numbers); `None` turns it off.
     pub rate_limit: Option<RateLimit>,
     /// Map textual severities to `syslog_severity`, normalise timestamps, refuse wrong types.
     pub normalize: bool,

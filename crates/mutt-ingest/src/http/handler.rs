@@ -105,8 +105,9 @@ pub async fn info() -> Response {
 /// The ingest settings, with secrets left out (only how many keys are configured).
 pub async fn admin_config(State(ingest): State<Ingest>) -> Response {
     let c = ingest.config();
+    let d = ingest.settings().await;
     axum::Json(json!({
-        "dynamic_config_enabled": false,
+        "dynamic_config_enabled": true,
         "static": {
             "api_keys_configured": c.api_keys.iter().filter(|k| !k.is_empty()).count(),
             "auth_disabled": c.auth_disabled,
@@ -114,7 +115,12 @@ pub async fn admin_config(State(ingest): State<Ingest>) -> Response {
             "max_ingest_queue_size": c.max_queue_size,
             "max_ingest_body_bytes": c.max_body_bytes,
         },
-        "dynamic": {}
+        // The values in force (`mutt:config:*` over the static ones).
+        "dynamic": {
+            "max_ingest_queue_size": d.max_queue_size,
+            "ingest_max_rate": d.rate_limit.map(|r| r.limit),
+            "ingest_rate_window": d.rate_limit.map(|r| r.window.as_secs()),
+        }
     }))
     .into_response()
 }
