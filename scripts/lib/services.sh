@@ -18,6 +18,7 @@ install_packages() {
   # Real clients for the tests: net-snmp's trap daemon and tools, Prometheus and promtool.
   command -v snmptrapd >/dev/null 2>&1 || missing+=(snmptrapd)
   command -v snmptrap >/dev/null 2>&1 || missing+=(snmp)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3) # deploy/snmptrapd/mutt-trap-handler
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]} (apt-get)" >&2
