@@ -1,0 +1,197 @@
+//! Starting `muttd` processes with the original's variables: values the original refused at
+//! start (spec §1.3, §11.1) make muttd exit with status 1 naming the variable, and the
+//! original's separate probe ports (`HEALTH_PORT_ALERTER`, `HEALTH_PORT_MOOG`) answer
+//! `/health` and `/live`.
+
+use mutt_testkit::WebhookReceiver;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// `muttd <args>` in `dir` with nothing in its environment but PATH and `env`.
+fn muttd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MUTT_LOG__LEVEL", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A child process killed (and reaped) when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn wait_for_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.wait_for_exit(Duration::from_secs(20))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command that must refuse to start: its exit status and stderr, within 20 s.
+fn refused(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = Proc(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn muttd"));
+    let stderr = child.0.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = child.wait_for_exit(Duration::from_secs(20)).expect("muttd exits instead of starting");
+    (status.code(), reader.join().unwrap_or_default())
+}
+
+/// Starts a long-running `muttd`; returns it with the lines it printed up to `last` (a line
+/// containing it).
+fn started(mut cmd: Command, last: &str) -> (Proc, Vec<String>) {
+    let mut child = Proc(cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn muttd"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains(last)) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("muttd did not print {last:?}; printed {lines:?}"),
+        }
+    }
+    (child, lines)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A command line, its environment, and what stderr must say.
+type Refusal<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
+
+#[test]
+fn the_originals_invalid_variables_exit_1_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = mutt_testkit::redis_url();
+    let prefix = mutt_testkit::unique_prefix();
+    let on_redis = [("MUTT_REDIS__URL", redis.as_str()), ("MUTT_REDIS__KEY_PREFIX", prefix.as_str())];
+    let cases: Vec<Refusal> = vec![
+        (&["ingestor"], vec![("SERVER_PORT_INGESTOR", "0")], "SERVER_PORT_INGESTOR=\"0\" is not a port"),
+        (&["ingestor"], vec![("SERVER_PORT_INGESTOR", "65536")], "SERVER_PORT_INGESTOR=\"65536\" is not a port"),
+        (&["alerter"], vec![("METRICS_PORT_ALERTER", "0")], "METRICS_PORT_ALERTER=\"0\" is not a port"),
+        (&["alerter"], vec![("HEALTH_PORT_ALERTER", "70000")], "HEALTH_PORT_ALERTER=\"70000\" is not a port"),
+        (&["forwarder"], vec![("METRICS_PORT_MOOG", "99999")], "METRICS_PORT_MOOG=\"99999\" is not a port"),
+        (&["forwarder"], vec![("HEALTH_PORT_MOOG", "0")], "HEALTH_PORT_MOOG=\"0\" is not a port"),
+        (&["web"], vec![("SERVER_PORT_WEBUI", "0")], "SERVER_PORT_WEBUI=\"0\" is not a port"),
+        (
+            &["alerter"],
+            vec![("DB_POOL_MIN_CONN", "5"), ("DB_POOL_MAX_CONN", "2")],
+            "DB_POOL_MIN_CONN=\"5\": must not be above DB_POOL_MAX_CONN=\"2\"",
+        ),
+        (&["forwarder"], vec![("MOOG_RATE_LIMIT", "0")], "MOOG_RATE_LIMIT=\"0\": must be at least 1"),
+        (&["forwarder"], on_redis.to_vec(), "MOOG_WEBHOOK_URL is not set"),
+        (&["run"], on_redis.to_vec(), "MOOG_WEBHOOK_URL is not set"),
+    ];
+    for (args, env, expected) in cases {
+        let (code, stderr) = refused(muttd(dir.path(), args, &env));
+        assert_eq!(code, Some(1), "muttd {args:?} with {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "muttd {args:?} with {env:?} says {stderr:?}");
+    }
+    // A forwarder on Redis without a webhook wrote no local alerts file behind the user's back.
+    assert!(!dir.path().join("mutt-data/alerts.jsonl").exists());
+}
+
+#[test]
+fn a_forwarder_on_redis_may_write_an_alerts_file_chosen_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, prefix) = (mutt_testkit::redis_url(), mutt_testkit::unique_prefix());
+    let file = dir.path().join("alerts.jsonl");
+    let env = [
+        ("MUTT_REDIS__URL", redis.as_str()),
+        ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("MUTT_FORWARDER__ALERTS_FILE", file.to_str().unwrap()),
+        ("MUTT_FORWARDER__PORT", "0"),
+    ];
+    let (mut forwarder, _) = started(muttd(dir.path(), &["forwarder"], &env), "forwarder listening on");
+    assert_eq!(forwarder.terminate().and_then(|s| s.code()), Some(0));
+}
+
+async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The probe port answers `/health` and `/live` (and nothing else); the role's own port keeps
+/// `/health` and `/metrics`.
+async fn check_probe_port(lines: &[String], role: &str, probe: u16, port: u16, service: &str) {
+    let said = format!("muttd: {role} probes (/health, /live) also on http://127.0.0.1:{probe}");
+    assert!(lines.contains(&said), "start-up output names the probe port: {lines:?}");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let (status, body) = get(&http, format!("http://127.0.0.1:{probe}/health")).await;
+    assert_eq!((status, &body["status"], &body["service"]), (200, &json!("healthy"), &json!(service)), "{body}");
+    assert_eq!(get(&http, format!("http://127.0.0.1:{probe}/live")).await, (200, json!({"status": "alive"})));
+    assert_eq!(get(&http, format!("http://127.0.0.1:{probe}/metrics")).await.0, 404, "metrics stay on {port}");
+    assert_eq!(get(&http, format!("http://127.0.0.1:{port}/health")).await.0, 200);
+    let metrics = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_port_moog_serves_the_forwarders_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start().await;
+    let (redis, prefix) = (mutt_testkit::redis_url(), mutt_testkit::unique_prefix());
+    let (probe, port) = (free_port(), free_port());
+    let (probe_s, port_s, url) = (probe.to_string(), port.to_string(), receiver.url());
+    let env = [
+        ("MUTT_REDIS__URL", redis.as_str()),
+        ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("MOOG_WEBHOOK_URL", url.as_str()),
+        ("METRICS_PORT_MOOG", port_s.as_str()),
+        ("HEALTH_PORT_MOOG", probe_s.as_str()),
+    ];
+    let (mut forwarder, lines) = started(muttd(dir.path(), &["forwarder"], &env), "probes (/health, /live)");
+    check_probe_port(&lines, "forwarder", probe, port, "mutt-moog-forwarder").await;
+    assert_eq!(forwarder.terminate().and_then(|s| s.code()), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_port_alerter_serves_the_alerters_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, prefix) = (mutt_testkit::redis_url(), mutt_testkit::unique_prefix());
+    let database = mutt_testkit::fresh_database().await;
+    let (probe, port) = (free_port(), free_port());
+    let (probe_s, port_s) = (probe.to_string(), port.to_string());
+    let env = [
+        ("MUTT_REDIS__URL", redis.as_str()),
+        ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("MUTT_DATABASE__URL", database.as_str()),
+        ("METRICS_PORT_ALERTER", port_s.as_str()),
+        ("HEALTH_PORT_ALERTER", probe_s.as_str()),
+    ];
+    let (mut alerter, lines) = started(muttd(dir.path(), &["alerter", "--migrate"], &env), "probes (/health, /live)");
+    check_probe_port(&lines, "alerter", probe, port, "mutt-alerter").await;
+    assert_eq!(alerter.terminate().and_then(|s| s.code()), Some(0));
+}
