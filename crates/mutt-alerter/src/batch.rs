@@ -4,7 +4,7 @@ use crate::dynamic::{DynamicSettings, ShedMode};
 use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
-use mutt_queue::{Lease, QueueId, Settlement, UnhandledKey};
+use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, WorkerRole};
 use mutt_service::Backoff;
 use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ pub enum BatchOutcome {
         audited: u64,
         alerts: usize,
         dead_lettered: usize,
+        /// Events whose audit row the database refused (not an outage), queued again with
+        /// `_retry_count` raised (those whose retries were spent count as dead-lettered).
+        retried: usize,
     },
     /// Shutdown came while a dependency was down: the lease was handed back unprocessed.
     HandedBack,
@@ -59,6 +62,22 @@ fn correlation_id_of(raw: &[u8]) -> String {
     serde_json::from_slice::<Cid>(raw).ok().and_then(|c| c.cid).unwrap_or_else(|| "unknown".into())
 }
 
+/// The audit write of one batch: rows that were new, and the items whose row the database
+/// refused for a reason other than an outage, with its message.
+struct AuditWrite {
+    inserted: u64,
+    refused: Vec<(usize, String)>,
+}
+
+/// How the items of a batch were settled.
+#[derive(Default)]
+struct Tally {
+    handled: usize,
+    unhandled: usize,
+    dead: usize,
+    retried: usize,
+}
+
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
@@ -77,7 +96,7 @@ impl Alerter {
         let rules = self.rules.current();
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
 
-        let Some(audited) = self.write_audit(&mut items, shutdown).await else {
+        let Some(audit) = self.write_audit(&mut items, shutdown).await else {
             let moved = self.consumer.release().await?;
             tracing::info!(moved, "shutdown while the database was unreachable: batch handed back");
             return Ok(BatchOutcome::HandedBack);
@@ -92,46 +111,92 @@ impl Alerter {
             }
         };
 
-        let mut settlement = Settlement::new();
-        for alert in &meta_alerts {
-            settlement.emit(alert.to_json().into_bytes());
-        }
-        self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
-        let (mut handled, mut unhandled, mut dead) = (0, 0, 0);
-        for item in &items {
-            if let Some((reason, error)) = &item.dead {
-                let cid = correlation_id_of(item.raw);
-                tracing::warn!(correlation_id = %cid, reason, error = %error, "event dead-lettered");
-                settlement.dead_letter(item.raw, reason, error);
-                dead += 1;
-                continue;
-            }
-            if item.handled {
-                handled += 1;
-            } else {
-                unhandled += 1;
-            }
-            if let Some(alert) = &item.alert {
-                settlement.emit(alert.clone());
-            }
-        }
+        let (settlement, tally) = self.settlement(&items, &meta_alerts, &audit.refused);
         self.settle(&lease, &settlement, shutdown).await?;
 
-        self.metrics.processed("handled", handled as u64);
-        self.metrics.processed("unhandled", unhandled as u64);
-        self.metrics.processed("poison", dead as u64);
+        self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
+        self.metrics.processed("handled", tally.handled as u64);
+        self.metrics.processed("unhandled", tally.unhandled as u64);
+        self.metrics.processed("error", tally.retried as u64);
+        self.metrics.processed("poison", tally.dead as u64);
         self.metrics.alerts_forwarded.inc_by(settlement.emitted() as u64);
         self.metrics.processing_list_depth.set(0);
         let per_event = started.elapsed().as_secs_f64() / lease.len().max(1) as f64;
         self.metrics.processing_latency.observe(per_event);
         Ok(BatchOutcome::Processed {
             events: lease.len(),
-            handled,
-            unhandled,
-            audited,
+            handled: tally.handled,
+            unhandled: tally.unhandled,
+            audited: audit.inserted,
             alerts: settlement.emitted(),
-            dead_lettered: dead,
+            dead_lettered: tally.dead,
+            retried: tally.retried,
         })
+    }
+
+    /// The batch's settlement: meta-alerts and alerts emitted, dead letters, and for each
+    /// event whose audit row the database refused a retry (a dead letter once its retries are
+    /// spent).
+    fn settlement(
+        &self,
+        items: &[Item<'_>],
+        meta_alerts: &[Alert],
+        refused: &[(usize, String)],
+    ) -> (Settlement, Tally) {
+        let mut settlement = Settlement::new();
+        for alert in meta_alerts {
+            settlement.emit(alert.to_json().into_bytes());
+        }
+        let mut why: Vec<Option<&str>> = vec![None; items.len()];
+        for (n, error) in refused {
+            why[*n] = Some(error);
+        }
+        let mut tally = Tally::default();
+        for (item, why) in items.iter().zip(why) {
+            if let Some(error) = why {
+                self.retry_refused(&mut settlement, item.raw, error, &mut tally);
+                continue;
+            }
+            if let Some((reason, error)) = &item.dead {
+                let cid = correlation_id_of(item.raw);
+                tracing::warn!(correlation_id = %cid, reason, error = %error, "event dead-lettered");
+                settlement.dead_letter(item.raw, reason, error);
+                tally.dead += 1;
+                continue;
+            }
+            if item.handled {
+                tally.handled += 1;
+            } else {
+                tally.unhandled += 1;
+            }
+            if let Some(alert) = &item.alert {
+                settlement.emit(alert.clone());
+            }
+        }
+        (settlement, tally)
+    }
+
+    /// Counts a failed attempt on an event whose audit row the database refused (spec §4.9:
+    /// `_retry_count`, `ALERTER_MAX_RETRIES`): queued again after a delay that doubles with
+    /// each attempt, or dead-lettered with the database's message once its retries are spent.
+    fn retry_refused(&self, settlement: &mut Settlement, raw: &[u8], error: &str, tally: &mut Tally) {
+        let field = WorkerRole::Alerter.retry_field();
+        let policy = RetryPolicy { field, max_retries: self.config.max_retries };
+        let done = serde_json::from_slice::<serde_json::Value>(raw).ok().and_then(|v| v.get(field)?.as_u64());
+        let delay =
+            Duration::from_millis(500).saturating_mul(1 << done.unwrap_or(0).min(16)).min(self.config.max_backoff);
+        let error = format!("audit write failed: {error}");
+        let cid = correlation_id_of(raw);
+        match settlement.retry(policy, raw, delay, &error) {
+            RetryOutcome::Retried { attempt } => {
+                tally.retried += 1;
+                tracing::warn!(correlation_id = %cid, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "audit row refused; event retried");
+            }
+            RetryOutcome::DeadLettered => {
+                tally.dead += 1;
+                tracing::warn!(correlation_id = %cid, error = %error, "audit row refused and retries spent; event dead-lettered");
+            }
+        }
     }
 
     /// Alert-queue backpressure (spec §4.10): above the shed threshold, dead-letter a batch of
@@ -284,63 +349,62 @@ impl Alerter {
         }
     }
 
-    /// Writes the batch's audit rows. While the database is unreachable it waits and retries
-    /// (the batch stays leased); rows the database refuses are found one by one and their
-    /// events dead-lettered. Returns how many rows were new, or `None` if shutdown came first.
-    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<u64> {
+    /// Writes the batch's audit rows in one statement. While the database is unavailable (an
+    /// outage: [`StoreError::is_unavailable`]) it waits and retries, the batch stays leased and
+    /// nothing is counted against its events. When the database refuses the statement for any
+    /// other reason (a constraint, a trigger, permissions), the rows are split in halves until
+    /// the refused ones are found; the others are written. Refused items lose their audit row
+    /// and alert. `None` if shutdown came first.
+    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<AuditWrite> {
+        let all: Vec<usize> = (0..items.len()).filter(|&n| items[n].audit.is_some()).collect();
+        let mut pending = vec![all];
+        let mut done = AuditWrite { inserted: 0, refused: Vec::new() };
+        while let Some(group) = pending.pop() {
+            if group.is_empty() {
+                continue;
+            }
+            let rows: Vec<AuditRecord> = group.iter().filter_map(|&n| items[n].audit.clone()).collect();
+            match self.write_rows(&rows, shutdown).await? {
+                Ok(inserted) => done.inserted += inserted,
+                Err(e) if group.len() == 1 => done.refused.push((group[0], e.to_string())),
+                Err(e) => {
+                    tracing::warn!(rows = group.len(), error = %e, "audit rows refused; splitting them to find the refused ones");
+                    let (first, second) = group.split_at(group.len() / 2);
+                    pending.push(second.to_vec());
+                    pending.push(first.to_vec());
+                }
+            }
+        }
+        for (n, _) in &done.refused {
+            let item = &mut items[*n];
+            item.audit = None;
+            item.alert = None;
+            item.handled = false;
+        }
+        Some(done)
+    }
+
+    /// One audit statement, repeated while the database is unavailable: the database's answer
+    /// otherwise, or `None` if shutdown came first.
+    async fn write_rows(&self, rows: &[AuditRecord], shutdown: &CancellationToken) -> Option<Result<u64, StoreError>> {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         loop {
-            let rows: Vec<AuditRecord> = items.iter().filter_map(|i| i.audit.clone()).collect();
             let started = Instant::now();
-            match self.store.write_audit(&rows).await {
+            match self.store.write_audit(rows).await {
                 Ok(inserted) => {
                     self.metrics.db_write_latency_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
-                    return Some(inserted);
+                    return Some(Ok(inserted));
                 }
-                Err(StoreError::Unavailable(e)) => {
+                Err(e) if e.is_unavailable() => {
                     let wait = backoff.next_delay();
                     tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit write failed: database unavailable; batch stays leased");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
                         return None;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "audit batch refused; isolating the refused rows");
-                    return self.isolate_refused_rows(items, shutdown).await;
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
-    }
-
-    async fn isolate_refused_rows(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<u64> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
-        let mut inserted = 0;
-        for item in items.iter_mut() {
-            let Some(row) = item.audit.clone() else {
-                continue;
-            };
-            loop {
-                match self.store.write_audit(std::slice::from_ref(&row)).await {
-                    Ok(n) => {
-                        inserted += n;
-                        break;
-                    }
-                    Err(StoreError::Unavailable(_)) => {
-                        if !mutt_service::sleep_or_shutdown(backoff.next_delay(), shutdown).await {
-                            return None;
-                        }
-                    }
-                    Err(e) => {
-                        item.audit = None;
-                        item.alert = None;
-                        item.handled = false;
-                        item.dead = Some(("audit_rejected", e.to_string()));
-                        break;
-                    }
-                }
-            }
-        }
-        Some(inserted)
     }
 
     /// Settles, retrying while Redis is unreachable (settle is idempotent).

@@ -7,10 +7,13 @@
 //! - [`batch`]: one batch from lease to settle ([`Alerter::process_one_batch`]);
 //! - [`metrics`]: the original's `mutt_alerter_*` metrics.
 //!
-//! Failure handling: PostgreSQL unreachable → the batch stays leased and the write is retried
-//! with backoff (the heartbeat keeps the lease ours); an event the database refuses, or that
-//! cannot be read, is dead-lettered alone with its reason; Redis unreachable at settle → the
-//! settle is retried (it is idempotent).
+//! Failure handling: the database unavailable (connection lost, timed out, locked, busy) →
+//! the batch stays leased and the write is retried with backoff (the heartbeat keeps the lease
+//! ours); an event whose audit row the database refuses for any other reason (a constraint, a
+//! trigger, permissions) is found by splitting the batch, retried with `_retry_count` and
+//! dead-lettered with the database's message once `max_retries` are spent, while its batch
+//! mates are audited; an event that cannot be read is dead-lettered alone with its reason;
+//! Redis unreachable at settle → the settle is retried (it is idempotent).
 
 pub mod batch;
 pub mod dynamic;

@@ -135,7 +135,15 @@ async fn a_poison_event_is_dead_lettered_alone_and_its_batch_mates_go_on() {
     let outcomes = drain(&mut a).await;
     assert_eq!(
         outcomes,
-        vec![BatchOutcome::Processed { events: 5, handled: 2, unhandled: 0, audited: 2, alerts: 2, dead_lettered: 3 }]
+        vec![BatchOutcome::Processed {
+            events: 5,
+            handled: 2,
+            unhandled: 0,
+            audited: 2,
+            alerts: 2,
+            dead_lettered: 3,
+            retried: 0
+        }]
     );
     let dlq = s.list(&s.queue.keys().alerter_dlq).await;
     let reasons: Vec<&str> = dlq.iter().map(|d| d["_dlq_reason"].as_str().unwrap()).collect();

@@ -114,7 +114,15 @@ async fn items_queued_by_the_original_are_processed_once(kind: BackendKind) {
     let out = one_batch(&mut a).await;
     assert_eq!(
         out,
-        BatchOutcome::Processed { events: 2, handled: 2, unhandled: 0, audited: 2, alerts: 2, dead_lettered: 0 }
+        BatchOutcome::Processed {
+            events: 2,
+            handled: 2,
+            unhandled: 0,
+            audited: 2,
+            alerts: 2,
+            dead_lettered: 0,
+            retried: 0
+        }
     );
     let alerts = s.list(&s.keys().alert_queue).await;
     let cids: Vec<&str> = alerts.iter().map(|a| a["_correlation_id"].as_str().unwrap()).collect();
@@ -153,7 +161,15 @@ async fn exhausted_retry_counts_are_dead_lettered_unprocessed(kind: BackendKind)
     let out = one_batch(&mut a).await;
     assert_eq!(
         out,
-        BatchOutcome::Processed { events: 3, handled: 1, unhandled: 0, audited: 1, alerts: 1, dead_lettered: 2 }
+        BatchOutcome::Processed {
+            events: 3,
+            handled: 1,
+            unhandled: 0,
+            audited: 1,
+            alerts: 1,
+            dead_lettered: 2,
+            retried: 0
+        }
     );
     let alerts = s.list(&s.keys().alert_queue).await;
     assert_eq!(alerts.len(), 1);
