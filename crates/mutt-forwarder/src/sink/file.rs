@@ -39,7 +39,13 @@ impl FileSink {
     async fn append(&self, line: &str) -> Delivery {
         tracing::info!(alert = %line, file = %self.path.display(), "alert");
         let mut f = self.file.lock().await;
-        match f.write_all(format!("{line}\n").as_bytes()).await {
+        // A tokio file only hands the bytes to a background write: flush, so that a line
+        // counted as delivered is in the file.
+        let written = async {
+            f.write_all(format!("{line}\n").as_bytes()).await?;
+            f.flush().await
+        };
+        match written.await {
             Ok(()) => {
                 self.metrics.request("success", "");
                 Delivery::Delivered
