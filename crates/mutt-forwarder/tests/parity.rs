@@ -71,8 +71,12 @@ fn muttd_alert(cid: &str) -> Alert {
 
 impl Setup {
     async fn forwarder(&self, format: OutputFormat) -> Forwarder {
+        self.forwarder_to(Destination::Webhook(self.receiver.url()), format).await
+    }
+
+    async fn forwarder_to(&self, destination: Destination, format: OutputFormat) -> Forwarder {
         let config = ForwarderConfig {
-            destination: Destination::Webhook(self.receiver.url()),
+            destination,
             api_key: Some(mutt_core::Secret::new(FORWARDER_KEY)),
             format,
             timeout: Duration::from_secs(2),
@@ -286,7 +290,25 @@ async fn rest_lam_and_generic_send_event_ids(kind: BackendKind) {
     assert!(!s.everything_received().contains(ORIGINAL_KEY));
 }
 
+/// The alerts file gets the original's alerts in the chosen format, without the key.
+async fn original_alerts_reach_the_alerts_file_without_the_key(kind: BackendKind) {
+    let s = setup(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.jsonl");
+    for (i, format) in [OutputFormat::Legacy, OutputFormat::Generic, OutputFormat::MoogRestLam].into_iter().enumerate()
+    {
+        let mut f = s.forwarder_to(Destination::File(path.clone()), format).await;
+        s.push(&[original_alert(&format!("cid-file-{i}"), "server-file")]).await;
+        let out = one_batch(&mut f).await;
+        assert!(matches!(out, ForwardOutcome::Processed { delivered: 1, .. }), "{format:?}: {out:?}");
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("cid-file-2") && !text.contains(ORIGINAL_KEY) && !text.contains("api_key"), "{text}");
+}
+
 mutt_testapp::both_backends!(
+    original_alerts_reach_the_alerts_file_without_the_key,
     original_alerts_are_delivered_as_the_original_did,
     original_alerts_are_requeued_and_dead_lettered_without_the_key,
     exhausted_retry_counts_are_dead_lettered_on_arrival,
