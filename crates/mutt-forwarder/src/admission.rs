@@ -9,12 +9,14 @@ use crate::sink::Sent;
 use mutt_queue::settings::{self, Settings};
 use mutt_queue::{BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The circuit breaker's name in its Redis keys (`mutt:circuit_breaker:moogsoft:*`).
 pub const BREAKER: &str = "moogsoft";
 /// The shared rate limiter's name (`mutt:rate_limit:moog`).
 pub const LIMITER: &str = "moog";
+/// How often an idle forwarder reads the shared breaker for its gauges (the original's 10 s).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// The rate limit in force: `mutt:config:moog_rate_limit` / `moog_rate_period` (seconds) over
 /// the configured one.
@@ -98,7 +100,8 @@ impl Gate {
             let MoogRate { limit, period } = rate.get(coordination).await;
             let grant = coordination.rate_limit_take(LIMITER, limit, period, admitted.allowed as u64).await?;
             if (grant.granted as usize) < admitted.allowed {
-                self.metrics.rate_limit_hits.inc();
+                // One per alert held back, as the original counted each refused alert.
+                self.metrics.rate_limit_hits.inc_by(admitted.allowed as u64 - grant.granted);
                 admitted.pause = grant.retry_after.min(period);
             }
             admitted.allowed = grant.granted as usize;
@@ -108,6 +111,20 @@ impl Gate {
             tracing::debug!("half-open probe deferred by the rate limit");
         }
         Ok(admitted)
+    }
+
+    /// Reads the shared breaker's state into the gauges if the last read is older than
+    /// [`SAMPLE_EVERY`]: another forwarder may have opened or closed it while this one idles.
+    pub async fn sample(&mut self, coordination: &dyn Coordination) {
+        let Some(breaker) = &mut self.breaker else { return };
+        if breaker.sampled.is_some_and(|t| t.elapsed() < SAMPLE_EVERY) {
+            return;
+        }
+        breaker.sampled = Some(Instant::now());
+        match coordination.breaker_state(BREAKER).await {
+            Ok((state, failures)) => breaker.note(state, Some(failures)),
+            Err(e) => tracing::debug!(error = %e, "could not read the circuit breaker"),
+        }
     }
 
     /// Records each request's outcome on the breaker (a rejection says nothing about the
@@ -128,12 +145,14 @@ struct Breaker {
     threshold: u64,
     open_for: Duration,
     last: BreakerState,
+    /// When [`Gate::sample`] last read the shared state.
+    sampled: Option<Instant>,
     metrics: ForwarderMetrics,
 }
 
 impl Breaker {
     fn new(threshold: u64, open_for: Duration, metrics: ForwarderMetrics) -> Self {
-        Self { threshold, open_for, last: BreakerState::Closed, metrics }
+        Self { threshold, open_for, last: BreakerState::Closed, sampled: None, metrics }
     }
 
     async fn acquire(&mut self, coordination: &dyn Coordination) -> Result<BreakerPermit, QueueError> {
@@ -152,7 +171,12 @@ impl Breaker {
 
     async fn record(&mut self, coordination: &dyn Coordination, success: bool) {
         match coordination.breaker_record(BREAKER, success, self.threshold).await {
-            Ok(state) => self.note(state, None),
+            Ok(state) if success => self.note(state, Some(0)),
+            // The shared count (other forwarders fail too) for the failures gauge.
+            Ok(state) => match coordination.breaker_state(BREAKER).await {
+                Ok((_, failures)) => self.note(state, Some(failures)),
+                Err(_) => self.note(state, None),
+            },
             Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
         }
     }

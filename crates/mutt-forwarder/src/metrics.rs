@@ -71,17 +71,64 @@ impl ForwarderMetrics {
         let state = m.breaker_state.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
         let failures = m.breaker_failures_family.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
         let m = Self { breaker_state_moog: state, breaker_failures: failures, ..m };
-        metrics.register(|r| {
-            r.register("mutt_moog_requests", "Webhook requests by outcome", m.requests.clone());
-            r.register("mutt_moog_request_latency_seconds", "Webhook request time", m.request_latency.clone());
-            r.register("mutt_moog_alerts_processed", "Alerts by outcome", m.alerts_processed.clone());
-            r.register(
-                "mutt_moog_processing_list_depth",
-                "Alerts leased by this forwarder",
-                m.processing_list_depth.clone(),
-            );
-        });
+        m.precreate();
+        metrics.register(|r| m.register_in(r));
         m
+    }
+
+    /// The series of every label value the forwarder records, at 0 from the start, so that
+    /// `rate()` and alert rules see them before the first event (a breaker transition only
+    /// appears when it happens).
+    fn precreate(&self) {
+        let fail = |reason| ("fail", reason);
+        let requests =
+            [("success", ""), fail("http"), fail("rate_limit"), fail("retry_exhausted"), fail("circuit_open")];
+        for (status, reason) in requests {
+            let _ = self.requests.get_or_create(&RequestLabels { status, reason });
+        }
+        for status in ["success", "dlq", "error"] {
+            let _ = self.alerts_processed.get_or_create(&StatusLabel { status });
+        }
+    }
+
+    /// Every metric of spec §10.1's forwarder table, plus the duplicates skipped, the ingest
+    /// to delivery time and the original rules' `mutt_moog_circuit_open`.
+    fn register_in(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register("mutt_moog_requests", "Webhook requests by outcome", self.requests.clone());
+        r.register("mutt_moog_request_latency_seconds", "Webhook request time", self.request_latency.clone());
+        r.register("mutt_moog_alerts_processed", "Alerts by outcome", self.alerts_processed.clone());
+        r.register(
+            "mutt_moog_processing_list_depth",
+            "Alerts leased by this forwarder",
+            self.processing_list_depth.clone(),
+        );
+        r.register(
+            "mutt_moog_rate_limit_hits",
+            "Batches held back by the shared rate limit (not counted in requests)",
+            self.rate_limit_hits.clone(),
+        );
+        r.register("mutt_moog_duplicates_skipped", "Alerts not sent again: already delivered", self.duplicates.clone());
+        r.register(
+            "mutt_moog_delivery_latency_seconds",
+            "Time from ingest (the event id's time) to delivery",
+            self.delivery_latency.clone(),
+        );
+        r.register(
+            "mutt_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "mutt_circuit_breaker_failures",
+            "Consecutive delivery failures",
+            self.breaker_failures_family.clone(),
+        );
+        r.register(
+            "mutt_circuit_breaker_state_changes",
+            "Circuit breaker state changes seen by this forwarder",
+            self.breaker_transitions.clone(),
+        );
+        r.register("mutt_moog_circuit_open", "1 while the circuit breaker is open", self.circuit_open.clone());
     }
 
     pub fn request(&self, status: &'static str, reason: &'static str) {

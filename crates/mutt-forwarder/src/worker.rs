@@ -200,6 +200,7 @@ impl Forwarder {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
+            self.gate.sample(self.coordination.as_ref()).await;
             match self.process_one_batch().await {
                 Ok(ForwardOutcome::Paused(wait)) => {
                     if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
