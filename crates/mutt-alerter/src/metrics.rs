@@ -53,6 +53,14 @@ impl AlerterMetrics {
             unhandled_meta_alerts: Counter::default(),
             shed_events: Family::default(),
         };
+        // Every label value at 0 from the start, so that `rate()` and alert rules see the
+        // series before the first such event.
+        for status in ["handled", "unhandled", "poison", "error"] {
+            let _ = m.events_processed.get_or_create(&StatusLabel { status });
+        }
+        for mode in ["dlq", "defer"] {
+            let _ = m.shed_events.get_or_create(&ModeLabel { mode });
+        }
         metrics.register(|r| {
             r.register("mutt_alerter_events_processed", "Events processed by outcome", m.events_processed.clone());
             r.register("mutt_alerter_alerts_forwarded", "Alerts pushed to the alert queue", m.alerts_forwarded.clone());
