@@ -13,6 +13,7 @@
 //! - [`extract`]: [`ApiJson`], [`ApiQuery`], [`ApiPath`]: axum's extractors with JSON errors
 //!   naming the wrong input; handlers use these, never `axum::Json` as an input.
 //! - `ui`: the console's pages, templates and vendored assets (placeholder).
+//! - [`metrics`]: the original's `mutt_webui_*` metrics.
 //! - `health`: what `/health` checks. `/health`, `/live`, `/metrics` are public (no key),
 //!   served by [`mutt_service::ops`].
 
@@ -21,10 +22,12 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod metrics;
 mod ui;
 
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use metrics::WebMetrics;
 
 use axum::Router;
 use mutt_core::Secret;
@@ -41,6 +44,7 @@ pub struct WebConfig {
 pub struct WebState {
     pub store: Arc<dyn Store>,
     pub config: WebConfig,
+    pub metrics: WebMetrics,
 }
 
 /// [`router`] was given no non-empty key.
@@ -59,7 +63,7 @@ pub fn router(
     if config.api_keys.iter().all(Secret::is_empty) {
         return Err(NoApiKey);
     }
-    let state = Arc::new(WebState { store: store.clone(), config });
+    let state = Arc::new(WebState { store: store.clone(), config, metrics: WebMetrics::register(&metrics) });
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.
     let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
