@@ -28,6 +28,8 @@ pub struct RuleDraft {
     pub trap_oid: Option<String>,
     #[serde(default)]
     pub syslog_severity: Option<i32>,
+    /// `contains` when absent, as the original's API and the table's default.
+    #[serde(default = "default_match_type")]
     pub match_type: MatchType,
     #[serde(default = "default_priority")]
     pub priority: i32,
@@ -36,6 +38,10 @@ pub struct RuleDraft {
     pub team_assignment: String,
     #[serde(default = "default_true")]
     pub is_active: bool,
+}
+
+fn default_match_type() -> MatchType {
+    MatchType::Contains
 }
 
 fn default_priority() -> i32 {
@@ -300,11 +306,12 @@ mod tests {
     #[test]
     fn deserializes_with_the_defaults_of_the_original() {
         let d: RuleDraft = serde_json::from_str(
-            r#"{"match_string":"X","match_type":"contains","prod_handling":"a","dev_handling":"b",
+            r#"{"match_string":"X","prod_handling":"a","dev_handling":"b",
                 "team_assignment":"c","reason":"extra fields (the API's reason) are ignored"}"#,
         )
         .unwrap();
         assert_eq!((d.priority, d.is_active, d.syslog_severity, d.trap_oid.as_deref()), (100, true, None, None));
+        assert_eq!(d.match_type, MatchType::Contains, "match_type defaults to contains, as in the original");
         let back: RuleDraft = serde_json::from_value(serde_json::to_value(d.parse().unwrap()).unwrap()).unwrap();
         assert_eq!(back, d, "a valid rule serializes as its draft");
         let bad = serde_json::from_str::<RuleDraft>(r#"{"match_type":"glob","prod_handling":"a"}"#);
