@@ -10,6 +10,7 @@
 //! - [`periodic`]: the consumers' background loops (heartbeat, janitor, delayed retries);
 //! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
 //!   including the retry counter and DLQ annotations written into messages;
+//! - [`log_ids`]: the correlation and event ids log lines name for queued messages;
 //! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
 //!   delayed-retry sorted sets, Lua scripts);
 //! - [`sqlite`]: the embedded backend (the same semantics in the SQLite data file, for a
@@ -22,6 +23,7 @@
 //! moves it back to the source queue once the dead worker's heartbeat has expired.
 
 pub mod coordination;
+pub mod log_ids;
 pub mod metrics;
 pub mod periodic;
 pub mod redis;
@@ -35,6 +37,7 @@ use mutt_core::PodName;
 use std::time::Duration;
 
 pub use coordination::{BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledKey};
+pub use log_ids::MessageIds;
 pub use metrics::QueueMetrics;
 pub use settings::{Settings, SettingsCache};
 pub use settlement::{RetryOutcome, RetryPolicy, Settlement};

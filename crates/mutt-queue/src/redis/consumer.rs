@@ -328,7 +328,8 @@ impl Consumer for RedisConsumer {
                     Ok(more) => messages.extend(more),
                     // The first message is leased; settle it alone, mark the rest uncertain.
                     Err(e) => {
-                        tracing::warn!(error = %e, "leasing further messages failed");
+                        let event_ids = crate::log_ids::first_event_ids(&messages);
+                        tracing::warn!(error = %e, events = messages.len(), event_ids, "leasing further messages failed");
                         self.dirty = true;
                     }
                 }
@@ -379,6 +380,8 @@ impl Consumer for RedisConsumer {
         if applied == 0 {
             tracing::warn!(
                 list = %self.keys.processing,
+                events = lease.len(),
+                event_ids = crate::log_ids::first_event_ids(&lease.messages),
                 "lease was no longer in the processing list (already settled, or recovered by a janitor)"
             );
         }

@@ -318,7 +318,12 @@ impl Consumer for SqliteConsumer {
         self.queue.committed(deltas);
         self.leased.clear();
         if !applied {
-            tracing::warn!(owner = %self.owner, "lease was no longer held (already settled, or recovered by a janitor)");
+            tracing::warn!(
+                owner = %self.owner,
+                events = lease.len(),
+                event_ids = crate::log_ids::first_event_ids(&lease.messages),
+                "lease was no longer held (already settled, or recovered by a janitor)"
+            );
         }
         Ok(())
     }
