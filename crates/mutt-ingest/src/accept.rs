@@ -6,6 +6,7 @@
 use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
+use mutt_queue::log_ids::join_ids;
 use mutt_queue::{Coordination, Queue, QueueError, QueueId, RateDecision, SettingsCache};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -127,14 +128,14 @@ impl Ingest {
 
     /// Admits the submission through the shared rate limit, then checks, stamps and queues it.
     pub async fn accept(&self, submission: Submission) -> Result<Accepted, Rejection> {
-        self.admit().await?;
+        self.admit(&submission.correlation_id).await?;
         self.accept_admitted(submission).await
     }
 
     /// The shared rate limit alone (one submission's worth). HTTP calls it before reading the
     /// body, as the original did: a malformed request uses budget too. Fails open: with the
-    /// backend unreachable the push fails with 503 anyway.
-    pub async fn admit(&self) -> Result<(), Rejection> {
+    /// backend unreachable the push fails with 503 anyway. `correlation_id` is for log lines.
+    pub async fn admit(&self, correlation_id: &str) -> Result<(), Rejection> {
         let Some(rl) = self.settings().await.rate_limit else {
             return Ok(());
         };
@@ -142,10 +143,10 @@ impl Ingest {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => {
                 self.metrics.rate_limit_hits.inc();
-                Err(self.refuse(Rejection::RateLimited { retry_after }))
+                Err(self.refuse(Rejection::RateLimited { retry_after }, correlation_id, None))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+                tracing::warn!(correlation_id, error = %e, "rate limiter unavailable; allowing the request");
                 Ok(())
             }
         }
@@ -155,23 +156,42 @@ impl Ingest {
     /// backpressure, push, counters. A submission is queued whole or not at all.
     pub async fn accept_admitted(&self, submission: Submission) -> Result<Accepted, Rejection> {
         let Submission { mut events, correlation_id, .. } = submission;
+        let (cid, count) = (correlation_id.as_str(), Some(events.len()));
         let max = self.config.max_batch_events;
         if events.len() > max {
-            return Err(self.refuse(Rejection::TooManyEvents { count: events.len(), max }));
+            return Err(self.refuse(Rejection::TooManyEvents { count: events.len(), max }, cid, count));
         }
         let rejected = self.check(&mut events);
         if !rejected.is_empty() {
-            return Err(self.refuse(Rejection::Invalid(rejected)));
+            return Err(self.refuse(Rejection::Invalid(rejected), cid, count));
         }
+        // The ids for the debug line, gathered only when it is written (cost per event).
+        let mut ids = tracing::enabled!(tracing::Level::DEBUG).then(Vec::new);
         let messages: Vec<Vec<u8>> = events
             .into_iter()
             .map(|mut ev| {
-                stamp(&mut ev, &correlation_id);
+                let id = EventId::new().to_string();
+                if let Some(ids) = ids.as_mut() {
+                    ids.push(id.clone());
+                }
+                stamp(&mut ev, cid, id);
                 // Serialising a map of JSON values cannot fail.
                 serde_json::to_vec(&ev).unwrap_or_default()
             })
             .collect();
-        self.push(messages).await.map_err(|r| self.refuse(r))
+        let accepted = self.push(messages).await.map_err(|r| self.refuse(r, cid, count))?;
+        if let Some(ids) = ids {
+            let event_id = if let [one] = ids.as_slice() { Some(one.as_str()) } else { None };
+            tracing::debug!(
+                correlation_id = cid,
+                event_id,
+                events = accepted.count,
+                event_ids = join_ids(&ids),
+                queue_depth = accepted.queue_depth,
+                "events queued"
+            );
+        }
+        Ok(accepted)
     }
 
     /// Required fields first (every event), then normalisation, as the original orders them.
@@ -217,18 +237,53 @@ impl Ingest {
         Ok(Accepted { count: messages.len(), queue_depth })
     }
 
-    /// Counts a refusal under the original's metric labels.
-    fn refuse(&self, rejection: Rejection) -> Rejection {
-        self.metrics.request("fail", rejection.metric_reason());
+    /// Counts a refusal under the original's metric labels and logs it with the correlation id
+    /// (refused events have no event id yet) and how many events the submission held (`None`
+    /// before the body is read).
+    fn refuse(&self, rejection: Rejection, correlation_id: &str, events: Option<usize>) -> Rejection {
+        let reason = rejection.metric_reason();
+        self.metrics.request("fail", reason);
+        match &rejection {
+            // Expected under overload and counted by mutt_ingest_rate_limit_hits_total: one line
+            // per request at info would grow the logs fastest exactly then.
+            Rejection::RateLimited { .. } => {
+                tracing::debug!(correlation_id, reason, detail = %refusal_detail(&rejection), "events refused")
+            }
+            Rejection::TooManyEvents { .. } | Rejection::Invalid(_) => {
+                tracing::info!(correlation_id, events, reason, detail = %refusal_detail(&rejection), "events refused")
+            }
+            Rejection::QueueFull { .. } => {
+                tracing::warn!(correlation_id, events, reason, detail = %refusal_detail(&rejection), "events refused")
+            }
+            Rejection::Unavailable(_) => {
+                tracing::error!(correlation_id, events, reason, detail = %refusal_detail(&rejection), "could not queue events")
+            }
+        }
         rejection
     }
 }
 
+/// A refusal as a log line names it: the first bad element of an invalid submission, within
+/// the 200 characters the original kept of a message in its logs.
+fn refusal_detail(rejection: &Rejection) -> String {
+    let text = match rejection {
+        Rejection::Invalid(elements) => match elements.first() {
+            Some(first) if elements.len() > 1 => {
+                format!("{} elements rejected; element {}: {}", elements.len(), first.index, first.problem)
+            }
+            Some(first) => format!("element {}: {}", first.index, first.problem),
+            None => rejection.to_string(),
+        },
+        other => other.to_string(),
+    };
+    mutt_core::text::truncate_utf8(&text, 200).to_owned()
+}
+
 /// Adds the reserved fields; a client-supplied `_correlation_id` is overwritten (as the
 /// original), a client's `_event_id` too, since ids must be unique.
-fn stamp(ev: &mut Map<String, Value>, cid: &str) {
+fn stamp(ev: &mut Map<String, Value>, cid: &str, event_id: String) {
     ev.insert(CORRELATION_ID.into(), Value::from(cid));
-    ev.insert(EVENT_ID.into(), Value::from(EventId::new().to_string()));
+    ev.insert(EVENT_ID.into(), Value::from(event_id));
 }
 
 /// `['a', 'b']`, the original's (Python) rendering of a field list.

@@ -40,7 +40,7 @@ pub async fn ingest_v1(
 
 async fn handle(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Response {
     // Rate limit before reading the body, as the original: malformed requests use budget too.
-    if let Err(r) = ingest.admit().await {
+    if let Err(r) = ingest.admit(cid).await {
         return response::rejected(r, false, cid);
     }
     let parsed = match read(ingest, cid, headers, body).await {
@@ -72,6 +72,7 @@ async fn read(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Re
             }
             ingest.metrics().request("fail", "json");
             let msg = format!("Invalid JSON: could not read body: {e}");
+            refused(cid, "json", &msg);
             return Err(error_response(StatusCode::BAD_REQUEST, &msg, cid, None));
         }
     };
@@ -80,15 +81,29 @@ async fn read(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Re
         ingest.metrics().request("fail", "json");
         match e {
             BodyError::Invalid(msg) => {
-                error_response(StatusCode::BAD_REQUEST, &format!("Invalid JSON: {msg}"), cid, None)
+                let msg = format!("Invalid JSON: {msg}");
+                refused(cid, "json", &msg);
+                error_response(StatusCode::BAD_REQUEST, &msg, cid, None)
             }
-            BodyError::BadElements(bad) => response::batch_rejected(cid, bad),
+            BodyError::BadElements(bad) => {
+                let first = bad.first().map(|(i, r)| format!("element {i}: {r}")).unwrap_or_default();
+                refused(cid, "json", &format!("{} element(s) unreadable; {first}", bad.len()));
+                response::batch_rejected(cid, bad)
+            }
         }
     })
 }
 
+/// The log line of a body refused before its events were read (the same message as
+/// [`crate::Ingest`]'s refusals, which come later, with the events counted).
+fn refused(cid: &str, reason: &str, detail: &str) {
+    let detail = mutt_core::text::truncate_utf8(detail, 200);
+    tracing::info!(correlation_id = cid, reason, detail, "events refused");
+}
+
 fn too_large(ingest: &Ingest, cid: &str, limit: usize) -> Response {
     ingest.metrics().request("fail", "too_large");
+    refused(cid, "too_large", &format!("body larger than {limit} bytes"));
     error_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", cid, Some(json!({"limit_bytes": limit})))
 }
 

@@ -53,7 +53,7 @@ pub fn rejected(r: Rejection, batch: bool, cid: &str) -> Response {
             Some(json!({"queue_depth": depth, "queue_limit": limit})),
         ),
         Rejection::Unavailable(e) => {
-            tracing::error!(correlation_id = %cid, error = %e, "could not queue events");
+            // Logged with the correlation id by `Ingest` (every listener's refusals are).
             // The original's wording for Redis (clients may match on it); other backends say which.
             let message = match e.backend() {
                 "redis" => "Service Unavailable - Redis error".to_owned(),
