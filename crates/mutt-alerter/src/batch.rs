@@ -4,6 +4,7 @@ use crate::dynamic::{DynamicSettings, ShedMode};
 use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
+use mutt_queue::log_ids::{BatchFailure, MessageIds, first_event_ids, join_ids};
 use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, WorkerRole};
 use mutt_service::Backoff;
 use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
@@ -52,14 +53,17 @@ impl<'a> Item<'a> {
     }
 }
 
-/// The correlation id of a queued event, for log lines ("unknown" when unreadable).
-fn correlation_id_of(raw: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Cid {
-        #[serde(rename = "_correlation_id")]
-        cid: Option<String>,
+/// The correlation and event ids of a queued event, for log lines about it: the event id is
+/// the one its audit row and alert carry (derived for an event queued without one), and
+/// "unknown" where the message is unreadable. Parses the message again: failure paths only.
+fn ids_of(raw: &[u8]) -> (String, String) {
+    match Event::from_slice(raw) {
+        Ok(e) => (e.correlation_id().to_owned(), e.event_id().to_string()),
+        Err(_) => {
+            let ids = MessageIds::of(raw);
+            (ids.correlation_id().to_owned(), ids.event_id().to_owned())
+        }
     }
-    serde_json::from_slice::<Cid>(raw).ok().and_then(|c| c.cid).unwrap_or_else(|| "unknown".into())
 }
 
 /// The audit write of one batch: rows that were new, and the items whose row the database
@@ -81,14 +85,33 @@ struct Tally {
 impl Alerter {
     /// Leases one batch and processes it to the end (settled, or handed back at shutdown).
     pub async fn process_one_batch(&mut self, shutdown: &CancellationToken) -> Result<BatchOutcome, AlerterError> {
+        self.step(shutdown).await.map_err(|f| f.error)
+    }
+
+    /// [`Self::process_one_batch`], saying which batch failed.
+    pub(crate) async fn step(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<BatchOutcome, BatchFailure<AlerterError>> {
         let settings = self.dynamic.get(self.coordination.as_ref()).await;
-        if let Some(outcome) = self.backpressure(&settings).await? {
+        if let Some(outcome) = self.backpressure(&settings).await.map_err(BatchFailure::unleased)? {
             return Ok(outcome);
         }
-        let Some(lease) = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await? else {
+        let leased = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await;
+        let Some(lease) = leased.map_err(BatchFailure::unleased)? else {
             self.metrics.processing_list_depth.set(0);
             return Ok(BatchOutcome::Empty);
         };
+        self.process_lease(&lease, &settings, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))
+    }
+
+    /// Decides, audits, counts the unhandled events of and settles a leased batch.
+    async fn process_lease(
+        &mut self,
+        lease: &Lease,
+        settings: &DynamicSettings,
+        shutdown: &CancellationToken,
+    ) -> Result<BatchOutcome, AlerterError> {
         self.metrics.processing_list_depth.set(lease.len() as i64);
         let started = Instant::now();
         // After the lease, so that an event queued after a rule change commits meets the new rules.
@@ -98,21 +121,33 @@ impl Alerter {
 
         let Some(audit) = self.write_audit(&mut items, shutdown).await else {
             let moved = self.consumer.release().await?;
-            tracing::info!(moved, "shutdown while the database was unreachable: batch handed back");
+            let event_ids = first_event_ids(&lease.messages);
+            tracing::info!(
+                moved,
+                events = lease.len(),
+                event_ids,
+                "shutdown while the database was unreachable: batch handed back"
+            );
             return Ok(BatchOutcome::HandedBack);
         };
 
-        let meta_alerts = match self.meta_alerts(&items, &rules, &settings, shutdown).await {
+        let meta_alerts = match self.meta_alerts(&items, &rules, settings, shutdown).await {
             Some(m) => m,
             None => {
                 let moved = self.consumer.release().await?;
-                tracing::info!(moved, "shutdown while Redis was unreachable: batch handed back");
+                let event_ids = first_event_ids(&lease.messages);
+                tracing::info!(
+                    moved,
+                    events = lease.len(),
+                    event_ids,
+                    "shutdown while Redis was unreachable: batch handed back"
+                );
                 return Ok(BatchOutcome::HandedBack);
             }
         };
 
         let (settlement, tally) = self.settlement(&items, &meta_alerts, &audit.refused);
-        self.settle(&lease, &settlement, shutdown).await?;
+        self.settle(lease, &settlement, shutdown).await?;
 
         self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
         self.metrics.processed("handled", tally.handled as u64);
@@ -158,8 +193,8 @@ impl Alerter {
                 continue;
             }
             if let Some((reason, error)) = &item.dead {
-                let cid = correlation_id_of(item.raw);
-                tracing::warn!(correlation_id = %cid, reason, error = %error, "event dead-lettered");
+                let (correlation_id, event_id) = ids_of(item.raw);
+                tracing::warn!(correlation_id, event_id, reason, error = %error, "event dead-lettered");
                 settlement.dead_letter(item.raw, reason, error);
                 tally.dead += 1;
                 continue;
@@ -186,15 +221,15 @@ impl Alerter {
         let delay =
             Duration::from_millis(500).saturating_mul(1 << done.unwrap_or(0).min(16)).min(self.config.max_backoff);
         let error = format!("audit write failed: {error}");
-        let cid = correlation_id_of(raw);
+        let (correlation_id, event_id) = ids_of(raw);
         match settlement.retry(policy, raw, delay, &error) {
             RetryOutcome::Retried { attempt } => {
                 tally.retried += 1;
-                tracing::warn!(correlation_id = %cid, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "audit row refused; event retried");
+                tracing::warn!(correlation_id, event_id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "audit row refused; event retried");
             }
             RetryOutcome::DeadLettered => {
                 tally.dead += 1;
-                tracing::warn!(correlation_id = %cid, error = %error, "audit row refused and retries spent; event dead-lettered");
+                tracing::warn!(correlation_id, event_id, error = %error, "audit row refused and retries spent; event dead-lettered");
             }
         }
     }
@@ -222,7 +257,8 @@ impl Alerter {
                             .shed_events
                             .get_or_create(&crate::metrics::ModeLabel { mode: "dlq" })
                             .inc_by(shed as u64);
-                        tracing::warn!(shed, reason = %reason, "backpressure: events moved to the alerter DLQ");
+                        let event_ids = first_event_ids(&lease.messages);
+                        tracing::warn!(shed, event_ids, reason = %reason, "backpressure: events moved to the alerter DLQ");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     return Ok(Some(BatchOutcome::Shed(shed)));
@@ -275,7 +311,8 @@ impl Alerter {
                 Ok(f) => break f,
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "counting unhandled events failed; retrying");
+                    let event_ids = join_ids(keys.iter().map(|k| k.event_id.as_str()));
+                    tracing::error!(error = %e, events = keys.len(), event_ids, retry_in_ms = wait.as_millis() as u64, "counting unhandled events failed; retrying");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
                         return None;
                     }
@@ -294,8 +331,22 @@ impl Alerter {
                         .and_then(|h| teams.get(h))
                         .map(String::as_str)
                         .unwrap_or(&self.config.unhandled_default_team);
-                    tracing::warn!(hostname = e.hostname().unwrap_or_default(), team, "unhandled meta-alert");
-                    Alert::unhandled_meta(e, team, settings.unhandled_threshold, settings.unhandled_expiry.as_secs())
+                    let alert = Alert::unhandled_meta(
+                        e,
+                        team,
+                        settings.unhandled_threshold,
+                        settings.unhandled_expiry.as_secs(),
+                    );
+                    // The meta-alert's own id (what the forwarder's lines name), and the event's.
+                    tracing::warn!(
+                        correlation_id = %alert.correlation_id,
+                        event_id = %alert.event_id,
+                        trigger_event_id = %e.event_id(),
+                        hostname = e.hostname().unwrap_or_default(),
+                        team,
+                        "unhandled meta-alert"
+                    );
+                    alert
                 })
                 .collect(),
         )
@@ -319,9 +370,19 @@ impl Alerter {
         }
         match decide(rules, &event) {
             Decision::Unhandled => {
+                // Debug only: an info line per event would cost on the hot path.
+                tracing::debug!(correlation_id = event.correlation_id(), event_id = %event.event_id(), "event unhandled");
                 Item { raw, audit: None, alert: None, dead: None, handled: false, unhandled: Some(event) }
             }
             Decision::Handled { rule, handling, forward, .. } => {
+                tracing::debug!(
+                    correlation_id = event.correlation_id(),
+                    event_id = %event.event_id(),
+                    rule_id = rule.id,
+                    handling,
+                    forward,
+                    "event handled"
+                );
                 let event_timestamp = match event.timestamp() {
                     Ok(t) => t,
                     Err(e) => return Item::dead(raw, "bad_timestamp", e.to_string()),
@@ -368,7 +429,8 @@ impl Alerter {
                 Ok(inserted) => done.inserted += inserted,
                 Err(e) if group.len() == 1 => done.refused.push((group[0], e.to_string())),
                 Err(e) => {
-                    tracing::warn!(rows = group.len(), error = %e, "audit rows refused; splitting them to find the refused ones");
+                    let event_ids = join_ids(rows.iter().map(|r| r.event_id.to_string()));
+                    tracing::warn!(rows = group.len(), event_ids, error = %e, "audit rows refused; splitting them to find the refused ones");
                     let (first, second) = group.split_at(group.len() / 2);
                     pending.push(second.to_vec());
                     pending.push(first.to_vec());
@@ -397,7 +459,8 @@ impl Alerter {
                 }
                 Err(e) if e.is_unavailable() => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit write failed: database unavailable; batch stays leased");
+                    let event_ids = join_ids(rows.iter().map(|r| r.event_id.to_string()));
+                    tracing::error!(error = %e, rows = rows.len(), event_ids, retry_in_ms = wait.as_millis() as u64, "audit write failed: database unavailable; batch stays leased");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
                         return None;
                     }
@@ -421,7 +484,8 @@ impl Alerter {
                 Err(e) if shutdown.is_cancelled() => return Err(e.into()),
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "settle failed; retrying");
+                    let event_ids = first_event_ids(&lease.messages);
+                    tracing::error!(error = %e, events = lease.len(), event_ids, retry_in_ms = wait.as_millis() as u64, "settle failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
             }

@@ -135,11 +135,17 @@ impl Alerter {
         );
         let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         while !shutdown.is_cancelled() {
-            match self.process_one_batch(&shutdown).await {
+            match self.step(&shutdown).await {
                 Ok(_) => backoff.reset(),
-                Err(e) => {
+                Err(f) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "alerter batch failed");
+                    tracing::error!(
+                        error = %f.error,
+                        events = f.events,
+                        event_ids = %f.event_ids,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "alerter batch failed"
+                    );
                     if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
                         break;
                     }
