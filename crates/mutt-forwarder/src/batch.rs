@@ -5,7 +5,8 @@ use crate::ForwarderMetrics;
 use crate::delivery::Delivery;
 use crate::worker::ForwardOutcome;
 use mutt_core::Alert;
-use mutt_queue::{Lease, RetryOutcome, RetryPolicy, Settlement};
+use mutt_queue::log_ids::join_ids;
+use mutt_queue::{Lease, MessageIds, RetryOutcome, RetryPolicy, Settlement};
 use mutt_service::Backoff;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -72,6 +73,14 @@ impl<'a> Batch<'a> {
                 Err(e) => {
                     self.counts.dead += 1;
                     self.metrics.processed("dlq");
+                    // Only the ids are read back: the message may hold the original's api_key.
+                    let ids = MessageIds::of(raw);
+                    tracing::error!(
+                        correlation_id = ids.correlation_id(),
+                        event_id = ids.event_id(),
+                        error = %e,
+                        "unreadable alert dead-lettered"
+                    );
                     self.settlement.dead_letter(raw, "invalid_alert", &e.to_string());
                 }
             }
@@ -83,15 +92,25 @@ impl<'a> Batch<'a> {
         self.counts.dead += 1;
         self.metrics.request("fail", "retry_exhausted");
         self.metrics.processed("dlq");
-        tracing::error!(event_id = %alert.event_id, retry_count = count, "alert dead-lettered on arrival: retries exhausted");
+        tracing::error!(
+            correlation_id = %alert.correlation_id,
+            event_id = %alert.event_id,
+            retry_count = count,
+            "alert dead-lettered on arrival: retries exhausted"
+        );
         let error = format!("arrived with _moog_retry_count {count}, above MOOG_MAX_RETRIES ({max_retries})");
         self.settlement.dead_letter(raw, "retries_exhausted", &error);
     }
 
     /// An alert delivered before (redelivered after a crash between the POST and the ack): done.
-    pub fn duplicate(&mut self) {
+    pub fn duplicate(&mut self, p: &Pending<'_>) {
         self.counts.duplicates += 1;
         self.metrics.duplicates.inc();
+        tracing::info!(
+            correlation_id = %p.alert.correlation_id,
+            event_id = %p.alert.event_id,
+            "alert delivered before: dropped as a duplicate"
+        );
     }
 
     /// Settles one alert after its delivery; returns its event id when it was delivered.
@@ -100,6 +119,8 @@ impl<'a> Batch<'a> {
             Delivery::Delivered => {
                 self.counts.delivered += 1;
                 self.metrics.processed("success");
+                // Debug only: an info line per alert would cost on the hot path.
+                tracing::debug!(correlation_id = %p.alert.correlation_id, event_id = %p.alert.event_id, "alert delivered");
                 if let Some(ms) = age_ms(&p.alert.event_id) {
                     self.metrics.delivery_latency.observe(ms / 1000.0);
                 }
@@ -109,7 +130,12 @@ impl<'a> Batch<'a> {
             Delivery::Reject { status, body } => {
                 self.counts.dead += 1;
                 self.metrics.processed("dlq");
-                tracing::error!(event_id = %p.alert.event_id, status, "alert rejected by the receiver; dead-lettered");
+                tracing::error!(
+                    correlation_id = %p.alert.correlation_id,
+                    event_id = %p.alert.event_id,
+                    status,
+                    "alert rejected by the receiver; dead-lettered"
+                );
                 self.settlement.dead_letter(&p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
             }
         }
@@ -120,15 +146,28 @@ impl<'a> Batch<'a> {
         let attempt = retry_count(&p.raw, retry.policy.field);
         let delay = after.unwrap_or_else(|| Backoff::jittered(retry.base, retry.max, attempt as u32));
         match self.settlement.retry(retry.policy, &p.raw, delay, reason) {
-            RetryOutcome::Retried { .. } => {
+            RetryOutcome::Retried { attempt } => {
                 self.counts.retried += 1;
                 self.metrics.processed("error");
+                tracing::warn!(
+                    correlation_id = %p.alert.correlation_id,
+                    event_id = %p.alert.event_id,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    reason = %reason,
+                    "delivery failed; alert retried"
+                );
             }
             RetryOutcome::DeadLettered => {
                 self.counts.dead += 1;
                 self.metrics.request("fail", "retry_exhausted");
                 self.metrics.processed("dlq");
-                tracing::error!(event_id = %p.alert.event_id, reason = %reason, "alert dead-lettered: retries exhausted");
+                tracing::error!(
+                    correlation_id = %p.alert.correlation_id,
+                    event_id = %p.alert.event_id,
+                    reason = %reason,
+                    "alert dead-lettered: retries exhausted"
+                );
             }
         }
     }
@@ -139,6 +178,14 @@ impl<'a> Batch<'a> {
             self.settlement.put_back(&p.raw);
         }
         self.counts.put_back += waiting.len();
+        if !waiting.is_empty() {
+            // One line per batch, at debug: while the breaker is open this repeats every pause.
+            tracing::debug!(
+                held = waiting.len(),
+                event_ids = join_ids(waiting.iter().map(|p| p.alert.event_id.as_str())),
+                "alerts held back by the circuit breaker or the rate limit; put back first in line"
+            );
+        }
     }
 
     /// What the batch came to. `sent` alerts went out; when none did and all that was not

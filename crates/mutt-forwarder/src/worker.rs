@@ -20,6 +20,7 @@ use crate::delivery::Delivery;
 use crate::sink::{self, Sink};
 use crate::{ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
+use mutt_queue::log_ids::{BatchFailure, first_event_ids, join_ids};
 use mutt_queue::{ConsumerConfig, Coordination, Lease, Queue, QueueError, RetryPolicy, WorkerRole};
 use mutt_service::Backoff;
 use std::sync::Arc;
@@ -92,10 +93,20 @@ impl Forwarder {
 
     /// Leases a batch and takes it through the five stages (see the module docs).
     pub async fn process_one_batch(&mut self) -> Result<ForwardOutcome, QueueError> {
-        let Some(lease) = self.lease().await? else {
+        self.step().await.map_err(|f| f.error)
+    }
+
+    /// [`Self::process_one_batch`], saying which batch failed.
+    async fn step(&mut self) -> Result<ForwardOutcome, BatchFailure<QueueError>> {
+        let Some(lease) = self.lease().await.map_err(BatchFailure::unleased)? else {
             return Ok(ForwardOutcome::Empty);
         };
-        let mut batch = Batch::new(&lease, &self.metrics);
+        self.take_through(&lease).await.map_err(|e| BatchFailure::of(e, &lease))
+    }
+
+    /// Stages 1 to 5 for a leased batch.
+    async fn take_through(&mut self, lease: &Lease) -> Result<ForwardOutcome, QueueError> {
+        let mut batch = Batch::new(lease, &self.metrics);
         let decoded = batch.decode(self.config.max_retries);
         let fresh = self.drop_delivered(&mut batch, decoded).await?;
         let admission = self.admit(fresh).await?;
@@ -120,7 +131,7 @@ impl Forwarder {
         let mut fresh = Vec::with_capacity(decoded.len());
         for (i, p) in decoded.into_iter().enumerate() {
             if seen.get(i).copied().unwrap_or(false) && !p.alert.event_id.is_empty() {
-                batch.duplicate();
+                batch.duplicate(&p);
             } else {
                 fresh.push(p);
             }
@@ -164,7 +175,12 @@ impl Forwarder {
         if !delivered.is_empty()
             && let Err(e) = self.coordination.mark_delivered(&delivered, self.config.dedup_ttl).await
         {
-            tracing::warn!(error = %e, "could not record delivered ids (a redelivery may send them again)");
+            tracing::warn!(
+                error = %e,
+                events = delivered.len(),
+                event_ids = join_ids(&delivered),
+                "could not record delivered ids (a redelivery may send them again)"
+            );
         }
         batch.put_back(&admission.waiting);
         self.settle_lease(&batch).await?;
@@ -182,7 +198,14 @@ impl Forwarder {
                 Err(e) if backoff.attempts() >= 50 => return Err(e),
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "settle failed; retrying");
+                    let lease = batch.lease();
+                    tracing::error!(
+                        error = %e,
+                        events = lease.len(),
+                        event_ids = first_event_ids(&lease.messages),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "settle failed; retrying"
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -201,16 +224,22 @@ impl Forwarder {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
             self.gate.sample(self.coordination.as_ref()).await;
-            match self.process_one_batch().await {
+            match self.step().await {
                 Ok(ForwardOutcome::Paused(wait)) => {
                     if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
                         break;
                     }
                 }
                 Ok(_) => backoff.reset(),
-                Err(e) => {
+                Err(f) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "forwarder batch failed");
+                    tracing::error!(
+                        error = %f.error,
+                        events = f.events,
+                        event_ids = %f.event_ids,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "forwarder batch failed"
+                    );
                     if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
                         break;
                     }

@@ -36,8 +36,21 @@ impl FileSink {
         Ok(Self { path, file: tokio::sync::Mutex::new(file), encoder, metrics })
     }
 
-    async fn append(&self, line: &str) -> Delivery {
-        tracing::info!(alert = %line, file = %self.path.display(), "alert");
+    async fn append(&self, group: &[&Alert], line: &str) -> Delivery {
+        // The ids of a one-alert request, or the first few of a bigger one.
+        let (correlation_id, event_id) = match group {
+            [one] => (Some(one.correlation_id.as_str()), Some(one.event_id.as_str())),
+            _ => (None, None),
+        };
+        tracing::info!(
+            correlation_id,
+            event_id,
+            alerts = group.len(),
+            event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_str())),
+            alert = %line,
+            file = %self.path.display(),
+            "alert"
+        );
         let mut f = self.file.lock().await;
         // A tokio file only hands the bytes to a background write: flush, so that a line
         // counted as delivered is in the file.
@@ -60,7 +73,7 @@ impl Sink for FileSink {
     async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent> {
         let mut out = Vec::new();
         for (group, body) in self.encoder.requests(alerts, chrono::Utc::now().timestamp()) {
-            out.push(Sent { alerts: group.len(), delivery: self.append(&body.to_string()).await });
+            out.push(Sent { alerts: group.len(), delivery: self.append(group, &body.to_string()).await });
         }
         out
     }
