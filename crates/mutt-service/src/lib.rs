@@ -2,6 +2,7 @@
 //!
 //! - [`auth`]: the constant-time API-key check of every role's HTTP gate.
 //! - [`metrics`]: a role's Prometheus registry and its `/metrics` text.
+//! - [`process`]: the conventional `process_*` metrics (CPU, memory, fds), once per process.
 //! - [`health`]: the `/health` body of every role, built from named dependency checks.
 //! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves (and the probe-only ones).
 //! - [`serve`]: running an axum router until shutdown, draining in-flight requests.
@@ -12,6 +13,7 @@ pub mod backoff;
 pub mod health;
 pub mod metrics;
 pub mod ops;
+pub mod process;
 
 use std::time::Duration;
 use tokio::net::TcpListener;

@@ -169,7 +169,11 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         };
         let metrics = mutt_service::Metrics::new();
         if role == process_metrics {
-            metrics.register(|r| cx.queue_metrics.register(r));
+            metrics.register(|r| {
+                cx.queue_metrics.register(r);
+                // CPU and memory belong to the process, so once per process too.
+                r.register_collector(Box::new(mutt_service::process::ProcessCollector::new()));
+            });
         }
         let slot = Slot { listener, pod: pod.clone(), metrics };
         let started = match role {
