@@ -90,7 +90,11 @@ impl Collector for ProcessCollector {
             ("process_virtual_memory_bytes", "Virtual memory size in bytes", s.virtual_bytes as f64),
             ("process_open_fds", "Number of open file descriptors", s.open_fds as f64),
             ("process_threads", "Number of OS threads in the process", s.threads as f64),
-            ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds", self.start_time),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                self.start_time,
+            ),
         ];
         for (name, help, value) in gauges {
             let g = ConstGauge::new(value);
