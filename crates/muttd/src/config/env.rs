@@ -74,6 +74,7 @@ pub fn legacy_variable_names() -> impl Iterator<Item = &'static str> {
         "DB_PORT",
         "DB_NAME",
         "DB_USER",
+        "DB_TLS_ENABLED",
         "ALERTER_PROCESSING_LIST_PREFIX",
         "MOOG_PROCESSING_LIST_PREFIX",
         "ALERTER_HEARTBEAT_PREFIX",
