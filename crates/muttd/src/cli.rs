@@ -14,9 +14,12 @@ Secrets come from environment variables or from files named by <NAME>_FILE:
 INGEST_API_KEY (comma-separated for several keys), WEBUI_API_KEY, MOOG_API_KEY,
 REDIS_PASS_CURRENT / REDIS_PASS_NEXT, DB_PASS_CURRENT / DB_PASS_NEXT.";
 
+/// `muttd --version`: the crate's version and the git commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("MUTT_GIT_COMMIT"), ")");
+
 /// MUTT: syslog and SNMP-trap events in, rules decide, audit trail written, alerts to Moogsoft.
 #[derive(Debug, Parser)]
-#[command(name = "muttd", version, after_long_help = AFTER_HELP)]
+#[command(name = "muttd", version = VERSION, after_long_help = AFTER_HELP)]
 pub struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', global = true, env = "MUTT_CONFIG", value_name = "FILE")]
@@ -51,6 +54,36 @@ pub enum Command {
     /// workers; every change is recorded in config_audit_log.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for bash, zsh or fish (installed by the package).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff); with --out-dir, write muttd.1 and one page per command there.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Writes what `muttd completions` and `muttd man` print; `None` for the other commands.
+pub fn generate_docs(command: &Command, out: &mut dyn std::io::Write) -> Option<std::io::Result<()>> {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    Some(match command {
+        Command::Completions { shell } => {
+            // try_generate: a closed pipe is an error to report, not a panic.
+            use clap_complete::Generator;
+            cli.set_bin_name("muttd");
+            cli.build();
+            shell.try_generate(&cli, out)
+        }
+        Command::Man { out_dir: None } => clap_mangen::Man::new(cli).render(out),
+        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(cli, dir),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +189,24 @@ mod tests {
             Cli::try_parse_from(["muttd", "-c", "x.toml", "status"]).unwrap().command,
             Command::Status(_)
         ));
+    }
+
+    #[test]
+    fn version_names_the_commit_and_docs_are_generated_without_configuration() {
+        assert!(VERSION.starts_with(concat!(env!("CARGO_PKG_VERSION"), " (commit ")), "{VERSION}");
+        let generated = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let mut out = Vec::new();
+            generate_docs(&cli.command, &mut out).expect("a docs command").unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(generated(&["muttd", "completions", "bash"]).contains("complete -F _muttd"));
+        assert!(generated(&["muttd", "completions", "zsh"]).starts_with("#compdef muttd"));
+        assert!(generated(&["muttd", "completions", "fish"]).contains("complete -c muttd"));
+        let man = generated(&["muttd", "man"]);
+        assert!(man.contains(".TH muttd 1") && man.contains("muttd\\-run(1)"), "{man}");
+        let cli = Cli::try_parse_from(["muttd", "status"]).unwrap();
+        assert!(generate_docs(&cli.command, &mut Vec::new()).is_none());
     }
 
     #[test]

@@ -12,6 +12,16 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Completions and man pages need no configuration (the package build runs them).
+    if let Some(done) = muttd::cli::generate_docs(&cli.command, &mut std::io::stdout().lock()) {
+        return match done {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("muttd: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
@@ -62,6 +72,7 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
         Command::Status(args) => return commands::status(&config, &secrets, &args).await,
         Command::Rules(cmd) => return commands::rules(&config, &secrets, &cmd).await,
         Command::Config(cmd) => return commands::config(&config, &secrets, &cmd).await,
+        Command::Completions { .. } | Command::Man { .. } => return Ok(()), // done in main
         Command::Run(args) => {
             let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
             (roles, args.migrate)
