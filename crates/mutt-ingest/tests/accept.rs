@@ -1,20 +1,14 @@
 //! [`Ingest::accept`], the one ingest step, called directly (no HTTP) on both backends: what
 //! a syslog or SNMP listener gets back, and what ends up queued.
 
-use mutt_ingest::{Ingest, IngestConfig, IngestMetrics, Problem, RateLimit, Rejection, Submission};
+mod common;
+
+use common::setup;
+use mutt_ingest::{IngestConfig, Problem, RateLimit, Rejection, Submission};
 use mutt_queue::QueueId;
-use mutt_testapp::{BackendKind, Site, TestBackend};
+use mutt_testapp::{BackendKind, TestBackend};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
-
-/// A fresh site of `kind` and the ingest step over it (the site lives as long as the test).
-async fn setup(kind: BackendKind, config: IngestConfig) -> (Site, TestBackend, Ingest) {
-    let site = Site::fresh(kind).await;
-    let b = site.open().await;
-    let metrics = IngestMetrics::register(&mutt_service::Metrics::new());
-    let ingest = Ingest::new(b.queue.clone(), b.coordination.clone(), config, metrics);
-    (site, b, ingest)
-}
 
 fn event(host: &str) -> Map<String, Value> {
     let v = json!({"hostname": host, "message": "LINK-DOWN Gi0/1", "timestamp": "2026-12-01T10:00:00Z"});

@@ -3,18 +3,13 @@
 //! on the very next accept on the embedded backend (told in-process), within a moment on
 //! Redis (the `mutt:config:updates` message arrives on the ingestor's own subscription).
 
-use mutt_ingest::{Ingest, IngestConfig, IngestMetrics, RateLimit, Rejection, Submission};
-use mutt_testapp::{BackendKind, Site, TestBackend};
+mod common;
+
+use common::setup;
+use mutt_ingest::{Ingest, IngestConfig, RateLimit, Rejection, Submission};
+use mutt_testapp::BackendKind;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn setup(kind: BackendKind, config: IngestConfig) -> (Site, TestBackend, Ingest) {
-    let site = Site::fresh(kind).await;
-    let b = site.open().await;
-    let metrics = IngestMetrics::register(&mutt_service::Metrics::new());
-    let ingest = Ingest::new(b.queue.clone(), b.coordination.clone(), config, metrics);
-    (site, b, ingest)
-}
 
 fn one_event() -> Submission {
     let ev = json!({"hostname": "r1", "message": "LINK-DOWN Gi0/1", "timestamp": "2026-12-01T10:00:00Z"});
