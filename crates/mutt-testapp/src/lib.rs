@@ -5,6 +5,7 @@
 //!   its opened handles ([`TestBackend`]: queue, coordination, store).
 //! - [`app`]: [`spawn_app`], the web role served on `127.0.0.1:0` over a fresh site.
 //! - [`client`]: [`ApiClient`], an HTTP client that sends the API key and reads JSON replies.
+//! - [`fixtures`]: data several crates' tests build alike ([`fixtures::rule`]).
 //! - [`both_backends!`]: runs a test function once per backend.
 //!
 //! A test of the Redis + PostgreSQL backend needs the test services
@@ -12,6 +13,7 @@
 
 pub mod app;
 pub mod client;
+pub mod fixtures;
 pub mod site;
 
 pub use app::{TestApp, spawn_app};
