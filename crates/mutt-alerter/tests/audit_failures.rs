@@ -4,44 +4,23 @@
 //! held by another session past the alerter's lock or busy timeout) is waited for without
 //! counting anything against the events.
 
-use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome};
-use mutt_core::{MatchType, PodName};
+mod common;
+
+use common::Setup;
+use mutt_alerter::{Alerter, AlerterConfig, BatchOutcome};
+use mutt_queue::QueueId;
 use mutt_queue::redis::KeySpace;
 use mutt_queue::sqlite::SqliteQueue;
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
 use mutt_sqlite::{Database, DbOptions};
-use mutt_store::NewRule;
 use mutt_store::sqlite::SqliteStore;
 use mutt_testapp::{BackendKind, Site, TestBackend};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const QUARANTINED: &str = "quarantined-host";
 const REFUSAL: &str = "quarantined by a DBA trigger";
-
-struct Setup {
-    site: Site,
-    backend: TestBackend,
-    /// The embedded queue's file when it is not the store's (see [`Setup::split_embedded`]).
-    queue_file: Option<PathBuf>,
-}
-
-fn rule() -> NewRule {
-    NewRule {
-        match_string: Some("CRITICAL".into()),
-        trap_oid: None,
-        syslog_severity: None,
-        match_type: MatchType::Contains,
-        priority: 10,
-        prod_handling: "Page_and_ticket".into(),
-        dev_handling: "Ticket_only".into(),
-        team_assignment: "NETO".into(),
-        is_active: true,
-    }
-}
 
 fn event(host: &str, n: usize) -> Value {
     json!({"hostname": host, "message": format!("CRITICAL {n}"), "timestamp": "2025-11-08T12:00:00Z",
@@ -55,14 +34,6 @@ async fn pg_client(url: &str) -> tokio_postgres::Client {
 }
 
 impl Setup {
-    /// A site opened as muttd opens it.
-    async fn new(kind: BackendKind) -> Self {
-        let site = Site::fresh(kind).await;
-        let backend = site.open().await;
-        backend.store.create_rule(&rule()).await.unwrap();
-        Setup { site, backend, queue_file: None }
-    }
-
     /// A site whose store gives up on a lock after 100 ms: PostgreSQL's `lock_timeout` for this
     /// test's database; the embedded store's busy timeout, with the queue in a file of its own
     /// so that a lock on the store's file holds up the audit write but not the lease.
@@ -92,13 +63,11 @@ impl Setup {
                 (backend, Some(queue_file))
             }
         };
-        backend.store.create_rule(&rule()).await.unwrap();
+        backend.store.create_rule(&mutt_testapp::fixtures::rule("CRITICAL")).await.unwrap();
         Setup { site, backend, queue_file }
     }
 
     async fn alerter(&self) -> Alerter {
-        let pod = format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
         let config = AlerterConfig {
             block_timeout: Duration::from_millis(100),
             // Also the ceiling of the retry delays: keeps the test short.
@@ -106,18 +75,7 @@ impl Setup {
             max_retries: 3,
             ..AlerterConfig::default()
         };
-        let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-        let b = &self.backend;
-        Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics).await.unwrap()
-    }
-
-    async fn push(&self, items: &[Value]) {
-        let raw: Vec<Vec<u8>> = items.iter().map(|m| serde_json::to_vec(m).unwrap()).collect();
-        self.backend.queue.push(QueueId::Ingest, &raw).await.unwrap();
-    }
-
-    fn keys(&self) -> KeySpace {
-        self.site.key_prefix().map_or_else(KeySpace::default, KeySpace::with_prefix)
+        self.start_alerter(config).await
     }
 
     /// A DBA's trigger that refuses audit rows of one hostname.
@@ -149,33 +107,6 @@ impl Setup {
                 .unwrap();
             }
         }
-    }
-
-    /// The messages of a queue (a Redis list or the embedded table), oldest first.
-    async fn list(&self, name: &str) -> Vec<Value> {
-        let raw: Vec<Vec<u8>> = match self.site.kind() {
-            BackendKind::RedisPostgres => {
-                let client = redis::Client::open(self.site.redis_url().unwrap()).unwrap();
-                let mut c = client.get_multiplexed_async_connection().await.unwrap();
-                let mut v: Vec<Vec<u8>> =
-                    redis::cmd("LRANGE").arg(name).arg(0).arg(-1).query_async(&mut c).await.unwrap();
-                v.reverse();
-                v
-            }
-            BackendKind::Embedded => {
-                let file = self.queue_file.clone().unwrap_or_else(|| self.site.data_file().unwrap());
-                let db = Database::open(file, DbOptions::default()).unwrap();
-                let name = name.to_owned();
-                db.read(move |c| {
-                    let mut s = c.prepare("SELECT body FROM queue_message WHERE queue = ?1 ORDER BY seq")?;
-                    let rows = s.query_map([name], |r| r.get::<_, Vec<u8>>(0))?;
-                    rows.collect()
-                })
-                .await
-                .unwrap()
-            }
-        };
-        raw.iter().map(|b| serde_json::from_slice(b).unwrap()).collect()
     }
 
     /// Delayed retries not yet due.

@@ -2,38 +2,14 @@
 //! (no `_event_id`) are processed and deduplicated, and a `_retry_count` that arrives above
 //! `ALERTER_MAX_RETRIES` sends the item to the DLQ unprocessed.
 
-use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome};
-use mutt_core::{MatchType, PodName};
-use mutt_queue::redis::KeySpace;
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
-use mutt_store::NewRule;
-use mutt_testapp::{BackendKind, Site, TestBackend};
+mod common;
+
+use common::Setup;
+use mutt_alerter::{Alerter, AlerterConfig, BatchOutcome};
+use mutt_testapp::BackendKind;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-struct Setup {
-    site: Site,
-    backend: TestBackend,
-}
-
-async fn setup(kind: BackendKind) -> Setup {
-    let site = Site::fresh(kind).await;
-    let backend = site.open().await;
-    let rule = NewRule {
-        match_string: Some("CRITICAL".into()),
-        trap_oid: None,
-        syslog_severity: None,
-        match_type: MatchType::Contains,
-        priority: 10,
-        prod_handling: "Page_and_ticket".into(),
-        dev_handling: "Ticket_only".into(),
-        team_assignment: "NETO".into(),
-        is_active: true,
-    };
-    backend.store.create_rule(&rule).await.unwrap();
-    Setup { site, backend }
-}
 
 /// An ingest item as the original ingestor queued it (spec §3.2): no `_event_id`.
 fn original_item(cid: &str, host: &str, message: &str) -> Value {
@@ -43,58 +19,12 @@ fn original_item(cid: &str, host: &str, message: &str) -> Value {
 
 impl Setup {
     async fn alerter(&self) -> Alerter {
-        let pod = format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
         let config = AlerterConfig {
             block_timeout: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             ..AlerterConfig::default()
         };
-        let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-        let b = &self.backend;
-        Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics).await.unwrap()
-    }
-
-    /// Pushes each message's exact bytes.
-    async fn push_raw(&self, raw: &[&[u8]]) {
-        let raw: Vec<Vec<u8>> = raw.iter().map(|r| r.to_vec()).collect();
-        self.backend.queue.push(QueueId::Ingest, &raw).await.unwrap();
-    }
-
-    async fn push(&self, items: &[Value]) {
-        let raw: Vec<Vec<u8>> = items.iter().map(|m| serde_json::to_vec(m).unwrap()).collect();
-        let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
-        self.push_raw(&refs).await;
-    }
-
-    fn keys(&self) -> KeySpace {
-        self.site.key_prefix().map_or_else(KeySpace::default, KeySpace::with_prefix)
-    }
-
-    /// The messages of a queue (a Redis list or the embedded table), oldest first.
-    async fn list(&self, name: &str) -> Vec<Value> {
-        let raw: Vec<Vec<u8>> = match self.site.kind() {
-            BackendKind::RedisPostgres => {
-                let client = redis::Client::open(self.site.redis_url().unwrap()).unwrap();
-                let mut c = client.get_multiplexed_async_connection().await.unwrap();
-                let mut v: Vec<Vec<u8>> =
-                    redis::cmd("LRANGE").arg(name).arg(0).arg(-1).query_async(&mut c).await.unwrap();
-                v.reverse();
-                v
-            }
-            BackendKind::Embedded => {
-                let db = mutt_sqlite::Database::open(self.site.data_file().unwrap(), Default::default()).unwrap();
-                let name = name.to_owned();
-                db.read(move |c| {
-                    let mut s = c.prepare("SELECT body FROM queue_message WHERE queue = ?1 ORDER BY seq")?;
-                    let rows = s.query_map([name], |r| r.get::<_, Vec<u8>>(0))?;
-                    rows.collect()
-                })
-                .await
-                .unwrap()
-            }
-        };
-        raw.iter().map(|b| serde_json::from_slice(b).unwrap()).collect()
+        self.start_alerter(config).await
     }
 }
 
@@ -106,7 +36,7 @@ async fn one_batch(a: &mut Alerter) -> BatchOutcome {
 /// derived from their content, so the same item again (a redelivery, or the original
 /// alerter's retry copy with `_retry_count`) inserts no second audit row.
 async fn items_queued_by_the_original_are_processed_once(kind: BackendKind) {
-    let s = setup(kind).await;
+    let s = Setup::new(kind).await;
     let mut a = s.alerter().await;
     let first = br#"{"timestamp": "2025-11-08T12:00:00Z", "message": "CRITICAL: System failure detected", "hostname": "server-01.example.com", "syslog_severity": 2, "_correlation_id": "6f1c-original"}"#;
     s.push_raw(&[first]).await;
@@ -148,7 +78,7 @@ async fn items_queued_by_the_original_are_processed_once(kind: BackendKind) {
 /// `_retry_count` above `ALERTER_MAX_RETRIES` (3): dead-lettered with a reason, not decided,
 /// not audited, no alert, no unhandled count; 3 itself is still processed.
 async fn exhausted_retry_counts_are_dead_lettered_unprocessed(kind: BackendKind) {
-    let s = setup(kind).await;
+    let s = Setup::new(kind).await;
     let mut a = s.alerter().await;
     let mut left_by_original = original_item("c-4", "h1", "CRITICAL: from the original");
     left_by_original["_retry_count"] = json!(4);
