@@ -5,9 +5,8 @@
 //! delivered once, in the original's `legacy` payload, and the `api_key` reaches neither the
 //! receiver, nor a queue, nor a log; nothing is dead-lettered.
 
-use mutt_core::MatchType;
+use mutt_store::Store;
 use mutt_store::postgres::{PgStore, PostgresConfig};
-use mutt_store::{NewRule, Store};
 use mutt_testkit::{RedisServer, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -144,20 +143,7 @@ impl Redis {
 async fn migrated_store(database_url: &str) -> PgStore {
     let store = PgStore::new(&PostgresConfig { url: database_url.to_owned(), password: None, pool_size: 2 }).unwrap();
     store.migrate().await.unwrap();
-    store
-        .create_rule(&NewRule {
-            match_string: Some("CRITICAL".into()),
-            trap_oid: None,
-            syslog_severity: None,
-            match_type: MatchType::Contains,
-            priority: 10,
-            prod_handling: "Page_and_ticket".into(),
-            dev_handling: "Ticket_only".into(),
-            team_assignment: "NETO".into(),
-            is_active: true,
-        })
-        .await
-        .unwrap();
+    store.create_rule(&mutt_testapp::fixtures::rule("CRITICAL")).await.unwrap();
     store
 }
 
