@@ -20,6 +20,9 @@ install_packages() {
   command -v snmptrap >/dev/null 2>&1 || missing+=(snmp)
   command -v python3 >/dev/null 2>&1 || missing+=(python3) # deploy/snmptrapd/mutt-trap-handler
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  # The package test (crates/muttd/tests/package_deb.rs): unit checks and the syscall trace.
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
