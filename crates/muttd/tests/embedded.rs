@@ -2,11 +2,13 @@
 //! configuration. The README's first-run example, and a kill -9 in the middle of a load:
 //! every accepted event is audited exactly once and raises its alert.
 
+mod common;
+
+use common::KillOnDrop;
 use mutt_sqlite::rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,21 +22,13 @@ fn muttd(dir: &Path) -> Command {
 /// `cmd` in `dir` with nothing configured but the ingestor's port (0: the OS picks) and ports
 /// the OS picks for the rest.
 fn in_dir(mut cmd: Command, dir: &Path, ingest_port: u16) -> Command {
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MUTT_INGESTOR__PORT", ingest_port.to_string())
-        .env("MUTT_ALERTER__PORT", "0")
-        .env("MUTT_FORWARDER__PORT", "0")
-        .env("MUTT_WEB__PORT", "0")
-        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
-        .env("MUTT_LOG__LEVEL", "warn");
+    common::in_dir(&mut cmd, dir).env("MUTT_INGESTOR__PORT", ingest_port.to_string()).env("MUTT_LOG__LEVEL", "warn");
     cmd
 }
 
 /// A running `muttd run`; killed when dropped.
 struct Run {
-    child: Child,
+    child: KillOnDrop,
     ingest_url: String,
 }
 
@@ -44,23 +38,9 @@ impl Run {
     }
 
     fn start_on(dir: &Path, ingest_port: u16) -> Self {
-        let mut child = in_dir(Command::new(env!("CARGO_BIN_EXE_muttd")), dir, ingest_port)
-            .arg("run")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn muttd run");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("muttd: ingestor listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("muttd run prints the ingestor's address");
-        Self { child, ingest_url: format!("{addr}/ingest") }
+        let mut cmd = in_dir(Command::new(env!("CARGO_BIN_EXE_muttd")), dir, ingest_port);
+        let (child, stdout) = common::spawn_run(cmd.stderr(Stdio::inherit()));
+        Self { child, ingest_url: stdout.ingest_url() }
     }
 
     fn kill9(&mut self) {
@@ -69,22 +49,7 @@ impl Run {
     }
 
     fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.terminate(Duration::from_secs(20))
     }
 }
 
@@ -133,7 +98,7 @@ async fn first_run_needs_nothing_and_the_readme_example_gives_an_alert() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // `muttd send` without --url posts to the configured port: give run and send the same.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let run = Run::start_on(dir.path(), port);
     assert!(dir.path().join("mutt-data/mutt.db").exists(), "the data file is created in ./mutt-data");
     std::fs::create_dir(dir.path().join("examples")).unwrap();

@@ -3,12 +3,15 @@
 //! (the client's `X-Correlation-ID`) and its `event_id` (the `_event_id` its dead letter
 //! carries), from the ingest refusal to the forwarder's dead letter; no secret appears.
 
+mod common;
+
+use common::KillOnDrop;
 use mutt_sqlite::rusqlite::{Connection, OpenFlags};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,16 +21,8 @@ const MOOG_KEY: &str = "json-logs-moog-token-91c2";
 const LEVEL: &str = "info,mutt_ingest=debug,mutt_alerter=debug,mutt_forwarder=debug,mutt_queue=debug";
 
 fn muttd(dir: &Path, receiver: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MUTT_INGESTOR__PORT", "0")
-        .env("MUTT_ALERTER__PORT", "0")
-        .env("MUTT_FORWARDER__PORT", "0")
-        .env("MUTT_WEB__PORT", "0")
-        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
-        .env("LOG_JSON_ENABLED", "true")
+    let mut cmd = common::muttd(dir);
+    cmd.env("LOG_JSON_ENABLED", "true")
         .env("LOG_LEVEL", LEVEL)
         .env("INGEST_API_KEY", INGEST_KEY)
         .env("MOOG_WEBHOOK_URL", receiver)
@@ -36,9 +31,9 @@ fn muttd(dir: &Path, receiver: &str) -> Command {
     cmd
 }
 
-/// A running `muttd run` whose stderr is collected line by line.
+/// A running `muttd run` whose stderr is collected line by line; killed when dropped.
 struct Run {
-    child: Child,
+    child: KillOnDrop,
     ingest_url: String,
     stderr: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -46,21 +41,7 @@ struct Run {
 
 impl Run {
     fn start(dir: &Path, receiver: &str) -> Self {
-        let mut child = muttd(dir, receiver)
-            .arg("run")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn muttd run");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("muttd: ingestor listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
+        let (mut child, stdout) = common::spawn_run(muttd(dir, receiver).stderr(Stdio::piped()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stderr.take().expect("stderr");
         let lines = stderr.clone();
@@ -69,8 +50,7 @@ impl Run {
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("muttd run prints the ingestor's address");
-        Self { child, ingest_url: format!("{addr}/ingest"), stderr, reader: Some(reader) }
+        Self { child, ingest_url: stdout.ingest_url(), stderr, reader: Some(reader) }
     }
 
     /// Whether a line written so far contains all of `parts`.
@@ -80,23 +60,12 @@ impl Run {
 
     /// SIGTERM, wait for the exit, and every line it wrote to stderr.
     fn stop(mut self) -> Vec<String> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() {
-            assert!(Instant::now() < deadline, "muttd run did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stopped = self.child.terminate(Duration::from_secs(20));
+        assert!(stopped.is_some(), "muttd run did not stop within 20 s of SIGTERM");
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
         std::mem::take(&mut *self.stderr.lock().unwrap())
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

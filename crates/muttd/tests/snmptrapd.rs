@@ -5,11 +5,14 @@
 //! `snmptrapd` or `snmptrap` binaries (Debian packages `snmptrapd`, `snmp`; `scripts/test.sh`
 //! installs them) the tests say so and do nothing.
 
+mod common;
+
+use common::KillOnDrop;
 use mutt_sqlite::rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -50,39 +53,20 @@ fn net_snmp(test: &str) -> Option<(PathBuf, PathBuf)> {
 
 /// A running `muttd run` on the embedded backend in `dir`; killed when dropped.
 struct Muttd {
-    child: Child,
+    _child: KillOnDrop,
     ingest_url: String,
 }
 
 fn muttd(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INGEST_API_KEY", KEY)
-        .env("MUTT_INGESTOR__PORT", "0")
-        .env("MUTT_ALERTER__PORT", "0")
-        .env("MUTT_FORWARDER__PORT", "0")
-        .env("MUTT_WEB__PORT", "0")
-        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
-        .env("MUTT_LOG__LEVEL", "warn");
+    let mut cmd = common::muttd(dir);
+    cmd.env("INGEST_API_KEY", KEY).env("MUTT_LOG__LEVEL", "warn");
     cmd
 }
 
 impl Muttd {
     fn start(dir: &Path) -> Self {
-        let mut child = muttd(dir).arg("run").stdout(Stdio::piped()).spawn().expect("spawn muttd run");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("muttd: ingestor listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("muttd run prints the ingestor's address");
-        Self { child, ingest_url: format!("{addr}/ingest") }
+        let (child, stdout) = common::spawn_run(&mut muttd(dir));
+        Self { _child: child, ingest_url: stdout.ingest_url() }
     }
 
     fn import(&self, dir: &Path, rules: &Path) -> String {
@@ -93,16 +77,9 @@ impl Muttd {
     }
 }
 
-impl Drop for Muttd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A private snmptrapd on a loopback UDP port, everything it writes in `dir`; killed when dropped.
 struct Trapd {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
     log: PathBuf,
 }
@@ -142,7 +119,7 @@ impl Trapd {
             .stderr(out)
             .spawn()
             .expect("spawn snmptrapd");
-        let mut trapd = Self { child, port, log };
+        let mut trapd = Self { child: KillOnDrop(child), port, log };
         // It prints its version once it listens.
         let deadline = Instant::now() + Duration::from_secs(15);
         while !trapd.log_text().contains("NET-SNMP version") {
@@ -173,13 +150,6 @@ impl Trapd {
             .output()
             .expect("run snmptrap");
         assert!(out.status.success(), "snmptrap {options:?} {pdu:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Trapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
