@@ -3,11 +3,14 @@
 //! exports that role's metrics only), no metric appears on two ports, and `promtool check
 //! metrics` finds no error on any endpoint (only the original's naming warnings).
 
+mod common;
+
+use common::KillOnDrop;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const EVENTS: usize = 37;
@@ -23,16 +26,6 @@ const INHERITED_WARNINGS: &[&str] = &[
     "mutt_webui_db_query_latency_ms metric names should not contain abbreviated units",
 ];
 
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What `muttd run` printed: each role's address, and which role has the queue metrics.
 struct Printed {
     roles: Vec<(String, SocketAddr)>,
@@ -40,52 +33,28 @@ struct Printed {
 }
 
 /// `muttd run` on the embedded backend in `dir`, every port chosen by the OS.
-fn start_muttd(dir: &Path) -> (Proc, Printed) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_muttd"))
-        .arg("run")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INGEST_API_KEY", INGEST_KEY)
+fn start_muttd(dir: &Path) -> (KillOnDrop, Printed) {
+    let mut cmd = common::muttd(dir);
+    cmd.env("INGEST_API_KEY", INGEST_KEY)
         .env("WEBUI_API_KEY", "prometheus-test-web-key")
-        .env("MUTT_INGESTOR__PORT", "0")
-        .env("MUTT_ALERTER__PORT", "0")
-        .env("MUTT_FORWARDER__PORT", "0")
-        .env("MUTT_WEB__PORT", "0")
-        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
         .env("MUTT_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn muttd run");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+        .stderr(Stdio::inherit());
+    let (proc, stdout) = common::spawn_run(&mut cmd);
     let mut printed = Printed { roles: Vec::new(), process_metrics: String::new() };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while printed.roles.len() < 4 || printed.process_metrics.is_empty() {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("muttd run's addresses");
-        if let Some((role, addr)) = line.strip_prefix("muttd: ").and_then(|l| l.split_once(" listening on http://")) {
-            printed.roles.push((role.to_owned(), addr.parse().expect("an address")));
+    stdout.read_until("every role's address", |line| {
+        if let Some((role, addr)) = common::listening(line) {
+            printed.roles.push((role.to_owned(), addr));
         } else if let Some(rest) = line.split_once("the process-wide queue metrics").map(|(_, r)| r) {
             let role = rest.rsplit_once(" are on the ").map(|(_, r)| r.trim_end_matches("'s")).unwrap_or_default();
             printed.process_metrics = role.to_owned();
         }
-    }
+        printed.roles.len() >= 4 && !printed.process_metrics.is_empty()
+    });
     (proc, printed)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A private Prometheus on loopback scraping `targets` every second.
-fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> (Proc, String) {
+fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> (KillOnDrop, String) {
     let list: Vec<String> = targets.iter().map(|a| format!("'{a}'")).collect();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -97,39 +66,13 @@ fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> (Proc, String) {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn prometheus (Debian package `prometheus`, installed by scripts/lib/services.sh)");
-    (Proc(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/-/ready")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "prometheus did not become ready at {base}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::start_prometheus(dir, &config)
 }
 
 /// An instant query's result vector.
 async fn query(http: &reqwest::Client, base: &str, promql: &str) -> Vec<Value> {
-    let url = reqwest::Url::parse_with_params(&format!("{base}/api/v1/query"), [("query", promql)]).unwrap();
-    let body: Value =
-        http.get(url).send().await.expect("query prometheus").json().await.expect("prometheus answers JSON");
-    assert_eq!(body["status"], "success", "{promql}: {body}");
-    body["data"]["result"].as_array().cloned().unwrap_or_default()
+    let data = common::prometheus_api(http, base, "/api/v1/query", &[("query", promql)]).await;
+    data["result"].as_array().cloned().unwrap_or_default()
 }
 
 fn value(sample: &Value) -> f64 {
@@ -199,7 +142,7 @@ async fn prometheus_counts_each_event_once_over_every_address_muttd_run_prints()
     let targets: Vec<SocketAddr> = printed.roles.iter().map(|(_, a)| *a).collect();
     let (_prometheus, base) = start_prometheus(dir.path(), &targets);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base).await;
 
     send_events(&http, addr("ingestor")).await;
     wait_for_scrapes_after(&http, &base, targets.len(), now_secs()).await;

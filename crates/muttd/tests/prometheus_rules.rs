@@ -12,13 +12,15 @@
 //! The shipped breaker alert waits `for: 1m`; the test's copy of mutt-alerts.yml says
 //! `for: 0s` for that alert only, so that the test stays short.
 
+mod common;
+
+use common::{KillOnDrop, prometheus_api as api};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INGEST_KEY: &str = "prometheus-rules-ingest-key";
@@ -32,16 +34,6 @@ fn deploy() -> PathBuf {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `promtool ARGS` in `dir`; fails the test unless it exits 0.
@@ -255,14 +247,10 @@ fn metric_names_are_found_in_promql() {
     assert_eq!(names("histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m])))"), ["h_bucket"]);
 }
 
-/// What `muttd run` printed: each role's address.
-fn start_muttd(dir: &Path, webhook: &str) -> (Proc, BTreeMap<String, SocketAddr>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_muttd"))
-        .arg("run")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INGEST_API_KEY", INGEST_KEY)
+/// `muttd run` on the embedded backend in `dir`, and each role's address it printed.
+fn start_muttd(dir: &Path, webhook: &str) -> (KillOnDrop, BTreeMap<String, SocketAddr>) {
+    let mut cmd = common::muttd(dir);
+    cmd.env("INGEST_API_KEY", INGEST_KEY)
         .env("WEBUI_API_KEY", WEB_KEY)
         .env("MOOG_API_KEY", "prometheus-rules-moog-key")
         .env("MOOG_WEBHOOK_URL", webhook)
@@ -271,32 +259,16 @@ fn start_muttd(dir: &Path, webhook: &str) -> (Proc, BTreeMap<String, SocketAddr>
         .env("CIRCUIT_BREAKER_TIMEOUT", "300")
         .env("MOOG_RETRY_BASE_DELAY", "0.1")
         .env("MOOG_RETRY_MAX_DELAY", "0.3")
-        .env("MUTT_INGESTOR__PORT", "0")
-        .env("MUTT_ALERTER__PORT", "0")
-        .env("MUTT_FORWARDER__PORT", "0")
-        .env("MUTT_WEB__PORT", "0")
-        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
         .env("MUTT_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn muttd run");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+        .stderr(Stdio::inherit());
+    let (proc, stdout) = common::spawn_run(&mut cmd);
     let mut roles = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while roles.len() < 4 {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("muttd run's addresses");
-        if let Some((role, addr)) = line.strip_prefix("muttd: ").and_then(|l| l.split_once(" listening on http://")) {
-            roles.insert(role.to_owned(), addr.parse().expect("an address"));
+    stdout.read_until("every role's address", |line| {
+        if let Some((role, addr)) = common::listening(line) {
+            roles.insert(role.to_owned(), addr);
         }
-    }
+        roles.len() >= 4
+    });
     (proc, roles)
 }
 
@@ -338,45 +310,6 @@ fn prometheus_config(dir: &Path, roles: &BTreeMap<String, SocketAddr>) -> PathBu
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, serde_norway::to_string(&config).unwrap()).unwrap();
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_prometheus(dir: &Path, config: &Path) -> (Proc, String) {
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn prometheus (Debian package `prometheus`, installed by scripts/lib/services.sh)");
-    (Proc(child), format!("http://127.0.0.1:{port}"))
-}
-
-/// A Prometheus API answer's `data` (fails the test on an error status).
-async fn api(http: &reqwest::Client, base: &str, path: &str, params: &[(&str, &str)]) -> Value {
-    let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), params).unwrap();
-    let body: Value = http.get(url).send().await.expect("ask prometheus").json().await.expect("JSON");
-    assert_eq!(body["status"], "success", "{path} {params:?}: {body}");
-    body["data"].clone()
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/-/ready")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "prometheus did not become ready at {base}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A rule through the web API, then events through the ingestor: five that raise alerts,
@@ -456,9 +389,9 @@ async fn a_real_prometheus_evaluates_the_shipped_rules_on_muttd_run_and_fires_on
     receiver.set_mode(ReceiverMode::Status(500));
     let (_muttd, roles) = start_muttd(dir.path(), &receiver.url());
     let config = prometheus_config(dir.path(), &roles);
-    let (_prometheus, base) = start_prometheus(dir.path(), &config);
+    let (_prometheus, base) = common::start_prometheus(dir.path(), &config);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base).await;
 
     traffic(&http, &roles).await;
     let groups = wait_for_rules_and_breaker_alert(&http, &base, roles.len()).await;
