@@ -13,7 +13,10 @@
 //! ports remapped to free ones on loopback: the migrations run, every probe and health check
 //! named in the manifests answers, and an alert goes through with the example keys.
 
+mod common;
+
 use clap::{CommandFactory, Parser};
+use common::{KillOnDrop, free_port};
 use mutt_testkit::WebhookReceiver;
 use muttd::app::Role;
 use muttd::cli::{Cli, Command as MuttCommand};
@@ -24,7 +27,7 @@ use serde_json::json;
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 type Env = BTreeMap<String, String>;
@@ -973,13 +976,9 @@ fn a_wrong_port_path_variable_or_command_is_reported() {
 // ---------------------------------------------------------------------------------------------
 // Running them
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A `muttd` process with a container's arguments and an environment; killed when dropped.
 struct Proc {
-    child: Child,
+    child: KillOnDrop,
     origin: String,
     log: PathBuf,
 }
@@ -998,7 +997,7 @@ impl Proc {
             .stderr(stderr)
             .spawn()
             .expect("spawn muttd");
-        Proc { child, origin: c.origin.clone(), log }
+        Proc { child: KillOnDrop(child), origin: c.origin.clone(), log }
     }
 
     fn log(&self) -> String {
@@ -1034,13 +1033,6 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{}: still running after 60 s:\n{}", self.origin, self.log());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,13 +5,16 @@
 //! delivered once, in the original's `legacy` payload, and the `api_key` reaches neither the
 //! receiver, nor a queue, nor a log; nothing is dead-lettered.
 
+mod common;
+
+use common::KillOnDrop;
 use mutt_store::Store;
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_testkit::{RedisServer, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Moog key the original alerter copied into every alert it queued.
@@ -19,8 +22,9 @@ const ORIGINAL_KEY: &str = "original-alerter-moog-key-7Qx";
 /// muttd's forwarder's own key.
 const MOOG_KEY: &str = "muttd-forwarder-moog-key";
 
+/// A `muttd` role process with a log file of its own; killed when dropped.
 struct Proc {
-    child: Child,
+    child: KillOnDrop,
     log: PathBuf,
 }
 
@@ -46,30 +50,11 @@ impl Proc {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        Self { child: cmd.spawn().expect("spawn muttd"), log }
-    }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        Self { child: KillOnDrop(cmd.spawn().expect("spawn muttd")), log }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -250,8 +235,8 @@ async fn muttd_takes_over_what_the_original_left_in_redis() {
     assert_eq!(r.int("LLEN", "mutt:dlq:alerter").await, 0, "nothing dead-lettered by the alerter");
     assert_eq!(r.int("LLEN", "mutt:dlq:moog").await, 0, "nothing dead-lettered by the forwarder");
 
-    assert!(alerter.terminate().is_some_and(|s| s.success()));
-    assert!(forwarder.terminate().is_some_and(|s| s.success()));
+    assert!(alerter.child.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert!(forwarder.child.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
     for log in [alerter.log(), forwarder.log()] {
         assert!(!log.is_empty(), "the processes logged at debug level");
         assert!(!log.contains(ORIGINAL_KEY) && !log.contains(MOOG_KEY), "a key in a log:\n{log}");
