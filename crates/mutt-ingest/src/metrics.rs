@@ -12,6 +12,15 @@ pub struct RequestLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `mutt_ingest_dropped_total`: which native listener dropped and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `syslog_udp`, `syslog_tcp`, `syslog_tls`, `snmp`, ...
+    pub listener: String,
+    /// `queue_full`, `unavailable`, `rate_limit`, `validation`, `parse`, `oversize`, ...
+    pub reason: String,
+}
+
 #[derive(Clone)]
 pub struct IngestMetrics {
     /// `mutt_ingest_requests_total{status,reason}`: one per request outcome.
@@ -24,6 +33,9 @@ pub struct IngestMetrics {
     pub latency: Histogram,
     /// `mutt_ingest_rate_limit_hits_total`: 429s issued.
     pub rate_limit_hits: Counter,
+    /// `mutt_ingest_dropped_total{listener,reason}`: events a native listener (UDP syslog,
+    /// SNMP traps) received but could not queue and had to drop.
+    pub dropped: Family<DropLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -34,6 +46,7 @@ impl IngestMetrics {
             queue_depth: Gauge::default(),
             latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             rate_limit_hits: Counter::default(),
+            dropped: Family::default(),
         };
         metrics.register(|r| {
             r.register("mutt_ingest_requests", "Ingest requests by outcome", m.requests.clone());
@@ -41,8 +54,14 @@ impl IngestMetrics {
             r.register("mutt_ingest_queue_depth", "Ingest queue depth last seen", m.queue_depth.clone());
             r.register("mutt_ingest_latency_seconds", "Ingest request handling time", m.latency.clone());
             r.register("mutt_ingest_rate_limit_hits", "Requests refused by the rate limit", m.rate_limit_hits.clone());
+            r.register("mutt_ingest_dropped", "Events dropped by a native listener", m.dropped.clone());
         });
         m
+    }
+
+    /// Counts `n` events dropped by `listener` for `reason`.
+    pub fn drop_events(&self, listener: &str, reason: &str, n: u64) {
+        self.dropped.get_or_create(&DropLabels { listener: listener.into(), reason: reason.into() }).inc_by(n);
     }
 
     pub fn request(&self, status: &'static str, reason: &'static str) {
