@@ -40,6 +40,11 @@ impl QueueMetrics {
         r.register("mutt_alerter_dlq_depth", "Alerter dead-letter queue depth", self.alerter_dlq_depth.clone());
         r.register("mutt_moog_dlq_depth", "Forwarder dead-letter queue depth", self.moog_dlq_depth.clone());
         r.register("mutt_janitor_recovered", "Messages recovered from dead workers", self.janitor_recovered.clone());
+        // At 0 from the start, so that `increase()` sees the first recovery and alert rules
+        // can name the series before a worker has ever died.
+        for role in [WorkerRole::Alerter, WorkerRole::Forwarder] {
+            let _ = self.janitor_recovered.get_or_create(&RoleLabel { role: role.key_tag() });
+        }
         r.register("mutt_processing_lists_dead", "Processing lists without a live owner", self.dead_lists.clone());
     }
 
