@@ -14,6 +14,7 @@ pub mod accept;
 pub mod dynamic;
 pub mod http;
 pub mod metrics;
+pub mod syslog;
 
 use axum::Router;
 use mutt_core::Secret;

@@ -1,0 +1,153 @@
+//! Syslog over TCP and TLS (RFC 6587 framing). The frames decoded from one read are one
+//! submission; while the queue refuses it, the connection is not read (TCP flow control
+//! pushes back to the sender) and the same submission is retried.
+
+use super::framing::SyslogCodec;
+use super::{ListenerConfig, Protocol, Shared, SyslogError};
+use crate::Rejection;
+use bytes::BytesMut;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+pub(super) async fn spawn(
+    cx: Arc<Shared>,
+    config: &ListenerConfig,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), SyslogError> {
+    let address = config.address;
+    let tls = match config.protocol {
+        Protocol::Tls => Some(acceptor(config)?),
+        _ => None,
+    };
+    let bind = |source| SyslogError::Bind { address, source };
+    let listener = TcpListener::bind(address).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    let max = config.max_frame_bytes;
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: pause instead of spinning.
+                        tracing::warn!(listener = cx.name(), error = %e, "syslog accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            cx.metrics.connections.get_or_create(&cx.label).inc();
+            let (cx, tls, stop) = (cx.clone(), tls.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = connection(cx, stream, tls, peer.ip(), max) => {}
+                }
+            });
+        }
+    });
+    Ok((local, task))
+}
+
+async fn connection(
+    cx: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    peer: IpAddr,
+    max: usize,
+) {
+    let Some(tls) = tls else { return read_frames(&cx, stream, peer, max).await };
+    match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
+        Ok(Ok(stream)) => read_frames(&cx, stream, peer, max).await,
+        Ok(Err(e)) => cx.warn.warn(peer, cx.name(), &format!("TLS handshake failed: {e}")),
+        Err(_) => cx.warn.warn(peer, cx.name(), "TLS handshake timed out"),
+    }
+}
+
+/// Reads, decodes and submits until the peer closes or sends garbage.
+async fn read_frames<S: AsyncRead + Unpin>(cx: &Shared, mut stream: S, peer: IpAddr, max: usize) {
+    let mut codec = SyslogCodec::new(max);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let chunk = cx.ingest.config().max_batch_events.clamp(1, 1000);
+    loop {
+        let eof = match stream.read_buf(&mut buf).await {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(_) => return,
+        };
+        let mut frames = Vec::new();
+        let mut failed = None;
+        loop {
+            let next = if eof { codec.decode_eof(&mut buf) } else { codec.decode(&mut buf) };
+            match next {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for part in frames.chunks(chunk) {
+            submit(cx, part.iter().map(|f| (&f[..], peer))).await;
+        }
+        if let Some(e) = failed {
+            // The stream cannot be resynchronised: close it (the sender reconnects).
+            cx.dropped(e.reason(), 1);
+            cx.warn.warn(peer, cx.name(), &format!("closing connection: {e}"));
+            return;
+        }
+        if eof {
+            return;
+        }
+    }
+}
+
+/// Submits one burst, retrying with backoff while the queue refuses (nothing is read meanwhile).
+async fn submit<'a>(cx: &Shared, frames: impl IntoIterator<Item = (&'a [u8], IpAddr)>) {
+    let submission = cx.submission(frames);
+    let (events, cid) = (submission.events, submission.correlation_id);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = crate::Submission { events: events.clone(), batch: true, correlation_id: cid.clone() };
+        let n = attempt.events.len() as u64;
+        match cx.ingest.accept(attempt).await {
+            Ok(_) => return,
+            // Cannot succeed on retry.
+            Err(r @ (Rejection::Invalid(_) | Rejection::TooManyEvents { .. })) => {
+                return cx.dropped(r.metric_reason(), n);
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn acceptor(config: &ListenerConfig) -> Result<TlsAcceptor, SyslogError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let address = config.address;
+    let fail = |reason: String| SyslogError::Tls { address, reason };
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Err(fail("tls_cert_file and tls_key_file are required".into()));
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let server = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
