@@ -1,67 +1,43 @@
 //! `muttd forwarder` processes against the test receiver: the shared rate limit across two
 //! processes, and a chaos run (receiver failing, then hanging, forwarder killed with -9).
 
+mod common;
+
+use common::KillOnDrop as Proc;
 use mutt_core::Alert;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{Queue, QueueId};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The two tests here are timing-sensitive and each runs several processes: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Proc(Child);
-
-impl Proc {
-    fn forwarder(redis: &str, prefix: &str, pod: &str, receiver: &str, extra: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
-        cmd.arg("forwarder")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MUTT_REDIS__URL", redis)
-            .env("MUTT_REDIS__KEY_PREFIX", prefix)
-            .env("MUTT_FORWARDER__WEBHOOK_URL", receiver)
-            .env("MUTT_FORWARDER__PORT", "0")
-            .env("MUTT_WORKER__HEARTBEAT_INTERVAL_SECS", "1")
-            .env("MUTT_WORKER__HEARTBEAT_TTL_SECS", "3")
-            .env("MUTT_WORKER__JANITOR_INTERVAL_SECS", "1")
-            .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
-            .env("POD_NAME", pod)
-            .env("MOOG_API_KEY", "moog-test-key")
-            .env("MUTT_LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        Self(cmd.spawn().expect("spawn muttd forwarder"))
+/// A `muttd forwarder` on the test Redis (key prefix `prefix`) delivering to `receiver`.
+fn forwarder(redis: &str, prefix: &str, pod: &str, receiver: &str, extra: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muttd"));
+    cmd.arg("forwarder")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MUTT_REDIS__URL", redis)
+        .env("MUTT_REDIS__KEY_PREFIX", prefix)
+        .env("MUTT_FORWARDER__WEBHOOK_URL", receiver)
+        .env("MUTT_FORWARDER__PORT", "0")
+        .env("MUTT_WORKER__HEARTBEAT_INTERVAL_SECS", "1")
+        .env("MUTT_WORKER__HEARTBEAT_TTL_SECS", "3")
+        .env("MUTT_WORKER__JANITOR_INTERVAL_SECS", "1")
+        .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
+        .env("POD_NAME", pod)
+        .env("MOOG_API_KEY", "moog-test-key")
+        .env("MUTT_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
     }
-
-    fn kill9(&mut self) {
-        let _ = Command::new("kill").args(["-9", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Proc(cmd.spawn().expect("spawn muttd forwarder"))
 }
 
 fn alert(n: usize) -> Vec<u8> {
@@ -111,8 +87,8 @@ async fn two_forwarder_processes_never_exceed_the_shared_rate_limit() {
         ("MUTT_FORWARDER__RATE_PERIOD_SECS", "1"),
     ];
     let redis = mutt_testkit::redis_url();
-    let mut a = Proc::forwarder(&redis, &prefix, "rate-a", &receiver.url(), &env);
-    let mut b = Proc::forwarder(&redis, &prefix, "rate-b", &receiver.url(), &env);
+    let mut a = forwarder(&redis, &prefix, "rate-a", &receiver.url(), &env);
+    let mut b = forwarder(&redis, &prefix, "rate-b", &receiver.url(), &env);
     // Measure 10 s once both are delivering.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t0 = Instant::now();
@@ -128,8 +104,8 @@ async fn two_forwarder_processes_never_exceed_the_shared_rate_limit() {
     // The limit is kept on admissions (Redis's clock); arrivals at the receiver can bunch up
     // when one batch's requests are slower than the next one's, so the check is the 10 s total.
     assert!((180..=220).contains(&times.len()), "{} alerts in 10 s, want 200 ± 10 %", times.len());
-    assert!(a.terminate().is_some_and(|s| s.success()));
-    assert!(b.terminate().is_some_and(|s| s.success()));
+    assert!(a.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert!(b.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
 }
 
 /// 10,000 alerts; the receiver answers 500 for 20 s, then hangs for 10 s, then recovers; one of
@@ -157,18 +133,18 @@ async fn chaos_receiver_outage_and_kill_9_deliver_every_alert_exactly_once() {
         ("MUTT_FORWARDER__CIRCUIT_BREAKER_TIMEOUT_SECS", "2"),
     ];
     let redis = mutt_testkit::redis_url();
-    let mut a = Proc::forwarder(&redis, &prefix, "chaos-a0", &receiver.url(), &env);
-    let mut b = Proc::forwarder(&redis, &prefix, "chaos-b", &receiver.url(), &env);
+    let mut a = forwarder(&redis, &prefix, "chaos-a0", &receiver.url(), &env);
+    let mut b = forwarder(&redis, &prefix, "chaos-b", &receiver.url(), &env);
     let started = Instant::now();
     let at = |s: u64| started + Duration::from_secs(s);
     tokio::time::sleep_until(at(8).into()).await;
     a.kill9();
-    a = Proc::forwarder(&redis, &prefix, "chaos-a1", &receiver.url(), &env);
+    a = forwarder(&redis, &prefix, "chaos-a1", &receiver.url(), &env);
     tokio::time::sleep_until(at(20).into()).await;
     receiver.set_mode(ReceiverMode::Hang);
     tokio::time::sleep_until(at(24).into()).await;
     a.kill9();
-    a = Proc::forwarder(&redis, &prefix, "chaos-a2", &receiver.url(), &env);
+    a = forwarder(&redis, &prefix, "chaos-a2", &receiver.url(), &env);
     tokio::time::sleep_until(at(30).into()).await;
     receiver.set_mode(ReceiverMode::Succeed);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -181,8 +157,8 @@ async fn chaos_receiver_outage_and_kill_9_deliver_every_alert_exactly_once() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let exit_a = a.terminate();
-    let exit_b = b.terminate();
+    let exit_a = a.terminate(Duration::from_secs(15));
+    let exit_b = b.terminate(Duration::from_secs(15));
     let ids = accepted_ids(&receiver);
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for id in &ids {

@@ -3,11 +3,14 @@
 //! original's separate probe ports (`HEALTH_PORT_ALERTER`, `HEALTH_PORT_MOOG`) answer
 //! `/health` and `/live`.
 
+mod common;
+
+use common::KillOnDrop as Proc;
 use mutt_testkit::WebhookReceiver;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `muttd <args>` in `dir` with nothing in its environment but PATH and `env`.
@@ -22,34 +25,6 @@ fn muttd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         cmd.env(k, v);
     }
     cmd
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn wait_for_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn terminate(&mut self) -> Option<ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        self.wait_for_exit(Duration::from_secs(20))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs a command that must refuse to start: its exit status and stderr, within 20 s.
@@ -134,7 +109,7 @@ fn a_forwarder_on_redis_may_write_an_alerts_file_chosen_on_purpose() {
         ("MUTT_FORWARDER__PORT", "0"),
     ];
     let (mut forwarder, _) = started(muttd(dir.path(), &["forwarder"], &env), "forwarder listening on");
-    assert_eq!(forwarder.terminate().and_then(|s| s.code()), Some(0));
+    assert_eq!(forwarder.terminate(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
 }
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {
@@ -174,7 +149,7 @@ async fn health_port_moog_serves_the_forwarders_probes() {
     ];
     let (mut forwarder, lines) = started(muttd(dir.path(), &["forwarder"], &env), "probes (/health, /live)");
     check_probe_port(&lines, "forwarder", probe, port, "mutt-moog-forwarder").await;
-    assert_eq!(forwarder.terminate().and_then(|s| s.code()), Some(0));
+    assert_eq!(forwarder.terminate(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,5 +168,5 @@ async fn health_port_alerter_serves_the_alerters_probes() {
     ];
     let (mut alerter, lines) = started(muttd(dir.path(), &["alerter", "--migrate"], &env), "probes (/health, /live)");
     check_probe_port(&lines, "alerter", probe, port, "mutt-alerter").await;
-    assert_eq!(alerter.terminate().and_then(|s| s.code()), Some(0));
+    assert_eq!(alerter.terminate(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
 }

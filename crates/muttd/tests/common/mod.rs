@@ -21,6 +21,11 @@ impl KillOnDrop {
     /// SIGTERM; the exit status once it has exited, or `None` if it still runs after `within`.
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.wait_for_exit(within)
+    }
+
+    /// The exit status once the process has exited by itself, or `None` after `within`.
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.0.try_wait() {
@@ -29,6 +34,12 @@ impl KillOnDrop {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill").args(["-9", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
     }
 }
 
@@ -68,6 +79,8 @@ pub fn in_dir<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
         .env("MUTT_ALERTER__PORT", "0")
         .env("MUTT_FORWARDER__PORT", "0")
         .env("MUTT_WEB__PORT", "0")
+        // `muttd run`'s trap listener (127.0.0.1:1162 by default) on a port of its own too.
+        .env("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "127.0.0.1:0")
         .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
 }
 
