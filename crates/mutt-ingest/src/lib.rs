@@ -14,6 +14,7 @@ pub mod accept;
 pub mod dynamic;
 pub mod http;
 pub mod metrics;
+pub mod snmp;
 pub mod syslog;
 
 use axum::Router;
@@ -82,6 +83,17 @@ pub fn router(
     config: IngestConfig,
     metrics: mutt_service::Metrics,
 ) -> Result<Router, IngestSetupError> {
+    service(queue, coordination, config, metrics).map(|(_, router)| router)
+}
+
+/// The router and the [`Ingest`] step behind it, for native listeners (SNMP, syslog) to share:
+/// one set of `mutt_ingest_*` metrics, one rate limit and queue limit.
+pub fn service(
+    queue: Arc<dyn Queue>,
+    coordination: Arc<dyn Coordination>,
+    config: IngestConfig,
+    metrics: mutt_service::Metrics,
+) -> Result<(Ingest, Router), IngestSetupError> {
     if config.api_keys.iter().all(Secret::is_empty) && !config.auth_disabled {
         return Err(IngestSetupError::NoApiKey);
     }
@@ -92,5 +104,8 @@ pub fn router(
         |q| async move { q.ping().await },
     );
     let ops = mutt_service::ops::routes(metrics, Arc::new(health));
-    Ok(http::routes(ingest.clone()).merge(ops).layer(axum::middleware::from_fn_with_state(ingest, http::auth::gate)))
+    let router = http::routes(ingest.clone())
+        .merge(ops)
+        .layer(axum::middleware::from_fn_with_state(ingest.clone(), http::auth::gate));
+    Ok((ingest, router))
 }
