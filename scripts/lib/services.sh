@@ -20,6 +20,9 @@ install_packages() {
   command -v snmptrap >/dev/null 2>&1 || missing+=(snmp)
   command -v python3 >/dev/null 2>&1 || missing+=(python3) # deploy/snmptrapd/mutt-trap-handler
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  # Syslog forwarding tests: a private rsyslogd with omfwd over TCP and TLS (gtls).
+  command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+  ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
   # The package test (crates/muttd/tests/package_deb.rs): unit checks and the syscall trace.
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
@@ -27,7 +30,7 @@ install_packages() {
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  # The packages' own services (snmptrapd on :162, prometheus on :9090) must not start: the
+  # The packages' own services (snmptrapd on :162, prometheus on :9090, rsyslog) must not start: the
   # tests run private instances on loopback ports of their own.
   local policy=/usr/sbin/policy-rc.d added=""
   if [ ! -e "$policy" ]; then
