@@ -259,6 +259,11 @@ pub struct IngestorSection {
     pub rate_window_secs: u64,
     /// Textual severities → `syslog_severity`, timestamps → RFC 3339 UTC, wrong types refused.
     pub normalize: bool,
+    /// SNMP trap/inform listeners (`[[ingestor.traps]]`); none by default.
+    pub traps: Vec<TrapSection>,
+    /// Where `muttd run` listens for SNMP traps (community `public`) when `traps` is empty;
+    /// "" turns it off. `muttd ingestor` listens only where `traps` says.
+    pub run_traps_address: String,
 }
 
 impl Default for IngestorSection {
@@ -276,6 +281,8 @@ impl Default for IngestorSection {
             max_rate,
             rate_window_secs: rate_window.as_secs(),
             normalize: d.normalize,
+            traps: Vec::new(),
+            run_traps_address: RUN_TRAPS_ADDRESS.into(),
         }
     }
 }
@@ -296,6 +303,68 @@ impl IngestorSection {
             }),
             normalize: self.normalize,
         }
+    }
+}
+
+/// `muttd run`'s SNMP trap listener (1162: 162 needs privileges).
+pub const RUN_TRAPS_ADDRESS: &str = "127.0.0.1:1162";
+
+/// One SNMP trap listener (`[[ingestor.traps]]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrapSection {
+    /// The `listener` label of its metrics.
+    pub name: String,
+    /// Default: `bind_address`.
+    pub address: Option<String>,
+    pub port: u16,
+    /// v1/v2c communities accepted; none: v1/v2c refused. Never copied into events or logs.
+    pub communities: Vec<String>,
+    /// SNMPv3 USM users; passwords are secrets named here (env or `<NAME>_FILE`).
+    pub users: Vec<TrapUserSection>,
+    /// The local engine id in hex; default: generated once, kept in `<data_dir>/snmp-engine-<name>`
+    /// with the boots counter.
+    pub engine_id: Option<String>,
+}
+
+impl Default for TrapSection {
+    fn default() -> Self {
+        Self {
+            name: "snmp".into(),
+            address: None,
+            port: 162,
+            communities: Vec::new(),
+            users: Vec::new(),
+            engine_id: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrapUserSection {
+    pub name: String,
+    /// `MD5`, `SHA`, `SHA-224`, `SHA-256`, `SHA-384`, `SHA-512`; unset: noAuthNoPriv.
+    pub auth_protocol: Option<String>,
+    /// The secret holding the authentication password, e.g. `SNMP_TRAPUSER_AUTH`.
+    pub auth_password_secret: Option<String>,
+    /// `DES`, `3DES`, `AES` (128), `AES-192`, `AES-256`; unset: no privacy.
+    pub priv_protocol: Option<String>,
+    pub priv_password_secret: Option<String>,
+}
+
+impl IngestorSection {
+    /// The trap listeners to start: `traps`, or for `muttd run` (`run`) with none configured
+    /// the one at `run_traps_address` (community `public`).
+    pub fn trap_listeners(&self, run: bool) -> Vec<TrapSection> {
+        if !self.traps.is_empty() || !run || self.run_traps_address.is_empty() {
+            return self.traps.clone();
+        }
+        let (address, port) = match self.run_traps_address.rsplit_once(':') {
+            Some((a, p)) => (a.to_owned(), p.parse().unwrap_or(1162)),
+            None => (self.run_traps_address.clone(), 1162),
+        };
+        vec![TrapSection { address: Some(address), port, communities: vec!["public".into()], ..TrapSection::default() }]
     }
 }
 

@@ -53,7 +53,9 @@ fn main() -> std::process::ExitCode {
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         // refinery announces every migration check at info; only its warnings matter here.
-        .or_else(|_| EnvFilter::try_new(format!("{},refinery_core=warn", config.log.level)))
+        // async-snmp warns once per bad or unauthenticated datagram (a flood would flood the
+        // log); the trap listener counts those and logs them once a minute itself.
+        .or_else(|_| EnvFilter::try_new(format!("{},refinery_core=warn,async_snmp=error", config.log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -65,7 +67,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Result<()> {
+async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> Result<()> {
     let (roles, migrate) = match command {
         Command::Migrate => return commands::migrate(&config, &secrets).await,
         Command::Send(args) => return commands::send(&config, &secrets, &args).await,
@@ -74,6 +76,8 @@ async fn execute(command: Command, config: Config, secrets: EnvSecrets) -> Resul
         Command::Config(cmd) => return commands::config(&config, &secrets, &cmd).await,
         Command::Completions { .. } | Command::Man { .. } => return Ok(()), // done in main
         Command::Run(args) => {
+            // `muttd run` listens for SNMP traps on 127.0.0.1:1162 unless configured otherwise.
+            config.ingestor.traps = config.ingestor.trap_listeners(true);
             let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
             (roles, args.migrate)
         }

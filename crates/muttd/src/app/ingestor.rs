@@ -1,7 +1,9 @@
-//! The ingestor role: the HTTP ingest API.
+//! The ingestor role: the HTTP ingest API, and the native SNMP trap listeners beside it.
 
 use super::{Context, Slot, Started};
-use anyhow::Result;
+use crate::config::TrapSection;
+use anyhow::{Context as _, Result};
+use mutt_ingest::snmp::{SnmpMetrics, TrapListener, TrapListenerConfig, TrapUser};
 
 pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let config = cx.config;
@@ -9,6 +11,88 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let generated = (cx.embedded && !config.ingestor.auth_disabled).then_some("ingest-api-key");
     let api_keys = super::api_keys(cx, "INGEST_API_KEY", generated)?;
     let ingest = config.ingestor.to_ingest_config(api_keys);
-    let router = mutt_ingest::router(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
-    Ok(Started::task(super::spawn_server(mutt_service::serve(slot.listener, router, cx.shutdown.clone()))))
+    let registry = slot.metrics.clone();
+    let (ingest, router) = mutt_ingest::service(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
+    let traps = start_traps(cx, &ingest, &registry).await?;
+    let server = mutt_service::serve(slot.listener, router, cx.shutdown.clone());
+    let shutdown = cx.shutdown.clone();
+    Ok(Started::task(super::spawn_server(async move {
+        let listeners = futures_util::future::join_all(traps.into_iter().map(|t| t.run(shutdown.clone())));
+        tokio::join!(server, listeners).0
+    })))
+}
+
+// --- SNMP traps -------------------------------------------------------------------------
+
+/// Binds every configured trap listener (before the role counts as started, so a port in use
+/// fails startup) and prints where each listens.
+async fn start_traps(
+    cx: &Context<'_>,
+    ingest: &mutt_ingest::Ingest,
+    registry: &mutt_service::Metrics,
+) -> Result<Vec<TrapListener>> {
+    let sections = &cx.config.ingestor.traps;
+    if sections.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics = SnmpMetrics::register(registry);
+    let mut listeners = Vec::new();
+    for section in sections {
+        let config = trap_config(cx, section)?;
+        let listener = TrapListener::bind(config, ingest.clone(), metrics.clone()).await?;
+        println!("muttd: ingestor SNMP traps ({}) on udp://{}", section.name, listener.local_addr());
+        tracing::info!(listener = %section.name, address = %listener.local_addr(), "SNMP trap listener started");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn trap_config(cx: &Context<'_>, s: &TrapSection) -> Result<TrapListenerConfig> {
+    let host = s.address.as_deref().unwrap_or(&cx.config.bind_address);
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, s.port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("ingestor.traps {}: no address {host}:{}", s.name, s.port))?;
+    let secret = |name: &Option<String>, what: &str| -> Result<Option<mutt_core::Secret>> {
+        let Some(name) = name else { return Ok(None) };
+        let value = cx.secrets.get(name)?;
+        Ok(Some(value.with_context(|| format!("ingestor.traps {}: {what} secret {name} is not set", s.name))?))
+    };
+    let mut users = Vec::new();
+    for u in &s.users {
+        let auth = match (&u.auth_protocol, secret(&u.auth_password_secret, "auth password")?) {
+            (Some(p), Some(pw)) => Some((p.clone(), pw)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "ingestor.traps {} user {}: auth_protocol and auth_password_secret go together",
+                s.name,
+                u.name
+            ),
+        };
+        let privacy = match (&u.priv_protocol, secret(&u.priv_password_secret, "privacy password")?) {
+            (Some(p), Some(pw)) => Some((p.clone(), pw)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "ingestor.traps {} user {}: priv_protocol and priv_password_secret go together",
+                s.name,
+                u.name
+            ),
+        };
+        users.push(TrapUser { name: u.name.clone(), auth, privacy });
+    }
+    let engine_id = match &s.engine_id {
+        Some(hex) => Some(
+            mutt_ingest::snmp::parse_hex(hex)
+                .with_context(|| format!("ingestor.traps {}: engine_id is not hex", s.name))?,
+        ),
+        None => None,
+    };
+    Ok(TrapListenerConfig {
+        name: s.name.clone(),
+        address,
+        communities: s.communities.iter().map(|c| mutt_core::Secret::new(c.clone())).collect(),
+        users,
+        engine_id,
+        engine_file: Some(cx.config.data_dir.join(format!("snmp-engine-{}", s.name))),
+    })
 }

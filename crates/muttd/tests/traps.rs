@@ -1,0 +1,292 @@
+//! The native SNMP trap listener of `muttd run` with net-snmp's own clients: `snmptrap` v1,
+//! v2c and v3 authPriv (SHA/AES) and `snmpinform` v2c and v3 each reach the audit trail with
+//! the trap's fields and the example OID rule's decision; a wrong community and a wrong v3
+//! password are refused; an inform is not acknowledged while the ingest queue refuses. Without
+//! `snmptrap`/`snmpinform` (Debian package `snmp`; `scripts/test.sh` installs it) the tests
+//! say so and do nothing.
+
+mod common;
+
+use common::KillOnDrop;
+use mutt_sqlite::rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const CISCO_PREFIX: &str = ".1.3.6.1.4.1.9.9.41.2";
+const CISCO_TRAP: &str = ".1.3.6.1.4.1.9.9.41.2.0.1";
+const SYS_NAME: &str = ".1.3.6.1.2.1.1.5.0";
+const AUTH_PASS: &str = "trap-auth-pass-1";
+const PRIV_PASS: &str = "trap-priv-pass-1";
+
+fn find(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':').map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
+}
+
+fn have_net_snmp(test: &str) -> bool {
+    let ok = find("snmptrap").is_some() && find("snmpinform").is_some();
+    if !ok {
+        eprintln!("SKIPPED {test}: snmptrap/snmpinform not installed (apt-get install snmp; scripts/test.sh does)");
+    }
+    ok
+}
+
+/// `muttd run` on the embedded backend in `dir` with the example rules; its trap address.
+struct Muttd {
+    _child: KillOnDrop,
+    traps: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Muttd {
+    fn start(dir: &Path, config: Option<&str>) -> Self {
+        let mut cmd = common::muttd(dir);
+        cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
+        cmd.env("TRAP_AUTH", AUTH_PASS).env("TRAP_PRIV", PRIV_PASS);
+        if let Some(text) = config {
+            let path = dir.join("mutt.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("-c").arg(&path);
+        }
+        let (child, stdout) = common::spawn_run(&mut cmd);
+        let (mut traps, mut ingestor) = (None, false);
+        stdout.read_until("the trap listener's and the ingestor's addresses", |line| {
+            let trap_line = line.strip_prefix("muttd: ingestor SNMP traps (");
+            if let Some((_, addr)) = trap_line.and_then(|l| l.split_once(") on udp://")) {
+                traps = Some(addr.trim().parse().expect("an address"));
+            }
+            ingestor |= line.starts_with("muttd: ingestor listening on ");
+            traps.is_some() && ingestor
+        });
+        let run = Self { _child: child, traps: traps.unwrap(), dir: dir.to_owned() };
+        let out = run.muttd(&["rules", "import", &format!("{REPO}/examples/rules.yaml")]);
+        assert!(out.status.success(), "rules import: {}", String::from_utf8_lossy(&out.stderr));
+        run
+    }
+
+    fn muttd(&self, args: &[&str]) -> Output {
+        common::muttd(&self.dir).args(args).output().expect("run muttd")
+    }
+
+    /// `program <options> --clientaddr=<from> <listener> <pdu>` (net-snmp without any user
+    /// configuration or MIBs).
+    fn send(&self, program: &str, from: &str, options: &[&str], pdu: &[&str]) -> Output {
+        let home = self.dir.join("net-snmp");
+        std::fs::create_dir_all(home.join("persist")).unwrap();
+        Command::new(program)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("SNMPCONFPATH", &home)
+            .env("SNMP_PERSISTENT_DIR", home.join("persist"))
+            .env("MIBS", "")
+            .args(options)
+            .arg(format!("--clientaddr={from}"))
+            .arg(self.traps.to_string())
+            .args(pdu)
+            .output()
+            .expect("run net-snmp")
+    }
+
+    fn sent(&self, program: &str, from: &str, options: &[&str], pdu: &[&str]) {
+        let out = self.send(program, from, options, pdu);
+        assert!(out.status.success(), "{program} {options:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("mutt-data/mutt.db")
+    }
+}
+
+/// The audit row of the event from `host`: (rule id, handling decision, the event).
+fn audited(db: &Path, host: &str) -> Option<(Option<i64>, String, Value)> {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let (rule, handling, raw) = c
+        .query_row(
+            "SELECT matched_rule_id, handling_decision, raw_message FROM event_audit_log WHERE hostname = ?1",
+            [host],
+            |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
+        )
+        .ok()?;
+    Some((rule, handling, serde_json::from_str(&raw.unwrap_or_default()).unwrap_or(Value::Null)))
+}
+
+fn cisco_rule(db: &Path) -> i64 {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.query_row("SELECT id FROM alert_rules WHERE trap_oid = ?1", [CISCO_PREFIX], |r| r.get(0)).unwrap()
+}
+
+/// Waits (30 s at most) for the event from `host`, then checks the fields every trap carries.
+fn expect_event(run: &Muttd, what: &str, host: &str, source_ip: &str, version: &str, pdu: &str) -> Value {
+    let db = run.db();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (rule, handling, event) = loop {
+        if let Some(row) = audited(&db, host) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "{what} (hostname {host}) never audited");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(event["trap_oid"], CISCO_TRAP, "{what}: {event}");
+    assert_eq!(event["source"], "snmp", "{what}: {event}");
+    assert_eq!(event["source_ip"], source_ip, "{what}: {event}");
+    assert_eq!(event["snmp_version"], version, "{what}: {event}");
+    assert_eq!(event["snmp_pdu"], pdu, "{what}: {event}");
+    assert!(event["uptime"].is_u64(), "{what}: {event}");
+    let ts = event["timestamp"].as_str().unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'), "{what}: {event}");
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("{host} {CISCO_TRAP}")), "{what}: message {message:?}");
+    assert_eq!(rule, Some(cisco_rule(&db)), "{what}: the example rule {CISCO_PREFIX} matched: {event}");
+    assert_eq!(handling, "Page_and_ticket", "{what}: {event}");
+    assert!(!event.to_string().contains("public"), "{what}: the community is never in the event: {event}");
+    event
+}
+
+fn varbind<'a>(event: &'a Value, oid: &str) -> Option<&'a Value> {
+    event["varbinds"].as_array()?.iter().find(|b| b["oid"] == oid)
+}
+
+#[test]
+fn muttd_run_takes_v1_v2c_traps_and_informs_and_refuses_a_wrong_community() {
+    if !have_net_snmp("muttd_run_takes_v1_v2c_traps_and_informs_and_refuses_a_wrong_community") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = Muttd::start(dir.path(), None);
+    let v2c = ["-v", "2c", "-c", "public"];
+    run.sent("snmptrap", "127.0.0.5", &v2c, &["", CISCO_TRAP, SYS_NAME, "s", "core-sw \"1\""]);
+    // A wrong community: refused, never audited (checked after later traps are).
+    run.sent("snmptrap", "127.0.0.16", &["-v", "2c", "-c", "private"], &["", CISCO_TRAP]);
+    // v1 enterprise-specific trap 1 of the Cisco enterprise, agent-addr 127.0.0.7.
+    run.sent("snmptrap", "127.0.0.8", &["-v", "1", "-c", "public"], &[CISCO_PREFIX, "127.0.0.7", "6", "1", ""]);
+    // A proxy names the device in snmpTrapAddress.0.
+    run.sent("snmptrap", "127.0.0.9", &v2c, &["", CISCO_TRAP, ".1.3.6.1.6.3.18.1.3.0", "a", "192.0.2.33"]);
+    run.sent("snmpinform", "127.0.0.15", &[&v2c[..], &["-t", "2", "-r", "2"]].concat(), &["", CISCO_TRAP]);
+
+    let event = expect_event(&run, "v2c trap", "127.0.0.5", "127.0.0.5", "v2c", "trap");
+    let name = varbind(&event, SYS_NAME).unwrap_or_else(|| panic!("sysName varbind: {event}"));
+    assert_eq!(name["value"], "core-sw \"1\"", "{event}");
+    assert_eq!(name["type"], "STRING", "net-snmp's type names, as the snmptrapd handler posts them: {event}");
+    expect_event(&run, "v1 trap", "127.0.0.7", "127.0.0.8", "v1", "trap");
+    expect_event(&run, "proxied v2c trap", "192.0.2.33", "127.0.0.9", "v2c", "trap");
+    expect_event(&run, "v2c inform", "127.0.0.15", "127.0.0.15", "v2c", "inform");
+    assert!(audited(&run.db(), "127.0.0.16").is_none(), "a trap with a wrong community was accepted");
+}
+
+/// `muttd run --roles ingestor` (nothing drains the queue) with the dynamic
+/// `max_ingest_queue_size` at 1, read live: once an event waits, `snmpinform -t 1 -r 0` times
+/// out (not acknowledged, counted as dropped); after the limit is raised it is acknowledged.
+#[test]
+fn inform_unacknowledged_while_the_queue_refuses() {
+    if !have_net_snmp("inform_unacknowledged_while_the_queue_refuses") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::muttd(dir.path());
+    cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
+    let (child, lines) = spawn_ingestor_only(&mut cmd);
+    let run = Muttd { _child: child, traps: lines.0, dir: dir.path().to_owned() };
+    let set = |v: &str| {
+        let out = run.muttd(&["config", "set", "max_ingest_queue_size", v]);
+        assert!(out.status.success(), "config set: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let inform = |n: u32| {
+        let out =
+            run.send("snmpinform", "127.0.0.1", &["-v", "2c", "-c", "public", "-t", "1", "-r", "0"], &["", CISCO_TRAP]);
+        eprintln!("inform {n}: {}", if out.status.success() { "acknowledged" } else { "not acknowledged" });
+        out.status.success()
+    };
+    set("1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while inform(n) {
+        n += 1;
+        assert!(Instant::now() < deadline, "informs still acknowledged with max_ingest_queue_size 1 and a full queue");
+    }
+    let metrics = http_get(lines.1, "/metrics");
+    let dropped = metrics
+        .lines()
+        .find(|l| l.starts_with("mutt_ingest_dropped_total{") && l.contains("queue_full_unacknowledged"));
+    assert!(dropped.is_some(), "the unacknowledged inform is counted: {metrics}");
+    set("100000");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inform(n) {
+        n += 1;
+        assert!(Instant::now() < deadline, "informs not acknowledged after the queue limit was raised");
+    }
+}
+
+/// `cmd run --roles ingestor`: the trap listener's and the ingestor's addresses.
+fn spawn_ingestor_only(cmd: &mut Command) -> (KillOnDrop, (SocketAddr, SocketAddr)) {
+    use std::io::BufRead;
+    cmd.args(["run", "--roles", "ingestor"]).stdout(std::process::Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn muttd run"));
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut traps, mut http) = (None, None);
+    for line in stdout.lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("muttd: ingestor SNMP traps (") {
+            traps = rest.split_once(") on udp://").map(|(_, a)| a.trim().parse().expect("an address"));
+        }
+        if let Some((_, addr)) = common::listening(&line) {
+            http = Some(addr);
+        }
+        if let (Some(t), Some(h)) = (traps, http) {
+            return (child, (t, h));
+        }
+    }
+    panic!("muttd run exited before printing its addresses");
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or(text)
+}
+
+#[test]
+fn v3_auth_priv_traps_and_informs_of_a_configured_user() {
+    if !have_net_snmp("v3_auth_priv_traps_and_informs_of_a_configured_user") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[ingestor.traps]]
+address = "127.0.0.1"
+port = 0
+communities = ["public"]
+users = [{ name = "mutt", auth_protocol = "SHA", auth_password_secret = "TRAP_AUTH", priv_protocol = "AES", priv_password_secret = "TRAP_PRIV" }]
+"#;
+    let run = Muttd::start(dir.path(), Some(config));
+    let user = |auth: &str| -> Vec<String> {
+        ["-v", "3", "-l", "authPriv", "-u", "mutt", "-a", "SHA", "-A", auth, "-x", "AES", "-X", PRIV_PASS]
+            .map(String::from)
+            .to_vec()
+    };
+    let good = user(AUTH_PASS);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    // A trap comes from the sender's engine (-e); an inform discovers the listener's.
+    let trap = [&good[..], &["-e", "0x8000000001020304"]].concat();
+    run.sent("snmptrap", "127.0.0.6", &trap, &["", CISCO_TRAP, SYS_NAME, "s", "v3-sw"]);
+    let bad = user("wrong-auth-pass");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    run.sent("snmptrap", "127.0.0.17", &[&bad[..], &["-e", "0x8000000001020305"]].concat(), &["", CISCO_TRAP]);
+    run.sent("snmpinform", "127.0.0.18", &[&good[..], &["-t", "2", "-r", "2"]].concat(), &["", CISCO_TRAP]);
+
+    let event = expect_event(&run, "v3 authPriv trap", "127.0.0.6", "127.0.0.6", "v3", "trap");
+    assert_eq!(varbind(&event, SYS_NAME).map(|b| &b["value"]), Some(&Value::from("v3-sw")), "{event}");
+    expect_event(&run, "v3 authPriv inform", "127.0.0.18", "127.0.0.18", "v3", "inform");
+    assert!(audited(&run.db(), "127.0.0.17").is_none(), "a v3 trap with a wrong password was accepted");
+    let state = std::fs::read_to_string(dir.path().join("mutt-data/snmp-engine-snmp")).expect("engine state kept");
+    assert!(state.split_whitespace().nth(1) == Some("1"), "first boot: {state}");
+}
