@@ -39,6 +39,8 @@ fn have_net_snmp(test: &str) -> bool {
 struct Muttd {
     _child: KillOnDrop,
     traps: SocketAddr,
+    /// The ingestor's HTTP address (its `/metrics`).
+    http: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -53,16 +55,18 @@ impl Muttd {
             cmd.arg("-c").arg(&path);
         }
         let (child, stdout) = common::spawn_run(&mut cmd);
-        let (mut traps, mut ingestor) = (None, false);
+        let (mut traps, mut ingestor) = (None, None);
         stdout.read_until("the trap listener's and the ingestor's addresses", |line| {
             let trap_line = line.strip_prefix("muttd: ingestor SNMP traps (");
             if let Some((_, addr)) = trap_line.and_then(|l| l.split_once(") on udp://")) {
                 traps = Some(addr.trim().parse().expect("an address"));
             }
-            ingestor |= line.starts_with("muttd: ingestor listening on ");
-            traps.is_some() && ingestor
+            if let Some(("ingestor", addr)) = common::listening(line) {
+                ingestor = Some(addr);
+            }
+            traps.is_some() && ingestor.is_some()
         });
-        let run = Self { _child: child, traps: traps.unwrap(), dir: dir.to_owned() };
+        let run = Self { _child: child, traps: traps.unwrap(), http: ingestor, dir: dir.to_owned() };
         let out = run.muttd(&["rules", "import", &format!("{REPO}/examples/rules.yaml")]);
         assert!(out.status.success(), "rules import: {}", String::from_utf8_lossy(&out.stderr));
         run
@@ -160,6 +164,12 @@ fn muttd_run_takes_v1_v2c_traps_and_informs_and_refuses_a_wrong_community() {
     let dir = tempfile::tempdir().unwrap();
     let run = Muttd::start(dir.path(), None);
     let v2c = ["-v", "2c", "-c", "public"];
+    // Garbage and truncated datagrams first: refused quietly, no stall of the traps after them.
+    let junk = std::net::UdpSocket::bind("127.0.0.20:0").unwrap();
+    for n in 0..V2C_TRAP.len() {
+        junk.send_to(&V2C_TRAP[..n], run.traps).unwrap();
+        junk.send_to(&[0x30, 0x82, 0xff, 0xff, n as u8], run.traps).unwrap();
+    }
     run.sent("snmptrap", "127.0.0.5", &v2c, &["", CISCO_TRAP, SYS_NAME, "s", "core-sw \"1\""]);
     // A wrong community: refused, never audited (checked after later traps are).
     run.sent("snmptrap", "127.0.0.16", &["-v", "2c", "-c", "private"], &["", CISCO_TRAP]);
@@ -177,6 +187,71 @@ fn muttd_run_takes_v1_v2c_traps_and_informs_and_refuses_a_wrong_community() {
     expect_event(&run, "proxied v2c trap", "192.0.2.33", "127.0.0.9", "v2c", "trap");
     expect_event(&run, "v2c inform", "127.0.0.15", "127.0.0.15", "v2c", "inform");
     assert!(audited(&run.db(), "127.0.0.16").is_none(), "a trap with a wrong community was accepted");
+    let metrics = http_get(run.http.unwrap(), "/metrics");
+    let line = |prefix: &str| metrics.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+    assert_eq!(
+        line(r#"mutt_ingest_snmp_errors_total{listener="snmp",kind="community"}"#)
+            .as_deref()
+            .and_then(|l| l.split(' ').nth(1)),
+        Some("1"),
+        "{metrics}"
+    );
+    assert!(line(r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#).is_some(), "{metrics}");
+}
+
+/// `snmptrap -v 2c -c public … '' .1.3.6.1.4.1.9.9.41.2.0.1 .1.3.6.1.2.1.1.5.0 s hi` as
+/// datagram bytes (uptime 0, request id 0x12345678).
+const V2C_TRAP: &[u8] = &[
+    0x30, 0x55, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa7, 0x48, 0x02, 0x04, 0x12, 0x34,
+    0x56, 0x78, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x3a, 0x30, 0x0d, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x02, 0x01,
+    0x01, 0x03, 0x00, 0x43, 0x01, 0x00, 0x30, 0x19, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x06, 0x03, 0x01, 0x01, 0x04, 0x01,
+    0x00, 0x06, 0x0b, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x09, 0x09, 0x29, 0x02, 0x00, 0x01, 0x30, 0x0e, 0x06, 0x08, 0x2b,
+    0x06, 0x01, 0x02, 0x01, 0x01, 0x05, 0x00, 0x04, 0x02, b'h', b'i',
+];
+
+/// A rough traps/s figure: v2c traps as raw datagrams at `muttd run --roles ingestor`
+/// (embedded backend), counted by `mutt_ingest_snmp_notifications_total`. Run with
+/// `cargo test -p muttd --release --test traps -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_traps_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::muttd(dir.path());
+    cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
+    // The shared rate limit (1000 requests a minute) would measure itself.
+    cmd.env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false");
+    let (_child, (traps, http)) = spawn_ingestor_only(&mut cmd);
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let total = 20_000u64;
+    let start = Instant::now();
+    for n in 0..total {
+        sender.send_to(V2C_TRAP, traps).unwrap();
+        // Paced in bursts so the socket buffer, not the listener, is not what is measured.
+        if n % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let sent_in = start.elapsed();
+    let queued = |m: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#))
+            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut last, mut stable) = (0, Instant::now());
+    while stable.elapsed() < Duration::from_secs(2) {
+        let now = queued(&http_get(http, "/metrics"));
+        if now != last {
+            (last, stable) = (now, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = stable.duration_since(start);
+    eprintln!(
+        "sent {total} traps in {sent_in:?}; queued {last} in {took:?}: {:.0} traps/s",
+        last as f64 / took.as_secs_f64()
+    );
+    assert!(last > 0);
 }
 
 /// `muttd run --roles ingestor` (nothing drains the queue) with the dynamic
@@ -191,7 +266,7 @@ fn inform_unacknowledged_while_the_queue_refuses() {
     let mut cmd = common::muttd(dir.path());
     cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
     let (child, lines) = spawn_ingestor_only(&mut cmd);
-    let run = Muttd { _child: child, traps: lines.0, dir: dir.path().to_owned() };
+    let run = Muttd { _child: child, traps: lines.0, http: Some(lines.1), dir: dir.path().to_owned() };
     let set = |v: &str| {
         let out = run.muttd(&["config", "set", "max_ingest_queue_size", v]);
         assert!(out.status.success(), "config set: {}", String::from_utf8_lossy(&out.stderr));
