@@ -264,6 +264,11 @@ pub struct IngestorSection {
     /// Where `muttd run` listens for SNMP traps (community `public`) when `traps` is empty;
     /// "" turns it off. `muttd ingestor` listens only where `traps` says.
     pub run_traps_address: String,
+    /// Syslog listeners (`[[ingestor.syslog]]`); none by default.
+    pub syslog: Vec<SyslogSection>,
+    /// Where `muttd run` listens for syslog over UDP and TCP when `syslog` is empty; "" turns
+    /// it off. `muttd ingestor` listens only where `syslog` says.
+    pub run_syslog_address: String,
 }
 
 impl Default for IngestorSection {
@@ -283,6 +288,8 @@ impl Default for IngestorSection {
             normalize: d.normalize,
             traps: Vec::new(),
             run_traps_address: RUN_TRAPS_ADDRESS.into(),
+            syslog: Vec::new(),
+            run_syslog_address: RUN_SYSLOG_ADDRESS.into(),
         }
     }
 }
@@ -365,6 +372,75 @@ impl IngestorSection {
             None => (self.run_traps_address.clone(), 1162),
         };
         vec![TrapSection { address: Some(address), port, communities: vec!["public".into()], ..TrapSection::default() }]
+    }
+}
+
+// --- Syslog listeners ------------------------------------------------------------------
+
+/// `muttd run`'s syslog listeners, UDP and TCP (5514: 514 needs privileges).
+pub const RUN_SYSLOG_ADDRESS: &str = "127.0.0.1:5514";
+
+/// One syslog listener (`[[ingestor.syslog]]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslogSection {
+    /// Default: `bind_address`.
+    pub address: Option<String>,
+    pub port: u16,
+    /// `udp`, `tcp` (RFC 6587: octet counting or newline framing) or `tls` (RFC 5425).
+    pub protocol: SyslogProtocol,
+    /// PEM certificate chain and key (`tls` only).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// Largest message (frame or datagram); larger ones are dropped (TCP/TLS: connection closed).
+    pub max_frame_bytes: usize,
+    /// UDP `SO_RCVBUF`; unset: the system default (capped by `net.core.rmem_max`).
+    pub recv_buffer_bytes: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Default for SyslogSection {
+    fn default() -> Self {
+        Self {
+            address: None,
+            port: 514,
+            protocol: SyslogProtocol::Udp,
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_frame_bytes: 65_536,
+            recv_buffer_bytes: None,
+        }
+    }
+}
+
+impl IngestorSection {
+    /// The syslog listeners to start: `syslog`, or for `muttd run` (`run`) with none configured
+    /// UDP and TCP at `run_syslog_address`.
+    pub fn syslog_listeners(&self, run: bool) -> Vec<SyslogSection> {
+        if !self.syslog.is_empty() || !run || self.run_syslog_address.is_empty() {
+            return self.syslog.clone();
+        }
+        let (address, port) = match self.run_syslog_address.rsplit_once(':') {
+            Some((a, p)) => (a.to_owned(), p.parse().unwrap_or(5514)),
+            None => (self.run_syslog_address.clone(), 5514),
+        };
+        [SyslogProtocol::Udp, SyslogProtocol::Tcp]
+            .into_iter()
+            .map(|protocol| SyslogSection {
+                address: Some(address.clone()),
+                port,
+                protocol,
+                ..SyslogSection::default()
+            })
+            .collect()
     }
 }
 

@@ -78,6 +78,8 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
         Command::Run(args) => {
             // `muttd run` listens for SNMP traps on 127.0.0.1:1162 unless configured otherwise.
             config.ingestor.traps = config.ingestor.trap_listeners(true);
+            // And for syslog on 127.0.0.1:5514 (UDP and TCP).
+            config.ingestor.syslog = config.ingestor.syslog_listeners(true);
             let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
             (roles, args.migrate)
         }

@@ -14,6 +14,7 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let registry = slot.metrics.clone();
     let (ingest, router) = mutt_ingest::service(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
     let traps = start_traps(cx, &ingest, &registry).await?;
+    start_syslog(cx, &ingest, &registry).await?;
     let server = mutt_service::serve(slot.listener, router, cx.shutdown.clone());
     let shutdown = cx.shutdown.clone();
     Ok(Started::task(super::spawn_server(async move {
@@ -95,4 +96,41 @@ fn trap_config(cx: &Context<'_>, s: &TrapSection) -> Result<TrapListenerConfig> 
         engine_id,
         engine_file: Some(cx.config.data_dir.join(format!("snmp-engine-{}", s.name))),
     })
+}
+
+// --- Syslog -----------------------------------------------------------------------------
+
+/// Binds every configured syslog listener (a port in use fails startup) and prints where each
+/// listens; they run until shutdown.
+async fn start_syslog(cx: &Context<'_>, ingest: &mutt_ingest::Ingest, registry: &mutt_service::Metrics) -> Result<()> {
+    use mutt_ingest::syslog::{self, ListenerConfig, Protocol, SyslogMetrics};
+    let sections = &cx.config.ingestor.syslog;
+    if sections.is_empty() {
+        return Ok(());
+    }
+    let metrics = SyslogMetrics::register(registry);
+    for s in sections {
+        let host = s.address.as_deref().unwrap_or(&cx.config.bind_address);
+        let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, s.port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("ingestor.syslog: no address {host}:{}", s.port))?;
+        let protocol = match s.protocol {
+            crate::config::SyslogProtocol::Udp => Protocol::Udp,
+            crate::config::SyslogProtocol::Tcp => Protocol::Tcp,
+            crate::config::SyslogProtocol::Tls => Protocol::Tls,
+        };
+        let config = ListenerConfig {
+            address,
+            protocol,
+            tls_cert_file: s.tls_cert_file.clone(),
+            tls_key_file: s.tls_key_file.clone(),
+            max_frame_bytes: s.max_frame_bytes,
+            recv_buffer_bytes: s.recv_buffer_bytes,
+        };
+        let listener = syslog::spawn(ingest.clone(), metrics.clone(), config, cx.shutdown.clone()).await?;
+        let proto = protocol.as_str();
+        println!("muttd: ingestor syslog ({proto}) on {proto}://{}", listener.local_addr);
+    }
+    Ok(())
 }

@@ -81,6 +81,8 @@ pub fn in_dir<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
         .env("MUTT_WEB__PORT", "0")
         // `muttd run`'s trap listener (127.0.0.1:1162 by default) on a port of its own too.
         .env("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "127.0.0.1:0")
+        // And its syslog listeners (127.0.0.1:5514 UDP and TCP by default).
+        .env("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS", "127.0.0.1:0")
         .env("MUTT_WORKER__BLOCK_TIMEOUT_SECS", "0.2")
 }
 
