@@ -1232,4 +1232,21 @@ mod tests {
         let f = set.to_forwarder_config(&c.worker, ForwarderConfig::default().destination, true, None).unwrap();
         assert_eq!(f.batch_size, 7);
     }
+
+    #[test]
+    fn muttd_run_listens_for_syslog_on_udp_and_tcp_unless_configured_or_off() {
+        let mut i = IngestorSection::default();
+        assert!(i.syslog_listeners(false).is_empty(), "muttd ingestor: off by default");
+        let run = i.syslog_listeners(true);
+        let got: Vec<_> = run.iter().map(|s| (s.address.as_deref(), s.port, s.protocol)).collect();
+        assert_eq!(
+            got,
+            [(Some("127.0.0.1"), 5514, SyslogProtocol::Udp), (Some("127.0.0.1"), 5514, SyslogProtocol::Tcp)]
+        );
+        i.syslog = vec![SyslogSection { protocol: SyslogProtocol::Tls, ..SyslogSection::default() }];
+        assert_eq!(i.syslog_listeners(true), i.syslog, "configured listeners replace the default ones");
+        i.syslog.clear();
+        i.run_syslog_address.clear();
+        assert!(i.syslog_listeners(true).is_empty(), "\"\" turns muttd run's listeners off");
+    }
 }
