@@ -69,6 +69,9 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
         .env("MUTT_ALERTER__PORT", "0")
         .env("MUTT_FORWARDER__PORT", "0")
         .env("MUTT_WEB__PORT", "0")
+        // The benchmark offers HTTP only: no native listeners on the default ports.
+        .env("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS", "")
+        .env("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "")
         .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
         .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "100000000")
         .env("MUTT_FORWARDER__RATE_LIMIT", "10000000")

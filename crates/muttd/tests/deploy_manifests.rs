@@ -1190,6 +1190,9 @@ async fn the_images_default_command_passes_its_health_check() {
     for role in Role::ALL {
         env.insert(format!("MUTT_{}__PORT", section(role)), free_port().to_string());
     }
+    // `muttd run`'s syslog and trap listeners on ports of their own too (5514, 1162 by default).
+    env.insert("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS".into(), "127.0.0.1:0".into());
+    env.insert("MUTT_INGESTOR__RUN_TRAPS_ADDRESS".into(), "127.0.0.1:0".into());
     let script = image.healthcheck.first().and_then(|h| copied_from(&image, h)).expect("the health-check script");
     let path = std::env::var("PATH").unwrap_or_default();
     let healthy = || {

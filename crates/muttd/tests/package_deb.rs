@@ -672,6 +672,8 @@ fn alert_through_the_installed_muttd(scratch: &Path) {
         ("MUTT_ALERTER__PORT", "0"),
         ("MUTT_FORWARDER__PORT", "0"),
         ("MUTT_WEB__PORT", "0"),
+        ("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS", "127.0.0.1:0"),
+        ("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "127.0.0.1:0"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .to_vec();
