@@ -120,30 +120,10 @@ impl Alerter {
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
 
         let Some(audit) = self.write_audit(&mut items, shutdown).await else {
-            let moved = self.consumer.release().await?;
-            let event_ids = first_event_ids(&lease.messages);
-            tracing::info!(
-                moved,
-                events = lease.len(),
-                event_ids,
-                "shutdown while the database was unreachable: batch handed back"
-            );
-            return Ok(BatchOutcome::HandedBack);
+            return self.hand_back(lease, "the database").await;
         };
-
-        let meta_alerts = match self.meta_alerts(&items, &rules, settings, shutdown).await {
-            Some(m) => m,
-            None => {
-                let moved = self.consumer.release().await?;
-                let event_ids = first_event_ids(&lease.messages);
-                tracing::info!(
-                    moved,
-                    events = lease.len(),
-                    event_ids,
-                    "shutdown while Redis was unreachable: batch handed back"
-                );
-                return Ok(BatchOutcome::HandedBack);
-            }
+        let Some(meta_alerts) = self.meta_alerts(&items, &rules, settings, shutdown).await else {
+            return self.hand_back(lease, "Redis").await;
         };
 
         let (settlement, tally) = self.settlement(&items, &meta_alerts, &audit.refused);
@@ -167,6 +147,19 @@ impl Alerter {
             dead_lettered: tally.dead,
             retried: tally.retried,
         })
+    }
+
+    /// Shutdown came while `what` was unreachable: the lease goes back to the queue whole.
+    async fn hand_back(&mut self, lease: &Lease, what: &str) -> Result<BatchOutcome, AlerterError> {
+        let moved = self.consumer.release().await?;
+        let event_ids = first_event_ids(&lease.messages);
+        tracing::info!(
+            moved,
+            events = lease.len(),
+            event_ids,
+            "shutdown while {what} was unreachable: batch handed back"
+        );
+        Ok(BatchOutcome::HandedBack)
     }
 
     /// The batch's settlement: meta-alerts and alerts emitted, dead letters, and for each

@@ -13,6 +13,7 @@
 pub mod accept;
 pub mod dynamic;
 pub mod http;
+pub mod log_limit;
 pub mod metrics;
 pub mod snmp;
 pub mod syslog;

@@ -6,19 +6,13 @@ use mutt_core::Secret;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
+use std::time::Instant;
 
-/// A refusal is logged at most this often per source.
-const LOG_EVERY: Duration = Duration::from_secs(60);
-/// Sources remembered by the log gate; beyond it the table starts afresh (bounded memory
-/// under a spoofed-source flood).
-const LOG_SOURCES: usize = 4096;
+/// USM failures are logged at most this often (the USM does not say which source failed).
+const LOG_EVERY: std::time::Duration = crate::log_limit::EVERY;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -65,7 +59,7 @@ pub(super) struct ListenerState {
     pub open: AtomicBool,
     pub metrics: SnmpMetrics,
     drops: Option<crate::IngestMetrics>,
-    logged: Mutex<HashMap<IpAddr, Instant>>,
+    logged: crate::log_limit::PerSource,
     usm_seen: AtomicU64,
     usm_logged: Mutex<Option<Instant>>,
 }
@@ -78,7 +72,7 @@ impl ListenerState {
             open: AtomicBool::new(true),
             metrics,
             drops: Some(drops),
-            logged: Mutex::new(HashMap::new()),
+            logged: Default::default(),
             usm_seen: AtomicU64::new(0),
             usm_logged: Mutex::new(None),
         }
@@ -88,10 +82,10 @@ impl ListenerState {
     /// bounded (it must not block the receive loop).
     pub fn decide(&self, envelope: &NotificationEnvelope<'_>) -> NotificationAcceptance {
         if let Some(community) = envelope.community {
-            let known = self.communities.iter().any(|c| bool::from(c.expose().as_bytes().ct_eq(community.as_bytes())));
+            let known = mutt_service::auth::key_matches(community.as_bytes(), &self.communities);
             if !known {
                 self.metrics.error(&self.name, "community", 1);
-                if self.first_this_minute(envelope.source.ip()) {
+                if self.logged.first_this_minute(envelope.source.ip()) {
                     // The community itself is never logged.
                     tracing::warn!(listener = %self.name, source = %envelope.source.ip(), "SNMP notification with an unknown community refused (logged once a minute per source)");
                 }
@@ -125,23 +119,6 @@ impl ListenerState {
         if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             *last = Some(Instant::now());
             tracing::warn!(listener = %self.name, failures = new, "SNMPv3 notifications failed USM checks (unknown user or engine, wrong digest, outside the time window, decryption; logged once a minute)");
-        }
-    }
-
-    fn first_this_minute(&self, source: IpAddr) -> bool {
-        let mut seen = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= LOG_SOURCES {
-            seen.retain(|_, t| t.elapsed() < LOG_EVERY);
-            if seen.len() >= LOG_SOURCES {
-                seen.clear();
-            }
-        }
-        match seen.get(&source) {
-            Some(t) if t.elapsed() < LOG_EVERY => false,
-            _ => {
-                seen.insert(source, Instant::now());
-                true
-            }
         }
     }
 }

@@ -20,11 +20,9 @@ use crate::{Ingest, Submission};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Transport of a listener.
@@ -168,27 +166,14 @@ impl Shared {
     }
 }
 
-/// Logs a problem at most once per source per minute, so a misbehaving sender cannot flood
-/// the logs.
+/// Logs a problem at most once per source per minute (see [`crate::log_limit`]).
 #[derive(Default)]
-struct LogLimiter {
-    last: Mutex<HashMap<IpAddr, Instant>>,
-}
+struct LogLimiter(crate::log_limit::PerSource);
 
 impl LogLimiter {
-    const EVERY: Duration = Duration::from_secs(60);
-
     fn warn(&self, source: IpAddr, listener: &str, problem: &str) {
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.get(&source).is_some_and(|t| now.duration_since(*t) < Self::EVERY) {
-            return;
+        if self.0.first_this_minute(source) {
+            tracing::warn!(%source, listener, problem, "syslog input refused or repaired (logged once a minute per source)");
         }
-        // Bounded memory under many sources: forget the ones not heard from for a minute.
-        if last.len() > 10_000 {
-            last.retain(|_, t| now.duration_since(*t) < Self::EVERY);
-        }
-        last.insert(source, now);
-        tracing::warn!(%source, listener, problem, "syslog input refused or repaired (logged once a minute per source)");
     }
 }

@@ -59,26 +59,22 @@ fn trap_config(cx: &Context<'_>, s: &TrapSection) -> Result<TrapListenerConfig> 
         let value = cx.secrets.get(name)?;
         Ok(Some(value.with_context(|| format!("ingestor.traps {}: {what} secret {name} is not set", s.name))?))
     };
+    // A protocol and its password secret go together: both or neither.
+    let credential = |user: &str, protocol: &Option<String>, secret_name: &Option<String>, what: &str| match (
+        protocol,
+        secret(secret_name, what)?,
+    ) {
+        (Some(p), Some(pw)) => Ok(Some((p.clone(), pw))),
+        (None, None) => Ok(None),
+        _ => Err(anyhow::anyhow!(
+            "ingestor.traps {} user {user}: the {what} needs both its protocol and its password secret",
+            s.name
+        )),
+    };
     let mut users = Vec::new();
     for u in &s.users {
-        let auth = match (&u.auth_protocol, secret(&u.auth_password_secret, "auth password")?) {
-            (Some(p), Some(pw)) => Some((p.clone(), pw)),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "ingestor.traps {} user {}: auth_protocol and auth_password_secret go together",
-                s.name,
-                u.name
-            ),
-        };
-        let privacy = match (&u.priv_protocol, secret(&u.priv_password_secret, "privacy password")?) {
-            (Some(p), Some(pw)) => Some((p.clone(), pw)),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "ingestor.traps {} user {}: priv_protocol and priv_password_secret go together",
-                s.name,
-                u.name
-            ),
-        };
+        let auth = credential(&u.name, &u.auth_protocol, &u.auth_password_secret, "auth password")?;
+        let privacy = credential(&u.name, &u.priv_protocol, &u.priv_password_secret, "privacy password")?;
         users.push(TrapUser { name: u.name.clone(), auth, privacy });
     }
     let engine_id = match &s.engine_id {
