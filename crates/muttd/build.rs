@@ -1,6 +1,9 @@
-//! Puts the git commit into `muttd --version` (`MUTT_GIT_COMMIT`). A build without git (a source
-//! tarball, a container build without `.git`) says "unknown" instead of failing; a packager can
-//! set `MUTT_GIT_COMMIT` to name the commit it built.
+//! Puts the git commit into `muttd --version` (compiled in as `MUTTD_BUILD_COMMIT`). A build
+//! without git (a source tarball, a container build without `.git`) says "unknown" instead of
+//! failing; a packager can set `MUTT_GIT_COMMIT` to name the commit it built.
+//!
+//! The compiled-in name must not start with `MUTT_`: `cargo run` also puts it into the running
+//! program's environment, where muttd refuses unknown `MUTT_…` variables.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +18,7 @@ fn main() {
             git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into())
         }
     };
-    println!("cargo:rustc-env=MUTT_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=MUTTD_BUILD_COMMIT={commit}");
 }
 
 /// Output of a git command run in this crate's directory, if git and a repository are there.

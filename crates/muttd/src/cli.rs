@@ -15,7 +15,7 @@ INGEST_API_KEY (comma-separated for several keys), WEBUI_API_KEY, MOOG_API_KEY,
 REDIS_PASS_CURRENT / REDIS_PASS_NEXT, DB_PASS_CURRENT / DB_PASS_NEXT.";
 
 /// `muttd --version`: the crate's version and the git commit it was built from (build.rs).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("MUTT_GIT_COMMIT"), ")");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("MUTTD_BUILD_COMMIT"), ")");
 
 /// MUTT: syslog and SNMP-trap events in, rules decide, audit trail written, alerts to Moogsoft.
 #[derive(Debug, Parser)]

@@ -1039,6 +1039,15 @@ mod tests {
     }
 
     #[test]
+    fn the_build_commit_variable_is_not_a_setting() {
+        // A packager's or the Dockerfile's build input, possibly still in the environment.
+        assert!(load(None, &env(&[("MUTT_GIT_COMMIT", "9a3d8ea")])).is_ok());
+        // What build.rs compiles in; `cargo run` puts it into the program's environment.
+        assert!(!env!("MUTTD_BUILD_COMMIT").is_empty());
+        assert!(load(None, &env(&[("MUTTD_BUILD_COMMIT", env!("MUTTD_BUILD_COMMIT"))])).is_ok());
+    }
+
+    #[test]
     fn an_unknown_mutt_variable_is_refused_by_name() {
         let e = load(None, &env(&[("MUTT_FOO", "1")])).unwrap_err().to_string();
         assert!(e.starts_with("MUTT_FOO=\"1\": no such setting"), "{e}");

@@ -215,7 +215,9 @@ pub(super) fn mutt_overrides(env: &HashMap<String, String>, origins: &mut EnvOri
         };
         // `<NAME>_FILE` names a secret's file, but `MUTT_FORWARDER__ALERTS_FILE` is a setting.
         let secret_file = rest.ends_with("_FILE") && !rest.contains("__");
-        if rest.starts_with("TEST_") || rest == "CONFIG" || secret_file || is_secret_name(rest) {
+        // `MUTT_GIT_COMMIT` is a build input (build.rs, the Dockerfile's ARG), not a setting.
+        if rest.starts_with("TEST_") || rest == "CONFIG" || rest == "GIT_COMMIT" || secret_file || is_secret_name(rest)
+        {
             continue;
         }
         let path = rest.to_ascii_lowercase().replace("__", ".");
