@@ -88,7 +88,18 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
         Command::Forwarder => (vec![Role::Forwarder], false),
         Command::Web(f) => (vec![Role::Web], f.migrate),
     };
-    let app = app::start(&config, &secrets, &roles, StartOptions { migrate }).await?;
+    // Signal handlers before anything is printed: a supervisor (or test) that sends SIGTERM as
+    // soon as it reads a "listening on" line must get a graceful stop, not the default kill.
+    let mut signals = Signals::install()?;
+    let app = tokio::select! {
+        app = app::start(&config, &secrets, &roles, StartOptions { migrate }) => app?,
+        // Start-up may wait for PostgreSQL or Redis; a stop request still ends it.
+        why = signals.stop_requested() => {
+            tracing::info!("{why} during start-up: stopping");
+            return Ok(());
+        }
+    };
+    signals.spawn_handlers(&app);
     for (role, addr) in &app.addresses {
         println!("muttd: {} listening on http://{addr}", role.as_str());
     }
@@ -103,32 +114,64 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
             app.process_metrics.as_str()
         );
     }
-    spawn_signal_handlers(&app)?;
     app.wait().await
 }
 
 /// SIGTERM/SIGINT: graceful shutdown (leases handed back). SIGHUP: reload the alerter's rules.
-fn spawn_signal_handlers(app: &app::App) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let shutdown = app.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-        shutdown.cancel();
-    });
-    let rules = app.alerter_rules.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match &rules {
-                Some(rules) => rules.request_reload(),
-                None => tracing::info!("SIGHUP: nothing to reload in this process"),
+/// Installed before the roles start (from then on the default "terminate" no longer applies;
+/// a signal that arrives during start-up waits in its stream) and handled once they run.
+struct Signals {
+    stop: StopSignals,
+    hup: tokio::signal::unix::Signal,
+}
+
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let stop = StopSignals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        };
+        Ok(Self { stop, hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")? })
+    }
+
+    async fn stop_requested(&mut self) -> &'static str {
+        self.stop.requested().await
+    }
+
+    /// One task owns the streams: a stop ends it, SIGHUP asks the alerter to reload its rules.
+    fn spawn_handlers(mut self, app: &app::App) {
+        let shutdown = app.shutdown.clone();
+        let rules = app.alerter_rules.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    why = self.stop.requested() => {
+                        tracing::info!("{why}: shutting down");
+                        shutdown.cancel();
+                        return;
+                    }
+                    Some(()) = self.hup.recv() => match &rules {
+                        Some(rules) => rules.request_reload(),
+                        None => tracing::info!("SIGHUP: nothing to reload in this process"),
+                    },
+                }
             }
+        });
+    }
+}
+
+impl StopSignals {
+    /// Waits for SIGTERM or SIGINT; names the one that came.
+    async fn requested(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-    });
-    Ok(())
+    }
 }
