@@ -6,12 +6,16 @@
 //! - [`redis_server`]: a `redis-server` process of a test's own, for restart tests.
 //! - [`receiver`]: a webhook receiver standing in for Moogsoft; it records requests and can be
 //!   told to succeed, fail with a status, rate-limit, or hang.
+//! - [`fault_proxy`]: a TCP proxy injecting network faults (delay, blackhole, reset, lost
+//!   replies) between a worker and Redis, PostgreSQL or the webhook.
 
+pub mod fault_proxy;
 pub mod postgres_server;
 pub mod receiver;
 pub mod redis_server;
 pub mod services;
 
+pub use fault_proxy::{FaultMode, FaultProxy, ProxyCounts};
 pub use postgres_server::PostgresServer;
 pub use receiver::{ReceiverCounts, ReceiverMode, ReceiverOptions, Recorded, WebhookReceiver};
 pub use redis_server::{RedisServer, TestCertificates};
