@@ -8,14 +8,18 @@
 //! - [`alert`]: the message the alerter puts on the alert queue for the forwarder.
 //! - [`names`]: validated names (pod names) that end up inside Redis keys.
 //! - [`secret`]: a string wrapper that never prints its value.
+//! - [`config_catalogue`]: every dynamic-configuration key with its type, default, range and
+//!   reader, and the validation of a new value; [`slo`]: the SLO definitions and arithmetic.
 
 pub mod alert;
+pub mod config_catalogue;
 pub mod decision;
 pub mod event;
 pub mod names;
 pub mod normalize;
 pub mod rule;
 pub mod secret;
+pub mod slo;
 pub mod text;
 
 pub use alert::Alert;
