@@ -202,13 +202,34 @@ impl ConsumerConfig {
     pub const DEFAULT_MAX_CRASHES: u32 = 3;
 }
 
-/// Messages leased by one worker: the exact bytes that were queued.
+/// Messages leased by one worker: the exact bytes that were queued, and the lease's identity.
+///
+/// The token is settled at most once: a settle retried after a lost reply, or a settle of a
+/// lease that was handed back (or recovered by a janitor) in the meantime, changes nothing,
+/// so it can never remove or push on behalf of another lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lease {
     pub messages: Vec<Vec<u8>>,
+    /// Random, never 0 for a real lease (0: a default, empty lease that matches nothing).
+    token: u64,
 }
 
 impl Lease {
+    /// A new lease of `messages` with a fresh token.
+    pub(crate) fn new(messages: Vec<Vec<u8>>) -> Self {
+        Self { messages, token: rand::random::<u64>() | 1 }
+    }
+
+    /// A lease of `messages` with a given token (a backend that mints tokens itself).
+    pub(crate) fn with_token(messages: Vec<Vec<u8>>, token: u64) -> Self {
+        Self { messages, token }
+    }
+
+    /// The lease's identity, as the backend records it until the settle.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
     pub fn len(&self) -> usize {
         self.messages.len()
     }
@@ -274,11 +295,14 @@ pub trait Consumer: Send + Sync {
     fn config(&self) -> &ConsumerConfig;
 
     /// Leases up to `max` messages, waiting up to `wait` for the first one.
-    /// Returns `None` when nothing arrived in time.
+    /// Returns `None` when nothing arrived in time. A lease that was never settled (the worker
+    /// gave up on it after an error) is handed back to the source queue first: a new lease
+    /// never joins messages already leased.
     async fn lease(&mut self, max: usize, wait: Duration) -> Result<Option<Lease>, QueueError>;
 
-    /// Applies a settlement to the lease and removes the lease, atomically. Safe to call again
-    /// after an error: a lease already settled (or recovered by a janitor) is left alone.
+    /// Applies a settlement to the lease and removes exactly the leased messages, atomically.
+    /// Safe to call again after an error: a lease already settled, handed back or recovered by
+    /// a janitor (its token no longer current) is left alone and nothing is pushed.
     async fn settle(&mut self, lease: &Lease, settlement: &Settlement) -> Result<(), QueueError>;
 
     /// Hands everything this worker has leased back to the front of the source queue.

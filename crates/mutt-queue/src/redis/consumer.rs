@@ -25,6 +25,8 @@ struct Keys {
     delayed: String,
     dlq: String,
     output: Option<String>,
+    /// The role's lease tokens (hash: pod -> token of the lease being held).
+    leases: String,
 }
 
 pub struct RedisConsumer {
@@ -33,8 +35,11 @@ pub struct RedisConsumer {
     keys: Keys,
     /// Dedicated connection for BLMOVE, opened on first use and dropped after an error.
     blocking: Option<AnyConnection>,
-    /// Set when a lease call failed: a BLMOVE whose reply was lost may still have moved a
-    /// message, so the processing list is handed back before the next lease.
+    /// The token of the lease handed out and not settled yet: if the worker gives up on it
+    /// (an error between lease and settle), the next lease hands it back first.
+    held: Option<u64>,
+    /// Set when a lease call failed: a call whose reply was lost may still have moved
+    /// messages, so the processing list is handed back before the next lease.
     dirty: bool,
     /// Stops the heartbeat, janitor and delayed-retry tasks.
     stop: CancellationToken,
@@ -52,8 +57,10 @@ impl RedisConsumer {
             delayed: k.delayed(config.role.source()),
             dlq: k.dead_letter_queue(config.role).to_owned(),
             output: config.role.output().map(|q| k.queue(q).to_owned()),
+            leases: lease_tokens(k, config.role),
         };
-        let consumer = Self { queue, config, keys, blocking: None, dirty: false, stop: CancellationToken::new() };
+        let consumer =
+            Self { queue, config, keys, blocking: None, held: None, dirty: false, stop: CancellationToken::new() };
         // Heartbeat first, so no other worker's janitor takes this worker's list from now on.
         write_heartbeat(&mut consumer.queue.connection(), &consumer.keys.heartbeat, consumer.config.heartbeat_ttl)
             .await?;
@@ -126,21 +133,57 @@ impl RedisConsumer {
             dlq: &self.keys.dlq,
             crashes: &crashes,
             max_crashes: self.config.max_crashes,
+            leases: &self.keys.leases,
+            pod: self.config.pod.as_ref(),
         };
         Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, how)
             .await?
             .unwrap_or(0))
     }
 
-    async fn lease_more(&self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
+    /// Moves up to `max` messages into the processing list, which must hold `already` (the
+    /// script refuses otherwise: `None`), and records `token` as the lease's.
+    async fn lease_more(&self, max: usize, already: usize, token: u64) -> Result<Option<Vec<Vec<u8>>>, QueueError> {
         let mut c = self.queue.connection();
         scripts::LEASE
             .key(&self.keys.source)
             .key(&self.keys.processing)
+            .key(&self.keys.leases)
             .arg(max)
+            .arg(already)
+            .arg(self.config.pod.as_ref())
+            .arg(token_text(token))
             .invoke_async(&mut c)
             .await
             .map_err(redis_err("leasing messages"))
+    }
+
+    /// Hands back what an unsettled lease or a failed lease call left in the processing list.
+    async fn hand_back_unsettled(&mut self) -> Result<(), QueueError> {
+        let moved = self.hand_back(false).await?;
+        if moved > 0 {
+            tracing::warn!(list = %self.keys.processing, moved, "handed back an unsettled lease before leasing again");
+        }
+        self.held = None;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The non-blocking lease, into an empty processing list: what was left there (which only
+    /// a crash of this code between two calls could leave) is handed back first.
+    async fn lease_now(&mut self, max: usize, token: u64) -> Result<Vec<Vec<u8>>, QueueError> {
+        for _ in 0..2 {
+            match self.lease_more(max, 0, token).await {
+                Ok(Some(messages)) => return Ok(messages),
+                Ok(None) => self.hand_back_unsettled().await?,
+                Err(e) => {
+                    self.dirty = true;
+                    return Err(e);
+                }
+            }
+        }
+        self.dirty = true;
+        Err(QueueError::Protocol("the processing list is not empty after handing it back".into()))
     }
 
     async fn block_for_one(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, QueueError> {
@@ -194,8 +237,6 @@ async fn move_due(c: &mut AnyConnection, delayed: &str, source: &str) -> Result<
         .map_err(redis_err("moving due retries"))
 }
 
-/// Moves a processing list back to its source in chunks; `check_heartbeat` makes each chunk
-/// conditional on the owner being dead. Returns the count moved, `None` if the owner is alive.
 /// How a processing list is being recovered.
 #[derive(Clone, Copy)]
 struct Recovery<'a> {
@@ -206,8 +247,22 @@ struct Recovery<'a> {
     dlq: &'a str,
     crashes: &'a str,
     max_crashes: u32,
+    /// The lease tokens hash and the owner's field in it (removed with the list).
+    leases: &'a str,
+    pod: &'a str,
 }
 
+/// The hash of a role's lease tokens: `<workers_prefix>:<role>:leases`.
+fn lease_tokens(keys: &super::KeySpace, role: WorkerRole) -> String {
+    format!("{}:leases", keys.workers(role))
+}
+
+fn token_text(token: u64) -> String {
+    format!("{token:016x}")
+}
+
+/// Moves a processing list back to its source in chunks; `check_heartbeat` makes each chunk
+/// conditional on the owner being dead. Returns the count moved, `None` if the owner is alive.
 async fn recover_list(
     c: &mut AnyConnection,
     list: &str,
@@ -224,11 +279,13 @@ async fn recover_list(
             .key(source)
             .key(how.dlq)
             .key(how.crashes)
+            .key(how.leases)
             .arg(if how.check_heartbeat { "1" } else { "0" })
             .arg(RECOVER_CHUNK)
             .arg(if how.owner_crashed { "1" } else { "0" })
             .arg(how.max_crashes)
             .arg(&now)
+            .arg(how.pod)
             .invoke_async(c)
             .await
             .map_err(redis_err("recovering a processing list"))?;
@@ -266,13 +323,15 @@ impl Janitor {
             }
             let list = keys.processing_list(self.role, &pod);
             let heartbeat = keys.heartbeat(self.role, &pod);
-            let crashes = keys.crashes(self.role);
+            let (crashes, leases) = (keys.crashes(self.role), lease_tokens(keys, self.role));
             let how = Recovery {
                 check_heartbeat: true,
                 owner_crashed: true,
                 dlq: keys.dead_letter_queue(self.role),
                 crashes: &crashes,
                 max_crashes: self.max_crashes,
+                leases: &leases,
+                pod: &pod,
             };
             let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, how).await? else {
                 continue;
@@ -302,17 +361,11 @@ impl Consumer for RedisConsumer {
 
     async fn lease(&mut self, max: usize, wait: Duration) -> Result<Option<Lease>, QueueError> {
         let max = max.clamp(1, MAX_LEASE);
-        if self.dirty {
-            self.release().await?;
-            self.dirty = false;
+        if self.held.is_some() || self.dirty {
+            self.hand_back_unsettled().await?;
         }
-        let mut messages = match self.lease_more(max).await {
-            Ok(m) => m,
-            Err(e) => {
-                self.dirty = true;
-                return Err(e);
-            }
-        };
+        let token = rand::random::<u64>() | 1;
+        let mut messages = self.lease_now(max, token).await?;
         if messages.is_empty() {
             let first = match self.block_for_one(wait).await {
                 Ok(Some(m)) => m,
@@ -322,20 +375,25 @@ impl Consumer for RedisConsumer {
                     return Err(e);
                 }
             };
-            messages.push(first);
-            if max > 1 {
-                match self.lease_more(max - 1).await {
-                    Ok(more) => messages.extend(more),
-                    // The first message is leased; settle it alone, mark the rest uncertain.
-                    Err(e) => {
-                        let event_ids = crate::log_ids::first_event_ids(&messages);
-                        tracing::warn!(error = %e, events = messages.len(), event_ids, "leasing further messages failed");
-                        self.dirty = true;
-                    }
+            // The first message is in the processing list without a token yet: record the
+            // token (and take what else is there). If that fails it is handed back next time.
+            match self.lease_more(max - 1, 1, token).await {
+                Ok(Some(more)) => {
+                    messages.push(first);
+                    messages.extend(more);
+                }
+                Ok(None) => {
+                    self.dirty = true;
+                    return Err(QueueError::Protocol("the processing list changed during a lease".into()));
+                }
+                Err(e) => {
+                    self.dirty = true;
+                    return Err(e);
                 }
             }
         }
-        Ok(Some(Lease { messages }))
+        self.held = Some(token);
+        Ok(Some(Lease::with_token(messages, token)))
     }
 
     async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {
@@ -355,6 +413,9 @@ impl Consumer for RedisConsumer {
             .key(&self.keys.delayed)
             .key(&self.keys.dlq)
             .key(output)
+            .key(&self.keys.leases)
+            .arg(self.config.pod.as_ref())
+            .arg(token_text(lease.token()))
             .arg(lease.messages.len())
             .arg(s.emit.len())
             .arg(s.put_back.len())
@@ -376,20 +437,27 @@ impl Consumer for RedisConsumer {
             inv.arg(m.as_slice());
         }
         let mut c = self.queue.connection();
+        // On an error the token stays held: the caller retries, or the next lease hands it back.
         let applied: i64 = inv.invoke_async(&mut c).await.map_err(redis_err("settling a lease"))?;
+        if self.held == Some(lease.token()) {
+            self.held = None;
+        }
         if applied == 0 {
             tracing::warn!(
                 list = %self.keys.processing,
                 events = lease.len(),
                 event_ids = crate::log_ids::first_event_ids(&lease.messages),
-                "lease was no longer in the processing list (already settled, or recovered by a janitor)"
+                "lease was no longer held (already settled, handed back, or recovered by a janitor)"
             );
         }
         Ok(())
     }
 
     async fn release(&mut self) -> Result<u64, QueueError> {
-        self.hand_back(false).await
+        let moved = self.hand_back(false).await?;
+        self.held = None;
+        self.dirty = false;
+        Ok(moved)
     }
 
     async fn recover_dead_workers(&self) -> Result<u64, QueueError> {

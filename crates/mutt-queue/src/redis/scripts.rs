@@ -7,44 +7,50 @@
 
 use std::sync::LazyLock;
 
-/// Moves up to ARGV[1] messages from the front of the source (KEYS[1]) to the worker's
-/// processing list (KEYS[2]) without blocking; returns them oldest first.
+/// Leases without blocking. KEYS: source queue, the worker's processing list, the role's lease
+/// tokens (hash: pod -> token). ARGV: how many to move, how many the processing list holds
+/// already (0, or 1 after a BLMOVE), the pod, the new lease's token.
+///
+/// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
+/// messages leased before, whose settle could then remove the wrong ones. Otherwise moves up
+/// to ARGV[1] messages from the front of the source and returns them oldest first; when the
+/// list is not empty afterwards the token is recorded, so that only this lease's settle (once)
+/// removes them.
 pub static LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return false end
 local out = {}
 for i = 1, tonumber(ARGV[1]) do
   local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
   if not v then break end
   out[#out + 1] = v
 end
+if #out + tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
 return out
 ",
     )
 });
 
-/// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue.
-/// ARGV: counts (ack, emit, put back, delayed, dead), then the messages in that order;
-/// delayed entries are (delay in ms, message) pairs.
+/// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue,
+/// lease tokens. ARGV: pod, token, counts (ack, emit, put back, delayed, dead), then the
+/// messages in that order; delayed entries are (delay in ms, message) pairs.
 ///
-/// An empty processing list means the lease was already settled (a retry after a lost reply)
-/// or recovered by a janitor; then nothing is done, so nothing is pushed twice.
-/// Removal: the worker leases only into an empty list, so when the list holds exactly as many
-/// messages as the lease it is the lease and is deleted whole; otherwise each leased message
-/// is removed by value (LREM from the tail, where the oldest lies).
+/// Only the current lease's token settles, once: a settle retried after a lost reply, or one
+/// whose lease was handed back or recovered by a janitor (both remove the token), does
+/// nothing and returns 0, so nothing is pushed twice and no other lease's messages are
+/// touched. Each leased message is removed by value (LREM from the tail, where the oldest
+/// lies, so each removal finds its message first).
 pub static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-local nack, nemit, nback, ndelay, ndead =
-  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[6], ARGV[1])
 if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
-local i = 6
-if redis.call('LLEN', KEYS[1]) == nack then
-  redis.call('DEL', KEYS[1])
-  i = i + nack
-else
-  for _ = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[i]); i = i + 1 end
-end
+local nack, nemit, nback, ndelay, ndead =
+  tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
+for _ = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[i]); i = i + 1 end
 for _ = 1, nemit do redis.call('LPUSH', KEYS[5], ARGV[i]); i = i + 1 end
 for _ = 1, nback do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
 if ndelay > 0 then
@@ -69,10 +75,14 @@ return 1
 /// KEYS[5], field = SHA-1 of the message, kept 24 h) goes up, and a message whose worker died
 /// more than ARGV[4] times goes to the DLQ (KEYS[4]) wrapped with the reason and ARGV[5] (the
 /// time), instead of killing the next worker too.
+///
+/// The owner's lease token (field ARGV[6] of hash KEYS[6]) goes too: a settle of the
+/// recovered lease must not apply any more.
 pub static RECOVER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('HDEL', KEYS[6], ARGV[6])
 local count_crash, max = ARGV[3] == '1', tonumber(ARGV[4])
 local n = 0
 for _ = 1, tonumber(ARGV[2]) do

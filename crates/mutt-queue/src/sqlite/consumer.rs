@@ -26,6 +26,8 @@ pub struct SqliteConsumer {
     dlq_name: String,
     /// Row ids of the current lease.
     leased: Vec<i64>,
+    /// The current lease's token: only a settle of that lease applies, once.
+    token: u64,
     /// Stops the heartbeat, janitor and delayed-retry tasks.
     stop: CancellationToken,
 }
@@ -43,6 +45,7 @@ impl SqliteConsumer {
             queue,
             config,
             leased: Vec::new(),
+            token: 0,
             stop: CancellationToken::new(),
         };
         // Heartbeat first, so no other worker's janitor takes this worker's leases from now on.
@@ -100,6 +103,7 @@ impl SqliteConsumer {
             .await
             .map_err(db_err("handing back leased messages"))?;
         self.leased.clear();
+        self.token = 0;
         let moved = r.requeued + r.dead;
         self.queue.committed(r.deltas);
         Ok(moved)
@@ -263,7 +267,9 @@ impl Consumer for SqliteConsumer {
             woken.as_mut().enable();
             let messages = self.try_lease(max).await?;
             if !messages.is_empty() {
-                return Ok(Some(Lease { messages }));
+                let lease = Lease::new(messages);
+                self.token = lease.token();
+                return Ok(Some(lease));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -274,7 +280,16 @@ impl Consumer for SqliteConsumer {
     }
 
     async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {
-        if lease.is_empty() || self.leased.is_empty() {
+        if lease.is_empty() {
+            return Ok(());
+        }
+        if self.leased.is_empty() || lease.token() != self.token {
+            tracing::warn!(
+                owner = %self.owner,
+                events = lease.len(),
+                event_ids = crate::log_ids::first_event_ids(&lease.messages),
+                "lease was no longer held (already settled, handed back, or recovered by a janitor)"
+            );
             return Ok(());
         }
         if !s.emit.is_empty() && self.output_name.is_none() {
@@ -317,6 +332,7 @@ impl Consumer for SqliteConsumer {
             .map_err(db_err("settling a lease"))?;
         self.queue.committed(deltas);
         self.leased.clear();
+        self.token = 0;
         if !applied {
             tracing::warn!(
                 owner = %self.owner,

@@ -35,7 +35,11 @@ macro_rules! conformance {
         circuit_breaker_opens_half_opens_with_one_probe_and_closes,
         delivered_ids_are_remembered,
         dynamic_configuration_is_set_and_read_live,
-        configuration_changes_are_announced_to_watchers }
+        configuration_changes_are_announced_to_watchers,
+        an_unsettled_lease_is_handed_back_before_the_next,
+        a_stale_settle_cannot_touch_the_next_lease,
+        a_settle_after_release_changes_nothing,
+        settling_twice_pushes_once }
     };
     (@go [tests] $($name:ident),*) => {
         $(
@@ -455,4 +459,88 @@ pub async fn configuration_changes_are_announced_to_watchers(q: Arc<dyn Backend>
     println!("announced after {:?}", t0.elapsed());
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(2), watcher).await.expect("a stopped watch returns").unwrap();
+}
+
+/// A worker gave up on a lease (an error between lease and settle): the next lease hands it
+/// back first instead of joining it, so nothing stays stranded while the worker lives.
+pub async fn an_unsettled_lease_is_handed_back_before_the_next(q: Arc<dyn Backend>) {
+    push_n(&q, QueueId::Ingest, 5).await;
+    let mut c = consumer(&q, "gave-up").await;
+    let first = c.lease(3, WAIT).await.unwrap().unwrap();
+    assert_eq!(first.len(), 3);
+    // No settle. The next lease starts from an empty processing list.
+    let second = c.lease(10, WAIT).await.unwrap().unwrap();
+    assert_eq!(second.messages.iter().map(|m| n_of(m)).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4], "in order");
+    assert_ne!(first.token(), second.token());
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "gave-up"), 5, "exactly the new lease");
+    // The abandoned lease's settle is refused: it would emit for messages it no longer holds.
+    let mut s = Settlement::new();
+    s.emit(b"from-the-abandoned-lease".to_vec());
+    c.settle(&first, &s).await.unwrap();
+    assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 0);
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "gave-up"), 5);
+    c.settle(&second, &Settlement::new()).await.unwrap();
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "gave-up"), 0);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+}
+
+/// A settle retried after its reply was lost, arriving when the next lease holds messages with
+/// the very same bytes: it must neither remove them nor push anything.
+pub async fn a_stale_settle_cannot_touch_the_next_lease(q: Arc<dyn Backend>) {
+    let same = br#"{"n":1,"message":"identical"}"#.to_vec();
+    q.push(QueueId::Ingest, &[same.clone(), same.clone(), same.clone(), same.clone()]).await.unwrap();
+    let mut c = consumer(&q, "stale").await;
+    let a = c.lease(2, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.emit(b"alert-a".to_vec());
+    c.settle(&a, &s).await.unwrap();
+    let b = c.lease(2, WAIT).await.unwrap().unwrap();
+    assert_eq!(b.messages, a.messages, "same bytes, another lease");
+    c.settle(&a, &s).await.unwrap();
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "stale"), 2, "lease b untouched");
+    assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 1, "lease a's alert pushed once");
+    c.settle(&b, &Settlement::new()).await.unwrap();
+    assert_eq!(processing_depth(&q.status().await.unwrap(), "stale"), 0);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+}
+
+/// A lease handed back (shutdown path, or the alerter's hand-back during an outage) cannot be
+/// settled afterwards: its messages are in the queue again, for whoever leases them next.
+pub async fn a_settle_after_release_changes_nothing(q: Arc<dyn Backend>) {
+    push_n(&q, QueueId::Ingest, 3).await;
+    let mut c = consumer(&q, "released").await;
+    let lease = c.lease(3, WAIT).await.unwrap().unwrap();
+    assert_eq!(c.release().await.unwrap(), 3);
+    let mut s = Settlement::new();
+    s.emit(b"alert".to_vec());
+    s.dead_letter(&lease.messages[0], "x", "y");
+    c.settle(&lease, &s).await.unwrap();
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 3);
+    assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 0);
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 0);
+    let got: Vec<u64> = drain(&mut c).await.iter().map(|m| n_of(m)).collect();
+    assert_eq!(got, vec![0, 1, 2]);
+}
+
+/// Settling the same lease twice (a retry after an error whose reply was lost) pushes once,
+/// whatever the settlement holds.
+pub async fn settling_twice_pushes_once(q: Arc<dyn Backend>) {
+    let policy = RetryPolicy { field: "_retry_count", max_retries: 3 };
+    push_n(&q, QueueId::Ingest, 4).await;
+    let mut c = consumer(&q, "twice").await;
+    let lease = c.lease(4, WAIT).await.unwrap().unwrap();
+    let mut s = Settlement::new();
+    s.emit(b"alert".to_vec());
+    s.put_back(&lease.messages[0]);
+    s.retry(policy, &lease.messages[1], Duration::from_secs(60), "later");
+    s.dead_letter(&lease.messages[2], "bad", "x");
+    c.settle(&lease, &s).await.unwrap();
+    c.settle(&lease, &s).await.unwrap();
+    assert_eq!(q.depth(QueueId::Alert).await.unwrap(), 1);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 1, "the put-back message, once");
+    assert_eq!(q.dead_letter_depth(WorkerRole::Alerter).await.unwrap(), 1);
+    let status = q.status().await.unwrap();
+    let delayed: u64 = status.delayed_retries.iter().map(|d| d.depth).sum();
+    assert_eq!(delayed, 1);
+    assert_eq!(processing_depth(&status, "twice"), 0);
 }
