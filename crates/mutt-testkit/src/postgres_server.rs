@@ -9,6 +9,8 @@ pub struct PostgresServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
     running: bool,
+    /// Extra `postgres -c` settings (TLS).
+    extra: String,
 }
 
 fn pg_bin() -> anyhow::Result<PathBuf> {
@@ -27,9 +29,55 @@ fn is_root() -> bool {
 
 impl PostgresServer {
     pub fn start() -> anyhow::Result<Self> {
+        let mut s = Self::init()?;
+        s.start_again()?;
+        Ok(s)
+    }
+
+    /// Starts a server that also speaks TLS with `cert`/`key` (PEM, copied into its directory,
+    /// where the server's user can read them). Connections over TLS from 127.0.0.1 must give
+    /// the password `tls_password` (SCRAM); plain ones stay trusted, for the test's own checks.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, tls_password: &str) -> anyhow::Result<Self> {
+        let mut s = Self::init()?;
+        let own = |name: &str, from: &std::path::Path| -> anyhow::Result<String> {
+            let to = s.dir.path().join(name);
+            std::fs::copy(from, &to)?;
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            if is_root() {
+                anyhow::ensure!(Command::new("chown").args(["postgres:postgres"]).arg(&to).status()?.success());
+            }
+            Ok(to.display().to_string())
+        };
+        let (cert, key) = (own("server.crt", cert)?, own("server.key", key)?);
+        let hba =
+            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 trust\nlocal all all trust\n";
+        std::fs::write(s.dir.path().join("data").join("pg_hba.conf"), hba)?;
+        s.extra = format!(" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
+        s.start_again()?;
+        s.run(&[
+            s.bin.join("psql").display().to_string(),
+            "-h".into(),
+            s.dir.path().display().to_string(),
+            "-p".into(),
+            s.port.to_string(),
+            "-U".into(),
+            "mutt".into(),
+            "-d".into(),
+            "postgres".into(),
+            "-c".into(),
+            format!("ALTER ROLE mutt PASSWORD '{}'", tls_password.replace('\'', "''")),
+        ])?;
+        Ok(s)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn init() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = tempfile::tempdir()?;
-        let mut s = Self { port, dir, bin: pg_bin()?, running: false };
+        let s = Self { port, dir, bin: pg_bin()?, running: false, extra: String::new() };
         if is_root() {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(s.dir.path()).status()?.success();
             anyhow::ensure!(ok, "chown of the PostgreSQL data directory failed");
@@ -42,7 +90,6 @@ impl PostgresServer {
             "-U".into(),
             "mutt".into(),
         ])?;
-        s.start_again()?;
         Ok(s)
     }
 
@@ -72,8 +119,12 @@ impl PostgresServer {
     }
 
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        let opts =
-            format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", self.port, self.dir.path().display());
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off{}",
+            self.port,
+            self.dir.path().display(),
+            self.extra
+        );
         self.run(&[
             self.bin.join("pg_ctl").display().to_string(),
             "-D".into(),

@@ -173,6 +173,7 @@ pub struct TestCertificates {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    ca_key: PathBuf,
 }
 
 impl TestCertificates {
@@ -232,6 +233,51 @@ impl TestCertificates {
             "-out",
             &s(&cert),
         ])?;
-        Ok(Self { _dir: dir, ca, cert, key })
+        Ok(Self { _dir: dir, ca, cert, key, ca_key })
+    }
+
+    /// Another certificate and key signed by the same CA, for `subject_alt_name` (e.g.
+    /// `DNS:wrong.example`, for tests of host-name checks). Files `<stem>.pem`, `<stem>.key`.
+    pub fn issue(&self, stem: &str, subject_alt_name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let dir = self.ca.parent().ok_or_else(|| anyhow::anyhow!("CA file has no directory"))?;
+        let p = |ext: &str| dir.join(format!("{stem}.{ext}"));
+        let (cert, key, csr, ext) = (p("pem"), p("key"), p("csr"), p("cnf"));
+        std::fs::write(&ext, format!("subjectAltName={subject_alt_name}\n"))?;
+        let s = |x: &PathBuf| x.display().to_string();
+        for args in [
+            vec![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=mutt-test",
+                "-keyout",
+                &s(&key),
+                "-out",
+                &s(&csr),
+            ],
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                &s(&csr),
+                "-CA",
+                &s(&self.ca),
+                "-CAkey",
+                &s(&self.ca_key),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &s(&ext),
+                "-out",
+                &s(&cert),
+            ],
+        ] {
+            let out = Command::new("openssl").args(&args).output()?;
+            anyhow::ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok((cert, key))
     }
 }

@@ -9,30 +9,47 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mutt_core::{MatchType, Rule, RuleSnapshot, Secret};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 mod adopt;
+pub mod connect;
+
+pub use connect::{PgTimeouts, SslMode, TlsSettings};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
 /// How to reach PostgreSQL.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PostgresConfig {
-    /// `postgres://user@host:port/dbname` (a password here works, but prefer `password`).
+    /// `postgres://user@host:port/dbname`, with libpq's `sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey` ([`connect`]). A password here works, but prefer `password`.
     pub url: String,
     /// Overrides the URL's password (from the secrets source).
     pub password: Option<Secret>,
     pub pool_size: usize,
 }
 
+/// The URL's password never shows in a log line or an error.
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &mutt_core::secret::redact_url(&self.url))
+            .field("password", &self.password)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    settings: TlsSettings,
 }
 
 /// Whether a server's error is about the server's state rather than the statement: classes 08
@@ -75,35 +92,51 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 }
 
 impl PgStore {
-    /// Builds the pool. Connections are opened lazily; use [`Store::ping`] to check.
+    /// Builds the pool with the default time-outs. Connections are opened lazily; use
+    /// [`Store::ping`] to check.
     pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url)
+        Self::with_timeouts(config, &PgTimeouts::default())
+    }
+
+    /// Builds the pool: TLS as the URL's `sslmode` says, `timeouts` where the URL sets none.
+    pub fn with_timeouts(config: &PostgresConfig, timeouts: &PgTimeouts) -> Result<Self, StoreError> {
+        let (url, settings) = connect::split_url(&config.url)?;
+        // The driver's parse error never quotes the URL, so no password reaches the message.
+        let mut pg = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Config(format!("database url is not valid: {e}")))?;
         if let Some(p) = &config.password {
             pg.password(p.expose());
         }
         if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
+            pg.connect_timeout(timeouts.connect_timeout);
         }
-        pg.application_name("muttd");
+        pg.application_name("muttd").ssl_mode(connect::driver_mode(settings.mode));
+        let tls = connect::connector(&settings)?;
         let manager =
-            Manager::from_config(pg.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
+            Manager::from_config(pg.clone(), tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mut builder = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(timeouts.connect_timeout + Duration::from_secs(1)))
             .recycle_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Self { pool, config: pg })
+            .runtime(deadpool_postgres::Runtime::Tokio1);
+        if let Some(limit) = timeouts.statement_timeout {
+            builder = builder.post_create(connect::statement_timeout_hook(limit));
+        }
+        let pool = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool, config: pg, tls, settings })
+    }
+
+    /// The TLS settings in force (for the start-up log: [`TlsSettings::describe`]).
+    pub fn tls_settings(&self) -> &TlsSettings {
+        &self.settings
     }
 
     /// Applies pending migrations (refinery records them in `refinery_schema_history`) and
     /// creates the audit partitions around the current month.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let (mut client, conn) =
-            self.config.connect(NoTls).await.map_err(|e| classify("connecting for migrations", e))?;
+            self.config.connect(self.tls.clone()).await.map_err(|e| classify("connecting for migrations", e))?;
         let task = tokio::spawn(conn);
         adopt::adopt_original_schema(&mut client).await?;
         let report = embedded::migrations::runner()
