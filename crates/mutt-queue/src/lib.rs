@@ -10,6 +10,8 @@
 //! - [`periodic`]: the consumers' background loops (heartbeat, janitor, delayed retries);
 //! - [`settlement`]: what a worker decided about a leased batch (emit, retry, dead-letter),
 //!   including the retry counter and DLQ annotations written into messages;
+//! - [`dlq`]: the dead-letter toolbox (list, show, replay, park, purge, export, trim) on both
+//!   backends, for the CLI, the management API and the remediation role;
 //! - [`log_ids`]: the correlation and event ids log lines name for queued messages;
 //! - [`redis`]: the Redis backend (lists, per-worker processing lists, heartbeats, janitor,
 //!   delayed-retry sorted sets, Lua scripts);
@@ -23,6 +25,7 @@
 //! moves it back to the source queue once the dead worker's heartbeat has expired.
 
 pub mod coordination;
+pub mod dlq;
 pub mod log_ids;
 pub mod metrics;
 pub mod periodic;
@@ -287,6 +290,9 @@ pub trait Queue: Send + Sync + 'static {
     /// incarnation (same pod name) left leased, runs the janitor once, and starts the
     /// heartbeat, janitor and delayed-retry tasks.
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError>;
+
+    /// The dead-letter queues, for the toolbox in [`dlq`] (list, replay, park, purge, trim).
+    fn dead_letters(&self) -> std::sync::Arc<dyn dlq::DeadLetterStore>;
 }
 
 /// One worker's view of its source queue. A consumer holds at most one lease at a time.

@@ -12,6 +12,8 @@ pub struct KeySpace {
     pub alert_queue: String,
     pub alerter_dlq: String,
     pub moog_dlq: String,
+    /// Parked poison (`mutt:dlq:dead`, the original's `DEAD_LETTER_QUEUE`).
+    pub dead_dlq: String,
     /// Processing lists are `<processing_prefix>:<role>:<pod>`.
     pub processing_prefix: String,
     /// Heartbeats are `<heartbeat_prefix>:<role>:<pod>`.
@@ -45,6 +47,7 @@ impl KeySpace {
             alert_queue: format!("{prefix}alert_queue"),
             alerter_dlq: format!("{prefix}dlq:alerter"),
             moog_dlq: format!("{prefix}dlq:moog"),
+            dead_dlq: format!("{prefix}dlq:dead"),
             processing_prefix: format!("{prefix}processing"),
             heartbeat_prefix: format!("{prefix}heartbeat"),
             metrics_prefix: format!("{prefix}metrics"),

@@ -279,6 +279,10 @@ impl Queue for RedisQueue {
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, QueueError> {
         Ok(Box::new(RedisConsumer::start(self.clone(), config).await?))
     }
+
+    fn dead_letters(&self) -> Arc<dyn crate::dlq::DeadLetterStore> {
+        Arc::new(self.clone())
+    }
 }
 
 /// Sentinel mode: asks the sentinels for the master every second and moves the shared

@@ -9,6 +9,7 @@
 
 mod consumer;
 mod coordination;
+// The dead-letter toolbox's access to the queue tables is in `crate::dlq::sqlite`.
 
 use crate::redis::KeySpace;
 use crate::{
@@ -40,6 +41,9 @@ pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// How often the owner recounts its depth counts from the file (see `Shared::recounted`).
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The embedded queue: cheap to clone.
 #[derive(Clone)]
 pub struct SqliteQueue {
@@ -55,6 +59,9 @@ struct Shared {
     /// Ready messages per queue name, kept by the owner after every commit so that the
     /// ingestor's per-request depth check costs no query.
     depths: Mutex<HashMap<String, i64>>,
+    /// When `depths` was last recounted from the file: another process (`muttd dlq replay`)
+    /// may have written to it, which no commit of this one accounts for.
+    recounted: Mutex<std::time::Instant>,
     /// Wakes consumers waiting on a queue (ingest, alert).
     wake: [Notify; 2],
     local: coordination::Local,
@@ -135,6 +142,7 @@ impl SqliteQueue {
             shared: Arc::new(Shared {
                 owner,
                 depths: Mutex::new(HashMap::new()),
+                recounted: Mutex::new(std::time::Instant::now()),
                 wake: [Notify::new(), Notify::new()],
                 local: coordination::Local::default(),
                 _lock: lock,
@@ -187,8 +195,22 @@ impl SqliteQueue {
         }
     }
 
+    /// Whether the owner's depth counts are due for a recount (every few seconds).
+    fn recount_due(&self) -> bool {
+        let mut at = self.shared.recounted.lock().unwrap_or_else(|p| p.into_inner());
+        if at.elapsed() < RECOUNT_EVERY {
+            return false;
+        }
+        *at = std::time::Instant::now();
+        true
+    }
+
     async fn ready_depth(&self, name: &str) -> Result<u64, QueueError> {
         if self.shared.owner {
+            if self.recount_due() {
+                // Best effort: a failed recount leaves the counts as they were.
+                let _ = self.load_depths().await;
+            }
             let depths = self.shared.depths.lock().unwrap_or_else(|p| p.into_inner());
             return Ok(depths.get(name).copied().unwrap_or(0).max(0) as u64);
         }
@@ -478,5 +500,9 @@ impl Queue for SqliteQueue {
             return Err(QueueError::Config("a read-only view of the embedded queue cannot consume".into()));
         }
         Ok(Box::new(SqliteConsumer::start(self.clone(), config).await?))
+    }
+
+    fn dead_letters(&self) -> Arc<dyn crate::dlq::DeadLetterStore> {
+        Arc::new(self.clone())
     }
 }
