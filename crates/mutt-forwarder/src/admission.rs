@@ -128,13 +128,18 @@ impl Gate {
     }
 
     /// Records each request's outcome on the breaker (a rejection says nothing about the
-    /// receiver's health and is not counted).
+    /// receiver's health and is not counted). A hold (credentials refused, a redirect not
+    /// followed) opens it at once, after the others, so that a success in the same batch does
+    /// not close it again: nothing more is sent until a probe shows the configuration fixed.
     pub async fn record(&mut self, coordination: &dyn Coordination, sent: &[Sent]) {
         let Some(breaker) = &mut self.breaker else { return };
         for s in sent {
-            if !matches!(s.delivery, Delivery::Reject { .. }) {
+            if matches!(s.delivery, Delivery::Delivered | Delivery::Retry { .. }) {
                 breaker.record(coordination, matches!(s.delivery, Delivery::Delivered)).await;
             }
+        }
+        if sent.iter().any(|s| matches!(s.delivery, Delivery::Hold { .. })) {
+            breaker.trip(coordination).await;
         }
     }
 }
@@ -178,6 +183,14 @@ impl Breaker {
                 Err(_) => self.note(state, None),
             },
             Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
+        }
+    }
+
+    /// Opens the breaker now, whatever the failure count.
+    async fn trip(&mut self, coordination: &dyn Coordination) {
+        match coordination.breaker_record(BREAKER, false, 1).await {
+            Ok(state) => self.note(state, None),
+            Err(e) => tracing::warn!(error = %e, "could not open the circuit breaker"),
         }
     }
 

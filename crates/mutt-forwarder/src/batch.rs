@@ -36,18 +36,32 @@ struct Counts {
     dead: usize,
     duplicates: usize,
     put_back: usize,
+    /// Of `put_back`: sent and held because our side is wrong (credentials, redirect).
+    held: usize,
 }
+
+/// How long a forwarder waits after a batch whose alerts were all held (credentials refused):
+/// without a circuit breaker, this is what keeps it from asking the receiver in a tight loop.
+pub const HOLD_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Batch<'a> {
     lease: &'a Lease,
     pub settlement: Settlement,
     counts: Counts,
+    /// Alerts held after delivery (in order), put back with the waiting ones.
+    held: Vec<Vec<u8>>,
     metrics: ForwarderMetrics,
 }
 
 impl<'a> Batch<'a> {
     pub fn new(lease: &'a Lease, metrics: &ForwarderMetrics) -> Self {
-        Self { lease, settlement: Settlement::new(), counts: Counts::default(), metrics: metrics.clone() }
+        Self {
+            lease,
+            settlement: Settlement::new(),
+            counts: Counts::default(),
+            held: Vec::new(),
+            metrics: metrics.clone(),
+        }
     }
 
     pub fn lease(&self) -> &'a Lease {
@@ -138,6 +152,11 @@ impl<'a> Batch<'a> {
                 );
                 self.settlement.dead_letter(&p.raw, "rejected_by_receiver", &format!("HTTP {status}: {body}"));
             }
+            // Logged once per request by the sink; the alert itself is fine.
+            Delivery::Hold { .. } => {
+                self.counts.held += 1;
+                self.held.push(p.raw.to_vec());
+            }
         }
         None
     }
@@ -172,12 +191,16 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Puts the alerts held back at the front of the queue, in their order.
+    /// Puts the alerts held back at the front of the queue, in their order: those held after
+    /// delivery first (they came first in the batch), then those that waited.
     pub fn put_back(&mut self, waiting: &[Pending<'_>]) {
         for p in waiting.iter().rev() {
             self.settlement.put_back(&p.raw);
         }
-        self.counts.put_back += waiting.len();
+        for raw in self.held.iter().rev() {
+            self.settlement.put_back(raw);
+        }
+        self.counts.put_back += waiting.len() + self.held.len();
         if !waiting.is_empty() {
             // One line per batch, at debug: while the breaker is open this repeats every pause.
             tracing::debug!(
@@ -188,12 +211,14 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// What the batch came to. `sent` alerts went out; when none did and all that was not
-    /// settled otherwise had to wait, the caller should pause (at least 10 ms).
+    /// What the batch came to. `sent` alerts went out; when none was settled and all had to
+    /// wait or were held, the caller should pause (at least 10 ms; [`HOLD_PAUSE`] after a hold).
     pub fn outcome(&self, sent: usize, pause: Duration) -> ForwardOutcome {
         let c = self.counts;
-        if sent == 0 && c.dead == 0 && c.duplicates == 0 && c.put_back > 0 {
-            return ForwardOutcome::Paused(pause.max(Duration::from_millis(10)));
+        let settled = c.delivered + c.retried + c.dead + c.duplicates;
+        if settled == 0 && c.put_back > 0 && (sent == 0 || c.held > 0) {
+            let least = if c.held > 0 { HOLD_PAUSE } else { Duration::from_millis(10) };
+            return ForwardOutcome::Paused(pause.max(least));
         }
         ForwardOutcome::Processed {
             alerts: self.lease.len(),

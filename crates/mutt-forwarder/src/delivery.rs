@@ -1,6 +1,8 @@
 //! A delivery attempt's outcome, decided from the response alone. Any 2xx is delivered;
-//! 408, 429 and 5xx are worth retrying (429 honours `Retry-After`); any other status is a
-//! rejection that retrying will not fix.
+//! 408, 429 and 5xx are worth retrying (429 honours `Retry-After`); 401 and 403 (our
+//! credentials refused) and a 3xx (a redirect to another host, never followed: it would carry
+//! the credentials there) say our configuration is wrong, not the alerts, which are held; any
+//! other status is a rejection that retrying will not fix.
 
 use std::time::Duration;
 
@@ -22,6 +24,19 @@ pub enum Delivery {
         status: u16,
         body: String,
     },
+    /// Our side is wrong (credentials refused, a redirect not followed): the alerts are put
+    /// back unchanged and the circuit breaker is opened until the configuration is fixed.
+    Hold {
+        status: u16,
+        reason: String,
+    },
+}
+
+impl Delivery {
+    /// Whether the receiver's answer says our credentials were refused.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Delivery::Hold { status: 401 | 403, .. })
+    }
 }
 
 pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Delivery {
@@ -30,6 +45,20 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Delivery 
         408 | 429 | 500..=599 => Delivery::Retry {
             after: retry_after.and_then(parse_retry_after),
             reason: format!("HTTP {status}: {}", mutt_core::text::truncate_utf8(body, 200)),
+        },
+        401 | 403 => Delivery::Hold {
+            status,
+            reason: format!(
+                "HTTP {status}: the receiver refused our credentials (check MOOG_API_KEY and forwarder.lam_auth): {}",
+                mutt_core::text::truncate_utf8(body, 200)
+            ),
+        },
+        300..=399 => Delivery::Hold {
+            status,
+            reason: format!(
+                "HTTP {status}: redirected to another host, not followed (it would carry the credentials there; \
+                 check MOOG_WEBHOOK_URL)"
+            ),
         },
         _ => Delivery::Reject { status, body: mutt_core::text::truncate_utf8(body, MAX_BODY_KEPT).to_owned() },
     }
@@ -58,9 +87,14 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 599] {
             assert!(matches!(classify(s, None, ""), Delivery::Retry { .. }), "{s}");
         }
-        for s in [301, 400, 401, 403, 404, 413, 422] {
+        for s in [400, 404, 413, 422] {
             assert!(matches!(classify(s, None, "nope"), Delivery::Reject { .. }), "{s}");
         }
+        for s in [301, 302, 307, 308, 401, 403] {
+            assert!(matches!(classify(s, None, "nope"), Delivery::Hold { .. }), "{s}");
+        }
+        assert!(classify(401, None, "").is_unauthorized() && classify(403, None, "").is_unauthorized());
+        assert!(!classify(307, None, "").is_unauthorized());
     }
 
     #[test]

@@ -81,8 +81,15 @@ impl ForwarderMetrics {
     /// appears when it happens).
     fn precreate(&self) {
         let fail = |reason| ("fail", reason);
-        let requests =
-            [("success", ""), fail("http"), fail("rate_limit"), fail("retry_exhausted"), fail("circuit_open")];
+        let requests = [
+            ("success", ""),
+            fail("http"),
+            fail("rate_limit"),
+            fail("retry_exhausted"),
+            fail("circuit_open"),
+            fail("unauthorized"),
+            fail("redirect"),
+        ];
         for (status, reason) in requests {
             let _ = self.requests.get_or_create(&RequestLabels { status, reason });
         }

@@ -109,22 +109,21 @@ impl Encoder {
     /// The requests for these alerts: the alerts each carries and its body. REST LAM bodies
     /// carry no `auth_token`: only the webhook adds it, so it never reaches a file or a log.
     pub fn requests<'a>(&self, alerts: &'a [&'a Alert], now_epoch: i64) -> Vec<(&'a [&'a Alert], Value)> {
-        alerts
-            .chunks(self.request_size())
-            .map(|group| {
-                let body = match self.format {
-                    OutputFormat::MoogRestLam => {
-                        let events = group
-                            .iter()
-                            .map(|a| lam_event(a, &self.severity_map, self.default_severity, now_epoch))
-                            .collect();
-                        lam_body(events, None)
-                    }
-                    f => body(f, group[0], now_epoch),
-                };
-                (group, body)
-            })
-            .collect()
+        alerts.chunks(self.request_size()).map(|group| (group, self.group_body(group, now_epoch))).collect()
+    }
+
+    /// The body of one request carrying `group` (one alert unless the format is REST LAM;
+    /// a smaller group when a rejected batch is split to find the rejected alerts).
+    pub fn group_body(&self, group: &[&Alert], now_epoch: i64) -> Value {
+        match (self.format, group) {
+            (OutputFormat::MoogRestLam, _) => {
+                let events =
+                    group.iter().map(|a| lam_event(a, &self.severity_map, self.default_severity, now_epoch)).collect();
+                lam_body(events, None)
+            }
+            (f, [first, ..]) => body(f, first, now_epoch),
+            (_, []) => Value::Null,
+        }
     }
 }
 

@@ -62,17 +62,18 @@ impl Setup {
     }
 
     async fn forwarder(&self, config: ForwarderConfig) -> Forwarder {
+        self.forwarder_with_metrics(config).await.0
+    }
+
+    async fn forwarder_with_metrics(&self, config: ForwarderConfig) -> (Forwarder, ForwarderMetrics) {
         let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
-        Forwarder::start(
-            Arc::new(self.queue.clone()),
-            Arc::new(self.queue.clone()),
-            cc,
-            config,
-            ForwarderMetrics::register(&mutt_service::Metrics::new()),
-        )
-        .await
-        .unwrap()
+        let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
+        let f =
+            Forwarder::start(Arc::new(self.queue.clone()), Arc::new(self.queue.clone()), cc, config, metrics.clone())
+                .await
+                .unwrap();
+        (f, metrics)
     }
 
     async fn push(&self, alerts: &[Alert]) {
@@ -120,7 +121,6 @@ async fn outcome_table() {
         (ReceiverMode::Status(503), "retried"),
         (ReceiverMode::Hang, "retried"),
         (ReceiverMode::Status(400), "dead"),
-        (ReceiverMode::Status(401), "dead"),
         (ReceiverMode::Status(404), "dead"),
         (ReceiverMode::Status(413), "dead"),
         (ReceiverMode::Status(422), "dead"),
@@ -330,4 +330,116 @@ async fn the_alerts_file_gets_alerts_but_never_the_token() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("CRITICAL 1") && text.contains("CRITICAL 2"), "{text}");
     assert!(!text.contains("moog-key"), "the token must not be written: {text}");
+}
+
+fn requests_counted(m: &ForwarderMetrics, status: &'static str, reason: &'static str) -> u64 {
+    m.requests.get_or_create(&mutt_forwarder::metrics::RequestLabels { status, reason }).get()
+}
+
+#[tokio::test]
+async fn a_rejected_rest_lam_batch_dead_letters_only_the_rejected_alerts() {
+    let s = setup().await;
+    let alerts: Vec<Alert> = (0..100).map(|i| alert(i, None)).collect();
+    let bad: Vec<String> = [7, 50, 93].iter().map(|&i| alerts[i].event_id.clone()).collect();
+    s.receiver.set_mode(ReceiverMode::RejectEvents { field: "external_id".into(), values: bad.clone(), status: 422 });
+    let mut f = s.forwarder(s.config(OutputFormat::MoogRestLam)).await;
+    s.push(&alerts).await;
+    let out = one_batch(&mut f).await;
+    assert!(
+        matches!(out, ForwardOutcome::Processed { delivered: 97, dead_lettered: 3, retried: 0, put_back: 0, .. }),
+        "{out:?}"
+    );
+    let dlq = s.dlq().await;
+    let mut dead: Vec<String> = dlq.iter().map(|d| d["_event_id"].as_str().unwrap().to_owned()).collect();
+    dead.sort();
+    let mut want = bad.clone();
+    want.sort();
+    assert_eq!(dead, want, "only the rejected alerts are dead-lettered");
+    for d in &dlq {
+        assert_eq!(d["_dlq_reason"], "rejected_by_receiver");
+        let err = d["_dlq_error"].as_str().unwrap();
+        assert!(
+            err.starts_with("HTTP 422: ") && err.contains(d["_event_id"].as_str().unwrap()),
+            "its own reason: {err}"
+        );
+    }
+    let counts = s.receiver.counts();
+    assert_eq!(counts.events, 97, "every other alert delivered once");
+    // Halving: each rejected alert costs about 2·log2(100) requests, not one per alert.
+    assert!(counts.requests <= 1 + 3 * 2 * 7, "{} requests", counts.requests);
+    assert!(s.delayed().await.is_empty());
+}
+
+#[tokio::test]
+async fn refused_credentials_hold_the_alerts_and_open_the_breaker() {
+    for status in [401, 403] {
+        let s = setup().await;
+        s.receiver.set_mode(ReceiverMode::Status(status));
+        let mut cfg = s.config(OutputFormat::MoogRestLam);
+        cfg.breaker = Some((10, Duration::from_secs(1)));
+        let (mut f, metrics) = s.forwarder_with_metrics(cfg).await;
+        s.push(&(0..5).map(|i| alert(i, None)).collect::<Vec<_>>()).await;
+        let out = one_batch(&mut f).await;
+        assert!(matches!(out, ForwardOutcome::Paused(d) if d >= Duration::from_secs(1)), "{status}: {out:?}");
+        assert_eq!(s.queue.breaker_state("moogsoft").await.unwrap().0, BreakerState::Open, "{status}: opened at once");
+        assert_eq!(requests_counted(&metrics, "fail", "unauthorized"), 1, "{status}");
+        // Open: nothing more is sent, nothing is dead-lettered or burns a retry.
+        assert!(matches!(one_batch(&mut f).await, ForwardOutcome::Paused(_)));
+        assert_eq!(s.receiver.counts().requests, 1, "{status}");
+        assert!(s.dlq().await.is_empty() && s.delayed().await.is_empty(), "{status}: held, not dead-lettered");
+        assert_eq!(s.queue.depth(QueueId::Alert).await.unwrap(), 5, "{status}: all back in the queue");
+        // The key is fixed: the probe after the open period delivers them, in their order.
+        s.receiver.set_mode(ReceiverMode::Succeed);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let out = one_batch(&mut f).await;
+        assert!(matches!(out, ForwardOutcome::Processed { delivered: 5, .. }), "{status}: {out:?}");
+        let hosts: Vec<Value> =
+            s.receiver.accepted()[0].body["events"].as_array().unwrap().iter().map(|e| e["source"].clone()).collect();
+        assert_eq!(hosts, (0..5).map(|i| json!(format!("h{i}"))).collect::<Vec<_>>(), "{status}: order kept");
+    }
+}
+
+#[tokio::test]
+async fn refused_credentials_without_a_breaker_pause_and_hold() {
+    let s = setup().await;
+    s.receiver.set_mode(ReceiverMode::Status(401));
+    let mut f = s.forwarder(s.config(OutputFormat::Legacy)).await;
+    s.push(&[alert(1, None), alert(2, None)]).await;
+    for _ in 0..3 {
+        let out = one_batch(&mut f).await;
+        assert!(matches!(out, ForwardOutcome::Paused(d) if d >= Duration::from_secs(1)), "{out:?}");
+    }
+    assert!(s.dlq().await.is_empty() && s.delayed().await.is_empty());
+    assert_eq!(s.queue.depth(QueueId::Alert).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed_and_carries_no_credentials() {
+    let elsewhere = WebhookReceiver::start().await;
+    // Reachable under another host name: the redirect would work if it were followed.
+    let target = format!("http://localhost:{}/events", elsewhere.addr().port());
+    reqwest::Client::new().post(&target).body("{}").send().await.expect("localhost reaches the other receiver");
+    let before = elsewhere.counts().requests;
+    for (format, auth) in [
+        (OutputFormat::MoogRestLam, LamAuth::Token(mutt_core::Secret::new("moog-key"))),
+        (OutputFormat::MoogRestLam, LamAuth::Basic { user: "u".into(), password: mutt_core::Secret::new("moog-key") }),
+        (OutputFormat::Legacy, LamAuth::None),
+    ] {
+        for status in [307, 308, 302] {
+            let s = setup().await;
+            s.receiver.set_mode(ReceiverMode::Redirect { status, location: target.clone() });
+            let mut cfg = s.config(format);
+            cfg.lam_auth = auth.clone();
+            cfg.breaker = Some((10, Duration::from_secs(60)));
+            let (mut f, metrics) = s.forwarder_with_metrics(cfg).await;
+            s.push(&[alert(1, None)]).await;
+            let out = one_batch(&mut f).await;
+            assert!(matches!(out, ForwardOutcome::Paused(_)), "{format:?} {status}: {out:?}");
+            assert_eq!(elsewhere.counts().requests, before, "{format:?} {status}: nothing reached the other host");
+            assert_eq!(requests_counted(&metrics, "fail", "redirect"), 1);
+            assert!(s.dlq().await.is_empty(), "held, not dead-lettered");
+            assert_eq!(s.queue.depth(QueueId::Alert).await.unwrap(), 1);
+            assert_eq!(s.queue.breaker_state("moogsoft").await.unwrap().0, BreakerState::Open);
+        }
+    }
 }

@@ -21,6 +21,12 @@ pub enum ReceiverMode {
     RateLimit { retry_after_secs: u64 },
     /// Never answers (the request waits until the client gives up).
     Hang,
+    /// 200 unless an alert of the body (a REST LAM body's `events`, or the body itself) has
+    /// `field` equal to one of `values`: then `status` with `{"error":…,"rejected":[values]}`
+    /// and none of the body's alerts is accepted (as a receiver validating a whole batch).
+    RejectEvents { field: String, values: Vec<String>, status: u16 },
+    /// `status` (301, 302, 307, 308) with `Location: location`.
+    Redirect { status: u16, location: String },
 }
 
 /// One request as received.
@@ -184,10 +190,16 @@ impl Drop for WebhookReceiver {
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     let mode = shared.lock().mode.clone().unwrap_or(ReceiverMode::Succeed);
-    let accepted = mode == ReceiverMode::Succeed;
     let at = Instant::now();
     // Counting only: a refused body is never read.
-    let body = (shared.keep_requests || accepted).then(|| serde_json::from_slice(&raw).unwrap_or(Value::Null));
+    let read = shared.keep_requests || matches!(mode, ReceiverMode::Succeed | ReceiverMode::RejectEvents { .. });
+    let body = read.then(|| serde_json::from_slice::<Value>(&raw).unwrap_or(Value::Null));
+    let rejected = match (&mode, &body) {
+        (ReceiverMode::RejectEvents { field, values, .. }, Some(body)) => rejected_values(body, field, values),
+        _ => Vec::new(),
+    };
+    let accepted =
+        mode == ReceiverMode::Succeed || matches!(mode, ReceiverMode::RejectEvents { .. }) && rejected.is_empty();
     let events = match &body {
         Some(body) if accepted => match body.get("events").and_then(Value::as_array) {
             Some(batch) => batch.as_slice(),
@@ -206,17 +218,42 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Byte
         let mut g = shared.lock();
         g.counts.requests += 1;
         g.counts.accepted += u64::from(accepted);
-        g.counts.refused += u64::from(matches!(mode, ReceiverMode::Status(_) | ReceiverMode::RateLimit { .. }));
+        g.counts.refused +=
+            u64::from(matches!(mode, ReceiverMode::Status(_) | ReceiverMode::RateLimit { .. }) || !rejected.is_empty());
         g.counts.events += n_events;
         if shared.keep_requests {
             g.requests.push(Recorded { headers, body: body.unwrap_or(Value::Null), raw, accepted, at });
         }
     }
-    respond(mode).await
+    respond(mode, rejected).await
 }
 
-async fn respond(mode: ReceiverMode) -> Response {
+/// The `field` values of the body's alerts that are among `values`.
+fn rejected_values(body: &Value, field: &str, values: &[String]) -> Vec<String> {
+    let alerts = match body.get("events").and_then(Value::as_array) {
+        Some(batch) => batch.as_slice(),
+        None => std::slice::from_ref(body),
+    };
+    alerts
+        .iter()
+        .filter_map(|a| a.get(field).and_then(Value::as_str))
+        .filter(|v| values.iter().any(|x| x == v))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn respond(mode: ReceiverMode, rejected: Vec<String>) -> Response {
     match mode {
+        ReceiverMode::RejectEvents { status, .. } if !rejected.is_empty() => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let body = serde_json::json!({"error": "events rejected", "rejected": rejected});
+            (status, body.to_string()).into_response()
+        }
+        ReceiverMode::RejectEvents { .. } => (StatusCode::OK, r#"{"success":true}"#).into_response(),
+        ReceiverMode::Redirect { status, location } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+            (status, [("location", location)], "").into_response()
+        }
         ReceiverMode::Succeed => (StatusCode::OK, r#"{"success":true}"#).into_response(),
         ReceiverMode::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -267,6 +304,20 @@ mod tests {
         assert_eq!(r.counts(), ReceiverCounts { requests: 3, accepted: 2, refused: 1, events: 4 });
         assert!(r.requests().is_empty(), "counting only");
         assert_eq!(*seen.lock().unwrap(), vec!["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn reject_events_refuses_bodies_naming_them_and_redirect_points_elsewhere() {
+        let r = WebhookReceiver::start().await;
+        let values = vec!["bad".to_owned()];
+        r.set_mode(ReceiverMode::RejectEvents { field: "external_id".into(), values, status: 422 });
+        let lam = r#"{"events":[{"external_id":"a"},{"external_id":"bad"}]}"#;
+        assert!(post(r.addr(), lam).await.contains("422"));
+        assert!(post(r.addr(), r#"{"events":[{"external_id":"a"}]}"#).await.contains("200"));
+        assert!(post(r.addr(), r#"{"external_id":"bad"}"#).await.contains("422"), "a one-alert body");
+        assert_eq!(r.counts(), ReceiverCounts { requests: 3, accepted: 1, refused: 2, events: 1 });
+        r.set_mode(ReceiverMode::Redirect { status: 307, location: "http://elsewhere/x".into() });
+        assert!(post(r.addr(), "{}").await.contains("307"));
     }
 
     #[tokio::test]

@@ -1,5 +1,9 @@
 //! The webhook sink: POSTs each request to Moogsoft (or any receiver) and classifies the
-//! response. Requests of one batch go out concurrently.
+//! response. Requests of one batch go out concurrently. A REST LAM batch the receiver rejects
+//! (a 4xx other than 401/403) is sent again in halves, recursively, so that only the alerts it
+//! rejects on their own are dead-lettered. Redirects are followed only to the same origin
+//! (scheme, host and port): anywhere else they would carry the credentials (the REST LAM token
+//! travels in the body, which a 307/308 sends again).
 
 use super::{Sent, Sink};
 use crate::delivery::{Delivery, classify};
@@ -7,6 +11,7 @@ use crate::payload::{Encoder, OutputFormat};
 use crate::worker::ForwarderError;
 use crate::{ForwarderConfig, ForwarderMetrics, LamAuth};
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use mutt_core::{Alert, Secret};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -90,21 +95,54 @@ impl WebhookSink {
         let outcome = classify(status, retry_after.as_deref(), &text);
         match &outcome {
             Delivery::Delivered => self.metrics.request("success", ""),
+            Delivery::Hold { status, reason } => {
+                let reason_label = if outcome.is_unauthorized() { "unauthorized" } else { "redirect" };
+                self.metrics.request("fail", reason_label);
+                tracing::error!(
+                    status,
+                    alerts = group.len(),
+                    reason = %reason,
+                    "webhook delivery held: the alerts wait in the queue and the circuit breaker is opened until \
+                     this is fixed"
+                );
+            }
             _ if status == 429 => self.metrics.request("fail", "rate_limit"),
             _ => self.metrics.request("fail", "http"),
         }
         outcome
+    }
+
+    /// POSTs one group. A REST LAM batch the receiver rejects is split in halves and each sent
+    /// again, down to single alerts, so that only the alerts rejected on their own are
+    /// dead-lettered (with their own rejection). Costs about 2·log₂(n) more requests per
+    /// rejected alert.
+    fn send<'s>(&'s self, group: &'s [&'s Alert], now: i64) -> BoxFuture<'s, Vec<Sent>> {
+        Box::pin(async move {
+            match self.post(group, self.encoder.group_body(group, now)).await {
+                Delivery::Reject { status, .. } if group.len() > 1 => {
+                    tracing::warn!(
+                        status,
+                        alerts = group.len(),
+                        event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_str())),
+                        "REST LAM batch rejected: sending it again in halves to find the rejected alerts"
+                    );
+                    let (first, second) = group.split_at(group.len() / 2);
+                    let mut out = self.send(first, now).await;
+                    out.extend(self.send(second, now).await);
+                    out
+                }
+                delivery => vec![Sent { alerts: group.len(), delivery }],
+            }
+        })
     }
 }
 
 #[async_trait]
 impl Sink for WebhookSink {
     async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent> {
-        let requests = self.encoder.requests(alerts, chrono::Utc::now().timestamp());
-        let sizes: Vec<usize> = requests.iter().map(|(group, _)| group.len()).collect();
-        let posts = requests.into_iter().map(|(group, body)| self.post(group, body));
-        let outcomes = futures_util::future::join_all(posts).await;
-        sizes.into_iter().zip(outcomes).map(|(alerts, delivery)| Sent { alerts, delivery }).collect()
+        let now = chrono::Utc::now().timestamp();
+        let posts = alerts.chunks(self.encoder.request_size()).map(|group| self.send(group, now));
+        futures_util::future::join_all(posts).await.into_iter().flatten().collect()
     }
 
     fn request_size(&self) -> usize {
@@ -140,6 +178,21 @@ fn without_url(e: &reqwest::Error) -> String {
     if s.is_empty() { "request failed".into() } else { s }
 }
 
+/// Follows a redirect (up to 10) only to the first request's origin; stops at any other, whose
+/// 3xx the sink then holds (see [`crate::delivery`]). Basic auth and bearer headers would be
+/// dropped by reqwest on such a redirect, but a REST LAM token in a re-sent body would not.
+fn same_origin_redirects(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let origin = |u: &reqwest::Url| (u.scheme().to_owned(), u.host_str().map(str::to_owned), u.port_or_known_default());
+    let same = attempt.previous().first().is_some_and(|first| origin(first) == origin(attempt.url()));
+    if !same {
+        attempt.stop()
+    } else if attempt.previous().len() > 10 {
+        attempt.error("too many redirects")
+    } else {
+        attempt.follow()
+    }
+}
+
 /// The HTTP client for the webhook: timeouts, the private CA and the client identity from the
 /// configuration.
 pub fn http_client(config: &ForwarderConfig) -> Result<reqwest::Client, ForwarderError> {
@@ -147,6 +200,7 @@ pub fn http_client(config: &ForwarderConfig) -> Result<reqwest::Client, Forwarde
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
         .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::custom(same_origin_redirects))
         .user_agent(concat!("mutt-forwarder/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &config.ca_file {
         let pem =
