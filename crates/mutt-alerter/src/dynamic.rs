@@ -4,6 +4,7 @@
 //! (`mutt:config:updates`), and at least every few seconds; a missing or unparsable value
 //! falls back to the static default, never to an error.
 
+use mutt_core::config_catalogue as catalogue;
 use mutt_queue::settings::{self, Settings};
 use std::time::Duration;
 
@@ -28,43 +29,45 @@ pub struct DynamicSettings {
     pub defer_sleep: Duration,
 }
 
+/// The catalogue's keys, in [`Settings::KEYS`] order.
+const UNHANDLED: catalogue::IntKey = catalogue::UNHANDLED_THRESHOLD;
+const EXPIRY: catalogue::IntKey = catalogue::UNHANDLED_EXPIRY_SECONDS;
+const WARN: catalogue::IntKey = catalogue::ALERTER_QUEUE_WARN_THRESHOLD;
+const SHED: catalogue::IntKey = catalogue::ALERTER_QUEUE_SHED_THRESHOLD;
+const SLEEP: catalogue::IntKey = catalogue::ALERTER_DEFER_SLEEP_MS;
+
+/// The catalogue's defaults (the original's).
 impl Default for DynamicSettings {
     fn default() -> Self {
         Self {
-            unhandled_threshold: 100,
-            unhandled_expiry: Duration::from_secs(86_400),
-            warn_threshold: 1000,
-            shed_threshold: 2000,
+            unhandled_threshold: UNHANDLED.default,
+            unhandled_expiry: Duration::from_secs(EXPIRY.default),
+            warn_threshold: WARN.default,
+            shed_threshold: SHED.default,
             shed_mode: ShedMode::DeadLetter,
-            defer_sleep: Duration::from_millis(250),
+            defer_sleep: Duration::from_millis(SLEEP.default),
         }
     }
 }
 
 impl Settings for DynamicSettings {
-    const KEYS: &'static [&'static str] = &[
-        "unhandled_threshold",
-        "unhandled_expiry_seconds",
-        "alerter_queue_warn_threshold",
-        "alerter_queue_shed_threshold",
-        "alerter_shed_mode",
-        "alerter_defer_sleep_ms",
-    ];
+    const KEYS: &'static [&'static str] =
+        &[UNHANDLED.key, EXPIRY.key, WARN.key, SHED.key, catalogue::ALERTER_SHED_MODE.key, SLEEP.key];
 
     fn from_values(defaults: &DynamicSettings, values: &[Option<String>]) -> Self {
-        let num = |i: usize| settings::positive(values, i);
+        let num = |i: usize, key: &catalogue::IntKey| settings::int(values, i, key);
         Self {
-            unhandled_threshold: num(0).unwrap_or(defaults.unhandled_threshold),
-            unhandled_expiry: num(1).map(Duration::from_secs).unwrap_or(defaults.unhandled_expiry),
-            warn_threshold: num(2).unwrap_or(defaults.warn_threshold),
-            shed_threshold: num(3).unwrap_or(defaults.shed_threshold),
+            unhandled_threshold: num(0, &UNHANDLED).unwrap_or(defaults.unhandled_threshold),
+            unhandled_expiry: num(1, &EXPIRY).map(Duration::from_secs).unwrap_or(defaults.unhandled_expiry),
+            warn_threshold: num(2, &WARN).unwrap_or(defaults.warn_threshold),
+            shed_threshold: num(3, &SHED).unwrap_or(defaults.shed_threshold),
             shed_mode: match settings::text(values, 4) {
                 None => defaults.shed_mode,
                 Some("dlq") => ShedMode::DeadLetter,
                 Some("defer") => ShedMode::Defer,
                 Some(_) => ShedMode::Off,
             },
-            defer_sleep: num(5).map(Duration::from_millis).unwrap_or(defaults.defer_sleep),
+            defer_sleep: num(5, &SLEEP).map(Duration::from_millis).unwrap_or(defaults.defer_sleep),
         }
     }
 }

@@ -447,6 +447,83 @@ pub fn validate(key: &str, value: &str, current: impl Fn(&str) -> Option<String>
     Ok(parsed.to_string())
 }
 
+/// Where the value in force comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Set in dynamic configuration (`mutt:config:<key>`).
+    Dynamic,
+    /// Set in dynamic configuration but refused by the catalogue, so readers ignore it.
+    DynamicInvalid,
+    /// The role's static configuration (file or environment), differing from the default.
+    Config,
+    /// The default.
+    Default,
+    /// Set in dynamic configuration under a key the catalogue does not know.
+    Unknown,
+}
+
+/// One line of `muttd config list` (and the API's listing).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Entry {
+    pub key: String,
+    /// The value in force (for an unknown key: the stored one).
+    pub value: String,
+    /// What is in force without a dynamic value (what deleting the key restores).
+    pub default: Option<String>,
+    pub source: Source,
+    /// The stored dynamic value, when there is one.
+    pub stored: Option<String>,
+    pub reader: Option<Reader>,
+    pub range: Option<String>,
+}
+
+/// Every catalogue key with its value in force, then the other stored keys. `stored` holds the
+/// dynamic values; `fallback` gives a key's static value and whether it differs from the
+/// default (`None`: the catalogue's default applies).
+pub fn listing(
+    stored: &std::collections::BTreeMap<String, String>,
+    fallback: impl Fn(&str) -> Option<(String, bool)>,
+) -> Vec<Entry> {
+    let mut out: Vec<Entry> = catalogue()
+        .iter()
+        .map(|s| {
+            let (default, source) = match fallback(&s.key) {
+                Some((v, true)) => (v, Source::Config),
+                Some((v, false)) => (v, Source::Default),
+                None => (s.default.clone(), Source::Default),
+            };
+            let dynamic = stored.get(s.key.as_ref());
+            let (value, source) = match dynamic.map(|v| s.parse(v)) {
+                Some(Ok(v)) => (v.to_string(), Source::Dynamic),
+                Some(Err(_)) => (default.clone(), Source::DynamicInvalid),
+                None => (default.clone(), source),
+            };
+            Entry {
+                key: s.key.to_string(),
+                value,
+                default: Some(default),
+                source,
+                stored: dynamic.cloned(),
+                reader: Some(s.reader),
+                range: Some(s.range_text()),
+            }
+        })
+        .collect();
+    for (key, value) in stored.iter().filter(|(k, _)| lookup(k).is_none()) {
+        out.push(Entry {
+            key: key.clone(),
+            value: value.clone(),
+            default: None,
+            source: Source::Unknown,
+            stored: Some(value.clone()),
+            reader: None,
+            range: None,
+        });
+    }
+    out
+}
+
 fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
@@ -572,6 +649,34 @@ mod tests {
         assert!(validate("slo_forwarder_latency_p99_upper_bound_warning", "5", none).is_err());
         assert!(validate("slo_forwarder_latency_p99_upper_bound_warning", "4.5", none).is_ok());
         assert!(validate("slo_ingestor_availability_burn_rate_critical", "5", none).is_err());
+    }
+
+    #[test]
+    fn listing_names_the_source_of_each_value() {
+        let stored: std::collections::BTreeMap<String, String> =
+            [("moog_rate_limit", "75"), ("alerter_shed_mode", "drop"), ("my_tool_setting", "x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let fallback = |k: &str| match k {
+            "moog_rate_limit" => Some(("50".to_string(), false)),
+            "ingest_max_rate" => Some(("5000".to_string(), true)),
+            _ => None,
+        };
+        let list = listing(&stored, fallback);
+        let get = |k: &str| list.iter().find(|e| e.key == k).unwrap().clone();
+        let e = get("moog_rate_limit");
+        assert_eq!((e.value.as_str(), e.default.as_deref(), e.source), ("75", Some("50"), Source::Dynamic));
+        let e = get("alerter_shed_mode");
+        assert_eq!((e.value.as_str(), e.source, e.stored.as_deref()), ("dlq", Source::DynamicInvalid, Some("drop")));
+        assert_eq!((get("ingest_max_rate").value, get("ingest_max_rate").source), ("5000".into(), Source::Config));
+        assert_eq!(
+            (get("unhandled_threshold").value, get("unhandled_threshold").source),
+            ("100".into(), Source::Default)
+        );
+        let last = list.last().unwrap();
+        assert_eq!((last.key.as_str(), last.source, last.default.clone()), ("my_tool_setting", Source::Unknown, None));
+        assert_eq!(list.len(), catalogue().len() + 1);
     }
 
     #[test]

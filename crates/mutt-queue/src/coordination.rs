@@ -135,6 +135,14 @@ pub trait Coordination: Send + Sync + 'static {
     /// <key>` on Redis, as the original); returns the value it replaced.
     async fn set_config_value(&self, key: &str, value: &str) -> Result<Option<String>, QueueError>;
 
+    /// Removes a dynamic configuration value, so its readers fall back to their default, and
+    /// tells listeners as [`Coordination::set_config_value`] does; returns the value removed.
+    async fn delete_config_value(&self, key: &str) -> Result<Option<String>, QueueError>;
+
+    /// Every dynamic configuration value set, sorted by key (Redis: `SCAN MATCH
+    /// mutt:config:*` and `MGET`, spec §6.5 [FIX]; keys that are not strings are left out).
+    async fn config_entries(&self) -> Result<Vec<(String, String)>, QueueError>;
+
     /// Calls `on_change` whenever a dynamic configuration value changes, until `stop` is
     /// cancelled (Redis: `SUBSCRIBE mutt:config:updates`, the original's channel, on a
     /// connection of its own; embedded: at once for changes made through this handle, within a

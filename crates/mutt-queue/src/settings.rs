@@ -38,6 +38,12 @@ pub fn positive(values: &[Option<String>], i: usize) -> Option<u64> {
     text(values, i).and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0)
 }
 
+/// Value `i` if the catalogue's range for `key` admits it (`mutt_core::config_catalogue`, the
+/// same check `muttd config set` makes); anything else counts as unset.
+pub fn int(values: &[Option<String>], i: usize, key: &mutt_core::config_catalogue::IntKey) -> Option<u64> {
+    text(values, i).and_then(|v| key.parse(v))
+}
+
 /// The settings in force: read again when a change is announced, and every [`REFRESH`].
 /// Shared by concurrent callers (`get` takes `&self`).
 pub struct SettingsCache<T: Settings> {

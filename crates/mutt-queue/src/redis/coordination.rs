@@ -228,6 +228,56 @@ impl Coordination for RedisQueue {
         Ok(old)
     }
 
+    async fn delete_config_value(&self, key: &str) -> Result<Option<String>, QueueError> {
+        let name = format!("{}:{key}", self.keys.config_prefix);
+        let mut c = self.connection();
+        // GETDEL (Redis 6.2+, as SET … GET above): the removed value in the same step.
+        let old: Option<String> = redis::cmd("GETDEL")
+            .arg(&name)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err("deleting dynamic configuration"))?;
+        redis::cmd("PUBLISH")
+            .arg(self.updates_channel())
+            .arg(key)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_err("announcing a configuration change"))?;
+        Ok(old)
+    }
+
+    async fn config_entries(&self) -> Result<Vec<(String, String)>, QueueError> {
+        if self.is_cluster() {
+            return Err(QueueError::Config(
+                "listing every dynamic configuration key needs SCAN, which does not span a Redis Cluster".into(),
+            ));
+        }
+        let prefix = format!("{}:", self.keys.config_prefix);
+        let names: Vec<String> = self
+            .scan(&format!("{prefix}*"))
+            .await?
+            .into_iter()
+            // The original skipped a key named like its channel (spec §7.2).
+            .filter(|n| n.len() > prefix.len() && n != &format!("{prefix}updates"))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        let mut c = self.connection();
+        for chunk in names.chunks(500) {
+            // MGET answers nil for a key that is not a string: such keys are left out.
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(chunk)
+                .query_async(&mut c)
+                .await
+                .map_err(redis_err("reading dynamic configuration"))?;
+            for (name, value) in chunk.iter().zip(values) {
+                if let Some(v) = value {
+                    out.push((name[prefix.len()..].to_owned(), v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn publish_rules_changed(&self) -> Result<Option<u64>, QueueError> {
         let mut c = self.connection();
         let listeners: u64 = redis::cmd("PUBLISH")

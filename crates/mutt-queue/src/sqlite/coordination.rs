@@ -10,7 +10,7 @@ use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, Un
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,14 @@ pub(super) struct Local {
     /// Who [`Coordination::watch_config_changes`] for this handle, by registration number.
     config_watchers: Mutex<Vec<(u64, Watcher)>>,
     next_watcher: AtomicU64,
+    /// When expired unhandled counters were last deleted (ms since the epoch).
+    unhandled_pruned_ms: AtomicI64,
 }
+
+/// Expired unhandled counters are deleted at most this often (or once per expiry when that is
+/// shorter): one row per (host, message
+/// signature) seen, so without it the table grows with every distinct message ever counted.
+const UNHANDLED_PRUNE_EVERY_MS: i64 = 60_000;
 
 struct Breaker {
     state: BreakerState,
@@ -230,6 +237,14 @@ impl Coordination for SqliteQueue {
         let threshold = threshold.max(1) as i64;
         let expiry_ms = expiry.as_millis().max(1000) as i64;
         let now = now_ms();
+        let last = self.shared.local.unhandled_pruned_ms.load(Ordering::Relaxed);
+        let prune = now - last >= UNHANDLED_PRUNE_EVERY_MS.min(expiry_ms)
+            && self
+                .shared
+                .local
+                .unhandled_pruned_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
         // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
         // occurrence; the threshold-th fires and records its event id; while that record
         // lives only the same event (a redelivery) fires again.
@@ -273,6 +288,15 @@ impl Coordination for SqliteQueue {
                     save.execute(params![key, count, window, by, by_until])?;
                     fired.push(fire);
                 }
+                // A row whose window and trigger record have both run out counts as absent
+                // (read above), as the Redis keys it mirrors expire.
+                if prune {
+                    c.prepare_cached(
+                        "DELETE FROM unhandled_counter
+                          WHERE window_until_ms <= ?1 AND COALESCE(triggered_until_ms, 0) <= ?1",
+                    )?
+                    .execute([now])?;
+                }
                 Ok(fired)
             })
             .await
@@ -315,6 +339,33 @@ impl Coordination for SqliteQueue {
         // This process's workers at once; another process's see the table change (below).
         self.shared.local.config_changed(name);
         Ok(old)
+    }
+
+    async fn delete_config_value(&self, key: &str) -> Result<Option<String>, QueueError> {
+        let (name, key) = (key, key.to_owned());
+        let old = self
+            .db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM dynamic_config WHERE key = ?1 RETURNING value")?
+                    .query_row([&key], |r| r.get::<_, String>(0))
+                    .optional()
+            })
+            .await
+            .map_err(db_err("deleting dynamic configuration"))?;
+        // As set_config_value: this process at once; others see the row count change.
+        self.shared.local.config_changed(name);
+        Ok(old)
+    }
+
+    async fn config_entries(&self) -> Result<Vec<(String, String)>, QueueError> {
+        self.db
+            .read(|c| {
+                let mut s = c.prepare_cached("SELECT key, value FROM dynamic_config ORDER BY key")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await
+            .map_err(db_err("reading dynamic configuration"))
     }
 
     async fn watch_config_changes(&self, on_change: ConfigChangeFn, stop: CancellationToken) {
