@@ -10,7 +10,13 @@
 //! ```
 //!
 //! Every body has `"status": "healthy" | "unhealthy"`, `"service"` and `"version"`, plus
-//! `"pod"` when one was given; the checks run one after the other, in the order added.
+//! `"pod"` when one was given; the checks run one after the other, in the order added, each
+//! within a deadline (a dependency that never answers fails its check instead of hanging the
+//! probe).
+//!
+//! A worker role adds its loop's [`Watchdog`]: a loop that has finished no batch (nor an empty
+//! lease) for the stall timeout makes the role unhealthy, so an orchestrator restarts it even
+//! when every dependency answers a ping.
 
 use crate::ops::{HealthCheck, HealthReport};
 use async_trait::async_trait;
@@ -18,6 +24,75 @@ use serde_json::{Value, json};
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one dependency check may take before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a worker's loop still makes progress: the loop calls [`Watchdog::progress`] after
+/// every batch (settled, empty, paused); [`Watchdog::check`] fails once the last one is older
+/// than the stall timeout. Cheap to clone; clones share the clock.
+#[derive(Clone, Debug)]
+pub struct Watchdog {
+    inner: Arc<WatchdogInner>,
+}
+
+#[derive(Debug)]
+struct WatchdogInner {
+    started: Instant,
+    /// Milliseconds from `started` to the last progress.
+    last_ms: AtomicU64,
+    stall_timeout: Duration,
+}
+
+impl Watchdog {
+    /// The default stall timeout (`worker.stall_timeout_secs`): well above a batch's longest
+    /// normal duration (a lease wait, a 10 s webhook timeout, a breaker pause).
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// A watchdog whose loop counts as making progress from now.
+    pub fn new(stall_timeout: Duration) -> Self {
+        let inner = WatchdogInner { started: Instant::now(), last_ms: AtomicU64::new(0), stall_timeout };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The loop finished a step.
+    pub fn progress(&self) {
+        let ms = self.inner.started.elapsed().as_millis() as u64;
+        self.inner.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last progress.
+    pub fn since_progress(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.last_ms.load(Ordering::Relaxed));
+        self.inner.started.elapsed().saturating_sub(last)
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        self.inner.stall_timeout
+    }
+
+    /// `Err` naming how long the loop has been stuck, once that exceeds the stall timeout.
+    pub fn check(&self) -> Result<(), String> {
+        let idle = self.since_progress();
+        if idle > self.inner.stall_timeout {
+            return Err(format!(
+                "worker loop made no progress for {} s (stall timeout {} s)",
+                idle.as_secs(),
+                self.inner.stall_timeout.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_STALL_TIMEOUT)
+    }
+}
 
 /// How the body reports the checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +122,8 @@ pub struct Health {
     pod: Option<String>,
     style: HealthStyle,
     checks: Vec<Check>,
+    /// How long one check may take ([`CHECK_TIMEOUT`]).
+    check_timeout: Duration,
 }
 
 impl Health {
@@ -58,6 +135,7 @@ impl Health {
             pod: None,
             style: HealthStyle::default(),
             checks: Vec::new(),
+            check_timeout: CHECK_TIMEOUT,
         }
     }
 
@@ -89,11 +167,26 @@ impl Health {
         self
     }
 
+    /// How long one check may take before it fails (default [`CHECK_TIMEOUT`]).
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// Adds the worker loop's watchdog as the check `worker`.
+    pub fn watchdog(self, watchdog: Watchdog) -> Self {
+        self.check("worker", watchdog, |w| async move { w.check() })
+    }
+
     /// Runs the checks and builds the body.
     pub async fn report(&self) -> HealthReport {
         let mut results = Vec::with_capacity(self.checks.len());
         for c in &self.checks {
-            results.push((c.name.as_str(), (c.run)().await));
+            let result = match tokio::time::timeout(self.check_timeout, (c.run)()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {} ms", self.check_timeout.as_millis())),
+            };
+            results.push((c.name.as_str(), result));
         }
         let healthy = results.iter().all(|(_, r)| r.is_ok());
         let mut body = json!({
@@ -144,8 +237,7 @@ impl HealthCheck for Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     fn switch(on: bool) -> Arc<AtomicBool> {
         Arc::new(AtomicBool::new(on))
@@ -171,6 +263,35 @@ mod tests {
         assert!(!r.healthy);
         assert_eq!(r.body["status"], "unhealthy");
         assert_eq!(r.body["errors"], json!(["Redis: connection refused"]));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_worker_loop_makes_the_role_unhealthy() {
+        let dog = Watchdog::new(Duration::from_millis(300));
+        let h = Health::new("mutt-forwarder").watchdog(dog.clone());
+        assert!(h.report().await.healthy);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        dog.progress();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(h.report().await.healthy, "progress 200 ms ago");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = h.report().await;
+        assert!(!r.healthy);
+        let error = r.body["errors"][0].as_str().unwrap().to_owned();
+        assert!(error.starts_with("worker: worker loop made no progress for"), "{error}");
+        dog.progress();
+        assert!(h.report().await.healthy, "back once the loop moves again");
+    }
+
+    #[tokio::test]
+    async fn a_check_that_never_answers_fails_after_the_deadline() {
+        let h = Health::new("mutt-alerter").check_timeout(Duration::from_millis(100)).check("Redis", (), |_| async {
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        });
+        let r = h.report().await;
+        assert!(!r.healthy);
+        assert_eq!(r.body["errors"], json!(["Redis: no answer within 100 ms"]));
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
-pub use health::{Health, HealthStyle};
+pub use health::{Health, HealthStyle, Watchdog};
 pub use http::{HttpLimits, serve, serve_with};
 pub use metrics::Metrics;
 pub use ops::{HealthCheck, HealthReport};
