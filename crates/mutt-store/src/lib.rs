@@ -5,8 +5,10 @@
 //! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`);
 //! - [`sqlite`]: the embedded SQLite backend on a [`mutt_sqlite::Database`] and its migrations
 //!   (`migrations/sqlite`);
-//! - [`retention`]: the job that trims the audit trails to their configured age.
+//! - [`retention`]: the job that trims the audit trails to their configured age;
+//! - [`partitions`]: the audit trail's monthly partitions and archive.
 
+pub mod partitions;
 pub mod postgres;
 pub mod retention;
 pub mod sqlite;
@@ -152,8 +154,10 @@ pub struct ConfigAuditRow {
 /// Longest hostname the audit column takes; longer events are dead-lettered, not truncated.
 pub use mutt_core::normalize::MAX_HOSTNAME_LEN;
 
+/// A store also manages its audit trail's partitions, archive and bulk removal
+/// ([`partitions::AuditLifecycle`]; a `&dyn Store` is a `&dyn AuditLifecycle`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: partitions::AuditLifecycle + Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -180,7 +184,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_device_team(&self, hostname: &str, team: &str) -> Result<(), StoreError>;
 
-    /// Makes sure the monthly audit partitions exist from last month to `months_ahead`.
+    /// Makes sure the monthly audit partitions exist for this month and the next
+    /// `months_ahead` (nothing on SQLite; see [`partitions`]).
     async fn ensure_partitions(&self, months_ahead: u32) -> Result<(), StoreError>;
 
     /// Appends a row to `config_audit_log`; returns its id.

@@ -70,7 +70,7 @@ async fn migrate_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("mutt.db"), DbOptions::default()).await.unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, ["V1__initial_schema", "V2__audit_event_id_default"]);
+    assert_eq!(applied, ["V1__initial_schema", "V2__audit_event_id_default", "V3__event_audit_log_archive"]);
     assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
     assert!(store.migrate().await.unwrap().is_empty(), "third run applies nothing");
 }
@@ -98,7 +98,7 @@ async fn the_event_id_default_migration_keeps_existing_rows() {
     };
     let before = read(dump).await;
 
-    assert_eq!(store.migrate().await.unwrap(), ["V2__audit_event_id_default"]);
+    assert_eq!(store.migrate_up_to(2).await.unwrap(), ["V2__audit_event_id_default"]);
     assert_eq!(read(dump).await, before, "every row as it was");
     let mut indexes =
         read("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'event_audit_log'").await;

@@ -674,6 +674,15 @@ pub struct RetentionSection {
     pub batch_size: u32,
     /// Seconds between runs (the first runs at start).
     pub interval_secs: u64,
+    /// Keep expired audit rows in `event_audit_log_archive` this many years instead of
+    /// deleting them (`EVENT_ARCHIVE_RETENTION_YEARS`); unset: no archive.
+    pub archive_years: Option<u32>,
+    /// Log what would be removed, remove nothing (`RETENTION_DRY_RUN`).
+    pub dry_run: bool,
+    /// Monthly audit partitions kept ready beyond the current month
+    /// (`RETENTION_PRECREATE_MONTHS`); created at migrate and daily by the alerter, whether or
+    /// not retention is enabled.
+    pub precreate_months: u32,
 }
 
 impl Default for RetentionSection {
@@ -685,6 +694,9 @@ impl Default for RetentionSection {
             config_audit_days: d.config_audit_days,
             batch_size: d.batch_size,
             interval_secs: d.interval.as_secs(),
+            archive_years: d.archive_years,
+            dry_run: d.dry_run,
+            precreate_months: 3,
         }
     }
 }
@@ -696,6 +708,8 @@ impl RetentionSection {
             config_audit_days: self.config_audit_days,
             batch_size: self.batch_size,
             interval: Duration::from_secs(self.interval_secs),
+            archive_years: self.archive_years,
+            dry_run: self.dry_run,
         }
     }
 }

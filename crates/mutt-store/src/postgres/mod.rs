@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod adopt;
 pub mod connect;
+mod partitions;
 
 pub use connect::{PgTimeouts, SslMode, TlsSettings};
 
@@ -323,17 +324,7 @@ impl Store for PgStore {
     }
 
     async fn ensure_partitions(&self, months_ahead: u32) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_err)?;
-        let ahead = i32::try_from(months_ahead).unwrap_or(12);
-        client
-            .execute(
-                "SELECT create_monthly_partition((date_trunc('month', now()) + make_interval(months => i))::date)
-                   FROM generate_series(-1, $1::int) AS i",
-                &[&ahead],
-            )
-            .await
-            .map_err(|e| classify("creating audit partitions", e))?;
-        Ok(())
+        crate::partitions::AuditLifecycle::ensure_partitions_at(self, Utc::now(), months_ahead).await.map(|_| ())
     }
 
     async fn record_config_change(&self, c: &ConfigChange) -> Result<i64, StoreError> {

@@ -16,6 +16,8 @@ use mutt_sqlite::{Database, DbError, DbOptions};
 use std::path::Path;
 use std::str::FromStr;
 
+mod partitions;
+
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }

@@ -61,6 +61,10 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("CONFIG_AUDIT_RETENTION_DAYS", "retention.config_audit_days", Kind::Int),
     ("EVENT_RETENTION_DAYS", "retention.event_audit_days", Kind::Int),
     ("RETENTION_BATCH_SIZE", "retention.batch_size", Kind::Int),
+    ("RETENTION_ENFORCEMENT_ENABLED", "retention.enabled", Kind::Bool),
+    ("RETENTION_DRY_RUN", "retention.dry_run", Kind::Bool),
+    ("EVENT_ARCHIVE_RETENTION_YEARS", "retention.archive_years", Kind::Int),
+    ("RETENTION_PRECREATE_MONTHS", "retention.precreate_months", Kind::Int),
 ];
 
 /// Names of the legacy variables accepted (for `--help` and the README).
