@@ -38,6 +38,9 @@ pub enum Problem {
     MissingFields(Vec<String>),
     /// The event cannot be normalised (wrong type, bad severity or timestamp).
     Invalid(String),
+    /// The event as it would be queued (with the fields MUTT adds) is larger than
+    /// [`crate::IngestConfig::max_event_bytes`].
+    TooLarge { size: usize, limit: usize },
 }
 
 impl std::fmt::Display for Problem {
@@ -45,6 +48,9 @@ impl std::fmt::Display for Problem {
         match self {
             Problem::MissingFields(fields) => write!(f, "missing or empty required fields: {}", python_list(fields)),
             Problem::Invalid(reason) => f.write_str(reason),
+            Problem::TooLarge { size, limit } => {
+                write!(f, "event is {size} bytes, larger than the limit of {limit} bytes per event (max_event_bytes)")
+            }
         }
     }
 }
@@ -179,6 +185,10 @@ impl Ingest {
                 serde_json::to_vec(&ev).unwrap_or_default()
             })
             .collect();
+        let too_large = self.oversized(&messages);
+        if !too_large.is_empty() {
+            return Err(self.refuse(Rejection::Invalid(too_large), cid, count));
+        }
         let accepted = self.push(messages).await.map_err(|r| self.refuse(r, cid, count))?;
         if let Some(ids) = ids {
             let event_id = if let [one] = ids.as_slice() { Some(one.as_str()) } else { None };
@@ -218,6 +228,18 @@ impl Ingest {
                     .err()
                     .map(|reason| ElementRejection { index, problem: Problem::Invalid(reason) })
             })
+            .collect()
+    }
+
+    /// Events larger than the per-event limit, measured as queued: a worker leases and settles
+    /// a batch of them in one command, which must stay well within what Redis accepts.
+    fn oversized(&self, messages: &[Vec<u8>]) -> Vec<ElementRejection> {
+        let limit = self.config.max_event_bytes;
+        messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.len() > limit)
+            .map(|(index, m)| ElementRejection { index, problem: Problem::TooLarge { size: m.len(), limit } })
             .collect()
     }
 

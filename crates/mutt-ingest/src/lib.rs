@@ -43,6 +43,9 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Most events in one batch; more get 413.
     pub max_batch_events: usize,
+    /// Largest event as queued (JSON with the fields MUTT adds); a larger single event gets
+    /// 413, a larger element of a batch a 400 naming it.
+    pub max_event_bytes: usize,
     /// Requests admitted per window across all ingestors (the original: 1000 per 60 s;
     /// `ingest_max_rate` / `ingest_rate_window` override the numbers); `None` turns it off.
     pub rate_limit: Option<RateLimit>,
@@ -65,6 +68,9 @@ impl Default for IngestConfig {
             max_queue_size: 1_000_000,
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_events: 10_000,
+            // Room for a 64 KiB syslog frame with its parsed fields; an alerter batch of 100
+            // such events stays far below what one Redis command may carry.
+            max_event_bytes: 256 * 1024,
             rate_limit: Some(RateLimit { limit: 1000, window: std::time::Duration::from_secs(60) }),
             normalize: true,
         }

@@ -31,6 +31,10 @@ impl Api {
     }
 
     async fn start_on(redis: &str, config: IngestConfig) -> Self {
+        Self::start_limited(redis, config, mutt_service::HttpLimits::default()).await
+    }
+
+    async fn start_limited(redis: &str, config: IngestConfig, limits: mutt_service::HttpLimits) -> Self {
         let redis = RedisConfig::single(redis.to_owned(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()));
         let queue = RedisQueue::connect(&redis).await.unwrap();
         let router =
@@ -39,7 +43,7 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
-        tokio::spawn(mutt_service::serve(listener, router, stop.clone()));
+        tokio::spawn(mutt_service::serve_with(listener, router, stop.clone(), limits));
         Self { base, queue, http: reqwest::Client::new(), _stop: stop.drop_guard() }
     }
 
@@ -415,4 +419,77 @@ async fn malformed_bodies_get_4xx_and_nothing_is_queued() {
     }
     // Still serving.
     assert_eq!(api.post(event()).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_event_over_max_event_bytes_is_413_alone_and_a_named_400_in_a_batch() {
+    let api = Api::start(IngestConfig { max_event_bytes: 2_000, ..config() }).await;
+    let big = json!({"hostname": "h", "message": "x".repeat(3_000), "timestamp": "2025-11-08T12:00:00Z"});
+    let r = api.post(big.clone()).await;
+    assert_error(&r, 413, "Payload Too Large: the event is");
+    assert_eq!(r.body["limit_bytes"], 2_000, "{}", r.body);
+    assert!(r.body["event_bytes"].as_u64().unwrap() > 3_000, "{}", r.body);
+    let r = api.post(json!([event(), big, event()])).await;
+    assert_error(&r, 400, "Invalid batch: 1 element(s) rejected");
+    assert_eq!(r.body["errors"][0]["index"], 1);
+    let reason = r.body["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("limit of 2000 bytes per event (max_event_bytes)"), "{reason}");
+    assert_eq!(api.depth().await, 0);
+    // Just under the limit is queued.
+    assert_eq!(api.post(event()).await.status, 200);
+}
+
+/// A 5 MiB batch of millions of bad elements: the 400 lists 100 of them and counts the rest,
+/// so the answer stays small however many there are.
+#[tokio::test]
+async fn a_malformed_5_mib_batch_lists_100_errors_and_counts_the_rest() {
+    let api = Api::start(IngestConfig { rate_limit: None, max_body_bytes: 6 << 20, ..config() }).await;
+    let n = 5 * 1024 * 1024 / 2;
+    let mut body = String::with_capacity(2 * n + 2);
+    body.push('[');
+    body.push_str(&"1,".repeat(n - 1));
+    body.push_str("1]");
+    let resp = api
+        .http
+        .post(format!("{}/ingest", api.base))
+        .header("content-type", "application/json")
+        .header("x-api-key", KEY)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let bytes = resp.bytes().await.unwrap();
+    assert!(bytes.len() < 16 * 1024, "the 400 body is {} bytes", bytes.len());
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["errors"].as_array().unwrap().len(), 100);
+    assert_eq!(body["error_count"], n);
+    assert_eq!(body["errors_not_listed"], n - 100);
+    assert!(body["message"].as_str().unwrap().starts_with(&format!("Invalid batch: {n} element(s) rejected")));
+    // NDJSON of a million broken lines: the same.
+    let nd = "x\n".repeat(1_000_000);
+    let r = api.send("/ingest", Some("application/x-ndjson"), Some(KEY), nd).await;
+    assert_error(&r, 400, "Invalid batch: 1000000 element(s) rejected");
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 100);
+    // Valid objects past max_batch_events: 413 with the real count.
+    let many = format!("[{}{{}}]", "{},".repeat(199_999));
+    let r = api.send("/ingest", Some("application/json"), Some(KEY), many).await;
+    assert_error(&r, 413, "Payload Too Large: 200000 events in one batch, at most 10000");
+    assert_eq!(api.depth().await, 0);
+}
+
+#[tokio::test]
+async fn a_body_sent_slowly_gets_408() {
+    let limits = mutt_service::HttpLimits { body_read_timeout: Duration::from_millis(500), ..Default::default() };
+    let api = Api::start_limited(&mutt_testkit::redis_url(), config(), limits).await;
+    let chunks = futures_util::stream::unfold(0, |i| async move {
+        (i < 40).then_some(())?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::io::Error>(b" ".to_vec()), i + 1))
+    });
+    let started = std::time::Instant::now();
+    let r = api.send("/ingest", Some("application/json"), Some(KEY), reqwest::Body::wrap_stream(chunks)).await;
+    assert_error(&r, 408, "Request Timeout: the request body was not received within 0.5 s");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(api.post(event()).await.status, 200, "a normal request after it is served");
 }

@@ -148,3 +148,31 @@ async fn another_process_changing_the_configuration_reaches_the_owners_watchers(
     stop.cancel();
     watch.await.unwrap();
 }
+
+/// Expired unhandled counters are deleted (one row per host and message signature ever
+/// counted would otherwise grow the file without end), as their Redis keys expire.
+#[tokio::test]
+async fn expired_unhandled_counters_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir);
+    let q = SqliteQueue::open(db.clone(), KeySpace::default()).await.unwrap();
+    let key = |i: usize| mutt_queue::UnhandledKey {
+        hostname: format!("host-{i}"),
+        signature: "0123456789abcdef".into(),
+        event_id: format!("e{i}"),
+    };
+    let rows = || async {
+        db.read(|c| c.query_row("SELECT COUNT(*) FROM unhandled_counter", [], |r| r.get::<_, i64>(0))).await.unwrap()
+    };
+    let many: Vec<_> = (0..200).map(key).collect();
+    // Threshold 2: host-0 fires on its second event, so it has a live trigger record too.
+    q.count_unhandled(&many, 2, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(q.count_unhandled(&[key(0)], 2, Duration::from_secs(1)).await.unwrap(), vec![true]);
+    assert_eq!(rows().await, 200);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The next count prunes what expired; the fresh key is the only row left.
+    q.count_unhandled(&[key(1000)], 2, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(rows().await, 1);
+    // A pruned counter starts again from 1, as an expired one did.
+    assert_eq!(q.count_unhandled(&[key(5)], 2, Duration::from_secs(1)).await.unwrap(), vec![false]);
+}

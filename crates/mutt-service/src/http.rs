@@ -9,7 +9,8 @@
 //! Every HTTP listener of muttd goes through [`serve_with`] (ingest, web, metrics and probe
 //! ports), so the limits hold everywhere.
 
-use axum::Router;
+/// The router type [`serve_with`] takes (re-exported for callers without axum of their own).
+pub use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -126,9 +126,13 @@ impl From<RuleError> for ApiError {
     }
 }
 
-/// Reading the body failed: too large (413) or the connection broke (400).
+/// Reading the body failed: too large (413), not sent within the body-read timeout (408,
+/// [`mutt_service::http::BodyTimeout`]) or the connection broke (400).
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
+        if mutt_service::http::is_body_timeout(&r) {
+            return Self::new(StatusCode::REQUEST_TIMEOUT, "request body not received in time");
+        }
         Self::new(r.status(), r.body_text())
     }
 }

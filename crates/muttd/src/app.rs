@@ -240,6 +240,15 @@ struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// Serves a role's router within the `[http]` limits until shutdown.
+    fn serve(
+        &self,
+        listener: TcpListener,
+        router: mutt_service::http::Router,
+    ) -> impl Future<Output = std::io::Result<()>> + use<> {
+        mutt_service::serve_with(listener, router, self.shutdown.clone(), self.config.http.limits())
+    }
+
     /// Also starts sampling the queue depths every 5 s, until shutdown.
     fn new(config: &'a Config, secrets: &'a dyn SecretSource, backends: Backends) -> Self {
         let queue: Arc<dyn Queue> = backends.queue.clone();
@@ -298,7 +307,7 @@ async fn ops_servers(
     port: Option<(&str, u16)>,
 ) -> Result<(Vec<Server>, Option<SocketAddr>)> {
     let router = mutt_service::ops::routes(slot.metrics, health.clone());
-    let mut servers: Vec<Server> = vec![Box::pin(mutt_service::serve(slot.listener, router, cx.shutdown.clone()))];
+    let mut servers: Vec<Server> = vec![Box::pin(cx.serve(slot.listener, router))];
     let Some((setting, port)) = port else {
         return Ok((servers, None));
     };
@@ -306,7 +315,7 @@ async fn ops_servers(
     let listener = TcpListener::bind(&bind).await.with_context(|| format!("{setting}: cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let router = mutt_service::ops::probe_routes(health);
-    servers.push(Box::pin(mutt_service::serve(listener, router, cx.shutdown.clone())));
+    servers.push(Box::pin(cx.serve(listener, router)));
     Ok((servers, Some(addr)))
 }
 

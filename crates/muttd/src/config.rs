@@ -12,9 +12,11 @@
 
 mod env;
 mod error;
+mod http;
 
 pub use env::legacy_variable_names;
 pub use error::ConfigError;
+pub use http::HttpSection;
 
 use error::Namer;
 use figment::Figment;
@@ -61,6 +63,7 @@ pub struct Config {
     pub web: WebSection,
     pub worker: WorkerSection,
     pub retention: RetentionSection,
+    pub http: HttpSection,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             web: WebSection::default(),
             worker: WorkerSection::default(),
             retention: RetentionSection::default(),
+            http: HttpSection::default(),
         }
     }
 }
@@ -253,6 +257,9 @@ pub struct IngestorSection {
     pub auth_disabled: bool,
     /// Most events in one batch request.
     pub max_batch_events: usize,
+    /// Largest event as queued (its JSON with the fields MUTT adds): alone 413, in a batch a
+    /// 400 naming it. Bounds what one worker batch carries through Redis.
+    pub max_event_bytes: usize,
     /// Shared rate limit across ingestors, in requests per window.
     pub rate_limit_enabled: bool,
     pub max_rate: u64,
@@ -282,6 +289,7 @@ impl Default for IngestorSection {
             max_body_bytes: d.max_body_bytes,
             auth_disabled: d.auth_disabled,
             max_batch_events: d.max_batch_events,
+            max_event_bytes: d.max_event_bytes,
             rate_limit_enabled,
             max_rate,
             rate_window_secs: rate_window.as_secs(),
@@ -304,6 +312,7 @@ impl IngestorSection {
             max_queue_size: self.max_queue_size,
             max_body_bytes: self.max_body_bytes,
             max_batch_events: self.max_batch_events,
+            max_event_bytes: self.max_event_bytes,
             rate_limit: self.rate_limit_enabled.then(|| mutt_ingest::RateLimit {
                 limit: self.max_rate,
                 window: Duration::from_secs(self.rate_window_secs),
@@ -889,7 +898,11 @@ impl Config {
             ("forwarder.dedup_ttl_secs", f.dedup_ttl_secs == 0),
             ("worker.heartbeat_interval_secs", w.heartbeat_interval_secs == 0),
             ("worker.janitor_interval_secs", w.janitor_interval_secs == 0),
-        ] {
+            ("ingestor.max_event_bytes", i.max_event_bytes == 0),
+        ]
+        .into_iter()
+        .chain(self.http.zeros())
+        {
             if zero {
                 return Err(n.refuse(key, "must be at least 1"));
             }

@@ -1,15 +1,41 @@
 //! Reading and parsing an ingest body: one JSON object (the original), a JSON array of objects,
 //! or NDJSON (one object per line, as rsyslog's omhttp sends batches).
 
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+/// Element errors listed in a 400 body; the rest are only counted, so that a malformed batch
+/// of millions of elements costs no more than one of a hundred.
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// Why a body (or one element of a batch) was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
     /// The body as a whole is unusable; the text follows the original's `Invalid JSON: …`.
     Invalid(String),
-    /// A batch with bad elements: (index, reason) for each.
-    BadElements(Vec<(usize, String)>),
+    /// A batch with bad elements.
+    BadElements(ElementErrors),
+}
+
+/// The first [`MAX_LISTED_ERRORS`] bad elements as (index, reason), and how many there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementErrors {
+    pub listed: Vec<(usize, String)>,
+    pub total: usize,
+}
+
+impl ElementErrors {
+    /// Counts a bad element; its reason is built only when it is listed.
+    pub fn push(&mut self, index: usize, reason: impl FnOnce() -> String) {
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push((index, reason()));
+        }
+        self.total += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
 }
 
 /// How the client said the body is encoded.
@@ -38,70 +64,154 @@ pub fn format_from_content_type(ct: Option<&str>) -> Result<BodyFormat, BodyErro
 /// The parsed events and whether the client sent a batch (array or NDJSON).
 #[derive(Debug)]
 pub struct Parsed {
+    /// At most `max_events` of them: past that only `total` counts on.
     pub events: Vec<Map<String, Value>>,
     pub batch: bool,
+    /// How many elements the body held.
+    pub total: usize,
 }
 
-pub fn parse(bytes: &[u8], format: BodyFormat) -> Result<Parsed, BodyError> {
+/// Parses one object, an array or NDJSON, keeping at most `max_events` events (the caller
+/// refuses a body with more; memory stays bounded by the limit, not by the body).
+pub fn parse(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Parsed, BodyError> {
     match format {
-        BodyFormat::NdJson => parse_ndjson(bytes),
-        BodyFormat::Json => match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => Ok(Parsed { events: vec![m], batch: false }),
-            Ok(Value::Array(items)) => parse_array(items),
-            Ok(Value::Null) => Err(BodyError::Invalid("Empty or null payload".into())),
-            Ok(_) => Err(BodyError::Invalid("Payload must be a JSON object".into())),
-            // rsyslog's omhttp sends newline-separated batches as application/json.
-            Err(e) if e.to_string().starts_with("trailing characters") => parse_ndjson(bytes),
-            Err(e) if bytes.iter().all(u8::is_ascii_whitespace) => {
-                Err(BodyError::Invalid(format!("400 Bad Request: empty body ({e})")))
-            }
-            Err(e) => Err(BodyError::Invalid(format!("400 Bad Request: {e}"))),
-        },
-    }
-}
-
-fn parse_array(items: Vec<Value>) -> Result<Parsed, BodyError> {
-    if items.is_empty() {
-        return Err(BodyError::Invalid("Empty batch: the array holds no events".into()));
-    }
-    let mut events = Vec::with_capacity(items.len());
-    let mut bad = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match item {
-            Value::Object(m) => events.push(m),
-            other => {
-                bad.push((i, format!("element is {}, not a JSON object", mutt_core::text::json_type_name(&other))))
+        BodyFormat::NdJson => parse_ndjson(bytes, max_events),
+        BodyFormat::Json => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let top = TopLevel { max_events }.deserialize(&mut de).and_then(|top| de.end().map(|()| top));
+            match top {
+                Ok(Top::Object(m)) => Ok(Parsed { events: vec![m], batch: false, total: 1 }),
+                Ok(Top::Array(p)) => batch_result(p),
+                Ok(Top::Null) => Err(BodyError::Invalid("Empty or null payload".into())),
+                Ok(Top::Other) => Err(BodyError::Invalid("Payload must be a JSON object".into())),
+                // rsyslog's omhttp sends newline-separated batches as application/json.
+                Err(e) if e.to_string().starts_with("trailing characters") => parse_ndjson(bytes, max_events),
+                Err(e) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                    Err(BodyError::Invalid(format!("400 Bad Request: empty body ({e})")))
+                }
+                Err(e) => Err(BodyError::Invalid(format!("400 Bad Request: {e}"))),
             }
         }
     }
-    if bad.is_empty() { Ok(Parsed { events, batch: true }) } else { Err(BodyError::BadElements(bad)) }
 }
 
-fn parse_ndjson(bytes: &[u8]) -> Result<Parsed, BodyError> {
-    let mut events = Vec::new();
-    let mut bad = Vec::new();
-    let mut index = 0;
+/// A batch's elements as read: the kept events, the bad elements, the count.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Map<String, Value>>,
+    errors: ElementErrors,
+    total: usize,
+}
+
+impl Batch {
+    fn element(&mut self, index: usize, value: Value, what: &str, max_events: usize) {
+        self.total += 1;
+        match value {
+            Value::Object(m) if self.events.len() < max_events => self.events.push(m),
+            Value::Object(_) => {}
+            other => self
+                .errors
+                .push(index, || format!("{what} is {}, not a JSON object", mutt_core::text::json_type_name(&other))),
+        }
+    }
+}
+
+fn batch_result(b: Batch) -> Result<Parsed, BodyError> {
+    if !b.errors.is_empty() {
+        return Err(BodyError::BadElements(b.errors));
+    }
+    if b.total == 0 {
+        return Err(BodyError::Invalid("Empty batch: the array holds no events".into()));
+    }
+    Ok(Parsed { events: b.events, batch: true, total: b.total })
+}
+
+/// The top-level JSON value, with an array read element by element (never as a whole
+/// `Vec<Value>`).
+enum Top {
+    Object(Map<String, Value>),
+    Array(Batch),
+    Null,
+    Other,
+}
+
+struct TopLevel {
+    max_events: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel {
+    type Value = Top;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Top;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Top::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+        let mut batch = Batch::default();
+        // One element alive at a time; past `max_events` each is checked, counted and dropped.
+        while let Some(v) = seq.next_element::<Value>()? {
+            batch.element(batch.total, v, "element", self.max_events);
+        }
+        Ok(Top::Array(batch))
+    }
+
+    fn visit_unit<E>(self) -> Result<Top, E> {
+        Ok(Top::Null)
+    }
+    fn visit_none<E>(self) -> Result<Top, E> {
+        Ok(Top::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+}
+
+fn parse_ndjson(bytes: &[u8], max_events: usize) -> Result<Parsed, BodyError> {
+    let mut batch = Batch::default();
     for line in bytes.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let index = batch.total;
         match serde_json::from_slice::<Value>(line) {
-            Ok(Value::Object(m)) => events.push(m),
-            Ok(other) => {
-                bad.push((index, format!("line is {}, not a JSON object", mutt_core::text::json_type_name(&other))))
+            Ok(v) => batch.element(index, v, "line", max_events),
+            Err(e) => {
+                batch.total += 1;
+                batch.errors.push(index, || format!("invalid JSON: {e}"));
             }
-            Err(e) => bad.push((index, format!("invalid JSON: {e}"))),
         }
-        index += 1;
     }
-    if !bad.is_empty() {
-        return Err(BodyError::BadElements(bad));
+    if !batch.errors.is_empty() {
+        return Err(BodyError::BadElements(batch.errors));
     }
-    if events.is_empty() {
+    if batch.total == 0 {
         return Err(BodyError::Invalid("Empty or null payload".into()));
     }
-    Ok(Parsed { events, batch: true })
+    Ok(Parsed { events: batch.events, batch: true, total: batch.total })
 }
 
 #[cfg(test)]
@@ -110,37 +220,40 @@ mod tests {
 
     #[test]
     fn single_array_and_ndjson() {
-        assert!(!parse(br#"{"a":1}"#, BodyFormat::Json).unwrap().batch);
-        assert_eq!(parse(br#"[{"a":1},{"b":2}]"#, BodyFormat::Json).unwrap().events.len(), 2);
-        let nd = parse(b"{\"a\":1}\r\n\n{\"b\":2}\n", BodyFormat::NdJson).unwrap();
+        assert!(!parse(br#"{"a":1}"#, BodyFormat::Json, 100).unwrap().batch);
+        assert_eq!(parse(br#"[{"a":1},{"b":2}]"#, BodyFormat::Json, 100).unwrap().events.len(), 2);
+        let nd = parse(b"{\"a\":1}\r\n\n{\"b\":2}\n", BodyFormat::NdJson, 100).unwrap();
         assert_eq!(nd.events.len(), 2);
         // Newline-separated objects sent as application/json (rsyslog omhttp) are a batch too.
-        assert_eq!(parse(b"{\"a\":1}\n{\"b\":2}", BodyFormat::Json).unwrap().events.len(), 2);
+        assert_eq!(parse(b"{\"a\":1}\n{\"b\":2}", BodyFormat::Json, 100).unwrap().events.len(), 2);
     }
 
     #[test]
     fn bad_elements_are_indexed() {
-        match parse(br#"[{"a":1}, 3, "x"]"#, BodyFormat::Json) {
+        match parse(br#"[{"a":1}, 3, "x"]"#, BodyFormat::Json, 100) {
             Err(BodyError::BadElements(b)) => {
-                assert_eq!(b.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2])
+                assert_eq!(b.listed.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2])
             }
             other => panic!("{other:?}"),
         }
-        match parse(b"{\"a\":1}\n{bad\n", BodyFormat::NdJson) {
-            Err(BodyError::BadElements(b)) => assert_eq!(b[0].0, 1),
+        match parse(b"{\"a\":1}\n{bad\n", BodyFormat::NdJson, 100) {
+            Err(BodyError::BadElements(b)) => assert_eq!(b.listed[0].0, 1),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn whole_body_errors() {
-        assert_eq!(parse(b"null", BodyFormat::Json).unwrap_err(), BodyError::Invalid("Empty or null payload".into()));
         assert_eq!(
-            parse(b"42", BodyFormat::Json).unwrap_err(),
+            parse(b"null", BodyFormat::Json, 100).unwrap_err(),
+            BodyError::Invalid("Empty or null payload".into())
+        );
+        assert_eq!(
+            parse(b"42", BodyFormat::Json, 100).unwrap_err(),
             BodyError::Invalid("Payload must be a JSON object".into())
         );
-        assert!(matches!(parse(b"", BodyFormat::Json), Err(BodyError::Invalid(_))));
-        assert!(matches!(parse(b"[]", BodyFormat::Json), Err(BodyError::Invalid(_))));
+        assert!(matches!(parse(b"", BodyFormat::Json, 100), Err(BodyError::Invalid(_))));
+        assert!(matches!(parse(b"[]", BodyFormat::Json, 100), Err(BodyError::Invalid(_))));
         assert!(matches!(format_from_content_type(Some("text/plain")), Err(BodyError::Invalid(_))));
         assert_eq!(format_from_content_type(Some("application/json; charset=utf-8")), Ok(BodyFormat::Json));
     }

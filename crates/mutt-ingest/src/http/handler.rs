@@ -70,6 +70,9 @@ async fn read(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Re
             if over || e.to_string().contains("length limit") {
                 return Err(too_large(ingest, cid, limit));
             }
+            if mutt_service::http::is_body_timeout(&e) {
+                return Err(body_timeout(ingest, cid, &e));
+            }
             ingest.metrics().request("fail", "json");
             let msg = format!("Invalid JSON: could not read body: {e}");
             refused(cid, "json", &msg);
@@ -77,21 +80,30 @@ async fn read(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Re
         }
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    body::format_from_content_type(content_type).and_then(|f| body::parse(&bytes, f)).map_err(|e| {
-        ingest.metrics().request("fail", "json");
-        match e {
-            BodyError::Invalid(msg) => {
-                let msg = format!("Invalid JSON: {msg}");
-                refused(cid, "json", &msg);
-                error_response(StatusCode::BAD_REQUEST, &msg, cid, None)
-            }
-            BodyError::BadElements(bad) => {
-                let first = bad.first().map(|(i, r)| format!("element {i}: {r}")).unwrap_or_default();
-                refused(cid, "json", &format!("{} element(s) unreadable; {first}", bad.len()));
-                response::batch_rejected(cid, bad)
-            }
+    let max = ingest.config().max_batch_events;
+    let parsed = body::format_from_content_type(content_type).and_then(|f| body::parse(&bytes, f, max));
+    match parsed {
+        Ok(p) if p.total > max => Err(too_many(ingest, cid, p.total, max)),
+        Ok(p) => Ok(p),
+        Err(e) => Err(unreadable(ingest, cid, e)),
+    }
+}
+
+/// A body that is not JSON, or a batch with elements that are not objects.
+fn unreadable(ingest: &Ingest, cid: &str, e: BodyError) -> Response {
+    ingest.metrics().request("fail", "json");
+    match e {
+        BodyError::Invalid(msg) => {
+            let msg = format!("Invalid JSON: {msg}");
+            refused(cid, "json", &msg);
+            error_response(StatusCode::BAD_REQUEST, &msg, cid, None)
         }
-    })
+        BodyError::BadElements(bad) => {
+            let first = bad.listed.first().map(|(i, r)| format!("element {i}: {r}")).unwrap_or_default();
+            refused(cid, "json", &format!("{} element(s) unreadable; {first}", bad.total));
+            response::batch_rejected(cid, bad)
+        }
+    }
 }
 
 /// The log line of a body refused before its events were read (the same message as
@@ -99,6 +111,22 @@ async fn read(ingest: &Ingest, cid: &str, headers: &HeaderMap, body: Body) -> Re
 fn refused(cid: &str, reason: &str, detail: &str) {
     let detail = mutt_core::text::truncate_utf8(detail, 200);
     tracing::info!(correlation_id = cid, reason, detail, "events refused");
+}
+
+/// More events than `max_batch_events` (counted while parsing, so only that many were kept).
+fn too_many(ingest: &Ingest, cid: &str, count: usize, max: usize) -> Response {
+    ingest.metrics().request("fail", "too_large");
+    let r = crate::Rejection::TooManyEvents { count, max };
+    refused(cid, "too_large", &r.to_string());
+    response::rejected(r, true, cid)
+}
+
+/// The client did not send its body within the body-read timeout.
+fn body_timeout(ingest: &Ingest, cid: &str, e: &axum::Error) -> Response {
+    ingest.metrics().request("fail", "timeout");
+    let msg = format!("Request Timeout: {e}");
+    refused(cid, "timeout", &msg);
+    error_response(StatusCode::REQUEST_TIMEOUT, &msg, cid, None)
 }
 
 fn too_large(ingest: &Ingest, cid: &str, limit: usize) -> Response {

@@ -1,6 +1,7 @@
 //! Ingest outcomes as HTTP responses, in the original's shapes (spec §2.3):
 //! `{"status":"error","message":…,"correlation_id":…}` plus extra fields.
 
+use super::body::ElementErrors;
 use crate::accept::{Accepted, ElementRejection, Problem, Rejection, python_list};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +45,11 @@ pub fn rejected(r: Rejection, batch: bool, cid: &str) -> Response {
         }
         Rejection::Invalid(elements) if !batch => single_invalid(elements, cid),
         Rejection::Invalid(elements) => {
-            batch_rejected(cid, elements.into_iter().map(|e| (e.index, e.problem.to_string())).collect())
+            let mut errors = ElementErrors::default();
+            for e in elements {
+                errors.push(e.index, || e.problem.to_string());
+            }
+            batch_rejected(cid, errors)
         }
         Rejection::QueueFull { depth, limit } => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -69,14 +74,21 @@ fn single_invalid(elements: Vec<ElementRejection>, cid: &str) -> Response {
     let msg = match elements.into_iter().next().map(|e| e.problem) {
         Some(Problem::MissingFields(fields)) => format!("Missing required fields: {}", python_list(&fields)),
         Some(Problem::Invalid(reason)) => format!("Invalid event: {reason}"),
+        Some(Problem::TooLarge { size, limit }) => {
+            let msg = format!("Payload Too Large: the event is {size} bytes, at most {limit} bytes per event");
+            let extra = json!({"limit_bytes": limit, "event_bytes": size});
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &msg, cid, Some(extra));
+        }
         None => "Invalid event".to_owned(),
     };
     error_response(StatusCode::BAD_REQUEST, &msg, cid, None)
 }
 
-/// A batch with bad elements: nothing was queued; each bad element's index and reason.
-pub fn batch_rejected(cid: &str, bad: Vec<(usize, String)>) -> Response {
-    let errors: Vec<Value> = bad.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect();
-    let msg = format!("Invalid batch: {} element(s) rejected; nothing was queued", errors.len());
-    error_response(StatusCode::BAD_REQUEST, &msg, cid, Some(json!({"errors": errors})))
+/// A batch with bad elements: nothing was queued; the index and reason of the first
+/// [`MAX_LISTED_ERRORS`](super::body::MAX_LISTED_ERRORS) bad elements, and how many there were.
+pub fn batch_rejected(cid: &str, bad: ElementErrors) -> Response {
+    let errors: Vec<Value> = bad.listed.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect();
+    let msg = format!("Invalid batch: {} element(s) rejected; nothing was queued", bad.total);
+    let extra = json!({"errors": errors, "error_count": bad.total, "errors_not_listed": bad.total - errors.len()});
+    error_response(StatusCode::BAD_REQUEST, &msg, cid, Some(extra))
 }

@@ -15,7 +15,7 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let (ingest, router) = mutt_ingest::service(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
     let traps = start_traps(cx, &ingest, &registry).await?;
     start_syslog(cx, &ingest, &registry).await?;
-    let server = mutt_service::serve(slot.listener, router, cx.shutdown.clone());
+    let server = cx.serve(slot.listener, router);
     let shutdown = cx.shutdown.clone();
     Ok(Started::task(super::spawn_server(async move {
         let listeners = futures_util::future::join_all(traps.into_iter().map(|t| t.run(shutdown.clone())));
