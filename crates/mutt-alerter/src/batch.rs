@@ -149,6 +149,19 @@ impl Alerter {
         })
     }
 
+    /// A queue error between lease and settle: the lease goes back to the queue now instead of
+    /// sitting in this live worker's processing list; if that fails too, the next lease hands
+    /// it back first.
+    async fn release_after_error(&mut self, lease: &Lease) {
+        let event_ids = first_event_ids(&lease.messages);
+        match self.consumer.release().await {
+            Ok(moved) => tracing::warn!(moved, events = lease.len(), event_ids, "handed the batch back after an error"),
+            Err(e) => {
+                tracing::warn!(error = %e, events = lease.len(), event_ids, "could not hand the batch back yet (the next lease does it first)")
+            }
+        }
+    }
+
     /// Shutdown came while `what` was unreachable: the lease goes back to the queue whole.
     async fn hand_back(&mut self, lease: &Lease, what: &str) -> Result<BatchOutcome, AlerterError> {
         let moved = self.consumer.release().await?;
@@ -244,7 +257,10 @@ impl Alerter {
                         for raw in &lease.messages {
                             s.dead_letter(raw, "shed", &reason);
                         }
-                        self.consumer.settle(&lease, &s).await?;
+                        if let Err(e) = self.consumer.settle(&lease, &s).await {
+                            self.release_after_error(&lease).await;
+                            return Err(e.into());
+                        }
                         shed = lease.len();
                         self.metrics
                             .shed_events

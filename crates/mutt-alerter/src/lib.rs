@@ -87,6 +87,8 @@ pub struct Alerter {
     pub(crate) rules: RuleCache,
     pub(crate) config: AlerterConfig,
     pub(crate) metrics: AlerterMetrics,
+    /// Told after every step that returned; `/health` fails when it hears nothing for long.
+    pub(crate) watchdog: mutt_service::Watchdog,
 }
 
 impl Alerter {
@@ -118,7 +120,14 @@ impl Alerter {
             rules,
             config,
             metrics,
+            watchdog: mutt_service::Watchdog::default(),
         })
+    }
+
+    /// The watchdog the loop reports progress to (the one the role's `/health` checks).
+    pub fn with_watchdog(mut self, watchdog: mutt_service::Watchdog) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     pub fn rules(&self) -> &RuleCache {
@@ -136,7 +145,10 @@ impl Alerter {
         let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         while !shutdown.is_cancelled() {
             match self.step(&shutdown).await {
-                Ok(_) => backoff.reset(),
+                Ok(_) => {
+                    self.watchdog.progress();
+                    backoff.reset();
+                }
                 Err(f) => {
                     let wait = backoff.next_delay();
                     tracing::error!(

@@ -22,7 +22,7 @@ use crate::{ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
 use mutt_queue::log_ids::{BatchFailure, first_event_ids, join_ids};
 use mutt_queue::{ConsumerConfig, Coordination, Lease, Queue, QueueError, RetryPolicy, WorkerRole};
-use mutt_service::Backoff;
+use mutt_service::{Backoff, Watchdog};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +73,8 @@ pub struct Forwarder {
     gate: Gate,
     config: ForwarderConfig,
     metrics: ForwarderMetrics,
+    /// Told after every step that returned; `/health` fails when it hears nothing for long.
+    watchdog: Watchdog,
 }
 
 impl Forwarder {
@@ -88,7 +90,13 @@ impl Forwarder {
         let consumer = queue.consumer(consumer).await?;
         let rate = config.rate_limit.filter(|_| sink.rate_limited());
         let gate = Gate::new(config.breaker, rate, &coordination, &metrics);
-        Ok(Self { coordination, consumer, sink, gate, config, metrics })
+        Ok(Self { coordination, consumer, sink, gate, config, metrics, watchdog: Watchdog::default() })
+    }
+
+    /// The watchdog the loop reports progress to (the one the role's `/health` checks).
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Leases a batch and takes it through the five stages (see the module docs).
@@ -101,7 +109,37 @@ impl Forwarder {
         let Some(lease) = self.lease().await.map_err(BatchFailure::unleased)? else {
             return Ok(ForwardOutcome::Empty);
         };
-        self.take_through(&lease).await.map_err(|e| BatchFailure::of(e, &lease))
+        match self.take_through(&lease).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                self.hand_back(&lease).await;
+                Err(BatchFailure::of(e, &lease))
+            }
+        }
+    }
+
+    /// A queue error between lease and settle (delivered-id check, breaker, rate limit, a
+    /// settle given up): the batch goes back to the queue now instead of sitting in this live
+    /// worker's processing list. If that fails too, the next lease hands it back first.
+    async fn hand_back(&mut self, lease: &Lease) {
+        let event_ids = first_event_ids(&lease.messages);
+        match self.consumer.release().await {
+            Ok(moved) => {
+                tracing::warn!(
+                    moved,
+                    events = lease.len(),
+                    event_ids,
+                    "handed the batch back to the queue after an error"
+                );
+                self.metrics.processing_list_depth.set(0);
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                events = lease.len(),
+                event_ids,
+                "could not hand the batch back yet (the next lease does it first)"
+            ),
+        }
     }
 
     /// Stages 1 to 5 for a leased batch.
@@ -226,11 +264,16 @@ impl Forwarder {
             self.gate.sample(self.coordination.as_ref()).await;
             match self.step().await {
                 Ok(ForwardOutcome::Paused(wait)) => {
+                    self.watchdog.progress();
                     if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
                         break;
                     }
+                    self.watchdog.progress();
                 }
-                Ok(_) => backoff.reset(),
+                Ok(_) => {
+                    self.watchdog.progress();
+                    backoff.reset();
+                }
                 Err(f) => {
                     let wait = backoff.next_delay();
                     tracing::error!(

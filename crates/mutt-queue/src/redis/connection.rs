@@ -2,15 +2,38 @@
 //! Sentinel (the master is looked up through the sentinels and followed across failovers),
 //! and Cluster (every multi-key command and script needs its keys in one slot, which the
 //! hash-tagged key prefix `{mutt}:` gives).
+//!
+//! Deadlines: every connection has a connect timeout, TCP keepalive and a TCP user timeout
+//! (a peer that vanished without a reset is noticed by the kernel too); the shared connection
+//! has a response timeout and is replaced after one fires ([`Healing`]); the blocking
+//! connection's calls are bounded by the consumer (the wait plus a margin).
 
 use mutt_core::Secret;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisFuture, RedisResult, TlsCertificates, Value};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a non-blocking command may take before the call fails (and the shared
+/// connection is replaced).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keepalive probes after 15 s idle, every 5 s, 3 of them; unacknowledged data for 30 s ends
+/// the connection (TCP_USER_TIMEOUT). Without these a connection whose peer vanished without
+/// a reset (a dropped NAT entry, a dead host) looks open forever.
+fn tcp_settings() -> TcpSettings {
+    let keepalive =
+        TcpKeepalive::new().with_time(Duration::from_secs(15)).with_interval(Duration::from_secs(5)).with_retries(3);
+    TcpSettings::default().set_nodelay(true).set_keepalive(keepalive).set_user_timeout(Duration::from_secs(30))
+}
 
 /// Which kind of Redis deployment to talk to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,7 +50,7 @@ pub enum Topology {
 /// Any of the connection kinds, usable wherever redis-rs wants a connection.
 #[derive(Clone)]
 pub enum AnyConnection {
-    Managed(ConnectionManager),
+    Managed(Arc<Healing>),
     Multiplexed(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
@@ -35,7 +58,7 @@ pub enum AnyConnection {
 impl ConnectionLike for AnyConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match self {
-            AnyConnection::Managed(c) => c.req_packed_command(cmd),
+            AnyConnection::Managed(h) => h.command(cmd),
             AnyConnection::Multiplexed(c) => c.req_packed_command(cmd),
             AnyConnection::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -48,7 +71,7 @@ impl ConnectionLike for AnyConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            AnyConnection::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConnection::Managed(h) => h.pipeline(pipeline, offset, count),
             AnyConnection::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             AnyConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -56,10 +79,76 @@ impl ConnectionLike for AnyConnection {
 
     fn get_db(&self) -> i64 {
         match self {
-            AnyConnection::Managed(c) => c.get_db(),
+            AnyConnection::Managed(h) => h.get().get_db(),
             AnyConnection::Multiplexed(c) => c.get_db(),
             AnyConnection::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// The shared connection: a [`ConnectionManager`] that is replaced by a fresh one when a
+/// request times out. redis-rs reconnects a manager only when its connection reports being
+/// dropped; a path that went silent without a reset would time out every request forever.
+pub struct Healing {
+    current: std::sync::RwLock<ConnectionManager>,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// A replacement is being connected (one at a time).
+    replacing: AtomicBool,
+}
+
+impl Healing {
+    fn get(&self) -> ConnectionManager {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn command<'a>(self: &'a Arc<Self>, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        let mut c = self.get();
+        Box::pin(async move {
+            let r = c.req_packed_command(cmd).await;
+            self.after(&r);
+            r
+        })
+    }
+
+    fn pipeline<'a>(
+        self: &'a Arc<Self>,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let mut c = self.get();
+        Box::pin(async move {
+            let r = c.req_packed_commands(pipeline, offset, count).await;
+            self.after(&r);
+            r
+        })
+    }
+
+    fn after<T>(self: &Arc<Self>, result: &RedisResult<T>) {
+        if let Err(e) = result
+            && e.is_timeout()
+        {
+            self.replace();
+        }
+    }
+
+    /// Connects a replacement in the background; requests keep using the old one until then.
+    fn replace(self: &Arc<Self>) {
+        if self.replacing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.client.get_connection_manager_with_config(me.config.clone()).await {
+                Ok(fresh) => {
+                    *me.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    tracing::warn!("redis: a request timed out; the shared connection was replaced");
+                }
+                Err(e) => tracing::warn!(error = %e, "redis: a request timed out and reconnecting failed too"),
+            }
+            me.replacing.store(false, Ordering::SeqCst);
+        });
     }
 }
 
@@ -89,7 +178,7 @@ fn tls_certs(ca_file: &Option<PathBuf>) -> RedisResult<Option<TlsCertificates>> 
 }
 
 fn with_password(url: &str, password: &Option<Secret>) -> RedisResult<redis::ConnectionInfo> {
-    let mut info = url.into_connection_info()?;
+    let mut info = url.into_connection_info()?.set_tcp_settings(tcp_settings());
     if let Some(p) = password {
         let settings = info.redis_settings().clone().set_password(p.expose());
         info = info.set_redis_settings(settings);
@@ -119,7 +208,9 @@ impl Connector {
                     .iter()
                     .map(|s| s.as_str().into_connection_info().map(|i| i.addr().clone()))
                     .collect::<RedisResult<_>>()?;
-                let mut builder = SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)?;
+                let mut builder = SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)?
+                    .set_client_to_redis_tcp_settings(tcp_settings())
+                    .set_client_to_sentinel_tcp_settings(tcp_settings());
                 if let Some(p) = password {
                     builder = builder.set_client_to_redis_password(p.expose());
                 }
@@ -138,7 +229,7 @@ impl Connector {
                 })?;
                 let build = |response: Duration| {
                     let mut b = ClusterClient::builder(infos.clone())
-                        .connection_timeout(Duration::from_secs(5))
+                        .connection_timeout(CONNECT_TIMEOUT)
                         .response_timeout(response);
                     if let Some(p) = password {
                         b = b.password(p.expose());
@@ -149,8 +240,8 @@ impl Connector {
                     b.build()
                 };
                 Connector::Cluster {
-                    client: build(Duration::from_secs(10))?,
-                    // Blocking calls wait for the server's timeout, never the client's.
+                    client: build(RESPONSE_TIMEOUT)?,
+                    // Blocking calls are bounded by the consumer (the wait plus a margin).
                     blocking: build(Duration::from_secs(24 * 3600))?,
                     pubsub: client(first, password, ca_file)?,
                 }
@@ -186,23 +277,29 @@ impl Connector {
             return Ok(AnyConnection::Cluster(client.get_async_connection().await?));
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let manager = self.master().await?.get_connection_manager_with_config(config).await?;
-        Ok(AnyConnection::Managed(manager))
+        let client = self.master().await?;
+        let manager = client.get_connection_manager_with_config(config.clone()).await?;
+        Ok(AnyConnection::Managed(Arc::new(Healing {
+            current: std::sync::RwLock::new(manager),
+            client,
+            config,
+            replacing: AtomicBool::new(false),
+        })))
     }
 
-    /// A connection of its own for blocking commands: no response timeout, so BLMOVE is never
-    /// cut short, and nothing else waits behind it.
+    /// A connection of its own for blocking commands: no response timeout of its own, so BLMOVE
+    /// is never cut short by it (the consumer bounds each call by its wait plus a margin), and
+    /// nothing else waits behind it.
     pub(crate) async fn blocking(&self) -> RedisResult<AnyConnection> {
         if let Connector::Cluster { blocking, .. } = self {
             return Ok(AnyConnection::Cluster(blocking.get_async_connection().await?));
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(None);
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
         let conn = self.master().await?.get_multiplexed_async_connection_with_config(&config).await?;
         Ok(AnyConnection::Multiplexed(conn))
     }

@@ -16,6 +16,9 @@ pub const MAX_LEASE: usize = 1000;
 const RECOVER_CHUNK: usize = 1000;
 /// Due delayed retries moved per mover call.
 const MOVE_DUE_CHUNK: usize = 500;
+/// How much longer than its own wait a BLMOVE may take before the call is given up (and its
+/// connection dropped): a connection whose peer vanished without a reset never answers.
+pub const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 struct Keys {
@@ -195,14 +198,16 @@ impl RedisConsumer {
         };
         // BLMOVE's timeout 0 means "forever"; keep a floor so shutdown stays prompt.
         let secs = wait.as_secs_f64().max(0.01);
-        let result: Result<Option<Vec<u8>>, _> = redis::cmd("BLMOVE")
-            .arg(&self.keys.source)
-            .arg(&self.keys.processing)
-            .arg("RIGHT")
-            .arg("LEFT")
-            .arg(secs)
-            .query_async(conn)
-            .await;
+        let mut cmd = redis::cmd("BLMOVE");
+        cmd.arg(&self.keys.source).arg(&self.keys.processing).arg("RIGHT").arg("LEFT").arg(secs);
+        let call = cmd.query_async::<Option<Vec<u8>>>(conn);
+        let result = match tokio::time::timeout(wait + BLOCKING_MARGIN, call).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no reply to BLMOVE within its wait plus the margin",
+            ))),
+        };
         result.map_err(|e| {
             self.blocking = None;
             QueueError::Redis { context: "waiting for messages (BLMOVE)", source: e }
