@@ -5,6 +5,7 @@
 //! back to the static setting, never to an error.
 
 use crate::RateLimit;
+use mutt_core::config_catalogue::{INGEST_MAX_RATE, INGEST_RATE_WINDOW, MAX_INGEST_QUEUE_SIZE};
 use mutt_queue::settings::{self, Settings};
 use std::time::Duration;
 
@@ -18,14 +19,14 @@ pub struct IngestSettings {
 }
 
 impl Settings for IngestSettings {
-    const KEYS: &'static [&'static str] = &["max_ingest_queue_size", "ingest_max_rate", "ingest_rate_window"];
+    const KEYS: &'static [&'static str] = &[MAX_INGEST_QUEUE_SIZE.key, INGEST_MAX_RATE.key, INGEST_RATE_WINDOW.key];
 
     fn from_values(defaults: &Self, values: &[Option<String>]) -> Self {
         Self {
-            max_queue_size: settings::positive(values, 0).unwrap_or(defaults.max_queue_size),
+            max_queue_size: settings::int(values, 0, &MAX_INGEST_QUEUE_SIZE).unwrap_or(defaults.max_queue_size),
             rate_limit: defaults.rate_limit.map(|d| RateLimit {
-                limit: settings::positive(values, 1).unwrap_or(d.limit),
-                window: settings::positive(values, 2).map(Duration::from_secs).unwrap_or(d.window),
+                limit: settings::int(values, 1, &INGEST_MAX_RATE).unwrap_or(d.limit),
+                window: settings::int(values, 2, &INGEST_RATE_WINDOW).map(Duration::from_secs).unwrap_or(d.window),
             }),
         }
     }
