@@ -41,6 +41,9 @@ pub enum Command {
     Forwarder,
     /// Run the management API (rules).
     Web(MigrateFlag),
+    /// Run the remediation worker: replays dead letters once what failed is healthy again,
+    /// parks poison in mutt:dlq:dead, trims old dead letters (also part of `muttd run`).
+    Remediation,
     /// Apply database migrations and create the monthly audit partitions, then exit.
     Migrate,
     /// Post a test event to a running ingestor.
@@ -54,6 +57,19 @@ pub enum Command {
     /// workers; every change is recorded in config_audit_log.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Evaluate the service-level objectives (spec §10.5) against the configured Prometheus
+    /// (PROMETHEUS_URL) or, without one, the roles' own /metrics counters.
+    Slo(SloArgs),
+    /// The audit trail's monthly partitions: list with rows and size, create the coming
+    /// months', drop expired ones (SQLite: rows by month, chunked deletes).
+    #[command(subcommand)]
+    Partitions(crate::commands::partitions::PartitionsCommand),
+    /// Apply retention once (audit trail, archive, config audit) with a progress bar; --dry-run
+    /// prints what it would remove.
+    Retention(crate::commands::partitions::RetentionArgs),
+    /// The dead-letter queues: list, show, replay, park, purge, export, trim.
+    #[command(subcommand)]
+    Dlq(crate::commands::dlq::DlqCommand),
     /// Print the shell completion script for bash, zsh or fish (installed by the package).
     #[command(hide = true)]
     Completions {
@@ -90,13 +106,39 @@ pub fn generate_docs(command: &Command, out: &mut dyn std::io::Write) -> Option<
 pub enum ConfigCommand {
     /// Print a value; exits 1 when it is not set.
     Get { key: String },
-    /// Set a value; prints the old and the new one.
+    /// Set a value after checking it against the catalogue (type, range, warn < shed); prints
+    /// the old and the new one.
     Set {
         key: String,
         value: String,
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Set a key the catalogue does not know (or a value it refuses), e.g. for a tool of
+        /// your own that reads `mutt:config:<key>`.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a value: its readers fall back to their default.
+    Delete {
+        key: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Every key of the catalogue with the value in force, its default and where the value
+    /// comes from (dynamic, muttd's configuration, default), then any other key set.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The configuration in force (defaults, file, environment) as TOML, how each connection
+    /// is protected, and where each secret comes from; secret values are never printed.
+    Show {
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
     },
     /// The latest recorded changes, newest first.
     History {
@@ -161,6 +203,16 @@ pub struct SendArgs {
     /// How many copies to send.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SloArgs {
+    /// Print the report as JSON (the shape of GET /api/v1/slo) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when an SLO is critical (as the original's slo_checker).
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,17 @@
-//! Operator commands that do one thing and exit.
+//! Operator commands that do one thing and exit; the bigger ones have a module of their own
+//! (`config`: dynamic configuration, `slo`: the SLO report).
 
 use crate::backend::{self, connect_queue_view, connect_store_admin};
 use crate::cli::{SendArgs, StatusArgs};
 use crate::config::Config;
 use crate::secrets::{SecretSource, key_list};
 use anyhow::{Context, Result, anyhow, bail};
+
+pub mod config;
+pub mod dlq;
+pub mod partitions;
+pub mod show;
+pub mod slo;
 
 pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> {
     let store = backend::connect_store_unmigrated(config, secrets).await?;
@@ -15,6 +22,8 @@ pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> 
     for m in applied {
         println!("applied {m}");
     }
+    // The migration creates three months ahead; a site may want more (RETENTION_PRECREATE_MONTHS).
+    store.as_dyn().ensure_partitions(config.retention.precreate_months).await.context("creating partitions")?;
     Ok(())
 }
 
@@ -147,72 +156,6 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
                 println!(
                     "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} {}",
                     r.id, r.priority, r.match_type, m, r.prod_handling, r.dev_handling, r.team_assignment, r.is_active
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-pub async fn config(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli::ConfigCommand) -> Result<()> {
-    use crate::cli::ConfigCommand;
-    use mutt_store::ConfigChange;
-    match cmd {
-        ConfigCommand::Get { key } => {
-            let queue = connect_queue_view(config, secrets).await?;
-            match queue.config_values(&[key.as_str()]).await?.pop().flatten() {
-                Some(v) => println!("{key} = {v}"),
-                None => bail!("{key} is not set"),
-            }
-        }
-        ConfigCommand::Set { key, value, reason } => {
-            if key.is_empty() || key.contains(char::is_whitespace) {
-                bail!("a configuration key is one word, e.g. moog_rate_limit");
-            }
-            let queue = connect_queue_view(config, secrets).await?;
-            let old = queue.set_config_value(key, value).await?;
-            println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
-            let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-            let change = ConfigChange {
-                changed_by: mutt_core::text::truncate_utf8(&format!("muttd-cli:{user}"), 100).to_owned(),
-                operation: if old.is_some() { "UPDATE" } else { "CREATE" }.into(),
-                table_name: "dynamic_config".into(),
-                record_id: ConfigChange::dynamic_config_record_id(key),
-                old_values: old.map(|v| serde_json::json!({"key": key, "value": v})),
-                new_values: Some(serde_json::json!({"key": key, "value": value})),
-                reason: reason.clone(),
-                correlation_id: None,
-            };
-            // The change is made; a failed audit write is reported, not undone (as the original).
-            let store = connect_store_admin(config, secrets).await?.as_dyn();
-            if let Err(e) = store.record_config_change(&change).await {
-                eprintln!("muttd: the change was made but could not be recorded in config_audit_log: {e}");
-            }
-        }
-        ConfigCommand::History { limit } => {
-            let store = connect_store_admin(config, secrets).await?.as_dyn();
-            for row in store.config_changes("dynamic_config", (*limit).clamp(1, 1000)).await? {
-                let value = |v: &Option<serde_json::Value>| {
-                    v.as_ref().and_then(|v| v.get("value")).map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-                };
-                let key = row
-                    .change
-                    .new_values
-                    .as_ref()
-                    .or(row.change.old_values.as_ref())
-                    .and_then(|v| v.get("key"))
-                    .and_then(|k| k.as_str())
-                    .unwrap_or("?")
-                    .to_owned();
-                println!(
-                    "{} {:<6} {:<28} {} -> {}  by {}{}",
-                    row.changed_at,
-                    row.change.operation,
-                    key,
-                    value(&row.change.old_values),
-                    value(&row.change.new_values),
-                    row.change.changed_by,
-                    row.change.reason.map(|r| format!(" ({r})")).unwrap_or_default()
                 );
             }
         }

@@ -13,10 +13,16 @@
 mod env;
 mod error;
 mod http;
+mod moog_key;
+mod remediation;
+pub mod tls;
+mod slo;
 
 pub use env::legacy_variable_names;
 pub use error::ConfigError;
 pub use http::HttpSection;
+pub use remediation::RemediationSection;
+pub use slo::SloSection;
 
 use error::Namer;
 use figment::Figment;
@@ -63,7 +69,10 @@ pub struct Config {
     pub web: WebSection,
     pub worker: WorkerSection,
     pub retention: RetentionSection,
+    pub secrets: crate::secrets::SecretsSection,
+    pub slo: SloSection,
     pub http: HttpSection,
+    pub remediation: RemediationSection,
 }
 
 impl Default for Config {
@@ -82,7 +91,10 @@ impl Default for Config {
             web: WebSection::default(),
             worker: WorkerSection::default(),
             retention: RetentionSection::default(),
+            secrets: crate::secrets::SecretsSection::default(),
+            slo: SloSection::default(),
             http: HttpSection::default(),
+            remediation: RemediationSection::default(),
         }
     }
 }
@@ -124,6 +136,8 @@ pub struct RedisSection {
     pub alert_queue: Option<String>,
     pub alerter_dlq: Option<String>,
     pub moog_dlq: Option<String>,
+    /// Parked poison (`DEAD_LETTER_QUEUE`), default `<key_prefix>dlq:dead`.
+    pub dead_dlq: Option<String>,
     pub metrics_prefix: Option<String>,
     pub processing_prefix: Option<String>,
     pub heartbeat_prefix: Option<String>,
@@ -142,6 +156,7 @@ impl Default for RedisSection {
             alert_queue: None,
             alerter_dlq: None,
             moog_dlq: None,
+            dead_dlq: None,
             metrics_prefix: None,
             processing_prefix: None,
             heartbeat_prefix: None,
@@ -161,7 +176,7 @@ impl RedisSection {
             (None, true, false) => {
                 let k = self.keys();
                 let tagged = |s: &str| s.starts_with('{') && s.contains('}');
-                if ![&k.ingest_queue, &k.alert_queue, &k.processing_prefix, &k.alerter_dlq, &k.moog_dlq]
+                if ![&k.ingest_queue, &k.alert_queue, &k.processing_prefix, &k.alerter_dlq, &k.moog_dlq, &k.dead_dlq]
                     .iter()
                     .all(|s| tagged(s))
                 {
@@ -188,6 +203,7 @@ impl RedisSection {
         set(&mut k.alert_queue, &self.alert_queue);
         set(&mut k.alerter_dlq, &self.alerter_dlq);
         set(&mut k.moog_dlq, &self.moog_dlq);
+        set(&mut k.dead_dlq, &self.dead_dlq);
         set(&mut k.metrics_prefix, &self.metrics_prefix);
         set(&mut k.processing_prefix, &self.processing_prefix);
         set(&mut k.heartbeat_prefix, &self.heartbeat_prefix);
@@ -233,11 +249,30 @@ pub struct DatabaseSection {
     /// start so that an env file the original refused is refused here too; muttd's pool opens
     /// connections on demand.
     pub pool_min: Option<usize>,
+    /// PEM file of the CA that signed the server's certificate (libpq's `sslrootcert`; the
+    /// original's `DB_TLS_CA_CERT_PATH`). TLS itself: `sslmode` in `url` ([`tls`]).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for a server that asks for one (`sslcert`, `sslkey`).
+    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_key_file: Option<std::path::PathBuf>,
+    /// Seconds to wait for a connection (unless `url` sets `connect_timeout`).
+    pub connect_timeout_secs: u64,
+    /// A statement running longer is cancelled (0: the server's setting); migrations are exempt.
+    pub statement_timeout_secs: u64,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        Self { url: None, pool_size: 10, pool_min: None }
+        Self {
+            url: None,
+            pool_size: 10,
+            pool_min: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            connect_timeout_secs: 5,
+            statement_timeout_secs: 60,
+        }
     }
 }
 
@@ -341,6 +376,8 @@ pub struct TrapSection {
     /// The local engine id in hex; default: generated once, kept in `<data_dir>/snmp-engine-<name>`
     /// with the boots counter.
     pub engine_id: Option<String>,
+    /// Notifications per second at most; over it traps are dropped, informs unanswered. 0: off.
+    pub max_messages_per_second: u32,
 }
 
 impl Default for TrapSection {
@@ -352,6 +389,7 @@ impl Default for TrapSection {
             communities: Vec::new(),
             users: Vec::new(),
             engine_id: None,
+            max_messages_per_second: 0,
         }
     }
 }
@@ -405,6 +443,12 @@ pub struct SyslogSection {
     pub max_frame_bytes: usize,
     /// UDP `SO_RCVBUF`; unset: the system default (capped by `net.core.rmem_max`).
     pub recv_buffer_bytes: Option<usize>,
+    /// Open TCP/TLS connections at most (0: no limit); more are closed at once and counted.
+    pub max_connections: usize,
+    /// A TCP/TLS connection silent this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Messages per second at most (0: off): UDP drops the rest, TCP/TLS slow the sender down.
+    pub max_messages_per_second: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +470,9 @@ impl Default for SyslogSection {
             tls_key_file: None,
             max_frame_bytes: 65_536,
             recv_buffer_bytes: None,
+            max_connections: 1000,
+            idle_timeout_secs: 600,
+            max_messages_per_second: 0,
         }
     }
 }
@@ -623,6 +670,7 @@ impl ForwarderSection {
         embedded: bool,
         moog_key: Option<Secret>,
     ) -> Result<ForwarderConfig, ConfigError> {
+        moog_key::check(self, &destination, moog_key.as_ref())?;
         let lam_auth = match (self.lam_auth, &moog_key) {
             (LamAuthMode::Token, Some(k)) => LamAuth::Token(k.clone()),
             (LamAuthMode::Basic, Some(k)) => LamAuth::Basic { user: self.lam_user.clone(), password: k.clone() },
@@ -653,6 +701,7 @@ impl ForwarderSection {
             dedup_ttl: Duration::from_secs(self.dedup_ttl_secs),
             ca_file: self.ca_file.clone(),
             client_identity_file: self.client_identity_file.clone(),
+            alerts_file_sync: d.alerts_file_sync,
         })
     }
 }
@@ -732,6 +781,9 @@ pub struct WorkerSection {
     pub janitor_interval_secs: u64,
     /// How long one blocking lease waits for the first message.
     pub block_timeout_secs: f64,
+    /// A worker loop that finishes no batch (nor an empty lease) for this long makes its role's
+    /// `/health` unhealthy (503), so an orchestrator restarts it.
+    pub stall_timeout_secs: u64,
 }
 
 impl Default for WorkerSection {
@@ -742,6 +794,7 @@ impl Default for WorkerSection {
             heartbeat_ttl_secs: c.heartbeat_ttl.as_secs(),
             janitor_interval_secs: c.janitor_interval.as_secs(),
             block_timeout_secs: AlerterConfig::default().block_timeout.as_secs_f64(),
+            stall_timeout_secs: mutt_service::Watchdog::DEFAULT_STALL_TIMEOUT.as_secs(),
         }
     }
 }
@@ -750,6 +803,11 @@ impl WorkerSection {
     /// How long one blocking lease waits for the first message.
     pub fn block_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.block_timeout_secs)
+    }
+
+    /// The watchdog of one worker loop, shared with its role's `/health`.
+    pub fn watchdog(&self) -> mutt_service::Watchdog {
+        mutt_service::Watchdog::new(Duration::from_secs(self.stall_timeout_secs))
     }
 
     /// The queue consumer's settings for one worker.
@@ -852,9 +910,14 @@ impl Config {
         }
         self.check_positive(n)?;
         self.check_ports(n)?;
+        tls::check(self, n)?;
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
             let interval = n.name("worker.heartbeat_interval_secs");
             return Err(n.refuse("worker.heartbeat_ttl_secs", format!("must be longer than {interval}")));
+        }
+        if self.worker.stall_timeout_secs as f64 <= self.worker.block_timeout_secs {
+            let wait = n.name("worker.block_timeout_secs");
+            return Err(n.refuse("worker.stall_timeout_secs", format!("must be longer than {wait}")));
         }
         for (key, v) in [
             ("forwarder.timeout_secs", self.forwarder.timeout_secs),
@@ -902,6 +965,7 @@ impl Config {
         ]
         .into_iter()
         .chain(self.http.zeros())
+        .chain(self.remediation.zeros())
         {
             if zero {
                 return Err(n.refuse(key, "must be at least 1"));
@@ -916,6 +980,7 @@ impl Config {
         for (section, port, health) in [
             ("alerter", self.alerter.port, self.alerter.health_port),
             ("forwarder", self.forwarder.port, self.forwarder.health_port),
+            ("remediation", self.remediation.port, self.remediation.health_port),
         ] {
             if health.is_some_and(|h| h != 0 && h == port) {
                 let other = n.name(&format!("{section}.port"));
@@ -997,7 +1062,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.redis.url.as_deref(), Some("rediss://redis.internal:6380/0"));
-        assert_eq!(c.database.url.as_deref(), Some("postgres://mutt_user@pg:5432/mutt"));
+        assert_eq!(c.database.url.as_deref(), Some("postgres://mutt_user@pg:5432/mutt?sslmode=disable"));
         assert_eq!(c.forwarder.webhook_url.as_deref(), Some("https://moog/api"));
         assert_eq!(c.redis.keys().ingest_queue, "custom:ingest");
         assert_eq!(c.redis.keys().processing_prefix, "x:proc");

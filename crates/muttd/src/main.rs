@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let secrets = EnvSecrets::new(env);
+    let secrets = EnvSecrets::new(env).with_file_permissions(config.secrets.file_permissions);
     match runtime.block_on(execute(cli.command, config, secrets)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -73,20 +73,30 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
         Command::Send(args) => return commands::send(&config, &secrets, &args).await,
         Command::Status(args) => return commands::status(&config, &secrets, &args).await,
         Command::Rules(cmd) => return commands::rules(&config, &secrets, &cmd).await,
-        Command::Config(cmd) => return commands::config(&config, &secrets, &cmd).await,
+        Command::Config(cmd) => return commands::config::run(&config, &secrets, &cmd).await,
+        Command::Slo(args) => return commands::slo::run(&config, &secrets, &args).await,
+        Command::Partitions(cmd) => return commands::partitions::run(&config, &secrets, &cmd).await,
+        Command::Retention(args) => return commands::partitions::retention(&config, &secrets, &args).await,
+        Command::Dlq(cmd) => return commands::dlq::run(&config, &secrets, &cmd).await,
+        Command::Remediation if !config.remediation.enabled => {
+            // As the original: disabled means exit at once, successfully.
+            println!("muttd: remediation is disabled (remediation.enabled, REMEDIATION_ENABLED)");
+            return Ok(());
+        }
         Command::Completions { .. } | Command::Man { .. } => return Ok(()), // done in main
         Command::Run(args) => {
             // `muttd run` listens for SNMP traps on 127.0.0.1:1162 unless configured otherwise.
             config.ingestor.traps = config.ingestor.trap_listeners(true);
             // And for syslog on 127.0.0.1:5514 (UDP and TCP).
             config.ingestor.syslog = config.ingestor.syslog_listeners(true);
-            let roles = if args.roles.is_empty() { Role::ALL.to_vec() } else { args.roles };
+            let roles = if args.roles.is_empty() { Role::RUN.to_vec() } else { args.roles };
             (roles, args.migrate)
         }
         Command::Ingestor => (vec![Role::Ingestor], false),
         Command::Alerter(f) => (vec![Role::Alerter], f.migrate),
         Command::Forwarder => (vec![Role::Forwarder], false),
         Command::Web(f) => (vec![Role::Web], f.migrate),
+        Command::Remediation => (vec![Role::Remediation], false),
     };
     // Signal handlers before anything is printed: a supervisor (or test) that sends SIGTERM as
     // soon as it reads a "listening on" line must get a graceful stop, not the default kill.

@@ -20,9 +20,12 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("ALERT_QUEUE_NAME", "redis.alert_queue", Kind::Text),
     ("ALERTER_DLQ_NAME", "redis.alerter_dlq", Kind::Text),
     ("MOOG_DLQ_NAME", "redis.moog_dlq", Kind::Text),
+    ("DEAD_LETTER_QUEUE", "redis.dead_dlq", Kind::Text),
     ("METRICS_PREFIX", "redis.metrics_prefix", Kind::Text),
     ("DB_POOL_MAX_CONN", "database.pool_size", Kind::Int),
     ("DB_POOL_MIN_CONN", "database.pool_min", Kind::Int),
+    ("DB_TLS_CA_CERT_PATH", "database.ca_file", Kind::Text),
+    ("REDIS_CA_CERT_PATH", "redis.ca_file", Kind::Text),
     ("SERVER_PORT_INGESTOR", "ingestor.port", Kind::Port),
     ("REQUIRED_FIELDS", "ingestor.required_fields", Kind::List),
     ("MAX_INGEST_QUEUE_SIZE", "ingestor.max_queue_size", Kind::Int),
@@ -65,6 +68,16 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("RETENTION_DRY_RUN", "retention.dry_run", Kind::Bool),
     ("EVENT_ARCHIVE_RETENTION_YEARS", "retention.archive_years", Kind::Int),
     ("RETENTION_PRECREATE_MONTHS", "retention.precreate_months", Kind::Int),
+    ("PROMETHEUS_URL", "slo.prometheus_url", Kind::Text),
+    ("REMEDIATION_ENABLED", "remediation.enabled", Kind::Bool),
+    ("REMEDIATION_INTERVAL", "remediation.interval_secs", Kind::Int),
+    ("REMEDIATION_BATCH_SIZE", "remediation.batch_size", Kind::Int),
+    ("MAX_POISON_RETRIES", "remediation.max_poison_retries", Kind::Int),
+    ("MOOG_HEALTH_CHECK_ENABLED", "remediation.health_check_enabled", Kind::Bool),
+    ("MOOG_HEALTH_TIMEOUT", "remediation.health_timeout_secs", Kind::Float),
+    ("METRICS_PORT_REMEDIATION", "remediation.port", Kind::Port),
+    ("HEALTH_PORT_REMEDIATION", "remediation.health_port", Kind::Port),
+    ("RETENTION_DLQ_DAYS", "remediation.dlq_retention_days", Kind::Int),
 ];
 
 /// Names of the legacy variables accepted (for `--help` and the README).
@@ -162,7 +175,8 @@ pub(super) fn legacy_overrides(env: &HashMap<String, String>, origins: &mut EnvO
     Ok(Value::Object(root))
 }
 
-/// Redis: host/port/db/TLS make a URL.
+/// Redis: host/port/db/TLS make a URL (`REDIS_TLS_ENABLED` is true unless set otherwise, as in
+/// the original).
 fn redis_url(env: &HashMap<String, String>, root: &mut Map<String, Value>) -> Result<(), ConfigError> {
     if !(env.contains_key("REDIS_HOST") || env.contains_key("REDIS_PORT")) {
         return Ok(());
@@ -180,13 +194,14 @@ fn redis_url(env: &HashMap<String, String>, root: &mut Map<String, Value>) -> Re
         }
         None => 0,
     };
-    let tls = env.get("REDIS_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let tls = super::tls::legacy_tls_enabled(env, "REDIS_TLS_ENABLED");
     let scheme = if tls { "rediss" } else { "redis" };
     insert_path(root, "redis.url", Value::from(format!("{scheme}://{host}:{port}/{db}")));
     Ok(())
 }
 
-/// PostgreSQL: host/port/name/user make a URL (the password stays a secret).
+/// PostgreSQL: host/port/name/user make a URL (the password stays a secret); `DB_TLS_ENABLED`
+/// (true unless set otherwise, as in the original) its `sslmode`.
 fn database_url(env: &HashMap<String, String>, root: &mut Map<String, Value>) -> Result<(), ConfigError> {
     if !(env.contains_key("DB_HOST") || env.contains_key("DB_NAME")) {
         return Ok(());
@@ -198,13 +213,8 @@ fn database_url(env: &HashMap<String, String>, root: &mut Map<String, Value>) ->
     };
     let name = env.get("DB_NAME").map(String::as_str).unwrap_or("mutt_db");
     let user = env.get("DB_USER").map(String::as_str).unwrap_or("mutt_user");
-    let tls = env.get("DB_TLS_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    if tls {
-        return Err(ConfigError::Invalid(
-            "DB_TLS_ENABLED=true: TLS to PostgreSQL is not supported yet; terminate TLS in a local proxy or set DB_TLS_ENABLED=false".into(),
-        ));
-    }
-    insert_path(root, "database.url", Value::from(format!("postgres://{user}@{host}:{port}/{name}")));
+    let sslmode = super::tls::legacy_sslmode(env);
+    insert_path(root, "database.url", Value::from(format!("postgres://{user}@{host}:{port}/{name}?sslmode={sslmode}")));
     Ok(())
 }
 

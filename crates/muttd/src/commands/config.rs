@@ -1,0 +1,229 @@
+//! `muttd config get|set|delete|list|history`: dynamic configuration (`mutt:config:<key>` on
+//! Redis, the `dynamic_config` table of the embedded file), checked against
+//! [`mutt_core::config_catalogue`]; every change is recorded in `config_audit_log` with the old
+//! and the new value and who made it (`muttd-cli:<OS user>`).
+
+use crate::backend::{connect_queue_view, connect_store_admin};
+use crate::cli::ConfigCommand;
+use crate::config::Config;
+use crate::secrets::SecretSource;
+use anyhow::{Result, bail};
+use mutt_core::config_catalogue::{self as catalogue, ConfigValueError, Entry, Source};
+use mutt_queue::Coordination;
+use mutt_store::ConfigChange;
+use std::collections::BTreeMap;
+
+pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Get { key } => {
+            let queue = connect_queue_view(config, secrets).await?;
+            match queue.config_values(&[key.as_str()]).await?.pop().flatten() {
+                Some(v) => println!("{key} = {v}"),
+                None => bail!("{key} is not set"),
+            }
+        }
+        ConfigCommand::Set { key, value, reason, force } => set(config, secrets, key, value, reason, *force).await?,
+        ConfigCommand::Delete { key, reason } => delete(config, secrets, key, reason).await?,
+        ConfigCommand::List { json } => list(config, secrets, *json).await?,
+        ConfigCommand::History { limit } => history(config, secrets, *limit).await?,
+        ConfigCommand::Show { json } => super::show::run(config, secrets, *json)?,
+    }
+    Ok(())
+}
+
+/// Who makes a change from the command line: the OS user, as the original's CLI recorded it.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    mutt_core::text::truncate_utf8(&format!("muttd-cli:{user}"), 100).to_owned()
+}
+
+/// The `config_audit_log` row of a change of `key` from `old` to `new` (`None`: unset), as the
+/// original's config API wrote it (spec §6.5), with `DELETE` for a removal.
+pub fn audit_row(
+    key: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+    changed_by: &str,
+    reason: Option<&str>,
+) -> ConfigChange {
+    let operation = match (old, new) {
+        (_, None) => "DELETE",
+        (Some(_), Some(_)) => "UPDATE",
+        (None, Some(_)) => "CREATE",
+    };
+    ConfigChange {
+        changed_by: changed_by.to_owned(),
+        operation: operation.into(),
+        table_name: "dynamic_config".into(),
+        record_id: ConfigChange::dynamic_config_record_id(key),
+        old_values: old.map(|v| serde_json::json!({"key": key, "value": v})),
+        new_values: new.map(|v| serde_json::json!({"key": key, "value": v})),
+        reason: reason.map(str::to_owned),
+        correlation_id: None,
+    }
+}
+
+async fn record(config: &Config, secrets: &dyn SecretSource, change: &ConfigChange) {
+    // The change is made; a failed audit write is reported, not undone (as the original).
+    let written = match connect_store_admin(config, secrets).await {
+        Ok(store) => store.as_dyn().record_config_change(change).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        eprintln!("muttd: the change was made but could not be recorded in config_audit_log: {e:#}");
+    }
+}
+
+/// The stored values of every catalogue key (for the partner checks and the listing).
+async fn stored_catalogue_values(queue: &dyn Coordination) -> Result<BTreeMap<String, String>> {
+    let keys: Vec<&str> = catalogue::catalogue().iter().map(|s| s.key.as_ref()).collect();
+    let values = queue.config_values(&keys).await?;
+    Ok(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k.to_owned(), v?))).collect())
+}
+
+async fn set(
+    config: &Config,
+    secrets: &dyn SecretSource,
+    key: &str,
+    value: &str,
+    reason: &Option<String>,
+    force: bool,
+) -> Result<()> {
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        bail!("a configuration key is one word, e.g. moog_rate_limit");
+    }
+    let queue = connect_queue_view(config, secrets).await?;
+    let stored = stored_catalogue_values(queue.as_ref()).await?;
+    let value = match catalogue::validate(key, value, |k| stored.get(k).cloned()) {
+        Ok(canonical) => canonical,
+        Err(e) if force => {
+            eprintln!("muttd: {e}; set anyway (--force)");
+            value.to_owned()
+        }
+        Err(e @ ConfigValueError::Unknown { .. }) => {
+            bail!("{e}; `muttd config list` shows the known keys, --force sets it anyway")
+        }
+        Err(e) => bail!("{e}"),
+    };
+    let old = queue.set_config_value(key, &value).await?;
+    println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
+    record(config, secrets, &audit_row(key, old.as_deref(), Some(&value), &cli_actor(), reason.as_deref())).await;
+    Ok(())
+}
+
+async fn delete(config: &Config, secrets: &dyn SecretSource, key: &str, reason: &Option<String>) -> Result<()> {
+    let queue = connect_queue_view(config, secrets).await?;
+    let Some(old) = queue.delete_config_value(key).await? else {
+        println!("{key} was not set; nothing to do");
+        return Ok(());
+    };
+    let restored = static_values(config)
+        .into_iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, v, _)| v)
+        .or_else(|| catalogue::lookup(key).map(|s| s.default.clone()));
+    match restored {
+        Some(d) => println!("{key}: {old} -> (default) {d}"),
+        None => println!("{key}: {old} -> (unset)"),
+    }
+    record(config, secrets, &audit_row(key, Some(&old), None, &cli_actor(), reason.as_deref())).await;
+    Ok(())
+}
+
+/// The keys with a static counterpart in muttd's configuration: (key, value in the
+/// configuration, whether it differs from muttd's default). A dynamic value overrides it; a
+/// deleted one falls back to it.
+pub fn static_values(config: &Config) -> Vec<(&'static str, String, bool)> {
+    use catalogue as c;
+    let pairs = |cfg: &Config| -> Vec<(&'static str, String)> {
+        let (i, a, f, r) = (&cfg.ingestor, &cfg.alerter, &cfg.forwarder, &cfg.retention);
+        vec![
+            (c::MAX_INGEST_QUEUE_SIZE.key, i.max_queue_size.to_string()),
+            (c::INGEST_MAX_RATE.key, i.max_rate.to_string()),
+            (c::INGEST_RATE_WINDOW.key, i.rate_window_secs.to_string()),
+            (c::CACHE_RELOAD_INTERVAL.key, a.cache_reload_interval_secs.to_string()),
+            (c::UNHANDLED_THRESHOLD.key, a.unhandled_threshold.to_string()),
+            (c::UNHANDLED_EXPIRY_SECONDS.key, a.unhandled_expiry_secs.to_string()),
+            (c::MOOG_RATE_LIMIT.key, f.rate_limit.to_string()),
+            (c::MOOG_RATE_PERIOD.key, f.rate_period_secs.to_string()),
+            (c::CIRCUIT_BREAKER_THRESHOLD.key, f.circuit_breaker_threshold.to_string()),
+            (c::CIRCUIT_BREAKER_TIMEOUT.key, f.circuit_breaker_timeout_secs.to_string()),
+            (c::EVENT_RETENTION_DAYS.key, r.event_audit_days.to_string()),
+            (c::CONFIG_AUDIT_RETENTION_DAYS.key, r.config_audit_days.to_string()),
+            (c::RETENTION_ENFORCEMENT_ENABLED.key, r.enabled.to_string()),
+        ]
+    };
+    let defaults = pairs(&Config::default());
+    pairs(config).into_iter().zip(defaults).map(|((k, v), (_, d))| (k, v.clone(), v != d)).collect()
+}
+
+/// The listing: catalogue keys with their value in force, then other keys set.
+pub async fn entries(config: &Config, queue: &dyn Coordination) -> Result<Vec<Entry>> {
+    let mut stored = stored_catalogue_values(queue).await?;
+    match queue.config_entries().await {
+        Ok(all) => stored.extend(all),
+        Err(e) => eprintln!("muttd: only the catalogue's keys are shown: {e}"),
+    }
+    let statics = static_values(config);
+    Ok(catalogue::listing(&stored, |k| {
+        statics.iter().find(|(key, _, _)| *key == k).map(|(_, v, changed)| (v.clone(), *changed))
+    }))
+}
+
+async fn list(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result<()> {
+    let queue = connect_queue_view(config, secrets).await?;
+    let entries = entries(config, queue.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    println!("{:<46} {:>12} {:>12}  {:<15} {:<12} range", "KEY", "VALUE", "DEFAULT", "SOURCE", "READER");
+    for e in entries {
+        let source = match e.source {
+            Source::Dynamic => "dynamic".to_owned(),
+            Source::DynamicInvalid => format!("invalid {:?}", e.stored.unwrap_or_default()),
+            Source::Config => "muttd config".into(),
+            Source::Default => "default".into(),
+            Source::Unknown => "dynamic, unknown".into(),
+        };
+        println!(
+            "{:<46} {:>12} {:>12}  {:<15} {:<12} {}",
+            e.key,
+            e.value,
+            e.default.as_deref().unwrap_or("-"),
+            source,
+            e.reader.map(|r| r.as_str()).unwrap_or("-"),
+            e.range.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+async fn history(config: &Config, secrets: &dyn SecretSource, limit: u32) -> Result<()> {
+    let store = connect_store_admin(config, secrets).await?.as_dyn();
+    for row in store.config_changes("dynamic_config", limit.clamp(1, 1000)).await? {
+        let value = |v: &Option<serde_json::Value>| {
+            v.as_ref().and_then(|v| v.get("value")).map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+        };
+        let key = row
+            .change
+            .new_values
+            .as_ref()
+            .or(row.change.old_values.as_ref())
+            .and_then(|v| v.get("key"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        println!(
+            "{} {:<6} {:<28} {} -> {}  by {}{}",
+            row.changed_at,
+            row.change.operation,
+            key,
+            value(&row.change.old_values),
+            value(&row.change.new_values),
+            row.change.changed_by,
+            row.change.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
