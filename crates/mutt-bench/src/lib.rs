@@ -6,10 +6,11 @@
 //! - `mutt-ingest-bench`: starts a private redis-server and a `muttd ingestor` process and
 //!   drives it over HTTP (single events and batches; closed loop and fixed rate).
 //! - `mutt-pipeline`: the whole pipeline end to end — as separate processes on Redis +
-//!   PostgreSQL (`bench`, `chaos`), or as one `muttd run` on the embedded backend (`embedded`).
+//!   PostgreSQL (`bench`, `chaos`, `soak`), or as one `muttd run` on the embedded backend (`embedded`).
 
 pub mod embedded;
 pub mod load;
 pub mod pipeline;
 pub mod process;
 pub mod scenario;
+pub mod soak;

@@ -92,6 +92,9 @@ pub struct ChaosReport {
     /// Audited or delivered events the ingestor had answered with an error (an enqueue whose
     /// reply was lost to the Redis restart): present once, not counted as accepted.
     pub ambiguous: usize,
+    /// Accepted handled events without an audit row, forwarded ones never delivered.
+    pub missing_audit: usize,
+    pub missing_alerts: usize,
     pub problems: Vec<String>,
 }
 
@@ -105,7 +108,14 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
     let (accepted, refused) = load_task.await?;
     eprintln!("chaos {:>5.1}s: load finished; draining", started.elapsed().as_secs_f64());
     let expected = Expected::new(&accepted);
-    let deadline = Instant::now() + profile.drain_timeout;
+    drain_until_delivered(&p, &expected, profile.drain_timeout).await;
+    judge(&p, &expected, refused).await
+}
+
+/// Waits until nothing is queued or leased and every expected alert arrived (or `timeout`),
+/// then a moment for in-flight settles.
+pub(crate) async fn drain_until_delivered(p: &Pipeline, expected: &Expected, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     loop {
         let left = p.leftovers().await;
         let delivered: HashSet<u64> = p.sink.seqs().into_iter().collect();
@@ -115,13 +125,11 @@ pub async fn chaos(opts: PipelineOptions, profile: &ChaosProfile) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // A moment for in-flight settles, then count.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    judge(&p, &expected, refused).await
 }
 
 /// Runs the profile's faults at their times, undoing each after its duration.
-async fn inject_faults(p: &mut Pipeline, profile: &ChaosProfile, started: Instant) -> anyhow::Result<()> {
+pub(crate) async fn inject_faults(p: &mut Pipeline, profile: &ChaosProfile, started: Instant) -> anyhow::Result<()> {
     let mut faults = profile.faults.clone();
     faults.sort_by_key(|f| f.0);
     let mut restore: Vec<(Instant, Fault)> = Vec::new();
@@ -178,7 +186,7 @@ async fn inject_faults(p: &mut Pipeline, profile: &ChaosProfile, started: Instan
 }
 
 /// What the accepted events should have become.
-struct Expected {
+pub(crate) struct Expected {
     /// Events the ingestor accepted (as answered).
     accepted_count: u64,
     accepted: HashSet<u64>,
@@ -189,7 +197,7 @@ struct Expected {
 }
 
 impl Expected {
-    fn new(accepted: &[(u64, Category)]) -> Self {
+    pub(crate) fn new(accepted: &[(u64, Category)]) -> Self {
         let with = |keep: fn(Category) -> bool| accepted.iter().filter(|(_, c)| keep(*c)).map(|(s, _)| *s).collect();
         Self {
             accepted_count: accepted.len() as u64,
@@ -201,7 +209,7 @@ impl Expected {
 }
 
 /// Counts what arrived and names every loss or duplicate.
-async fn judge(p: &Pipeline, expected: &Expected, refused: u64) -> anyhow::Result<ChaosReport> {
+pub(crate) async fn judge(p: &Pipeline, expected: &Expected, refused: u64) -> anyhow::Result<ChaosReport> {
     let (queued, leased, dead) = p.leftovers().await.unwrap_or((u64::MAX, u64::MAX, u64::MAX));
     let (rows, distinct, audit_seqs) = p.audit_counts().await?;
     let (alert_ids, dup_ids, _) = p.sink.counts();
@@ -254,6 +262,8 @@ async fn judge(p: &Pipeline, expected: &Expected, refused: u64) -> anyhow::Resul
         left_leased: leased,
         left_dead_lettered: dead,
         ambiguous,
+        missing_audit,
+        missing_alerts,
         problems,
     })
 }

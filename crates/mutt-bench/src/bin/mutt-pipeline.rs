@@ -3,6 +3,7 @@
 //!
 //!   mutt-pipeline bench [--seconds 60] [--single-rate N] [--batch-rate N] [--alerters 1] …
 //!   mutt-pipeline chaos [--profile short|long]      # exits non-zero on any loss or duplicate
+//!   mutt-pipeline soak [--minutes 30] [--rate 2000]  # a fault a minute; RSS, Redis keys, counts
 //!   mutt-pipeline embedded [--seconds 30] [--durability full|normal]   # one `muttd run`, SQLite
 //!
 //! scripts/bench.sh and scripts/chaos.sh build the release binaries and run these.
@@ -79,6 +80,19 @@ enum Cmd {
         #[arg(long, default_value = "short")]
         profile: String,
     },
+    /// Steady load for many minutes with a fault every minute (kill -9 a worker, restart Redis,
+    /// stop PostgreSQL, failing webhook, in rotation); RSS and Redis figures before and after;
+    /// exits non-zero on any loss or duplicate.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Offered events/s.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Events per request.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+    },
 }
 
 #[tokio::main]
@@ -110,6 +124,20 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 mutt_bench::embedded::print(&report);
             }
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Soak { minutes, rate, batch } => {
+            let plan = mutt_bench::soak::SoakPlan { minutes: minutes.max(1), rate, batch: batch.max(1) };
+            let report = mutt_bench::soak::soak(opts, &plan).await?;
+            if cli.json {
+                println!("{}", report_json(&report));
+            } else {
+                mutt_bench::soak::print(&report);
+            }
+            for p in &report.counts.problems {
+                eprintln!("soak: {p}");
+            }
+            let ok = report.counts.problems.is_empty() && report.lost == 0;
+            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
         }
         Cmd::Chaos { profile } => {
             let profile = match profile.as_str() {
