@@ -139,7 +139,8 @@ macro_rules! int_key {
 const DAY: u64 = 86_400;
 const BIG: u64 = 1_000_000_000_000;
 
-int_key!(MAX_INGEST_QUEUE_SIZE, "max_ingest_queue_size", 1_000_000, 1, BIG, None, Ingestor, "every request");
+// 0 refuses every event, as in the original (an emergency stop for ingest).
+int_key!(MAX_INGEST_QUEUE_SIZE, "max_ingest_queue_size", 1_000_000, 0, BIG, None, Ingestor, "every request");
 int_key!(INGEST_MAX_RATE, "ingest_max_rate", 1000, 1, BIG, None, Ingestor, "every request");
 int_key!(INGEST_RATE_WINDOW, "ingest_rate_window", 60, 1, DAY, Seconds, Ingestor, "every request");
 int_key!(CACHE_RELOAD_INTERVAL, "cache_reload_interval", 300, 1, DAY, Seconds, Alerter, "every reload cycle");
@@ -598,6 +599,7 @@ mod tests {
         assert!(validate("alerter_defer_sleep_ms", "60000", none).is_ok());
         assert_eq!(MOOG_RATE_LIMIT.parse("0"), None);
         assert_eq!(MOOG_RATE_LIMIT.parse(" 7"), Some(7));
+        assert_eq!(validate("max_ingest_queue_size", "0", none), Ok("0".into()), "0 stops ingest");
     }
 
     #[test]
