@@ -9,6 +9,7 @@
 mod alerter;
 mod forwarder;
 mod ingestor;
+mod maintenance;
 mod web;
 
 use crate::backend::{self, QueueBackend, StoreBackend};

@@ -1,5 +1,5 @@
 //! The alerter role: the rule engine's consumer and its ops endpoints, the watcher that reloads
-//! the rules when they change elsewhere, and the audit trails' retention.
+//! the rules when they change elsewhere, and the store's upkeep (partitions, retention).
 
 use super::{Context, Slot, Started};
 use anyhow::{Result, anyhow};
@@ -25,12 +25,8 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     tokio::spawn(async move {
         watcher.watch_rules_changed(Box::new(move || reload.request_reload()), sd).await;
     });
-    if config.retention.enabled {
-        let metrics = mutt_store::retention::RetentionMetrics::default();
-        slot.metrics.register(|r| metrics.register(r));
-        let cfg = config.retention.to_retention_config();
-        mutt_store::retention::spawn(store.clone(), cfg, metrics, cx.shutdown.clone());
-    }
+    // Audit partitions for the coming months, daily; retention.
+    super::maintenance::spawn(cx, &slot, store.clone());
     let health = Arc::new(mutt_alerter::health(cx.queue.clone(), store, pod.to_string()));
     let probe_port = config.alerter.health_port.map(|p| ("alerter.health_port (HEALTH_PORT_ALERTER)", p));
     let (servers, probe) = super::ops_servers(cx, slot, health, probe_port).await?;

@@ -1,0 +1,32 @@
+//! The alerter's upkeep of the store, so that no cron job is needed (the original had two):
+//! the daily task that creates the coming months' audit partitions (an alerter running for
+//! months keeps its rows out of the DEFAULT partition), and the retention job
+//! ([`mutt_store::retention`]) when enabled.
+
+use super::{Context, Slot};
+use mutt_store::Store;
+use mutt_store::partitions::{self, AuditLifecycle};
+use mutt_store::retention::{self, RetentionMetrics};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Once a day: the month turns at most once between two runs, and each run creates
+/// `precreate_months` ahead.
+const PARTITIONS_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+pub(super) fn spawn(cx: &Context<'_>, slot: &Slot, store: Arc<dyn Store>) {
+    let cfg = &cx.config.retention;
+    let lifecycle: Arc<dyn AuditLifecycle> = store.clone();
+    partitions::spawn_daily(
+        lifecycle,
+        cfg.precreate_months,
+        PARTITIONS_EVERY,
+        Arc::new(chrono::Utc::now),
+        cx.shutdown.clone(),
+    );
+    if cfg.enabled {
+        let metrics = RetentionMetrics::default();
+        slot.metrics.register(|r| metrics.register(r));
+        retention::spawn(store, cfg.to_retention_config(), metrics, cx.shutdown.clone());
+    }
+}

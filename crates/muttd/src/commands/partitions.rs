@@ -1,0 +1,267 @@
+//! `muttd partitions list|ensure|drop-older-than` and `muttd retention`: the audit trail's
+//! monthly partitions and one retention run, from the command line (the original's
+//! `partition_manager.sh`, `create_monthly_partitions.py`, `retention_cleanup.py` and
+//! `retention_policy_enforcer.py`).
+//!
+//! On the embedded SQLite file there are no partitions: `list` shows the rows per month of the
+//! one audit table (no size: SQLite cannot tell it per month), `ensure` has nothing to create,
+//! and `drop-older-than` deletes the expired rows in bounded chunks.
+
+use crate::backend::connect_store_admin;
+use crate::config::Config;
+use crate::secrets::SecretSource;
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use mutt_store::Store;
+use mutt_store::partitions::{AuditLifecycle, Month, PartitionInfo};
+use mutt_store::retention::{self, Progress, RemoveEvents, RetentionReport, Step};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionsCommand {
+    /// Every partition of event_audit_log with its month, rows and size (SQLite: rows per
+    /// month of the one table).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create the partitions of this month and the next N that are missing (rows of those
+    /// months move out of the DEFAULT partition). Nothing to do on SQLite.
+    Ensure {
+        /// Months after the current one [default: retention.precreate_months, 3].
+        #[arg(long)]
+        months: Option<u32>,
+    },
+    /// Remove every audit row of the months before MONTH: whole partitions are dropped, rows
+    /// elsewhere (DEFAULT, SQLite) deleted in chunks; archived first when
+    /// retention.archive_years (EVENT_ARCHIVE_RETENTION_YEARS) is set.
+    DropOlderThan {
+        /// The first month kept, YYYY-MM (at most the current month).
+        month: Month,
+        /// Print what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm the removal (required unless --dry-run).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Print what would be removed; change nothing (also retention.dry_run, RETENTION_DRY_RUN).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &PartitionsCommand) -> Result<()> {
+    let store = connect_store_admin(config, secrets).await?.as_dyn();
+    match cmd {
+        PartitionsCommand::List { json } => list(store.as_ref(), *json).await,
+        PartitionsCommand::Ensure { months } => {
+            ensure(store.as_ref(), months.unwrap_or(config.retention.precreate_months)).await
+        }
+        PartitionsCommand::DropOlderThan { month, dry_run, yes } => {
+            drop_older_than(config, store, *month, *dry_run, *yes).await
+        }
+    }
+}
+
+async fn list(store: &dyn AuditLifecycle, json: bool) -> Result<()> {
+    let parts = store.list_partitions(true).await.context("listing partitions")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&parts)?);
+        return Ok(());
+    }
+    if !store.has_partitions() {
+        println!("embedded store: event_audit_log is one table (SQLite has no partitions); its rows by month:");
+        println!("{:<9} {:>12}", "MONTH", "ROWS");
+        for p in &parts {
+            let month = p.month.map_or_else(|| "?".to_owned(), |m| m.to_string());
+            println!("{month:<9} {:>12}", p.rows.unwrap_or(0));
+        }
+        println!("{} rows in {} months", parts.iter().filter_map(|p| p.rows).sum::<u64>(), parts.len());
+        return Ok(());
+    }
+    println!("{:<26} {:<8} {:>12} {:>11}", "PARTITION", "MONTH", "ROWS", "SIZE");
+    for p in &parts {
+        println!("{:<26} {:<8} {:>12} {:>11}", p.name, month_label(p), p.rows.unwrap_or(0), size(p));
+    }
+    let rows: u64 = parts.iter().filter_map(|p| p.rows).sum();
+    let bytes: u64 = parts.iter().filter_map(|p| p.bytes).sum();
+    println!("{} partitions, {rows} rows, {}", parts.len(), HumanBytes(bytes));
+    if let Some(d) = parts.iter().find(|p| p.is_default && p.rows.unwrap_or(0) > 0) {
+        println!(
+            "note: {} rows are in the DEFAULT partition (months without a partition); \
+             `muttd partitions ensure` moves a month's rows into its new partition",
+            d.rows.unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+fn month_label(p: &PartitionInfo) -> String {
+    match (p.is_default, p.month) {
+        (true, _) => "DEFAULT".into(),
+        (false, Some(m)) => m.to_string(),
+        (false, None) => "-".into(),
+    }
+}
+
+fn size(p: &PartitionInfo) -> String {
+    p.bytes.map_or_else(|| "-".into(), |b| HumanBytes(b).to_string())
+}
+
+async fn ensure(store: &dyn AuditLifecycle, months: u32) -> Result<()> {
+    if !store.has_partitions() {
+        println!("embedded store: event_audit_log is one table (SQLite has no partitions): nothing to create");
+        return Ok(());
+    }
+    let now = Utc::now();
+    let created = store.ensure_partitions_at(now, months).await.context("creating partitions")?;
+    for m in &created {
+        println!("created {} ({m})", m.partition_name());
+    }
+    let wanted = mutt_store::partitions::months_to_ensure(now, months);
+    if let (Some(first), Some(last)) = (wanted.first(), wanted.last()) {
+        println!("partitions present from {first} to {last} ({} created)", created.len());
+    }
+    Ok(())
+}
+
+async fn drop_older_than(config: &Config, store: Arc<dyn Store>, month: Month, dry_run: bool, yes: bool) -> Result<()> {
+    if month > Month::of(Utc::now()) {
+        bail!("{month} is after the current month: that would remove current audit rows");
+    }
+    if !dry_run && !yes {
+        bail!(
+            "this removes every audit row before {month}: add --yes to go ahead, or --dry-run to see what it would remove"
+        );
+    }
+    let archive = config.retention.archive_years.is_some();
+    let opts = RemoveEvents { archive, chunk: config.retention.batch_size, dry_run };
+    let mut report = RetentionReport::default();
+    let bar = Bar::default();
+    let stop = stop_on_ctrl_c();
+    retention::remove_events_before(store.as_ref(), month.start(), opts, &bar, &stop, &mut report).await;
+    bar.clear();
+    print_report(&report);
+    fail_on_errors(&report)
+}
+
+pub async fn retention(config: &Config, secrets: &dyn SecretSource, args: &RetentionArgs) -> Result<()> {
+    let store = connect_store_admin(config, secrets).await?.as_dyn();
+    let mut cfg = config.retention.to_retention_config();
+    cfg.dry_run |= args.dry_run;
+    let bar = Bar::default();
+    let stop = stop_on_ctrl_c();
+    let report = retention::run_at(store.as_ref(), &cfg, Utc::now(), &bar, &stop).await;
+    bar.clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    fail_on_errors(&report)
+}
+
+/// Cancelled on Ctrl-C: the run stops between two chunks, with each chunk done or not.
+fn stop_on_ctrl_c() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            token.cancel();
+        }
+    });
+    stop
+}
+
+fn fail_on_errors(report: &RetentionReport) -> Result<()> {
+    match report.errors.first() {
+        Some((task, error)) => bail!("{} step(s) failed; first: {task}: {error}", report.errors.len()),
+        None => Ok(()),
+    }
+}
+
+fn print_report(r: &RetentionReport) {
+    let (removed, archived) = if r.dry_run { ("would remove", "would archive") } else { ("removed", "archived") };
+    if r.dry_run {
+        println!("dry run: nothing was changed");
+    }
+    if let Some(c) = r.event_cutoff {
+        println!("event_audit_log: rows before {}", c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    for p in &r.partitions_dropped {
+        let verb = if r.dry_run { "would drop" } else { "dropped" };
+        println!("  {verb} partition {} ({} rows, {})", p.name, p.rows.unwrap_or(0), size(p));
+    }
+    println!("  {removed} {} rows", r.event_rows);
+    if r.events_archived > 0 || r.archive_cutoff.is_some() {
+        println!("  {archived} {} rows into event_audit_log_archive", r.events_archived);
+    }
+    if let Some(c) = r.archive_cutoff {
+        println!("event_audit_log_archive: {removed} {} rows before {}", r.archive_rows_deleted, c.date_naive());
+    }
+    if let Some(c) = r.config_cutoff {
+        println!("config_audit_log: {removed} {} rows before {}", r.config_rows, c.date_naive());
+    }
+    for (task, error) in &r.errors {
+        println!("FAILED {task}: {error}");
+    }
+}
+
+/// An indicatif bar per step on stderr (drawn only on a terminal).
+#[derive(Default)]
+struct Bar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bar {
+    fn clear(&self) {
+        if let Some(b) = self.bar.lock().ok().and_then(|mut b| b.take()) {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn wants_totals(&self) -> bool {
+        true
+    }
+
+    fn start(&self, step: Step, total: Option<u64>) {
+        let unit = if step == Step::DropPartitions { "partitions" } else { "rows" };
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        bar.set_message(format!("{} ({unit})", step.label()));
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(old) = b.replace(bar)
+        {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+            b.inc(n);
+        }
+    }
+
+    fn finish(&self, _step: Step) {
+        self.clear();
+    }
+}

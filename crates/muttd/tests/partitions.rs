@@ -1,0 +1,122 @@
+//! `muttd partitions list|ensure|drop-older-than` and `muttd retention` as processes on both
+//! backends: PostgreSQL lists real partitions with rows and size and drops an expired one
+//! whole; the embedded file reports its rows by month and deletes expired ones in chunks. Dry
+//! runs change nothing; a removal without --yes is refused.
+
+mod common;
+
+use chrono::{Datelike, Utc};
+use mutt_core::EventId;
+use mutt_store::AuditRecord;
+use mutt_store::partitions::{AuditLifecycle, Month};
+use mutt_testapp::{BackendKind, Site, both_backends};
+use std::path::Path;
+use std::process::Output;
+
+fn muttd(site: &Site, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = common::muttd(dir);
+    match site.kind() {
+        BackendKind::Embedded => cmd.env("MUTT_DATA_DIR", site.data_dir().unwrap()),
+        BackendKind::RedisPostgres => cmd
+            .env("MUTT_REDIS__URL", site.redis_url().unwrap())
+            .env("MUTT_REDIS__KEY_PREFIX", site.key_prefix().unwrap())
+            .env("MUTT_DATABASE__URL", site.database_url().unwrap()),
+    };
+    cmd.env("MUTT_RETENTION__BATCH_SIZE", "2");
+    cmd.args(args).output().expect("run muttd")
+}
+
+fn ok(site: &Site, dir: &Path, args: &[&str]) -> String {
+    let out = muttd(site, dir, args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "muttd {args:?} failed: {text}");
+    text
+}
+
+fn refused(site: &Site, dir: &Path, args: &[&str]) -> String {
+    let out = muttd(site, dir, args);
+    assert!(!out.status.success(), "muttd {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes 3 audit rows in March 2020 (in a partition of their own on PostgreSQL) and 2 now;
+/// returns the store's row count afterwards.
+async fn seed(site: &Site) {
+    let backend = site.open().await;
+    let store = backend.store.clone();
+    let rule = store.create_rule(&mutt_testapp::fixtures::rule("CRITICAL")).await.unwrap();
+    let lc: &dyn AuditLifecycle = store.as_ref();
+    lc.ensure_partitions_at("2020-03-10T00:00:00Z".parse().unwrap(), 0).await.unwrap();
+    let row = |at: chrono::DateTime<Utc>| AuditRecord {
+        event_id: EventId::new(),
+        event_timestamp: at,
+        hostname: "router1".into(),
+        matched_rule_id: rule,
+        handling_decision: "Page_and_ticket".into(),
+        forwarded_to_moog: true,
+        raw_message: "{}".into(),
+    };
+    let old = "2020-03-15T12:00:00Z".parse().unwrap();
+    let rows: Vec<_> = (0..3).map(|_| row(old)).chain((0..2).map(|_| row(Utc::now()))).collect();
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 5);
+}
+
+async fn audit_rows(site: &Site) -> u64 {
+    let backend = site.open().await;
+    let lc: &dyn AuditLifecycle = backend.store.as_ref();
+    lc.list_partitions(true).await.unwrap().iter().filter_map(|p| p.rows).sum()
+}
+
+async fn partitions_commands_on_both_backends(kind: BackendKind) {
+    let site = Site::fresh(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, d) = (&site, dir.path());
+    ok(s, d, &["migrate"]);
+    seed(s).await;
+    let now = Month::of(Utc::now());
+    let pg = kind == BackendKind::RedisPostgres;
+
+    let list = ok(s, d, &["partitions", "list"]);
+    if pg {
+        for want in [now.partition_name(), now.plus(3).partition_name(), "event_audit_log_2020_03".into()] {
+            assert!(list.contains(&want), "{want} in:\n{list}");
+        }
+        assert!(list.lines().any(|l| l.starts_with("event_audit_log_2020_03") && l.contains(" 3 ")), "{list}");
+        assert!(list.contains("DEFAULT"), "{list}");
+    } else {
+        assert!(list.contains("SQLite has no partitions"), "{list}");
+        assert!(list.lines().any(|l| l.starts_with("2020-03") && l.trim_end().ends_with(" 3")), "{list}");
+        assert!(list.contains(&format!("{now}")), "{list}");
+    }
+    let ensure = ok(s, d, &["partitions", "ensure", "--months", "5"]);
+    if pg {
+        assert!(ensure.contains(&format!("created {}", now.plus(5).partition_name())), "{ensure}");
+        assert!(ensure.contains(&format!("partitions present from {now} to {}", now.plus(5))), "{ensure}");
+    } else {
+        assert!(ensure.contains("nothing to create"), "{ensure}");
+    }
+
+    // Removing needs --yes; a dry run and a refusal change nothing.
+    let e = refused(s, d, &["partitions", "drop-older-than", "2021-01"]);
+    assert!(e.contains("--yes"), "{e}");
+    let future = now.plus(1).to_string();
+    let e = refused(s, d, &["partitions", "drop-older-than", &future, "--yes"]);
+    assert!(e.contains("after the current month"), "{e}");
+    let dry = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--dry-run"]);
+    assert!(dry.contains("dry run: nothing was changed") && dry.contains("would remove 3 rows"), "{dry}");
+    assert_eq!(pg, dry.contains("would drop partition event_audit_log_2020_03 (3 rows"), "{dry}");
+    assert_eq!(audit_rows(s).await, 5);
+    let retention_dry = ok(s, d, &["retention", "--dry-run"]);
+    assert!(retention_dry.contains("would remove 3 rows"), "{retention_dry}");
+    assert_eq!(audit_rows(s).await, 5);
+
+    let done = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--yes"]);
+    assert!(done.contains("removed 3 rows"), "{done}");
+    assert_eq!(pg, done.contains("dropped partition event_audit_log_2020_03 (3 rows"), "{done}");
+    assert_eq!(audit_rows(s).await, 2, "this month's rows stay");
+    let list = ok(s, d, &["partitions", "list"]);
+    assert!(!list.contains("2020"), "{list}");
+    assert!(Utc::now().year() > 2020);
+}
+
+both_backends!(partitions_commands_on_both_backends);
