@@ -10,6 +10,7 @@ mod alerter;
 mod forwarder;
 mod ingestor;
 mod maintenance;
+mod remediation;
 mod web;
 
 use crate::backend::{self, QueueBackend, StoreBackend};
@@ -34,10 +35,17 @@ pub enum Role {
     Alerter,
     Forwarder,
     Web,
+    /// Dead-letter replay and poison parking: `muttd remediation`, and part of `muttd run`
+    /// (there without a port of its own).
+    Remediation,
 }
 
 impl Role {
+    /// The roles with a port of their own in `muttd run`.
     pub const ALL: [Role; 4] = [Role::Ingestor, Role::Alerter, Role::Forwarder, Role::Web];
+
+    /// What `muttd run` starts: [`Role::ALL`] and the remediation.
+    pub const RUN: [Role; 5] = [Role::Ingestor, Role::Alerter, Role::Forwarder, Role::Web, Role::Remediation];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +53,7 @@ impl Role {
             Role::Alerter => "alerter",
             Role::Forwarder => "forwarder",
             Role::Web => "web",
+            Role::Remediation => "remediation",
         }
     }
 
@@ -54,18 +63,25 @@ impl Role {
             Role::Alerter => c.alerter.port,
             Role::Forwarder => c.forwarder.port,
             Role::Web => c.web.port,
+            Role::Remediation => c.remediation.port,
         }
     }
 
     fn needs_store(self) -> bool {
-        matches!(self, Role::Alerter | Role::Web)
+        matches!(self, Role::Alerter | Role::Web | Role::Remediation)
     }
 
     /// The role whose `/metrics` also carries the process-wide queue metrics: the alerter
     /// (the original exported the alert-queue and DLQ depths there) when it runs, else the
     /// first role started.
     pub fn process_metrics(roles: &[Role]) -> Option<Role> {
-        roles.iter().copied().find(|r| *r == Role::Alerter).or_else(|| roles.first().copied())
+        let served = |r: &&Role| roles.len() == 1 || **r != Role::Remediation;
+        roles.iter().find(|r| **r == Role::Alerter).or_else(|| roles.iter().find(served)).copied()
+    }
+
+    /// Whether the role runs without a port of its own: the remediation among other roles.
+    fn inside(self, roles: &[Role]) -> bool {
+        self == Role::Remediation && roles.len() > 1
     }
 }
 
@@ -159,7 +175,14 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
         embedded: cx.embedded,
         alerter_rules: None,
     };
+    let process_registry = mutt_service::Metrics::new();
     for &role in roles {
+        if role.inside(roles) {
+            if config.remediation.enabled {
+                app.tasks.push((role, remediation::start_inside(&cx, &process_registry)?));
+            }
+            continue;
+        }
         let bind = format!("{}:{}", config.bind_address, role.port(config));
         let listener =
             TcpListener::bind(&bind).await.with_context(|| format!("{}: cannot listen on {bind}", role.as_str()))?;
@@ -168,7 +191,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
             Some(p) => PodName::parse(p.clone())?,
             None => PodName::random(role.as_str()),
         };
-        let metrics = mutt_service::Metrics::new();
+        let metrics = if role == process_metrics { process_registry.clone() } else { mutt_service::Metrics::new() };
         if role == process_metrics {
             metrics.register(|r| {
                 cx.queue_metrics.register(r);
@@ -182,6 +205,7 @@ pub async fn start(config: &Config, secrets: &dyn SecretSource, roles: &[Role], 
             Role::Alerter => alerter::start(&cx, slot).await?,
             Role::Forwarder => forwarder::start(&cx, slot).await?,
             Role::Web => web::start(&cx, slot).await?,
+            Role::Remediation => remediation::start(&cx, slot).await?,
         };
         tracing::info!(role = role.as_str(), address = %addr, pod = %pod, "role started");
         app.addresses.push((role, addr));

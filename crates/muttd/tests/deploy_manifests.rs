@@ -234,6 +234,7 @@ fn role_port(c: &Config, role: Role) -> u16 {
         Role::Alerter => c.alerter.port,
         Role::Forwarder => c.forwarder.port,
         Role::Web => c.web.port,
+        Role::Remediation => c.remediation.port,
     }
 }
 
@@ -254,6 +255,7 @@ fn served(c: &Config, roles: &[Role]) -> Vec<Served> {
     let health = |role| match role {
         Role::Alerter => c.alerter.health_port,
         Role::Forwarder => c.forwarder.health_port,
+        Role::Remediation => c.remediation.health_port,
         Role::Ingestor | Role::Web => None,
     };
     roles

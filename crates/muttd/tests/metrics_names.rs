@@ -75,6 +75,17 @@ const WEB: &[Spec] = &[
     ("mutt_webui_db_query_latency_ms", Histogram, &["operation"]),
 ];
 
+/// `muttd remediation`'s (inside `muttd run`: on the process-metrics role's port).
+const REMEDIATION: &[Spec] = &[
+    ("mutt_remediation_loops_total", Counter, &[]),
+    ("mutt_remediation_dlq_depth", Gauge, &["dlq_name"]),
+    ("mutt_remediation_replay_success_total", Counter, &[]),
+    ("mutt_remediation_replay_fail_total", Counter, &["reason"]),
+    ("mutt_remediation_poison_messages_total", Counter, &[]),
+    ("mutt_remediation_moog_health", Gauge, &[]),
+    ("mutt_remediation_loop_duration_seconds", Histogram, &[]),
+];
+
 /// The queue depths sampled for the whole process (the alerter's and forwarder's rows of the
 /// spec), exported by one role per process ([`App::process_metrics`]).
 const QUEUE_SAMPLED: &[(Role, Spec)] = &[
@@ -89,6 +100,7 @@ fn spec_of(role: Role) -> &'static [Spec] {
         Role::Alerter => ALERTER,
         Role::Forwarder => FORWARDER,
         Role::Web => WEB,
+        Role::Remediation => REMEDIATION,
     }
 }
 

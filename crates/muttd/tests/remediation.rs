@@ -1,0 +1,181 @@
+//! `muttd remediation` as a process against Redis and a PostgreSQL of the test's own: dead
+//! letters wait while PostgreSQL is down and are replayed once it is back; the metrics carry
+//! the original's names. And `muttd dlq` against the same Redis.
+
+mod common;
+
+use common::{KillOnDrop, listening, muttd};
+use mutt_queue::dlq::Dlq;
+use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
+use mutt_queue::{Queue, QueueId};
+use mutt_testkit::PostgresServer;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const N: usize = 40;
+
+fn dead_letter(n: usize) -> Vec<u8> {
+    json!({"n": n, "hostname": format!("router-{}", n % 4), "message": "CRITICAL link down",
+           "timestamp": chrono::Utc::now().to_rfc3339(), "_retry_count": 3,
+           "_dlq_reason": "retries_exhausted", "_dlq_error": "audit write failed: connection refused",
+           "failed_at": chrono::Utc::now().to_rfc3339()})
+    .to_string()
+    .into_bytes()
+}
+
+/// `muttd remediation` and the address it prints.
+fn spawn_remediation(cmd: &mut Command) -> (KillOnDrop, SocketAddr) {
+    let mut child = KillOnDrop(cmd.arg("remediation").stdout(Stdio::piped()).spawn().expect("spawn muttd"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((_, addr)) = listening(&line) {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("muttd remediation prints its address");
+    (child, addr)
+}
+
+async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+async fn wait_until(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn muttd_remediation_replays_the_alerter_dlq_after_postgresql_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = PostgresServer::start().expect("a PostgreSQL of this test's own");
+    let prefix = mutt_testkit::unique_prefix();
+    let redis = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), KeySpace::with_prefix(&prefix)))
+        .await
+        .unwrap();
+    let dlqs = redis.dead_letters();
+    let (mut child, addr) = spawn_remediation(
+        muttd(dir.path())
+            .env("MUTT_REDIS__URL", mutt_testkit::redis_url())
+            .env("MUTT_REDIS__KEY_PREFIX", &prefix)
+            .env("MUTT_DATABASE__URL", pg.url())
+            .env("MUTT_REMEDIATION__PORT", "0")
+            .env("REMEDIATION_INTERVAL", "1")
+            .env("REMEDIATION_BATCH_SIZE", "100")
+            .env("POD_NAME", "remediation-test"),
+    );
+    wait_until("the first cycle ran", Duration::from_secs(10), async || {
+        metric(addr, "mutt_remediation_loops_total").await.is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    assert_eq!(metric(addr, "mutt_remediation_store_health").await, Some(1.0));
+
+    pg.stop().unwrap();
+    let entries: Vec<Vec<u8>> = (0..N).map(dead_letter).collect();
+    dlqs.dlq_push(Dlq::Alerter, &entries).await.unwrap();
+    wait_until("a cycle saw PostgreSQL down", Duration::from_secs(10), async || {
+        metric(addr, "mutt_remediation_store_health").await == Some(0.0)
+    })
+    .await;
+    let loops = metric(addr, "mutt_remediation_loops_total").await.unwrap();
+    wait_until("two more cycles ran", Duration::from_secs(10), async || {
+        metric(addr, "mutt_remediation_loops_total").await.is_some_and(|n| n >= loops + 2.0)
+    })
+    .await;
+    assert_eq!(dlqs.dlq_depth(Dlq::Alerter).await.unwrap(), N as u64, "nothing replayed while PostgreSQL is down");
+    assert_eq!(redis.depth(QueueId::Ingest).await.unwrap(), 0);
+
+    pg.start_again().unwrap();
+    wait_until("the DLQ was replayed", Duration::from_secs(30), async || {
+        dlqs.dlq_depth(Dlq::Alerter).await.unwrap() == 0
+    })
+    .await;
+    let mut c = redis.connection();
+    let queued: Vec<Vec<u8>> =
+        redis::cmd("LRANGE").arg(&redis.keys().ingest_queue).arg(0).arg(-1).query_async(&mut c).await.unwrap();
+    let mut ns: Vec<u64> = Vec::new();
+    for raw in &queued {
+        let m: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(m["_replay_count"], 1, "{m}");
+        assert!(m.get("_dlq_reason").is_none() && m.get("_retry_count").is_none() && m.get("failed_at").is_none());
+        ns.push(m["n"].as_u64().unwrap());
+    }
+    ns.sort();
+    assert_eq!(ns, (0..N as u64).collect::<Vec<_>>(), "every dead letter exactly once");
+    assert_eq!(metric(addr, "mutt_remediation_replay_success_total").await, Some(N as f64));
+    for name in [
+        "mutt_remediation_dlq_depth{",
+        "mutt_remediation_replay_fail_total{",
+        "mutt_remediation_poison_messages_total",
+        "mutt_remediation_moog_health",
+        "mutt_remediation_loop_duration_seconds_count",
+    ] {
+        assert!(metric(addr, name).await.is_some(), "{name} on /metrics");
+    }
+    assert!(child.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()), "SIGTERM stops it cleanly");
+}
+
+fn dlq_cli(dir: &std::path::Path, prefix: &str, args: &[&str]) -> (bool, String, String) {
+    let out = muttd(dir)
+        .env("MUTT_REDIS__URL", mutt_testkit::redis_url())
+        .env("MUTT_REDIS__KEY_PREFIX", prefix)
+        .arg("dlq")
+        .args(args)
+        .output()
+        .expect("run muttd dlq");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn muttd_dlq_lists_shows_replays_parks_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = mutt_testkit::unique_prefix();
+    let redis = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), KeySpace::with_prefix(&prefix)))
+        .await
+        .unwrap();
+    let dlqs = redis.dead_letters();
+    let entries: Vec<Vec<u8>> = (0..10).map(dead_letter).collect();
+    dlqs.dlq_push(Dlq::Alerter, &entries).await.unwrap();
+    let (ok, out, err) = dlq_cli(dir.path(), &prefix, &["list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{prefix}dlq:alerter")) && out.contains("retries_exhausted=10"), "{out}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["show", "alerter", "--host", "router-1", "--oldest"]);
+    assert!(ok && out.contains("router-1") && !out.contains("router-2"), "{out}");
+    let (ok, _, err) = dlq_cli(dir.path(), &prefix, &["replay", "alerter"]);
+    assert!(!ok && err.contains("--all"), "a replay names its entries: {err}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["replay", "alerter", "--host", "router-1", "--dry-run"]);
+    assert!(ok && out.contains("dry run, nothing changed") && out.contains("would move 3 of 10"), "{out}");
+    assert_eq!(redis.depth(QueueId::Ingest).await.unwrap(), 0);
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["replay", "alerter", "--host", "router-1"]);
+    assert!(ok && out.contains(&format!("3 to {prefix}ingest_queue")), "{out}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["park", "alerter", "--host", "router-2", "--why", "bad data"]);
+    assert!(ok && out.contains(&format!("2 to {prefix}dlq:dead")), "{out}");
+    let (ok, _, err) = dlq_cli(dir.path(), &prefix, &["purge", "alerter", "--all"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["purge", "alerter", "--all", "--yes"]);
+    assert!(ok && out.contains("5 of 5"), "{out}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["export", "dead"]);
+    assert!(ok && out.lines().count() == 2 && out.contains("bad data"), "{out}");
+    let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["trim", "--older-than-days", "1", "--dry-run"]);
+    assert!(ok && out.matches("would move 0").count() == 3, "{out}");
+    let depths = [
+        dlqs.dlq_depth(Dlq::Alerter).await.unwrap(),
+        dlqs.dlq_depth(Dlq::Dead).await.unwrap(),
+        redis.depth(QueueId::Ingest).await.unwrap(),
+    ];
+    assert_eq!(depths, [0, 2, 3], "10 entries: 3 replayed, 2 parked, 5 purged");
+}
