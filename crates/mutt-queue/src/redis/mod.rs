@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use connection::Connector;
 pub use connection::{AnyConnection, Topology};
-pub use consumer::RedisConsumer;
+pub use consumer::{BLOCKING_MARGIN, RedisConsumer};
 pub use keys::KeySpace;
 use std::sync::{Arc, RwLock};
 
