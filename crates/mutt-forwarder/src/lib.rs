@@ -85,6 +85,10 @@ pub struct ForwarderConfig {
     pub ca_file: Option<std::path::PathBuf>,
     /// PEM file with a client certificate and its private key, for mutual TLS.
     pub client_identity_file: Option<std::path::PathBuf>,
+    /// The alerts file: fsync each batch before it counts as delivered (else a flush: the
+    /// lines survive a crash of the process, not a power loss). muttd follows the embedded
+    /// `durability` setting (`full` → on).
+    pub alerts_file_sync: bool,
 }
 
 impl Default for ForwarderConfig {
@@ -108,6 +112,7 @@ impl Default for ForwarderConfig {
             dedup_ttl: Duration::from_secs(3600),
             ca_file: None,
             client_identity_file: None,
+            alerts_file_sync: true,
         }
     }
 }

@@ -112,6 +112,48 @@ fn a_forwarder_on_redis_may_write_an_alerts_file_chosen_on_purpose() {
     assert_eq!(forwarder.terminate(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
 }
 
+#[test]
+fn a_forwarder_whose_authentication_sends_moog_api_key_refuses_to_start_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, prefix) = (mutt_testkit::redis_url(), mutt_testkit::unique_prefix());
+    let data = dir.path().join("data");
+    let base = [
+        ("MUTT_REDIS__URL", redis.as_str()),
+        ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("MOOG_WEBHOOK_URL", "http://127.0.0.1:9/events"),
+        ("MUTT_FORWARDER__PORT", "0"),
+    ];
+    let embedded = [
+        ("MUTT_DATA_DIR", data.to_str().unwrap()),
+        ("MUTT_FORWARDER__WEBHOOK_URL", "http://127.0.0.1:9/events"),
+        ("MUTT_FORWARDER__FORMAT", "legacy"),
+        ("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS", "127.0.0.1:0"),
+        ("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "127.0.0.1:0"),
+        ("MUTT_INGESTOR__PORT", "0"),
+        ("MUTT_ALERTER__PORT", "0"),
+        ("MUTT_FORWARDER__PORT", "0"),
+        ("MUTT_WEB__PORT", "0"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| [&base[..], extra].concat();
+    let cases: Vec<Refusal> = vec![
+        (&["forwarder"], base.to_vec(), "forwarder.lam_auth = token sends it as the REST LAM auth_token"),
+        (&["forwarder"], with(&[("MUTT_FORWARDER__LAM_AUTH", "basic")]), "lam_auth = basic sends it as the password"),
+        (&["forwarder"], with(&[("MUTT_FORWARDER__FORMAT", "legacy")]), "format = legacy sends it as Authorization"),
+        (&["run"], embedded.to_vec(), "format = legacy sends it as Authorization"),
+    ];
+    for (args, env, expected) in cases {
+        let (code, stderr) = refused(muttd(dir.path(), args, &env));
+        assert_eq!(code, Some(1), "muttd {args:?} with {env:?}: {stderr}");
+        assert!(stderr.contains("MOOG_API_KEY is not set: "), "names the variable: {stderr:?}");
+        assert!(stderr.contains(expected), "muttd {args:?} with {env:?} says {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // A receiver without authentication, said on purpose: starts.
+    let open = with(&[("MUTT_FORWARDER__LAM_AUTH", "none")]);
+    let (mut forwarder, _) = started(muttd(dir.path(), &["forwarder"], &open), "forwarder listening on");
+    assert_eq!(forwarder.terminate(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
+}
+
 async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {
     let r = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
@@ -144,6 +186,7 @@ async fn health_port_moog_serves_the_forwarders_probes() {
         ("MUTT_REDIS__URL", redis.as_str()),
         ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
         ("MOOG_WEBHOOK_URL", url.as_str()),
+        ("MOOG_API_KEY", "startup-moog-key"),
         ("METRICS_PORT_MOOG", port_s.as_str()),
         ("HEALTH_PORT_MOOG", probe_s.as_str()),
     ];

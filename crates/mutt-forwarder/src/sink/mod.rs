@@ -44,6 +44,8 @@ pub async fn open(config: &ForwarderConfig, metrics: &ForwarderMetrics) -> Resul
     let encoder = Encoder::new(config);
     Ok(match &config.destination {
         Destination::Webhook(url) => Arc::new(WebhookSink::new(url.clone(), config, encoder, metrics.clone())?),
-        Destination::File(path) => Arc::new(FileSink::open(path.clone(), encoder, metrics.clone()).await?),
+        Destination::File(path) => {
+            Arc::new(FileSink::open(path.clone(), encoder, config.alerts_file_sync, metrics.clone()).await?)
+        }
     })
 }

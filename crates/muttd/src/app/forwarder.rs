@@ -17,7 +17,9 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         );
     }
     let moog_key = cx.secrets.get("MOOG_API_KEY")?;
-    let cfg = config.forwarder.to_forwarder_config(&config.worker, destination, cx.embedded, moog_key)?;
+    let mut cfg = config.forwarder.to_forwarder_config(&config.worker, destination, cx.embedded, moog_key)?;
+    // The alerts file is as durable as the embedded data file: `full` fsyncs each batch.
+    cfg.alerts_file_sync = config.embedded.durability == crate::config::Durability::Full;
     let forwarder = Forwarder::start(
         cx.queue.clone(),
         cx.coordination.clone(),
@@ -26,8 +28,10 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         ForwarderMetrics::register(&slot.metrics),
     )
     .await?;
+    let watchdog = config.worker.watchdog();
+    let forwarder = forwarder.with_watchdog(watchdog.clone());
     let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
-    let health = Arc::new(mutt_forwarder::health(cx.queue.clone(), webhook_url, pod.to_string()));
+    let health = Arc::new(mutt_forwarder::health(cx.queue.clone(), webhook_url, pod.to_string()).watchdog(watchdog));
     let probe_port = config.forwarder.health_port.map(|p| ("forwarder.health_port (HEALTH_PORT_MOOG)", p));
     let (servers, probe) = super::ops_servers(cx, slot, health, probe_port).await?;
     let task = super::spawn_worker(servers, cx.shutdown.clone(), |sd| async move {
