@@ -19,6 +19,8 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         AlerterMetrics::register(&slot.metrics),
     )
     .await?;
+    let watchdog = config.worker.watchdog();
+    let alerter = alerter.with_watchdog(watchdog.clone());
     let rules = alerter.rules().clone();
     // Rule edits elsewhere (pub/sub, or the embedded file's rules version): reload.
     let (watcher, reload, sd) = (cx.coordination.clone(), rules.clone(), cx.shutdown.clone());
@@ -27,7 +29,7 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     });
     // Audit partitions for the coming months, daily; retention.
     super::maintenance::spawn(cx, &slot, store.clone());
-    let health = Arc::new(mutt_alerter::health(cx.queue.clone(), store, pod.to_string()));
+    let health = Arc::new(mutt_alerter::health(cx.queue.clone(), store, pod.to_string()).watchdog(watchdog));
     let probe_port = config.alerter.health_port.map(|p| ("alerter.health_port (HEALTH_PORT_ALERTER)", p));
     let (servers, probe) = super::ops_servers(cx, slot, health, probe_port).await?;
     let task = super::spawn_worker(servers, cx.shutdown.clone(), |sd| async move {
