@@ -2,7 +2,7 @@
 //! the embedded SQLite file when neither Redis nor PostgreSQL is configured, Redis +
 //! PostgreSQL otherwise.
 
-use crate::config::Config;
+use crate::config::{Config, tls};
 use crate::secrets::{SecretSource, first_of};
 use anyhow::{Context, Result, anyhow, bail};
 use mutt_queue::Backend;
@@ -114,21 +114,43 @@ pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Resul
         topology: config.redis.topology()?,
         ca_file: config.redis.ca_file.clone(),
     };
+    tls::check_files(config, false)?;
+    tracing::info!(tls = %config.redis.tls_description(), "Redis connection");
     let queue = match RedisQueue::connect(&redis).await {
         Ok(q) => q,
         // Dual-password rotation (spec §11.4): try the next password before giving up.
         Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
             Some(next) => RedisQueue::connect(&RedisConfig { password: Some(next), ..redis })
                 .await
-                .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")?,
-            None => return Err(e).context("connecting to Redis"),
+                .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")
+                .map_err(|e| with_hint(e, tls::redis_hint(&config.redis)))?,
+            None => {
+                return Err(with_hint(
+                    anyhow::Error::from(e).context("connecting to Redis"),
+                    tls::redis_hint(&config.redis),
+                ));
+            }
         },
     };
     Ok(queue)
 }
 
+/// Adds what to change to a connection error, when the configuration suggests it.
+fn with_hint(e: anyhow::Error, hint: Option<&'static str>) -> anyhow::Error {
+    match hint {
+        Some(h) => e.context(h),
+        None => e,
+    }
+}
+
+/// A failed PostgreSQL connection, with the setting to change when the error points at TLS.
+fn postgres_error(e: mutt_store::StoreError, what: &'static str) -> anyhow::Error {
+    let hint = tls::postgres_hint(&e.to_string());
+    with_hint(anyhow::Error::from(e).context(what), hint)
+}
+
 pub async fn connect_postgres(config: &Config, secrets: &dyn SecretSource) -> Result<PgStore> {
-    let url = config.database.url.clone().ok_or_else(|| {
+    let url = config.database.connection_url().ok_or_else(|| {
         anyhow!(
             "no PostgreSQL configured: set database.url (MUTT_DATABASE__URL) or DB_HOST/DB_NAME \
              (or neither Redis nor PostgreSQL, for the embedded backend)"
@@ -136,15 +158,18 @@ pub async fn connect_postgres(config: &Config, secrets: &dyn SecretSource) -> Re
     })?;
     let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
     let pg = PostgresConfig { url, password, pool_size: config.database.pool_size };
-    let store = PgStore::new(&pg)?;
+    tls::check_files(config, true)?;
+    let timeouts = config.database.timeouts();
+    let store = PgStore::with_timeouts(&pg, &timeouts)?;
+    tracing::info!(tls = %store.tls_settings().describe(), "PostgreSQL connection");
     if let Err(e) = store.ping().await {
         match first_of(secrets, &["DB_PASS_NEXT"])? {
             Some(next) => {
-                let store = PgStore::new(&PostgresConfig { password: Some(next), ..pg })?;
-                store.ping().await.context("connecting to PostgreSQL (with DB_PASS_NEXT)")?;
+                let store = PgStore::with_timeouts(&PostgresConfig { password: Some(next), ..pg }, &timeouts)?;
+                store.ping().await.map_err(|e| postgres_error(e, "connecting to PostgreSQL (with DB_PASS_NEXT)"))?;
                 return Ok(store);
             }
-            None => return Err(e).context("connecting to PostgreSQL"),
+            None => return Err(postgres_error(e, "connecting to PostgreSQL")),
         }
     }
     Ok(store)
@@ -156,6 +181,9 @@ pub fn data_dir_key(config: &Config, file: &str) -> Result<mutt_core::Secret> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = config.data_dir.join(file);
+    if path.exists() {
+        crate::secrets::check_file_mode(&path, file, config.secrets.file_permissions)?;
+    }
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let key = existing.trim();
         if !key.is_empty() {

@@ -39,6 +39,8 @@ impl Proc {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("REDIS_HOST", "127.0.0.1")
             .env("REDIS_PORT", redis_port.to_string())
+            // The test's Redis has no TLS (the original's default is TLS on).
+            .env("REDIS_TLS_ENABLED", "false")
             .env("MUTT_DATABASE__URL", database_url)
             .env("MUTT_ALERTER__PORT", "0")
             .env("MUTT_FORWARDER__PORT", "0")
