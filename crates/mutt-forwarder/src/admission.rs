@@ -6,6 +6,7 @@
 use crate::ForwarderMetrics;
 use crate::delivery::Delivery;
 use crate::sink::Sent;
+use mutt_core::config_catalogue::{MOOG_RATE_LIMIT, MOOG_RATE_PERIOD};
 use mutt_queue::settings::{self, Settings};
 use mutt_queue::{BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
 use std::sync::Arc;
@@ -27,12 +28,12 @@ pub struct MoogRate {
 }
 
 impl Settings for MoogRate {
-    const KEYS: &'static [&'static str] = &["moog_rate_limit", "moog_rate_period"];
+    const KEYS: &'static [&'static str] = &[MOOG_RATE_LIMIT.key, MOOG_RATE_PERIOD.key];
 
     fn from_values(defaults: &Self, values: &[Option<String>]) -> Self {
         Self {
-            limit: settings::positive(values, 0).unwrap_or(defaults.limit),
-            period: settings::positive(values, 1).map(Duration::from_secs).unwrap_or(defaults.period),
+            limit: settings::int(values, 0, &MOOG_RATE_LIMIT).unwrap_or(defaults.limit),
+            period: settings::int(values, 1, &MOOG_RATE_PERIOD).map(Duration::from_secs).unwrap_or(defaults.period),
         }
     }
 }

@@ -107,6 +107,33 @@ pub struct ConfigChange {
 }
 
 impl ConfigChange {
+    /// The row for a change of dynamic-configuration `key` from `old` to `new` (`None`: unset),
+    /// as the original's config API wrote it (spec §6.5), with `DELETE` for a removal.
+    /// `changed_by`: `muttd-cli:<OS user>` from the CLI, the API key's name from the API.
+    pub fn dynamic_config(
+        key: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Self {
+        let operation = match (old, new) {
+            (_, None) => "DELETE",
+            (Some(_), Some(_)) => "UPDATE",
+            (None, Some(_)) => "CREATE",
+        };
+        Self {
+            changed_by: changed_by.to_owned(),
+            operation: operation.into(),
+            table_name: "dynamic_config".into(),
+            record_id: Self::dynamic_config_record_id(key),
+            old_values: old.map(|v| serde_json::json!({"key": key, "value": v})),
+            new_values: new.map(|v| serde_json::json!({"key": key, "value": v})),
+            reason: reason.map(str::to_owned),
+            correlation_id: None,
+        }
+    }
+
     /// The record id of a dynamic-configuration key: FNV-1a of the key masked to 31 bits, never
     /// 0 (spec §6.5 [FIX]: the original used Python's per-process randomised `hash()`).
     pub fn dynamic_config_record_id(key: &str) -> i32 {

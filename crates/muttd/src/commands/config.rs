@@ -37,32 +37,6 @@ pub fn cli_actor() -> String {
     mutt_core::text::truncate_utf8(&format!("muttd-cli:{user}"), 100).to_owned()
 }
 
-/// The `config_audit_log` row of a change of `key` from `old` to `new` (`None`: unset), as the
-/// original's config API wrote it (spec §6.5), with `DELETE` for a removal.
-pub fn audit_row(
-    key: &str,
-    old: Option<&str>,
-    new: Option<&str>,
-    changed_by: &str,
-    reason: Option<&str>,
-) -> ConfigChange {
-    let operation = match (old, new) {
-        (_, None) => "DELETE",
-        (Some(_), Some(_)) => "UPDATE",
-        (None, Some(_)) => "CREATE",
-    };
-    ConfigChange {
-        changed_by: changed_by.to_owned(),
-        operation: operation.into(),
-        table_name: "dynamic_config".into(),
-        record_id: ConfigChange::dynamic_config_record_id(key),
-        old_values: old.map(|v| serde_json::json!({"key": key, "value": v})),
-        new_values: new.map(|v| serde_json::json!({"key": key, "value": v})),
-        reason: reason.map(str::to_owned),
-        correlation_id: None,
-    }
-}
-
 async fn record(config: &Config, secrets: &dyn SecretSource, change: &ConfigChange) {
     // The change is made; a failed audit write is reported, not undone (as the original).
     let written = match connect_store_admin(config, secrets).await {
@@ -107,7 +81,12 @@ async fn set(
     };
     let old = queue.set_config_value(key, &value).await?;
     println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
-    record(config, secrets, &audit_row(key, old.as_deref(), Some(&value), &cli_actor(), reason.as_deref())).await;
+    record(
+        config,
+        secrets,
+        &ConfigChange::dynamic_config(key, old.as_deref(), Some(&value), &cli_actor(), reason.as_deref()),
+    )
+    .await;
     Ok(())
 }
 
@@ -126,7 +105,8 @@ async fn delete(config: &Config, secrets: &dyn SecretSource, key: &str, reason: 
         Some(d) => println!("{key}: {old} -> (default) {d}"),
         None => println!("{key}: {old} -> (unset)"),
     }
-    record(config, secrets, &audit_row(key, Some(&old), None, &cli_actor(), reason.as_deref())).await;
+    record(config, secrets, &ConfigChange::dynamic_config(key, Some(&old), None, &cli_actor(), reason.as_deref()))
+        .await;
     Ok(())
 }
 
