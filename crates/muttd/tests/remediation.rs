@@ -179,3 +179,99 @@ async fn muttd_dlq_lists_shows_replays_parks_and_purges() {
     ];
     assert_eq!(depths, [0, 2, 3], "10 entries: 3 replayed, 2 parked, 5 purged");
 }
+
+/// `muttd run` (embedded) with events the alerter dead-letters every time (a timestamp it
+/// cannot read, normalisation off); returns the process, the alerter's address and the
+/// ingest URL.
+async fn run_with_poison(dir: &std::path::Path, extra: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {
+    // A rule that handles them: handled events get an audit row, which needs the timestamp.
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules.yaml");
+    let out = muttd(dir).args(["rules", "import", rules]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut cmd = muttd(dir);
+    cmd.env("MUTT_INGESTOR__AUTH_DISABLED", "true").env("MUTT_INGESTOR__NORMALIZE", "false");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let (child, stdout) = common::spawn_run(&mut cmd);
+    let (mut alerter, mut ingest) = (None, None);
+    stdout.read_until("the alerter's and the ingestor's addresses", |line| {
+        match listening(line) {
+            Some(("alerter", a)) => alerter = Some(a),
+            Some(("ingestor", a)) => ingest = Some(a),
+            _ => {}
+        }
+        alerter.is_some() && ingest.is_some()
+    });
+    let events: Vec<Value> = (0..3)
+        .map(|n| json!({"hostname": format!("h{n}"), "message": "CRITICAL x", "timestamp": "yesterday", "n": n}))
+        .collect();
+    let url = format!("http://{}/ingest", ingest.unwrap());
+    let r = reqwest::Client::new().post(url).json(&events).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    (child, alerter.unwrap())
+}
+
+/// `muttd dlq list --json` on the embedded data file: depths of alerter, moog, dead.
+fn embedded_depths(dir: &std::path::Path) -> [u64; 3] {
+    let out = muttd(dir).args(["dlq", "list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    [0, 1, 2].map(|i| list[i]["depth"].as_u64().unwrap())
+}
+
+async fn wait_for_depths(dir: &std::path::Path, want: [u64; 3]) {
+    wait_until(&format!("the DLQs hold {want:?}"), Duration::from_secs(60), async || embedded_depths(dir) == want)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_muttd_run_remediation_parks_poison_after_the_configured_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("REMEDIATION_INTERVAL", "1"), ("MAX_POISON_RETRIES", "2")];
+    let (mut run, alerter) = run_with_poison(dir.path(), &env).await;
+    wait_for_depths(dir.path(), [0, 0, 3]).await;
+    let out = muttd(dir.path()).args(["dlq", "export", "dead"]).output().unwrap();
+    let parked: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parked.len(), 3);
+    for p in &parked {
+        assert_eq!(p["replay_count"], 2, "replayed twice, then parked: {p}");
+        assert_eq!(p["message"]["_dlq_reason"], "bad_timestamp");
+        assert!(p["message"]["_parked_reason"].as_str().unwrap().contains("replayed 2 times"), "{p}");
+    }
+    let loops = metric(alerter, "mutt_remediation_loops_total").await.unwrap();
+    wait_until("more cycles", Duration::from_secs(10), async || {
+        metric(alerter, "mutt_remediation_loops_total").await.is_some_and(|n| n >= loops + 2.0)
+    })
+    .await;
+    assert_eq!(embedded_depths(dir.path()), [0, 0, 3], "parked, not looping");
+    assert_eq!(metric(alerter, "mutt_remediation_poison_messages_total").await, Some(3.0));
+    assert_eq!(metric(alerter, "mutt_remediation_replay_success_total").await, Some(6.0));
+    assert!(run.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn muttd_dlq_works_on_the_data_file_of_a_running_muttd_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, _) = run_with_poison(dir.path(), &[("REMEDIATION_ENABLED", "false")]).await;
+    wait_for_depths(dir.path(), [3, 0, 0]).await;
+    let out = muttd(dir.path()).args(["dlq", "replay", "alerter", "--all"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("3 to mutt:ingest_queue"), "{text}");
+    // The running alerter takes them and dead-letters them again, each once.
+    wait_until("the replayed events failed again", Duration::from_secs(30), async || {
+        let out = muttd(dir.path()).args(["dlq", "show", "alerter", "--json"]).output().unwrap();
+        let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        entries.len() == 3 && entries.iter().all(|e| e["replay_count"] == 1)
+    })
+    .await;
+    let out = muttd(dir.path()).args(["dlq", "park", "alerter", "--reason", "bad_timestamp"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(embedded_depths(dir.path()), [0, 0, 3]);
+    let out = muttd(dir.path()).args(["dlq", "purge", "dead", "--all", "--yes"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 to deleted"));
+    assert_eq!(embedded_depths(dir.path()), [0, 0, 0]);
+    assert!(run.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+}
