@@ -126,9 +126,12 @@ pub struct RetentionReport {
     pub errors: Vec<(String, String)>,
 }
 
+/// The `type` label of `mutt_retention_cleanup_records_deleted_total` and
+/// `mutt_retention_policy_days` (public so that the DLQ trimming can count in the same families
+/// when it runs in the same process: one registry must not hold a name twice).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TypeLabel {
-    r#type: &'static str,
+pub struct TypeLabel {
+    pub r#type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -204,6 +207,11 @@ impl RetentionMetrics {
         );
     }
 
+    /// The families shared with the DLQ trimming (`type="dlq"`): rows deleted, policy days.
+    pub fn type_families(&self) -> (Family<TypeLabel, Counter>, Family<TypeLabel, Gauge>) {
+        (self.deleted.clone(), self.policy_days.clone())
+    }
+
     /// Rows deleted from `table` so far.
     pub fn deleted(&self, table: RetainedTable) -> u64 {
         self.deleted.get_or_create(&TypeLabel { r#type: table.label() }).get()
@@ -265,9 +273,25 @@ pub fn spawn(
     metrics: RetentionMetrics,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_after(Duration::ZERO, store, cfg, metrics, stop)
+}
+
+/// [`spawn`], with the first run `delay` after the start: a process that starts with a
+/// backlog works on it first, and one that restarts in a loop does not run retention each time.
+pub fn spawn_after(
+    delay: Duration,
+    store: Arc<dyn Store>,
+    cfg: RetentionConfig,
+    metrics: RetentionMetrics,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     metrics.prepare(&cfg);
     tokio::spawn(async move {
         let every = cfg.interval.max(Duration::from_secs(60));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
         loop {
             let began = Instant::now();
             let report = run_at(store.as_ref(), &cfg, Utc::now(), &NoProgress, &stop).await;

@@ -730,7 +730,7 @@ pub struct RetentionSection {
     pub config_audit_days: u32,
     /// Rows deleted per statement.
     pub batch_size: u32,
-    /// Seconds between runs (the first runs at start).
+    /// Seconds between runs (the first five minutes after start).
     pub interval_secs: u64,
     /// Keep expired audit rows in `event_audit_log_archive` this many years instead of
     /// deleting them (`EVENT_ARCHIVE_RETENTION_YEARS`); unset: no archive.

@@ -14,6 +14,10 @@ use std::time::Duration;
 /// `precreate_months` ahead.
 const PARTITIONS_EVERY: Duration = Duration::from_secs(24 * 3600);
 
+/// The first retention run, after the start: the alerter first works through what waited for
+/// it (a backlog's events may be old enough to expire; they are audited before they go).
+const RETENTION_DELAY: Duration = Duration::from_secs(300);
+
 pub(super) fn spawn(cx: &Context<'_>, slot: &Slot, store: Arc<dyn Store>) {
     let cfg = &cx.config.retention;
     let lifecycle: Arc<dyn AuditLifecycle> = store.clone();
@@ -27,6 +31,6 @@ pub(super) fn spawn(cx: &Context<'_>, slot: &Slot, store: Arc<dyn Store>) {
     if cfg.enabled {
         let metrics = RetentionMetrics::default();
         slot.metrics.register(|r| metrics.register(r));
-        retention::spawn(store, cfg.to_retention_config(), metrics, cx.shutdown.clone());
+        retention::spawn_after(RETENTION_DELAY, store, cfg.to_retention_config(), metrics, cx.shutdown.clone());
     }
 }
