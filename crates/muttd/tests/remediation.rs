@@ -158,7 +158,7 @@ async fn muttd_dlq_lists_shows_replays_parks_and_purges() {
     let (ok, _, err) = dlq_cli(dir.path(), &prefix, &["replay", "alerter"]);
     assert!(!ok && err.contains("--all"), "a replay names its entries: {err}");
     let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["replay", "alerter", "--host", "router-1", "--dry-run"]);
-    assert!(ok && out.contains("dry run, nothing changed") && out.contains("would move 3 of 10"), "{out}");
+    assert!(ok && out.contains("dry run, nothing changed") && out.contains("would take 3 of 10"), "{out}");
     assert_eq!(redis.depth(QueueId::Ingest).await.unwrap(), 0);
     let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["replay", "alerter", "--host", "router-1"]);
     assert!(ok && out.contains(&format!("3 to {prefix}ingest_queue")), "{out}");
@@ -171,7 +171,7 @@ async fn muttd_dlq_lists_shows_replays_parks_and_purges() {
     let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["export", "dead"]);
     assert!(ok && out.lines().count() == 2 && out.contains("bad data"), "{out}");
     let (ok, out, _) = dlq_cli(dir.path(), &prefix, &["trim", "--older-than-days", "1", "--dry-run"]);
-    assert!(ok && out.matches("would move 0").count() == 3, "{out}");
+    assert!(ok && out.matches("would take 0").count() == 3, "{out}");
     let depths = [
         dlqs.dlq_depth(Dlq::Alerter).await.unwrap(),
         dlqs.dlq_depth(Dlq::Dead).await.unwrap(),
@@ -271,7 +271,7 @@ async fn muttd_dlq_works_on_the_data_file_of_a_running_muttd_run() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(embedded_depths(dir.path()), [0, 0, 3]);
     let out = muttd(dir.path()).args(["dlq", "purge", "dead", "--all", "--yes"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 to deleted"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 deleted"));
     assert_eq!(embedded_depths(dir.path()), [0, 0, 0]);
     assert!(run.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
 }

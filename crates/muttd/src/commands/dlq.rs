@@ -246,7 +246,8 @@ async fn list(s: &dyn DeadLetterStore, json: bool) -> Result<()> {
 
 fn print_page(page: &dlq::Page, full: bool) {
     let order = if page.end == End::Newest { "newest first" } else { "oldest first" };
-    println!("{}: {} entries; {order}, matching entries from {}", page.name, page.depth, page.offset + 1);
+    let (first, last) = (page.offset + 1, page.offset + page.entries.len() as u64);
+    println!("{}: {} entries, {order}; matching entries {first}-{last}", page.name, page.depth);
     println!("{:<16}  {:<8} {:<22} {:<24} {:>7}  ERROR", "ID", "AGE", "REASON", "HOST", "REPLAYS");
     for DlqEntry { info: i, message } in &page.entries {
         let error = i.error.as_deref().map(|e| mutt_core::text::truncate_utf8(e, 60)).unwrap_or("-");
@@ -274,11 +275,15 @@ fn print_page(page: &dlq::Page, full: bool) {
 /// Prints what a move did (or would do).
 fn moved(r: MoveReport, verb: &str) {
     let dlq = r.dlq.map(|d| d.as_str()).unwrap_or("-");
-    let to: Vec<String> = r.moved.iter().map(|(k, n)| format!("{n} to {k}")).collect();
+    let to: Vec<String> = r
+        .moved
+        .iter()
+        .map(|(k, n)| if k == "deleted" { format!("{n} deleted") } else { format!("{n} to {k}") })
+        .collect();
     let to = if to.is_empty() { "nothing".to_owned() } else { to.join(", ") };
     if r.dry_run {
         println!(
-            "dry run, nothing changed: {verb} would move {} of {} entries of the {dlq} DLQ: {to}",
+            "dry run, nothing changed: {verb} would take {} of {} entries of the {dlq} DLQ: {to}",
             r.total(),
             r.examined
         );
