@@ -10,6 +10,34 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 impl RedisQueue {
+    /// The keys starting with `prefix`. In a cluster SCAN covers one node only: it goes to the
+    /// node holding the prefix's slot, which holds every configuration key when the prefix is
+    /// hash-tagged (`{mutt}:`, which a cluster needs anyway for MGET).
+    async fn scan_config_keys(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let super::AnyConnection::Cluster(mut c) = self.connection() else {
+            return self.scan(&format!("{prefix}*")).await;
+        };
+        let route =
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(prefix, SlotAddr::Master)));
+        let (mut cursor, mut out) = (0u64, Vec::new());
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(500);
+            let reply = c.route_command(cmd, route.clone()).await.map_err(redis_err("scanning keys"))?;
+            let (next, keys): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(format!("SCAN reply: {e}")))?;
+            out.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The pub/sub channel that asks alerters to reload their rules (`mutt:config:reload`;
     /// any payload means "reload").
     fn reload_channel(&self) -> String {
@@ -247,14 +275,9 @@ impl Coordination for RedisQueue {
     }
 
     async fn config_entries(&self) -> Result<Vec<(String, String)>, QueueError> {
-        if self.is_cluster() {
-            return Err(QueueError::Config(
-                "listing every dynamic configuration key needs SCAN, which does not span a Redis Cluster".into(),
-            ));
-        }
         let prefix = format!("{}:", self.keys.config_prefix);
         let names: Vec<String> = self
-            .scan(&format!("{prefix}*"))
+            .scan_config_keys(&prefix)
             .await?
             .into_iter()
             // The original skipped a key named like its channel (spec §7.2).

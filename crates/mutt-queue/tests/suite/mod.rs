@@ -424,6 +424,14 @@ pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Backend>) {
     assert_eq!(q.config_values(&["alerter_shed_mode", "x"]).await.unwrap(), vec![Some("defer".into()), None]);
     assert_eq!(q.set_config_value("alerter_shed_mode", "dlq").await.unwrap(), Some("defer".into()), "the old value");
     assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![Some("dlq".into())]);
+    // Listing every key (the API and `muttd config list`), and a delete returning the old value.
+    q.set_config_value("moog_rate_limit", "7").await.unwrap();
+    let entry = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(q.config_entries().await.unwrap(), [entry("alerter_shed_mode", "dlq"), entry("moog_rate_limit", "7")]);
+    assert_eq!(q.delete_config_value("alerter_shed_mode").await.unwrap(), Some("dlq".into()));
+    assert_eq!(q.delete_config_value("alerter_shed_mode").await.unwrap(), None, "already gone");
+    assert_eq!(q.config_values(&["alerter_shed_mode"]).await.unwrap(), vec![None]);
+    assert_eq!(q.config_entries().await.unwrap(), [entry("moog_rate_limit", "7")]);
 }
 
 pub async fn configuration_changes_are_announced_to_watchers(q: Arc<dyn Backend>) {
@@ -457,6 +465,10 @@ pub async fn configuration_changes_are_announced_to_watchers(q: Arc<dyn Backend>
     let key = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.expect("announced").unwrap();
     assert_eq!(key, "moog_rate_limit");
     println!("announced after {:?}", t0.elapsed());
+    // A delete is a change too: readers must fall back to their default at once.
+    q.delete_config_value("moog_rate_limit").await.unwrap();
+    let key = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.expect("delete announced").unwrap();
+    assert_eq!(key, "moog_rate_limit");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(2), watcher).await.expect("a stopped watch returns").unwrap();
 }
