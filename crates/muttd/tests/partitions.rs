@@ -39,8 +39,8 @@ fn refused(site: &Site, dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Writes 3 audit rows in March 2020 (in a partition of their own on PostgreSQL) and 2 now;
-/// returns the store's row count afterwards.
+/// Writes 3 audit rows in March 2020 (in a partition of their own on PostgreSQL), 1 two months
+/// ago (in DEFAULT: no partition) and 2 now.
 async fn seed(site: &Site) {
     let backend = site.open().await;
     let store = backend.store.clone();
@@ -57,8 +57,9 @@ async fn seed(site: &Site) {
         raw_message: "{}".into(),
     };
     let old = "2020-03-15T12:00:00Z".parse().unwrap();
-    let rows: Vec<_> = (0..3).map(|_| row(old)).chain((0..2).map(|_| row(Utc::now()))).collect();
-    assert_eq!(store.write_audit(&rows).await.unwrap(), 5);
+    let earlier = Month::of(Utc::now()).plus(-2).start() + chrono::Duration::days(20);
+    let rows: Vec<_> = (0..3).map(|_| row(old)).chain([row(earlier)]).chain((0..2).map(|_| row(Utc::now()))).collect();
+    assert_eq!(store.write_audit(&rows).await.unwrap(), 6);
 }
 
 async fn audit_rows(site: &Site) -> u64 {
@@ -82,16 +83,24 @@ async fn partitions_commands_on_both_backends(kind: BackendKind) {
             assert!(list.contains(&want), "{want} in:\n{list}");
         }
         assert!(list.lines().any(|l| l.starts_with("event_audit_log_2020_03") && l.contains(" 3 ")), "{list}");
-        assert!(list.contains("DEFAULT"), "{list}");
+        assert!(list.lines().any(|l| l.starts_with("event_audit_log_default") && l.contains(" 1 ")), "{list}");
+        assert!(list.contains("ensure --from YYYY-MM"), "the note on rows in DEFAULT: {list}");
     } else {
         assert!(list.contains("SQLite has no partitions"), "{list}");
         assert!(list.lines().any(|l| l.starts_with("2020-03") && l.trim_end().ends_with(" 3")), "{list}");
         assert!(list.contains(&format!("{now}")), "{list}");
     }
-    let ensure = ok(s, d, &["partitions", "ensure", "--months", "5"]);
+    let from = now.plus(-2).to_string();
+    let ensure = ok(s, d, &["partitions", "ensure", "--months", "5", "--from", &from]);
     if pg {
-        assert!(ensure.contains(&format!("created {}", now.plus(5).partition_name())), "{ensure}");
-        assert!(ensure.contains(&format!("partitions present from {now} to {}", now.plus(5))), "{ensure}");
+        for m in [now.plus(-2), now.plus(-1), now.plus(5)] {
+            assert!(ensure.contains(&format!("created {}", m.partition_name())), "{m}: {ensure}");
+        }
+        assert!(ensure.contains(&format!("partitions present from {from} to {}", now.plus(5))), "{ensure}");
+        let list = ok(s, d, &["partitions", "list"]);
+        let earlier = now.plus(-2).partition_name();
+        assert!(list.lines().any(|l| l.starts_with(&earlier) && l.contains(" 1 ")), "moved out of DEFAULT: {list}");
+        assert!(list.lines().any(|l| l.starts_with("event_audit_log_default") && l.contains(" 0 ")), "{list}");
     } else {
         assert!(ensure.contains("nothing to create"), "{ensure}");
     }
@@ -105,15 +114,15 @@ async fn partitions_commands_on_both_backends(kind: BackendKind) {
     let dry = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--dry-run"]);
     assert!(dry.contains("dry run: nothing was changed") && dry.contains("would remove 3 rows"), "{dry}");
     assert_eq!(pg, dry.contains("would drop partition event_audit_log_2020_03 (3 rows"), "{dry}");
-    assert_eq!(audit_rows(s).await, 5);
+    assert_eq!(audit_rows(s).await, 6);
     let retention_dry = ok(s, d, &["retention", "--dry-run"]);
     assert!(retention_dry.contains("would remove 3 rows"), "{retention_dry}");
-    assert_eq!(audit_rows(s).await, 5);
+    assert_eq!(audit_rows(s).await, 6);
 
     let done = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--yes"]);
     assert!(done.contains("removed 3 rows"), "{done}");
     assert_eq!(pg, done.contains("dropped partition event_audit_log_2020_03 (3 rows"), "{done}");
-    assert_eq!(audit_rows(s).await, 2, "this month's rows stay");
+    assert_eq!(audit_rows(s).await, 3, "the newer rows stay");
     let list = ok(s, d, &["partitions", "list"]);
     assert!(!list.contains("2020"), "{list}");
     assert!(Utc::now().year() > 2020);

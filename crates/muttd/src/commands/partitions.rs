@@ -35,6 +35,9 @@ pub enum PartitionsCommand {
         /// Months after the current one [default: retention.precreate_months, 3].
         #[arg(long)]
         months: Option<u32>,
+        /// Also the past months from this one (YYYY-MM): their rows leave the DEFAULT partition.
+        #[arg(long, value_name = "MONTH")]
+        from: Option<Month>,
     },
     /// Remove every audit row of the months before MONTH: whole partitions are dropped, rows
     /// elsewhere (DEFAULT, SQLite) deleted in chunks; archived first when
@@ -65,8 +68,8 @@ pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &PartitionsCo
     let store = connect_store_admin(config, secrets).await?.as_dyn();
     match cmd {
         PartitionsCommand::List { json } => list(store.as_ref(), *json).await,
-        PartitionsCommand::Ensure { months } => {
-            ensure(store.as_ref(), months.unwrap_or(config.retention.precreate_months)).await
+        PartitionsCommand::Ensure { months, from } => {
+            ensure(store.as_ref(), *from, months.unwrap_or(config.retention.precreate_months)).await
         }
         PartitionsCommand::DropOlderThan { month, dry_run, yes } => {
             drop_older_than(config, store, *month, *dry_run, *yes).await
@@ -100,7 +103,7 @@ async fn list(store: &dyn AuditLifecycle, json: bool) -> Result<()> {
     if let Some(d) = parts.iter().find(|p| p.is_default && p.rows.unwrap_or(0) > 0) {
         println!(
             "note: {} rows are in the DEFAULT partition (months without a partition); \
-             `muttd partitions ensure` moves a month's rows into its new partition",
+             `muttd partitions ensure --from YYYY-MM` creates past months' partitions and moves their rows",
             d.rows.unwrap_or(0)
         );
     }
@@ -119,18 +122,28 @@ fn size(p: &PartitionInfo) -> String {
     p.bytes.map_or_else(|| "-".into(), |b| HumanBytes(b).to_string())
 }
 
-async fn ensure(store: &dyn AuditLifecycle, months: u32) -> Result<()> {
+async fn ensure(store: &dyn AuditLifecycle, from: Option<Month>, months: u32) -> Result<()> {
     if !store.has_partitions() {
         println!("embedded store: event_audit_log is one table (SQLite has no partitions): nothing to create");
         return Ok(());
     }
     let now = Utc::now();
-    let created = store.ensure_partitions_at(now, months).await.context("creating partitions")?;
+    if from.is_some_and(|m| m > Month::of(now)) {
+        bail!("--from is after the current month");
+    }
+    let mut created = Vec::new();
+    // Past months one at a time, oldest first: each moves its rows out of DEFAULT.
+    let mut month = from.unwrap_or(Month::of(now));
+    while month < Month::of(now) {
+        created.extend(store.ensure_partitions_at(month.start(), 0).await.context("creating partitions")?);
+        month = month.plus(1);
+    }
+    created.extend(store.ensure_partitions_at(now, months).await.context("creating partitions")?);
     for m in &created {
         println!("created {} ({m})", m.partition_name());
     }
     let wanted = mutt_store::partitions::months_to_ensure(now, months);
-    if let (Some(first), Some(last)) = (wanted.first(), wanted.last()) {
+    if let (Some(first), Some(last)) = (from.or(wanted.first().copied()), wanted.last()) {
         println!("partitions present from {first} to {last} ({} created)", created.len());
     }
     Ok(())
