@@ -1,5 +1,5 @@
 //! Counting tests with network faults between the forwarder and the webhook: two forwarders
-//! (real Redis) deliver thousands of alerts through a [`FaultProxy`] to the test receiver,
+//! (on real Redis, and on the embedded backend) deliver thousands of alerts through a [`FaultProxy`] to the test receiver,
 //! which counts every alert by its event id; halfway through, the proxy turns to a fault mode
 //! for a while, then passes again.
 //!
@@ -12,8 +12,9 @@
 use mutt_core::{Alert, PodName};
 use mutt_forwarder::metrics::{RequestLabels, StatusLabel};
 use mutt_forwarder::{Destination, Forwarder, ForwarderConfig, ForwarderMetrics, LamAuth, OutputFormat};
-use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_queue::redis::KeySpace;
+use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
+use mutt_testapp::{BackendKind, Site, TestBackend};
 use mutt_testkit::{FaultMode, FaultProxy, ProxyCounts, ReceiverOptions, WebhookReceiver};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,8 @@ const DEADLINE: Duration = Duration::from_secs(45);
 type Seen = Arc<Mutex<HashMap<String, u32>>>;
 
 struct Run {
-    queue: RedisQueue,
+    site: Site,
+    backend: TestBackend,
     receiver: WebhookReceiver,
     proxy: FaultProxy,
     seen: Seen,
@@ -79,9 +81,9 @@ fn config(url: String) -> ForwarderConfig {
 }
 
 impl Run {
-    async fn start() -> Self {
-        let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
-        let queue = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys)).await.unwrap();
+    async fn start(kind: BackendKind) -> Self {
+        let site = Site::fresh(kind).await;
+        let backend = site.open().await;
         let seen: Seen = Arc::default();
         let s2 = seen.clone();
         let options = ReceiverOptions::counting().on_events(move |events, _| {
@@ -95,7 +97,7 @@ impl Run {
         let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
         let alerts: Vec<Vec<u8>> = (0..ALERTS).map(alert).collect();
         for chunk in alerts.chunks(1000) {
-            queue.push(QueueId::Alert, chunk).await.unwrap();
+            backend.queue.push(QueueId::Alert, chunk).await.unwrap();
         }
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
@@ -103,11 +105,11 @@ impl Run {
             let pod = PodName::parse(format!("fault-{n}")).unwrap();
             let cc = ConsumerConfig::new(WorkerRole::Forwarder, pod);
             let url = format!("http://{}/events", proxy.addr());
-            let q: Arc<dyn Queue> = Arc::new(queue.clone());
-            let f = Forwarder::start(q, Arc::new(queue.clone()), cc, config(url), metrics.clone()).await.unwrap();
+            let (q, coordination) = (backend.queue.clone(), backend.coordination.clone());
+            let f = Forwarder::start(q, coordination, cc, config(url), metrics.clone()).await.unwrap();
             workers.push(tokio::spawn(f.run(shutdown.clone())));
         }
-        Self { queue, receiver, proxy, seen, metrics, shutdown, workers }
+        Self { site, backend, receiver, proxy, seen, metrics, shutdown, workers }
     }
 
     fn unique(&self) -> usize {
@@ -121,9 +123,19 @@ impl Run {
         }
     }
 
+    /// Alerts still (queued, delayed, dead-lettered, leased), read where the backend keeps them.
     async fn left(&self) -> (u64, u64, u64, u64) {
-        let mut c = self.queue.connection();
-        let k = self.queue.keys();
+        let queued = self.backend.queue.depth(QueueId::Alert).await.unwrap_or(u64::MAX);
+        match self.site.kind() {
+            BackendKind::RedisPostgres => self.left_in_redis(queued).await,
+            BackendKind::Embedded => self.left_in_sqlite(queued).await,
+        }
+    }
+
+    async fn left_in_redis(&self, queued: u64) -> (u64, u64, u64, u64) {
+        let k = KeySpace::with_prefix(self.site.key_prefix().unwrap());
+        let client = redis::Client::open(self.site.redis_url().unwrap()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
         let delayed: u64 =
             redis::cmd("ZCARD").arg(k.delayed(QueueId::Alert)).query_async(&mut c).await.unwrap_or(u64::MAX);
         let dlq: u64 = redis::cmd("LLEN").arg(&k.moog_dlq).query_async(&mut c).await.unwrap_or(u64::MAX);
@@ -132,7 +144,25 @@ impl Run {
             let list = k.processing_list(WorkerRole::Forwarder, &format!("fault-{n}"));
             processing += redis::cmd("LLEN").arg(list).query_async::<u64>(&mut c).await.unwrap_or(u64::MAX);
         }
-        (self.queue.depth(QueueId::Alert).await.unwrap_or(u64::MAX), delayed, dlq, processing)
+        (queued, delayed, dlq, processing)
+    }
+
+    async fn left_in_sqlite(&self, queued: u64) -> (u64, u64, u64, u64) {
+        let db = mutt_sqlite::Database::open(self.site.data_file().unwrap(), Default::default()).unwrap();
+        let dlq = KeySpace::default().moog_dlq;
+        db.read(move |c| {
+            let count = |sql: &str| c.query_row(sql, [&dlq], |r| r.get::<_, i64>(0)).map(|n| n as u64);
+            // The site is fresh: every delayed row is an alert retry.
+            let delayed = c.query_row("SELECT count(*) FROM queue_delayed", [], |r| r.get::<_, i64>(0))? as u64;
+            Ok((
+                queued,
+                delayed,
+                count("SELECT count(*) FROM queue_message WHERE queue = ?1")?,
+                count("SELECT count(*) FROM queue_message WHERE owner IS NOT NULL AND queue <> ?1")?,
+            ))
+        })
+        .await
+        .unwrap()
     }
 
     async fn state(&self) -> String {
@@ -168,8 +198,8 @@ struct Outcome {
 }
 
 /// Delivers [`ALERTS`] alerts, with `mode` in force for [`FAULT_FOR`] once a quarter went out.
-async fn run_with_fault(mode: FaultMode) -> Outcome {
-    let mut run = Run::start().await;
+async fn run_with_fault(kind: BackendKind, mode: FaultMode) -> Outcome {
+    let mut run = Run::start(kind).await;
     let started = Instant::now();
     run.wait_until("a quarter delivered before the fault", started, async || run.unique() >= ALERTS / 4).await;
     assert!(run.unique() < ALERTS * 3 / 4, "the fault must hit the load: {}", run.state().await);
@@ -212,48 +242,71 @@ fn check_duplicates_are_lost_replies(o: &Outcome) {
     if o.duplicates > 0 {
         eprintln!(
             "{} duplicate alerts, explained: the receiver accepted {} requests whose replies never reached the \
-             forwarder (proxy: {} replies dropped, {} resets, {} blackholed connections); those alerts were \
-             retried and delivered again. {o:?}",
+             forwarder in time (the proxy dropped {} replies, reset {} and blackholed {} connections; any other \
+             reply came after the request timeout); those alerts were retried and delivered again. {o:?}",
             o.duplicates, o.replies_lost, o.proxy.replies_dropped, o.proxy.resets, o.proxy.blackholed
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pass_delivers_every_alert_exactly_once() {
-    let o = run_with_fault(FaultMode::Pass).await;
+/// Each `async fn name(kind)` as `name::redis` and `name::embedded`, on a two-thread runtime
+/// (the forwarders, the proxy and the receiver share it).
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    super::$test(mutt_testapp::BackendKind::RedisPostgres).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$test(mutt_testapp::BackendKind::Embedded).await
+                }
+            }
+        )+
+    };
+}
+
+on_both_backends!(
+    pass_delivers_every_alert_exactly_once,
+    delay_below_the_timeout_delivers_every_alert_exactly_once,
+    delay_beyond_the_timeout_retries_and_counts_late_replies_as_duplicates,
+    blackhole_times_out_and_every_alert_arrives_after_it,
+    reset_fails_fast_and_every_alert_arrives_after_it,
+    dropped_replies_are_redelivered_and_counted_as_duplicates,
+);
+
+async fn pass_delivers_every_alert_exactly_once(kind: BackendKind) {
+    let o = run_with_fault(kind, FaultMode::Pass).await;
     assert_eq!((o.duplicates, o.replies_lost, o.failed_requests), (0, 0, 0), "no fault, no duplicate: {o:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delay_below_the_timeout_delivers_every_alert_exactly_once() {
+async fn delay_below_the_timeout_delivers_every_alert_exactly_once(kind: BackendKind) {
     // 200 ms each way per chunk: slower requests, within the 1 s timeout.
-    let o = run_with_fault(FaultMode::Delay(Duration::from_millis(200))).await;
+    let o = run_with_fault(kind, FaultMode::Delay(Duration::from_millis(200))).await;
     assert_eq!(o.duplicates, 0, "a slow path loses no reply: {o:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delay_beyond_the_timeout_retries_and_counts_late_replies_as_duplicates() {
+async fn delay_beyond_the_timeout_retries_and_counts_late_replies_as_duplicates(kind: BackendKind) {
     // 1.2 s each way: every request times out, though the receiver may still accept it.
-    let o = run_with_fault(FaultMode::Delay(Duration::from_millis(1200))).await;
+    let o = run_with_fault(kind, FaultMode::Delay(Duration::from_millis(1200))).await;
     assert!(o.failed_requests > 0, "the requests timed out: {o:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blackhole_times_out_and_every_alert_arrives_after_it() {
-    let o = run_with_fault(FaultMode::Blackhole).await;
+async fn blackhole_times_out_and_every_alert_arrives_after_it(kind: BackendKind) {
+    let o = run_with_fault(kind, FaultMode::Blackhole).await;
     assert!(o.proxy.blackholed > 0 && o.failed_requests > 0, "the blackhole swallowed requests: {o:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_fails_fast_and_every_alert_arrives_after_it() {
-    let o = run_with_fault(FaultMode::Reset).await;
+async fn reset_fails_fast_and_every_alert_arrives_after_it(kind: BackendKind) {
+    let o = run_with_fault(kind, FaultMode::Reset).await;
     assert!(o.proxy.resets > 0 && o.failed_requests > 0, "connections were reset: {o:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_replies_are_redelivered_and_counted_as_duplicates() {
-    let o = run_with_fault(FaultMode::DropReplies).await;
+async fn dropped_replies_are_redelivered_and_counted_as_duplicates(kind: BackendKind) {
+    let o = run_with_fault(kind, FaultMode::DropReplies).await;
     assert!(o.proxy.replies_dropped > 0, "replies were dropped: {o:?}");
     assert!(o.replies_lost > 0, "the receiver accepted requests whose replies were dropped: {o:?}");
     assert!(
