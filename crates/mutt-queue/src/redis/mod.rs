@@ -30,7 +30,7 @@ pub use keys::KeySpace;
 use std::sync::{Arc, RwLock};
 
 /// How to reach Redis.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://host:port/db` or `rediss://…` for TLS.
     pub url: String,
@@ -42,6 +42,30 @@ pub struct RedisConfig {
     /// PEM file of the CA that signed the servers' certificates (`rediss://`); default: the
     /// system's trust store.
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// A password written into a URL never shows in a log line or an error.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use mutt_core::secret::redact_url;
+        let topology = match &self.topology {
+            Topology::Single => "single".to_owned(),
+            Topology::Sentinel { master_name, sentinels } => format!(
+                "sentinel {master_name} via {}",
+                sentinels.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", ")
+            ),
+            Topology::Cluster { nodes } => {
+                format!("cluster via {}", nodes.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", "))
+            }
+        };
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password)
+            .field("keys", &self.keys)
+            .field("topology", &topology)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -273,6 +297,10 @@ impl Queue for RedisQueue {
                 }
             }
         }
+        // Parked poison (the remediation's and `muttd dlq park`'s), after the two workers' DLQs.
+        let dead = self.keys.dead_dlq.clone();
+        let depth = self.llen(&dead, "reading DLQ depth").await?;
+        status.dead_letter_queues.push(NamedDepth { name: dead, depth });
         Ok(status)
     }
 

@@ -492,6 +492,9 @@ impl Queue for SqliteQueue {
                 });
             }
         }
+        // Parked poison (the remediation's and `muttd dlq park`'s), after the two workers' DLQs.
+        let dead = keys.dead_dlq.clone();
+        status.dead_letter_queues.push(NamedDepth { depth: depth(&ready, &dead), name: dead });
         Ok(status)
     }
 
