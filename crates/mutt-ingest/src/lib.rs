@@ -15,6 +15,7 @@ pub mod dynamic;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
+pub mod rate;
 pub mod snmp;
 pub mod syslog;
 

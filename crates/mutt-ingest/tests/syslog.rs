@@ -40,12 +40,9 @@ async fn rig(kind: BackendKind, config: IngestConfig) -> (Rig, Ingest, SyslogMet
 
 fn listener(protocol: Protocol) -> ListenerConfig {
     ListenerConfig {
-        address: "127.0.0.1:0".parse().unwrap(),
-        protocol,
-        tls_cert_file: None,
-        tls_key_file: None,
         max_frame_bytes: 8192,
         recv_buffer_bytes: Some(1 << 20),
+        ..ListenerConfig::new("127.0.0.1:0".parse().unwrap(), protocol)
     }
 }
 
@@ -93,6 +90,11 @@ mutt_testapp::both_backends!(
     a_bad_frame_closes_only_its_connection,
     udp_drops_and_counts_when_the_queue_refuses,
     tcp_stops_reading_while_the_queue_refuses,
+    connections_over_the_limit_are_closed_at_once_and_counted,
+    idle_connections_are_closed,
+    native_listeners_are_not_subject_to_the_http_rate_limit,
+    udp_over_max_messages_per_second_drops_and_counts,
+    tcp_over_max_messages_per_second_slows_down_and_loses_nothing,
 );
 
 async fn logger_over_udp_in_3164_and_5424(kind: BackendKind) {
@@ -208,6 +210,120 @@ async fn tcp_stops_reading_while_the_queue_refuses(kind: BackendKind) {
     all.sort_by_key(|e| e["message"].as_str().map(str::to_owned));
     let messages: Vec<&str> = all.iter().filter_map(|e| e["message"].as_str()).collect();
     assert_eq!(messages, ["first", "second"], "{all:?}");
+}
+
+/// Whether the peer closed `conn` (EOF or reset) within `within`.
+async fn closed_by_peer(conn: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(within, conn.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// The value of the metric line starting with `prefix` (0 when absent).
+fn metric(r: &Rig, prefix: &str) -> u64 {
+    let text = r.metrics.encode_text();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn connections_over_the_limit_are_closed_at_once_and_counted(kind: BackendKind) {
+    let (r, ingest, sm) = rig(kind, unlimited()).await;
+    let addr = start(&r, &ingest, &sm, ListenerConfig { max_connections: 2, ..listener(Protocol::Tcp) }).await;
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Both are being served (their messages queued) before the third comes.
+    first.write_all(b"<13>one\n").await.unwrap();
+    second.write_all(b"<13>two\n").await.unwrap();
+    assert_eq!(take(&r.b, 2, true).await.len(), 2);
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_by_peer(&mut third, Duration::from_secs(2)).await, "the third connection is closed at once");
+    let dropped = r#"mutt_ingest_dropped_total{listener="syslog/tcp/127.0.0.1:0",reason="connection_limit"}"#;
+    assert_eq!(metric(&r, dropped), 1);
+    assert!(!closed_by_peer(&mut first, Duration::from_millis(200)).await, "the others stay open");
+    // A slot freed by a close serves the next connection.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    fourth.write_all(b"<13>four\n").await.unwrap();
+    let q = take(&r.b, 1, true).await;
+    assert_eq!(q.first().map(|e| e["message"].clone()), Some(Value::from("four")), "{q:?}");
+    assert_eq!(metric(&r, dropped), 1);
+}
+
+async fn idle_connections_are_closed(kind: BackendKind) {
+    let (r, ingest, sm) = rig(kind, unlimited()).await;
+    let cfg = ListenerConfig { idle_timeout: Duration::from_millis(500), ..listener(Protocol::Tcp) };
+    let addr = start(&r, &ingest, &sm, cfg).await;
+    let mut talker = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for n in 0..4 {
+        talker.write_all(format!("<13>tick {n}\n").as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(closed_by_peer(&mut silent, Duration::from_secs(2)).await, "the silent connection is closed");
+    assert!(!closed_by_peer(&mut talker, Duration::from_millis(100)).await, "the talking one is not");
+    assert_eq!(take(&r.b, 4, true).await.len(), 4);
+    assert!(closed_by_peer(&mut talker, Duration::from_secs(2)).await, "once silent, it is closed too");
+}
+
+async fn native_listeners_are_not_subject_to_the_http_rate_limit(kind: BackendKind) {
+    // One HTTP request a minute: the native listeners do not draw on that budget.
+    let limit = mutt_ingest::RateLimit { limit: 1, window: Duration::from_secs(60) };
+    let (r, ingest, sm) = rig(kind, IngestConfig { rate_limit: Some(limit), ..IngestConfig::default() }).await;
+    let udp = start(&r, &ingest, &sm, listener(Protocol::Udp)).await;
+    let tcp = start(&r, &ingest, &sm, listener(Protocol::Tcp)).await;
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for n in 0..20 {
+        sender.send_to(format!("<13>udp {n}").as_bytes(), udp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut conn = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    for n in 0..20 {
+        conn.write_all(format!("<13>tcp {n}\n").as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(take(&r.b, 40, true).await.len(), 40);
+    assert_eq!(metric(&r, "mutt_ingest_rate_limit_hits_total"), 0);
+    assert!(ingest.admit("http").await.is_ok(), "the HTTP budget is untouched");
+}
+
+async fn udp_over_max_messages_per_second_drops_and_counts(kind: BackendKind) {
+    let (r, ingest, sm) = rig(kind, unlimited()).await;
+    let addr = start(&r, &ingest, &sm, ListenerConfig { max_messages_per_second: 10, ..listener(Protocol::Udp) }).await;
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for n in 0..100 {
+        sender.send_to(format!("<13>burst {n}").as_bytes(), addr).await.unwrap();
+    }
+    let dropped = r#"mutt_ingest_dropped_total{listener="syslog/udp/127.0.0.1:0",reason="rate_limit"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let queued = r.b.queue.depth(QueueId::Ingest).await.unwrap();
+        if queued + metric(&r, dropped) == 100 {
+            // A second's budget (10) at once, a few more refilled while the burst was read.
+            assert!((10..=20).contains(&queued), "queued {queued}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "queued {queued}, dropped {}", metric(&r, dropped));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn tcp_over_max_messages_per_second_slows_down_and_loses_nothing(kind: BackendKind) {
+    let (r, ingest, sm) = rig(kind, unlimited()).await;
+    let addr =
+        start(&r, &ingest, &sm, ListenerConfig { max_messages_per_second: 100, ..listener(Protocol::Tcp) }).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let payload: String = (0..300).map(|n| format!("<13>paced {n}\n")).collect();
+    conn.write_all(payload.as_bytes()).await.unwrap();
+    let q = take(&r.b, 300, true).await;
+    let took = started.elapsed();
+    assert_eq!(q.len(), 300);
+    // A second's budget at once, the other 200 at 100/s.
+    assert!(took >= Duration::from_millis(1800), "300 messages at 100/s took {took:?}");
+    assert_eq!(metric(&r, "mutt_ingest_dropped_total{"), 0, "TCP never drops");
 }
 
 proptest! {

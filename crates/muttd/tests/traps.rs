@@ -45,7 +45,16 @@ struct Muttd {
 }
 
 impl Muttd {
+    /// `muttd run` with the example rules imported.
     fn start(dir: &Path, config: Option<&str>) -> Self {
+        let run = Self::launch(dir, config);
+        let out = run.muttd(&["rules", "import", &format!("{REPO}/examples/rules.yaml")]);
+        assert!(out.status.success(), "rules import: {}", String::from_utf8_lossy(&out.stderr));
+        run
+    }
+
+    /// `muttd run` in `dir` (again, after a stop: same data directory).
+    fn launch(dir: &Path, config: Option<&str>) -> Self {
         let mut cmd = common::muttd(dir);
         cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
         cmd.env("TRAP_AUTH", AUTH_PASS).env("TRAP_PRIV", PRIV_PASS);
@@ -54,6 +63,9 @@ impl Muttd {
             std::fs::write(&path, text).unwrap();
             cmd.arg("-c").arg(&path);
         }
+        // The log, kept for the tests of what is logged (appended across a restart).
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("muttd.log")).unwrap();
+        cmd.stderr(log);
         let (child, stdout) = common::spawn_run(&mut cmd);
         let (mut traps, mut ingestor) = (None, None);
         stdout.read_until("the trap listener's and the ingestor's addresses", |line| {
@@ -66,10 +78,11 @@ impl Muttd {
             }
             traps.is_some() && ingestor.is_some()
         });
-        let run = Self { _child: child, traps: traps.unwrap(), http: ingestor, dir: dir.to_owned() };
-        let out = run.muttd(&["rules", "import", &format!("{REPO}/examples/rules.yaml")]);
-        assert!(out.status.success(), "rules import: {}", String::from_utf8_lossy(&out.stderr));
-        run
+        Self { _child: child, traps: traps.unwrap(), http: ingestor, dir: dir.to_owned() }
+    }
+
+    fn metric(&self, prefix: &str) -> u64 {
+        metric(&http_get(self.http.expect("the ingestor's address"), "/metrics"), prefix)
     }
 
     fn muttd(&self, args: &[&str]) -> Output {
@@ -103,6 +116,24 @@ impl Muttd {
 
     fn db(&self) -> PathBuf {
         self.dir.join("mutt-data/mutt.db")
+    }
+
+    /// Waits (10 s at most) until a log line contains all of `words`.
+    fn wait_logged(&self, words: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.logged(words) == 0 {
+            assert!(Instant::now() < deadline, "never logged: {words:?}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("muttd.log")).unwrap_or_default()
+    }
+
+    /// How many log lines contain all of `words`.
+    fn logged(&self, words: &[&str]) -> usize {
+        self.log().lines().filter(|l| words.iter().all(|w| l.contains(w))).count()
     }
 }
 
@@ -187,15 +218,23 @@ fn muttd_run_takes_v1_v2c_traps_and_informs_and_refuses_a_wrong_community() {
     expect_event(&run, "proxied v2c trap", "192.0.2.33", "127.0.0.9", "v2c", "trap");
     expect_event(&run, "v2c inform", "127.0.0.15", "127.0.0.15", "v2c", "inform");
     assert!(audited(&run.db(), "127.0.0.16").is_none(), "a trap with a wrong community was accepted");
+    // Logged once a minute per source: one line for each misbehaving sender.
+    run.sent("snmptrap", "127.0.0.16", &["-v", "2c", "-c", "private"], &["", CISCO_TRAP]);
+    run.sent("snmptrap", "127.0.0.19", &["-v", "2c", "-c", "private"], &["", CISCO_TRAP]);
+    run.wait_logged(&["unknown community", "127.0.0.19"]);
+    run.wait_logged(&["malformed SNMP datagram", "127.0.0.20"]);
+    assert_eq!(run.logged(&["unknown community", "127.0.0.16"]), 1, "once a minute per source: {}", run.log());
+    assert_eq!(run.logged(&["malformed SNMP datagram", "127.0.0.20"]), 1, "once a minute per source: {}", run.log());
     let metrics = http_get(run.http.unwrap(), "/metrics");
     let line = |prefix: &str| metrics.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
     assert_eq!(
         line(r#"mutt_ingest_snmp_errors_total{listener="snmp",kind="community"}"#)
             .as_deref()
             .and_then(|l| l.split(' ').nth(1)),
-        Some("1"),
+        Some("3"),
         "{metrics}"
     );
+    assert!(metric(&metrics, r#"mutt_ingest_snmp_errors_total{listener="snmp",kind="malformed"}"#) > 0, "{metrics}");
     assert!(line(r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#).is_some(), "{metrics}");
 }
 
@@ -355,13 +394,230 @@ users = [{ name = "mutt", auth_protocol = "SHA", auth_password_secret = "TRAP_AU
     run.sent("snmptrap", "127.0.0.6", &trap, &["", CISCO_TRAP, SYS_NAME, "s", "v3-sw"]);
     let bad = user("wrong-auth-pass");
     let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
-    run.sent("snmptrap", "127.0.0.17", &[&bad[..], &["-e", "0x8000000001020305"]].concat(), &["", CISCO_TRAP]);
+    for from in ["127.0.0.17", "127.0.0.17", "127.0.0.19"] {
+        run.sent("snmptrap", from, &[&bad[..], &["-e", "0x8000000001020305"]].concat(), &["", CISCO_TRAP]);
+    }
     run.sent("snmpinform", "127.0.0.18", &[&good[..], &["-t", "2", "-r", "2"]].concat(), &["", CISCO_TRAP]);
 
     let event = expect_event(&run, "v3 authPriv trap", "127.0.0.6", "127.0.0.6", "v3", "trap");
     assert_eq!(varbind(&event, SYS_NAME).map(|b| &b["value"]), Some(&Value::from("v3-sw")), "{event}");
     expect_event(&run, "v3 authPriv inform", "127.0.0.18", "127.0.0.18", "v3", "inform");
     assert!(audited(&run.db(), "127.0.0.17").is_none(), "a v3 trap with a wrong password was accepted");
+    run.wait_logged(&["failed USM checks", "127.0.0.19"]);
+    assert_eq!(run.logged(&["failed USM checks", "127.0.0.17"]), 1, "once a minute per source: {}", run.log());
+    assert_eq!(run.logged(&["failed USM checks", "127.0.0.19"]), 1, "each source");
+    assert!(run.metric(r#"mutt_ingest_snmp_errors_total{listener="snmp",kind="auth"}"#) >= 3);
     let state = std::fs::read_to_string(dir.path().join("mutt-data/snmp-engine-snmp")).expect("engine state kept");
     assert!(state.split_whitespace().nth(1) == Some("1"), "first boot: {state}");
+}
+
+/// The value of the metric line starting with `prefix` (0 when absent).
+fn metric(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// BER: `tag`, definite length, `content`.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A v2c notification (`pdu` 0xa7 trap, 0xa6 inform), community `public`, snmpTrapOID
+/// CISCO_TRAP and sysName.0 = `name`.
+fn v2c_notification(pdu: u8, request_id: u32, name: &str) -> Vec<u8> {
+    let vb = |oid: &[u8], value: Vec<u8>| tlv(0x30, &[tlv(0x06, oid), value].concat());
+    let varbinds = [
+        vb(&[0x2b, 6, 1, 2, 1, 1, 3, 0], tlv(0x43, &[0])),
+        vb(&[0x2b, 6, 1, 6, 3, 1, 1, 4, 1, 0], tlv(0x06, &[0x2b, 6, 1, 4, 1, 9, 9, 41, 2, 0, 1])),
+        vb(&[0x2b, 6, 1, 2, 1, 1, 5, 0], tlv(0x04, name.as_bytes())),
+    ]
+    .concat();
+    let body = [tlv(0x02, &request_id.to_be_bytes()), tlv(0x02, &[0]), tlv(0x02, &[0]), tlv(0x30, &varbinds)].concat();
+    tlv(0x30, &[tlv(0x02, &[1]), tlv(0x04, b"public"), tlv(pdu, &body)].concat())
+}
+
+/// Sends a v2c inform once and waits up to `wait` for its Response (same request id).
+fn inform_acknowledged(socket: &std::net::UdpSocket, to: SocketAddr, request_id: u32, name: &str) -> bool {
+    socket.send_to(&v2c_notification(0xa6, request_id, name), to).unwrap();
+    let wanted = tlv(0x02, &request_id.to_be_bytes());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 2048];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        let Ok(n) = socket.recv(&mut buf) else { return false };
+        let reply = &buf[..n];
+        if reply.contains(&0xa2) && reply.windows(wanted.len()).any(|w| w == wanted) {
+            return true;
+        }
+    }
+    false
+}
+
+/// How many events are audited, and one of them (for failure messages).
+fn audit_sample(db: &Path) -> String {
+    let Ok(c) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else { return "no database".into() };
+    c.query_row("SELECT count(*), max(raw_message) FROM event_audit_log", [], |r| {
+        Ok(format!("{} audited, e.g. {:?}", r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })
+    .unwrap_or_else(|e| e.to_string())
+}
+
+/// Whether an audited event carries sysName.0 = `name`.
+fn audited_name(db: &Path, name: &str) -> bool {
+    let Ok(c) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else { return false };
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row(
+        "SELECT count(*) FROM event_audit_log WHERE raw_message LIKE ?1",
+        [format!("%\"value\":\"{name}\"%")],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+/// Informs while the dynamic `max_ingest_queue_size` flips between 1 (refuse: nothing drains
+/// the queue of `muttd run --roles ingestor`) and plenty: an inform is acknowledged only once
+/// its event is queued, so every acknowledged one is audited once the alerter runs (none
+/// acknowledged and then dropped), and some are refused unacknowledged.
+#[test]
+fn every_acknowledged_inform_is_queued_while_the_queue_toggles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::muttd(dir.path());
+    cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "error");
+    let (mut ingestor, (traps, http)) = spawn_ingestor_only(&mut cmd);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let (stop, dir) = (stop.clone(), dir.path().to_owned());
+        std::thread::spawn(move || {
+            let set = |v: &str| common::muttd(&dir).args(["config", "set", "max_ingest_queue_size", v]).output();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for v in ["1", "100000"] {
+                    let _ = set(v);
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+        })
+    };
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let mut acked = Vec::new();
+    let mut n = 0u32;
+    while n < 300 && (started.elapsed() < Duration::from_secs(15) || acked.is_empty() || acked.len() == n as usize) {
+        if inform_acknowledged(&socket, traps, 0x7000_0000 + n, &format!("inform-{n}")) {
+            acked.push(n);
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toggler.join().unwrap();
+    eprintln!("{n} informs sent, {} acknowledged", acked.len());
+    assert!(!acked.is_empty() && acked.len() < n as usize, "{} of {n} acknowledged", acked.len());
+    let text = http_get(http, "/metrics");
+    let unacknowledged = r#"mutt_ingest_dropped_total{listener="snmp",reason="queue_full_unacknowledged"}"#;
+    assert!(metric(&text, unacknowledged) > 0, "refused informs are counted: {text}");
+    let queued = metric(&text, r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="inform"}"#);
+    assert_eq!(queued, acked.len() as u64, "queued informs = acknowledged informs");
+    ingestor.terminate(Duration::from_secs(20)).expect("the ingestor stops");
+
+    // The whole pipeline on the same data: every acknowledged inform reaches the audit trail
+    // (the rules first: an event no rule matches is counted, not audited).
+    let rules = common::muttd(dir.path()).args(["rules", "import", &format!("{REPO}/examples/rules.yaml")]).output();
+    assert!(rules.is_ok_and(|o| o.status.success()), "rules import");
+    let run = Muttd::launch(dir.path(), None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in &acked {
+        while !audited_name(&run.db(), &format!("inform-{i}")) {
+            assert!(
+                Instant::now() < deadline,
+                "inform {i} was acknowledged but never audited: {}",
+                audit_sample(&run.db())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Traps arriving together are queued as one submission (one queue push), not one each;
+/// the listener's bytes are counted.
+#[test]
+fn traps_are_queued_in_bursts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::muttd(dir.path());
+    cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
+    let (_child, (traps, http)) = spawn_ingestor_only(&mut cmd);
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let total = 500u64;
+    // Bursts of 100 (well within the socket buffer), a pause between.
+    for n in 0..total {
+        sender.send_to(&v2c_notification(0xa7, n as u32, &format!("burst-{n}")), traps).unwrap();
+        if n % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let queued = r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&http_get(http, "/metrics"), queued) < total {
+        assert!(Instant::now() < deadline, "traps not all queued: {}", http_get(http, "/metrics"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = http_get(http, "/metrics");
+    let pushes = metric(&text, r#"mutt_ingest_requests_total{status="success",reason=""}"#);
+    eprintln!("{total} traps queued in {pushes} pushes");
+    assert!(pushes <= total / 5, "{total} traps in {pushes} pushes");
+    // The variable bindings after sysUpTime.0 and snmpTrapOID.0: sysName.0, 12 bytes + the name.
+    assert!(metric(&text, r#"mutt_ingest_snmp_bytes_total{listener="snmp"}"#) >= total * 20, "{text}");
+}
+
+/// SNMPv3 across a restart: the engine's boots counter is kept in the data directory and
+/// grows, agents keep working with the same user, and a message from the previous boot
+/// (replayed, outside the time window) is refused and counted.
+#[test]
+fn v3_engine_boots_survive_a_restart_and_a_stale_message_is_refused() {
+    if !have_net_snmp("v3_engine_boots_survive_a_restart_and_a_stale_message_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[ingestor.traps]]
+address = "127.0.0.1"
+port = 0
+users = [{ name = "mutt", auth_protocol = "SHA", auth_password_secret = "TRAP_AUTH", priv_protocol = "AES", priv_password_secret = "TRAP_PRIV" }]
+"#;
+    let v3 = ["-v", "3", "-l", "authPriv", "-u", "mutt", "-a", "SHA", "-A", AUTH_PASS, "-x", "AES", "-X", PRIV_PASS];
+    let inform = |run: &Muttd, from: &str, extra: &[&str]| {
+        run.send("snmpinform", from, &[&v3[..], &["-t", "2", "-r", "1"], extra].concat(), &["", CISCO_TRAP])
+    };
+    let state_file = dir.path().join("mutt-data/snmp-engine-snmp");
+    let mut run = Muttd::start(dir.path(), Some(config));
+    assert!(inform(&run, "127.0.0.21", &[]).status.success(), "first boot: the inform is acknowledged");
+    expect_event(&run, "v3 inform, first boot", "127.0.0.21", "127.0.0.21", "v3", "inform");
+    let first = std::fs::read_to_string(&state_file).expect("engine state kept");
+    let engine_id = first.split_whitespace().next().unwrap().to_owned();
+    assert_eq!(first.split_whitespace().nth(1), Some("1"), "{first}");
+    run._child.terminate(Duration::from_secs(20)).expect("muttd stops");
+
+    let run = Muttd::launch(dir.path(), Some(config));
+    let second = std::fs::read_to_string(&state_file).unwrap();
+    assert_eq!(second.split_whitespace().collect::<Vec<_>>(), [engine_id.as_str(), "2"], "same engine, boots + 1");
+    // A message made for the previous boot: outside the time window.
+    let stale = inform(&run, "127.0.0.22", &["-e", &format!("0x{engine_id}"), "-Z", "1,10"]);
+    eprintln!("stale inform: {}", String::from_utf8_lossy(&stale.stderr));
+    let counted = r#"mutt_ingest_snmp_errors_total{listener="snmp",kind="time_window"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.metric(counted) == 0 {
+        assert!(Instant::now() < deadline, "the stale message is not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The agent (a fresh discovery) keeps working after the restart.
+    assert!(inform(&run, "127.0.0.23", &[]).status.success(), "after the restart: acknowledged");
+    expect_event(&run, "v3 inform after the restart", "127.0.0.23", "127.0.0.23", "v3", "inform");
 }

@@ -1,35 +1,47 @@
 //! The SNMP notification listener: v1/v2c/v3 traps and informs on one UDP port, each turned
-//! into an ingest event and handed to [`Ingest::accept`].
+//! into an ingest event and queued through [`Ingest::accept_admitted`] (native listeners are
+//! governed by queue backpressure and their own `max_messages_per_second`, not by the HTTP
+//! API's request rate limit).
 //!
 //! async-snmp (pinned, a young 0.x API) does the protocol: decoding, the USM (auth/priv,
 //! timeliness, the authoritative engine v3 informs need) and inform responses. It stays
 //! behind [`TrapListener`]; nothing of its API appears in MUTT's configuration.
 //!
-//! Informs: async-snmp sends the response before it hands the notification over, so the
-//! acknowledgement is decided in its acceptance hook, from whether the ingest queue accepts
-//! (depth below `max_ingest_queue_size`, re-checked every [`QUEUE_CHECK`] and after every
-//! refusal). While it refuses, informs go unanswered (the agent resends) and traps are dropped
+//! Informs are acknowledged only after their event is queued: the push happens inside
+//! async-snmp's acceptance hook, which runs before it sends the Response (see
+//! `ListenerState::queue_inform`). A refused inform goes unanswered and the agent resends.
+//! Traps are accepted by the hook and queued by the receive loop in bursts (what arrived
+//! while the previous burst was being pushed is one submission); refused ones are dropped
 //! and counted in `mutt_ingest_dropped_total{listener,reason}`.
 
 pub mod event;
+mod spy;
 mod state;
 
-use crate::{Ingest, Rejection, Submission};
+use crate::{Ingest, Submission};
 use async_snmp::notification::NotificationReceiver;
 use async_snmp::{AuthProtocol, AuthoritativeEngine, PrivProtocol};
 use mutt_core::Secret;
+use serde_json::{Map, Value};
 use state::{EngineFile, ListenerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::instrument::WithSubscriber;
 
 pub use state::{SnmpMetrics, parse_hex};
 
-/// How often the queue's acceptance (for informs) and the USM failure counters are re-read.
-pub const QUEUE_CHECK: Duration = Duration::from_millis(250);
+/// How often the USM failure counters are re-read.
+pub const USM_CHECK: Duration = Duration::from_millis(250);
+
+/// Traps received but not yet pushed, at most; beyond, they are dropped (`reason="overload"`).
+const PENDING: usize = 8192;
+
+/// Traps in one submission at most.
+const BURST: usize = 1000;
 
 /// One SNMPv3 USM user. Passwords come from secrets, never from the configuration file.
 #[derive(Clone, Debug)]
@@ -55,6 +67,9 @@ pub struct TrapListenerConfig {
     pub engine_id: Option<Vec<u8>>,
     /// Where the v3 engine id and boots counter are kept across restarts (needed with users).
     pub engine_file: Option<PathBuf>,
+    /// Notifications accepted per second at most (0: no limit); over it traps are dropped and
+    /// informs go unanswered.
+    pub max_messages_per_second: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,19 +84,27 @@ pub enum TrapSetupError {
 pub struct TrapListener {
     receiver: NotificationReceiver,
     state: Arc<ListenerState>,
-    ingest: Ingest,
 }
 
 impl TrapListener {
-    /// Binds the socket and sets up the USM users and engine.
+    /// Binds the socket and sets up the USM users and engine. Needs tokio's multi-threaded
+    /// runtime (an inform's push blocks in place, see `ListenerState::queue_inform`).
     pub async fn bind(
         config: TrapListenerConfig,
         ingest: Ingest,
         metrics: SnmpMetrics,
     ) -> Result<Self, TrapSetupError> {
         let err = |detail: String| TrapSetupError::Config { listener: config.name.clone(), detail };
-        let state =
-            Arc::new(ListenerState::new(&config.name, config.communities.clone(), metrics, ingest.metrics().clone()));
+        if tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(err("needs tokio's multi-threaded runtime".into()));
+        }
+        let state = Arc::new(ListenerState::new(
+            &config.name,
+            config.communities.clone(),
+            metrics,
+            ingest,
+            config.max_messages_per_second,
+        ));
         let policy_state = state.clone();
         let mut builder = NotificationReceiver::builder()
             .bind(config.address.to_string())
@@ -101,26 +124,35 @@ impl TrapListener {
             address: config.address,
             detail: e.to_string(),
         })?;
-        Ok(Self { receiver, state, ingest })
+        Ok(Self { receiver, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.receiver.local_addr()
     }
 
-    /// Receives until `shutdown`: each notification becomes one submission.
+    /// Receives until `shutdown`; traps are handed to the burst submitter, informs were
+    /// already queued by the acceptance hook.
     pub async fn run(self, shutdown: CancellationToken) {
-        let watcher =
-            tokio::spawn(watch(self.receiver.clone(), self.state.clone(), self.ingest.clone(), shutdown.clone()));
+        let watcher = tokio::spawn(watch(self.receiver.clone(), self.state.clone(), shutdown.clone()));
+        let (tx, rx) = mpsc::channel(PENDING);
+        let submitter = tokio::spawn(submit_bursts(self.state.clone(), rx));
+        let spy = spy::Spy::dispatch(self.state.clone());
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = self.receiver.recv() => r,
+                r = self.receiver.recv().with_subscriber(spy.clone()) => r,
             };
             match received {
                 Ok(n) => {
-                    let event = event::to_event(&n.notification, n.source, chrono::Utc::now());
-                    self.submit(event, n.notification.is_confirmed()).await;
+                    let bytes = n.notification.varbinds().iter().map(|v| v.encoded_size() as u64).sum();
+                    self.state.metrics.bytes(&self.state.name, bytes);
+                    if !n.notification.is_confirmed() {
+                        let event = event::to_event(&n.notification, n.source, chrono::Utc::now());
+                        if tx.try_send(event).is_err() {
+                            self.state.ingest.metrics().drop_events(&self.state.name, "overload", 1);
+                        }
+                    }
                 }
                 Err(e) => {
                     // Local socket or engine-state failures; back off so a persistent one
@@ -130,55 +162,49 @@ impl TrapListener {
                 }
             }
         }
+        // What was received before the stop is still pushed (bounded: the queue may be down).
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), submitter).await;
         watcher.abort();
     }
+}
 
-    async fn submit(&self, event: serde_json::Map<String, serde_json::Value>, inform: bool) {
-        let correlation_id = uuid::Uuid::new_v4().to_string();
-        let submission = Submission { events: vec![event], batch: false, correlation_id };
-        match self.ingest.accept(submission).await {
-            Ok(_) => self.state.metrics.received(&self.state.name, if inform { "inform" } else { "trap" }),
-            Err(rejection) => {
-                if matches!(rejection, Rejection::QueueFull { .. } | Rejection::Unavailable(_)) {
-                    self.state.open.store(false, Ordering::Relaxed);
-                }
-                self.ingest.metrics().drop_events(&self.state.name, rejection.metric_reason(), 1);
-            }
+/// Queues the traps waiting in `rx` as one submission per burst.
+async fn submit_bursts(state: Arc<ListenerState>, mut rx: mpsc::Receiver<Map<String, Value>>) {
+    let max = state.ingest.config().max_batch_events.clamp(1, BURST);
+    let mut burst = Vec::with_capacity(max);
+    while rx.recv_many(&mut burst, max).await > 0 {
+        let events = std::mem::take(&mut burst);
+        let n = events.len() as u64;
+        let submission = Submission { events, batch: true, correlation_id: uuid::Uuid::new_v4().to_string() };
+        match state.ingest.accept_admitted(submission).await {
+            Ok(_) => state.metrics.received(&state.name, "trap", n),
+            Err(rejection) => state.ingest.metrics().drop_events(&state.name, rejection.metric_reason(), n),
         }
     }
 }
 
-/// Keeps the queue's acceptance flag and the USM failure counters current.
-async fn watch(receiver: NotificationReceiver, state: Arc<ListenerState>, ingest: Ingest, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(QUEUE_CHECK);
+/// Keeps the USM failure counters current and writes the log spy's lines.
+async fn watch(receiver: NotificationReceiver, state: Arc<ListenerState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(USM_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let limit = ingest.settings().await.max_queue_size;
-        let open = match ingest.queue().depth(mutt_queue::QueueId::Ingest).await {
-            Ok(depth) => depth < limit,
-            Err(_) => false,
-        };
-        state.open.store(open, Ordering::Relaxed);
-        state.usm_failures(usm_failures(&receiver));
+        state.usm_failures(u64::from(receiver.usm_not_in_time_windows()), usm_failures(&receiver));
+        state.write_pending();
     }
 }
 
+/// USM failures other than the time window. Unknown engine ids are left out: every v3 inform
+/// sender's engine discovery counts one.
 fn usm_failures(r: &NotificationReceiver) -> u64 {
-    [
-        r.usm_unknown_engine_ids(),
-        r.usm_unknown_usernames(),
-        r.usm_wrong_digests(),
-        r.usm_not_in_time_windows(),
-        r.usm_unsupported_sec_levels(),
-        r.usm_decryption_errors(),
-    ]
-    .iter()
-    .map(|&n| u64::from(n))
-    .sum()
+    [r.usm_unknown_usernames(), r.usm_wrong_digests(), r.usm_unsupported_sec_levels(), r.usm_decryption_errors()]
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum()
 }
 
 fn add_user(

@@ -1,10 +1,15 @@
 //! Native syslog listeners: UDP, TCP and TLS (RFC 3164/5424 messages, RFC 6587 framing).
 //!
 //! Each read burst (a batch of datagrams, the frames of one TCP read) becomes one
-//! [`Submission`] to [`Ingest::accept`], so syslog events are checked, counted, rate-limited
-//! and backpressured exactly like HTTP ones. When the queue refuses, TCP and TLS stop reading
-//! and retry (the sender's own queue holds the data); UDP drops and counts
-//! `mutt_ingest_dropped_total{listener,reason}`.
+//! [`Submission`] to [`Ingest::accept_admitted`], so syslog events are checked, counted and
+//! backpressured exactly like HTTP ones. The HTTP API's request rate limit does not apply (it
+//! is the original's per-request limit); a listener's own `max_messages_per_second` does, when
+//! set. When the queue refuses or the rate is exceeded, TCP and TLS stop reading (the sender's
+//! own queue holds the data); UDP drops and counts `mutt_ingest_dropped_total{listener,reason}`.
+//!
+//! TCP/TLS connections per listener are limited (`max_connections`): one over the limit is
+//! closed at once and counted as `mutt_ingest_dropped_total{listener,reason="connection_limit"}`
+//! (a connection, not an event); a connection silent for `idle_timeout` is closed.
 //!
 //! Metrics, one series per listener (`listener` = `syslog/<protocol>/<address>`):
 //! `mutt_ingest_syslog_messages_total`, `mutt_ingest_syslog_bytes_total`,
@@ -55,6 +60,29 @@ pub struct ListenerConfig {
     pub max_frame_bytes: usize,
     /// `SO_RCVBUF` for UDP (the kernel may cap it at `net.core.rmem_max`); `None` keeps the default.
     pub recv_buffer_bytes: Option<usize>,
+    /// Open TCP/TLS connections at most (0: no limit); more are closed at once.
+    pub max_connections: usize,
+    /// A TCP/TLS connection that sends nothing for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Messages per second at most (0: no limit): UDP drops the rest, TCP/TLS slow down.
+    pub max_messages_per_second: u32,
+}
+
+impl ListenerConfig {
+    /// A listener with the defaults of `[[ingestor.syslog]]`.
+    pub fn new(address: SocketAddr, protocol: Protocol) -> Self {
+        Self {
+            address,
+            protocol,
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_frame_bytes: 65_536,
+            recv_buffer_bytes: None,
+            max_connections: 1000,
+            idle_timeout: std::time::Duration::from_secs(600),
+            max_messages_per_second: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +144,9 @@ pub async fn spawn(
     shutdown: CancellationToken,
 ) -> Result<Listener, SyslogError> {
     let name = format!("syslog/{}/{}", config.protocol.as_str(), config.address);
-    let cx = Arc::new(Shared { ingest, metrics, label: ListenerLabel { listener: name }, warn: LogLimiter::default() });
+    let rate = crate::rate::MessageRate::new(config.max_messages_per_second);
+    let label = ListenerLabel { listener: name };
+    let cx = Arc::new(Shared { ingest, metrics, label, warn: LogLimiter::default(), rate });
     let (local_addr, task) = match config.protocol {
         Protocol::Udp => udp::spawn(cx, &config, shutdown)?,
         Protocol::Tcp | Protocol::Tls => tcp::spawn(cx, &config, shutdown).await?,
@@ -131,6 +161,7 @@ struct Shared {
     metrics: SyslogMetrics,
     label: ListenerLabel,
     warn: LogLimiter,
+    rate: Option<crate::rate::MessageRate>,
 }
 
 impl Shared {

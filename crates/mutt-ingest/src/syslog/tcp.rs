@@ -1,6 +1,7 @@
 //! Syslog over TCP and TLS (RFC 6587 framing). The frames decoded from one read are one
-//! submission; while the queue refuses it, the connection is not read (TCP flow control
-//! pushes back to the sender) and the same submission is retried.
+//! submission; while the queue refuses it (or the listener's rate is exceeded), the
+//! connection is not read (TCP flow control pushes back to the sender) and the same
+//! submission is retried. Connections are limited per listener and closed when idle.
 
 use super::framing::SyslogCodec;
 use super::{ListenerConfig, Protocol, Shared, SyslogError};
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +31,9 @@ pub(super) async fn spawn(
     let listener = TcpListener::bind(address).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     let max = config.max_frame_bytes;
+    // 0: no limit.
+    let limit = if config.max_connections == 0 { Semaphore::MAX_PERMITS } else { config.max_connections };
+    let (slots, idle) = (Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))), config.idle_timeout);
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -43,12 +48,19 @@ pub(super) async fn spawn(
                     }
                 },
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Over max_connections: closed at once (dropping the stream), counted.
+                cx.dropped("connection_limit", 1);
+                cx.warn.warn(peer.ip(), cx.name(), "connection refused: max_connections reached");
+                continue;
+            };
             cx.metrics.connections.get_or_create(&cx.label).inc();
             let (cx, tls, stop) = (cx.clone(), tls.clone(), shutdown.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    () = connection(cx, stream, tls, peer.ip(), max) => {}
+                    () = connection(cx, stream, tls, peer.ip(), Limits { max, idle }) => {}
                 }
             });
         }
@@ -56,31 +68,37 @@ pub(super) async fn spawn(
     Ok((local, task))
 }
 
-async fn connection(
-    cx: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    tls: Option<TlsAcceptor>,
-    peer: IpAddr,
+/// A connection's frame size limit and idle timeout.
+#[derive(Clone, Copy)]
+struct Limits {
     max: usize,
-) {
-    let Some(tls) = tls else { return read_frames(&cx, stream, peer, max).await };
+    idle: Duration,
+}
+
+async fn connection(cx: Arc<Shared>, stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>, peer: IpAddr, l: Limits) {
+    let Some(tls) = tls else { return read_frames(&cx, stream, peer, l).await };
     match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
-        Ok(Ok(stream)) => read_frames(&cx, stream, peer, max).await,
+        Ok(Ok(stream)) => read_frames(&cx, stream, peer, l).await,
         Ok(Err(e)) => cx.warn.warn(peer, cx.name(), &format!("TLS handshake failed: {e}")),
         Err(_) => cx.warn.warn(peer, cx.name(), "TLS handshake timed out"),
     }
 }
 
-/// Reads, decodes and submits until the peer closes or sends garbage.
-async fn read_frames<S: AsyncRead + Unpin>(cx: &Shared, mut stream: S, peer: IpAddr, max: usize) {
-    let mut codec = SyslogCodec::new(max);
+/// Reads, decodes and submits until the peer closes, sends garbage or stays silent for the
+/// idle timeout.
+async fn read_frames<S: AsyncRead + Unpin>(cx: &Shared, mut stream: S, peer: IpAddr, limits: Limits) {
+    let mut codec = SyslogCodec::new(limits.max);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let chunk = cx.ingest.config().max_batch_events.clamp(1, 1000);
     loop {
-        let eof = match stream.read_buf(&mut buf).await {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(_) => return,
+        let eof = match tokio::time::timeout(limits.idle, stream.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => true,
+            Ok(Ok(_)) => false,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(listener = cx.name(), %peer, "idle syslog connection closed");
+                return;
+            }
         };
         let mut frames = Vec::new();
         let mut failed = None;
@@ -114,11 +132,15 @@ async fn read_frames<S: AsyncRead + Unpin>(cx: &Shared, mut stream: S, peer: IpA
 async fn submit<'a>(cx: &Shared, frames: impl IntoIterator<Item = (&'a [u8], IpAddr)>) {
     let submission = cx.submission(frames);
     let (events, cid) = (submission.events, submission.correlation_id);
+    if let Some(rate) = &cx.rate {
+        // Over the listener's rate: wait (nothing is read meanwhile, so the sender slows down).
+        tokio::time::sleep(rate.reserve(events.len() as u64)).await;
+    }
     let mut delay = Duration::from_millis(50);
     loop {
         let attempt = crate::Submission { events: events.clone(), batch: true, correlation_id: cid.clone() };
         let n = attempt.events.len() as u64;
-        match cx.ingest.accept(attempt).await {
+        match cx.ingest.accept_admitted(attempt).await {
             Ok(_) => return,
             // Cannot succeed on retry.
             Err(r @ (Rejection::Invalid(_) | Rejection::TooManyEvents { .. })) => {

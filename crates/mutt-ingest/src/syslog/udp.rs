@@ -58,9 +58,20 @@ async fn run(cx: Arc<Shared>, socket: UdpSocket, max: usize) {
         if burst.is_empty() {
             continue;
         }
-        let submission = cx.submission(burst.iter().map(|(b, ip)| (b.as_slice(), *ip)));
+        let mut submission = cx.submission(burst.iter().map(|(b, ip)| (b.as_slice(), *ip)));
+        if let Some(rate) = &cx.rate {
+            let n = submission.events.len() as u64;
+            let allowed = rate.take(n);
+            if allowed < n {
+                submission.events.truncate(allowed as usize);
+                cx.dropped("rate_limit", n - allowed);
+            }
+            if allowed == 0 {
+                continue;
+            }
+        }
         let n = submission.events.len() as u64;
-        if let Err(rejection) = cx.ingest.accept(submission).await {
+        if let Err(rejection) = cx.ingest.accept_admitted(submission).await {
             cx.dropped(rejection.metric_reason(), n);
         }
     }

@@ -1,4 +1,5 @@
-//! The ingestor role: the HTTP ingest API, and the native SNMP trap listeners beside it.
+//! The ingestor role: the HTTP ingest API, and the native SNMP trap and syslog listeners
+//! beside it.
 
 use super::{Context, Slot, Started};
 use crate::config::TrapSection;
@@ -91,6 +92,7 @@ fn trap_config(cx: &Context<'_>, s: &TrapSection) -> Result<TrapListenerConfig> 
         users,
         engine_id,
         engine_file: Some(cx.config.data_dir.join(format!("snmp-engine-{}", s.name))),
+        max_messages_per_second: s.max_messages_per_second,
     })
 }
 
@@ -117,12 +119,14 @@ async fn start_syslog(cx: &Context<'_>, ingest: &mutt_ingest::Ingest, registry: 
             crate::config::SyslogProtocol::Tls => Protocol::Tls,
         };
         let config = ListenerConfig {
-            address,
-            protocol,
             tls_cert_file: s.tls_cert_file.clone(),
             tls_key_file: s.tls_key_file.clone(),
             max_frame_bytes: s.max_frame_bytes,
             recv_buffer_bytes: s.recv_buffer_bytes,
+            max_connections: s.max_connections,
+            idle_timeout: std::time::Duration::from_secs(s.idle_timeout_secs),
+            max_messages_per_second: s.max_messages_per_second,
+            ..ListenerConfig::new(address, protocol)
         };
         let listener = syslog::spawn(ingest.clone(), metrics.clone(), config, cx.shutdown.clone()).await?;
         let proto = protocol.as_str();
