@@ -1,7 +1,10 @@
 //! The one ingest step every listener calls: rate limit, required fields, normalisation,
 //! stamping, backpressure, push and counters (spec §2.2). The HTTP handler only reads the body
-//! and maps the outcome to a response; the syslog and SNMP listeners call the same
-//! [`Ingest::accept`], so an event is checked the same way whichever door it came in by.
+//! and maps the outcome to a response; the syslog and SNMP listeners call the same step after
+//! the rate limit, [`Ingest::accept_admitted`], so an event is checked the same way whichever
+//! door it came in by. The shared rate limit (`ingest_max_rate`) is the original's limit on API
+//! requests; native listeners are governed by backpressure and their own
+//! `max_messages_per_second` ([`crate::rate`]) instead.
 
 use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
