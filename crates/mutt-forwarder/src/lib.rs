@@ -1,6 +1,9 @@
 //! The forwarder: leases alerts, delivers them to the webhook, and settles each outcome:
 //! delivered, retried later (delayed-retry set, with backoff and full jitter, or the
-//! receiver's `Retry-After`), or dead-lettered with the receiver's status and body.
+//! receiver's `Retry-After`), dead-lettered with the receiver's status and body (only the
+//! alerts a REST LAM receiver rejects: a rejected batch is sent again in halves to find them),
+//! or held in the queue with the circuit breaker opened when the receiver refuses our
+//! credentials (401/403) or redirects elsewhere.
 //!
 //! Layout:
 //! - [`worker`]: the loop, one batch in five named stages: decode → drop already delivered →
@@ -10,7 +13,7 @@
 //!   configuration);
 //! - [`sink`]: where alerts go, behind one interface: the webhook or the alerts file;
 //! - [`payload`]: the request body for each output format;
-//! - [`delivery`]: classifying a response into delivered / retry / reject (pure);
+//! - [`delivery`]: classifying a response into delivered / retry / reject / hold (pure);
 //! - [`metrics`]: the original's `mutt_moog_*` metrics.
 
 pub mod admission;
@@ -30,12 +33,22 @@ pub use sink::Sink;
 pub use worker::{ForwardOutcome, Forwarder, ForwarderError};
 
 /// Where delivered alerts go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Destination {
     /// POSTed to Moogsoft or any webhook.
     Webhook(String),
     /// Appended as JSON lines to a file (and logged): for a first run without a Moogsoft.
     File(std::path::PathBuf),
+}
+
+/// A password or token written into the webhook URL never shows in a log line or an error.
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Webhook(url) => f.debug_tuple("Webhook").field(&mutt_core::secret::redact_url(url)).finish(),
+            Destination::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// How the `moog-rest-lam` format authenticates.
