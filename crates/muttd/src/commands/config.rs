@@ -32,9 +32,24 @@ pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &ConfigComman
 }
 
 /// Who makes a change from the command line: the OS user, as the original's CLI recorded it.
+/// Under sudo, the person who ran it (`alice via sudo`); without any user variable (a
+/// service, a cron job), the numeric uid.
 pub fn cli_actor() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let user = match (var("SUDO_USER"), var("USER").or_else(|| var("LOGNAME"))) {
+        (Some(sudoer), Some(user)) if sudoer != user => format!("{sudoer} via sudo"),
+        (_, Some(user)) => user,
+        (Some(sudoer), None) => format!("{sudoer} via sudo"),
+        (None, None) => uid().map(|u| format!("uid {u}")).unwrap_or_else(|| "unknown".into()),
+    };
     mutt_core::text::truncate_utf8(&format!("muttd-cli:{user}"), 100).to_owned()
+}
+
+/// The real uid of this process (Linux `/proc`).
+fn uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1).map(str::to_owned)
 }
 
 async fn record(config: &Config, secrets: &dyn SecretSource, change: &ConfigChange) {
