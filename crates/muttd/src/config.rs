@@ -15,8 +15,8 @@ mod error;
 mod http;
 mod moog_key;
 mod remediation;
-pub mod tls;
 mod slo;
+pub mod tls;
 
 pub use env::legacy_variable_names;
 pub use error::ConfigError;
@@ -48,7 +48,8 @@ fn batch_size(configured: Option<usize>, role_default: usize, embedded: bool) ->
     configured.unwrap_or(if embedded { EMBEDDED_BATCH_SIZE } else { role_default })
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` with URL passwords redacted ([`tls::redacted`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address every listener binds to (`0.0.0.0` to listen on all interfaces).
@@ -74,6 +75,8 @@ pub struct Config {
     pub http: HttpSection,
     pub remediation: RemediationSection,
 }
+
+tls::redacted_debug!(Config, RedisSection, DatabaseSection, ForwarderSection);
 
 impl Default for Config {
     fn default() -> Self {
@@ -114,7 +117,8 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` with URL passwords redacted ([`tls::redacted`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
     /// `redis://host:port/db`, or `rediss://…` for TLS. The password comes from the secrets
@@ -239,7 +243,8 @@ impl EmbeddedSection {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` with URL passwords redacted ([`tls::redacted`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
     /// `postgres://user@host:port/dbname`. The password comes from the secrets (`DB_PASS_CURRENT`).
@@ -567,7 +572,8 @@ impl AlerterSection {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` with URL passwords redacted ([`tls::redacted`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwarderSection {
     /// `/health`, `/live` and `/metrics`.

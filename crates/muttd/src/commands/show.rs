@@ -7,12 +7,8 @@ use crate::secrets::{SECRET_NAMES, SecretSource};
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-/// Keys whose values are secrets wherever they appear (settings normally name secrets, but a
-/// value written in by mistake must not be printed).
-const SECRET_KEYS: [&str; 5] = ["password", "passwd", "token", "api_key", "apikey"];
-
 pub fn run(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result<()> {
-    let settings = redacted(serde_json::to_value(config).context("serialising the configuration")?);
+    let settings = tls::redacted(serde_json::to_value(config).context("serialising the configuration")?);
     let connections = connections(config);
     let sources = secret_sources(secrets);
     if json {
@@ -31,26 +27,6 @@ pub fn run(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result<()
         println!("#   {name}: {}", from.as_str().unwrap_or_default());
     }
     Ok(())
-}
-
-/// The configuration without nulls (TOML has none), with URL passwords and secret-named
-/// values replaced.
-pub fn redacted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| {
-                    let secret = SECRET_KEYS.iter().any(|s| k.to_ascii_lowercase().ends_with(s));
-                    let v = if secret && v.is_string() { Value::from("[redacted]") } else { redacted(v) };
-                    (k, v)
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().filter(|v| !v.is_null()).map(redacted).collect()),
-        Value::String(s) if s.contains("://") || s.contains('=') => Value::from(mutt_core::secret::redact_url(&s)),
-        other => other,
-    }
 }
 
 fn connections(config: &Config) -> Value {

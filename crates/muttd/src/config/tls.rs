@@ -1,4 +1,6 @@
-//! TLS of the connections to PostgreSQL and Redis, and PostgreSQL's time-outs.
+//! TLS of the connections to PostgreSQL and Redis, PostgreSQL's time-outs, and showing
+//! settings without the secrets a URL may carry ([`redacted`]: `Debug` of the sections with
+//! URLs, `muttd config show`).
 //!
 //! The original's variables keep their meaning (spec §11.1, §11.5): `REDIS_TLS_ENABLED` and
 //! `DB_TLS_ENABLED` are true unless set otherwise, so an env file written for MUTT v2.5 without
@@ -12,6 +14,50 @@ use mutt_store::postgres::PgTimeouts;
 use mutt_store::postgres::connect::{TlsSettings, split_url};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// Keys whose values are secrets wherever they appear (settings name secrets, but a value
+/// written in by mistake must not be shown).
+const SECRET_KEYS: [&str; 5] = ["password", "passwd", "token", "api_key", "apikey"];
+
+/// A configuration value fit to show: no nulls (TOML has none), URL passwords and
+/// secret-named values replaced by `[redacted]`.
+pub fn redacted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let secret = SECRET_KEYS.iter().any(|s| k.to_ascii_lowercase().ends_with(s));
+                    let v = if secret && v.is_string() { Value::from("[redacted]") } else { redacted(v) };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().filter(|v| !v.is_null()).map(redacted).collect()),
+        Value::String(s) if s.contains("://") || s.contains('=') => Value::from(mutt_core::secret::redact_url(&s)),
+        other => other,
+    }
+}
+
+/// `Debug` for settings that may hold URLs: the redacted serialised form.
+pub fn debug_redacted<T: serde::Serialize>(name: &str, value: &T, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match serde_json::to_value(value) {
+        Ok(v) => write!(f, "{name} {}", redacted(v)),
+        Err(_) => write!(f, "{name} {{ .. }}"),
+    }
+}
+
+macro_rules! redacted_debug {
+    ($($t:ident),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                tls::debug_redacted(stringify!($t), self, f)
+            }
+        }
+    )*};
+}
+pub(super) use redacted_debug;
 
 /// The original's reading of its TLS switches: on unless set to anything but `true`.
 pub(super) fn legacy_tls_enabled(env: &HashMap<String, String>, name: &str) -> bool {
@@ -244,6 +290,22 @@ mod tests {
         assert!(err.contains("MUTT_DATABASE__URL") && err.contains("verify-full"), "{err}");
         let err = load(None, &env(&[("MUTT_DATABASE__CONNECT_TIMEOUT_SECS", "0")])).unwrap_err().to_string();
         assert!(err.contains("MUTT_DATABASE__CONNECT_TIMEOUT_SECS"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_url_passwords() {
+        let c = load(
+            None,
+            &env(&[
+                ("MUTT_DATABASE__URL", "postgres://u:pg-s3cret@h/db"),
+                ("MUTT_REDIS__URL", "redis://:redis-s3cret@h/0"),
+                ("MOOG_WEBHOOK_URL", "https://moog/x?token=moog-s3cret"),
+            ]),
+        )
+        .unwrap();
+        for shown in [format!("{c:?}"), format!("{:?}{:?}{:?}", c.database, c.redis, c.forwarder)] {
+            assert!(!shown.contains("s3cret") && shown.contains("[redacted]"), "{shown}");
+        }
     }
 
     #[test]
