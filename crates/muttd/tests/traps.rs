@@ -257,8 +257,6 @@ fn bench_traps_per_second() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = common::muttd(dir.path());
     cmd.env("INGEST_API_KEY", "traps-test-key").env("MUTT_LOG__LEVEL", "warn");
-    // The shared rate limit (1000 requests a minute) would measure itself.
-    cmd.env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false");
     let (_child, (traps, http)) = spawn_ingestor_only(&mut cmd);
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let total = 20_000u64;
@@ -620,4 +618,39 @@ users = [{ name = "mutt", auth_protocol = "SHA", auth_password_secret = "TRAP_AU
     // The agent (a fresh discovery) keeps working after the restart.
     assert!(inform(&run, "127.0.0.23", &[]).status.success(), "after the restart: acknowledged");
     expect_event(&run, "v3 inform after the restart", "127.0.0.23", "127.0.0.23", "v3", "inform");
+}
+
+/// A listener's `max_messages_per_second`: traps over it are dropped and counted
+/// (`reason="rate_limit"`), an inform over it goes unanswered.
+#[test]
+fn traps_over_max_messages_per_second_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[ingestor.traps]]
+address = "127.0.0.1"
+port = 0
+communities = ["public"]
+max_messages_per_second = 10
+"#;
+    let run = Muttd::launch(dir.path(), Some(config));
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for n in 0..100u32 {
+        sender.send_to(&v2c_notification(0xa7, n, &format!("rate-{n}")), run.traps).unwrap();
+    }
+    let queued = r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#;
+    let dropped = r#"mutt_ingest_dropped_total{listener="snmp",reason="rate_limit"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.metric(queued) + run.metric(dropped) < 100 {
+        assert!(Instant::now() < deadline, "{}", http_get(run.http.unwrap(), "/metrics"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let q = run.metric(queued);
+    assert!((10..=20).contains(&q), "a second's budget (10) and what refilled meanwhile: {q}");
+    // The budget is spent: an inform now goes unanswered.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for n in 0..20 {
+        socket.send_to(&v2c_notification(0xa7, 1000 + n, "spend"), run.traps).unwrap();
+    }
+    assert!(!inform_acknowledged(&socket, run.traps, 4242, "over-the-rate"), "an inform over the rate is answered");
+    assert!(run.metric(r#"mutt_ingest_dropped_total{listener="snmp",reason="rate_limit_unacknowledged"}"#) >= 1);
 }
