@@ -42,7 +42,8 @@ const BREAKER: &str = "moogsoft";
 pub struct RemediationConfig {
     /// `REMEDIATION_INTERVAL`: time between cycles (dynamic `remediation_interval` wins).
     pub interval: Duration,
-    /// `REMEDIATION_BATCH_SIZE`: entries looked at per DLQ and cycle (`remediation_batch_size`).
+    /// `REMEDIATION_BATCH_SIZE`: entries replayed or parked per DLQ and cycle
+    /// (`remediation_batch_size`).
     pub batch_size: u64,
     /// `MAX_POISON_RETRIES`: replays before an entry is parked (`max_poison_retries`).
     pub max_poison_retries: u64,
@@ -258,9 +259,15 @@ impl Remediation {
         matches!(self.coordination.breaker_state(BREAKER).await, Ok((BreakerState::Closed, _)))
     }
 
-    /// Replays or parks up to `batch_size` of the oldest entries of one DLQ.
+    /// Replays or parks up to `batch_size` entries of one DLQ, oldest first. Entries held
+    /// back (shed ones while the alert queue is full) are stepped over, up to 100 batches'
+    /// worth, so they do not block the ones behind them.
     async fn remediate(&self, dlq: Dlq, settings: &Dynamic, hold_shed: bool) -> Option<MoveReport> {
-        let pass = Pass { max_examined: Some(settings.batch_size), ..Pass::default() };
+        let pass = Pass {
+            max_moves: Some(settings.batch_size),
+            max_examined: Some(settings.batch_size.saturating_mul(100)),
+            dry_run: false,
+        };
         let max = settings.max_poison_retries;
         let result = dlq::apply(self.dead_letters.as_ref(), dlq, "remediate", pass, &|_, _| {}, |e| {
             decide(dlq, e, max, hold_shed)

@@ -268,3 +268,25 @@ async fn the_alerter_dlq_waits_while_the_store_is_down() {
     assert_eq!(depths(&b).await, [2, 0, 0]);
     assert_eq!(remediation(&b, config()).cycle().await.replayed_and_parked(), (2, 0), "once it answers");
 }
+
+/// Shed entries held back at the oldest end do not block the entries behind them.
+#[tokio::test]
+async fn held_shed_entries_do_not_block_the_batch() {
+    let site = Site::fresh(BackendKind::Embedded).await;
+    let b = site.open().await;
+    b.coordination.set_config_value("alerter_queue_shed_threshold", "1").await.unwrap();
+    b.queue.push(QueueId::Alert, &[bytes(&json!({"a": 1})), bytes(&json!({"a": 2}))]).await.unwrap();
+    let raw: Vec<Vec<u8>> = (0..30).map(|n| bytes(&event(n))).collect();
+    dead_letter(&b, WorkerRole::Alerter, &raw[..20], "shed").await;
+    dead_letter(&b, WorkerRole::Alerter, &raw[20..], "retries_exhausted").await;
+    let mut r = remediation(&b, RemediationConfig { batch_size: 5, ..config() });
+    let report = r.cycle().await;
+    assert!(report.holding_shed);
+    assert_eq!(report.replayed_and_parked(), (5, 0), "{report:?}");
+    assert_eq!(r.cycle().await.replayed_and_parked(), (5, 0));
+    let replayed = take_all(&b, QueueId::Ingest, false).await;
+    let mut ns: Vec<u64> = replayed.iter().map(|m| m["n"].as_u64().unwrap()).collect();
+    ns.sort();
+    assert_eq!(ns, (20..30).collect::<Vec<u64>>());
+    assert_eq!(depths(&b).await, [20, 0, 0], "the shed ones wait");
+}

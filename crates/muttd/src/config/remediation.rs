@@ -18,7 +18,7 @@ pub struct RemediationSection {
     pub health_port: Option<u16>,
     /// Seconds between cycles (`REMEDIATION_INTERVAL`; dynamic `remediation_interval` wins).
     pub interval_secs: u64,
-    /// Entries looked at per DLQ and cycle (`REMEDIATION_BATCH_SIZE`).
+    /// Entries replayed or parked per DLQ and cycle (`REMEDIATION_BATCH_SIZE`).
     pub batch_size: u64,
     /// Replays before an entry is parked in the dead DLQ (`MAX_POISON_RETRIES`).
     pub max_poison_retries: u64,
