@@ -31,7 +31,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every role (ingestor, alerter, forwarder, web) in one process.
+    /// Run every role (ingestor, alerter, forwarder, web, remediation) in one process.
     Run(RunArgs),
     /// Run the HTTP ingest API (POST /ingest) in front of the ingest queue.
     Ingestor,
