@@ -1,6 +1,7 @@
 //! The remediation role's metrics under the original's names (spec §10.1), plus the store
 //! gate's health and the DLQ retention counters of the original's retention job (spec §9.3).
 
+use mutt_store::retention::{DELETED_METRIC, POLICY_DAYS_METRIC};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,10 +18,8 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TypeLabel {
-    pub r#type: &'static str,
-}
+/// The retention job's label: the DLQ counts go into its families (see `register`).
+pub use mutt_store::retention::TypeLabel;
 
 #[derive(Clone)]
 pub struct RemediationMetrics {
@@ -53,8 +52,10 @@ impl RemediationMetrics {
             moog_health: Gauge::default(),
             store_health: Gauge::default(),
             loop_duration: Histogram::new(default_buckets),
-            dlq_trimmed: Family::default(),
-            dlq_policy_days: Family::default(),
+            // Shared with the alerter's retention when both run in one process (`muttd run`): one
+            // registry must not hold a name twice.
+            dlq_trimmed: metrics.shared(DELETED_METRIC.0, DELETED_METRIC.1).unwrap_or_default(),
+            dlq_policy_days: metrics.shared(POLICY_DAYS_METRIC.0, POLICY_DAYS_METRIC.1).unwrap_or_default(),
         };
         // Every label value at 0 from the start, so rates and alert rules see the series.
         for reason in ["processing_error", "redis_error"] {
@@ -74,12 +75,6 @@ impl RemediationMetrics {
                 "Time one remediation cycle took",
                 m.loop_duration.clone(),
             );
-            r.register(
-                "mutt_retention_cleanup_records_deleted",
-                "Rows deleted by retention, by table",
-                m.dlq_trimmed.clone(),
-            );
-            r.register("mutt_retention_policy_days", "Configured retention, in days", m.dlq_policy_days.clone());
         });
         m
     }

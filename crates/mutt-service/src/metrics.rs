@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Default)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Families registered with [`Metrics::shared`], by name.
+    shared: Arc<Mutex<HashMap<String, Box<dyn std::any::Any + Send>>>>,
 }
 
 impl Metrics {
@@ -23,6 +25,24 @@ impl Metrics {
     pub fn register(&self, f: impl FnOnce(&mut Registry)) {
         let mut r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut r);
+    }
+
+    /// The metric `name` of this registry, registered by the first part that asks for it: two
+    /// parts of one process that count in the same family (the alerter's retention and the
+    /// remediation's DLQ trimming in `muttd run`, both `mutt_retention_*{type}`) get the same
+    /// one, and the name is in the output once. `None` if `name` holds a metric of another type.
+    pub fn shared<M>(&self, name: &str, help: &str) -> Option<M>
+    where
+        M: prometheus_client::registry::Metric + Clone + Default,
+    {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = shared.get(name) {
+            return m.downcast_ref::<M>().cloned();
+        }
+        let m = M::default();
+        self.register(|r| r.register(name, help, m.clone()));
+        shared.insert(name.to_owned(), Box::new(m.clone()));
+        Some(m)
     }
 
     /// The OpenMetrics text of every registered metric (what Prometheus asks for).
@@ -101,6 +121,20 @@ mod tests {
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::metrics::histogram::Histogram;
     use prometheus_client::metrics::info::Info;
+
+    /// Two parts asking for the same shared family count in one, listed once.
+    #[test]
+    fn a_shared_family_is_registered_once() {
+        let m = Metrics::new();
+        let a: Family<Vec<(String, String)>, Counter> = m.shared("mutt_x", "X").unwrap();
+        let b: Family<Vec<(String, String)>, Counter> = m.shared("mutt_x", "X").unwrap();
+        a.get_or_create(&vec![("type".into(), "a".into())]).inc();
+        b.get_or_create(&vec![("type".into(), "b".into())]).inc_by(2);
+        let text = m.encode_text();
+        assert_eq!(text.matches("# TYPE mutt_x_total counter").count(), 1, "{text}");
+        assert!(text.contains("mutt_x_total{type=\"a\"} 1") && text.contains("mutt_x_total{type=\"b\"} 2"), "{text}");
+        assert!(m.shared::<Gauge>("mutt_x", "X").is_none(), "another type under the name");
+    }
 
     #[test]
     fn text_format_names_counter_families_with_total() {

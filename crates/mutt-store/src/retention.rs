@@ -165,15 +165,31 @@ pub struct RetentionMetrics {
     duration: Gauge<f64, AtomicU64>,
 }
 
+/// Name and help of `mutt_retention_cleanup_records_deleted_total{type}`, shared with the DLQ
+/// trimming (prometheus-client appends `_total`).
+pub const DELETED_METRIC: (&str, &str) =
+    ("mutt_retention_cleanup_records_deleted", "Rows deleted by retention, by type");
+/// Name and help of `mutt_retention_policy_days{type}`, shared with the DLQ trimming.
+pub const POLICY_DAYS_METRIC: (&str, &str) = ("mutt_retention_policy_days", "Configured retention, in days, by type");
+
 impl RetentionMetrics {
+    /// Metrics that count in `deleted` and `policy_days` ([`DELETED_METRIC`],
+    /// [`POLICY_DAYS_METRIC`]) registered elsewhere: another part of the process (the DLQ
+    /// trimming) counts `type="dlq"` in the same families. Register the rest with
+    /// [`RetentionMetrics::register_own`].
+    pub fn with_type_families(deleted: Family<TypeLabel, Counter>, policy_days: Family<TypeLabel, Gauge>) -> Self {
+        Self { deleted, policy_days, ..Self::default() }
+    }
+
     /// Adds the metrics to `registry` (prometheus-client appends `_total` to counters).
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "mutt_retention_cleanup_records_deleted",
-            "Rows deleted by retention, by table",
-            self.deleted.clone(),
-        );
-        registry.register("mutt_retention_policy_days", "Configured retention, in days", self.policy_days.clone());
+        registry.register(DELETED_METRIC.0, DELETED_METRIC.1, self.deleted.clone());
+        registry.register(POLICY_DAYS_METRIC.0, POLICY_DAYS_METRIC.1, self.policy_days.clone());
+        self.register_own(registry);
+    }
+
+    /// Adds all but the two shared families to `registry`.
+    pub fn register_own(&self, registry: &mut Registry) {
         registry.register(
             "mutt_retention_cleanup_last_run_timestamp_seconds",
             "When the last retention run ended",

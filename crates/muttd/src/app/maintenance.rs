@@ -29,8 +29,13 @@ pub(super) fn spawn(cx: &Context<'_>, slot: &Slot, store: Arc<dyn Store>) {
         cx.shutdown.clone(),
     );
     if cfg.enabled {
-        let metrics = RetentionMetrics::default();
-        slot.metrics.register(|r| metrics.register(r));
+        // The families the remediation's DLQ trimming counts in too (`type="dlq"`), once per
+        // registry.
+        let (d, p) = (retention::DELETED_METRIC, retention::POLICY_DAYS_METRIC);
+        let deleted = slot.metrics.shared(d.0, d.1).unwrap_or_default();
+        let policy_days = slot.metrics.shared(p.0, p.1).unwrap_or_default();
+        let metrics = RetentionMetrics::with_type_families(deleted, policy_days);
+        slot.metrics.register(|r| metrics.register_own(r));
         retention::spawn_after(RETENTION_DELAY, store, cfg.to_retention_config(), metrics, cx.shutdown.clone());
     }
 }
