@@ -248,6 +248,14 @@ async fn inside_muttd_run_remediation_parks_poison_after_the_configured_replays(
     assert_eq!(embedded_depths(dir.path()), [0, 0, 3], "parked, not looping");
     assert_eq!(metric(alerter, "mutt_remediation_poison_messages_total").await, Some(3.0));
     assert_eq!(metric(alerter, "mutt_remediation_replay_success_total").await, Some(6.0));
+    // Remediation and retention share the alerter's registry here: every family once.
+    let text = reqwest::get(format!("http://{alerter}/metrics")).await.unwrap().text().await.unwrap();
+    let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let all = types.len();
+    types.sort();
+    types.dedup();
+    assert_eq!(types.len(), all, "a metric family twice on the alerter's /metrics");
+    assert!(text.contains("mutt_retention_cleanup_records_deleted_total{type=\"dlq\"}"), "{text}");
     assert!(run.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
 }
 
