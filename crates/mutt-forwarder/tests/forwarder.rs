@@ -443,3 +443,16 @@ async fn a_redirect_to_another_host_is_not_followed_and_carries_no_credentials()
         }
     }
 }
+
+#[tokio::test]
+async fn a_redirect_within_the_same_origin_is_followed_with_the_credentials() {
+    let s = setup().await;
+    let moved = format!("http://{}/moved", s.receiver.addr());
+    s.receiver.set_mode(ReceiverMode::Redirect { status: 307, location: moved });
+    let mut f = s.forwarder(s.config(OutputFormat::MoogRestLam)).await;
+    s.push(&[alert(1, None)]).await;
+    assert!(matches!(one_batch(&mut f).await, ForwardOutcome::Processed { delivered: 1, .. }));
+    let accepted = s.receiver.accepted();
+    assert_eq!(accepted.len(), 1, "delivered at the new path");
+    assert_eq!(accepted[0].body["auth_token"], "moog-key", "the body, token included, went to the same origin");
+}

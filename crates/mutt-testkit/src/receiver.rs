@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -25,7 +25,9 @@ pub enum ReceiverMode {
     /// `field` equal to one of `values`: then `status` with `{"error":…,"rejected":[values]}`
     /// and none of the body's alerts is accepted (as a receiver validating a whole batch).
     RejectEvents { field: String, values: Vec<String>, status: u16 },
-    /// `status` (301, 302, 307, 308) with `Location: location`.
+    /// `status` (301, 302, 307, 308) with `Location: location` for requests to `/events`
+    /// ([`WebhookReceiver::url`]); requests to any other path succeed, so that a redirect to
+    /// another path of the same receiver can be followed.
     Redirect { status: u16, location: String },
 }
 
@@ -188,8 +190,11 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let mode = shared.lock().mode.clone().unwrap_or(ReceiverMode::Succeed);
+async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
+    let mode = match shared.lock().mode.clone().unwrap_or(ReceiverMode::Succeed) {
+        ReceiverMode::Redirect { .. } if uri.path() != "/events" => ReceiverMode::Succeed,
+        mode => mode,
+    };
     let at = Instant::now();
     // Counting only: a refused body is never read.
     let read = shared.keep_requests || matches!(mode, ReceiverMode::Succeed | ReceiverMode::RejectEvents { .. });
