@@ -38,15 +38,45 @@ fn split_url(url: &str) -> (String, String) {
     }
 }
 
+/// Which connection the proxy sits on.
+#[derive(Clone, Copy, PartialEq)]
+enum Between {
+    Redis,
+    Postgres,
+}
+
+/// `postgres://user@host:port/db` with `host:port` replaced: (the new URL, the old `host:port`).
+fn via_proxy_pg(url: &str, proxy: &str) -> (String, String) {
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    (format!("{scheme_user}@{proxy}/{path}"), hostport.to_owned())
+}
+
 async fn rig(stall_timeout_secs: u64) -> Rig {
+    rig_between(stall_timeout_secs, Between::Redis).await
+}
+
+async fn rig_between(stall_timeout_secs: u64, between: Between) -> Rig {
     let receiver = WebhookReceiver::start().await;
     let site = Site::fresh(BackendKind::RedisPostgres).await;
-    let (target, db) = split_url(site.redis_url().unwrap());
+    let (redis_target, db) = split_url(site.redis_url().unwrap());
+    let (_, pg_target) = via_proxy_pg(site.database_url().unwrap(), "");
+    let target = if between == Between::Redis { redis_target } else { pg_target };
     let proxy = Arc::new(FaultProxy::start(target).await.unwrap());
     let mut config = Config::default();
-    config.redis.url = Some(format!("redis://{}{db}", proxy.addr()));
-    config.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
+    config.redis.url = site.redis_url().map(str::to_owned);
     config.database.url = site.database_url().map(str::to_owned);
+    match between {
+        Between::Redis => config.redis.url = Some(format!("redis://{}{db}", proxy.addr())),
+        Between::Postgres => {
+            config.database.url = Some(via_proxy_pg(site.database_url().unwrap(), &proxy.addr().to_string()).0);
+            // An audit write on a silent connection is given up after the statement timeout
+            // plus 5 s, one pooled connection at a time: keep both small here.
+            config.database.statement_timeout_secs = 2;
+            config.database.pool_size = 2;
+        }
+    }
+    config.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
     config.forwarder.webhook_url = Some(receiver.url());
     config.forwarder.rate_limit_enabled = false;
     config.alerter.port = 0;
@@ -178,7 +208,7 @@ async fn lost_replies_resets_and_delays_on_redis_lose_and_duplicate_nothing() {
             while !stop.is_cancelled() {
                 proxy.set_mode(modes[i % modes.len()]);
                 i += 1;
-                tokio::time::sleep(Duration::from_millis(60)).await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
             }
             proxy.set_mode(FaultMode::Pass);
         })
@@ -273,5 +303,107 @@ async fn a_silent_redis_makes_health_fail_within_the_stall_timeout_and_work_resu
     println!("recovered {:?} after Redis answered again", t0.elapsed());
     assert_eq!(rig.audited().await, (500, 500));
     assert_eq!(rig.lease_tokens().await, 0);
+    rig.app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_replies_resets_and_delays_on_postgres_lose_and_duplicate_nothing() {
+    const N: usize = 3000;
+    let _serial = SERIAL.lock().await;
+    let rig = rig_between(120, Between::Postgres).await;
+    let ids = rig.push(N).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let chaos = {
+        let (stop, proxy) = (stop.clone(), rig.proxy.clone());
+        tokio::spawn(async move {
+            let modes = [
+                FaultMode::Pass,
+                FaultMode::DropReplies,
+                FaultMode::Pass,
+                FaultMode::Reset,
+                FaultMode::Pass,
+                FaultMode::Delay(Duration::from_millis(40)),
+            ];
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                proxy.set_mode(modes[i % modes.len()]);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            proxy.set_mode(FaultMode::Pass);
+        })
+    };
+    let t0 = Instant::now();
+    let all: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    loop {
+        let delivered: HashSet<String> = rig.delivered().into_iter().collect();
+        if t0.elapsed() > Duration::from_secs(25) {
+            stop.cancel();
+        }
+        if all.iter().all(|id| delivered.contains(*id)) && rig.in_flight().await == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "{} of {N} delivered", delivered.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    chaos.await.unwrap();
+    let counts = rig.proxy.counts();
+    let delivered = rig.delivered();
+    let duplicates = delivered.len() - delivered.iter().collect::<HashSet<_>>().len();
+    println!(
+        "{N} events in {:?}; proxy: {} connections, {} replies dropped, {} resets; {duplicates} duplicates",
+        t0.elapsed(),
+        counts.connections,
+        counts.replies_dropped,
+        counts.resets
+    );
+    assert!(counts.replies_dropped > 0 && counts.resets > 0, "the faults happened: {counts:?}");
+    assert_eq!(rig.audited().await, (N as i64, N as i64), "every event audited exactly once");
+    assert_eq!(duplicates, 0, "the forwarder never saw a fault");
+    assert_eq!(rig.in_flight().await, 0);
+    assert_eq!(rig.lease_tokens().await, 0);
+    rig.app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_postgres_makes_the_alerters_health_fail_within_the_stall_timeout() {
+    const STALL: Duration = Duration::from_secs(3);
+    let _serial = SERIAL.lock().await;
+    let rig = rig_between(STALL.as_secs(), Between::Postgres).await;
+    let ids = rig.push(100).await;
+    rig.receiver.wait_accepted(1, Duration::from_secs(20)).await;
+    assert_eq!(rig.health(Role::Alerter).await.0, 200);
+    rig.proxy.set_mode(FaultMode::Blackhole);
+    let t0 = Instant::now();
+    let more = rig.push(100).await;
+    let limit = STALL + mutt_service::health::CHECK_TIMEOUT * 2 + Duration::from_secs(3);
+    loop {
+        let (status, body) = rig.health(Role::Alerter).await;
+        if status == 503 && stalled(&body) {
+            println!("alerter: 503 with a stalled worker after {:?}: {body}", t0.elapsed());
+            break;
+        }
+        assert!(t0.elapsed() < limit, "still {status} after {:?}: {body}", t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rig.proxy.set_mode(FaultMode::Pass);
+    let t0 = Instant::now();
+    let all: HashSet<String> = ids.into_iter().chain(more).collect();
+    loop {
+        let delivered: HashSet<String> = rig.delivered().into_iter().collect();
+        if all.iter().all(|id| delivered.contains(id)) && rig.in_flight().await == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "{} of {} delivered after the blackhole",
+            delivered.len(),
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("recovered {:?} after PostgreSQL answered again", t0.elapsed());
+    assert_eq!(rig.audited().await, (200, 200));
     rig.app.stop().await.unwrap();
 }

@@ -51,6 +51,10 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     settings: TlsSettings,
+    /// The client's own limit on the worker's statements (ping, rules version, audit write):
+    /// the statement timeout plus a margin. A connection whose peer went silent (no reset)
+    /// never answers; after this it is dropped from the pool instead of being handed out again.
+    deadline: Duration,
 }
 
 /// Whether a server's error is about the server's state rather than the statement: classes 08
@@ -125,7 +129,15 @@ impl PgStore {
             builder = builder.post_create(connect::statement_timeout_hook(limit));
         }
         let pool = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Self { pool, config: pg, tls, settings })
+        let deadline = timeouts.statement_timeout.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5);
+        Ok(Self { pool, config: pg, tls, settings, deadline })
+    }
+
+    /// A statement found no answer within [`PgStore::deadline`]: its connection never goes
+    /// back into the pool (it would hang the next user too).
+    fn give_up(&self, client: deadpool_postgres::Object, what: &str) -> StoreError {
+        drop(deadpool_postgres::Object::take(client));
+        StoreError::Unavailable(format!("{what}: no answer within {} s", self.deadline.as_secs()))
     }
 
     /// The TLS settings in force (for the start-up log: [`TlsSettings::describe`]).
@@ -175,8 +187,10 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        client.simple_query("SELECT 1").await.map_err(|e| classify("ping", e))?;
-        Ok(())
+        match tokio::time::timeout(self.deadline, client.simple_query("SELECT 1")).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| classify("ping", e)),
+            Err(_) => Err(self.give_up(client, "ping")),
+        }
     }
 
     async fn load_rules(&self) -> Result<RuleSnapshot, StoreError> {
@@ -234,21 +248,27 @@ impl Store for PgStore {
             raws.push(&r.raw_message);
         }
         let client = self.pool.get().await.map_err(pool_err)?;
-        // One statement for the whole batch; UNNEST keeps the parameter count fixed.
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
-                                              handling_decision, forwarded_to_moog, raw_message)
-                 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
-                                      $5::text[], $6::bool[], $7::text[])
-                 ON CONFLICT (event_id, event_timestamp) DO NOTHING",
-            )
-            .await
-            .map_err(|e| classify("preparing audit insert", e))?;
-        client
-            .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
-            .await
-            .map_err(|e| classify("writing audit rows", e))
+        let write = async {
+            // One statement for the whole batch; UNNEST keeps the parameter count fixed.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
+                                                  handling_decision, forwarded_to_moog, raw_message)
+                     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
+                                          $5::text[], $6::bool[], $7::text[])
+                     ON CONFLICT (event_id, event_timestamp) DO NOTHING",
+                )
+                .await
+                .map_err(|e| classify("preparing audit insert", e))?;
+            client
+                .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
+                .await
+                .map_err(|e| classify("writing audit rows", e))
+        };
+        match tokio::time::timeout(self.deadline, write).await {
+            Ok(result) => result,
+            Err(_) => Err(self.give_up(client, "writing audit rows")),
+        }
     }
 
     async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
@@ -279,12 +299,18 @@ impl Store for PgStore {
     /// One row kept by statement-level triggers (migration V2); prepared once per connection.
     async fn rules_version(&self) -> Result<i64, StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
-        let stmt = client
-            .prepare_cached("SELECT coalesce((SELECT version FROM rules_version), 0)")
-            .await
-            .map_err(|e| classify("reading the rules version", e))?;
-        let row = client.query_one(&stmt, &[]).await.map_err(|e| classify("reading the rules version", e))?;
-        Ok(row.get(0))
+        let read = async {
+            let stmt = client
+                .prepare_cached("SELECT coalesce((SELECT version FROM rules_version), 0)")
+                .await
+                .map_err(|e| classify("reading the rules version", e))?;
+            let row = client.query_one(&stmt, &[]).await.map_err(|e| classify("reading the rules version", e))?;
+            Ok(row.get(0))
+        };
+        match tokio::time::timeout(self.deadline, read).await {
+            Ok(r) => r,
+            Err(_) => Err(self.give_up(client, "reading the rules version")),
+        }
     }
 
     async fn list_rules(&self) -> Result<Vec<Rule>, StoreError> {
