@@ -243,6 +243,12 @@ impl RetentionMetrics {
         self.errors.get_or_create(&TaskLabel { task: step.label() }).get()
     }
 
+    /// Counts one run done outside [`spawn`] (`muttd retention`, for a textfile collector).
+    pub fn observe(&self, cfg: &RetentionConfig, report: &RetentionReport, took: Duration, ended: DateTime<Utc>) {
+        self.prepare(cfg);
+        self.record(report, took, ended);
+    }
+
     fn prepare(&self, cfg: &RetentionConfig) {
         // Created before the first run: every series shows from the start, at 0.
         for t in [RetainedTable::EventAudit, RetainedTable::ConfigAudit] {

@@ -115,9 +115,20 @@ async fn partitions_commands_on_both_backends(kind: BackendKind) {
     assert!(dry.contains("dry run: nothing was changed") && dry.contains("would remove 3 rows"), "{dry}");
     assert_eq!(pg, dry.contains("would drop partition event_audit_log_2020_03 (3 rows"), "{dry}");
     assert_eq!(audit_rows(s).await, 6);
-    let retention_dry = ok(s, d, &["retention", "--dry-run"]);
+    let prom = d.join("retention.prom");
+    let retention_dry = ok(s, d, &["retention", "--dry-run", "--metrics-file", prom.to_str().unwrap()]);
     assert!(retention_dry.contains("would remove 3 rows"), "{retention_dry}");
     assert_eq!(audit_rows(s).await, 6);
+    // The original's textfile: a dry run deleted nothing.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    for line in [
+        "# TYPE mutt_retention_cleanup_records_deleted_total counter",
+        r#"mutt_retention_cleanup_records_deleted_total{type="event_audit"} 0"#,
+        r#"mutt_retention_policy_days{type="event_audit"} 90"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("mutt_retention_cleanup_last_run_timestamp_seconds ")), "{text}");
 
     let done = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--yes"]);
     assert!(done.contains("removed 3 rows"), "{done}");

@@ -62,6 +62,11 @@ pub struct RetentionArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write the retention metrics there afterwards, in Prometheus text format, for node
+    /// exporter's textfile collector (the original's RETENTION_METRICS_FILE; skipped when the
+    /// directory is missing, as there).
+    #[arg(long, env = "RETENTION_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &PartitionsCommand) -> Result<()> {
@@ -175,14 +180,41 @@ pub async fn retention(config: &Config, secrets: &dyn SecretSource, args: &Reten
     cfg.dry_run |= args.dry_run;
     let bar = Bar::default();
     let stop = stop_on_ctrl_c();
+    let began = std::time::Instant::now();
     let report = retention::run_at(store.as_ref(), &cfg, Utc::now(), &bar, &stop).await;
     bar.clear();
+    if let Some(path) = &args.metrics_file {
+        write_metrics_file(path, &cfg, &report, began.elapsed())?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
     fail_on_errors(&report)
+}
+
+/// The run's metrics as a node exporter textfile, written whole (a temporary file renamed) so
+/// that the collector never reads half of it.
+fn write_metrics_file(
+    path: &std::path::Path,
+    cfg: &retention::RetentionConfig,
+    report: &RetentionReport,
+    took: std::time::Duration,
+) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        eprintln!("muttd: {} does not exist: metrics file not written", dir.display());
+        return Ok(());
+    }
+    let metrics = retention::RetentionMetrics::default();
+    metrics.observe(cfg, report, took, Utc::now());
+    let registry = mutt_service::Metrics::new();
+    registry.register(|r| metrics.register(r));
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, registry.encode_text()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Cancelled on Ctrl-C: the run stops between two chunks, with each chunk done or not.
