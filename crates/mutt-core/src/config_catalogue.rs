@@ -312,9 +312,10 @@ impl Setting {
         }
     }
 
-    /// The range as people read it: `1..=86400 s`, `dlq|defer`, `true|false`, `(0, 10]`.
+    /// The range as people read it: `1..=86400`, `>= 1`, `dlq|defer`, `true|false`, `(0, 10]`.
     pub fn range_text(&self) -> String {
         match &self.kind {
+            Kind::Integer { min, max } if *max >= BIG => format!(">= {min}"),
             Kind::Integer { min, max } => format!("{min}..={max}"),
             Kind::Float { max } => format!("(0, {max}]"),
             Kind::Bool => "true|false".into(),

@@ -12,13 +12,14 @@ use mutt_core::config_catalogue::{self as catalogue, ConfigValueError, Entry, So
 use mutt_queue::Coordination;
 use mutt_store::ConfigChange;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 pub async fn run(config: &Config, secrets: &dyn SecretSource, cmd: &ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Get { key } => {
             let queue = connect_queue_view(config, secrets).await?;
             match queue.config_values(&[key.as_str()]).await?.pop().flatten() {
-                Some(v) => println!("{key} = {v}"),
+                Some(v) => emit(&format!("{key} = {v}\n"))?,
                 None => bail!("{key} is not set"),
             }
         }
@@ -95,34 +96,32 @@ async fn set(
         Err(e) => bail!("{e}"),
     };
     let old = queue.set_config_value(key, &value).await?;
-    println!("{key}: {} -> {value}", old.as_deref().unwrap_or("(unset)"));
+    // Recorded before anything is printed: a closed stdout must not skip the audit.
     record(
         config,
         secrets,
         &ConfigChange::dynamic_config(key, old.as_deref(), Some(&value), &cli_actor(), reason.as_deref()),
     )
     .await;
-    Ok(())
+    emit(&format!("{key}: {} -> {value}\n", old.as_deref().unwrap_or("(unset)")))
 }
 
 async fn delete(config: &Config, secrets: &dyn SecretSource, key: &str, reason: &Option<String>) -> Result<()> {
     let queue = connect_queue_view(config, secrets).await?;
     let Some(old) = queue.delete_config_value(key).await? else {
-        println!("{key} was not set; nothing to do");
-        return Ok(());
+        return emit(&format!("{key} was not set; nothing to do\n"));
     };
     let restored = static_values(config)
         .into_iter()
         .find(|(k, _, _)| *k == key)
         .map(|(_, v, _)| v)
         .or_else(|| catalogue::lookup(key).map(|s| s.default.clone()));
-    match restored {
-        Some(d) => println!("{key}: {old} -> (default) {d}"),
-        None => println!("{key}: {old} -> (unset)"),
-    }
     record(config, secrets, &ConfigChange::dynamic_config(key, Some(&old), None, &cli_actor(), reason.as_deref()))
         .await;
-    Ok(())
+    match restored {
+        Some(d) => emit(&format!("{key}: {old} -> (default) {d}\n")),
+        None => emit(&format!("{key}: {old} -> (unset)\n")),
+    }
 }
 
 /// The keys with a static counterpart in muttd's configuration: (key, value in the
@@ -169,10 +168,9 @@ async fn list(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result
     let queue = connect_queue_view(config, secrets).await?;
     let entries = entries(config, queue.as_ref()).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
-        return Ok(());
+        return emit(&format!("{}\n", serde_json::to_string_pretty(&entries)?));
     }
-    println!("{:<46} {:>12} {:>12}  {:<15} {:<12} range", "KEY", "VALUE", "DEFAULT", "SOURCE", "READER");
+    let mut out = format!("{:<46} {:>12} {:>12}  {:<15} {:<12} RANGE\n", "KEY", "VALUE", "DEFAULT", "SOURCE", "READER");
     for e in entries {
         let source = match e.source {
             Source::Dynamic => "dynamic".to_owned(),
@@ -181,7 +179,8 @@ async fn list(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result
             Source::Default => "default".into(),
             Source::Unknown => "dynamic, unknown".into(),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{:<46} {:>12} {:>12}  {:<15} {:<12} {}",
             e.key,
             e.value,
@@ -191,11 +190,12 @@ async fn list(config: &Config, secrets: &dyn SecretSource, json: bool) -> Result
             e.range.as_deref().unwrap_or("-")
         );
     }
-    Ok(())
+    emit(&out)
 }
 
 async fn history(config: &Config, secrets: &dyn SecretSource, limit: u32) -> Result<()> {
     let store = connect_store_admin(config, secrets).await?.as_dyn();
+    let mut out = String::new();
     for row in store.config_changes("dynamic_config", limit.clamp(1, 1000)).await? {
         let value = |v: &Option<serde_json::Value>| {
             v.as_ref().and_then(|v| v.get("value")).map(|v| v.to_string()).unwrap_or_else(|| "-".into())
@@ -209,7 +209,8 @@ async fn history(config: &Config, secrets: &dyn SecretSource, limit: u32) -> Res
             .and_then(|k| k.as_str())
             .unwrap_or("?")
             .to_owned();
-        println!(
+        let _ = writeln!(
+            out,
             "{} {:<6} {:<28} {} -> {}  by {}{}",
             row.changed_at,
             row.change.operation,
@@ -220,5 +221,16 @@ async fn history(config: &Config, secrets: &dyn SecretSource, limit: u32) -> Res
             row.change.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) ends the output quietly
+/// instead of failing.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

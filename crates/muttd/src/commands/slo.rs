@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use mutt_core::slo::{DEFINITIONS, SloReport, SloStatus};
 use mutt_slo::SloSource;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// Where this configuration says to measure.
 pub fn source(config: &Config) -> SloSource {
@@ -55,9 +56,9 @@ pub async fn run(config: &Config, secrets: &dyn SecretSource, args: &SloArgs) ->
     let client = reqwest::Client::new();
     let report = mutt_slo::report(&client, &source, &dynamic).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::config::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print_table(&report, &source);
+        super::config::emit(&table(&report, &source))?;
     }
     if args.check && report.slos.iter().any(|s| s.status == SloStatus::Critical) {
         bail!("an SLO is critical");
@@ -65,9 +66,12 @@ pub async fn run(config: &Config, secrets: &dyn SecretSource, args: &SloArgs) ->
     Ok(())
 }
 
-fn print_table(report: &SloReport, source: &SloSource) {
+/// The report as a table, with where the values came from.
+pub fn table(report: &SloReport, source: &SloSource) -> String {
+    let mut out = String::new();
     let num = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into());
-    println!(
+    let _ = writeln!(
+        out,
         "{:<30} {:>7} {:>10} {:>9} {:>8} {:>8}  {:<9} message",
         "SLO", "WINDOW", "ACTUAL", "TARGET", "BURN", "BUDGET", "STATUS"
     );
@@ -83,7 +87,8 @@ fn print_table(report: &SloReport, source: &SloSource) {
         };
         let status =
             serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        println!(
+        let _ = writeln!(
+            out,
             "{:<30} {:>6}h {:>10} {:>9} {:>8} {:>8}  {:<9} {}",
             s.slo_name,
             s.window_hours,
@@ -96,15 +101,19 @@ fn print_table(report: &SloReport, source: &SloSource) {
         );
     }
     match source {
-        SloSource::Prometheus(url) => println!("source: Prometheus at {}", mutt_slo::shown(url)),
+        SloSource::Prometheus(url) => {
+            let _ = writeln!(out, "source: Prometheus at {}", mutt_slo::shown(url));
+        }
         SloSource::Metrics(urls) => {
             let shown: Vec<String> = urls.iter().map(|u| mutt_slo::shown(u)).collect();
             let covered = match report.measured_seconds {
                 Some(s) => format!("since the roles started {:.1} h ago", s / 3600.0),
                 None => "since the roles started".into(),
             };
-            println!("source: muttd's own counters ({covered}, not a sliding window): {}", shown.join(" "));
-            println!("        set [slo] prometheus_url (PROMETHEUS_URL) to measure over each window");
+            let _ =
+                writeln!(out, "source: muttd's own counters ({covered}, not a sliding window): {}", shown.join(" "));
+            let _ = writeln!(out, "        set [slo] prometheus_url (PROMETHEUS_URL) to measure over each window");
         }
     }
+    out
 }
