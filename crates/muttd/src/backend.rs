@@ -123,12 +123,13 @@ pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Resul
             Some(next) => RedisQueue::connect(&RedisConfig { password: Some(next), ..redis })
                 .await
                 .context("connecting to Redis (with REDIS_PASS_NEXT after the current password failed)")
-                .map_err(|e| with_hint(e, tls::redis_hint(&config.redis)))?,
+                .map_err(|e| {
+                    let hint = tls::redis_hint(&config.redis, &format!("{e:#}"));
+                    with_hint(e, hint)
+                })?,
             None => {
-                return Err(with_hint(
-                    anyhow::Error::from(e).context("connecting to Redis"),
-                    tls::redis_hint(&config.redis),
-                ));
+                let hint = tls::redis_hint(&config.redis, &e.to_string());
+                return Err(with_hint(anyhow::Error::from(e).context("connecting to Redis"), hint));
             }
         },
     };

@@ -93,9 +93,11 @@ pub fn postgres_hint(error: &str) -> Option<&'static str> {
     }
 }
 
-/// A hint for a failed Redis connection over TLS.
-pub fn redis_hint(redis: &RedisSection) -> Option<&'static str> {
-    redis.uses_tls().then_some(
+/// A hint for a failed Redis connection over TLS (not when the server refused the password:
+/// then TLS worked).
+pub fn redis_hint(redis: &RedisSection, error: &str) -> Option<&'static str> {
+    let auth = ["WRONGPASS", "NOAUTH", "invalid username-password", "AuthenticationFailed"];
+    (redis.uses_tls() && !auth.iter().any(|a| error.contains(a))).then_some(
         "Redis is reached over TLS (rediss://; REDIS_TLS_ENABLED is true by default, as in MUTT v2.5). \
          For a Redis without TLS set REDIS_TLS_ENABLED=false (or redis:// in redis.url); for a private CA \
          set REDIS_CA_CERT_PATH (redis.ca_file)",
