@@ -1,8 +1,9 @@
-//! The alerter and the forwarder (in one process, as `muttd run` with those roles) reach Redis
-//! through a fault proxy (mutt_testkit::FaultProxy), while the test pushes events and reads
-//! the results straight from Redis and PostgreSQL. Lost replies, resets and delays lose and
-//! duplicate nothing; a Redis that goes silent makes the roles' /health fail within the
-//! watchdog's stall timeout, and work resumes without a restart once it answers again.
+//! The alerter and the forwarder (in one process, as `muttd run` with those roles) reach Redis,
+//! or the alerter PostgreSQL, through a fault proxy (mutt_testkit::FaultProxy), while the test
+//! pushes events and reads the results straight from Redis and PostgreSQL. Lost replies,
+//! resets and delays lose and duplicate nothing; a Redis or PostgreSQL that goes silent makes
+//! /health fail within the watchdog's stall timeout, and work resumes without a restart once
+//! it answers again.
 
 use mutt_core::MatchType;
 use mutt_queue::{QueueId, WorkerRole};
