@@ -284,8 +284,8 @@ async fn pass_delivers_every_alert_exactly_once(kind: BackendKind) {
 }
 
 async fn delay_below_the_timeout_delivers_every_alert_exactly_once(kind: BackendKind) {
-    // 200 ms each way per chunk: slower requests, within the 1 s timeout.
-    let o = run_with_fault(kind, FaultMode::Delay(Duration::from_millis(200))).await;
+    // 100 ms each way per chunk (a request is two or three): slower, within the 1 s timeout.
+    let o = run_with_fault(kind, FaultMode::Delay(Duration::from_millis(100))).await;
     assert_eq!(o.duplicates, 0, "a slow path loses no reply: {o:?}");
 }
 
