@@ -5,7 +5,8 @@
 //! it (socket buffer), and the rates.
 //!
 //! `cargo build --release -p muttd -p mutt-bench && nice -n 19 target/release/mutt-listener-bench`
-//! (`--muttd PATH`, default `target/release/muttd`).
+//! (`--muttd PATH`, default `target/release/muttd`; `--trap-rate N`, default 20000 traps/s;
+//! `--recv-buffer BYTES`: the syslog UDP listener's `recv_buffer_bytes`, default the system's).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -30,9 +31,22 @@ impl Drop for Muttd {
     }
 }
 
-fn start(muttd: &str) -> anyhow::Result<Muttd> {
+/// `recv_buffer`: the syslog UDP listener's `recv_buffer_bytes` (`None`: the system default).
+fn start(muttd: &str, recv_buffer: Option<usize>) -> anyhow::Result<Muttd> {
     let dir = tempfile::tempdir()?;
+    let config = dir.path().join("mutt.toml");
+    let buffer = recv_buffer.map(|b| format!(", recv_buffer_bytes = {b}")).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "[ingestor]\nsyslog = [{{ address = \"127.0.0.1\", port = 0, protocol = \"udp\"{buffer} }},\n  {{ address = \"127.0.0.1\", port = 0, protocol = \"tcp\" }}]\n"
+        ),
+    )?;
+    // Absolute: the process runs in the temporary directory.
+    let muttd = std::fs::canonicalize(muttd).map_err(|e| anyhow::anyhow!("{muttd}: {e}"))?;
     let mut child = Command::new(muttd)
+        .arg("-c")
+        .arg(&config)
         .args(["run", "--roles", "ingestor"])
         .current_dir(dir.path())
         .env_clear()
@@ -40,7 +54,6 @@ fn start(muttd: &str) -> anyhow::Result<Muttd> {
         .env("INGEST_API_KEY", "listener-bench-key")
         .env("MUTT_INGESTOR__PORT", "0")
         .env("MUTT_INGESTOR__RUN_TRAPS_ADDRESS", "127.0.0.1:0")
-        .env("MUTT_INGESTOR__RUN_SYSLOG_ADDRESS", "127.0.0.1:0")
         .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "100000000")
         .env("MUTT_LOG__LEVEL", "error")
         .stdout(Stdio::piped())
@@ -153,12 +166,14 @@ fn report(what: &str, sent: u64, offered_for: f64, queued: u64, dropped: u64, to
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let muttd = args.windows(2).find(|w| w[0] == "--muttd").map_or("target/release/muttd", |w| w[1].as_str());
-    let m = start(muttd)?;
+    let arg = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    let muttd = arg("--muttd").unwrap_or_else(|| "target/release/muttd".into());
+    let trap_rate: u64 = arg("--trap-rate").and_then(|r| r.parse().ok()).unwrap_or(20_000);
+    let recv_buffer = arg("--recv-buffer").and_then(|r| r.parse().ok());
+    let m = start(&muttd, recv_buffer)?;
     let events = "mutt_ingest_events_total";
     let dropped = "mutt_ingest_dropped_total{";
 
-    let trap_rate = 20_000;
     let started = Instant::now();
     let (sent, offered_for) = offer(m.traps, trap_rate, 5, |n| v2c_trap(n as u32))?;
     let (queued, last) = settle(m.http, r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="trap"}"#, sent);
