@@ -258,17 +258,32 @@ impl Forwarder {
         }
     }
 
+    /// Waits out a pause (breaker open, rate limit spent), telling the watchdog every second
+    /// that the loop is alive: a pause is not a stall, however long the breaker stays open.
+    /// `false` if shutdown came first.
+    async fn pause(&self, wait: Duration, shutdown: &CancellationToken) -> bool {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            self.watchdog.progress();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            if !mutt_service::sleep_or_shutdown(left.min(Duration::from_secs(1)), shutdown).await {
+                return false;
+            }
+        }
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
             self.gate.sample(self.coordination.as_ref()).await;
             match self.step().await {
                 Ok(ForwardOutcome::Paused(wait)) => {
-                    self.watchdog.progress();
-                    if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
+                    if !self.pause(wait, &shutdown).await {
                         break;
                     }
-                    self.watchdog.progress();
                 }
                 Ok(_) => {
                     self.watchdog.progress();
