@@ -88,3 +88,28 @@ async fn migrations_run_over_tls() {
     assert!(!s.migrate().await.expect("migrate over TLS").is_empty());
     s.load_rules().await.expect("rules readable after migration");
 }
+
+#[tokio::test]
+async fn a_client_certificate_authenticates() {
+    let certs = TestCertificates::generate().expect("openssl");
+    let server = PostgresServer::start_tls_client_auth(&certs.cert, &certs.key, &certs.ca).expect("TLS PostgreSQL");
+    let (cert, key) = certs.issue_client("client", "mutt").expect("client certificate");
+    let (other_cert, other_key) = certs.issue_client("other", "someone-else").expect("client certificate");
+    let ca = certs.ca.display().to_string();
+    let with = |c: &std::path::Path, k: &std::path::Path| {
+        format!("sslmode=verify-full&sslrootcert={ca}&sslcert={}&sslkey={}", c.display(), k.display())
+    };
+    let s = store(url(&server, "127.0.0.1", &with(&cert, &key)), "");
+    s.ping().await.expect("the client certificate is accepted");
+    assert!(encrypted(&s).await);
+    let err = store(url(&server, "127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")), "")
+        .ping()
+        .await
+        .expect_err("no client certificate, no connection");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let err = store(url(&server, "127.0.0.1", &with(&other_cert, &other_key)), "")
+        .ping()
+        .await
+        .expect_err("a certificate for another user is refused");
+    assert!(err.to_string().contains("mutt"), "{err}");
+}

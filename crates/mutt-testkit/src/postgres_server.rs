@@ -38,6 +38,27 @@ impl PostgresServer {
     /// where the server's user can read them). Connections over TLS from 127.0.0.1 must give
     /// the password `tls_password` (SCRAM); plain ones stay trusted, for the test's own checks.
     pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, tls_password: &str) -> anyhow::Result<Self> {
+        let s = Self::start_ssl(cert, key, None, "scram-sha-256")?;
+        s.psql(&format!("ALTER ROLE mutt PASSWORD '{}'", tls_password.replace('\'', "''")))?;
+        Ok(s)
+    }
+
+    /// Like [`PostgresServer::start_tls`], but a TLS connection authenticates with a client
+    /// certificate signed by `ca` whose common name is the user name (`cert` in pg_hba.conf).
+    pub fn start_tls_client_auth(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        Self::start_ssl(cert, key, Some(ca), "cert")
+    }
+
+    fn start_ssl(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: Option<&std::path::Path>,
+        method: &str,
+    ) -> anyhow::Result<Self> {
         let mut s = Self::init()?;
         let own = |name: &str, from: &std::path::Path| -> anyhow::Result<String> {
             let to = s.dir.path().join(name);
@@ -49,11 +70,21 @@ impl PostgresServer {
             Ok(to.display().to_string())
         };
         let (cert, key) = (own("server.crt", cert)?, own("server.key", key)?);
-        let hba =
-            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 trust\nlocal all all trust\n";
+        let hba = format!(
+            "hostssl all all 127.0.0.1/32 {method}\nhostnossl all all 127.0.0.1/32 trust\nlocal all all trust\n"
+        );
         std::fs::write(s.dir.path().join("data").join("pg_hba.conf"), hba)?;
         s.extra = format!(" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
+        if let Some(ca) = ca {
+            s.extra.push_str(&format!(" -c ssl_ca_file={}", own("root.crt", ca)?));
+        }
         s.start_again()?;
+        Ok(s)
+    }
+
+    /// Runs one statement as `mutt` over the server's Unix socket.
+    fn psql(&self, sql: &str) -> anyhow::Result<()> {
+        let s = self;
         s.run(&[
             s.bin.join("psql").display().to_string(),
             "-h".into(),
@@ -65,9 +96,8 @@ impl PostgresServer {
             "-d".into(),
             "postgres".into(),
             "-c".into(),
-            format!("ALTER ROLE mutt PASSWORD '{}'", tls_password.replace('\'', "''")),
-        ])?;
-        Ok(s)
+            sql.to_owned(),
+        ])
     }
 
     pub fn port(&self) -> u16 {

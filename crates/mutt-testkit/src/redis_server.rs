@@ -239,24 +239,23 @@ impl TestCertificates {
     /// Another certificate and key signed by the same CA, for `subject_alt_name` (e.g.
     /// `DNS:wrong.example`, for tests of host-name checks). Files `<stem>.pem`, `<stem>.key`.
     pub fn issue(&self, stem: &str, subject_alt_name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        self.sign(stem, "/CN=mutt-test", &format!("subjectAltName={subject_alt_name}"))
+    }
+
+    /// A client certificate and key for `common_name` (PostgreSQL's `cert` authentication
+    /// takes the user name from it), signed by the same CA.
+    pub fn issue_client(&self, stem: &str, common_name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        self.sign(stem, &format!("/CN={common_name}"), "extendedKeyUsage=clientAuth")
+    }
+
+    fn sign(&self, stem: &str, subject: &str, extension: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         let dir = self.ca.parent().ok_or_else(|| anyhow::anyhow!("CA file has no directory"))?;
         let p = |ext: &str| dir.join(format!("{stem}.{ext}"));
         let (cert, key, csr, ext) = (p("pem"), p("key"), p("csr"), p("cnf"));
-        std::fs::write(&ext, format!("subjectAltName={subject_alt_name}\n"))?;
+        std::fs::write(&ext, format!("{extension}\n"))?;
         let s = |x: &PathBuf| x.display().to_string();
         for args in [
-            vec![
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=mutt-test",
-                "-keyout",
-                &s(&key),
-                "-out",
-                &s(&csr),
-            ],
+            vec!["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &s(&key), "-out", &s(&csr)],
             vec![
                 "x509",
                 "-req",

@@ -160,6 +160,9 @@ pub async fn connect_postgres(config: &Config, secrets: &dyn SecretSource) -> Re
     let password = first_of(secrets, &["DB_PASS_CURRENT", "DB_PASS"])?;
     let pg = PostgresConfig { url, password, pool_size: config.database.pool_size };
     tls::check_files(config, true)?;
+    if let Some(key) = &config.database.client_key_file {
+        crate::secrets::check_file_mode(key, "the client key", config.secrets.file_permissions)?;
+    }
     let timeouts = config.database.timeouts();
     let store = PgStore::with_timeouts(&pg, &timeouts)?;
     tracing::info!(tls = %store.tls_settings().describe(), "PostgreSQL connection");

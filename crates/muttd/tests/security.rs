@@ -79,6 +79,29 @@ fn migrate_connects_in_verify_full_and_refuses_a_certificate_for_another_name() 
 }
 
 #[test]
+fn a_client_certificate_from_the_settings_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCertificates::generate().expect("openssl");
+    let server = PostgresServer::start_tls_client_auth(&certs.cert, &certs.key, &certs.ca).expect("TLS PostgreSQL");
+    let (cert, key) = certs.issue_client("client", "mutt").unwrap();
+    let migrate = |key_mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(key_mode)).unwrap();
+        run(muttd(dir.path())
+            .arg("migrate")
+            .env("MUTT_DATABASE__URL", pg_url(&server, "sslmode=verify-full"))
+            .env("MUTT_DATABASE__CA_FILE", &certs.ca)
+            .env("MUTT_DATABASE__CLIENT_CERT_FILE", &cert)
+            .env("MUTT_DATABASE__CLIENT_KEY_FILE", &key))
+    };
+    let (ok, _, log) = migrate(0o600);
+    assert!(ok, "{log}");
+    assert!(log.contains("certificate and host name checked") && log.contains("client certificate"), "{log}");
+    // The key is a secret file: open to everyone, it is refused.
+    let (ok, _, log) = migrate(0o644);
+    assert!(!ok && log.contains("0644") && log.contains("the client key"), "{log}");
+}
+
+#[test]
 fn the_originals_variables_mean_tls_and_a_plain_server_is_refused_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let plain = PostgresServer::start().expect("PostgreSQL");
