@@ -30,7 +30,7 @@ pub enum SloKind {
 pub enum Measure {
     /// The share of `counter` whose `label` is one of `good`.
     Share { counter: &'static str, label: &'static str, good: &'static [&'static str] },
-    /// `1 − bad / total`.
+    /// `1 − bad / total`; no attempts at all (the series there, at zero) is no failure: 1.
     Complement { bad: &'static str, total: &'static str },
     /// Quantile `q` of a histogram (its name without `_bucket`).
     Quantile { histogram: &'static str, q: f64 },
@@ -59,7 +59,8 @@ impl Measure {
                 good.join("|")
             ),
             Measure::Complement { bad, total } => {
-                format!("1 - (sum(rate({bad}[{range}])) / sum(rate({total}[{range}])))")
+                // clamp_min: no attempts in the window gives 1 - 0/tiny = 1, not NaN (bad <= total).
+                format!("1 - (sum(rate({bad}[{range}])) / clamp_min(sum(rate({total}[{range}])), 1e-9))")
             }
             Measure::Quantile { histogram, q } => {
                 format!("histogram_quantile({q}, sum by (le) (rate({histogram}_bucket[{range}])))")
@@ -78,9 +79,12 @@ impl Measure {
                 let ok = sum(counter, &|s| s.label(label).is_some_and(|v| good.contains(&v)));
                 (total > 0.0).then(|| ok / total)
             }
-            Measure::Complement { bad, total } => {
-                let total = sum(total, &|_| true);
-                (total > 0.0).then(|| 1.0 - sum(bad, &|_| true) / total)
+            Measure::Complement { bad, total: total_name } => {
+                if !samples.iter().any(|s| s.name == *total_name) {
+                    return None;
+                }
+                let total = sum(total_name, &|_| true);
+                Some(if total > 0.0 { 1.0 - sum(bad, &|_| true) / total } else { 1.0 })
             }
             Measure::Quantile { histogram, q } => {
                 let name = format!("{histogram}_bucket");
@@ -543,7 +547,12 @@ mod tests {
         assert!(close(def("alerter_cache_reload_success").measure.from_samples(&s), 0.9));
         assert_eq!(def("ingestor_availability").measure.from_samples(&s), None, "nothing counted");
         let zero = [sample("mutt_alerter_cache_reload_total", &[], 0.0)];
-        assert_eq!(def("alerter_cache_reload_success").measure.from_samples(&zero), None);
+        assert_eq!(
+            def("alerter_cache_reload_success").measure.from_samples(&zero),
+            Some(1.0),
+            "no attempt, no failure"
+        );
+        assert_eq!(def("alerter_cache_reload_success").measure.from_samples(&[]), None, "no alerter scraped");
     }
 
     #[test]

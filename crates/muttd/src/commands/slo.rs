@@ -69,10 +69,15 @@ pub async fn run(config: &Config, secrets: &dyn SecretSource, args: &SloArgs) ->
 /// The report as a table, with where the values came from.
 pub fn table(report: &SloReport, source: &SloSource) -> String {
     let mut out = String::new();
+    // Counters read directly cover the time since start, whatever the window says.
+    let window = |hours: u64| match source {
+        SloSource::Prometheus(_) => format!("{hours}h"),
+        SloSource::Metrics(_) => "start".to_owned(),
+    };
     let num = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(
         out,
-        "{:<30} {:>7} {:>10} {:>9} {:>8} {:>8}  {:<9} message",
+        "{:<30} {:>7} {:>10} {:>9} {:>8} {:>8}  {:<9} MESSAGE",
         "SLO", "WINDOW", "ACTUAL", "TARGET", "BURN", "BUDGET", "STATUS"
     );
     for s in &report.slos {
@@ -89,9 +94,9 @@ pub fn table(report: &SloReport, source: &SloSource) -> String {
             serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<30} {:>6}h {:>10} {:>9} {:>8} {:>8}  {:<9} {}",
+            "{:<30} {:>7} {:>10} {:>9} {:>8} {:>8}  {:<9} {}",
             s.slo_name,
-            s.window_hours,
+            window(s.window_hours),
             actual,
             target,
             num(s.burn_rate, 2),
@@ -107,6 +112,7 @@ pub fn table(report: &SloReport, source: &SloSource) -> String {
         SloSource::Metrics(urls) => {
             let shown: Vec<String> = urls.iter().map(|u| mutt_slo::shown(u)).collect();
             let covered = match report.measured_seconds {
+                Some(s) if s < 5400.0 => format!("since the roles started {:.0} min ago", s / 60.0),
                 Some(s) => format!("since the roles started {:.1} h ago", s / 3600.0),
                 None => "since the roles started".into(),
             };
