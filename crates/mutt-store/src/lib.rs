@@ -8,6 +8,7 @@
 //! - [`retention`]: the job that trims the audit trails to their configured age;
 //! - [`partitions`]: the audit trail's monthly partitions and archive.
 
+pub mod manage;
 pub mod partitions;
 pub mod postgres;
 pub mod retention;
@@ -182,9 +183,10 @@ pub struct ConfigAuditRow {
 pub use mutt_core::normalize::MAX_HOSTNAME_LEN;
 
 /// A store also manages its audit trail's partitions, archive and bulk removal
-/// ([`partitions::AuditLifecycle`]; a `&dyn Store` is a `&dyn AuditLifecycle`).
+/// ([`partitions::AuditLifecycle`]; a `&dyn Store` is a `&dyn AuditLifecycle`), and answers the
+/// management API ([`manage::Manage`]).
 #[async_trait]
-pub trait Store: partitions::AuditLifecycle + Send + Sync + 'static {
+pub trait Store: partitions::AuditLifecycle + manage::Manage + Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod adopt;
 pub mod connect;
+mod manage;
 mod partitions;
 
 pub use connect::{PgTimeouts, SslMode, TlsSettings};

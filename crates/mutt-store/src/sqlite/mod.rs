@@ -16,6 +16,7 @@ use mutt_sqlite::{Database, DbError, DbOptions};
 use std::path::Path;
 use std::str::FromStr;
 
+mod manage;
 mod partitions;
 
 mod embedded {
