@@ -8,15 +8,19 @@
 //!   told to succeed, fail with a status, rate-limit, or hang.
 //! - [`fault_proxy`]: a TCP proxy injecting network faults (delay, blackhole, reset, lost
 //!   replies) between a worker and Redis, PostgreSQL or the webhook.
+//! - [`vault_stub`]: a stub of Vault's documented API (AppRole login, KV v2 read, token
+//!   lookup and renewal) with expiring tokens and rotatable secrets.
 
 pub mod fault_proxy;
 pub mod postgres_server;
 pub mod receiver;
 pub mod redis_server;
 pub mod services;
+pub mod vault_stub;
 
 pub use fault_proxy::{FaultMode, FaultProxy, ProxyCounts};
 pub use postgres_server::PostgresServer;
 pub use receiver::{ReceiverCounts, ReceiverMode, ReceiverOptions, Recorded, WebhookReceiver};
 pub use redis_server::{RedisServer, TestCertificates};
 pub use services::{fresh_database, redis_url, unique_prefix};
+pub use vault_stub::{VaultCounts, VaultStub};
