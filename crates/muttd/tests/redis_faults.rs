@@ -408,3 +408,74 @@ async fn a_silent_postgres_makes_the_alerters_health_fail_within_the_stall_timeo
     assert_eq!(rig.audited().await, (200, 200));
     rig.app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shed_path_through_redis_faults_sheds_or_audits_every_event_once() {
+    const N: usize = 3000;
+    let _serial = SERIAL.lock().await;
+    let rig = rig(120).await;
+    // Shed to the DLQ whenever more than 20 alerts wait: both paths run all the time.
+    let c = &rig.direct.coordination;
+    c.set_config_value("alerter_shed_mode", "dlq").await.unwrap();
+    c.set_config_value("alerter_queue_shed_threshold", "20").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ids = rig.push(N).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let chaos = {
+        let (stop, proxy) = (stop.clone(), rig.proxy.clone());
+        tokio::spawn(async move {
+            let modes = [FaultMode::Pass, FaultMode::DropReplies, FaultMode::Pass, FaultMode::Reset];
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                proxy.set_mode(modes[i % modes.len()]);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            proxy.set_mode(FaultMode::Pass);
+        })
+    };
+    let keys = mutt_queue::redis::KeySpace::with_prefix(rig.site.key_prefix().unwrap());
+    let client = redis::Client::open(rig.site.redis_url().unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let t0 = Instant::now();
+    let shed = loop {
+        if t0.elapsed() > Duration::from_secs(25) {
+            stop.cancel();
+        }
+        let dead: Vec<Vec<u8>> =
+            redis::cmd("LRANGE").arg(&keys.alerter_dlq).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        let (audited, _) = rig.audited().await;
+        if dead.len() + audited as usize >= N && rig.in_flight().await == dead.len() as u64 {
+            break dead;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "{} shed, {audited} audited of {N}", dead.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.cancel();
+    chaos.await.unwrap();
+    let counts = rig.proxy.counts();
+    let shed_ids: Vec<String> = shed
+        .iter()
+        .map(|raw| {
+            let v: Value = serde_json::from_slice(raw).unwrap();
+            assert_eq!(v["_dlq_reason"], "shed");
+            v["_event_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let shed_set: HashSet<&String> = shed_ids.iter().collect();
+    assert_eq!(shed_set.len(), shed_ids.len(), "no event shed twice");
+    let (audited, distinct) = rig.audited().await;
+    println!(
+        "{N} events in {:?}: {} shed, {audited} audited; proxy: {} replies dropped, {} resets",
+        t0.elapsed(),
+        shed_ids.len(),
+        counts.replies_dropped,
+        counts.resets
+    );
+    assert!(!shed_ids.is_empty() && audited > 0, "both paths ran");
+    assert_eq!(audited, distinct, "audited once each");
+    assert_eq!(shed_ids.len() + audited as usize, N, "every event shed or audited, never both");
+    assert!(shed_ids.iter().all(|id| ids.contains(id)));
+    assert_eq!(rig.lease_tokens().await, 0, "no lease left open");
+    rig.app.stop().await.unwrap();
+}
