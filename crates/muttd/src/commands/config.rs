@@ -145,10 +145,20 @@ pub fn static_values(config: &Config) -> Vec<(&'static str, String, bool)> {
             (c::EVENT_RETENTION_DAYS.key, r.event_audit_days.to_string()),
             (c::CONFIG_AUDIT_RETENTION_DAYS.key, r.config_audit_days.to_string()),
             (c::RETENTION_ENFORCEMENT_ENABLED.key, r.enabled.to_string()),
+            (c::REMEDIATION_INTERVAL.key, cfg.remediation.interval_secs.to_string()),
+            (c::REMEDIATION_BATCH_SIZE.key, cfg.remediation.batch_size.to_string()),
+            (c::MAX_POISON_RETRIES.key, cfg.remediation.max_poison_retries.to_string()),
+            // Unset: no archive (the catalogue's 7 years applies once archiving is on).
+            (c::EVENT_ARCHIVE_RETENTION_YEARS.key, r.archive_years.map(|y| y.to_string()).unwrap_or_default()),
         ]
     };
     let defaults = pairs(&Config::default());
-    pairs(config).into_iter().zip(defaults).map(|((k, v), (_, d))| (k, v.clone(), v != d)).collect()
+    pairs(config)
+        .into_iter()
+        .zip(defaults)
+        .filter(|((_, v), _)| !v.is_empty())
+        .map(|((k, v), (_, d))| (k, v.clone(), v != d))
+        .collect()
 }
 
 /// The listing: catalogue keys with their value in force, then other keys set.
