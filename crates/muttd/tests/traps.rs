@@ -523,7 +523,8 @@ fn every_acknowledged_inform_is_queued_while_the_queue_toggles() {
     let unacknowledged = r#"mutt_ingest_dropped_total{listener="snmp",reason="queue_full_unacknowledged"}"#;
     assert!(metric(&text, unacknowledged) > 0, "refused informs are counted: {text}");
     let queued = metric(&text, r#"mutt_ingest_snmp_notifications_total{listener="snmp",kind="inform"}"#);
-    assert_eq!(queued, acked.len() as u64, "queued informs = acknowledged informs");
+    // At least: a Response later than the sender waits for is counted unacknowledged here.
+    assert!(queued >= acked.len() as u64, "{queued} informs queued, {} acknowledged", acked.len());
     ingestor.terminate(Duration::from_secs(20)).expect("the ingestor stops");
 
     // The whole pipeline on the same data: every acknowledged inform reaches the audit trail

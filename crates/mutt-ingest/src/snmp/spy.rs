@@ -87,6 +87,12 @@ impl Subscriber for Spy {
         is_refusal(meta) || self.inner.enabled(meta)
     }
 
+    /// The refusals are warnings: they must pass tracing's global level check even when the
+    /// log level is `error` (the wrapped dispatcher's own hint counts beside this one).
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+
     fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
         self.inner.new_span(span)
     }
