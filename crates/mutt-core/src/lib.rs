@@ -13,6 +13,7 @@
 
 pub mod alert;
 pub mod config_catalogue;
+pub mod credentials;
 pub mod decision;
 pub mod event;
 pub mod names;

@@ -17,6 +17,7 @@ mod adopt;
 pub mod connect;
 mod manage;
 mod partitions;
+mod rotation;
 
 pub use connect::{PgTimeouts, SslMode, TlsSettings};
 
@@ -52,6 +53,8 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     settings: TlsSettings,
+    /// The passwords to try on every new connection (CURRENT/NEXT rotation).
+    credentials: std::sync::Arc<mutt_core::credentials::Credentials>,
     /// The client's own limit on the worker's statements (ping, rules version, audit write):
     /// the statement timeout plus a margin. A connection whose peer went silent (no reset)
     /// never answers; after this it is dropped from the pool instead of being handed out again.
@@ -106,20 +109,29 @@ impl PgStore {
 
     /// Builds the pool: TLS as the URL's `sslmode` says, `timeouts` where the URL sets none.
     pub fn with_timeouts(config: &PostgresConfig, timeouts: &PgTimeouts) -> Result<Self, StoreError> {
+        let credentials = mutt_core::credentials::Credentials::fixed("the password", config.password.clone());
+        Self::with_credentials(config, timeouts, std::sync::Arc::new(credentials))
+    }
+
+    /// As [`PgStore::with_timeouts`], every new connection trying the passwords `credentials`
+    /// gives (instead of `config.password`), in its order: see `rotation`.
+    pub fn with_credentials(
+        config: &PostgresConfig,
+        timeouts: &PgTimeouts,
+        credentials: std::sync::Arc<mutt_core::credentials::Credentials>,
+    ) -> Result<Self, StoreError> {
         let (url, settings) = connect::split_url(&config.url)?;
         // The driver's parse error never quotes the URL, so no password reaches the message.
         let mut pg = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Config(format!("database url is not valid: {e}")))?;
-        if let Some(p) = &config.password {
-            pg.password(p.expose());
-        }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(timeouts.connect_timeout);
         }
         pg.application_name("muttd").ssl_mode(connect::driver_mode(settings.mode));
         let tls = connect::connector(&settings)?;
+        let connect = rotation::RotatingConnect { credentials: credentials.clone(), tls: tls.clone() };
         let manager =
-            Manager::from_config(pg.clone(), tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Manager::from_connect(pg.clone(), connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let mut builder = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -131,7 +143,7 @@ impl PgStore {
         }
         let pool = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
         let deadline = timeouts.statement_timeout.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5);
-        Ok(Self { pool, config: pg, tls, settings, deadline })
+        Ok(Self { pool, config: pg, tls, settings, credentials, deadline })
     }
 
     /// A statement found no answer within [`PgStore::deadline`]: its connection never goes
@@ -149,8 +161,9 @@ impl PgStore {
     /// Applies pending migrations (refinery records them in `refinery_schema_history`) and
     /// creates the audit partitions around the current month.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let (mut client, conn) =
-            self.config.connect(self.tls.clone()).await.map_err(|e| classify("connecting for migrations", e))?;
+        let (mut client, conn) = rotation::connect(&self.credentials, &self.config, &self.tls)
+            .await
+            .map_err(|e| classify("connecting for migrations", e))?;
         let task = tokio::spawn(conn);
         adopt::adopt_original_schema(&mut client).await?;
         let report = embedded::migrations::runner()
