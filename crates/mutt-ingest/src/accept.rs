@@ -131,6 +131,11 @@ impl Ingest {
         &self.metrics
     }
 
+    /// The coordination backend (rate limits, dynamic configuration).
+    pub fn coordination(&self) -> &Arc<dyn Coordination> {
+        &self.coordination
+    }
+
     pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.queue
     }

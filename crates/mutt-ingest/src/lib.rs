@@ -20,8 +20,8 @@ pub mod snmp;
 pub mod syslog;
 
 use axum::Router;
-use mutt_core::Secret;
 use mutt_queue::{Coordination, Queue};
+pub use mutt_service::auth::ApiKey;
 use std::sync::Arc;
 
 pub use accept::{Accepted, ElementRejection, Ingest, Problem, Rejection, Submission};
@@ -31,8 +31,11 @@ pub use metrics::IngestMetrics;
 /// Settings of the ingest API.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    /// Accepted `X-API-KEY` values. Empty only when `auth_disabled` is set.
-    pub api_keys: Vec<Secret>,
+    /// Accepted `X-API-KEY` values, with their names. Empty only when `auth_disabled` is set.
+    pub api_keys: Vec<ApiKey>,
+    /// Per-key request limits by key name (each name's own budget, across ingestors, on top
+    /// of the shared `rate_limit`); names not listed have none.
+    pub key_rate_limits: std::collections::BTreeMap<String, RateLimit>,
     /// Turns the key check off (an explicit choice; never the default).
     pub auth_disabled: bool,
     /// Fields every event must carry with a non-empty value.
@@ -64,6 +67,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             api_keys: Vec::new(),
+            key_rate_limits: std::collections::BTreeMap::new(),
             auth_disabled: false,
             required_fields: vec!["hostname".into(), "message".into(), "timestamp".into()],
             max_queue_size: 1_000_000,
@@ -102,7 +106,7 @@ pub fn service(
     config: IngestConfig,
     metrics: mutt_service::Metrics,
 ) -> Result<(Ingest, Router), IngestSetupError> {
-    if config.api_keys.iter().all(Secret::is_empty) && !config.auth_disabled {
+    if config.api_keys.iter().all(ApiKey::is_empty) && !config.auth_disabled {
         return Err(IngestSetupError::NoApiKey);
     }
     let ingest = Ingest::new(queue.clone(), coordination, config, IngestMetrics::register(&metrics));

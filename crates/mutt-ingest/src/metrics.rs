@@ -12,6 +12,14 @@ pub struct RequestLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `mutt_ingest_key_requests_total`: the name of the API key (never the key) and
+/// the outcome as in `mutt_ingest_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyRequestLabels {
+    pub key: String,
+    pub status: &'static str,
+}
+
 /// Labels of `mutt_ingest_dropped_total`: which native listener dropped and why.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -36,6 +44,10 @@ pub struct IngestMetrics {
     /// `mutt_ingest_dropped_total{listener,reason}`: events a native listener (UDP syslog,
     /// SNMP traps) received but could not queue and had to drop.
     pub dropped: Family<DropLabels, Counter>,
+    /// `mutt_ingest_key_requests_total{key,status}`: requests admitted by the key gate, by
+    /// key name (a family of its own: the original's `mutt_ingest_requests_total` keeps its
+    /// labels).
+    pub key_requests: Family<KeyRequestLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -47,6 +59,7 @@ impl IngestMetrics {
             latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             rate_limit_hits: Counter::default(),
             dropped: Family::default(),
+            key_requests: Family::default(),
         };
         metrics.register(|r| {
             r.register("mutt_ingest_requests", "Ingest requests by outcome", m.requests.clone());
@@ -55,6 +68,7 @@ impl IngestMetrics {
             r.register("mutt_ingest_latency_seconds", "Ingest request handling time", m.latency.clone());
             r.register("mutt_ingest_rate_limit_hits", "Requests refused by the rate limit", m.rate_limit_hits.clone());
             r.register("mutt_ingest_dropped", "Events dropped by a native listener", m.dropped.clone());
+            r.register("mutt_ingest_key_requests", "Ingest requests by API key name", m.key_requests.clone());
         });
         m
     }

@@ -86,7 +86,10 @@ impl Api {
 }
 
 fn config() -> IngestConfig {
-    IngestConfig { api_keys: vec![Secret::new(KEY), Secret::new("second-key")], ..IngestConfig::default() }
+    IngestConfig {
+        api_keys: vec![Secret::new(KEY).into(), Secret::new("second-key").into()],
+        ..IngestConfig::default()
+    }
 }
 
 fn event() -> Value {

@@ -48,7 +48,7 @@ fn slow_clients_that_fit() -> usize {
 async fn start(limits: mutt_service::HttpLimits) -> (SocketAddr, RedisQueue, tokio_util::sync::DropGuard) {
     let redis = RedisConfig::single(mutt_testkit::redis_url(), KeySpace::with_prefix(&mutt_testkit::unique_prefix()));
     let queue = RedisQueue::connect(&redis).await.unwrap();
-    let config = IngestConfig { api_keys: vec![Secret::new(KEY)], rate_limit: None, ..IngestConfig::default() };
+    let config = IngestConfig { api_keys: vec![Secret::new(KEY).into()], rate_limit: None, ..IngestConfig::default() };
     let router =
         mutt_ingest::router(Arc::new(queue.clone()), Arc::new(queue.clone()), config, mutt_service::Metrics::new())
             .unwrap();

@@ -124,6 +124,19 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: HttpLimits,
 ) -> std::io::Result<()> {
+    serve_with_tls(listener, router, shutdown, limits, None).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given: each connection's handshake must finish
+/// within [`HttpLimits::header_read_timeout`], with the certificate in force when it was
+/// accepted ([`crate::tls::ListenerTls::reload`] does not touch open connections).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: HttpLimits,
+    tls: Option<Arc<crate::tls::ListenerTls>>,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -149,10 +162,27 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |req| handle(router.clone(), limits, req));
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = &tls else {
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (acceptor, watcher, builder) = (tls.acceptor(), graceful.watcher(), builder.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    if let Err(e) = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await {
+                        tracing::debug!(error = %e, "HTTPS connection ended with an error");
+                    }
+                }
+                // A client's failed handshake (wrong CA, no client certificate) is its problem.
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
             drop(permit);
         });

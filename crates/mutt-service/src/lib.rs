@@ -7,6 +7,8 @@
 //! - [`ops`]: the `/health`, `/live` and `/metrics` routes every role serves (and the probe-only ones).
 //! - [`http`]: running an axum router within [`HttpLimits`] (timeouts, connection cap) until
 //!   shutdown, draining in-flight requests.
+//! - [`tls`]: TLS on a role's own listener (certificate, optional client certificates),
+//!   reloaded on SIGHUP ([`tls::reload_all`]).
 //! - [`backoff`]: capped exponential backoff with full jitter, for reconnect loops.
 
 pub mod auth;
@@ -16,13 +18,14 @@ pub mod http;
 pub mod metrics;
 pub mod ops;
 pub mod process;
+pub mod tls;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use health::{Health, HealthStyle, Watchdog};
-pub use http::{HttpLimits, serve, serve_with};
+pub use http::{HttpLimits, serve, serve_with, serve_with_tls};
 pub use metrics::Metrics;
 pub use ops::{HealthCheck, HealthReport};
 

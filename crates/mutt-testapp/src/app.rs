@@ -44,7 +44,7 @@ impl Drop for TestApp {
 pub async fn spawn_app(kind: BackendKind) -> TestApp {
     let site = Site::fresh(kind).await;
     let backend = site.open().await;
-    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY)] };
+    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY).into()] };
     let router = mutt_web::router(backend.queue.clone(), backend.store.clone(), config, mutt_service::Metrics::new())
         .expect("the web router builds with a key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");

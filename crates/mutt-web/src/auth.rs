@@ -6,7 +6,9 @@ use crate::error::ApiError;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+pub use mutt_service::auth::KeyName;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const API_KEY_PARAM: &str = "api_key";
@@ -21,12 +23,25 @@ fn given_key(req: &Request) -> Option<&[u8]> {
     })
 }
 
-/// Middleware on every API route: 401 unless the request carries a configured key.
-pub(crate) async fn require_key(State(state): State<Arc<WebState>>, req: Request, next: Next) -> Response {
+/// Middleware on every API route: 401 unless the request carries a configured key. The key's
+/// name goes with the request as a [`KeyName`] extension (handlers put it in the audit's
+/// `changed_by`, [`changed_by`]) and names it in the span of the request's log lines.
+pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Request, next: Next) -> Response {
     let given = given_key(&req).unwrap_or_default();
-    if given.is_empty() || !mutt_service::auth::key_matches(given, &state.config.api_keys) {
-        tracing::warn!(path = %req.uri().path(), "rejected management API request without a valid API key");
-        return ApiError::unauthorized().into_response();
-    }
-    next.run(req).await
+    let name = match mutt_service::auth::find_key(given, &state.config.api_keys) {
+        Some(k) if !given.is_empty() => k.name_arc(),
+        _ => {
+            tracing::warn!(path = %req.uri().path(), "rejected management API request without a valid API key");
+            return ApiError::unauthorized().into_response();
+        }
+    };
+    let span = tracing::info_span!("api_request", key = %name);
+    req.extensions_mut().insert(KeyName(name));
+    next.run(req).instrument(span).await
+}
+
+/// The `changed_by` of a configuration change made over the API: `webui_api:<key name>` (the
+/// original wrote the first 8 characters of the key itself there).
+pub fn changed_by(key: &KeyName) -> String {
+    format!("webui_api:{}", key.0)
 }

@@ -30,14 +30,15 @@ pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use metrics::WebMetrics;
 
 use axum::Router;
-use mutt_core::Secret;
+pub use mutt_service::auth::{ApiKey, KeyName};
 use mutt_queue::Queue;
 use mutt_store::Store;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct WebConfig {
-    pub api_keys: Vec<Secret>,
+    /// Accepted keys with their names (`WEBUI_API_KEY=name:key,...`).
+    pub api_keys: Vec<ApiKey>,
 }
 
 /// What every handler may use.
@@ -60,7 +61,7 @@ pub fn router(
     config: WebConfig,
     metrics: mutt_service::Metrics,
 ) -> Result<Router, NoApiKey> {
-    if config.api_keys.iter().all(Secret::is_empty) {
+    if config.api_keys.iter().all(ApiKey::is_empty) {
         return Err(NoApiKey);
     }
     let state = Arc::new(WebState { store: store.clone(), config, metrics: WebMetrics::register(&metrics) });

@@ -9,6 +9,7 @@
 mod alerter;
 mod forwarder;
 mod ingestor;
+mod listener;
 mod maintenance;
 mod remediation;
 mod web;
@@ -369,15 +370,15 @@ where
 
 /// The keys of `secret`; when none is configured and `generated` names the data-dir file
 /// (embedded backend, auth required), the key kept in that file, generated on first use.
-fn api_keys(cx: &Context<'_>, secret: &str, generated: Option<&str>) -> Result<Vec<mutt_core::Secret>> {
+fn api_keys(cx: &Context<'_>, secret: &str, generated: Option<&str>) -> Result<Vec<mutt_service::auth::ApiKey>> {
     let keys = key_list(cx.secrets, secret)?;
     let Some(file) = generated.filter(|_| keys.is_empty()) else {
-        return Ok(keys);
+        return Ok(listener::named_keys(secret, keys));
     };
     let key = backend::data_dir_key(cx.config, file)?;
     println!(
         "muttd: {secret} not set; using the key in {} (send it as X-API-KEY)",
         cx.config.data_dir.join(file).display()
     );
-    Ok(vec![key])
+    Ok(vec![mutt_service::auth::ApiKey::new(mutt_service::auth::DEFAULT_KEY_NAME, key.expose())])
 }

@@ -32,7 +32,8 @@ pub async fn send(config: &Config, secrets: &dyn SecretSource, args: &SendArgs) 
     let key = match &args.api_key {
         Some(k) => k.clone(),
         None => match key_list(secrets, "INGEST_API_KEY")?.first() {
-            Some(k) => k.expose().to_owned(),
+            // `name:key`: the key part.
+            Some(k) => mutt_service::auth::split_entry(k.expose()).1.to_owned(),
             // The key `muttd run` generated for the embedded backend.
             None => std::fs::read_to_string(config.data_dir.join("ingest-api-key"))
                 .ok()

@@ -13,6 +13,7 @@
 mod env;
 mod error;
 mod http;
+pub mod listener;
 mod moog_key;
 mod remediation;
 mod slo;
@@ -316,6 +317,18 @@ pub struct IngestorSection {
     /// Where `muttd run` listens for syslog over UDP and TCP when `syslog` is empty; "" turns
     /// it off. `muttd ingestor` listens only where `syslog` says.
     pub run_syslog_address: String,
+    /// Per-key request limits, `name:rate` (`INGEST_API_KEY=name:key`): requests per
+    /// `rate_window_secs`, across ingestors; keys not listed have none.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub key_rate_limits: Vec<String>,
+    /// HTTPS on `port`: certificate chain and private key (PEM); off unless both are set.
+    /// Reloaded on SIGHUP (new connections get the new certificate).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) client certificates must chain to (with tls_client_auth).
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
+    /// `none`, `optional` (checked when presented) or `required`.
+    pub tls_client_auth: listener::ClientAuthSetting,
 }
 
 impl Default for IngestorSection {
@@ -338,15 +351,21 @@ impl Default for IngestorSection {
             run_traps_address: RUN_TRAPS_ADDRESS.into(),
             syslog: Vec::new(),
             run_syslog_address: RUN_SYSLOG_ADDRESS.into(),
+            key_rate_limits: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: Default::default(),
         }
     }
 }
 
 impl IngestorSection {
     /// The ingest API's settings, with the keys it accepts.
-    pub fn to_ingest_config(&self, api_keys: Vec<Secret>) -> IngestConfig {
+    pub fn to_ingest_config(&self, api_keys: Vec<mutt_ingest::ApiKey>) -> IngestConfig {
         IngestConfig {
             api_keys,
+            key_rate_limits: listener::key_rate_limits(&self.key_rate_limits, self.rate_window_secs),
             auth_disabled: self.auth_disabled,
             required_fields: self.required_fields.clone(),
             max_queue_size: self.max_queue_size,
@@ -716,11 +735,25 @@ impl ForwarderSection {
 #[serde(default, deny_unknown_fields)]
 pub struct WebSection {
     pub port: u16,
+    /// HTTPS on `port`: certificate chain and private key (PEM); off unless both are set.
+    /// Reloaded on SIGHUP (new connections get the new certificate).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) client certificates must chain to (with tls_client_auth).
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
+    /// `none`, `optional` (checked when presented) or `required`.
+    pub tls_client_auth: listener::ClientAuthSetting,
 }
 
 impl Default for WebSection {
     fn default() -> Self {
-        Self { port: 8090 }
+        Self {
+            port: 8090,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: Default::default(),
+        }
     }
 }
 
@@ -917,6 +950,7 @@ impl Config {
         self.check_positive(n)?;
         self.check_ports(n)?;
         tls::check(self, n)?;
+        listener::check(self, n)?;
         if self.worker.heartbeat_ttl_secs <= self.worker.heartbeat_interval_secs {
             let interval = n.name("worker.heartbeat_interval_secs");
             return Err(n.refuse("worker.heartbeat_ttl_secs", format!("must be longer than {interval}")));

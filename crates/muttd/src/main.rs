@@ -166,10 +166,15 @@ impl Signals {
                         shutdown.cancel();
                         return;
                     }
-                    Some(()) = self.hup.recv() => match &rules {
-                        Some(rules) => rules.request_reload(),
-                        None => tracing::info!("SIGHUP: nothing to reload in this process"),
-                    },
+                    Some(()) = self.hup.recv() => {
+                        // Listener certificates (mutt_service::tls), then the alerter's rules.
+                        let certificates = mutt_service::tls::reload_all();
+                        match &rules {
+                            Some(rules) => rules.request_reload(),
+                            None if certificates == 0 => tracing::info!("SIGHUP: nothing to reload in this process"),
+                            None => {}
+                        }
+                    }
                 }
             }
         });

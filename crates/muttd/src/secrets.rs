@@ -146,12 +146,13 @@ pub fn first_of(source: &dyn SecretSource, names: &[&str]) -> Result<Option<Secr
     Ok(None)
 }
 
-/// A list secret: comma-separated keys (`INGEST_API_KEY=key1,key2`), so keys can be rotated
-/// without downtime.
+/// A list secret: keys separated by commas or newlines (`INGEST_API_KEY=key1,key2`; a
+/// `_FILE` may hold one per line), so keys can be rotated without downtime. API keys may be
+/// named (`name:key`, [`mutt_service::auth::split_entry`]).
 pub fn key_list(source: &dyn SecretSource, name: &str) -> Result<Vec<Secret>, SecretError> {
     Ok(source
         .get(name)?
-        .map(|s| s.expose().split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
+        .map(|s| s.expose().split([',', '\n']).map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
         .unwrap_or_default())
 }
 

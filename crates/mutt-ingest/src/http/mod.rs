@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod handler;
+pub mod key_rate;
 pub mod response;
 
 use crate::Ingest;

@@ -16,7 +16,8 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let (ingest, router) = mutt_ingest::service(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
     let traps = start_traps(cx, &ingest, &registry).await?;
     start_syslog(cx, &ingest, &registry).await?;
-    let server = cx.serve(slot.listener, router);
+    let tls = super::listener::load_tls("ingestor", &config.ingestor.tls())?;
+    let server = cx.serve_tls(slot.listener, router, tls);
     let shutdown = cx.shutdown.clone();
     Ok(Started::task(super::spawn_server(async move {
         let listeners = futures_util::future::join_all(traps.into_iter().map(|t| t.run(shutdown.clone())));
