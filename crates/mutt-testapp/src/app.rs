@@ -45,8 +45,14 @@ pub async fn spawn_app(kind: BackendKind) -> TestApp {
     let site = Site::fresh(kind).await;
     let backend = site.open().await;
     let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY).into()] };
-    let router = mutt_web::router(backend.queue.clone(), backend.store.clone(), config, mutt_service::Metrics::new())
-        .expect("the web router builds with a key");
+    let router = mutt_web::router(
+        backend.queue.clone(),
+        backend.coordination.clone(),
+        backend.store.clone(),
+        config,
+        mutt_service::Metrics::new(),
+    )
+    .expect("the web router builds with a key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
     let addr = listener.local_addr().expect("the bound address");
     let shutdown = CancellationToken::new();

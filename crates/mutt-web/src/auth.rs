@@ -32,7 +32,8 @@ pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Req
         Some(k) if !given.is_empty() => k.name_arc(),
         _ => {
             tracing::warn!(path = %req.uri().path(), "rejected management API request without a valid API key");
-            return ApiError::unauthorized().into_response();
+            let id = req.extensions().get::<crate::CorrelationId>().map(|c| c.0.clone()).unwrap_or_default();
+            return ApiError::unauthorized().with("correlation_id", id).into_response();
         }
     };
     let span = tracing::info_span!("api_request", key = %name);

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use mutt_core::RuleError;
 use mutt_queue::{QueueError, QueueErrorKind};
 use mutt_store::StoreError;
-use serde_json::json;
 
 /// An error answer of the management API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,11 +20,13 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    /// More members of the body (`audit_events` of a 409, `correlation_id` of a 401).
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), field: None }
+        Self { status, message: message.into(), field: None, extra: serde_json::Map::new() }
     }
 
     /// 400 for a request that cannot be understood as a whole (malformed JSON).
@@ -53,6 +54,12 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// The body with one more member.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -84,11 +91,12 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), error = %self.message, "management API request failed");
         }
-        let body = match self.field {
-            Some(field) => json!({"error": self.message, "field": field}),
-            None => json!({"error": self.message}),
-        };
-        (self.status, Json(body)).into_response()
+        let mut body = self.extra;
+        body.insert("error".into(), self.message.into());
+        if let Some(field) = self.field {
+            body.insert("field".into(), field.into());
+        }
+        (self.status, Json(serde_json::Value::Object(body))).into_response()
     }
 }
 
@@ -170,6 +178,7 @@ pub(crate) async fn wrong_method() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     async fn body(e: ApiError) -> (u16, serde_json::Value) {
         let resp = e.into_response();

@@ -25,13 +25,14 @@ mod health;
 pub mod metrics;
 mod ui;
 
+pub use api::{CURRENT_VERSION, CorrelationId, SUPPORTED_VERSIONS};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use metrics::WebMetrics;
 
 use axum::Router;
+use mutt_queue::{Coordination, Queue};
 pub use mutt_service::auth::{ApiKey, KeyName};
-use mutt_queue::Queue;
 use mutt_store::Store;
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct WebConfig {
 /// What every handler may use.
 pub struct WebState {
     pub store: Arc<dyn Store>,
+    /// Dynamic configuration, and telling the alerters to reload.
+    pub coordination: Arc<dyn Coordination>,
     pub config: WebConfig,
     pub metrics: WebMetrics,
 }
@@ -57,6 +60,7 @@ pub struct NoApiKey;
 /// has no default key.
 pub fn router(
     queue: Arc<dyn Queue>,
+    coordination: Arc<dyn Coordination>,
     store: Arc<dyn Store>,
     config: WebConfig,
     metrics: mutt_service::Metrics,
@@ -64,16 +68,19 @@ pub fn router(
     if config.api_keys.iter().all(ApiKey::is_empty) {
         return Err(NoApiKey);
     }
-    let state = Arc::new(WebState { store: store.clone(), config, metrics: WebMetrics::register(&metrics) });
+    let state =
+        Arc::new(WebState { store: store.clone(), coordination, config, metrics: WebMetrics::register(&metrics) });
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.
     let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     let ops = mutt_service::ops::routes(metrics, Arc::new(health::health(queue, store)));
     Ok(Router::new()
         .merge(api)
+        .merge(api::public())
         .merge(ui::routes())
         .with_state(state)
         .merge(ops)
         .fallback(error::no_route)
-        .method_not_allowed_fallback(error::wrong_method))
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn(api::version_headers)))
 }

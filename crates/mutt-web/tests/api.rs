@@ -28,7 +28,10 @@ async fn api_routes_need_a_valid_key(kind: BackendKind) {
         let path = format!("/api/{version}/rules");
         for client in [app.anonymous(), app.client.with_key(Some("wrong-key")), app.client.with_key(Some(""))] {
             let r = client.get(&path).await;
-            assert_eq!((r.status, &r.body), (401, &json!({"error": "Unauthorized"})), "{path}");
+            assert_eq!((r.status, &r.body["error"]), (401, &json!("Unauthorized")), "{path}");
+            // The original's body names the request's correlation id (echoed in a header too).
+            let id = r.body["correlation_id"].as_str().expect("a correlation id");
+            assert_eq!(r.headers["x-correlation-id"], id);
             assert!(r.is_json());
             let r = client.post(&path, &rule_body("contains", "CRITICAL")).await;
             assert_eq!(r.status, 401);
@@ -140,7 +143,7 @@ async fn oversized_body_is_a_json_413(kind: BackendKind) {
 async fn unknown_routes_and_methods_are_json_errors(kind: BackendKind) {
     let app = spawn_app(kind).await;
     for client in [app.client.clone(), app.anonymous()] {
-        for path in ["/nothing", "/api/v2/nothing", "/api/v3/rules", "/api/v2/rules/extra"] {
+        for path in ["/nothing", "/api/v2/nothing", "/api/v3/rules", "/api/v2/rules/1/extra"] {
             let r = client.get(path).await;
             assert_eq!(r.status, 404, "{path}: {}", r.text);
             assert!(r.is_json(), "{path}: {}", r.text);

@@ -15,8 +15,14 @@ async fn a_rule_body_sent_slowly_gets_408() {
     let site = Site::fresh(BackendKind::Embedded).await;
     let backend = site.open().await;
     let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()] };
-    let router =
-        mutt_web::router(backend.queue.clone(), backend.store.clone(), config, mutt_service::Metrics::new()).unwrap();
+    let router = mutt_web::router(
+        backend.queue.clone(),
+        backend.coordination.clone(),
+        backend.store.clone(),
+        config,
+        mutt_service::Metrics::new(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

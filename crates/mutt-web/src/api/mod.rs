@@ -1,9 +1,24 @@
 //! The management API's routes. Every resource is a module with a `routes()` that uses paths
 //! relative to the version prefix (`/rules`); [`routes`] mounts the same set under `/api/v1`
 //! and `/api/v2`, so both versions answer identically. A route only in v2 goes in
-//! [`v2_only`].
+//! [`v2_only`]; a route without the key (`/version`) in [`public`].
+//!
+//! - `version`: negotiation, the version and correlation headers, `/version`;
+//! - `caller`: who made a request (the key's name) and the config-audit row of a change;
+//! - `paging`: `page`/`limit`/`pagination` and time bounds of the searches;
+//! - `rules`, `hosts` (`/dev-hosts`, `/teams`), `config`, `audit` (`/audit`, `/config-audit`,
+//!   `/audit-logs`): the resources.
 
+mod audit;
+mod caller;
+mod config;
+mod hosts;
+mod paging;
 mod rules;
+mod version;
+
+pub(crate) use version::headers as version_headers;
+pub use version::{CURRENT_VERSION, CorrelationId, SUPPORTED_VERSIONS};
 
 use crate::WebState;
 use axum::Router;
@@ -11,9 +26,9 @@ use std::sync::Arc;
 
 pub(crate) type ApiRouter = Router<Arc<WebState>>;
 
-/// The routes both versions serve.
+/// The routes both versions serve behind the key.
 fn common() -> ApiRouter {
-    Router::new().merge(rules::routes())
+    Router::new().merge(rules::routes()).merge(hosts::routes()).merge(config::routes()).merge(audit::routes())
 }
 
 /// Routes beyond the original's API (none yet).
@@ -21,6 +36,12 @@ fn v2_only() -> ApiRouter {
     Router::new()
 }
 
+/// Routes behind the key.
 pub(crate) fn routes() -> ApiRouter {
     Router::new().nest("/api/v1", common()).nest("/api/v2", common().merge(v2_only()))
+}
+
+/// Routes without the key (spec §6.1: `/version`).
+pub(crate) fn public() -> ApiRouter {
+    Router::new().nest("/api/v1", version::routes()).nest("/api/v2", version::routes())
 }

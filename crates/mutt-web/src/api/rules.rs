@@ -1,20 +1,68 @@
-//! `/rules`: the alert rules, listed and created.
+//! `/rules`: the alert rules (spec §6.8): list, get, create, partial update, delete (409 when
+//! audit rows reference the rule, unless `?deactivate=true`). Every change is config-audited
+//! (`alert_rules`) and announced to the alerters.
 
 use super::ApiRouter;
+use super::caller::{Caller, Change};
 use crate::WebState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use mutt_core::Rule;
 use mutt_core::rule::RuleDraft;
-use serde_json::{Value, json};
+use mutt_store::manage::RuleDeletion;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The nine fields of a rule a client may set.
+pub const RULE_FIELDS: [&str; 9] = [
+    "match_string",
+    "trap_oid",
+    "syslog_severity",
+    "match_type",
+    "priority",
+    "prod_handling",
+    "dev_handling",
+    "team_assignment",
+    "is_active",
+];
+
 pub(super) fn routes() -> ApiRouter {
-    ApiRouter::new().route("/rules", get(list_rules).post(create_rule))
+    ApiRouter::new()
+        .route("/rules", get(list_rules).post(create_rule))
+        .route("/rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
+}
+
+/// A stored rule as the draft that would create it.
+fn draft_of(r: &Rule) -> RuleDraft {
+    RuleDraft {
+        match_string: r.match_string.clone(),
+        trap_oid: r.trap_oid.clone(),
+        syslog_severity: r.syslog_severity,
+        match_type: r.match_type,
+        priority: r.priority,
+        prod_handling: r.prod_handling.clone(),
+        dev_handling: r.dev_handling.clone(),
+        team_assignment: r.team_assignment.clone(),
+        is_active: r.is_active,
+    }
+}
+
+/// The path's rule id (a struct, so that a non-integer id is a 400 naming `id`).
+#[derive(Deserialize)]
+struct RuleId {
+    id: i32,
+}
+
+fn rule_not_found() -> ApiError {
+    ApiError::not_found("Rule not found")
 }
 
 async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
@@ -26,18 +74,171 @@ async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, A
     result
 }
 
+async fn get_rule(
+    State(state): State<Arc<WebState>>,
+    ApiPath(RuleId { id }): ApiPath<RuleId>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
+    Ok(Json(json!(rule)))
+}
+
 async fn create_rule(
     State(state): State<Arc<WebState>>,
-    ApiJson(draft): ApiJson<RuleDraft>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
     let result = async {
+        // The draft read from the object itself (not a flattened struct), so that a missing or
+        // wrongly typed field is named; `reason` is for the audit only.
+        let draft: RuleDraft = parse_json(Value::Object(body.clone()).to_string().as_bytes())?;
+        let reason = body.get("reason").and_then(Value::as_str).map(str::to_owned);
         // Parsed here, not only in the store, so that the answer names the field at fault.
         let rule = draft.parse()?;
         let id = state.store.create_rule(&rule).await?;
-        Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+        let new_values = Some(json!(rule));
+        let change = Change {
+            operation: "CREATE",
+            table_name: "alert_rules",
+            record_id: id,
+            old_values: None,
+            new_values,
+            reason,
+        };
+        caller.record_rules_change(&state, change).await;
+        Ok((StatusCode::CREATED, Json(json!({"id": id, "message": "Rule created successfully"}))))
     }
     .await;
     state.metrics.api("rules", started, &result);
     result
+}
+
+/// The supplied rule fields of an update body, checked for type by merging them into the
+/// rule's current draft; `reason` is kept apart.
+fn merge_patch(current: &RuleDraft, patch: &Map<String, Value>) -> Result<(RuleDraft, Map<String, Value>), ApiError> {
+    let supplied: Map<String, Value> =
+        patch.iter().filter(|(k, _)| RULE_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if supplied.is_empty() {
+        return Err(ApiError::bad_request("No fields to update"));
+    }
+    let mut merged = match json!(current) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    merged.extend(supplied.clone());
+    let draft: RuleDraft = parse_json(Value::Object(merged).to_string().as_bytes())?;
+    Ok((draft, supplied))
+}
+
+async fn update_rule(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiPath(RuleId { id }): ApiPath<RuleId>,
+    ApiJson(patch): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let current = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
+    let (draft, supplied) = merge_patch(&draft_of(&current), &patch)?;
+    let rule = draft.parse()?;
+    let old = state.store.replace_rule(id, &rule).await?.ok_or_else(rule_not_found)?;
+    let old = json!(old);
+    let new = json!(rule);
+    let pick =
+        |v: &Value| -> Value { supplied.keys().map(|k| (k.clone(), v[k].clone())).collect::<Map<_, _>>().into() };
+    let reason = patch.get("reason").and_then(Value::as_str).map(str::to_owned);
+    let change = Change {
+        operation: "UPDATE",
+        table_name: "alert_rules",
+        record_id: id,
+        old_values: Some(pick(&old)),
+        new_values: Some(pick(&new)),
+        reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok(Json(json!({"message": "Rule updated successfully", "rule": rule.to_rule(id)})))
+}
+
+#[derive(Deserialize)]
+struct DeleteParams {
+    #[serde(default)]
+    deactivate: bool,
+}
+
+/// `DELETE /rules/{id}`: the optional body `{"reason": …}` goes to the audit.
+async fn delete_rule(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiPath(RuleId { id }): ApiPath<RuleId>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = optional_reason(&headers, body)?;
+    if params.deactivate {
+        return deactivate(&state, &caller, id, reason).await;
+    }
+    match state.store.delete_rule(id).await? {
+        RuleDeletion::NotFound => Err(rule_not_found()),
+        RuleDeletion::Referenced(n) => {
+            Err(ApiError::conflict("Rule is referenced by audit history; deactivate it instead (?deactivate=true)")
+                .with("audit_events", n))
+        }
+        RuleDeletion::Deleted(old) => {
+            let old_values = Some(json!(draft_of(&old)));
+            let change = Change {
+                operation: "DELETE",
+                table_name: "alert_rules",
+                record_id: id,
+                old_values,
+                new_values: None,
+                reason,
+            };
+            caller.record_rules_change(&state, change).await;
+            Ok(Json(json!({"message": "Rule deleted successfully"})))
+        }
+    }
+}
+
+async fn deactivate(
+    state: &WebState,
+    caller: &Caller,
+    id: i32,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let current = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
+    let mut draft = draft_of(&current);
+    draft.is_active = false;
+    state.store.replace_rule(id, &draft).await?.ok_or_else(rule_not_found)?;
+    let change = Change {
+        operation: "UPDATE",
+        table_name: "alert_rules",
+        record_id: id,
+        old_values: Some(json!({"is_active": current.is_active})),
+        new_values: Some(json!({"is_active": false})),
+        reason,
+    };
+    caller.record_rules_change(state, change).await;
+    Ok(Json(json!({"message": "Rule deactivated successfully"})))
+}
+
+/// The `reason` of an optional JSON body (`DELETE` may carry one); no body is no reason.
+pub(super) fn optional_reason(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<String>, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !crate::extract::is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a JSON body with Content-Type: application/json",
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        reason: Option<String>,
+    }
+    let b: Body = parse_json(&body)?;
+    Ok(b.reason)
 }

@@ -1,0 +1,183 @@
+//! `/dev-hosts` and `/teams` (spec §6.11): development hosts and host → team mappings. Every
+//! change is config-audited (`development_hosts`, `device_teams`; record id: the stable hash of
+//! the hostname, spec §6.11 [ADD]) and announced to the alerters.
+
+use super::ApiRouter;
+use super::caller::{Caller, Change, host_record_id};
+use super::rules::optional_reason;
+use crate::WebState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, put};
+use mutt_core::normalize::MAX_HOSTNAME_LEN;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Longest team name the table takes.
+const MAX_TEAM_LEN: usize = 100;
+
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .route("/dev-hosts", get(list_hosts).post(add_host))
+        .route("/dev-hosts/{hostname}", delete(delete_host))
+        .route("/teams", get(list_teams).post(add_team))
+        .route("/teams/{hostname}", put(update_team).delete(delete_team))
+}
+
+fn host_not_found() -> ApiError {
+    ApiError::not_found("Hostname not found")
+}
+
+/// A required non-empty text field within the column's length.
+fn required(field: &str, value: Option<String>, max: usize, missing: &str) -> Result<String, ApiError> {
+    let v = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let v = v.ok_or_else(|| ApiError::invalid_field(field, missing))?;
+    if v.chars().count() > max {
+        return Err(ApiError::invalid_field(field, format!("{field} is longer than {max} characters")));
+    }
+    Ok(v)
+}
+
+async fn list_hosts(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+    let hosts = state.store.development_hosts().await?;
+    Ok(Json(json!({"hosts": hosts.into_iter().map(|h| json!({"hostname": h})).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+struct HostBody {
+    hostname: Option<String>,
+    reason: Option<String>,
+}
+
+async fn add_host(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<HostBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let hostname = required("hostname", body.hostname, MAX_HOSTNAME_LEN, "hostname is required")?;
+    if !state.store.insert_development_host(&hostname).await? {
+        return Err(ApiError::conflict("Hostname already exists"));
+    }
+    let change = Change {
+        operation: "CREATE",
+        table_name: "development_hosts",
+        record_id: host_record_id(&hostname),
+        old_values: None,
+        new_values: Some(json!({"hostname": hostname})),
+        reason: body.reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok((StatusCode::CREATED, Json(json!({"message": "Dev host added successfully"}))))
+}
+
+async fn delete_host(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiPath(hostname): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = optional_reason(&headers, body)?;
+    if !state.store.delete_development_host(&hostname).await? {
+        return Err(host_not_found());
+    }
+    let change = Change {
+        operation: "DELETE",
+        table_name: "development_hosts",
+        record_id: host_record_id(&hostname),
+        old_values: Some(json!({"hostname": hostname})),
+        new_values: None,
+        reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok(Json(json!({"message": "Dev host deleted successfully"})))
+}
+
+async fn list_teams(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+    let teams = state.store.device_teams().await?;
+    let teams: Vec<Value> = teams.into_iter().map(|(h, t)| json!({"hostname": h, "team_assignment": t})).collect();
+    Ok(Json(json!({"teams": teams})))
+}
+
+#[derive(Deserialize)]
+struct TeamBody {
+    hostname: Option<String>,
+    team_assignment: Option<String>,
+    reason: Option<String>,
+}
+
+async fn add_team(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<TeamBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let missing = "hostname and team_assignment are required";
+    let hostname = required("hostname", body.hostname, MAX_HOSTNAME_LEN, missing)?;
+    let team = required("team_assignment", body.team_assignment, MAX_TEAM_LEN, missing)?;
+    if !state.store.insert_device_team(&hostname, &team).await? {
+        return Err(ApiError::conflict("Hostname already has a team assignment"));
+    }
+    let change = Change {
+        operation: "CREATE",
+        table_name: "device_teams",
+        record_id: host_record_id(&hostname),
+        old_values: None,
+        new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
+        reason: body.reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok((StatusCode::CREATED, Json(json!({"message": "Team mapping added successfully"}))))
+}
+
+#[derive(Deserialize)]
+struct TeamUpdate {
+    team_assignment: Option<String>,
+    reason: Option<String>,
+}
+
+async fn update_team(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiPath(hostname): ApiPath<String>,
+    ApiJson(body): ApiJson<TeamUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let team = required("team_assignment", body.team_assignment, MAX_TEAM_LEN, "team_assignment is required")?;
+    let old = state.store.update_device_team(&hostname, &team).await?.ok_or_else(host_not_found)?;
+    let change = Change {
+        operation: "UPDATE",
+        table_name: "device_teams",
+        record_id: host_record_id(&hostname),
+        old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
+        new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
+        reason: body.reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok(Json(json!({"message": "Team mapping updated successfully"})))
+}
+
+async fn delete_team(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    ApiPath(hostname): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = optional_reason(&headers, body)?;
+    let old = state.store.delete_device_team(&hostname).await?.ok_or_else(host_not_found)?;
+    let change = Change {
+        operation: "DELETE",
+        table_name: "device_teams",
+        record_id: host_record_id(&hostname),
+        old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
+        new_values: None,
+        reason,
+    };
+    caller.record_rules_change(&state, change).await;
+    Ok(Json(json!({"message": "Team mapping deleted successfully"})))
+}
