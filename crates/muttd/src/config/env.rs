@@ -151,7 +151,7 @@ pub(super) fn legacy_overrides(env: &HashMap<String, String>, origins: &mut EnvO
     for (name, path, kind) in LEGACY_VARS {
         if let Some(raw) = env.get(*name).filter(|v| !v.is_empty()) {
             insert_path(&mut root, path, parse_value(name, raw, *kind)?);
-            origins.insert((*path).to_owned(), format!("{name}={raw:?}"));
+            origins.insert((*path).to_owned(), shown(name, raw));
         }
     }
     redis_url(env, &mut root)?;
@@ -245,9 +245,14 @@ pub(super) fn mutt_overrides(env: &HashMap<String, String>, origins: &mut EnvOri
             Value::from(raw.as_str())
         };
         insert_path(&mut root, &path, value);
-        origins.insert(path, format!("{name}={raw:?}"));
+        origins.insert(path, shown(name, raw));
     }
     Value::Object(root)
+}
+
+/// `NAME="value"` for an error message, without a password the value's URL may carry.
+fn shown(name: &str, raw: &str) -> String {
+    format!("{name}={:?}", mutt_core::secret::redact_url(raw))
 }
 
 fn is_secret_name(name: &str) -> bool {

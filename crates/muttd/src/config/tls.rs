@@ -287,9 +287,11 @@ mod tests {
         super::check_files(&c, true).unwrap();
         let err = super::check_files(&c, false).unwrap_err().to_string();
         assert!(err.contains("REDIS_CA_CERT_PATH"), "{err}");
-        let err =
-            load(None, &env(&[("MUTT_DATABASE__URL", "postgres://u@h/db?sslmode=allow")])).unwrap_err().to_string();
+        let err = load(None, &env(&[("MUTT_DATABASE__URL", "postgres://u:pw-s3cret@h/db?sslmode=allow")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MUTT_DATABASE__URL") && err.contains("verify-full"), "{err}");
+        assert!(!err.contains("pw-s3cret"), "the error names the variable without its password: {err}");
         let err = load(None, &env(&[("MUTT_DATABASE__CONNECT_TIMEOUT_SECS", "0")])).unwrap_err().to_string();
         assert!(err.contains("MUTT_DATABASE__CONNECT_TIMEOUT_SECS"), "{err}");
     }
