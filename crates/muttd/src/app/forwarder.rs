@@ -4,8 +4,9 @@
 use super::{Context, Slot, Started};
 use anyhow::Result;
 use mutt_forwarder::{Destination, Forwarder, ForwarderMetrics};
-use mutt_queue::WorkerRole;
+use mutt_queue::{Coordination, WorkerRole, settings};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let (config, pod) = (cx.config, slot.pod.clone());
@@ -20,6 +21,9 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let mut cfg = config.forwarder.to_forwarder_config(&config.worker, destination, cx.embedded, moog_key)?;
     // The alerts file is as durable as the embedded data file: `full` fsyncs each batch.
     cfg.alerts_file_sync = config.embedded.durability == crate::config::Durability::Full;
+    if let Some(breaker) = cfg.breaker.as_mut() {
+        *breaker = dynamic_breaker(cx.coordination.as_ref(), *breaker).await;
+    }
     let forwarder = Forwarder::start(
         cx.queue.clone(),
         cx.coordination.clone(),
@@ -39,4 +43,21 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         Ok(())
     });
     Ok(Started { task, rules: None, probe })
+}
+
+/// The breaker's threshold and open time with `circuit_breaker_threshold` and
+/// `circuit_breaker_timeout` (seconds) from dynamic configuration over the static ones, read at
+/// start as the original did (spec §7.3); unreadable or invalid values leave the static ones.
+async fn dynamic_breaker(coordination: &dyn Coordination, (threshold, open_for): (u64, Duration)) -> (u64, Duration) {
+    use mutt_core::config_catalogue::{CIRCUIT_BREAKER_THRESHOLD as T, CIRCUIT_BREAKER_TIMEOUT as O};
+    match coordination.config_values(&[T.key, O.key]).await {
+        Ok(v) => (
+            settings::int(&v, 0, &T).unwrap_or(threshold),
+            settings::int(&v, 1, &O).map(Duration::from_secs).unwrap_or(open_for),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "dynamic configuration unreadable: the configured circuit breaker applies");
+            (threshold, open_for)
+        }
+    }
 }
