@@ -243,6 +243,24 @@ mod tests {
     }
 
     #[test]
+    fn only_max_events_are_kept_and_only_100_errors_listed() {
+        let many = format!("[{}{{}}]", "{},".repeat(999));
+        let p = parse(many.as_bytes(), BodyFormat::Json, 10).unwrap();
+        assert_eq!((p.events.len(), p.total), (10, 1000));
+        let bad = format!("[{}1]", "1,".repeat(999));
+        match parse(bad.as_bytes(), BodyFormat::Json, 10) {
+            Err(BodyError::BadElements(e)) => {
+                assert_eq!((e.listed.len(), e.total), (MAX_LISTED_ERRORS, 1000));
+                assert_eq!(e.listed[99].0, 99);
+            }
+            other => panic!("{other:?}"),
+        }
+        let nd = "{}\n".repeat(50);
+        let p = parse(nd.as_bytes(), BodyFormat::NdJson, 10).unwrap();
+        assert_eq!((p.events.len(), p.total), (10, 50));
+    }
+
+    #[test]
     fn whole_body_errors() {
         assert_eq!(
             parse(b"null", BodyFormat::Json, 100).unwrap_err(),
