@@ -148,8 +148,8 @@ impl TrapListener {
                     let bytes = n.notification.varbinds().iter().map(|v| v.encoded_size() as u64).sum();
                     self.state.metrics.bytes(&self.state.name, bytes);
                     if !n.notification.is_confirmed() {
-                        let event = event::to_event(&n.notification, n.source, chrono::Utc::now());
-                        if tx.try_send(event).is_err() {
+                        // Turned into an event by the submitter, so this loop only receives.
+                        if tx.try_send((n.notification, n.source, chrono::Utc::now())).is_err() {
                             self.state.ingest.metrics().drop_events(&self.state.name, "overload", 1);
                         }
                     }
@@ -169,12 +169,16 @@ impl TrapListener {
     }
 }
 
+/// A received trap: the notification, its sender and when it arrived.
+type Received = (async_snmp::notification::Notification, SocketAddr, chrono::DateTime<chrono::Utc>);
+
 /// Queues the traps waiting in `rx` as one submission per burst.
-async fn submit_bursts(state: Arc<ListenerState>, mut rx: mpsc::Receiver<Map<String, Value>>) {
+async fn submit_bursts(state: Arc<ListenerState>, mut rx: mpsc::Receiver<Received>) {
     let max = state.ingest.config().max_batch_events.clamp(1, BURST);
     let mut burst = Vec::with_capacity(max);
     while rx.recv_many(&mut burst, max).await > 0 {
-        let events = std::mem::take(&mut burst);
+        let events: Vec<Map<String, Value>> =
+            burst.drain(..).map(|(n, source, at)| event::to_event(&n, source, at)).collect();
         let n = events.len() as u64;
         let submission = Submission { events, batch: true, correlation_id: uuid::Uuid::new_v4().to_string() };
         match state.ingest.accept_admitted(submission).await {
