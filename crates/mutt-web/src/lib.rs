@@ -45,6 +45,8 @@ pub struct WebConfig {
 /// What every handler may use.
 pub struct WebState {
     pub store: Arc<dyn Store>,
+    /// Queue depths and the dead letters.
+    pub queue: Arc<dyn Queue>,
     /// Dynamic configuration, and telling the alerters to reload.
     pub coordination: Arc<dyn Coordination>,
     pub config: WebConfig,
@@ -68,12 +70,18 @@ pub fn router(
     if config.api_keys.iter().all(ApiKey::is_empty) {
         return Err(NoApiKey);
     }
-    let state =
-        Arc::new(WebState { store: store.clone(), coordination, config, metrics: WebMetrics::register(&metrics) });
+    let state = Arc::new(WebState {
+        store: store.clone(),
+        queue: queue.clone(),
+        coordination,
+        config,
+        metrics: WebMetrics::register(&metrics),
+    });
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.
     let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
-    let ops = mutt_service::ops::routes(metrics, Arc::new(health::health(queue, store)));
+    let ops = mutt_service::ops::routes(metrics, Arc::new(health::health(queue, store)))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::identify));
     Ok(Router::new()
         .merge(api)
         .merge(api::public())

@@ -7,14 +7,16 @@
 //! - `caller`: who made a request (the key's name) and the config-audit row of a change;
 //! - `paging`: `page`/`limit`/`pagination` and time bounds of the searches;
 //! - `rules`, `hosts` (`/dev-hosts`, `/teams`), `config`, `audit` (`/audit`, `/config-audit`,
-//!   `/audit-logs`): the resources.
+//!   `/audit-logs`): the resources; `dlq` and `status`: v2 only.
 
 mod audit;
 mod caller;
 mod config;
+mod dlq;
 mod hosts;
 mod paging;
 mod rules;
+mod status;
 mod version;
 
 pub(crate) use version::headers as version_headers;
@@ -31,9 +33,9 @@ fn common() -> ApiRouter {
     Router::new().merge(rules::routes()).merge(hosts::routes()).merge(config::routes()).merge(audit::routes())
 }
 
-/// Routes beyond the original's API (none yet).
+/// Routes beyond the original's API.
 fn v2_only() -> ApiRouter {
-    Router::new()
+    Router::new().merge(dlq::routes()).merge(status::routes())
 }
 
 /// Routes behind the key.
