@@ -51,3 +51,37 @@ impl HttpSection {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_env_overrides_and_zero_refused() {
+        let c = super::super::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.http.limits(), mutt_service::HttpLimits::default());
+        assert_eq!(c.ingestor.to_ingest_config(Vec::new()).max_event_bytes, 256 * 1024);
+        let c = super::super::load(
+            None,
+            &env(&[("MUTT_HTTP__HEADER_READ_TIMEOUT_SECS", "5"), ("MUTT_INGESTOR__MAX_EVENT_BYTES", "1000")]),
+        )
+        .unwrap();
+        assert_eq!(c.http.limits().header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.ingestor.max_event_bytes, 1000);
+        for key in [
+            "MUTT_HTTP__HEADER_READ_TIMEOUT_SECS",
+            "MUTT_HTTP__BODY_READ_TIMEOUT_SECS",
+            "MUTT_HTTP__REQUEST_TIMEOUT_SECS",
+            "MUTT_HTTP__MAX_CONNECTIONS",
+            "MUTT_INGESTOR__MAX_EVENT_BYTES",
+        ] {
+            let e = super::super::load(None, &env(&[(key, "0")])).unwrap_err().to_string();
+            assert_eq!(e, format!("{key}=\"0\": must be at least 1"));
+        }
+    }
+}
