@@ -138,6 +138,7 @@ impl Alerter {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AlerterError> {
         let reloader = self.rules.spawn_reloader(
             self.store.clone(),
+            self.coordination.clone(),
             self.config.cache_reload_interval,
             self.metrics.clone(),
             shutdown.clone(),

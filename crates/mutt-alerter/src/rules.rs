@@ -91,9 +91,12 @@ impl RuleCache {
         }
     }
 
+    /// Reloads every `every`, or every `cache_reload_interval` seconds when dynamic
+    /// configuration holds a valid one (read before each wait, as the original did).
     pub(crate) fn spawn_reloader(
         &self,
         store: Arc<dyn Store>,
+        coordination: Arc<dyn mutt_queue::Coordination>,
         every: Duration,
         metrics: AlerterMetrics,
         shutdown: CancellationToken,
@@ -101,6 +104,7 @@ impl RuleCache {
         let cache = self.clone();
         tokio::spawn(async move {
             loop {
+                let every = reload_interval(coordination.as_ref(), every).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
@@ -116,6 +120,15 @@ impl RuleCache {
     /// Asks the running alerter to reload soon (SIGHUP, pub/sub `mutt:config:reload`).
     pub fn request_reload(&self) {
         self.requested.notify_one();
+    }
+}
+
+/// `cache_reload_interval` from dynamic configuration, else `default`.
+async fn reload_interval(coordination: &dyn mutt_queue::Coordination, default: Duration) -> Duration {
+    let key = mutt_core::config_catalogue::CACHE_RELOAD_INTERVAL;
+    match coordination.config_values(&[key.key]).await {
+        Ok(v) => mutt_queue::settings::int(&v, 0, &key).map(Duration::from_secs).unwrap_or(default),
+        Err(_) => default,
     }
 }
 

@@ -332,3 +332,26 @@ async fn postgres_outage_mid_run_audits_every_event_exactly_once() {
     assert_eq!(s.list(&s.queue.keys().alert_queue).await.len(), N, "one alert per event");
     assert!(s.list(&s.queue.keys().alerter_dlq).await.is_empty());
 }
+
+/// `cache_reload_interval` in dynamic configuration (1 s) replaces the static 300 s between
+/// periodic rule reloads, read before each wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamic_cache_reload_interval_is_used() {
+    let s = setup().await;
+    s.set_config("cache_reload_interval", "1").await;
+    let mut cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse("reload-interval").unwrap());
+    cc.heartbeat_interval = Duration::from_secs(1);
+    let config = AlerterConfig { block_timeout: Duration::from_millis(100), ..AlerterConfig::default() };
+    assert_eq!(config.cache_reload_interval, Duration::from_secs(300), "the static interval");
+    let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
+    let q = Arc::new(s.queue.clone());
+    let a = Alerter::start(q.clone(), q, s.store.clone(), cc, config, metrics.clone()).await.unwrap();
+    assert_eq!(metrics.cache_reloads.get(), 1, "the first load");
+    let sd = CancellationToken::new();
+    let run = tokio::spawn(a.run(sd.clone()));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let reloads = metrics.cache_reloads.get();
+    assert!((3..=5).contains(&reloads), "about one reload a second: {reloads}");
+    sd.cancel();
+    run.await.unwrap().unwrap();
+}
