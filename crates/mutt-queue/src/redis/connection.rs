@@ -8,7 +8,9 @@
 //! has a response timeout and is replaced after one fires ([`Healing`]); the blocking
 //! connection's calls are bounded by the consumer (the wait plus a margin).
 
+use super::rotation::{Rotating, is_refused};
 use mutt_core::Secret;
+use mutt_core::credentials::Credentials;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -95,6 +97,8 @@ pub struct Healing {
     config: ConnectionManagerConfig,
     /// A replacement is being connected (one at a time).
     replacing: AtomicBool,
+    /// A single server's password pair: replacements try each (see `rotation`).
+    rotating: Option<Arc<Rotating>>,
 }
 
 impl Healing {
@@ -126,8 +130,10 @@ impl Healing {
     }
 
     fn after<T>(self: &Arc<Self>, result: &RedisResult<T>) {
+        // A refused password leaves the manager failing every request with it (it reconnects
+        // by itself only after I/O errors): replace it, trying the other password.
         if let Err(e) = result
-            && e.is_timeout()
+            && (e.is_timeout() || is_refused(e))
         {
             self.replace();
         }
@@ -140,12 +146,26 @@ impl Healing {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            match me.client.get_connection_manager_with_config(me.config.clone()).await {
+            let fresh = match &me.rotating {
+                Some(r) => r
+                    .open(|c| {
+                        let config = me.config.clone();
+                        async move { c.get_connection_manager_with_config(config).await }
+                    })
+                    .await
+                    .map(|(m, _)| m),
+                None => me.client.get_connection_manager_with_config(me.config.clone()).await,
+            };
+            match fresh {
                 Ok(fresh) => {
                     *me.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                    tracing::warn!("redis: a request timed out; the shared connection was replaced");
+                    tracing::warn!("redis: a request timed out or was refused; the shared connection was replaced");
                 }
-                Err(e) => tracing::warn!(error = %e, "redis: a request timed out and reconnecting failed too"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis: replacing the shared connection failed");
+                    // Every request fails meanwhile; without a pause each would start another try.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
             me.replacing.store(false, Ordering::SeqCst);
         });
@@ -156,7 +176,7 @@ impl Healing {
 // One per process, behind an Arc: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Connector {
-    Single(Client),
+    Single(Arc<Rotating>),
     Sentinel { sentinel: tokio::sync::Mutex<SentinelClient> },
     Cluster { client: ClusterClient, blocking: ClusterClient, pubsub: Client },
 }
@@ -186,7 +206,7 @@ fn with_password(url: &str, password: &Option<Secret>) -> RedisResult<redis::Con
     Ok(info)
 }
 
-fn client(url: &str, password: &Option<Secret>, ca_file: &Option<PathBuf>) -> RedisResult<Client> {
+pub(crate) fn client(url: &str, password: &Option<Secret>, ca_file: &Option<PathBuf>) -> RedisResult<Client> {
     let info = with_password(url, password)?;
     match tls_certs(ca_file)? {
         Some(certs) => Client::build_with_tls(info, certs),
@@ -195,14 +215,21 @@ fn client(url: &str, password: &Option<Secret>, ca_file: &Option<PathBuf>) -> Re
 }
 
 impl Connector {
+    /// `credentials`: a single server tries each on every new connection; Sentinel and Cluster
+    /// use the first.
     pub(crate) fn new(
         topology: &Topology,
         url: &str,
-        password: &Option<Secret>,
+        credentials: Arc<Credentials>,
         ca_file: &Option<PathBuf>,
     ) -> RedisResult<Self> {
+        let password = &credentials.candidates().into_iter().next().map(|c| c.password);
         Ok(match topology {
-            Topology::Single => Connector::Single(client(url, password, ca_file)?),
+            Topology::Single => {
+                // Checks the URL now, as the other topologies do.
+                client(url, &None, ca_file)?;
+                Connector::Single(Arc::new(Rotating { url: url.to_owned(), ca_file: ca_file.clone(), credentials }))
+            }
             Topology::Sentinel { master_name, sentinels } => {
                 let addrs: Vec<redis::ConnectionAddr> = sentinels
                     .iter()
@@ -252,7 +279,7 @@ impl Connector {
     /// The client of the current master (single server, or Sentinel's answer now).
     async fn master(&self) -> RedisResult<Client> {
         match self {
-            Connector::Single(c) => Ok(c.clone()),
+            Connector::Single(r) => r.preferred(),
             Connector::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
             Connector::Cluster { pubsub, .. } => Ok(pubsub.clone()),
         }
@@ -281,13 +308,27 @@ impl Connector {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let client = self.master().await?;
-        let manager = client.get_connection_manager_with_config(config.clone()).await?;
+        let (manager, client, rotating) = match self {
+            Connector::Single(r) => {
+                let (manager, client) = r
+                    .open(|c| {
+                        let config = config.clone();
+                        async move { c.get_connection_manager_with_config(config).await }
+                    })
+                    .await?;
+                (manager, client, Some(r.clone()))
+            }
+            _ => {
+                let client = self.master().await?;
+                (client.get_connection_manager_with_config(config.clone()).await?, client, None)
+            }
+        };
         Ok(AnyConnection::Managed(Arc::new(Healing {
             current: std::sync::RwLock::new(manager),
             client,
             config,
             replacing: AtomicBool::new(false),
+            rotating,
         })))
     }
 
@@ -300,11 +341,24 @@ impl Connector {
         }
         let config =
             AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
-        let conn = self.master().await?.get_multiplexed_async_connection_with_config(&config).await?;
+        let conn = match self {
+            Connector::Single(r) => {
+                r.open(|c| {
+                    let config = config.clone();
+                    async move { c.get_multiplexed_async_connection_with_config(&config).await }
+                })
+                .await?
+                .0
+            }
+            _ => self.master().await?.get_multiplexed_async_connection_with_config(&config).await?,
+        };
         Ok(AnyConnection::Multiplexed(conn))
     }
 
     pub(crate) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
-        self.master().await?.get_async_pubsub().await
+        match self {
+            Connector::Single(r) => Ok(r.open(|c| async move { c.get_async_pubsub().await }).await?.0),
+            _ => self.master().await?.get_async_pubsub().await,
+        }
     }
 }

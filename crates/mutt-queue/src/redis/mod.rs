@@ -13,6 +13,7 @@ pub mod connection;
 mod consumer;
 mod coordination;
 mod keys;
+mod rotation;
 pub mod scripts;
 
 use crate::{
@@ -106,10 +107,20 @@ impl Drop for AbortOnDrop {
 impl RedisQueue {
     /// Connects (and checks the connection with PING).
     pub async fn connect(config: &RedisConfig) -> Result<Self, QueueError> {
+        let credentials = mutt_core::credentials::Credentials::fixed("the password", config.password.clone());
+        Self::connect_with_credentials(config, Arc::new(credentials)).await
+    }
+
+    /// As [`RedisQueue::connect`], with the passwords `credentials` gives instead of
+    /// `config.password`: a single server tries them in order on every new connection.
+    pub async fn connect_with_credentials(
+        config: &RedisConfig,
+        credentials: Arc<mutt_core::credentials::Credentials>,
+    ) -> Result<Self, QueueError> {
         // rustls needs one process-wide crypto provider; reqwest uses aws-lc-rs too. An error
         // only means one is installed already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let connector = Connector::new(&config.topology, &config.url, &config.password, &config.ca_file)
+        let connector = Connector::new(&config.topology, &config.url, credentials, &config.ca_file)
             .map_err(|e| QueueError::Config(format!("redis: {e}")))?;
         let connector = Arc::new(connector);
         let conn = Arc::new(RwLock::new(connector.shared().await.map_err(redis_err("connecting"))?));
