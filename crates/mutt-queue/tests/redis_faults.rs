@@ -123,6 +123,13 @@ async fn a_blackholed_redis_ends_lease_calls_in_bounded_time_and_work_resumes_af
     assert_nothing_leased(&rig.direct).await;
 }
 
+async fn push_range(q: &RedisQueue, range: std::ops::Range<usize>) {
+    let all: Vec<Vec<u8>> = range.map(msg).collect();
+    for chunk in all.chunks(500) {
+        q.push(QueueId::Ingest, chunk).await.unwrap();
+    }
+}
+
 /// Settles with up to two attempts, then gives the lease up (as the forwarder does after its
 /// retries), leaving the hand-back to `release` or the next lease. Returns (settled, failed
 /// attempts).
@@ -139,12 +146,10 @@ async fn settle_or_give_up(c: &mut Box<dyn Consumer>, lease: &mutt_queue::Lease,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
-    const N: usize = 3000;
     let rig = rig().await;
-    let all: Vec<Vec<u8>> = (0..N).map(msg).collect();
-    for chunk in all.chunks(500) {
-        rig.direct.push(QueueId::Ingest, chunk).await.unwrap();
-    }
+    // 3,000 messages, and 1,000 more at a time until both a lost reply and a reset happened.
+    let mut total = 3000;
+    push_range(&rig.direct, 0..total).await;
     let mut c = consumer(&rig.via, "chaotic").await;
     // Faults switch every 15 ms while the worker runs.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -170,10 +175,18 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
     };
     let (mut settled, mut given_up, mut errors, mut settle_errors) = (0usize, 0usize, 0usize, 0usize);
     let t0 = Instant::now();
-    while rig.direct.depth(QueueId::Alert).await.unwrap() < N as u64 {
+    loop {
         assert!(t0.elapsed() < Duration::from_secs(180), "stuck: {settled} leases settled");
-        if t0.elapsed() > Duration::from_secs(20) {
+        let k = rig.proxy.counts();
+        if (k.replies_dropped > 0 && k.resets > 0) || t0.elapsed() > Duration::from_secs(60) {
             stop.cancel(); // the rest without faults
+        }
+        if rig.direct.depth(QueueId::Alert).await.unwrap() >= total as u64 {
+            if stop.is_cancelled() {
+                break;
+            }
+            push_range(&rig.direct, total..total + 1000).await;
+            total += 1000;
         }
         match c.lease(10, Duration::from_millis(100)).await {
             Ok(Some(lease)) => {
@@ -198,7 +211,7 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
     c.shutdown().await.unwrap();
     let counts = rig.proxy.counts();
     println!(
-        "{N} messages in {:?}: {settled} leases settled, {settle_errors} settle errors, {given_up} given up, {errors} lease errors; proxy: {} replies dropped, {} resets",
+        "{total} messages in {:?}: {settled} leases settled, {settle_errors} settle errors, {given_up} given up, {errors} lease errors; proxy: {} replies dropped, {} resets",
         t0.elapsed(),
         counts.replies_dropped,
         counts.resets
@@ -210,7 +223,7 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "emitted more than once: {twice:?}");
-    assert_eq!(seen.len(), N, "every message emitted");
+    assert_eq!(seen.len(), total, "every message emitted");
     assert_eq!(rig.direct.depth(QueueId::Ingest).await.unwrap(), 0);
     assert_nothing_leased(&rig.direct).await;
 }
