@@ -44,7 +44,7 @@ impl Drop for TestApp {
 pub async fn spawn_app(kind: BackendKind) -> TestApp {
     let site = Site::fresh(kind).await;
     let backend = site.open().await;
-    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY).into()] };
+    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY).into()], ..Default::default() };
     let router = mutt_web::router(
         backend.queue.clone(),
         backend.coordination.clone(),

@@ -36,10 +36,12 @@ pub use mutt_service::auth::{ApiKey, KeyName};
 use mutt_store::Store;
 use std::sync::Arc;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct WebConfig {
     /// Accepted keys with their names (`WEBUI_API_KEY=name:key,...`).
     pub api_keys: Vec<ApiKey>,
+    /// Where `/slo` measures (`None`: the route answers 503).
+    pub slo: Option<mutt_slo::SloSource>,
 }
 
 /// What every handler may use.
@@ -51,6 +53,8 @@ pub struct WebState {
     pub coordination: Arc<dyn Coordination>,
     pub config: WebConfig,
     pub metrics: WebMetrics,
+    /// For the SLO report's requests.
+    pub http: reqwest::Client,
 }
 
 /// [`router`] was given no non-empty key.
@@ -76,6 +80,8 @@ pub fn router(
         coordination,
         config,
         metrics: WebMetrics::register(&metrics),
+        // The SLO report's requests; the per-request timeout is the original's 5 s.
+        http: reqwest::Client::builder().timeout(mutt_slo::REQUEST_TIMEOUT).build().unwrap_or_default(),
     });
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.

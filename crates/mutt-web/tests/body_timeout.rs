@@ -14,7 +14,7 @@ const KEY: &str = "body-timeout-key";
 async fn a_rule_body_sent_slowly_gets_408() {
     let site = Site::fresh(BackendKind::Embedded).await;
     let backend = site.open().await;
-    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()] };
+    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()], ..Default::default() };
     let router = mutt_web::router(
         backend.queue.clone(),
         backend.coordination.clone(),

@@ -16,6 +16,7 @@ mod dlq;
 mod hosts;
 mod paging;
 mod rules;
+mod slo;
 mod status;
 mod version;
 
@@ -30,7 +31,12 @@ pub(crate) type ApiRouter = Router<Arc<WebState>>;
 
 /// The routes both versions serve behind the key.
 fn common() -> ApiRouter {
-    Router::new().merge(rules::routes()).merge(hosts::routes()).merge(config::routes()).merge(audit::routes())
+    Router::new()
+        .merge(rules::routes())
+        .merge(hosts::routes())
+        .merge(config::routes())
+        .merge(audit::routes())
+        .merge(slo::routes())
 }
 
 /// Routes beyond the original's API.
