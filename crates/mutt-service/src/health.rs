@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// What a failed check says in the body shown without a key ([`HealthReport::public`]).
+pub const REDACTED: &str = "unavailable";
+
 /// How long one dependency check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -197,8 +200,14 @@ impl Health {
         if let Some(pod) = &self.pod {
             body["pod"] = json!(pod);
         }
+        let mut public = body.clone();
+        // Without a key /health shows which check failed, not why (the text may name hosts,
+        // users or paths); the reason goes to the log and to an authenticated /health.
+        let redacted: Vec<(&str, Result<(), String>)> =
+            results.iter().map(|(n, r)| (*n, r.clone().map_err(|_| REDACTED.to_owned()))).collect();
+        self.describe(&mut public, &redacted);
         self.describe(&mut body, &results);
-        HealthReport { healthy, body }
+        HealthReport { healthy, body, public }
     }
 
     fn describe(&self, body: &mut Value, results: &[(&str, Result<(), String>)]) {

@@ -1,7 +1,9 @@
 //! `/health`, `/live` and `/metrics`, served by every role.
 
 use crate::Metrics;
+use crate::auth::KeyName;
 use async_trait::async_trait;
+use axum::Extension;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,11 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct HealthReport {
     pub healthy: bool,
+    /// With each failed check's error text: for callers with a key, and the log.
     pub body: Value,
+    /// The same without error texts (a failed check says [`crate::health::REDACTED`]): what
+    /// `/health` answers a caller without a key.
+    pub public: Value,
 }
 
 #[async_trait]
@@ -35,16 +41,24 @@ pub fn routes(metrics: Metrics, health: Arc<dyn HealthCheck>) -> Router {
 
 /// `/health` and `/live` alone: the original's separate probe ports (`HEALTH_PORT_ALERTER`,
 /// `HEALTH_PORT_MOOG`), where existing Kubernetes probes point.
+///
+/// `/health` shows error texts only to a request that carries a valid API key (the role's gate
+/// marks it with [`KeyName`]); others get [`HealthReport::public`]. A failing report is logged
+/// with its error texts.
 pub fn probe_routes(health: Arc<dyn HealthCheck>) -> Router {
     Router::new()
         .route(
             "/health",
-            get(move || {
+            get(move |key: Option<Extension<KeyName>>| {
                 let health = health.clone();
                 async move {
                     let report = health.check().await;
                     let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                    (status, axum::Json(report.body)).into_response()
+                    if !report.healthy {
+                        tracing::warn!(health = %report.body, "health check failed");
+                    }
+                    let body = if key.is_some() { report.body } else { report.public };
+                    (status, axum::Json(body)).into_response()
                 }
             }),
         )

@@ -41,6 +41,17 @@ pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Req
     next.run(req).instrument(span).await
 }
 
+/// Middleware on the public routes (`/health`): marks a request that carries a valid key with
+/// its [`KeyName`] (it then sees error details), lets every request through.
+pub(crate) async fn identify(State(state): State<Arc<WebState>>, mut req: Request, next: Next) -> Response {
+    let given = given_key(&req).unwrap_or_default();
+    if let Some(k) = mutt_service::auth::find_key(given, &state.config.api_keys).filter(|_| !given.is_empty()) {
+        let name = k.name_arc();
+        req.extensions_mut().insert(KeyName(name));
+    }
+    next.run(req).await
+}
+
 /// The `changed_by` of a configuration change made over the API: `webui_api:<key name>` (the
 /// original wrote the first 8 characters of the key itself there).
 pub fn changed_by(key: &KeyName) -> String {

@@ -42,11 +42,17 @@ pub async fn gate(State(ingest): State<Ingest>, mut req: Request, next: Next) ->
     req.extensions_mut().insert(CorrelationId(cid.clone()));
     let public = is_public(req.uri().path());
     let mut resp = if public || ingest.config().auth_disabled {
+        // A public path (e.g. /health) shows more to a caller with a valid key.
+        let given = req.headers().get(API_KEY_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+        if let Some(k) = mutt_service::auth::find_key(given, &ingest.api_keys()).filter(|_| !given.is_empty()) {
+            let name = k.name_arc();
+            req.extensions_mut().insert(KeyName(name));
+        }
         next.run(req).await
     } else {
         match check_key(&ingest, &req, &cid) {
             Ok(name) => admitted(&ingest, name, &cid, req, next).await,
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     };
     if let Ok(v) = HeaderValue::from_str(&cid) {
@@ -56,14 +62,14 @@ pub async fn gate(State(ingest): State<Ingest>, mut req: Request, next: Next) ->
 }
 
 /// The name of the configured key the request carries, or the 401 answer.
-fn check_key(ingest: &Ingest, req: &Request, cid: &str) -> Result<Arc<str>, Response> {
+fn check_key(ingest: &Ingest, req: &Request, cid: &str) -> Result<Arc<str>, Box<Response>> {
     let given = req.headers().get(API_KEY_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-    match mutt_service::auth::find_key(given, &ingest.config().api_keys) {
+    match mutt_service::auth::find_key(given, &ingest.api_keys()) {
         Some(k) if !given.is_empty() => Ok(k.name_arc()),
         _ => {
             ingest.metrics().request("fail", "auth");
             tracing::warn!(correlation_id = %cid, path = %req.uri().path(), "rejected request without a valid API key");
-            Err(error_response(StatusCode::UNAUTHORIZED, "Unauthorized", cid, None))
+            Err(Box::new(error_response(StatusCode::UNAUTHORIZED, "Unauthorized", cid, None)))
         }
     }
 }
