@@ -103,6 +103,8 @@ pub struct Ingest {
     /// The queue and rate limits in force (dynamic configuration over `config`).
     settings: Arc<SettingsCache<IngestSettings>>,
     metrics: IngestMetrics,
+    /// The accepted keys: `config.api_keys` at start, replaced when the secret is rotated.
+    api_keys: Arc<std::sync::RwLock<Arc<Vec<mutt_service::auth::ApiKey>>>>,
 }
 
 impl Ingest {
@@ -114,12 +116,24 @@ impl Ingest {
     ) -> Self {
         let defaults = IngestSettings { max_queue_size: config.max_queue_size, rate_limit: config.rate_limit };
         let settings = Arc::new(SettingsCache::new(defaults).watching(coordination.clone()));
-        Self { queue, coordination, config: Arc::new(config), settings, metrics }
+        let api_keys = Arc::new(std::sync::RwLock::new(Arc::new(config.api_keys.clone())));
+        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys }
     }
 
     /// The static configuration.
     pub fn config(&self) -> &IngestConfig {
         &self.config
+    }
+
+    /// The API keys accepted now.
+    pub fn api_keys(&self) -> Arc<Vec<mutt_service::auth::ApiKey>> {
+        self.api_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the accepted keys (a rotated `INGEST_API_KEY`): the next request is checked
+    /// against the new ones only.
+    pub fn set_api_keys(&self, keys: Vec<mutt_service::auth::ApiKey>) {
+        *self.api_keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
     }
 
     /// The limits in force: the static ones with dynamic configuration applied.

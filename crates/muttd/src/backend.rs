@@ -116,7 +116,11 @@ pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Resul
     };
     tls::check_files(config, false)?;
     tracing::info!(tls = %config.redis.tls_description(), "Redis connection");
-    let queue = match RedisQueue::connect(&redis).await {
+    // A single server tries CURRENT, then NEXT, on every new connection while running (and
+    // follows the values when Vault's change); Sentinel and Cluster choose at start, below.
+    let credentials =
+        crate::secrets::vault::rotating_credentials(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"], "REDIS_PASS_NEXT")?;
+    let queue = match RedisQueue::connect_with_credentials(&redis, credentials).await {
         Ok(q) => q,
         // Dual-password rotation (spec §11.4): try the next password before giving up.
         Err(e) => match first_of(secrets, &["REDIS_PASS_NEXT"])? {
@@ -164,17 +168,14 @@ pub async fn connect_postgres(config: &Config, secrets: &dyn SecretSource) -> Re
         crate::secrets::check_file_mode(key, "the client key", config.secrets.file_permissions)?;
     }
     let timeouts = config.database.timeouts();
-    let store = PgStore::with_timeouts(&pg, &timeouts)?;
+    // Every new connection tries DB_PASS_CURRENT, then DB_PASS_NEXT (spec §11.4), at start and
+    // while running, with the values Vault has now.
+    let credentials =
+        crate::secrets::vault::rotating_credentials(secrets, &["DB_PASS_CURRENT", "DB_PASS"], "DB_PASS_NEXT")?;
+    let store = PgStore::with_credentials(&pg, &timeouts, credentials)?;
     tracing::info!(tls = %store.tls_settings().describe(), "PostgreSQL connection");
     if let Err(e) = store.ping().await {
-        match first_of(secrets, &["DB_PASS_NEXT"])? {
-            Some(next) => {
-                let store = PgStore::with_timeouts(&PostgresConfig { password: Some(next), ..pg }, &timeouts)?;
-                store.ping().await.map_err(|e| postgres_error(e, "connecting to PostgreSQL (with DB_PASS_NEXT)"))?;
-                return Ok(store);
-            }
-            None => return Err(postgres_error(e, "connecting to PostgreSQL")),
-        }
+        return Err(postgres_error(e, "connecting to PostgreSQL"));
     }
     Ok(store)
 }

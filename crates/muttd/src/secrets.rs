@@ -1,9 +1,11 @@
 //! Secrets: API keys and passwords, read from environment variables or files (`NAME_FILE`
 //! holds a path whose trimmed content is the value; handy for Kubernetes secrets and systemd
-//! credentials). Vault will be another [`SecretSource`] behind the same interface.
+//! credentials), or from Vault when `VAULT_ADDR` is set ([`vault`]).
 //!
 //! A secret file that every user of the machine may read is refused (or, with
 //! `secrets.file_permissions = "warn"`, logged): the key in it is as good as published.
+
+pub mod vault;
 
 use mutt_core::Secret;
 use serde::{Deserialize, Serialize};
@@ -82,6 +84,11 @@ pub trait SecretSource: Send + Sync {
 
     /// Where `name` would come from, in words, never its value (`muttd config show`).
     fn origin(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    /// For a source whose values change while the process runs (Vault): how to hear of it.
+    fn refresh(&self) -> Option<vault::Refresh> {
         None
     }
 }

@@ -14,6 +14,7 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let ingest = config.ingestor.to_ingest_config(api_keys);
     let registry = slot.metrics.clone();
     let (ingest, router) = mutt_ingest::service(cx.queue.clone(), cx.coordination.clone(), ingest, slot.metrics)?;
+    follow_api_keys(cx, &ingest);
     let traps = start_traps(cx, &ingest, &registry).await?;
     start_syslog(cx, &ingest, &registry).await?;
     let tls = super::listener::load_tls("ingestor", &config.ingestor.tls())?;
@@ -23,6 +24,25 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         let listeners = futures_util::future::join_all(traps.into_iter().map(|t| t.run(shutdown.clone())));
         tokio::join!(server, listeners).0
     })))
+}
+
+/// A rotated INGEST_API_KEY (Vault, re-read periodically) replaces the accepted keys at once;
+/// a key removed from the secret is refused from then on. An empty value keeps the old keys
+/// (an ingestor that refuses everything is worse than one that still takes the old key).
+fn follow_api_keys(cx: &Context<'_>, ingest: &mutt_ingest::Ingest) {
+    let ingest = ingest.clone();
+    crate::secrets::vault::follow(cx.secrets, "INGEST_API_KEY", move |value| {
+        let entries: Vec<mutt_core::Secret> = value
+            .map(|v| {
+                v.expose().split(',').map(str::trim).filter(|k| !k.is_empty()).map(mutt_core::Secret::new).collect()
+            })
+            .unwrap_or_default();
+        if entries.is_empty() {
+            tracing::warn!("INGEST_API_KEY is now empty or gone; the keys in use stay");
+            return;
+        }
+        ingest.set_api_keys(super::listener::named_keys("INGEST_API_KEY", entries));
+    });
 }
 
 // --- SNMP traps -------------------------------------------------------------------------
