@@ -53,6 +53,9 @@ impl Default for HttpLimits {
     }
 }
 
+/// The largest request head (line and headers) accepted; larger ones get 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// A request body that did not arrive within [`HttpLimits::body_read_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyTimeout(pub Duration);
@@ -140,7 +143,13 @@ pub async fn serve_with_tls(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // A connection's read buffer (and so its request head) is capped: hyper's default of
+    // ~400 KiB times max_connections would be a lot of memory held by slow clients.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES);
     loop {
         // A slot first, then the accept: past the limit, connections wait in the backlog.
         let permit = tokio::select! {

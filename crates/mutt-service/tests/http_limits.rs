@@ -150,3 +150,20 @@ async fn past_the_connection_limit_new_connections_wait_and_accepted_ones_are_se
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
 }
+
+#[tokio::test]
+async fn a_head_over_64_kib_is_refused_and_bodies_are_not_capped_by_it() {
+    let (addr, _stop) = start(limits()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let big = "a".repeat(100 * 1024);
+    s.write_all(format!("GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes()).await.unwrap();
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = "b".repeat(200 * 1024);
+    let req =
+        format!("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("204800"), "{reply}");
+}
