@@ -70,7 +70,8 @@ fn init_logging(config: &Config) {
 async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> Result<()> {
     // Vault, when VAULT_ADDR is set, is logged into and read before anything needs a secret.
     let env: HashMap<String, String> = std::env::vars().collect();
-    let secrets = muttd::secrets::vault::source(secrets, &env, tokio_util::sync::CancellationToken::new()).await?;
+    let stop_vault = tokio_util::sync::CancellationToken::new();
+    let secrets = muttd::secrets::vault::source(secrets, &env, config.secrets.file_permissions, stop_vault).await?;
     let (roles, migrate) = match command {
         Command::Migrate => return commands::migrate(&config, &secrets).await,
         Command::Send(args) => return commands::send(&config, &secrets, &args).await,

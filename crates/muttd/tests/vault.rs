@@ -15,6 +15,13 @@ const NEW_KEY: &str = "ingest-new-9c04da";
 const WEB_KEY: &str = "web-key-61f3aa";
 const SECRET_ID: &str = "approle-secret-id-d41e";
 
+/// A secret file as an operator should leave it: readable by its owner only.
+fn secret_file(path: &std::path::Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 async fn post(http: &reqwest::Client, url: &str, key: &str) -> u16 {
     let event = json!({ "hostname": "vault-host", "message": "rotation check", "timestamp": "2026-12-01T00:00:00Z" });
     http.post(url).header("X-API-KEY", key).json(&event).send().await.expect("ingest answers").status().as_u16()
@@ -27,7 +34,7 @@ async fn a_key_rotated_in_vault_is_used_within_the_refresh_interval() {
     stub.put("secret", "mutt/prod", json!({ "INGEST_API_KEY": OLD_KEY, "WEBUI_API_KEY": WEB_KEY }));
     let dir = tempfile::tempdir().unwrap();
     let secret_id = dir.path().join("vault_secret_id");
-    std::fs::write(&secret_id, format!("{SECRET_ID}\n")).unwrap();
+    secret_file(&secret_id, &format!("{SECRET_ID}\n"));
     let log_path = dir.path().join("muttd.log");
     let mut cmd = common::muttd(dir.path());
     cmd.env("VAULT_ADDR", stub.url())
@@ -77,7 +84,7 @@ fn a_vault_that_refuses_the_login_stops_the_start() {
     let stub = rt.block_on(VaultStub::start("mutt-role", SECRET_ID, Duration::from_secs(60))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secret_id = dir.path().join("vault_secret_id");
-    std::fs::write(&secret_id, "not-the-secret-id-77").unwrap();
+    secret_file(&secret_id, "not-the-secret-id-77");
     let out = common::muttd(dir.path())
         .env("VAULT_ADDR", stub.url())
         .env("VAULT_ROLE_ID", "mutt-role")
@@ -89,5 +96,17 @@ fn a_vault_that_refuses_the_login_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Vault") && err.contains("invalid role or secret ID"), "{err}");
     assert!(!err.contains("not-the-secret-id-77"), "{err}");
+    // A secret-id file every user may read is refused like any other secret file.
+    std::fs::set_permissions(&secret_id, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = common::muttd(dir.path())
+        .env("VAULT_ADDR", stub.url())
+        .env("VAULT_ROLE_ID", "mutt-role")
+        .env("VAULT_SECRET_ID_FILE", &secret_id)
+        .arg("run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Vault secret-id") && err.contains("0644"), "{err}");
+    assert_eq!(stub.counts().failed_logins, 1, "no login with a file open to everyone");
     drop(rt);
 }

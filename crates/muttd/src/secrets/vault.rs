@@ -6,7 +6,7 @@
 //! [`rotating_credentials`] builds the CURRENT/NEXT password pair a Redis or PostgreSQL pool
 //! asks on every new connection, updated whenever the Vault secret changes.
 
-use super::{EnvSecrets, SecretError, SecretSource};
+use super::{EnvSecrets, FilePermissions, SecretError, SecretSource};
 use anyhow::{Context, Result};
 use mutt_core::Secret;
 use mutt_core::credentials::{Candidate, Credentials};
@@ -53,14 +53,19 @@ impl SecretSource for VaultSource {
 
 /// The secrets source for this process: Vault when `env` sets `VAULT_ADDR` (logged in and read
 /// before anything starts; a failure stops the start, as in the original), else `env_secrets`.
+/// The secret-id file is held to `permissions` like every other secret file.
 pub async fn source(
     env_secrets: EnvSecrets,
     env: &HashMap<String, String>,
+    permissions: FilePermissions,
     stop: CancellationToken,
 ) -> Result<Box<dyn SecretSource>> {
     let Some(config) = VaultConfig::from_env(env)? else {
         return Ok(Box::new(env_secrets));
     };
+    if config.secret_id_file.exists() {
+        super::check_file_mode(&config.secret_id_file, "the Vault secret-id", permissions)?;
+    }
     let path = format!(
         "{}/{}",
         config.addr.trim_end_matches('/'),
