@@ -151,7 +151,7 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Config(e.to_string()))?)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No ALPN: HTTP/1.1 and syslog clients both work without it.
+    let config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(config))
 }

@@ -55,7 +55,8 @@ pub(super) async fn spawn(
                 continue;
             };
             cx.metrics.connections.get_or_create(&cx.label).inc();
-            let (cx, tls, stop) = (cx.clone(), tls.clone(), shutdown.clone());
+            // The certificate in force now (mutt_service::tls reloads it on SIGHUP).
+            let (cx, tls, stop) = (cx.clone(), tls.as_ref().map(|t| t.acceptor()), shutdown.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 tokio::select! {
@@ -154,22 +155,19 @@ async fn submit<'a>(cx: &Shared, frames: impl IntoIterator<Item = (&'a [u8], IpA
     }
 }
 
-fn acceptor(config: &ListenerConfig) -> Result<TlsAcceptor, SyslogError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+/// The listener's TLS files, loaded now and reloaded with every listener's on SIGHUP
+/// ([`mutt_service::tls::reload_all`]).
+fn acceptor(config: &ListenerConfig) -> Result<Arc<mutt_service::tls::ListenerTls>, SyslogError> {
     let address = config.address;
     let fail = |reason: String| SyslogError::Tls { address, reason };
     let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
         return Err(fail("tls_cert_file and tls_key_file are required".into()));
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(format!("{}: {e}", key.display())))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let server = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    let files = mutt_service::tls::TlsFiles {
+        cert_file: cert.clone(),
+        key_file: key.clone(),
+        client_ca_file: None,
+        client_auth: mutt_service::tls::ClientAuth::None,
+    };
+    mutt_service::tls::ListenerTls::load(&format!("syslog {address}"), files).map_err(|e| fail(e.to_string()))
 }
