@@ -183,67 +183,94 @@ impl Rig {
     }
 }
 
+/// The outcome of [`Rig::through_faults`].
+struct FaultRun {
+    ids: HashSet<String>,
+    elapsed: Duration,
+}
+
+impl FaultRun {
+    /// Prints the figures; returns the proxy's counts, the delivered ids and the duplicates.
+    fn report(&self, rig: &Rig, between: &str) -> (mutt_testkit::ProxyCounts, Vec<String>, usize) {
+        let counts = rig.proxy.counts();
+        let delivered = rig.delivered();
+        let duplicates = delivered.len() - delivered.iter().collect::<HashSet<_>>().len();
+        println!(
+            "{between}: {} events in {:?}; proxy: {} connections, {} replies dropped, {} resets; {} alerts delivered, {duplicates} duplicates",
+            self.ids.len(),
+            self.elapsed,
+            counts.connections,
+            counts.replies_dropped,
+            counts.resets,
+            delivered.len()
+        );
+        assert!(counts.replies_dropped > 0 && counts.resets > 0, "the faults happened: {counts:?}");
+        (counts, delivered, duplicates)
+    }
+}
+
+impl Rig {
+    /// Pushes 3,000 events while the proxy switches between pass, lost replies, resets and
+    /// delays every 40 ms, and 1,000 more each time those are done, for at least 8 s and until
+    /// both a reply was lost and a connection reset (at most 60 s of faults); then waits,
+    /// faults off, until every event is delivered and nothing is in flight.
+    async fn through_faults(&self) -> FaultRun {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let chaos = {
+            let (stop, proxy) = (stop.clone(), self.proxy.clone());
+            tokio::spawn(async move {
+                let modes = [
+                    FaultMode::Pass,
+                    FaultMode::DropReplies,
+                    FaultMode::Pass,
+                    FaultMode::Reset,
+                    FaultMode::Pass,
+                    FaultMode::Delay(Duration::from_millis(40)),
+                ];
+                let mut i = 0;
+                while !stop.is_cancelled() {
+                    proxy.set_mode(modes[i % modes.len()]);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+                proxy.set_mode(FaultMode::Pass);
+            })
+        };
+        let t0 = Instant::now();
+        let mut ids: HashSet<String> = self.push(3000).await.into_iter().collect();
+        loop {
+            let k = self.proxy.counts();
+            let enough = k.replies_dropped > 0 && k.resets > 0 && t0.elapsed() > Duration::from_secs(8);
+            if enough || t0.elapsed() > Duration::from_secs(60) {
+                stop.cancel(); // the rest without faults
+            }
+            let delivered: HashSet<String> = self.delivered().into_iter().collect();
+            if ids.iter().all(|id| delivered.contains(id)) && self.in_flight().await == 0 {
+                if stop.is_cancelled() {
+                    break;
+                }
+                ids.extend(self.push(1000).await);
+            }
+            assert!(t0.elapsed() < Duration::from_secs(240), "{} of {} delivered", delivered.len(), ids.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        chaos.await.unwrap();
+        FaultRun { ids, elapsed: t0.elapsed() }
+    }
+}
+
 fn stalled(body: &Value) -> bool {
     body["errors"].as_array().is_some_and(|e| e.iter().any(|e| e.as_str().is_some_and(|s| s.starts_with("worker:"))))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_resets_and_delays_on_redis_lose_and_duplicate_nothing() {
-    const N: usize = 3000;
     let _serial = SERIAL.lock().await;
     let rig = rig(120).await;
-    let ids = rig.push(N).await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let chaos = {
-        let (stop, proxy) = (stop.clone(), rig.proxy.clone());
-        tokio::spawn(async move {
-            let modes = [
-                FaultMode::Pass,
-                FaultMode::DropReplies,
-                FaultMode::Pass,
-                FaultMode::Reset,
-                FaultMode::Pass,
-                FaultMode::Delay(Duration::from_millis(40)),
-            ];
-            let mut i = 0;
-            while !stop.is_cancelled() {
-                proxy.set_mode(modes[i % modes.len()]);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            proxy.set_mode(FaultMode::Pass);
-        })
-    };
-    let t0 = Instant::now();
-    let all: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    loop {
-        let delivered: HashSet<String> = rig.delivered().into_iter().collect();
-        let done = all.iter().all(|id| delivered.contains(*id));
-        if t0.elapsed() > Duration::from_secs(25) {
-            stop.cancel(); // the rest without faults
-        }
-        if done && rig.in_flight().await == 0 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "{} of {N} delivered", delivered.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    stop.cancel();
-    chaos.await.unwrap();
-    let elapsed = t0.elapsed();
-    let counts = rig.proxy.counts();
-    let delivered = rig.delivered();
-    let duplicates = delivered.len() - delivered.iter().collect::<HashSet<_>>().len();
-    println!(
-        "{N} events in {elapsed:?}; proxy: {} connections, {} replies dropped, {} resets; {} alerts delivered, {duplicates} duplicates",
-        counts.connections,
-        counts.replies_dropped,
-        counts.resets,
-        delivered.len()
-    );
-    assert!(counts.replies_dropped > 0 && counts.resets > 0, "the faults happened: {counts:?}");
-    assert_eq!(rig.audited().await, (N as i64, N as i64), "every event audited exactly once");
-    let unknown: Vec<_> = delivered.iter().filter(|id| !all.contains(id.as_str())).collect();
+    let run = rig.through_faults().await;
+    let (counts, delivered, duplicates) = run.report(&rig, "redis");
+    assert_eq!(rig.audited().await, (run.ids.len() as i64, run.ids.len() as i64), "every event audited exactly once");
+    let unknown: Vec<_> = delivered.iter().filter(|id| !run.ids.contains(*id)).collect();
     assert!(unknown.is_empty(), "{unknown:?}");
     // A duplicate needs a delivery whose batch could then be neither recorded as delivered
     // nor settled (both replies lost or reset): the batch goes back and is sent again.
@@ -309,58 +336,11 @@ async fn a_silent_redis_makes_health_fail_within_the_stall_timeout_and_work_resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_resets_and_delays_on_postgres_lose_and_duplicate_nothing() {
-    const N: usize = 3000;
     let _serial = SERIAL.lock().await;
     let rig = rig_between(120, Between::Postgres).await;
-    let ids = rig.push(N).await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let chaos = {
-        let (stop, proxy) = (stop.clone(), rig.proxy.clone());
-        tokio::spawn(async move {
-            let modes = [
-                FaultMode::Pass,
-                FaultMode::DropReplies,
-                FaultMode::Pass,
-                FaultMode::Reset,
-                FaultMode::Pass,
-                FaultMode::Delay(Duration::from_millis(40)),
-            ];
-            let mut i = 0;
-            while !stop.is_cancelled() {
-                proxy.set_mode(modes[i % modes.len()]);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            proxy.set_mode(FaultMode::Pass);
-        })
-    };
-    let t0 = Instant::now();
-    let all: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    loop {
-        let delivered: HashSet<String> = rig.delivered().into_iter().collect();
-        if t0.elapsed() > Duration::from_secs(25) {
-            stop.cancel();
-        }
-        if all.iter().all(|id| delivered.contains(*id)) && rig.in_flight().await == 0 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "{} of {N} delivered", delivered.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    stop.cancel();
-    chaos.await.unwrap();
-    let counts = rig.proxy.counts();
-    let delivered = rig.delivered();
-    let duplicates = delivered.len() - delivered.iter().collect::<HashSet<_>>().len();
-    println!(
-        "{N} events in {:?}; proxy: {} connections, {} replies dropped, {} resets; {duplicates} duplicates",
-        t0.elapsed(),
-        counts.connections,
-        counts.replies_dropped,
-        counts.resets
-    );
-    assert!(counts.replies_dropped > 0 && counts.resets > 0, "the faults happened: {counts:?}");
-    assert_eq!(rig.audited().await, (N as i64, N as i64), "every event audited exactly once");
+    let run = rig.through_faults().await;
+    let (_, _, duplicates) = run.report(&rig, "postgres");
+    assert_eq!(rig.audited().await, (run.ids.len() as i64, run.ids.len() as i64), "every event audited exactly once");
     assert_eq!(duplicates, 0, "the forwarder never saw a fault");
     assert_eq!(rig.in_flight().await, 0);
     assert_eq!(rig.lease_tokens().await, 0);
