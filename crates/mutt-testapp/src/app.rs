@@ -44,7 +44,11 @@ impl Drop for TestApp {
 pub async fn spawn_app(kind: BackendKind) -> TestApp {
     let site = Site::fresh(kind).await;
     let backend = site.open().await;
-    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(TEST_API_KEY).into()], ..Default::default() };
+    let config = mutt_web::WebConfig {
+        api_keys: vec![Secret::new(TEST_API_KEY).into()],
+        // No role to measure: `/slo` answers with every SLO critical ("no role answered").
+        slo: Some(mutt_slo::SloSource::Metrics(Vec::new())),
+    };
     let router = mutt_web::router(
         backend.queue.clone(),
         backend.coordination.clone(),

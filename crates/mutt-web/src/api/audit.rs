@@ -4,6 +4,8 @@
 //! every answer carries the total.
 
 use super::ApiRouter;
+#[allow(unused_imports)]
+use super::openapi::*;
 use super::paging::{PageParams, time_range};
 use crate::WebState;
 use crate::error::ApiError;
@@ -25,8 +27,9 @@ pub(super) fn routes() -> ApiRouter {
 
 /// The config-audit filters. (No `#[serde(flatten)]` of the paging: the query deserializer
 /// then sees every value as text and would refuse the numbers.)
-#[derive(Deserialize)]
-struct ConfigAuditParams {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ConfigAuditParams {
     changed_by: Option<String>,
     operation: Option<String>,
     table_name: Option<String>,
@@ -64,22 +67,25 @@ async fn config_audit(state: &WebState, p: ConfigAuditParams, member: &str) -> R
     Ok(Json(json!({member: page.rows, "pagination": paging.json(page.total)})))
 }
 
-async fn config_audit_logs(
+#[utoipa::path(get, path = "/api/v2/audit", tag = "audit", params(ConfigAuditParams), responses((status = 200, body = ConfigAuditLogs), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
+pub(super) async fn config_audit_logs(
     State(state): State<Arc<WebState>>,
     ApiQuery(p): ApiQuery<ConfigAuditParams>,
 ) -> Result<Json<Value>, ApiError> {
     config_audit(&state, p, "logs").await
 }
 
-async fn config_audit_changes(
+#[utoipa::path(get, path = "/api/v2/config-audit", tag = "audit", params(ConfigAuditParams), responses((status = 200, body = ConfigAuditChanges), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
+pub(super) async fn config_audit_changes(
     State(state): State<Arc<WebState>>,
     ApiQuery(p): ApiQuery<ConfigAuditParams>,
 ) -> Result<Json<Value>, ApiError> {
     config_audit(&state, p, "changes").await
 }
 
-#[derive(Deserialize)]
-struct EventAuditParams {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EventAuditParams {
     hostname: Option<String>,
     rule_id: Option<i32>,
     decision: Option<String>,
@@ -90,7 +96,8 @@ struct EventAuditParams {
     limit: Option<u64>,
 }
 
-async fn event_audit(
+#[utoipa::path(get, path = "/api/v2/audit-logs", tag = "audit", params(EventAuditParams), responses((status = 200, body = EventAuditLogs), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
+pub(super) async fn event_audit(
     State(state): State<Arc<WebState>>,
     ApiQuery(p): ApiQuery<EventAuditParams>,
 ) -> Result<Json<Value>, ApiError> {

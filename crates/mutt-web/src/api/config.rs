@@ -5,6 +5,8 @@
 
 use super::ApiRouter;
 use super::caller::Caller;
+#[allow(unused_imports)]
+use super::openapi::*;
 use super::paging::PageParams;
 use super::rules::optional_reason;
 use crate::WebState;
@@ -31,14 +33,19 @@ pub(super) fn routes() -> ApiRouter {
         .route("/config/{key}", put(set).delete(remove).get(get_one))
 }
 
-async fn list(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/config", tag = "config", responses((status = 200, body = ConfigValues), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let entries = state.coordination.config_entries().await?;
     let config: Map<String, Value> = entries.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     Ok(Json(json!({"config": config})))
 }
 
 /// `GET /config/{key}`: the stored value, the catalogue's default and range.
-async fn get_one(State(state): State<Arc<WebState>>, ApiPath(key): ApiPath<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/config/{key}", tag = "config", params(("key" = String, Path)), responses((status = 200, body = ConfigKey), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_one(
+    State(state): State<Arc<WebState>>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
     let stored = state.coordination.config_values(&[key.as_str()]).await?.into_iter().next().flatten();
     let setting = catalogue::lookup(&key);
     if stored.is_none() && setting.is_none() {
@@ -61,7 +68,7 @@ async fn stored_catalogue_values(state: &WebState) -> Result<BTreeMap<String, St
 }
 
 #[derive(Deserialize)]
-struct SetBody {
+pub(super) struct SetBody {
     value: Option<Value>,
     reason: Option<String>,
 }
@@ -77,7 +84,8 @@ fn value_text(v: Option<Value>) -> Result<String, ApiError> {
     }
 }
 
-async fn set(
+#[utoipa::path(put, path = "/api/v2/config/{key}", tag = "config", params(("key" = String, Path)), request_body = ConfigSet, responses((status = 200, body = ConfigSetResult), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn set(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(key): ApiPath<String>,
@@ -94,7 +102,8 @@ async fn set(
     Ok(Json(json!({"key": key, "old_value": old, "new_value": value})))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/v2/config/{key}", tag = "config", params(("key" = String, Path)), request_body(content = ReasonBody, description = "Optional"), responses((status = 200, body = ConfigDeleted), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn remove(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(key): ApiPath<String>,
@@ -126,7 +135,8 @@ async fn record(
 }
 
 /// `GET /config/history`: config-audit rows of `dynamic_config`, newest first.
-async fn history(
+#[utoipa::path(get, path = "/api/v2/config/history", tag = "config", params(PageParams), responses((status = 200, body = ConfigHistory), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
+pub(super) async fn history(
     State(state): State<Arc<WebState>>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {

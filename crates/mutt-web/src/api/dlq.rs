@@ -5,6 +5,8 @@
 
 use super::ApiRouter;
 use super::caller::{Caller, Change};
+#[allow(unused_imports)]
+use super::openapi::*;
 use crate::WebState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -27,7 +29,7 @@ pub(super) fn routes() -> ApiRouter {
 }
 
 #[derive(Deserialize)]
-struct DlqName {
+pub(super) struct DlqName {
     name: String,
 }
 
@@ -35,14 +37,15 @@ fn dlq_of(name: &str) -> Result<Dlq, ApiError> {
     name.parse::<Dlq>().map_err(|_| ApiError::not_found(format!("no DLQ named {name:?} (alerter, moog, dead)")))
 }
 
-async fn list(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/dlq", tag = "dlq", responses((status = 200, description = "The three DLQs: depth, oldest age, reasons", body = AnyObject), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let summaries = dlq::list(state.queue.dead_letters().as_ref()).await?;
     Ok(Json(json!({"dlqs": summaries})))
 }
 
 /// The filters of a listing (query) and of an action (body).
 #[derive(Default, Deserialize)]
-struct Filters {
+pub(super) struct Filters {
     #[serde(default)]
     ids: Vec<String>,
     id: Option<String>,
@@ -51,8 +54,6 @@ struct Filters {
     older_than_secs: Option<u64>,
     newer_than_secs: Option<u64>,
     limit: Option<u64>,
-    end: Option<End>,
-    offset: Option<u64>,
     #[serde(default)]
     dry_run: bool,
     /// Purge: the DLQ's name, to confirm.
@@ -78,14 +79,43 @@ impl Filters {
     }
 }
 
-async fn entries(
+/// The filters of a listing.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListParams {
+    /// An entry id (or a prefix of at least 6 characters).
+    id: Option<String>,
+    /// `_dlq_reason` (`retries_exhausted`, `shed`, …).
+    reason: Option<String>,
+    /// The event's hostname (case-insensitive).
+    host: Option<String>,
+    older_than_secs: Option<u64>,
+    newer_than_secs: Option<u64>,
+    /// Entries per page, 1..=200 (default 50).
+    limit: Option<u64>,
+    /// `oldest` (default) or `newest`.
+    #[param(value_type = Option<String>)]
+    end: Option<End>,
+    /// Matching entries to skip.
+    offset: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v2/dlq/{name}", tag = "dlq", params(("name" = DlqNameSchema, Path, description = "alerter, moog or dead"), ListParams), responses((status = 200, description = "A page of entries", body = AnyObject), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn entries(
     State(state): State<Arc<WebState>>,
     ApiPath(DlqName { name }): ApiPath<DlqName>,
-    ApiQuery(f): ApiQuery<Filters>,
+    ApiQuery(f): ApiQuery<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let dlq = dlq_of(&name)?;
     let limit = f.limit.unwrap_or(50).clamp(1, 200);
-    let selection = Selection { limit: None, ..f.selection() };
+    let selection = Selection {
+        ids: f.id.into_iter().collect(),
+        reason: f.reason,
+        host: f.host,
+        older_than_secs: f.older_than_secs,
+        newer_than_secs: f.newer_than_secs,
+        limit: None,
+    };
     let page = dlq::show(
         state.queue.dead_letters().as_ref(),
         dlq,
@@ -123,7 +153,8 @@ async fn record(
 
 fn no_progress(_: u64, _: u64) {}
 
-async fn replay(
+#[utoipa::path(post, path = "/api/v2/dlq/{name}/replay", tag = "dlq", params(("name" = DlqNameSchema, Path, description = "alerter, moog or dead")), request_body = DlqAction, responses((status = 200, body = DlqReport), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn replay(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(DlqName { name }): ApiPath<DlqName>,
@@ -135,7 +166,8 @@ async fn replay(
     Ok(Json(json!(report)))
 }
 
-async fn park(
+#[utoipa::path(post, path = "/api/v2/dlq/{name}/park", tag = "dlq", params(("name" = DlqNameSchema, Path, description = "alerter or moog (dead: 409)")), request_body = DlqAction, responses((status = 200, body = DlqReport), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn park(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(DlqName { name }): ApiPath<DlqName>,
@@ -152,7 +184,8 @@ async fn park(
     Ok(Json(json!(report)))
 }
 
-async fn purge(
+#[utoipa::path(post, path = "/api/v2/dlq/{name}/purge", tag = "dlq", params(("name" = DlqNameSchema, Path, description = "alerter, moog or dead")), request_body = DlqAction, responses((status = 200, body = DlqReport), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn purge(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(DlqName { name }): ApiPath<DlqName>,

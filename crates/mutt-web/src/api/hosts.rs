@@ -4,6 +4,8 @@
 
 use super::ApiRouter;
 use super::caller::{Caller, Change, host_record_id};
+#[allow(unused_imports)]
+use super::openapi::*;
 use super::rules::optional_reason;
 use crate::WebState;
 use crate::error::ApiError;
@@ -44,18 +46,20 @@ fn required(field: &str, value: Option<String>, max: usize, missing: &str) -> Re
     Ok(v)
 }
 
-async fn list_hosts(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/dev-hosts", tag = "hosts", responses((status = 200, body = HostList), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_hosts(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let hosts = state.store.development_hosts().await?;
     Ok(Json(json!({"hosts": hosts.into_iter().map(|h| json!({"hostname": h})).collect::<Vec<_>>()})))
 }
 
 #[derive(Deserialize)]
-struct HostBody {
+pub(super) struct HostBody {
     hostname: Option<String>,
     reason: Option<String>,
 }
 
-async fn add_host(
+#[utoipa::path(post, path = "/api/v2/dev-hosts", tag = "hosts", request_body = HostCreate, responses((status = 201, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn add_host(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiJson(body): ApiJson<HostBody>,
@@ -76,7 +80,8 @@ async fn add_host(
     Ok((StatusCode::CREATED, Json(json!({"message": "Dev host added successfully"}))))
 }
 
-async fn delete_host(
+#[utoipa::path(delete, path = "/api/v2/dev-hosts/{hostname}", tag = "hosts", params(("hostname" = String, Path)), request_body(content = ReasonBody, description = "Optional"), responses((status = 200, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn delete_host(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(hostname): ApiPath<String>,
@@ -99,20 +104,22 @@ async fn delete_host(
     Ok(Json(json!({"message": "Dev host deleted successfully"})))
 }
 
-async fn list_teams(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/teams", tag = "hosts", responses((status = 200, body = TeamList), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_teams(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let teams = state.store.device_teams().await?;
     let teams: Vec<Value> = teams.into_iter().map(|(h, t)| json!({"hostname": h, "team_assignment": t})).collect();
     Ok(Json(json!({"teams": teams})))
 }
 
 #[derive(Deserialize)]
-struct TeamBody {
+pub(super) struct TeamBody {
     hostname: Option<String>,
     team_assignment: Option<String>,
     reason: Option<String>,
 }
 
-async fn add_team(
+#[utoipa::path(post, path = "/api/v2/teams", tag = "hosts", request_body = TeamCreate, responses((status = 201, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn add_team(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiJson(body): ApiJson<TeamBody>,
@@ -136,12 +143,13 @@ async fn add_team(
 }
 
 #[derive(Deserialize)]
-struct TeamUpdate {
+pub(super) struct TeamUpdate {
     team_assignment: Option<String>,
     reason: Option<String>,
 }
 
-async fn update_team(
+#[utoipa::path(put, path = "/api/v2/teams/{hostname}", tag = "hosts", params(("hostname" = String, Path)), request_body = TeamUpdateBody, responses((status = 200, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn update_team(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(hostname): ApiPath<String>,
@@ -161,7 +169,8 @@ async fn update_team(
     Ok(Json(json!({"message": "Team mapping updated successfully"})))
 }
 
-async fn delete_team(
+#[utoipa::path(delete, path = "/api/v2/teams/{hostname}", tag = "hosts", params(("hostname" = String, Path)), request_body(content = ReasonBody, description = "Optional"), responses((status = 200, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn delete_team(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(hostname): ApiPath<String>,

@@ -14,6 +14,7 @@ mod caller;
 mod config;
 mod dlq;
 mod hosts;
+mod openapi;
 mod paging;
 mod rules;
 mod slo;
@@ -51,5 +52,5 @@ pub(crate) fn routes() -> ApiRouter {
 
 /// Routes without the key (spec §6.1: `/version`).
 pub(crate) fn public() -> ApiRouter {
-    Router::new().nest("/api/v1", version::routes()).nest("/api/v2", version::routes())
+    Router::new().nest("/api/v1", version::routes()).nest("/api/v2", version::routes().merge(openapi::routes()))
 }

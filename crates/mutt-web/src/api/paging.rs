@@ -11,9 +11,13 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
 /// The paging parameters as given; a non-integer is a 400 naming it (the extractor's).
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// From 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
+    /// Clamped to 1..=200.
     pub limit: Option<u64>,
 }
 

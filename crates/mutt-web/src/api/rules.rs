@@ -4,6 +4,8 @@
 
 use super::ApiRouter;
 use super::caller::{Caller, Change};
+#[allow(unused_imports)]
+use super::openapi::*;
 use crate::WebState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
@@ -57,7 +59,7 @@ fn draft_of(r: &Rule) -> RuleDraft {
 
 /// The path's rule id (a struct, so that a non-integer id is a 400 naming `id`).
 #[derive(Deserialize)]
-struct RuleId {
+pub(super) struct RuleId {
     id: i32,
 }
 
@@ -65,7 +67,8 @@ fn rule_not_found() -> ApiError {
     ApiError::not_found("Rule not found")
 }
 
-async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/rules", tag = "rules", responses((status = 200, body = RuleList), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let rules = state.store.list_rules().await;
     state.metrics.db_query("get_rules", started);
@@ -74,7 +77,8 @@ async fn list_rules(State(state): State<Arc<WebState>>) -> Result<Json<Value>, A
     result
 }
 
-async fn get_rule(
+#[utoipa::path(get, path = "/api/v2/rules/{id}", tag = "rules", params(("id" = i32, Path, description = "Rule id")), responses((status = 200, body = RuleSchema), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_rule(
     State(state): State<Arc<WebState>>,
     ApiPath(RuleId { id }): ApiPath<RuleId>,
 ) -> Result<Json<Value>, ApiError> {
@@ -82,7 +86,8 @@ async fn get_rule(
     Ok(Json(json!(rule)))
 }
 
-async fn create_rule(
+#[utoipa::path(post, path = "/api/v2/rules", tag = "rules", request_body = RuleCreate, responses((status = 201, body = Created), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn create_rule(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiJson(body): ApiJson<Map<String, Value>>,
@@ -130,7 +135,8 @@ fn merge_patch(current: &RuleDraft, patch: &Map<String, Value>) -> Result<(RuleD
     Ok((draft, supplied))
 }
 
-async fn update_rule(
+#[utoipa::path(put, path = "/api/v2/rules/{id}", tag = "rules", params(("id" = i32, Path, description = "Rule id")), request_body = RuleUpdate, responses((status = 200, description = "Updated: message and the rule", body = AnyObject), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn update_rule(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(RuleId { id }): ApiPath<RuleId>,
@@ -158,13 +164,14 @@ async fn update_rule(
 }
 
 #[derive(Deserialize)]
-struct DeleteParams {
+pub(super) struct DeleteParams {
     #[serde(default)]
     deactivate: bool,
 }
 
 /// `DELETE /rules/{id}`: the optional body `{"reason": …}` goes to the audit.
-async fn delete_rule(
+#[utoipa::path(delete, path = "/api/v2/rules/{id}", tag = "rules", params(("id" = i32, Path, description = "Rule id"), ("deactivate" = Option<bool>, Query, description = "Deactivate instead of deleting")), request_body(content = ReasonBody, description = "Optional"), responses((status = 200, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Audit rows reference the rule", body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(super) async fn delete_rule(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     ApiPath(RuleId { id }): ApiPath<RuleId>,

@@ -4,6 +4,8 @@
 //! in one object (`slos`, and `window_hours` + `components`).
 
 use super::ApiRouter;
+#[allow(unused_imports)]
+use super::openapi::*;
 use crate::WebState;
 use crate::error::ApiError;
 use axum::Json;
@@ -18,7 +20,8 @@ pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().route("/slo", get(slo))
 }
 
-async fn slo(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/slo", tag = "operations", responses((status = 200, description = "The SLO report", body = AnyObject), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn slo(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let Some(source) = &state.config.slo else {
         return Err(ApiError::unavailable("no SLO source is configured ([slo] prometheus_url or metrics_urls)"));
     };

@@ -3,6 +3,8 @@
 //! circuit breaker.
 
 use super::ApiRouter;
+#[allow(unused_imports)]
+use super::openapi::*;
 use crate::WebState;
 use crate::error::ApiError;
 use axum::Json;
@@ -19,7 +21,8 @@ pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().route("/status", get(status))
 }
 
-async fn status(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/status", tag = "operations", responses((status = 200, description = "Queue, DLQ and delayed depths, workers, breaker", body = AnyObject), (status = 401, body = ErrorBody)))]
+pub(super) async fn status(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
     let s = state.queue.status().await?;
     let (breaker, failures) = state.coordination.breaker_state(BREAKER).await?;
     Ok(Json(json!({

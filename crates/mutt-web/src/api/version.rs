@@ -7,6 +7,8 @@
 //! the original's tests expect the echo, its code always answered `2.5`).
 
 use super::ApiRouter;
+#[allow(unused_imports)]
+use super::openapi::*;
 use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -86,7 +88,8 @@ pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().route("/version", get(version))
 }
 
-async fn version() -> Json<Value> {
+#[utoipa::path(get, path = "/api/v2/version", tag = "operations", security(()), responses((status = 200, description = "Versions", body = AnyObject)))]
+pub(super) async fn version() -> Json<Value> {
     Json(json!({
         "current_version": CURRENT_VERSION,
         "default_version": CURRENT_VERSION,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Schemathesis (PyPI) against the management API's OpenAPI document, in a virtualenv of its own.
+#
+#   scripts/schemathesis.sh install
+#       makes the virtualenv (target/schemathesis-venv, or $MUTT_SCHEMATHESIS_VENV) and installs
+#       schemathesis into it, once.
+#   scripts/schemathesis.sh run <base-url> <api-key> [max-examples]
+#       runs every operation of <base-url>/api/v2/openapi.json: no 5xx, status codes, content
+#       types, headers and bodies as documented; at least max-examples (default 100) generated
+#       cases per operation.
+#
+# Exit 77 when the virtualenv cannot be made or schemathesis cannot be installed (no python3
+# venv module, no registry): the caller reports the run as skipped, naming why.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${MUTT_SCHEMATHESIS_VENV:-$here/../target/schemathesis-venv}
+# Major version pinned: the CLI's options changed between 3 and 4.
+spec='schemathesis>=4.3,<5'
+
+install() {
+  if [ -x "$venv/bin/schemathesis" ]; then return 0; fi
+  command -v python3 >/dev/null 2>&1 || { echo "schemathesis: no python3" >&2; exit 77; }
+  # Made beside the final place and moved there whole, so that a broken install is never used.
+  local tmp="$venv.partial.$$"
+  rm -rf "$tmp"
+  if ! python3 -m venv "$tmp" >/dev/null 2>&1; then
+    rm -rf "$tmp"
+    echo "schemathesis: python3 cannot make a virtualenv (Debian: apt-get install python3-venv)" >&2
+    exit 77
+  fi
+  if ! "$tmp/bin/pip" install -q "$spec" >&2; then
+    rm -rf "$tmp"
+    echo "schemathesis: pip could not install $spec" >&2
+    exit 77
+  fi
+  rm -rf "$venv"
+  mv "$tmp" "$venv"
+  # A venv's scripts name its path: moved, they need it rewritten.
+  sed -i "s|$tmp|$venv|g" "$venv"/bin/* 2>/dev/null || true
+}
+
+case "${1:-}" in
+  install)
+    install
+    ;;
+  run)
+    [ $# -ge 3 ] || { echo "usage: $0 run <base-url> <api-key> [max-examples]" >&2; exit 2; }
+    install
+    base=$2 key=$3 examples=${4:-100}
+    # Schemathesis keeps a cache in the working directory: a temporary one, removed after.
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    cd "$work"
+    "$venv/bin/schemathesis" run "$base/api/v2/openapi.json" \
+      --url "$base" \
+      --header "X-API-KEY: $key" \
+      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+      --max-examples "$examples" \
+      --seed 1 \
+      --no-color
+    ;;
+  *)
+    echo "usage: $0 install | run <base-url> <api-key> [max-examples]" >&2
+    exit 2
+    ;;
+esac
