@@ -34,6 +34,28 @@ fn der(pem: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// The certificate a TLS server at `addr` presents (`openssl s_client`, then DER).
+fn presented(addr: SocketAddr) -> Vec<u8> {
+    use std::io::Write;
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (Some(a), Some(b)) = (text.find("-----BEGIN CERTIFICATE-----"), text.find("-----END CERTIFICATE-----")) else {
+        panic!("no certificate from {addr}: {text}");
+    };
+    let mut x509 = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin.take().unwrap().write_all(text[a..b + 25].as_bytes()).unwrap();
+    x509.wait_with_output().unwrap().stdout
+}
+
 /// The status and the server certificate a request was answered with.
 async fn get(client: &reqwest::Client, url: &str, key: &str) -> (u16, Vec<u8>, String) {
     let r = client.get(url).header("x-api-key", key).send().await.unwrap();
@@ -57,8 +79,17 @@ async fn muttd_run_serves_https_with_named_keys_and_reloads_certificates_on_sigh
     std::fs::copy(&certs.cert, &live_cert).unwrap();
     std::fs::copy(&certs.key, &live_key).unwrap();
     let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let config = dir.path().join("mutt.toml");
+    let syslog = format!(
+        "[ingestor]\nsyslog = [{{ address = \"127.0.0.1\", port = 0, protocol = \"tls\", tls_cert_file = \"{}\", \
+         tls_key_file = \"{}\" }}]\n",
+        live_cert.display(),
+        live_key.display()
+    );
+    std::fs::write(&config, syslog).unwrap();
     let mut cmd = common::muttd(dir.path());
-    cmd.env("INGEST_API_KEY", format!("ops:{OPS_KEY},ci:{CI_KEY}"))
+    cmd.env("MUTT_CONFIG", &config)
+        .env("INGEST_API_KEY", format!("ops:{OPS_KEY},ci:{CI_KEY}"))
         .env("WEBUI_API_KEY", format!("admin:{WEB_KEY}"))
         .env("MUTT_INGESTOR__TLS_CERT_FILE", &live_cert)
         .env("MUTT_INGESTOR__TLS_KEY_FILE", &live_key)
@@ -74,10 +105,16 @@ async fn muttd_run_serves_https_with_named_keys_and_reloads_certificates_on_sigh
         if let Some((role, addr)) = common::listening(line) {
             addrs.push((role.to_owned(), addr));
         }
+        // `muttd: ingestor syslog (tls) on tls://127.0.0.1:<port>`
+        if let Some(addr) = line.strip_prefix("muttd: ingestor syslog (tls) on ").and_then(|u| u.split_once("://")) {
+            addrs.push(("syslog".to_owned(), addr.1.trim().parse().unwrap()));
+        }
         ["ingestor", "web"].iter().all(|r| addrs.iter().any(|(a, _)| a == r))
     });
     let at = |role: &str| format!("https://{}", addrs.iter().find(|(r, _)| r == role).unwrap().1);
     let (ingest_base, web_base) = (at("ingestor"), at("web"));
+    let syslog = addrs.iter().find(|(r, _)| r == "syslog").expect("the syslog TLS listener's address").1;
+    assert_eq!(presented(syslog), der(&certs.cert));
 
     // Named keys over HTTPS.
     let anon = client(&certs.ca, None);
@@ -115,6 +152,7 @@ async fn muttd_run_serves_https_with_named_keys_and_reloads_certificates_on_sigh
     let (_, cert, _) =
         get(&client(&certs.ca, Some((&client_cert, &client_key))), &format!("{web_base}/live"), "").await;
     assert_eq!(cert, der(&cert2), "web reloaded too");
+    assert_eq!(presented(syslog), der(&cert2), "the syslog TLS listener reloaded too");
     let (status, cert, _) = get(&operator, &format!("{web_base}/api/v2/rules"), WEB_KEY).await;
     assert_eq!((status, cert == old_cert), (200, true), "the open connection keeps working with its session");
     let (status, cert, _) = get(&anon, &format!("{ingest_base}/live"), "").await;
