@@ -1328,6 +1328,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_timeout_shorter_than_the_lease_wait_is_refused() {
+        let e = load(None, &env(&[("MUTT_WORKER__STALL_TIMEOUT_SECS", "2"), ("BRPOPLPUSH_TIMEOUT", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "MUTT_WORKER__STALL_TIMEOUT_SECS=\"2\": must be longer than BRPOPLPUSH_TIMEOUT=\"5\"");
+        let c = load(None, &env(&[("MUTT_WORKER__STALL_TIMEOUT_SECS", "30")])).unwrap();
+        assert_eq!(c.worker.watchdog().stall_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
     fn lam_auth_is_one_of_three() {
         let e = load(None, &env(&[("MUTT_FORWARDER__LAM_AUTH", "bearer")])).unwrap_err().to_string();
         assert_eq!(e, "MUTT_FORWARDER__LAM_AUTH=\"bearer\": \"bearer\" is not one of token, basic, none");
