@@ -37,8 +37,11 @@ pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Req
         }
     };
     let span = tracing::info_span!("api_request", key = %name);
-    req.extensions_mut().insert(KeyName(name));
-    next.run(req).instrument(span).await
+    req.extensions_mut().insert(KeyName(name.clone()));
+    let resp = next.run(req).instrument(span).await;
+    let status = if resp.status().is_client_error() || resp.status().is_server_error() { "error" } else { "success" };
+    state.metrics.key_requests.get_or_create(&crate::metrics::KeyLabels { key: name.to_string(), status }).inc();
+    resp
 }
 
 /// Middleware on the public routes (`/health`): marks a request that carries a valid key with

@@ -21,6 +21,14 @@ pub struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    /// The API key's name (never the key).
+    pub key: String,
+    /// `success` (2xx/3xx) or `error`.
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
     pub operation: &'static str,
 }
@@ -41,6 +49,9 @@ pub struct WebMetrics {
     pub redis_scan_latency: Histogram,
     /// `mutt_webui_db_query_latency_ms{operation}`.
     pub db_query_latency_ms: Family<OperationLabel, Histogram>,
+    /// `mutt_webui_api_key_requests_total{key,status}`: API requests by the name of the key
+    /// they carried (a family of its own beside the original's).
+    pub key_requests: Family<KeyLabels, Counter>,
 }
 
 impl WebMetrics {
@@ -50,6 +61,7 @@ impl WebMetrics {
             latency: Family::new_with_constructor(|| Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])),
             redis_scan_latency: Histogram::new(DEFAULT_BUCKETS),
             db_query_latency_ms: Family::new_with_constructor(|| Histogram::new(MS_BUCKETS)),
+            key_requests: Family::default(),
         };
         // The series the counted handlers record, at 0 from the start.
         for status in ["success", "error", "error_invalid"] {
@@ -59,6 +71,7 @@ impl WebMetrics {
         let _ = m.db_query_latency_ms.get_or_create(&OperationLabel { operation: "get_rules" });
         metrics.register(|r| {
             r.register("mutt_webui_api_requests", "API requests by endpoint and outcome", m.requests.clone());
+            r.register("mutt_webui_api_key_requests", "API requests by API key name", m.key_requests.clone());
             r.register("mutt_webui_api_latency_seconds", "API request time by endpoint", m.latency.clone());
             r.register(
                 "mutt_webui_redis_scan_latency_seconds",

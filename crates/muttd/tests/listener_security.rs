@@ -158,6 +158,11 @@ async fn muttd_run_serves_https_with_named_keys_and_reloads_certificates_on_sigh
     let (status, cert, _) = get(&anon, &format!("{ingest_base}/live"), "").await;
     assert_eq!((status, cert == old_cert), (200, true));
     assert_eq!(ingest(&anon, &ingest_base, OPS_KEY).await, 200);
+    let (status, _, body) = get(&operator, &format!("{web_base}/api/v2/rules"), "admin-web-key-55d0e3").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok(), "a JSON 401: {body}");
+    let (_, _, metrics) = get(&operator, &format!("{web_base}/metrics"), "").await;
+    assert!(metrics.contains(r#"mutt_webui_api_key_requests_total{key="admin",status="success"} 2"#), "{metrics}");
 
     assert!(child.terminate(Duration::from_secs(20)).is_some_and(|s| s.success()), "graceful stop");
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
