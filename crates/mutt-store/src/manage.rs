@@ -45,6 +45,8 @@ pub struct ConfigAuditFilter {
 /// Filters of the event-audit search (spec §6.10 and more); `None` filters nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventAuditFilter {
+    /// One event (its `_event_id`, hyphenated UUID).
+    pub event_id: Option<String>,
     /// Exact hostname.
     pub hostname: Option<String>,
     pub rule_id: Option<i32>,

@@ -329,7 +329,50 @@ async fn event_audit_search_pages_stably(kind: BackendKind) {
     }
 }
 
+async fn rule_tester_validator_and_event_lookup(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let first = create_rule(&app, "LINK").await;
+    let mut body = rule_body("DOWN");
+    body["priority"] = json!(20);
+    let second = app.client.post("/api/v2/rules", &body).await.body["id"].as_i64().unwrap();
+    app.client.post("/api/v2/dev-hosts", &json!({"hostname": "lab1"})).await;
+    let event = json!({"hostname": "lab1", "message": "interface DOWN", "syslog_severity": 3});
+    let r = app.client.post("/api/v2/rules/test", &json!({"event": event})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["matched_rule_id"], second, "{}", r.text);
+    assert_eq!(r.body["host_is_development"], true);
+    assert_eq!(r.body["development"]["handling"], "Ticket_only");
+    assert_eq!(r.body["not_matched"][0]["rule_id"], first, "{}", r.text);
+    assert!(r.body["not_matched"][0]["reason"].is_string());
+    let r = app.client.post("/api/v2/rules/test", &json!({"event": 5})).await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("event")), "{}", r.text);
+    // v2 only: under v1 the path is /rules/{id}, which takes no POST.
+    assert_eq!(app.client.post("/api/v1/rules/test", &json!({})).await.status, 405);
+
+    let r = app.client.post("/api/v2/rules/validate", &rule_body("ok")).await;
+    assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.text);
+    let mut bad = rule_body("a(b");
+    bad["match_type"] = json!("regex");
+    let r = app.client.post("/api/v2/rules/validate", &bad).await;
+    assert_eq!((&r.body["valid"], &r.body["field"]), (&json!(false), &json!("match_string")), "{}", r.text);
+    assert_eq!(app.backend.store.list_rules().await.unwrap().len(), 2, "validate stores nothing");
+
+    let rec = audit_record(first as i32, "h9", "Page_and_ticket", true, 1);
+    let id = rec.event_id.to_string();
+    app.backend.store.write_audit(&[rec]).await.unwrap();
+    let r = app.client.get(&format!("/api/v2/events/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((&r.body["audit"]["event_id"], &r.body["audit"]["hostname"]), (&json!(id), &json!("h9")));
+    let r = app.client.get(&format!("/api/v2/audit-logs?event_id={id}")).await;
+    assert_eq!(r.body["pagination"]["total"], 1, "{}", r.text);
+    assert_eq!(app.client.get(&format!("/api/v2/events/{}", EventId::new())).await.status, 404);
+    assert_eq!(app.client.get(&format!("/api/v1/events/{id}")).await.status, 404, "v2 only");
+    let r = app.client.get("/api/v2/events/nope").await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("event_id")), "{}", r.text);
+}
+
 both_backends!(
+    rule_tester_validator_and_event_lookup,
     versions_headers_and_parity,
     rules_get_update_delete_with_audit,
     rule_with_history_is_a_409_or_deactivated,

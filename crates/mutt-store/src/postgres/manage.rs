@@ -24,7 +24,8 @@ const EVENT_WHERE: &str = "WHERE ($1::text IS NULL OR hostname = $1)
                              AND ($3::text IS NULL OR handling_decision = $3)
                              AND ($4::bool IS NULL OR forwarded_to_moog = $4)
                              AND ($5::timestamptz IS NULL OR event_timestamp >= $5)
-                             AND ($6::timestamptz IS NULL OR event_timestamp <= $6)";
+                             AND ($6::timestamptz IS NULL OR event_timestamp <= $6)
+                             AND ($7::uuid IS NULL OR event_id = $7)";
 
 fn config_row(r: &tokio_postgres::Row) -> ConfigAuditRow {
     ConfigAuditRow {
@@ -247,9 +248,18 @@ impl Manage for PgStore {
         let select = format!(
             "SELECT id, event_id::text, event_timestamp, hostname, matched_rule_id, handling_decision,
                     forwarded_to_moog, raw_message
-               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT $7 OFFSET $8"
+               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT $8 OFFSET $9"
         );
-        let params: [&(dyn ToSql + Sync); 6] = [&f.hostname, &f.rule_id, &f.decision, &f.forwarded, &f.start, &f.end];
+        // Parsed by the caller; an unparsable id matches nothing.
+        let event_id: Option<uuid::Uuid> = match &f.event_id {
+            Some(id) => match uuid::Uuid::parse_str(id) {
+                Ok(u) => Some(u),
+                Err(_) => return Ok(Page { rows: Vec::new(), total: 0 }),
+            },
+            None => None,
+        };
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&f.hostname, &f.rule_id, &f.decision, &f.forwarded, &f.start, &f.end, &event_id];
         self.page("searching the event audit", &count, &select, &params, (f.limit, f.offset), event_row).await
     }
 }

@@ -21,7 +21,8 @@ const EVENT_WHERE: &str = "WHERE (?1 IS NULL OR hostname = ?1)
                              AND (?3 IS NULL OR handling_decision = ?3)
                              AND (?4 IS NULL OR forwarded_to_moog = ?4)
                              AND (?5 IS NULL OR event_timestamp >= ?5)
-                             AND (?6 IS NULL OR event_timestamp <= ?6)";
+                             AND (?6 IS NULL OR event_timestamp <= ?6)
+                             AND (?7 IS NULL OR event_id = ?7)";
 
 /// JSON columns are text here; a value that no longer parses reads as a JSON string.
 fn parse_json(t: Option<String>) -> Option<serde_json::Value> {
@@ -67,7 +68,7 @@ impl SqliteStore {
         &self,
         what: &'static str,
         (count, select): (String, String),
-        filters: [rusqlite::types::Value; 6],
+        filters: Vec<rusqlite::types::Value>,
         (limit, offset): (u32, u64),
         map: RowFn<T>,
     ) -> Result<Page<T>, StoreError> {
@@ -76,7 +77,7 @@ impl SqliteStore {
                 let tx = conn.unchecked_transaction()?;
                 let total =
                     tx.prepare(&count)?.query_row(rusqlite::params_from_iter(filters.iter()), |r| get_count(r, 0))?;
-                let mut all: Vec<rusqlite::types::Value> = filters.to_vec();
+                let mut all = filters;
                 all.push(i64::from(limit).into());
                 all.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
                 let rows = tx
@@ -267,7 +268,7 @@ impl Manage for SqliteStore {
                     reason, correlation_id
                FROM config_audit_log {CONFIG_WHERE} ORDER BY changed_at DESC, id DESC LIMIT ?7 OFFSET ?8"
         );
-        let filters = [
+        let filters = vec![
             opt_text(&f.changed_by),
             opt_text(&f.operation),
             opt_text(&f.table_name),
@@ -283,15 +284,16 @@ impl Manage for SqliteStore {
         let select = format!(
             "SELECT id, event_id, event_timestamp, hostname, matched_rule_id, handling_decision,
                     forwarded_to_moog, raw_message
-               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT ?7 OFFSET ?8"
+               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT ?8 OFFSET ?9"
         );
-        let filters = [
+        let filters = vec![
             opt_text(&f.hostname),
             opt_int(f.rule_id.map(i64::from)),
             opt_text(&f.decision),
             opt_int(f.forwarded.map(i64::from)),
             opt_text(&f.start.map(ts_text)),
             opt_text(&f.end.map(ts_text)),
+            opt_text(&f.event_id),
         ];
         self.page("searching the event audit", (count, select), filters, (f.limit, f.offset), event_row).await
     }

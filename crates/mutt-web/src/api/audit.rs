@@ -86,6 +86,8 @@ pub(super) async fn config_audit_changes(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct EventAuditParams {
+    /// One event's `_event_id`.
+    event_id: Option<String>,
     hostname: Option<String>,
     rule_id: Option<i32>,
     decision: Option<String>,
@@ -104,6 +106,7 @@ pub(super) async fn event_audit(
     let paging = PageParams { page: p.page, limit: p.limit }.paging()?;
     let (start, end) = time_range(p.start_date.as_deref(), p.end_date.as_deref())?;
     let filter = EventAuditFilter {
+        event_id: non_empty(p.event_id),
         hostname: non_empty(p.hostname),
         rule_id: p.rule_id,
         decision: non_empty(p.decision),

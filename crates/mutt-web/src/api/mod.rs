@@ -19,6 +19,7 @@ mod paging;
 mod rules;
 mod slo;
 mod status;
+mod tester;
 mod version;
 
 pub(crate) use version::headers as version_headers;
@@ -42,7 +43,7 @@ fn common() -> ApiRouter {
 
 /// Routes beyond the original's API.
 fn v2_only() -> ApiRouter {
-    Router::new().merge(dlq::routes()).merge(status::routes())
+    Router::new().merge(dlq::routes()).merge(status::routes()).merge(tester::routes())
 }
 
 /// Routes behind the key.
