@@ -55,7 +55,7 @@ pub struct PgStore {
     settings: TlsSettings,
     /// The passwords to try on every new connection (CURRENT/NEXT rotation).
     credentials: std::sync::Arc<mutt_core::credentials::Credentials>,
-    /// The client's own limit on the worker's statements (ping, rules version, audit write):
+    /// The client's own limit on the worker's statements (ping, rules, audit write):
     /// the statement timeout plus a margin. A connection whose peer went silent (no reset)
     /// never answers; after this it is dropped from the pool instead of being handed out again.
     deadline: Duration,
@@ -209,36 +209,42 @@ impl Store for PgStore {
 
     async fn load_rules(&self) -> Result<RuleSnapshot, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| classify("loading rules", e))?;
-        let rules = tx
-            .query(
-                "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
-                        prod_handling, dev_handling, team_assignment, is_active
-                   FROM alert_rules WHERE is_active ORDER BY priority, id",
-                &[],
-            )
-            .await
-            .map_err(|e| classify("loading rules", e))?;
-        let hosts = tx
-            .query("SELECT hostname FROM development_hosts", &[])
-            .await
-            .map_err(|e| classify("loading development hosts", e))?;
-        let teams = tx
-            .query("SELECT hostname, team_assignment FROM device_teams", &[])
-            .await
-            .map_err(|e| classify("loading device teams", e))?;
-        tx.commit().await.map_err(|e| classify("loading rules", e))?;
-        Ok(RuleSnapshot {
-            rules: rules.iter().map(row_to_rule).collect::<Result<_, _>>()?,
-            development_hosts: hosts.iter().map(|r| r.get(0)).collect(),
-            device_teams: teams.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        })
+        let load = async {
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| classify("loading rules", e))?;
+            let rules = tx
+                .query(
+                    "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
+                            prod_handling, dev_handling, team_assignment, is_active
+                       FROM alert_rules WHERE is_active ORDER BY priority, id",
+                    &[],
+                )
+                .await
+                .map_err(|e| classify("loading rules", e))?;
+            let hosts = tx
+                .query("SELECT hostname FROM development_hosts", &[])
+                .await
+                .map_err(|e| classify("loading development hosts", e))?;
+            let teams = tx
+                .query("SELECT hostname, team_assignment FROM device_teams", &[])
+                .await
+                .map_err(|e| classify("loading device teams", e))?;
+            tx.commit().await.map_err(|e| classify("loading rules", e))?;
+            Ok(RuleSnapshot {
+                rules: rules.iter().map(row_to_rule).collect::<Result<_, _>>()?,
+                development_hosts: hosts.iter().map(|r| r.get(0)).collect(),
+                device_teams: teams.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            })
+        };
+        match tokio::time::timeout(self.deadline, load).await {
+            Ok(r) => r,
+            Err(_) => Err(self.give_up(client, "loading rules")),
+        }
     }
 
     async fn write_audit(&self, rows: &[AuditRecord]) -> Result<u64, StoreError> {
