@@ -308,17 +308,47 @@ pub fn spawn_after(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     metrics.prepare(&cfg);
+    let interval = cfg.interval;
+    let read: ReadSettings = Arc::new(move || {
+        let cfg = cfg.clone();
+        Box::pin(async move { Some(cfg) })
+    });
+    spawn_reading(delay, store, interval, read, metrics, stop)
+}
+
+/// The settings of one run, read at its start (the original's enforcer read its dynamic
+/// policies at each run); `None` skips the run (enforcement switched off).
+pub type ReadSettings =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<RetentionConfig>> + Send>> + Send + Sync>;
+
+/// [`spawn_after`], with each run's settings from `read` and a run every `interval` (at least
+/// a minute).
+pub fn spawn_reading(
+    delay: Duration,
+    store: Arc<dyn Store>,
+    interval: Duration,
+    read: ReadSettings,
+    metrics: RetentionMetrics,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = cfg.interval.max(Duration::from_secs(60));
+        let every = interval.max(Duration::from_secs(60));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
         loop {
-            let began = Instant::now();
-            let report = run_at(store.as_ref(), &cfg, Utc::now(), &NoProgress, &stop).await;
-            metrics.record(&report, began.elapsed(), Utc::now());
-            log_report(&report);
+            match read().await {
+                Some(cfg) => {
+                    // The policy gauges show the days of this run (they may change between runs).
+                    metrics.prepare(&cfg);
+                    let began = Instant::now();
+                    let report = run_at(store.as_ref(), &cfg, Utc::now(), &NoProgress, &stop).await;
+                    metrics.record(&report, began.elapsed(), Utc::now());
+                    log_report(&report);
+                }
+                None => tracing::debug!("retention enforcement is off: run skipped"),
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}

@@ -1,12 +1,14 @@
 //! `muttd partitions list|ensure|drop-older-than` and `muttd retention` as processes on both
 //! backends: PostgreSQL lists real partitions with rows and size and drops an expired one
 //! whole; the embedded file reports its rows by month and deletes expired ones in chunks. Dry
-//! runs change nothing; a removal without --yes is refused.
+//! runs change nothing; a removal without --yes is refused. `muttd retention` follows the
+//! dynamic retention keys and trims the DLQs by age.
 
 mod common;
 
 use chrono::{Datelike, Utc};
 use mutt_core::EventId;
+use mutt_queue::dlq::Dlq;
 use mutt_store::AuditRecord;
 use mutt_store::partitions::{AuditLifecycle, Month};
 use mutt_testapp::{BackendKind, Site, both_backends};
@@ -60,6 +62,22 @@ async fn seed(site: &Site) {
     let earlier = Month::of(Utc::now()).plus(-2).start() + chrono::Duration::days(20);
     let rows: Vec<_> = (0..3).map(|_| row(old)).chain([row(earlier)]).chain((0..2).map(|_| row(Utc::now()))).collect();
     assert_eq!(store.write_audit(&rows).await.unwrap(), 6);
+}
+
+/// Two entries in the alerter DLQ: one failed 40 days ago, one now.
+async fn seed_dlq(site: &Site) {
+    let backend = site.open().await;
+    let entry = |ago: i64| {
+        let failed_at = (Utc::now() - chrono::Duration::days(ago)).to_rfc3339();
+        serde_json::json!({"hostname": "h", "message": "m", "_dlq_reason": "shed", "failed_at": failed_at})
+            .to_string()
+            .into_bytes()
+    };
+    backend.queue.dead_letters().dlq_push(Dlq::Alerter, &[entry(40), entry(0)]).await.unwrap();
+}
+
+async fn dlq_depth(site: &Site) -> u64 {
+    site.open().await.queue.dead_letters().dlq_depth(Dlq::Alerter).await.unwrap()
 }
 
 async fn audit_rows(site: &Site) -> u64 {
@@ -130,12 +148,38 @@ async fn partitions_commands_on_both_backends(kind: BackendKind) {
     }
     assert!(text.lines().any(|l| l.starts_with("mutt_retention_cleanup_last_run_timestamp_seconds ")), "{text}");
 
+    // A dynamic event_retention_days (spec §7.3) wins over the static 90 days: the row of two
+    // months ago expires too. The DLQs are trimmed by age as well (30 days by default).
+    seed_dlq(s).await;
+    ok(s, d, &["config", "set", "event_retention_days", "30", "--reason", "test"]);
+    let dry = ok(s, d, &["retention", "--dry-run", "--metrics-file", prom.to_str().unwrap()]);
+    assert!(dry.contains("would remove 4 rows"), "{dry}");
+    assert!(dry.contains("DLQ alerter: would remove 1 of 2 entries failed more than 30 days ago"), "{dry}");
+    assert!(dry.contains("DLQ moog: would remove 0 of 0 entries"), "{dry}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains(r#"mutt_retention_policy_days{type="event_audit"} 30"#), "{text}");
+    assert_eq!((audit_rows(s).await, dlq_depth(s).await), (6, 2), "a dry run changes nothing");
+    ok(s, d, &["config", "set", "retention_enforcement_enabled", "false"]);
+    let off = ok(s, d, &["retention"]);
+    assert!(off.contains("nothing removed"), "{off}");
+    assert_eq!((audit_rows(s).await, dlq_depth(s).await), (6, 2));
+    ok(s, d, &["config", "delete", "retention_enforcement_enabled"]);
+    ok(s, d, &["config", "delete", "event_retention_days"]);
+
     let done = ok(s, d, &["partitions", "drop-older-than", "2021-01", "--yes"]);
     assert!(done.contains("removed 3 rows"), "{done}");
     assert_eq!(pg, done.contains("dropped partition event_audit_log_2020_03 (3 rows"), "{done}");
     assert_eq!(audit_rows(s).await, 3, "the newer rows stay");
     let list = ok(s, d, &["partitions", "list"]);
     assert!(!list.contains("2020"), "{list}");
+
+    // For real, with the dynamic days again: the row of two months ago and the old dead letter go.
+    ok(s, d, &["config", "set", "event_retention_days", "30"]);
+    let out = muttd(s, d, &["retention", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["event_rows"].as_u64(), json["dlq_retention_days"].as_u64()), (Some(1), Some(30)), "{json}");
+    assert_eq!((audit_rows(s).await, dlq_depth(s).await), (2, 1));
     assert!(Utc::now().year() > 2020);
 }
 

@@ -7,13 +7,17 @@
 //! one audit table (no size: SQLite cannot tell it per month), `ensure` has nothing to create,
 //! and `drop-older-than` deletes the expired rows in bounded chunks.
 
-use crate::backend::connect_store_admin;
+use crate::backend::{connect_queue_view, connect_store_admin};
 use crate::config::Config;
 use crate::secrets::SecretSource;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use mutt_core::config_catalogue as catalogue;
+use mutt_queue::Coordination;
+use mutt_queue::dlq::{self, MoveReport};
+use mutt_queue::settings::{self as dynamic, Settings};
 use mutt_store::Store;
 use mutt_store::partitions::{AuditLifecycle, Month, PartitionInfo};
 use mutt_store::retention::{self, Progress, RemoveEvents, RetentionReport, Step};
@@ -174,24 +178,120 @@ async fn drop_older_than(config: &Config, store: Arc<dyn Store>, month: Month, d
     fail_on_errors(&report)
 }
 
+/// The retention settings of one run: the dynamic keys of spec §7.3 (`event_retention_days`,
+/// `event_archive_retention_years`, `config_audit_retention_days`,
+/// `retention_enforcement_enabled`, read at each run as the original's enforcer did) over the
+/// static `[retention]` section. The archive's years apply only where an archive is kept
+/// (`retention.archive_years` set): the key does not turn archiving on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynamicRetention {
+    pub enabled: bool,
+    pub cfg: retention::RetentionConfig,
+}
+
+impl Settings for DynamicRetention {
+    const KEYS: &'static [&'static str] = &[
+        catalogue::EVENT_RETENTION_DAYS.key,
+        catalogue::EVENT_ARCHIVE_RETENTION_YEARS.key,
+        catalogue::CONFIG_AUDIT_RETENTION_DAYS.key,
+        catalogue::RETENTION_ENFORCEMENT_ENABLED.key,
+    ];
+
+    fn from_values(defaults: &Self, values: &[Option<String>]) -> Self {
+        let num = |i, key| dynamic::int(values, i, key).and_then(|v| u32::try_from(v).ok());
+        let d = &defaults.cfg;
+        let cfg = retention::RetentionConfig {
+            event_audit_days: num(0, &catalogue::EVENT_RETENTION_DAYS).unwrap_or(d.event_audit_days),
+            archive_years: d.archive_years.map(|y| num(1, &catalogue::EVENT_ARCHIVE_RETENTION_YEARS).unwrap_or(y)),
+            config_audit_days: num(2, &catalogue::CONFIG_AUDIT_RETENTION_DAYS).unwrap_or(d.config_audit_days),
+            ..d.clone()
+        };
+        let enabled = dynamic::text(values, 3)
+            .and_then(|v| catalogue::RETENTION_ENFORCEMENT_ENABLED.parse(v))
+            .unwrap_or(defaults.enabled);
+        Self { enabled, cfg }
+    }
+}
+
+impl DynamicRetention {
+    /// The static settings alone.
+    pub fn from_static(config: &Config) -> Self {
+        Self { enabled: config.retention.enabled, cfg: config.retention.to_retention_config() }
+    }
+
+    /// The settings in force now; the static ones when dynamic configuration cannot be read
+    /// (retention still runs when Redis is down).
+    pub async fn read(statics: &Self, coordination: &dyn Coordination) -> Self {
+        match coordination.config_values(Self::KEYS).await {
+            Ok(values) => Self::from_values(statics, &values),
+            Err(e) => {
+                tracing::warn!(error = %e, "dynamic configuration unavailable; retention uses the static settings");
+                statics.clone()
+            }
+        }
+    }
+}
+
+/// What `muttd retention` did: the store's report and the DLQ trimming.
+#[derive(serde::Serialize)]
+struct RetentionOutput<'a> {
+    #[serde(flatten)]
+    report: &'a RetentionReport,
+    /// Days the DLQs keep (`remediation.dlq_retention_days`); `None`: kept for good.
+    dlq_retention_days: Option<u32>,
+    dlqs: Vec<MoveReport>,
+}
+
 pub async fn retention(config: &Config, secrets: &dyn SecretSource, args: &RetentionArgs) -> Result<()> {
     let store = connect_store_admin(config, secrets).await?.as_dyn();
-    let mut cfg = config.retention.to_retention_config();
+    // After the store: on the embedded backend that creates the data file the view attaches to.
+    let queue = connect_queue_view(config, secrets).await?;
+    // The static retention.enabled is the alerter's job switch, not this command's; the
+    // dynamic key switches off every run, as it did the original's enforcer.
+    let statics = DynamicRetention { enabled: true, ..DynamicRetention::from_static(config) };
+    let settings = DynamicRetention::read(&statics, queue.as_ref()).await;
+    if !settings.enabled {
+        println!("retention_enforcement_enabled is false (dynamic configuration): nothing removed");
+        return Ok(());
+    }
+    let mut cfg = settings.cfg;
     cfg.dry_run |= args.dry_run;
     let bar = Bar::default();
     let stop = stop_on_ctrl_c();
     let began = std::time::Instant::now();
-    let report = retention::run_at(store.as_ref(), &cfg, Utc::now(), &bar, &stop).await;
+    let mut report = retention::run_at(store.as_ref(), &cfg, Utc::now(), &bar, &stop).await;
     bar.clear();
+    let days = Some(config.remediation.dlq_retention_days).filter(|d| *d > 0);
+    let mut dlqs = Vec::new();
+    if let Some(days) = days {
+        match dlq::trim(queue.dead_letters().as_ref(), days, cfg.dry_run, &|_, _| {}).await {
+            Ok(r) => dlqs = r,
+            Err(e) => report.errors.push(("dlq".into(), e.to_string())),
+        }
+    }
     if let Some(path) = &args.metrics_file {
         write_metrics_file(path, &cfg, &report, began.elapsed())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let out = RetentionOutput { report: &report, dlq_retention_days: days, dlqs };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_report(&report);
+        print_dlqs(days, &dlqs, report.dry_run);
     }
     fail_on_errors(&report)
+}
+
+fn print_dlqs(days: Option<u32>, dlqs: &[MoveReport], dry_run: bool) {
+    let Some(days) = days else {
+        println!("DLQs: kept (remediation.dlq_retention_days is 0)");
+        return;
+    };
+    let removed = if dry_run { "would remove" } else { "removed" };
+    for r in dlqs {
+        let name = r.dlq.map(|d| d.as_str()).unwrap_or("-");
+        println!("DLQ {name}: {removed} {} of {} entries failed more than {days} days ago", r.total(), r.examined);
+    }
 }
 
 /// The run's metrics as a node exporter textfile, written whole (a temporary file renamed) so
@@ -308,5 +408,27 @@ impl Progress for Bar {
 
     fn finish(&self, _step: Step) {
         self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_values_over_static_ones_and_bad_ones_fall_back() {
+        let mut config = Config::default();
+        config.retention.enabled = false;
+        let statics = DynamicRetention::from_static(&config);
+        let v = |s: &str| Some(s.to_owned());
+        let got = DynamicRetention::from_values(&statics, &[v("30"), v("3"), v("0"), v("TRUE")]);
+        assert_eq!((got.cfg.event_audit_days, got.cfg.config_audit_days, got.enabled), (30, 365, true));
+        assert_eq!(got.cfg.archive_years, None, "the years do not turn archiving on");
+        config.retention.archive_years = Some(7);
+        let statics = DynamicRetention::from_static(&config);
+        let got = DynamicRetention::from_values(&statics, &[v("36501"), v("3"), v("400"), v("yes")]);
+        assert_eq!((got.cfg.event_audit_days, got.cfg.archive_years), (90, Some(3)), "out of range: static");
+        assert_eq!((got.cfg.config_audit_days, got.enabled), (400, false));
+        assert_eq!(DynamicRetention::from_values(&statics, &[None, None, None, None]), statics);
     }
 }
