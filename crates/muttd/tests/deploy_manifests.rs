@@ -224,6 +224,7 @@ fn roles_of(cmd: &MuttCommand) -> Vec<Role> {
         MuttCommand::Alerter(_) => vec![Role::Alerter],
         MuttCommand::Forwarder => vec![Role::Forwarder],
         MuttCommand::Web(_) => vec![Role::Web],
+        MuttCommand::Remediation => vec![Role::Remediation],
         _ => Vec::new(),
     }
 }
@@ -337,7 +338,7 @@ fn production_problems(c: &Container, r: &Resolved) -> Vec<String> {
     if muttd::backend::is_embedded(&r.config) {
         p.push(format!("{o}: no Redis or PostgreSQL configured, so muttd would use a file in the container"));
     }
-    let store = r.migrate || r.roles.iter().any(|r| matches!(r, Role::Alerter | Role::Web));
+    let store = r.migrate || r.roles.iter().any(|r| matches!(r, Role::Alerter | Role::Web | Role::Remediation));
     if store && (r.config.database.url.is_none() || !has(&["DB_PASS_CURRENT", "DB_PASS"])) {
         p.push(format!("{o}: needs PostgreSQL (DB_HOST …) and its password (DB_PASS_CURRENT)"));
     }
@@ -904,10 +905,10 @@ fn the_kubernetes_manifests_match_what_muttd_reads_and_serves() {
     assert_eq!(
         names,
         [
-            "CronJob mutt-partitions",
             "Deployment mutt-alerter",
             "Deployment mutt-forwarder",
             "Deployment mutt-ingestor",
+            "Deployment mutt-remediation",
             "Deployment mutt-web",
             "Job mutt-migrate"
         ]
