@@ -41,21 +41,21 @@ pub(crate) async fn connect(
             Ok(pair) => {
                 match credentials.worked(&c.name) {
                     Some(before) if before.is_empty() => {
-                        tracing::info!(password = %c.name, "PostgreSQL: authenticated with {}", c.name)
+                        tracing::info!("PostgreSQL: authenticated with {}", c.name)
                     }
                     Some(before) => tracing::warn!(
-                        password = %c.name, refused = %before,
+                        refused = %before,
                         "PostgreSQL: the password in use was refused; authenticated with {}", c.name
                     ),
                     None if c.name != first.name => {
-                        tracing::warn!(password = %c.name, "PostgreSQL: authenticated with {}", c.name)
+                        tracing::warn!("PostgreSQL: authenticated with {}", c.name)
                     }
                     None => {}
                 }
                 return Ok(pair);
             }
             Err(e) if is_refused(&e) => {
-                tracing::warn!(password = %c.name, "PostgreSQL refused the password {}", c.name);
+                tracing::warn!("PostgreSQL refused the password {}", c.name);
                 refused = Some(e);
             }
             Err(e) => return Err(e),
