@@ -275,6 +275,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_public_body_names_failed_checks_without_their_errors() {
+        for (style, field, want) in [
+            (HealthStyle::ErrorList, "errors", json!(["Redis: unavailable"])),
+            (HealthStyle::Fields, "Redis", json!("unavailable")),
+            (HealthStyle::FieldsAndError, "error", json!("unavailable")),
+        ] {
+            let h = Health::new("s").style(style).check("Redis", switch(false), probe);
+            let r = h.report().await;
+            assert!(!r.healthy);
+            assert_eq!(r.public[field], want, "{style:?}");
+            assert_eq!(r.public["status"], "unhealthy");
+            assert!(!r.public.to_string().contains("refused"), "{style:?}: {}", r.public);
+            assert!(r.body.to_string().contains("connection refused"), "{style:?}: {}", r.body);
+        }
+        let up = Health::new("s").style(HealthStyle::FieldsAndError).check("redis", switch(true), probe).report().await;
+        assert_eq!(up.public, up.body, "nothing to hide when healthy");
+    }
+
+    #[tokio::test]
     async fn a_stalled_worker_loop_makes_the_role_unhealthy() {
         let dog = Watchdog::new(Duration::from_millis(300));
         let h = Health::new("mutt-forwarder").watchdog(dog.clone());

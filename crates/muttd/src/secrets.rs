@@ -184,6 +184,9 @@ mod tests {
         assert!(s.get("D").unwrap().is_none());
         let keys = key_list(&s, "K").unwrap();
         assert_eq!(keys.iter().map(|k| k.expose()).collect::<Vec<_>>(), vec!["k1", "k2"]);
+        let named = EnvSecrets::new(HashMap::from([("L".to_string(), "ops:k1\nci:k2,\n k3 \n".to_string())]));
+        let keys = key_list(&named, "L").unwrap();
+        assert_eq!(keys.iter().map(|k| k.expose()).collect::<Vec<_>>(), vec!["ops:k1", "ci:k2", "k3"]);
         let err = s.get("C").unwrap_err().to_string();
         assert!(err.contains("C_FILE"));
     }
