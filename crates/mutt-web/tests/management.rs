@@ -371,7 +371,55 @@ async fn rule_tester_validator_and_event_lookup(kind: BackendKind) {
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("event_id")), "{}", r.text);
 }
 
+/// A change made over the API reaches a running alerter: the rules version the alerter checks
+/// before every batch has moved when the answer arrives, and the reload signal follows (Redis
+/// pub/sub `mutt:config:reload` within a second; embedded: the watcher's one-second poll).
+async fn changes_reach_the_alerters_within_a_second(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let watcher = app.backend.coordination.clone();
+    tokio::spawn(async move {
+        watcher
+            .watch_rules_changed(
+                Box::new(move || {
+                    let _ = tx.send(std::time::Instant::now());
+                }),
+                stop,
+            )
+            .await;
+    });
+    // The watcher subscribes in the background: give it a moment, then drain anything early.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while rx.try_recv().is_ok() {}
+    let before = app.backend.store.rules_version().await.unwrap();
+    let sent = std::time::Instant::now();
+    let id = create_rule(&app, "NEW-RULE").await;
+    assert_ne!(app.backend.store.rules_version().await.unwrap(), before, "checked before every batch");
+    // Redis: pub/sub, at once. Embedded: the watcher polls the version every second (the
+    // alerter in the same process has already seen it before its next batch).
+    let limit = match kind {
+        BackendKind::RedisPostgres => std::time::Duration::from_secs(1),
+        BackendKind::Embedded => std::time::Duration::from_millis(2500),
+    };
+    let heard = tokio::time::timeout(limit, rx.recv()).await;
+    let heard = heard.expect("the alerters are told in time").expect("a signal");
+    let rules = mutt_core::RuleSet::compile(app.backend.store.load_rules().await.unwrap());
+    assert!(
+        rules
+            .first_match(&mutt_core::Event::from_value(json!({"hostname": "h", "message": "NEW-RULE"})).unwrap())
+            .is_some_and(|r| i64::from(r.id) == id)
+    );
+    eprintln!(
+        "{}: reload signal {} ms after the request was sent",
+        kind.name(),
+        heard.duration_since(sent).as_millis()
+    );
+}
+
 both_backends!(
+    changes_reach_the_alerters_within_a_second,
     rule_tester_validator_and_event_lookup,
     versions_headers_and_parity,
     rules_get_update_delete_with_audit,
