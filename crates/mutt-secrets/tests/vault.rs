@@ -117,3 +117,22 @@ async fn a_rotated_secret_is_used_within_the_refresh_interval() {
     assert_eq!(v.get("INGEST_API_KEY").unwrap().expose(), "key-two");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_token_that_expired_between_checks_is_refused_and_replaced_by_a_new_login() {
+    let s = setup(Duration::from_secs(1)).await;
+    let mut config = s.config.clone();
+    // The token lives 1 s but is looked at only every 5 s: the secret read meets it expired.
+    config.check_interval = Duration::from_secs(5);
+    config.refresh_interval = Duration::from_millis(300);
+    let stop = CancellationToken::new();
+    let v = VaultSecrets::start(config, stop.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    s.stub.put("secret", "mutt", json!({ "INGEST_API_KEY": "key-three" }));
+    eventually("the value read after a new login", || v.get("INGEST_API_KEY").unwrap().expose() == "key-three").await;
+    let c = s.stub.counts();
+    assert!(c.refused >= 1, "the expired token was refused: {c:?}");
+    assert!(c.logins >= 2, "{c:?}");
+    assert_eq!(c.renewals, 0, "{c:?}");
+    stop.cancel();
+}
