@@ -34,7 +34,12 @@ fn follow_api_keys(cx: &Context<'_>, ingest: &mutt_ingest::Ingest) {
     crate::secrets::vault::follow(cx.secrets, "INGEST_API_KEY", move |value| {
         let entries: Vec<mutt_core::Secret> = value
             .map(|v| {
-                v.expose().split(',').map(str::trim).filter(|k| !k.is_empty()).map(mutt_core::Secret::new).collect()
+                v.expose()
+                    .split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(mutt_core::Secret::new)
+                    .collect()
             })
             .unwrap_or_default();
         if entries.is_empty() {
@@ -142,6 +147,8 @@ async fn start_syslog(cx: &Context<'_>, ingest: &mutt_ingest::Ingest, registry: 
         let config = ListenerConfig {
             tls_cert_file: s.tls_cert_file.clone(),
             tls_key_file: s.tls_key_file.clone(),
+            tls_client_ca_file: s.tls_client_ca_file.clone(),
+            tls_client_auth: s.tls_client_auth.into(),
             max_frame_bytes: s.max_frame_bytes,
             recv_buffer_bytes: s.recv_buffer_bytes,
             max_connections: s.max_connections,
