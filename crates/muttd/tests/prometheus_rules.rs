@@ -94,6 +94,9 @@ fn every_alert_has_a_severity_summary_description_and_runbook() {
         "MuttIngestRefusingEvents",
         "MuttIngestAvailabilityBudgetBurn",
         "MuttForwarderAvailabilityBudgetBurn",
+        "MuttMoogCredentialsRefused",
+        "MuttPoisonMessagesParked",
+        "MuttDeadLetterQueueGrowing",
     ] {
         assert!(names.contains(wanted), "no alert {wanted}");
     }
@@ -149,7 +152,15 @@ fn the_dashboard_takes_its_data_source_as_an_input() {
         }
     }
     let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
-    for wanted in ["Queue depths", "Dead-letter queues", "Circuit breaker", "Rate-limit hits", "Ingest request time"] {
+    for wanted in [
+        "Queue depths",
+        "Dead-letter queues",
+        "DLQ depths (mutt:dlq:dead included)",
+        "Remediation: replays and poison parked",
+        "Circuit breaker",
+        "Rate-limit hits",
+        "Ingest request time",
+    ] {
         assert!(titles.contains(&wanted), "no panel {wanted}: {titles:?}");
     }
 }
