@@ -380,4 +380,39 @@ pub async fn retention_job_trims_in_chunks_and_counts_what_it_deleted(store: Arc
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains(r#"mutt_retention_cleanup_records_deleted_total{type="event_audit"} 7"#), "{text}");
     assert!(text.contains(r#"mutt_retention_cleanup_records_deleted_total{type="config_audit"} 0"#), "{text}");
+
+    // Settings read at the start of each run (the dynamic keys): a run told "off" removes
+    // nothing; one told 30 days removes rows of 40 days, which the static 90 days keep.
+    store.write_audit(&(0..5).map(|_| audit(id, &at(40))).collect::<Vec<_>>()).await.unwrap();
+    let reads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let spawn_with = |days: Option<u32>| {
+        let reads = reads.clone();
+        let read: retention::ReadSettings = Arc::new(move || {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let cfg = days.map(|d| RetentionConfig { event_audit_days: d, ..RetentionConfig::default() });
+            Box::pin(async move { cfg })
+        });
+        let stop = CancellationToken::new();
+        let every = std::time::Duration::from_secs(3600);
+        (retention::spawn_reading(Default::default(), store.clone(), every, read, metrics.clone(), stop.clone()), stop)
+    };
+    let (job, stop) = spawn_with(None);
+    while reads.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.cancel();
+    job.await.unwrap();
+    assert_eq!(db.audit_rows().await, 9, "enforcement off: nothing removed");
+    let (job, stop) = spawn_with(Some(30));
+    while metrics.deleted(RetainedTable::EventAudit) < 12 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10), "30 days not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    job.await.unwrap();
+    assert_eq!(db.audit_rows().await, 4);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains(r#"mutt_retention_policy_days{type="event_audit"} 30"#), "{text}");
 }
