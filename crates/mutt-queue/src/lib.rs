@@ -26,6 +26,7 @@
 
 pub mod coordination;
 pub mod dlq;
+pub mod ingest_rate;
 pub mod log_ids;
 pub mod metrics;
 pub mod periodic;
@@ -293,6 +294,9 @@ pub trait Queue: Send + Sync + 'static {
 
     /// The dead-letter queues, for the toolbox in [`dlq`] (list, replay, park, purge, trim).
     fn dead_letters(&self) -> std::sync::Arc<dyn dlq::DeadLetterStore>;
+
+    /// The ingest counters, for the rate dashboard ([`ingest_rate`]).
+    fn ingest_counters(&self) -> std::sync::Arc<dyn ingest_rate::IngestCounters>;
 }
 
 /// One worker's view of its source queue. A consumer holds at most one lease at a time.

@@ -102,4 +102,30 @@ async fn status_shows_depths_and_the_breaker(kind: BackendKind) {
     assert_eq!(app.anonymous().get("/api/v2/status").await.status, 401);
 }
 
-both_backends!(dlq_toolbox, status_shows_depths_and_the_breaker);
+async fn ingest_rates_from_the_counters(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let r = app.client.get("/api/v1/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["summary"], json!({"current_rate_1m": 0.0, "avg_rate_15m": 0.0, "avg_rate_1h": 0.0}));
+    let now = Utc::now();
+    let batch: Vec<Vec<u8>> = (0..30).map(|i| json!({"message": i}).to_string().into_bytes()).collect();
+    app.backend.queue.push_ingest(&batch, now - chrono::Duration::minutes(3)).await.unwrap();
+    app.backend.queue.push_ingest(&batch[..12], now).await.unwrap();
+    let r = app.client.get("/api/v2/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["summary"],
+        json!({"current_rate_1m": 12.0, "avg_rate_15m": 21.0, "avg_rate_1h": 21.0}),
+        "{}",
+        r.text
+    );
+    let data = r.body["chart_24h"]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 24);
+    let labels = r.body["chart_24h"]["labels"].as_array().unwrap();
+    assert_eq!(labels[23], json!(now.format("%H:00").to_string()), "newest last");
+    let this_hour: f64 = data.iter().rev().take(2).map(|v| v.as_f64().unwrap()).sum();
+    assert!((this_hour - 0.7).abs() < 1e-9, "42 events in the last hour or two, per minute: {this_hour}");
+    assert_eq!(app.client.get("/api/v1/metrics").await.body, r.body, "v1 answers the same");
+}
+
+both_backends!(dlq_toolbox, status_shows_depths_and_the_breaker, ingest_rates_from_the_counters);

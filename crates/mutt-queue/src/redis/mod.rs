@@ -322,6 +322,10 @@ impl Queue for RedisQueue {
     fn dead_letters(&self) -> Arc<dyn crate::dlq::DeadLetterStore> {
         Arc::new(self.clone())
     }
+
+    fn ingest_counters(&self) -> Arc<dyn crate::ingest_rate::IngestCounters> {
+        Arc::new(self.clone())
+    }
 }
 
 /// Sentinel mode: asks the sentinels for the master every second and moves the shared

@@ -508,4 +508,8 @@ impl Queue for SqliteQueue {
     fn dead_letters(&self) -> Arc<dyn crate::dlq::DeadLetterStore> {
         Arc::new(self.clone())
     }
+
+    fn ingest_counters(&self) -> Arc<dyn crate::ingest_rate::IngestCounters> {
+        Arc::new(self.clone())
+    }
 }

@@ -16,6 +16,7 @@ mod dlq;
 mod hosts;
 mod openapi;
 mod paging;
+mod rates;
 mod rules;
 mod slo;
 mod status;
@@ -39,6 +40,7 @@ fn common() -> ApiRouter {
         .merge(config::routes())
         .merge(audit::routes())
         .merge(slo::routes())
+        .merge(rates::routes())
 }
 
 /// Routes beyond the original's API.

@@ -345,7 +345,7 @@ impl Modify for ApiKeyScheme {
         super::audit::config_audit_logs, super::audit::config_audit_changes, super::audit::event_audit,
         super::dlq::list, super::dlq::entries, super::dlq::replay, super::dlq::park, super::dlq::purge,
         super::status::status, super::slo::slo, super::version::version,
-        super::tester::test_rule, super::tester::validate_rule, super::tester::event,
+        super::rates::rates, super::tester::test_rule, super::tester::validate_rule, super::tester::event,
     ),
     components(schemas(ErrorBody, MessageBody, RuleSchema, AnyObject, DlqNameSchema))
 )]
