@@ -56,6 +56,10 @@ async fn schemathesis_finds_nothing(kind: BackendKind) {
         return;
     }
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    // The figures (operations tested, cases generated), shown with --nocapture.
+    for line in text.lines().filter(|l| l.contains("generated,") || l.trim_start().starts_with("Tested:")) {
+        eprintln!("{}: {}", kind.name(), line.trim());
+    }
 }
 
 both_backends!(document_lists_every_route, schemathesis_finds_nothing);
