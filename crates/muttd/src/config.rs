@@ -463,6 +463,10 @@ pub struct SyslogSection {
     /// PEM certificate chain and key (`tls` only).
     pub tls_cert_file: Option<std::path::PathBuf>,
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) senders' certificates must chain to (`tls` only, with tls_client_auth).
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
+    /// `none`, `optional` (checked when presented) or `required`.
+    pub tls_client_auth: listener::ClientAuthSetting,
     /// Largest message (frame or datagram); larger ones are dropped (TCP/TLS: connection closed).
     pub max_frame_bytes: usize,
     /// UDP `SO_RCVBUF`; unset: the system default (capped by `net.core.rmem_max`).
@@ -492,6 +496,8 @@ impl Default for SyslogSection {
             protocol: SyslogProtocol::Udp,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: listener::ClientAuthSetting::None,
             max_frame_bytes: 65_536,
             recv_buffer_bytes: None,
             max_connections: 1000,

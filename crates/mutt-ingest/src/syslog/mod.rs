@@ -22,6 +22,7 @@ mod tcp;
 mod udp;
 
 use crate::{Ingest, Submission};
+pub use mutt_service::tls::ClientAuth;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -56,6 +57,11 @@ pub struct ListenerConfig {
     /// PEM certificate chain and private key (TLS only).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) client certificates are checked against (TLS only; needed
+    /// unless `tls_client_auth` is [`ClientAuth::None`]).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Whether senders must present a certificate signed by `tls_client_ca_file`.
+    pub tls_client_auth: ClientAuth,
     /// Largest frame (TCP/TLS) or datagram accepted.
     pub max_frame_bytes: usize,
     /// `SO_RCVBUF` for UDP (the kernel may cap it at `net.core.rmem_max`); `None` keeps the default.
@@ -76,6 +82,8 @@ impl ListenerConfig {
             protocol,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: ClientAuth::None,
             max_frame_bytes: 65_536,
             recv_buffer_bytes: None,
             max_connections: 1000,

@@ -166,8 +166,8 @@ fn acceptor(config: &ListenerConfig) -> Result<Arc<mutt_service::tls::ListenerTl
     let files = mutt_service::tls::TlsFiles {
         cert_file: cert.clone(),
         key_file: key.clone(),
-        client_ca_file: None,
-        client_auth: mutt_service::tls::ClientAuth::None,
+        client_ca_file: config.tls_client_ca_file.clone(),
+        client_auth: config.tls_client_auth,
     };
     mutt_service::tls::ListenerTls::load(&format!("syslog {address}"), files).map_err(|e| fail(e.to_string()))
 }

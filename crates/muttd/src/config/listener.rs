@@ -51,6 +51,16 @@ pub enum ClientAuthSetting {
     Required,
 }
 
+impl From<ClientAuthSetting> for ClientAuth {
+    fn from(setting: ClientAuthSetting) -> Self {
+        match setting {
+            ClientAuthSetting::None => ClientAuth::None,
+            ClientAuthSetting::Optional => ClientAuth::Optional,
+            ClientAuthSetting::Required => ClientAuth::Required,
+        }
+    }
+}
+
 impl ListenerTlsSection {
     /// The files to load, `None` when TLS is off.
     pub fn files(&self) -> Option<TlsFiles> {
@@ -59,11 +69,7 @@ impl ListenerTlsSection {
             cert_file: cert,
             key_file: key,
             client_ca_file: self.client_ca_file.clone(),
-            client_auth: match self.client_auth {
-                ClientAuthSetting::None => ClientAuth::None,
-                ClientAuthSetting::Optional => ClientAuth::Optional,
-                ClientAuthSetting::Required => ClientAuth::Required,
-            },
+            client_auth: self.client_auth.into(),
         })
     }
 
@@ -88,11 +94,27 @@ impl ListenerTlsSection {
 pub(super) fn check(config: &Config, n: &Namer<'_>) -> Result<(), ConfigError> {
     config.ingestor.tls().check("ingestor", n)?;
     config.web.tls().check("web", n)?;
+    for (i, s) in config.ingestor.syslog.iter().enumerate() {
+        check_syslog(s, &format!("ingestor.syslog[{i}]"), n)?;
+    }
     for entry in &config.ingestor.key_rate_limits {
         if parse_rate(entry).is_none() {
             let problem = format!("{entry:?} is not name:rate (a key name of 1-64 of A-Z a-z 0-9 _ . -, a rate >= 1)");
             return Err(n.refuse("ingestor.key_rate_limits", problem));
         }
+    }
+    Ok(())
+}
+
+/// Client certificates of a syslog listener: only on `tls`, and with a CA to check them against.
+fn check_syslog(s: &super::SyslogSection, section: &str, n: &Namer<'_>) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("{section}.tls_{k}");
+    let wants_clients = s.tls_client_auth != ClientAuthSetting::None || s.tls_client_ca_file.is_some();
+    if wants_clients && s.protocol != super::SyslogProtocol::Tls {
+        return Err(n.refuse(&key("client_auth"), "client certificates need protocol \"tls\""));
+    }
+    if s.tls_client_auth != ClientAuthSetting::None && s.tls_client_ca_file.is_none() {
+        return Err(n.refuse(&key("client_ca_file"), "is needed when tls_client_auth is optional or required"));
     }
     Ok(())
 }
@@ -135,6 +157,28 @@ mod tests {
         assert_eq!(files.client_auth, ClientAuth::Required);
         c.web.tls_client_auth = ClientAuthSetting::Optional;
         assert!(c.validate().unwrap_err().to_string().contains("web.tls_cert_file"));
+    }
+
+    #[test]
+    fn syslog_client_certificate_settings_are_checked() {
+        use crate::config::{SyslogProtocol, SyslogSection};
+        let mut c = Config::default();
+        let tls = SyslogSection { protocol: SyslogProtocol::Tls, ..SyslogSection::default() };
+        c.ingestor.syslog = vec![SyslogSection::default(), tls];
+        assert!(c.validate().is_ok());
+        c.ingestor.syslog[1].tls_client_auth = ClientAuthSetting::Required;
+        assert!(c.validate().unwrap_err().to_string().contains("ingestor.syslog[1].tls_client_ca_file"));
+        c.ingestor.syslog[1].tls_client_ca_file = Some("/x/ca.pem".into());
+        assert!(c.validate().is_ok());
+        c.ingestor.syslog[1].tls_client_auth = ClientAuthSetting::Optional;
+        assert!(c.validate().is_ok());
+        // Not on UDP or TCP: nothing would check them.
+        c.ingestor.syslog[0].tls_client_ca_file = Some("/x/ca.pem".into());
+        assert!(c.validate().unwrap_err().to_string().contains("ingestor.syslog[0].tls_client_auth"));
+        c.ingestor.syslog[0] = SyslogSection { protocol: SyslogProtocol::Tcp, ..SyslogSection::default() };
+        c.ingestor.syslog[0].tls_client_auth = ClientAuthSetting::Required;
+        assert!(c.validate().unwrap_err().to_string().contains("need protocol"));
+        assert_eq!(ClientAuth::from(ClientAuthSetting::Optional), ClientAuth::Optional);
     }
 
     #[test]
