@@ -6,12 +6,39 @@ use crate::error::ApiError;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use mutt_service::auth::ApiKey;
 pub use mutt_service::auth::KeyName;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tracing::Instrument;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const API_KEY_PARAM: &str = "api_key";
+
+/// The accepted keys: `WebConfig::api_keys` at start, replaced whole when the secret is
+/// rotated (a request checks against one consistent list, never a half-swapped one).
+#[derive(Clone, Debug, Default)]
+pub struct ApiKeys(Arc<RwLock<Arc<Vec<ApiKey>>>>);
+
+impl ApiKeys {
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(keys))))
+    }
+
+    /// The keys accepted now.
+    pub fn get(&self) -> Arc<Vec<ApiKey>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Accepts `keys` from now on, and no other. A list without a non-empty key is ignored
+    /// (the management API has no default key; the old keys stay).
+    pub fn set(&self, keys: Vec<ApiKey>) -> bool {
+        if keys.iter().all(ApiKey::is_empty) {
+            return false;
+        }
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        true
+    }
+}
 
 /// The key the client sent: the header, else the query parameter (taken verbatim, as today).
 fn given_key(req: &Request) -> Option<&[u8]> {
@@ -28,7 +55,8 @@ fn given_key(req: &Request) -> Option<&[u8]> {
 /// `changed_by`, [`changed_by`]) and names it in the span of the request's log lines.
 pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Request, next: Next) -> Response {
     let given = given_key(&req).unwrap_or_default();
-    let name = match mutt_service::auth::find_key(given, &state.config.api_keys) {
+    let keys = state.api_keys.get();
+    let name = match mutt_service::auth::find_key(given, &keys) {
         Some(k) if !given.is_empty() => k.name_arc(),
         _ => {
             tracing::warn!(path = %req.uri().path(), "rejected management API request without a valid API key");
@@ -48,7 +76,8 @@ pub(crate) async fn require_key(State(state): State<Arc<WebState>>, mut req: Req
 /// its [`KeyName`] (it then sees error details), lets every request through.
 pub(crate) async fn identify(State(state): State<Arc<WebState>>, mut req: Request, next: Next) -> Response {
     let given = given_key(&req).unwrap_or_default();
-    if let Some(k) = mutt_service::auth::find_key(given, &state.config.api_keys).filter(|_| !given.is_empty()) {
+    let keys = state.api_keys.get();
+    if let Some(k) = mutt_service::auth::find_key(given, &keys).filter(|_| !given.is_empty()) {
         let name = k.name_arc();
         req.extensions_mut().insert(KeyName(name));
     }

@@ -52,6 +52,8 @@ pub struct WebState {
     /// Dynamic configuration, and telling the alerters to reload.
     pub coordination: Arc<dyn Coordination>,
     pub config: WebConfig,
+    /// The keys accepted now (`config.api_keys` until the secret is rotated).
+    pub api_keys: auth::ApiKeys,
     pub metrics: WebMetrics,
     /// For the SLO report's requests.
     pub http: reqwest::Client,
@@ -71,14 +73,28 @@ pub fn router(
     config: WebConfig,
     metrics: mutt_service::Metrics,
 ) -> Result<Router, NoApiKey> {
+    service(queue, coordination, store, config, metrics).map(|(_, router)| router)
+}
+
+/// [`router`], with the holder of its accepted keys: [`auth::ApiKeys::set`] replaces them
+/// while it serves (a rotated `WEBUI_API_KEY`).
+pub fn service(
+    queue: Arc<dyn Queue>,
+    coordination: Arc<dyn Coordination>,
+    store: Arc<dyn Store>,
+    config: WebConfig,
+    metrics: mutt_service::Metrics,
+) -> Result<(auth::ApiKeys, Router), NoApiKey> {
     if config.api_keys.iter().all(ApiKey::is_empty) {
         return Err(NoApiKey);
     }
+    let api_keys = auth::ApiKeys::new(config.api_keys.clone());
     let state = Arc::new(WebState {
         store: store.clone(),
         queue: queue.clone(),
         coordination,
         config,
+        api_keys: api_keys.clone(),
         metrics: WebMetrics::register(&metrics),
         // The SLO report's requests; the per-request timeout is the original's 5 s.
         http: reqwest::Client::builder().timeout(mutt_slo::REQUEST_TIMEOUT).build().unwrap_or_default(),
@@ -88,7 +104,7 @@ pub fn router(
     let api = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     let ops = mutt_service::ops::routes(metrics, Arc::new(health::health(queue, store)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::identify));
-    Ok(Router::new()
+    let router = Router::new()
         .merge(api)
         .merge(api::public())
         .merge(ui::routes())
@@ -96,5 +112,6 @@ pub fn router(
         .merge(ops)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(axum::middleware::from_fn(api::version_headers)))
+        .layer(axum::middleware::from_fn(api::version_headers));
+    Ok((api_keys, router))
 }

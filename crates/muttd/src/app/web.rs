@@ -10,7 +10,29 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         api_keys: super::api_keys(cx, "WEBUI_API_KEY", generated)?,
         slo: Some(crate::commands::slo::source(cx.config)),
     };
-    let router = mutt_web::router(cx.queue.clone(), cx.coordination.clone(), store, web, slot.metrics)?;
+    let (keys, router) = mutt_web::service(cx.queue.clone(), cx.coordination.clone(), store, web, slot.metrics)?;
+    follow_api_keys(cx, keys);
     let tls = super::listener::load_tls("web", &cx.config.web.tls())?;
     Ok(Started::task(super::spawn_server(cx.serve_tls(slot.listener, router, tls))))
+}
+
+/// A rotated WEBUI_API_KEY (Vault, re-read periodically) replaces the accepted keys at once;
+/// a key removed from the secret is refused from then on. An empty value keeps the old keys
+/// (the management API has no default key), as the ingestor does with INGEST_API_KEY.
+fn follow_api_keys(cx: &Context<'_>, keys: mutt_web::auth::ApiKeys) {
+    crate::secrets::vault::follow(cx.secrets, "WEBUI_API_KEY", move |value| {
+        let entries: Vec<mutt_core::Secret> = value
+            .map(|v| {
+                v.expose()
+                    .split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(mutt_core::Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !keys.set(super::listener::named_keys("WEBUI_API_KEY", entries)) {
+            tracing::warn!("WEBUI_API_KEY is now empty or gone; the keys in use stay");
+        }
+    });
 }
