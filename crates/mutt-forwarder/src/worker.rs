@@ -93,6 +93,12 @@ impl Forwarder {
         Ok(Self { coordination, consumer, sink, gate, config, metrics, watchdog: Watchdog::default() })
     }
 
+    /// The webhook's credential, to replace it when `MOOG_API_KEY` is rotated (`None` for the
+    /// alerts file).
+    pub fn moog_key(&self) -> Option<crate::sink::MoogKey> {
+        self.sink.moog_key()
+    }
+
     /// The watchdog the loop reports progress to (the one the role's `/health` checks).
     pub fn with_watchdog(mut self, watchdog: Watchdog) -> Self {
         self.watchdog = watchdog;

@@ -93,6 +93,38 @@ async fn each_format_authenticates_its_own_way() {
 }
 
 #[tokio::test]
+async fn a_replaced_key_is_sent_from_the_next_request_in_each_scheme() {
+    let (queue, receiver) = (redis().await, WebhookReceiver::start().await);
+    // Bearer (legacy): the old key, then the new one.
+    let mut f = forwarder(&queue, config(&receiver, OutputFormat::Legacy, LamAuth::None)).await;
+    let key = f.moog_key().expect("the webhook's credential");
+    push(&queue, 1).await;
+    f.process_one_batch().await.unwrap();
+    assert!(key.set(Secret::new("rotated-key")));
+    push(&queue, 1).await;
+    f.process_one_batch().await.unwrap();
+    // REST LAM token and basic auth: the secret is replaced, the scheme (and user) stay.
+    let token = LamAuth::Token(Secret::new("old-token"));
+    let mut f = forwarder(&queue, config(&receiver, OutputFormat::MoogRestLam, token)).await;
+    assert!(f.moog_key().unwrap().set(Secret::new("new-token")));
+    push(&queue, 1).await;
+    f.process_one_batch().await.unwrap();
+    let basic = LamAuth::Basic { user: "moog".into(), password: Secret::new("pw") };
+    let mut f = forwarder(&queue, config(&receiver, OutputFormat::MoogRestLam, basic)).await;
+    assert!(f.moog_key().unwrap().set(Secret::new("pw2")));
+    push(&queue, 1).await;
+    f.process_one_batch().await.unwrap();
+    // Without credentials there is no scheme to put a key in.
+    let f = forwarder(&queue, config(&receiver, OutputFormat::MoogRestLam, LamAuth::None)).await;
+    assert!(!f.moog_key().unwrap().set(Secret::new("x")));
+    let got = receiver.accepted();
+    assert_eq!(authorization(&got[0]).as_deref(), Some("Bearer bearer-key"));
+    assert_eq!(authorization(&got[1]).as_deref(), Some("Bearer rotated-key"));
+    assert_eq!(got[2].body["auth_token"], "new-token");
+    assert_eq!(authorization(&got[3]).as_deref(), Some("Basic bW9vZzpwdzI="), "moog:pw2");
+}
+
+#[tokio::test]
 async fn the_rate_limit_set_at_run_time_is_used() {
     let (queue, receiver) = (redis().await, WebhookReceiver::start().await);
     queue.set_config_value("moog_rate_limit", "3").await.unwrap();

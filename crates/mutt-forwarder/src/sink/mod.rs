@@ -14,7 +14,7 @@ use mutt_core::Alert;
 use std::sync::Arc;
 
 pub use file::FileSink;
-pub use webhook::{WebhookSink, http_client};
+pub use webhook::{MoogKey, WebhookSink, http_client};
 
 /// One request's outcome (one POST, one line of the file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,12 @@ pub trait Sink: Send + Sync {
     /// with it, a first run without a webhook would shed events once 2,000 alerts waited
     /// behind 50/s.
     fn rate_limited(&self) -> bool;
+
+    /// The credential the sink sends, replaceable while it runs (the webhook's; none for the
+    /// alerts file).
+    fn moog_key(&self) -> Option<MoogKey> {
+        None
+    }
 }
 
 /// The sink for the configured destination (the alerts file is opened, or created, here).

@@ -14,9 +14,11 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use mutt_core::{Alert, Secret};
 use serde_json::Value;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// How a request says who sends it.
+#[derive(Clone)]
 enum Auth {
     None,
     /// `Authorization: Bearer …` (the `legacy` and `generic` formats).
@@ -42,12 +44,51 @@ impl Auth {
             _ => Auth::None,
         }
     }
+
+    /// The same scheme with `key` as its secret (`None`: no scheme to put it in).
+    fn with_secret(&self, key: Secret) -> Option<Self> {
+        match self {
+            Auth::None => None,
+            Auth::Bearer(_) => Some(Auth::Bearer(key)),
+            Auth::Basic { user, .. } => Some(Auth::Basic { user: user.clone(), password: key }),
+            Auth::BodyToken(_) => Some(Auth::BodyToken(key)),
+        }
+    }
+}
+
+/// The webhook's credential (`MOOG_API_KEY`: the bearer key, the REST LAM token or basic-auth
+/// password), replaceable while the forwarder runs: a rotated secret is used from the next
+/// request on.
+#[derive(Clone)]
+pub struct MoogKey(Arc<RwLock<Arc<Auth>>>);
+
+impl MoogKey {
+    fn new(auth: Auth) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(auth))))
+    }
+
+    fn current(&self) -> Arc<Auth> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends `key` from the next request on, in the configured scheme. False (nothing changes)
+    /// when the sink was configured without credentials: there is no scheme to put it in.
+    pub fn set(&self, key: Secret) -> bool {
+        let mut held = self.0.write().unwrap_or_else(|p| p.into_inner());
+        match held.with_secret(key) {
+            Some(auth) => {
+                *held = Arc::new(auth);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 pub struct WebhookSink {
     url: String,
     client: reqwest::Client,
-    auth: Auth,
+    auth: MoogKey,
     encoder: Encoder,
     metrics: ForwarderMetrics,
 }
@@ -59,17 +100,18 @@ impl WebhookSink {
         encoder: Encoder,
         metrics: ForwarderMetrics,
     ) -> Result<Self, ForwarderError> {
-        Ok(Self { url, client: http_client(config)?, auth: Auth::from_config(config), encoder, metrics })
+        Ok(Self { url, client: http_client(config)?, auth: MoogKey::new(Auth::from_config(config)), encoder, metrics })
     }
 
     async fn post(&self, group: &[&Alert], mut body: Value) -> Delivery {
-        if let Auth::BodyToken(t) = &self.auth
+        let auth = self.auth.current();
+        if let Auth::BodyToken(t) = auth.as_ref()
             && let Some(obj) = body.as_object_mut()
         {
             obj.insert("auth_token".into(), Value::String(t.expose().to_owned()));
         }
         let mut req = self.client.post(&self.url).json(&body);
-        match &self.auth {
+        match auth.as_ref() {
             Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
             Auth::Bearer(key) => req = req.bearer_auth(key.expose()),
             Auth::None | Auth::BodyToken(_) => {}
@@ -151,6 +193,10 @@ impl Sink for WebhookSink {
 
     fn rate_limited(&self) -> bool {
         true
+    }
+
+    fn moog_key(&self) -> Option<MoogKey> {
+        Some(self.auth.clone())
     }
 }
 

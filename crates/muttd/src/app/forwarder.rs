@@ -32,6 +32,7 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         ForwarderMetrics::register(&slot.metrics),
     )
     .await?;
+    follow_moog_key(cx, &forwarder);
     let watchdog = config.worker.watchdog();
     let forwarder = forwarder.with_watchdog(watchdog.clone());
     let webhook_url = config.forwarder.webhook_url.clone().unwrap_or_default();
@@ -43,6 +44,22 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
         Ok(())
     });
     Ok(Started { task, rules: None, probe })
+}
+
+/// A rotated MOOG_API_KEY (Vault, re-read periodically) is sent from the next request on, in
+/// the configured scheme (bearer, REST LAM token or basic-auth password). An empty value keeps
+/// the old key: a forwarder without credentials would only be refused.
+fn follow_moog_key(cx: &Context<'_>, forwarder: &Forwarder) {
+    let Some(key) = forwarder.moog_key() else { return };
+    crate::secrets::vault::follow(cx.secrets, "MOOG_API_KEY", move |value| {
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            tracing::warn!("MOOG_API_KEY is now empty or gone; the key in use stays");
+            return;
+        };
+        if !key.set(v) {
+            tracing::warn!("MOOG_API_KEY changed, but the webhook was configured to send no credentials");
+        }
+    });
 }
 
 /// The breaker's threshold and open time with `circuit_breaker_threshold` and
