@@ -10,4 +10,6 @@ scripts/test-services.sh start
 trap 'scripts/test-services.sh stop' EXIT
 # shellcheck disable=SC1091
 source .test-services/env
+# Schemathesis (PyPI) for the management API's OpenAPI test, installed once into target/.
+scripts/schemathesis.sh install
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -19,6 +19,8 @@ install_packages() {
   command -v snmptrapd >/dev/null 2>&1 || [ -x /usr/sbin/snmptrapd ] || missing+=(snmptrapd)
   command -v snmptrap >/dev/null 2>&1 || missing+=(snmp)
   command -v python3 >/dev/null 2>&1 || missing+=(python3) # deploy/snmptrapd/mutt-trap-handler
+  # scripts/schemathesis.sh makes a virtualenv for schemathesis (PyPI) against the OpenAPI document.
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   # Syslog forwarding tests: a private rsyslogd with omfwd over TCP and TLS (gtls).
   command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)

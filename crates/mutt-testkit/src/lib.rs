@@ -8,6 +8,7 @@
 //!   told to succeed, fail with a status, rate-limit, or hang.
 //! - [`fault_proxy`]: a TCP proxy injecting network faults (delay, blackhole, reset, lost
 //!   replies) between a worker and Redis, PostgreSQL or the webhook.
+//! - [`skip`]: skipping a test whose real client is missing, never under CI.
 //! - [`vault_stub`]: a stub of Vault's documented API (AppRole login, KV v2 read, token
 //!   lookup and renewal) with expiring tokens and rotatable secrets.
 
@@ -16,6 +17,7 @@ pub mod postgres_server;
 pub mod receiver;
 pub mod redis_server;
 pub mod services;
+pub mod skip;
 pub mod vault_stub;
 
 pub use fault_proxy::{FaultMode, FaultProxy, ProxyCounts};
@@ -23,4 +25,5 @@ pub use postgres_server::PostgresServer;
 pub use receiver::{ReceiverCounts, ReceiverMode, ReceiverOptions, Recorded, WebhookReceiver};
 pub use redis_server::{RedisServer, TestCertificates};
 pub use services::{fresh_database, redis_url, unique_prefix};
+pub use skip::skip_or_fail;
 pub use vault_stub::{VaultCounts, VaultStub};

@@ -43,8 +43,9 @@ fn net_snmp(test: &str) -> Option<(PathBuf, PathBuf)> {
             Some((d, t))
         }
         _ => {
-            eprintln!(
-                "SKIPPED {test}: snmptrapd/snmptrap not installed (apt-get install snmptrapd snmp; scripts/test.sh does)"
+            mutt_testkit::skip_or_fail(
+                test,
+                "snmptrapd/snmptrap not installed (apt-get install snmptrapd snmp; scripts/test.sh does)",
             );
             None
         }

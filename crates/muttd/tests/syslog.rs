@@ -278,8 +278,9 @@ fn free_udp_port() -> u16 {
 fn rsyslogd_forwards_over_tcp_and_tls_to_muttd_run() {
     let test = "rsyslogd_forwards_over_tcp_and_tls_to_muttd_run";
     let Some(rsyslogd) = find("rsyslogd").filter(|_| gtls_driver()) else {
-        eprintln!(
-            "SKIPPED {test}: rsyslogd or its gtls driver not installed (apt-get install rsyslog rsyslog-gnutls; scripts/test.sh does)"
+        mutt_testkit::skip_or_fail(
+            test,
+            "rsyslogd or its gtls driver not installed (apt-get install rsyslog rsyslog-gnutls; scripts/test.sh does)",
         );
         return;
     };
@@ -316,8 +317,9 @@ fn rsyslogd_forwards_over_tcp_and_tls_to_muttd_run() {
 #[test]
 fn the_shipped_omfwd_example_is_valid_rsyslog_config() {
     let Some(rsyslogd) = find("rsyslogd").filter(|_| gtls_driver()) else {
-        eprintln!(
-            "SKIPPED the_shipped_omfwd_example_is_valid_rsyslog_config: rsyslogd or its gtls driver not installed"
+        mutt_testkit::skip_or_fail(
+            "the_shipped_omfwd_example_is_valid_rsyslog_config",
+            "rsyslogd or its gtls driver not installed",
         );
         return;
     };

@@ -30,7 +30,10 @@ fn find(program: &str) -> Option<PathBuf> {
 fn have_net_snmp(test: &str) -> bool {
     let ok = find("snmptrap").is_some() && find("snmpinform").is_some();
     if !ok {
-        eprintln!("SKIPPED {test}: snmptrap/snmpinform not installed (apt-get install snmp; scripts/test.sh does)");
+        mutt_testkit::skip_or_fail(
+            test,
+            "snmptrap/snmpinform not installed (apt-get install snmp; scripts/test.sh does)",
+        );
     }
     ok
 }
