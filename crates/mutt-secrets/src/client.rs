@@ -48,6 +48,10 @@ impl VaultClient {
                 std::fs::read(path).map_err(|e| VaultError::Config(format!("VAULT_CACERT {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| VaultError::Config(format!("VAULT_CACERT {}: {e}", path.display())))?;
+            // An empty list would trust nothing and fail every call as an unknown issuer.
+            if certs.is_empty() {
+                return Err(VaultError::Config(format!("VAULT_CACERT {}: no PEM certificate in it", path.display())));
+            }
             builder = builder.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| VaultError::Config(format!("HTTP client: {e}")))?;
@@ -60,7 +64,8 @@ impl VaultClient {
 
     /// Sends a request and returns the JSON body of a 2xx answer.
     async fn call(&self, what: &'static str, req: reqwest::RequestBuilder, path: &str) -> Result<Value, VaultError> {
-        let resp = req.send().await.map_err(|e| VaultError::Unreachable { what, reason: error_chain(&e) })?;
+        let resp =
+            req.send().await.map_err(|e| VaultError::Unreachable { what, reason: with_tls_hint(error_chain(&e)) })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         match status.as_u16() {
@@ -148,6 +153,18 @@ fn token_from(what: &'static str, answer: &Value) -> Result<Token, VaultError> {
 }
 
 /// The error with its causes (reqwest's top level says little: "error sending request").
+/// An untrusted certificate is the usual TLS failure: name the setting that decides trust.
+fn with_tls_hint(reason: String) -> String {
+    if reason.contains("invalid peer certificate") {
+        format!(
+            "{reason} (Vault's certificate is not signed by a CA in VAULT_CACERT, or by a system CA when \
+             VAULT_CACERT is unset)"
+        )
+    } else {
+        reason
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -1,5 +1,6 @@
 //! The Vault client against the testkit's stub of Vault's documented API: start-up, renewal,
-//! expiry and re-login, a rotated secret picked up within the refresh interval.
+//! expiry and re-login, a rotated secret picked up within the refresh interval, HTTPS trusted
+//! through VAULT_CACERT.
 
 use mutt_secrets::{VaultConfig, VaultSecrets};
 use mutt_testkit::VaultStub;
@@ -134,5 +135,57 @@ async fn a_token_that_expired_between_checks_is_refused_and_replaced_by_a_new_lo
     assert!(c.refused >= 1, "the expired token was refused: {c:?}");
     assert!(c.logins >= 2, "{c:?}");
     assert_eq!(c.renewals, 0, "{c:?}");
+    stop.cancel();
+}
+
+/// A stub over HTTPS (certificate for 127.0.0.1 signed by `certs.ca`) and a config for it.
+async fn setup_tls(certs: &mutt_testkit::TestCertificates, ca_file: Option<std::path::PathBuf>) -> Setup {
+    let stub = VaultStub::start_tls("role-1", "secret-id-1", Duration::from_secs(60), certs).await.unwrap();
+    stub.put("secret", "mutt", json!({ "INGEST_API_KEY": "key-over-tls" }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret_id");
+    std::fs::write(&file, "secret-id-1\n").unwrap();
+    let mut config = VaultConfig::new(stub.url(), "role-1");
+    config.secret_id_file = file;
+    config.ca_file = ca_file;
+    config.timeout = Duration::from_secs(5);
+    Setup { stub, config, _dir: dir }
+}
+
+#[tokio::test]
+async fn vault_over_https_is_trusted_with_vault_cacert_only() {
+    let certs = mutt_testkit::TestCertificates::generate().unwrap();
+    let stop = CancellationToken::new();
+    // VAULT_CACERT naming the CA that signed Vault's certificate: logged in and read.
+    let s = setup_tls(&certs, Some(certs.ca.clone())).await;
+    assert!(s.stub.url().starts_with("https://"), "{}", s.stub.url());
+    let v = VaultSecrets::start(s.config.clone(), stop.clone()).await.unwrap();
+    assert_eq!(v.get("INGEST_API_KEY").unwrap().expose(), "key-over-tls");
+    assert_eq!(s.stub.counts().logins, 1);
+
+    // Without VAULT_CACERT (the system's CAs) and with another CA: refused before any login,
+    // saying that Vault's certificate is not trusted.
+    let other = mutt_testkit::TestCertificates::generate().unwrap();
+    for (ca, case) in [(None, "no VAULT_CACERT"), (Some(other.ca.clone()), "another CA")] {
+        let mut config = s.config.clone();
+        config.ca_file = ca;
+        let e = VaultSecrets::start(config, stop.clone()).await.err().expect(case).to_string();
+        assert!(
+            e.contains("invalid peer certificate") && e.contains("not signed by a CA in VAULT_CACERT"),
+            "{case}: {e}"
+        );
+        assert!(!e.contains("secret-id-1"), "{case}: {e}");
+    }
+    assert_eq!(s.stub.counts().logins, 1, "no login over an untrusted connection");
+
+    // A VAULT_CACERT that is missing or not PEM is a configuration error naming the variable.
+    let junk = s._dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    for path in [s._dir.path().join("missing.pem"), junk] {
+        let mut config = s.config.clone();
+        config.ca_file = Some(path.clone());
+        let e = VaultSecrets::start(config, stop.clone()).await.err().unwrap().to_string();
+        assert!(e.contains("VAULT_CACERT") && e.contains(&path.display().to_string()), "{e}");
+    }
     stop.cancel();
 }

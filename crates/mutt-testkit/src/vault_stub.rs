@@ -55,14 +55,24 @@ type Shared = Arc<Mutex<Inner>>;
 /// A running stub on 127.0.0.1 (port chosen by the system); stops when dropped.
 pub struct VaultStub {
     addr: std::net::SocketAddr,
+    https: bool,
+    /// Stops the HTTPS server's open connections too (aborting the task stops only the accepts).
+    stop: tokio_util::sync::CancellationToken,
     inner: Shared,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for VaultStub {
     fn drop(&mut self) {
+        self.stop.cancel();
         self.task.abort();
     }
+}
+
+/// How the stub serves: plain HTTP, or HTTPS with a server certificate.
+enum Scheme {
+    Http,
+    Https(std::sync::Arc<mutt_service::tls::ListenerTls>),
 }
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Inner> {
@@ -76,6 +86,28 @@ fn error(status: StatusCode, message: &str) -> Response {
 impl VaultStub {
     /// Starts a stub accepting AppRole `role_id`/`secret_id`, issuing tokens valid `token_ttl`.
     pub async fn start(role_id: &str, secret_id: &str, token_ttl: Duration) -> std::io::Result<Self> {
+        Self::start_with(role_id, secret_id, token_ttl, Scheme::Http).await
+    }
+
+    /// [`Self::start`] over HTTPS with `certs`' server certificate (for 127.0.0.1, signed by
+    /// `certs.ca`: what `VAULT_CACERT` must name).
+    pub async fn start_tls(
+        role_id: &str,
+        secret_id: &str,
+        token_ttl: Duration,
+        certs: &crate::TestCertificates,
+    ) -> std::io::Result<Self> {
+        let files = mutt_service::tls::TlsFiles {
+            cert_file: certs.cert.clone(),
+            key_file: certs.key.clone(),
+            client_ca_file: None,
+            client_auth: mutt_service::tls::ClientAuth::None,
+        };
+        let tls = mutt_service::tls::ListenerTls::load("vault-stub", files).map_err(std::io::Error::other)?;
+        Self::start_with(role_id, secret_id, token_ttl, Scheme::Https(tls)).await
+    }
+
+    async fn start_with(role_id: &str, secret_id: &str, token_ttl: Duration, scheme: Scheme) -> std::io::Result<Self> {
         let inner = Arc::new(Mutex::new(Inner {
             role_id: role_id.to_owned(),
             secret_id: secret_id.to_owned(),
@@ -89,15 +121,23 @@ impl VaultStub {
         let app = Router::new().route("/v1/{*rest}", get(read).post(write)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let https = matches!(scheme, Scheme::Https(_));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let serving = stop.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = match scheme {
+                Scheme::Http => axum::serve(listener, app).await,
+                Scheme::Https(tls) => {
+                    mutt_service::serve_with_tls(listener, app, serving, Default::default(), Some(tls)).await
+                }
+            };
         });
-        Ok(Self { addr, inner, task })
+        Ok(Self { addr, https, stop, inner, task })
     }
 
-    /// `http://127.0.0.1:<port>` (for `VAULT_ADDR`).
+    /// `http://127.0.0.1:<port>`, or `https://` from [`Self::start_tls`] (for `VAULT_ADDR`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     /// Writes a new version of the KV v2 secret at `<mount>/data/<path>`.
