@@ -207,3 +207,37 @@ async fn web_and_moog_keys_rotated_in_vault_are_used_without_a_restart() {
     }
     println!("rotated web key accepted after {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_over_https_needs_the_ca_in_vault_cacert() {
+    let certs = mutt_testkit::TestCertificates::generate().unwrap();
+    let stub = VaultStub::start_tls("mutt-role", SECRET_ID, Duration::from_secs(60), &certs).await.unwrap();
+    stub.put("secret", "mutt/prod", json!({ "INGEST_API_KEY": OLD_KEY, "WEBUI_API_KEY": WEB_KEY }));
+    let dir = tempfile::tempdir().unwrap();
+    let secret_id = dir.path().join("vault_secret_id");
+    secret_file(&secret_id, SECRET_ID);
+    let muttd = || {
+        let mut cmd = common::muttd(dir.path());
+        cmd.env("VAULT_ADDR", stub.url())
+            .env("VAULT_ROLE_ID", "mutt-role")
+            .env("VAULT_SECRET_ID_FILE", &secret_id)
+            .env("VAULT_SECRETS_PATH", "secret/mutt/prod");
+        cmd
+    };
+    // Without VAULT_CACERT the stub's private CA is not trusted: the start stops, saying why.
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = muttd();
+        move || cmd.arg("run").output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("VAULT_CACERT") && err.contains("certificate"), "{err}");
+    assert_eq!(stub.counts().logins, 0);
+    // With it, the secrets are read over HTTPS.
+    let (mut child, stdout) = common::spawn_run(muttd().env("VAULT_CACERT", &certs.ca).stderr(Stdio::null()));
+    let url = stdout.ingest_url();
+    assert_eq!(post(&reqwest::Client::new(), &url, OLD_KEY).await, 200);
+    assert_eq!(stub.counts().logins, 1);
+    assert!(child.terminate(Duration::from_secs(20)).is_some(), "muttd stops on SIGTERM");
+}
