@@ -1,15 +1,12 @@
 //! [`Manage`] on PostgreSQL.
 
-use super::{PgStore, classify, pool_err, row_to_rule};
+use super::{CONFIG_COLUMNS, PgStore, RULE_COLUMNS, classify, config_row, pool_err, row_to_rule};
 use crate::manage::{ConfigAuditFilter, EventAuditFilter, EventAuditRow, Manage, Page, RuleDeletion};
-use crate::{ConfigAuditRow, ConfigChange, NewRule, StoreError, check_rule};
+use crate::{ConfigAuditRow, NewRule, StoreError, check_rule};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mutt_core::Rule;
 use tokio_postgres::types::ToSql;
-
-const RULE_COLUMNS: &str = "id, match_string, trap_oid, syslog_severity, match_type, priority,
-                            prod_handling, dev_handling, team_assignment, is_active";
 
 /// The filters as fixed SQL: a `NULL` parameter filters nothing.
 const CONFIG_WHERE: &str = "WHERE ($1::text IS NULL OR strpos(lower(changed_by), lower($1)) > 0)
@@ -26,23 +23,6 @@ const EVENT_WHERE: &str = "WHERE ($1::text IS NULL OR hostname = $1)
                              AND ($5::timestamptz IS NULL OR event_timestamp >= $5)
                              AND ($6::timestamptz IS NULL OR event_timestamp <= $6)
                              AND ($7::uuid IS NULL OR event_id = $7)";
-
-fn config_row(r: &tokio_postgres::Row) -> ConfigAuditRow {
-    ConfigAuditRow {
-        id: r.get(0),
-        changed_at: crate::manage::ts_text(r.get::<_, DateTime<Utc>>(1)),
-        change: ConfigChange {
-            changed_by: r.get(2),
-            operation: r.get(3),
-            table_name: r.get(4),
-            record_id: r.get(5),
-            old_values: r.get(6),
-            new_values: r.get(7),
-            reason: r.get(8),
-            correlation_id: r.get(9),
-        },
-    }
-}
 
 fn event_row(r: &tokio_postgres::Row) -> EventAuditRow {
     EventAuditRow {
@@ -234,9 +214,7 @@ impl Manage for PgStore {
     async fn search_config_audit(&self, f: &ConfigAuditFilter) -> Result<Page<ConfigAuditRow>, StoreError> {
         let count = format!("SELECT count(*) FROM config_audit_log {CONFIG_WHERE}");
         let select = format!(
-            "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
-                    reason, correlation_id
-               FROM config_audit_log {CONFIG_WHERE} ORDER BY changed_at DESC, id DESC LIMIT $7 OFFSET $8"
+            "SELECT {CONFIG_COLUMNS} FROM config_audit_log {CONFIG_WHERE} ORDER BY changed_at DESC, id DESC LIMIT $7 OFFSET $8"
         );
         let params: [&(dyn ToSql + Sync); 6] =
             [&f.changed_by, &f.operation, &f.table_name, &f.record_id, &f.start, &f.end];

@@ -181,6 +181,31 @@ impl PgStore {
     }
 }
 
+/// The rule columns in [`row_to_rule`]'s terms.
+const RULE_COLUMNS: &str = "id, match_string, trap_oid, syslog_severity, match_type, priority,
+                            prod_handling, dev_handling, team_assignment, is_active";
+
+/// The config audit columns in [`config_row`]'s order.
+const CONFIG_COLUMNS: &str = "id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
+                              reason, correlation_id";
+
+fn config_row(r: &tokio_postgres::Row) -> ConfigAuditRow {
+    ConfigAuditRow {
+        id: r.get(0),
+        changed_at: crate::manage::ts_text(r.get::<_, DateTime<Utc>>(1)),
+        change: ConfigChange {
+            changed_by: r.get(2),
+            operation: r.get(3),
+            table_name: r.get(4),
+            record_id: r.get(5),
+            old_values: r.get(6),
+            new_values: r.get(7),
+            reason: r.get(8),
+            correlation_id: r.get(9),
+        },
+    }
+}
+
 fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
     let match_type: String = row.get("match_type");
     Ok(Rule {
@@ -218,12 +243,7 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| classify("loading rules", e))?;
             let rules = tx
-                .query(
-                    "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
-                            prod_handling, dev_handling, team_assignment, is_active
-                       FROM alert_rules WHERE is_active ORDER BY priority, id",
-                    &[],
-                )
+                .query(&format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE is_active ORDER BY priority, id"), &[])
                 .await
                 .map_err(|e| classify("loading rules", e))?;
             let hosts = tx
@@ -336,12 +356,7 @@ impl Store for PgStore {
     async fn list_rules(&self) -> Result<Vec<Rule>, StoreError> {
         let client = self.pool.get().await.map_err(pool_err)?;
         let rows = client
-            .query(
-                "SELECT id, match_string, trap_oid, syslog_severity, match_type, priority,
-                        prod_handling, dev_handling, team_assignment, is_active
-                   FROM alert_rules ORDER BY priority, id",
-                &[],
-            )
+            .query(&format!("SELECT {RULE_COLUMNS} FROM alert_rules ORDER BY priority, id"), &[])
             .await
             .map_err(|e| classify("listing rules", e))?;
         rows.iter().map(row_to_rule).collect()
@@ -400,30 +415,14 @@ impl Store for PgStore {
         let client = self.pool.get().await.map_err(pool_err)?;
         let rows = client
             .query(
-                "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
-                        reason, correlation_id
-                   FROM config_audit_log WHERE table_name = $1 ORDER BY id DESC LIMIT $2",
+                &format!(
+                    "SELECT {CONFIG_COLUMNS} FROM config_audit_log WHERE table_name = $1 ORDER BY id DESC LIMIT $2"
+                ),
                 &[&table_name, &i64::from(limit)],
             )
             .await
             .map_err(|e| classify("reading configuration changes", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| ConfigAuditRow {
-                id: r.get(0),
-                changed_at: r.get::<_, DateTime<Utc>>(1).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                change: ConfigChange {
-                    changed_by: r.get(2),
-                    operation: r.get(3),
-                    table_name: r.get(4),
-                    record_id: r.get(5),
-                    old_values: r.get(6),
-                    new_values: r.get(7),
-                    reason: r.get(8),
-                    correlation_id: r.get(9),
-                },
-            })
-            .collect())
+        Ok(rows.iter().map(config_row).collect())
     }
 
     async fn delete_older_than(

@@ -1,9 +1,9 @@
 //! [`Manage`] on SQLite. Timestamps are RFC 3339 UTC text with milliseconds, so the time
 //! filters compare text.
 
-use super::{RULE_COLUMNS, SqliteStore, classify, get_count, row_to_rule};
+use super::{CONFIG_COLUMNS, RULE_COLUMNS, SqliteStore, classify, config_row, get_count, row_to_rule};
 use crate::manage::{ConfigAuditFilter, EventAuditFilter, EventAuditRow, Manage, Page, RuleDeletion, ts_text};
-use crate::{ConfigAuditRow, ConfigChange, NewRule, StoreError, check_rule};
+use crate::{ConfigAuditRow, NewRule, StoreError, check_rule};
 use async_trait::async_trait;
 use mutt_core::Rule;
 use mutt_sqlite::rusqlite::{self, OptionalExtension, params};
@@ -23,28 +23,6 @@ const EVENT_WHERE: &str = "WHERE (?1 IS NULL OR hostname = ?1)
                              AND (?5 IS NULL OR event_timestamp >= ?5)
                              AND (?6 IS NULL OR event_timestamp <= ?6)
                              AND (?7 IS NULL OR event_id = ?7)";
-
-/// JSON columns are text here; a value that no longer parses reads as a JSON string.
-fn parse_json(t: Option<String>) -> Option<serde_json::Value> {
-    t.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
-}
-
-fn config_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConfigAuditRow> {
-    Ok(ConfigAuditRow {
-        id: r.get(0)?,
-        changed_at: r.get(1)?,
-        change: ConfigChange {
-            changed_by: r.get(2)?,
-            operation: r.get(3)?,
-            table_name: r.get(4)?,
-            record_id: r.get(5)?,
-            old_values: parse_json(r.get(6)?),
-            new_values: parse_json(r.get(7)?),
-            reason: r.get(8)?,
-            correlation_id: r.get(9)?,
-        },
-    })
-}
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventAuditRow> {
     Ok(EventAuditRow {
@@ -264,9 +242,7 @@ impl Manage for SqliteStore {
     async fn search_config_audit(&self, f: &ConfigAuditFilter) -> Result<Page<ConfigAuditRow>, StoreError> {
         let count = format!("SELECT count(*) FROM config_audit_log {CONFIG_WHERE}");
         let select = format!(
-            "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
-                    reason, correlation_id
-               FROM config_audit_log {CONFIG_WHERE} ORDER BY changed_at DESC, id DESC LIMIT ?7 OFFSET ?8"
+            "SELECT {CONFIG_COLUMNS} FROM config_audit_log {CONFIG_WHERE} ORDER BY changed_at DESC, id DESC LIMIT ?7 OFFSET ?8"
         );
         let filters = vec![
             opt_text(&f.changed_by),

@@ -70,6 +70,32 @@ fn row_to_rule(row: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
     })
 }
 
+/// The config audit columns in [`config_row`]'s order.
+const CONFIG_COLUMNS: &str = "id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
+                              reason, correlation_id";
+
+/// JSON columns are text here; a value that no longer parses reads as a JSON string.
+fn parse_json(t: Option<String>) -> Option<serde_json::Value> {
+    t.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+fn config_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConfigAuditRow> {
+    Ok(ConfigAuditRow {
+        id: r.get(0)?,
+        changed_at: r.get(1)?,
+        change: ConfigChange {
+            changed_by: r.get(2)?,
+            operation: r.get(3)?,
+            table_name: r.get(4)?,
+            record_id: r.get(5)?,
+            old_values: parse_json(r.get(6)?),
+            new_values: parse_json(r.get(7)?),
+            reason: r.get(8)?,
+            correlation_id: r.get(9)?,
+        },
+    })
+}
+
 fn query_rules(conn: &Connection, filter: &str) -> rusqlite::Result<Vec<Rule>> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM alert_rules {filter} ORDER BY priority, id"))?;
@@ -337,32 +363,12 @@ impl Store for SqliteStore {
 
     async fn config_changes(&self, table_name: &str, limit: u32) -> Result<Vec<ConfigAuditRow>, StoreError> {
         let table_name = table_name.to_owned();
-        // JSON columns are text here; a value that no longer parses reads as a JSON string.
-        let parse = |t: Option<String>| t.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)));
         self.db
             .read(move |conn| {
-                let mut s = conn.prepare_cached(
-                    "SELECT id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
-                            reason, correlation_id
-                       FROM config_audit_log WHERE table_name = ?1 ORDER BY id DESC LIMIT ?2",
-                )?;
-                s.query_map(params![table_name, i64::from(limit)], |r| {
-                    Ok(ConfigAuditRow {
-                        id: r.get(0)?,
-                        changed_at: r.get(1)?,
-                        change: ConfigChange {
-                            changed_by: r.get(2)?,
-                            operation: r.get(3)?,
-                            table_name: r.get(4)?,
-                            record_id: r.get(5)?,
-                            old_values: parse(r.get(6)?),
-                            new_values: parse(r.get(7)?),
-                            reason: r.get(8)?,
-                            correlation_id: r.get(9)?,
-                        },
-                    })
-                })?
-                .collect()
+                let mut s = conn.prepare_cached(&format!(
+                    "SELECT {CONFIG_COLUMNS} FROM config_audit_log WHERE table_name = ?1 ORDER BY id DESC LIMIT ?2"
+                ))?;
+                s.query_map(params![table_name, i64::from(limit)], config_row)?.collect()
             })
             .await
             .map_err(|e| classify("reading configuration changes", e))
