@@ -15,27 +15,30 @@ impl RedisQueue {
     /// hash-tagged (`{mutt}:`, which a cluster needs anyway for MGET).
     async fn scan_config_keys(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-        let super::AnyConnection::Cluster(mut c) = self.connection() else {
+        let super::AnyConnection::Cluster(c) = self.connection() else {
             return self.scan(&format!("{prefix}*")).await;
         };
         let route =
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(prefix, SlotAddr::Master)));
-        let (mut cursor, mut out) = (0u64, Vec::new());
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(500);
-            let reply = c.route_command(cmd, route.clone()).await.map_err(redis_err("scanning keys"))?;
-            let (next, keys): (u64, Vec<String>) =
-                redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(format!("SCAN reply: {e}")))?;
-            out.extend(keys);
-            if next == 0 {
-                break;
+        super::scan_pages(&format!("{prefix}*"), |cmd| {
+            // Clones share the one cluster connection; each page's future owns its handle.
+            let (mut c, route) = (c.clone(), route.clone());
+            async move {
+                let reply = c.route_command(cmd, route).await.map_err(redis_err("scanning keys"))?;
+                redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(format!("SCAN reply: {e}")))
             }
-            cursor = next;
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        })
+        .await
+    }
+
+    /// Tells every process that `key` changed: its name on the original's updates channel.
+    async fn announce_config_change(&self, c: &mut super::AnyConnection, key: &str) -> Result<(), QueueError> {
+        redis::cmd("PUBLISH")
+            .arg(self.updates_channel())
+            .arg(key)
+            .query_async::<()>(c)
+            .await
+            .map_err(redis_err("announcing a configuration change"))
     }
 
     /// The pub/sub channel that asks alerters to reload their rules (`mutt:config:reload`;
@@ -247,12 +250,7 @@ impl Coordination for RedisQueue {
             .query_async(&mut c)
             .await
             .map_err(redis_err("writing dynamic configuration"))?;
-        redis::cmd("PUBLISH")
-            .arg(self.updates_channel())
-            .arg(key)
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(redis_err("announcing a configuration change"))?;
+        self.announce_config_change(&mut c, key).await?;
         Ok(old)
     }
 
@@ -265,12 +263,7 @@ impl Coordination for RedisQueue {
             .query_async(&mut c)
             .await
             .map_err(redis_err("deleting dynamic configuration"))?;
-        redis::cmd("PUBLISH")
-            .arg(self.updates_channel())
-            .arg(key)
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(redis_err("announcing a configuration change"))?;
+        self.announce_config_change(&mut c, key).await?;
         Ok(old)
     }
 

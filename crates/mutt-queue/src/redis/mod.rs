@@ -199,29 +199,37 @@ impl RedisQueue {
 
     /// Lists the keys matching a pattern with SCAN (never KEYS, which blocks the server).
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, QueueError> {
-        let mut c = self.connection();
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut c)
-                .await
-                .map_err(redis_err("scanning keys"))?;
-            out.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        let c = self.connection();
+        scan_pages(pattern, |cmd| {
+            // Clones share the one connection; each page's future owns its handle.
+            let mut c = c.clone();
+            async move { cmd.query_async(&mut c).await.map_err(redis_err("scanning keys")) }
+        })
+        .await
     }
+}
+
+/// SCAN's cursor loop over `pattern`: `page` sends one SCAN and reads its reply (cursor, keys).
+/// The keys come back sorted and once each (SCAN may return a key more than once).
+async fn scan_pages<F, Fut>(pattern: &str, mut page: F) -> Result<Vec<String>, QueueError>
+where
+    F: FnMut(redis::Cmd) -> Fut,
+    Fut: std::future::Future<Output = Result<(u64, Vec<String>), QueueError>>,
+{
+    let (mut cursor, mut out) = (0u64, Vec::new());
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+        let (next, keys) = page(cmd).await?;
+        out.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 #[async_trait]
