@@ -59,6 +59,17 @@ impl Dlq {
     }
 }
 
+impl crate::redis::KeySpace {
+    /// The name of a DLQ (a Redis list, or a queue of the embedded file).
+    pub(crate) fn dlq(&self, dlq: Dlq) -> &str {
+        match dlq {
+            Dlq::Alerter => &self.alerter_dlq,
+            Dlq::Moog => &self.moog_dlq,
+            Dlq::Dead => &self.dead_dlq,
+        }
+    }
+}
+
 impl std::str::FromStr for Dlq {
     type Err = String;
 

@@ -24,19 +24,10 @@ return out
 ";
 
 impl RedisQueue {
-    fn dlq_key(&self, dlq: Dlq) -> &str {
-        let k = self.keys();
-        match dlq {
-            Dlq::Alerter => &k.alerter_dlq,
-            Dlq::Moog => &k.moog_dlq,
-            Dlq::Dead => &k.dead_dlq,
-        }
-    }
-
     fn target_key(&self, target: Target) -> Option<String> {
         match target {
             Target::Queue(q) => Some(self.keys().queue(q).to_owned()),
-            Target::Dlq(d) => Some(self.dlq_key(d).to_owned()),
+            Target::Dlq(d) => Some(self.keys().dlq(d).to_owned()),
             Target::Drop => None,
         }
     }
@@ -45,7 +36,7 @@ impl RedisQueue {
 #[async_trait]
 impl DeadLetterStore for RedisQueue {
     fn dlq_name(&self, dlq: Dlq) -> String {
-        self.dlq_key(dlq).to_owned()
+        self.keys().dlq(dlq).to_owned()
     }
 
     fn queue_name(&self, queue: QueueId) -> String {
@@ -54,7 +45,7 @@ impl DeadLetterStore for RedisQueue {
 
     async fn dlq_depth(&self, dlq: Dlq) -> Result<u64, QueueError> {
         let mut c = self.connection();
-        redis::cmd("LLEN").arg(self.dlq_key(dlq)).query_async(&mut c).await.map_err(redis_err("reading DLQ depth"))
+        redis::cmd("LLEN").arg(self.keys().dlq(dlq)).query_async(&mut c).await.map_err(redis_err("reading DLQ depth"))
     }
 
     async fn dlq_push(&self, dlq: Dlq, entries: &[Vec<u8>]) -> Result<(), QueueError> {
@@ -63,7 +54,7 @@ impl DeadLetterStore for RedisQueue {
         }
         let mut c = self.connection();
         let _: u64 = redis::cmd("LPUSH")
-            .arg(self.dlq_key(dlq))
+            .arg(self.keys().dlq(dlq))
             .arg(entries)
             .query_async(&mut c)
             .await
@@ -83,7 +74,7 @@ impl DeadLetterStore for RedisQueue {
         };
         let mut c = self.connection();
         let mut items: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(self.dlq_key(dlq))
+            .arg(self.keys().dlq(dlq))
             .arg(start)
             .arg(stop)
             .query_async(&mut c)
@@ -99,7 +90,7 @@ impl DeadLetterStore for RedisQueue {
         if moves.is_empty() {
             return Ok(Vec::new());
         }
-        let mut keys = vec![self.dlq_key(dlq).to_owned()];
+        let mut keys = vec![self.keys().dlq(dlq).to_owned()];
         let mut script = TAKE.prepare_invoke();
         for m in moves {
             let index = match self.target_key(m.target) {

@@ -7,21 +7,10 @@ use crate::{QueueError, QueueId};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::params;
 
-impl SqliteQueue {
-    fn dlq_key(&self, dlq: Dlq) -> &str {
-        let k = self.keys();
-        match dlq {
-            Dlq::Alerter => &k.alerter_dlq,
-            Dlq::Moog => &k.moog_dlq,
-            Dlq::Dead => &k.dead_dlq,
-        }
-    }
-}
-
 #[async_trait]
 impl DeadLetterStore for SqliteQueue {
     fn dlq_name(&self, dlq: Dlq) -> String {
-        self.dlq_key(dlq).to_owned()
+        self.keys().dlq(dlq).to_owned()
     }
 
     fn queue_name(&self, queue: QueueId) -> String {
