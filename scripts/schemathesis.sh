@@ -14,30 +14,27 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-venv=${MUTT_SCHEMATHESIS_VENV:-$here/../target/schemathesis-venv}
+venv=${MUTT_SCHEMATHESIS_VENV:-$(cd "$here/.." && pwd)/target/schemathesis-venv}
 # Major version pinned: the CLI's options changed between 3 and 4.
 spec='schemathesis>=4.3,<5'
 
 install() {
-  if [ -x "$venv/bin/schemathesis" ]; then return 0; fi
+  # Made in place (a venv's scripts name its path, so it cannot be moved); the marker is
+  # written last, so a broken or half-made install is made again instead of used.
+  if [ -f "$venv/.installed" ] && "$venv/bin/schemathesis" --version >/dev/null 2>&1; then return 0; fi
   command -v python3 >/dev/null 2>&1 || { echo "schemathesis: no python3" >&2; exit 77; }
-  # Made beside the final place and moved there whole, so that a broken install is never used.
-  local tmp="$venv.partial.$$"
-  rm -rf "$tmp"
-  if ! python3 -m venv "$tmp" >/dev/null 2>&1; then
-    rm -rf "$tmp"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
     echo "schemathesis: python3 cannot make a virtualenv (Debian: apt-get install python3-venv)" >&2
     exit 77
   fi
-  if ! "$tmp/bin/pip" install -q "$spec" >&2; then
-    rm -rf "$tmp"
+  if ! "$venv/bin/pip" install -q "$spec" >&2 || ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+    rm -rf "$venv"
     echo "schemathesis: pip could not install $spec" >&2
     exit 77
   fi
-  rm -rf "$venv"
-  mv "$tmp" "$venv"
-  # A venv's scripts name its path: moved, they need it rewritten.
-  sed -i "s|$tmp|$venv|g" "$venv"/bin/* 2>/dev/null || true
+  touch "$venv/.installed"
 }
 
 case "${1:-}" in

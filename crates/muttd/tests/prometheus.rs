@@ -23,6 +23,7 @@ const INHERITED_WARNINGS: &[&str] = &[
     "mutt_alerter_cache_rules_count non-histogram and non-summary metrics should not have \"_count\" suffix",
     "mutt_alerter_cache_teams_count non-histogram and non-summary metrics should not have \"_count\" suffix",
     "mutt_db_write_latency_ms metric names should not contain abbreviated units",
+    "mutt_retention_policy_days use base unit \"seconds\" instead of \"days\"",
     "mutt_webui_db_query_latency_ms metric names should not contain abbreviated units",
 ];
 
