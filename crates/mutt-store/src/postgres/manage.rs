@@ -1,6 +1,6 @@
 //! [`Manage`] on PostgreSQL.
 
-use super::{CONFIG_COLUMNS, PgStore, RULE_COLUMNS, classify, config_row, pool_err, row_to_rule};
+use super::{CONFIG_COLUMNS, PgStore, RULE_COLUMNS, classify, config_row, pool_err, row_to_rule, rule_params};
 use crate::manage::{ConfigAuditFilter, EventAuditFilter, EventAuditRow, Manage, Page, RuleDeletion};
 use crate::{ConfigAuditRow, NewRule, StoreError, check_rule};
 use async_trait::async_trait;
@@ -80,6 +80,7 @@ impl Manage for PgStore {
     }
 
     async fn replace_rule(&self, id: i32, r: &NewRule) -> Result<Option<Rule>, StoreError> {
+        let match_type = r.match_type.as_str();
         let r = check_rule(r)?;
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client.transaction().await.map_err(|e| classify("updating a rule", e))?;
@@ -95,18 +96,7 @@ impl Manage for PgStore {
                     priority = $6, prod_handling = $7, dev_handling = $8, team_assignment = $9,
                     is_active = $10, updated_at = now()
               WHERE id = $1",
-            &[
-                &id,
-                &r.match_string,
-                &r.trap_oid,
-                &r.syslog_severity,
-                &r.match_type.as_str(),
-                &r.priority,
-                &r.prod_handling,
-                &r.dev_handling,
-                &r.team_assignment,
-                &r.is_active,
-            ],
+            &[&[&id as &(dyn ToSql + Sync)][..], &rule_params(&r, &match_type)[..]].concat(),
         )
         .await
         .map_err(|e| classify("updating a rule", e))?;

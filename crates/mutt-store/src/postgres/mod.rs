@@ -312,6 +312,7 @@ impl Store for PgStore {
     }
 
     async fn create_rule(&self, r: &NewRule) -> Result<i32, StoreError> {
+        let match_type = r.match_type.as_str();
         let r = check_rule(r)?;
         let client = self.pool.get().await.map_err(pool_err)?;
         let row = client
@@ -319,17 +320,7 @@ impl Store for PgStore {
                 "INSERT INTO alert_rules (match_string, trap_oid, syslog_severity, match_type, priority,
                                           prod_handling, dev_handling, team_assignment, is_active)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                &[
-                    &r.match_string,
-                    &r.trap_oid,
-                    &r.syslog_severity,
-                    &r.match_type.as_str(),
-                    &r.priority,
-                    &r.prod_handling,
-                    &r.dev_handling,
-                    &r.team_assignment,
-                    &r.is_active,
-                ],
+                &rule_params(&r, &match_type),
             )
             .await
             .map_err(|e| classify("creating rule", e))?;
@@ -445,4 +436,23 @@ impl Store for PgStore {
         };
         client.execute(sql, &[&cutoff, &i64::from(limit)]).await.map_err(|e| classify("applying retention", e))
     }
+}
+
+/// A rule's columns as statement parameters, in `alert_rules`' insert order ($1…$9 of the
+/// insert, $2…$10 of the update): one list for both.
+pub(crate) fn rule_params<'a>(
+    r: &'a NewRule,
+    match_type: &'a &'static str,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+    [
+        &r.match_string,
+        &r.trap_oid,
+        &r.syslog_severity,
+        match_type,
+        &r.priority,
+        &r.prod_handling,
+        &r.dev_handling,
+        &r.team_assignment,
+        &r.is_active,
+    ]
 }
