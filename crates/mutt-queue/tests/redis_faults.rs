@@ -151,7 +151,9 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
     let mut total = 3000;
     push_range(&rig.direct, 0..total).await;
     let mut c = consumer(&rig.via, "chaotic").await;
-    // Faults switch every 15 ms while the worker runs.
+    // Faults switch every 15 ms while the worker runs. Every tenth cycle the reset lasts 250 ms:
+    // short slots alone can phase-lock with the client's reconnects so that no connection is
+    // ever open (or opening) during one (seen in CI: 614 lost replies, 0 resets in 60 s).
     let stop = tokio_util::sync::CancellationToken::new();
     let chaos = {
         let (stop, proxy) = (stop.clone(), rig.proxy.clone());
@@ -166,9 +168,11 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
         tokio::spawn(async move {
             let mut i = 0;
             while !stop.is_cancelled() {
-                proxy.set_mode(modes[i % modes.len()]);
+                let mode = modes[i % modes.len()];
+                proxy.set_mode(mode);
+                let long_reset = mode == FaultMode::Reset && (i / modes.len()) % 10 == 9;
                 i += 1;
-                tokio::time::sleep(Duration::from_millis(15)).await;
+                tokio::time::sleep(Duration::from_millis(if long_reset { 250 } else { 15 })).await;
             }
             proxy.set_mode(FaultMode::Pass);
         })
