@@ -28,6 +28,9 @@ install_packages() {
   # The package test (crates/muttd/tests/package_deb.rs): unit checks and the syscall trace.
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
+  # The console's browser tests (crates/mutt-web/tests/ui_browser.rs): headless Chromium over WebDriver.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
