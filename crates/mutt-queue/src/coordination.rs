@@ -20,6 +20,52 @@ pub struct UnhandledKey {
     pub event_id: String,
 }
 
+/// One (hostname, message signature) the unhandled-event counters hold now, for
+/// [`Coordination::unhandled_counts`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnhandledCount {
+    pub hostname: String,
+    /// [`UnhandledKey::signature`] (the message text itself is not kept).
+    pub signature: String,
+    /// Events counted in the current window (reset when the threshold fires).
+    pub count: u64,
+    /// Whether the threshold fired and its meta-alert's record has not expired yet.
+    pub fired: bool,
+}
+
+impl UnhandledCount {
+    /// Splits a counter or triggered-marker key `<prefix>:<hostname>:<sig>[:triggered]` (the
+    /// hostname may hold colons, the signature never does); `None` for another key.
+    pub fn parse_key(prefix: &str, key: &str) -> Option<(String, String, bool)> {
+        let rest = key.strip_prefix(prefix)?.strip_prefix(':')?;
+        let (rest, fired) = match rest.strip_suffix(":triggered") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let (host, sig) = rest.rsplit_once(':')?;
+        Some((host.to_owned(), sig.to_owned(), fired))
+    }
+
+    /// Merges counters and markers of the same (host, signature) and sorts them most frequent
+    /// first (fired ones first: they reached the threshold), then by host.
+    pub fn merge(items: impl IntoIterator<Item = UnhandledCount>, limit: usize) -> Vec<UnhandledCount> {
+        let mut by: std::collections::BTreeMap<(String, String), UnhandledCount> = Default::default();
+        for i in items {
+            let e = by.entry((i.hostname.clone(), i.signature.clone())).or_insert_with(|| UnhandledCount {
+                count: 0,
+                fired: false,
+                ..i.clone()
+            });
+            e.count += i.count;
+            e.fired |= i.fired;
+        }
+        let mut out: Vec<UnhandledCount> = by.into_values().collect();
+        out.sort_by(|a, b| b.fired.cmp(&a.fired).then(b.count.cmp(&a.count)).then(a.hostname.cmp(&b.hostname)));
+        out.truncate(limit);
+        out
+    }
+}
+
 /// Called by [`Coordination::watch_config_changes`]: `Some(key)` when that key changed, `None`
 /// when any may have (the watch was (re)established and may have missed messages, or another
 /// process wrote the data file).
@@ -127,6 +173,13 @@ pub trait Coordination: Send + Sync + 'static {
         threshold: u64,
         expiry: Duration,
     ) -> Result<Vec<bool>, QueueError>;
+
+    /// The unhandled-event counters alive now, most frequent first, at most `limit` (the
+    /// console's "unhandled events" page). A backend that cannot list them answers none.
+    async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
 
     /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;

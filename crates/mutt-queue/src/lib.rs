@@ -40,7 +40,9 @@ use chrono::{DateTime, Utc};
 use mutt_core::PodName;
 use std::time::Duration;
 
-pub use coordination::{BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledKey};
+pub use coordination::{
+    BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount, UnhandledKey,
+};
 pub use log_ids::MessageIds;
 pub use metrics::QueueMetrics;
 pub use settings::{Settings, SettingsCache};

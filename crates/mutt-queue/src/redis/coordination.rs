@@ -4,7 +4,7 @@
 
 use super::{RedisQueue, redis_err, scripts};
 use crate::coordination::ConfigChangeFn;
-use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
+use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -224,6 +224,30 @@ impl Coordination for RedisQueue {
         let mut c = self.connection();
         let fired: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
         Ok(fired.into_iter().map(|f| f == 1).collect())
+    }
+
+    async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
+        let prefix = &self.keys.unhandled_prefix;
+        let names = self.scan(&format!("{prefix}:*")).await?;
+        let mut out = Vec::new();
+        let mut c = self.connection();
+        for chunk in names.chunks(500) {
+            // Counters hold a number, markers an event id; a key gone meanwhile is nil.
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(chunk)
+                .query_async(&mut c)
+                .await
+                .map_err(redis_err("reading unhandled counters"))?;
+            for (name, value) in chunk.iter().zip(values) {
+                let (Some((hostname, signature, fired)), Some(v)) = (UnhandledCount::parse_key(prefix, name), value)
+                else {
+                    continue;
+                };
+                let count = if fired { 0 } else { v.parse().unwrap_or(0) };
+                out.push(UnhandledCount { hostname, signature, count, fired });
+            }
+        }
+        Ok(UnhandledCount::merge(out, limit))
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {

@@ -6,7 +6,7 @@
 
 use super::{SqliteQueue, db_err, now_ms};
 use crate::coordination::ConfigChangeFn;
-use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledKey};
+use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, VecDeque};
@@ -301,6 +301,32 @@ impl Coordination for SqliteQueue {
             })
             .await
             .map_err(db_err("counting unhandled events"))
+    }
+
+    async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
+        let prefix = self.keys.unhandled_prefix.clone();
+        let now = now_ms();
+        let rows: Vec<(String, i64, bool, bool)> = self
+            .db
+            .read(move |c| {
+                // Rows whose window and trigger record ran out count as absent (as Redis's
+                // expired keys), even before the prune deletes them.
+                let mut s = c.prepare_cached(
+                    "SELECT key, count, window_until_ms > ?1, COALESCE(triggered_until_ms, 0) > ?1
+                       FROM unhandled_counter
+                      WHERE window_until_ms > ?1 OR COALESCE(triggered_until_ms, 0) > ?1",
+                )?;
+                let rows = s.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
+            .await
+            .map_err(db_err("reading unhandled counters"))?;
+        let items = rows.into_iter().filter_map(|(key, count, live, fired)| {
+            let (hostname, signature, _) = UnhandledCount::parse_key(&prefix, &key)?;
+            let count = if live { u64::try_from(count).unwrap_or(0) } else { 0 };
+            Some(UnhandledCount { hostname, signature, count, fired })
+        });
+        Ok(UnhandledCount::merge(items, limit))
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {
