@@ -20,6 +20,7 @@ pub mod names;
 pub mod normalize;
 pub mod rule;
 pub mod secret;
+pub mod silence;
 pub mod slo;
 pub mod text;
 
