@@ -6,6 +6,7 @@
 //! SQLite) implements only queueing; today both backends implement both on one struct.
 
 use crate::QueueError;
+use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ pub struct UnhandledCount {
     pub count: u64,
     /// Whether the threshold fired and its meta-alert's record has not expired yet.
     pub fired: bool,
+    /// An example of the message, when the backend kept one.
+    pub message: Option<String>,
 }
 
 impl UnhandledCount {
@@ -58,6 +61,9 @@ impl UnhandledCount {
             });
             e.count += i.count;
             e.fired |= i.fired;
+            if e.message.is_none() {
+                e.message = i.message;
+            }
         }
         let mut out: Vec<UnhandledCount> = by.into_values().collect();
         out.sort_by(|a, b| b.fired.cmp(&a.fired).then(b.count.cmp(&a.count)).then(a.hostname.cmp(&b.hostname)));
@@ -164,6 +170,10 @@ pub trait Coordination: Send + Sync + 'static {
     /// Records event ids as delivered for `ttl`, so that a redelivered alert is not sent again.
     async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError>;
 
+    /// When each id's delivered record expires (milliseconds since the epoch; `None`: no live
+    /// record). The delivery was `ttl` of [`Coordination::mark_delivered`] before that.
+    async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError>;
+
     /// Counts unhandled events per (hostname, message signature) in a window anchored at the
     /// first occurrence; returns, per event, whether it is the one that reached `threshold`
     /// (spec §3.6a). Counting stops for `expiry` after that.
@@ -180,6 +190,15 @@ pub trait Coordination: Send + Sync + 'static {
         let _ = limit;
         Ok(Vec::new())
     }
+
+    /// Flap suppression: counts each event in its (rule, host) window, opening a window of
+    /// `event.window` at the first; answers, per event, whether it is within the threshold
+    /// (forward) or past it (suppress). Redis: `mutt:flap:<rule>:<host>` (see `crate::flap`).
+    async fn flap_count(&self, events: &[FlapEvent]) -> Result<Vec<FlapVerdict>, QueueError>;
+
+    /// Claims up to `limit` closed flap windows that suppressed events: each is handed to
+    /// exactly one caller across every process on this backend, and forgotten.
+    async fn flap_claim_due(&self, limit: usize) -> Result<Vec<FlapSummary>, QueueError>;
 
     /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;

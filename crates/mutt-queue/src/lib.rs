@@ -26,6 +26,7 @@
 
 pub mod coordination;
 pub mod dlq;
+pub mod flap;
 pub mod ingest_rate;
 pub mod log_ids;
 pub mod metrics;
@@ -43,6 +44,7 @@ use std::time::Duration;
 pub use coordination::{
     BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount, UnhandledKey,
 };
+pub use flap::{FlapEvent, FlapSummary, FlapVerdict};
 pub use log_ids::MessageIds;
 pub use metrics::QueueMetrics;
 pub use settings::{Settings, SettingsCache};
@@ -218,17 +220,35 @@ pub struct Lease {
     pub messages: Vec<Vec<u8>>,
     /// Random, never 0 for a real lease (0: a default, empty lease that matches nothing).
     token: u64,
+    /// Per message, whether it was leased before (handed back or recovered from a dead
+    /// worker); `None` when the backend does not tell, so every message may be.
+    redelivered: Option<Vec<bool>>,
 }
 
 impl Lease {
     /// A new lease of `messages` with a fresh token.
     pub(crate) fn new(messages: Vec<Vec<u8>>) -> Self {
-        Self { messages, token: rand::random::<u64>() | 1 }
+        Self { messages, token: rand::random::<u64>() | 1, redelivered: None }
     }
 
     /// A lease of `messages` with a given token (a backend that mints tokens itself).
     pub(crate) fn with_token(messages: Vec<Vec<u8>>, token: u64) -> Self {
-        Self { messages, token }
+        Self { messages, token, redelivered: None }
+    }
+
+    /// Says which messages were leased before (one flag per message).
+    pub(crate) fn with_redeliveries(mut self, redelivered: Vec<bool>) -> Self {
+        if redelivered.len() == self.messages.len() {
+            self.redelivered = Some(redelivered);
+        }
+        self
+    }
+
+    /// Whether message `i` may have been leased before (and so may have been delivered by a
+    /// worker that died before settling): `false` only when the backend knows it is a first
+    /// delivery.
+    pub fn possibly_redelivered(&self, i: usize) -> bool {
+        self.redelivered.as_ref().is_none_or(|r| r.get(i).copied().unwrap_or(true))
     }
 
     /// The lease's identity, as the backend records it until the settle.
@@ -268,6 +288,9 @@ pub struct ProcessingList {
     pub depth: u64,
     /// Whether the owner's heartbeat key exists.
     pub alive: bool,
+    /// What is left of the owner's heartbeat (milliseconds; `None` when it has none): the
+    /// heartbeat was written `heartbeat_ttl` minus this ago.
+    pub heartbeat_expires_in_ms: Option<u64>,
 }
 
 /// The producer side and the administration of the queues.

@@ -104,13 +104,12 @@ impl Coordination for RedisQueue {
         want: u64,
     ) -> Result<RateGrant, QueueError> {
         let key = format!("{}rate_limit:{name}", self.keys.prefix);
-        let seq = self.member_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut c = self.connection();
-        let (granted, wait_ms): (u64, u64) = scripts::SLIDING_WINDOW
+        let (granted, wait_ms): (u64, u64) = scripts::GCRA
             .key(key)
-            .arg(limit)
+            .arg(limit.max(1))
             .arg(window.as_millis().max(1) as u64)
-            .arg(format!("{}:{}:{seq}", self.instance, std::process::id()))
+            .arg("")
             .arg(want)
             .invoke_async(&mut c)
             .await
@@ -166,6 +165,10 @@ impl Coordination for RedisQueue {
     }
 
     async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
+        Ok(self.delivered_until(ids).await?.into_iter().map(|e| e.is_some()).collect())
+    }
+
+    async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -177,7 +180,7 @@ impl Coordination for RedisQueue {
             .await
             .map_err(redis_err("reading delivered ids"))?;
         let now = chrono::Utc::now().timestamp_millis() as f64;
-        Ok(expiries.into_iter().map(|e| e.is_some_and(|until| until > now)).collect())
+        Ok(expiries.into_iter().map(|e| e.filter(|until| *until > now).map(|until| until as i64)).collect())
     }
 
     async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {
@@ -244,10 +247,18 @@ impl Coordination for RedisQueue {
                     continue;
                 };
                 let count = if fired { 0 } else { v.parse().unwrap_or(0) };
-                out.push(UnhandledCount { hostname, signature, count, fired });
+                out.push(UnhandledCount { hostname, signature, count, fired, message: None });
             }
         }
         Ok(UnhandledCount::merge(out, limit))
+    }
+
+    async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {
+        self.count_flaps(events).await
+    }
+
+    async fn flap_claim_due(&self, limit: usize) -> Result<Vec<crate::FlapSummary>, QueueError> {
+        self.claim_flaps(limit).await
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {

@@ -12,6 +12,7 @@
 pub mod connection;
 mod consumer;
 mod coordination;
+mod flap;
 mod keys;
 mod rotation;
 pub mod scripts;
@@ -300,11 +301,13 @@ impl Queue for RedisQueue {
             for pod in self.known_pods(role, self.deep_status).await? {
                 let name = self.keys.processing_list(role, &pod);
                 let depth = self.llen(&name, "reading processing list").await?;
-                let alive: bool = redis::cmd("EXISTS")
+                // PTTL: -2 no key, -1 no expiry (never written so by muttd), else ms left.
+                let left: i64 = redis::cmd("PTTL")
                     .arg(self.keys.heartbeat(role, &pod))
                     .query_async(&mut c)
                     .await
                     .map_err(redis_err("reading heartbeat"))?;
+                let alive = left != -2;
                 if depth > 0 || alive {
                     status.processing_lists.push(ProcessingList {
                         name,
@@ -312,6 +315,7 @@ impl Queue for RedisQueue {
                         pod,
                         depth,
                         alive,
+                        heartbeat_expires_in_ms: u64::try_from(left).ok(),
                     });
                 }
             }

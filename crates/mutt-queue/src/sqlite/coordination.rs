@@ -181,6 +181,10 @@ impl Coordination for SqliteQueue {
     }
 
     async fn already_delivered(&self, ids: &[String]) -> Result<Vec<bool>, QueueError> {
+        Ok(self.delivered_until(ids).await?.into_iter().map(|e| e.is_some()).collect())
+    }
+
+    async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -192,7 +196,7 @@ impl Coordination for SqliteQueue {
                 ids.iter()
                     .map(|id| {
                         let until: Option<i64> = s.query_row([id], |r| r.get(0)).optional()?;
-                        Ok(until.is_some_and(|u| u > now))
+                        Ok(until.filter(|u| *u > now))
                     })
                     .collect()
             })
@@ -324,9 +328,17 @@ impl Coordination for SqliteQueue {
         let items = rows.into_iter().filter_map(|(key, count, live, fired)| {
             let (hostname, signature, _) = UnhandledCount::parse_key(&prefix, &key)?;
             let count = if live { u64::try_from(count).unwrap_or(0) } else { 0 };
-            Some(UnhandledCount { hostname, signature, count, fired })
+            Some(UnhandledCount { hostname, signature, count, fired, message: None })
         });
         Ok(UnhandledCount::merge(items, limit))
+    }
+
+    async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {
+        self.count_flaps(events).await
+    }
+
+    async fn flap_claim_due(&self, limit: usize) -> Result<Vec<crate::FlapSummary>, QueueError> {
+        self.claim_flaps(limit).await
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {

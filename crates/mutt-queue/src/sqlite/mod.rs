@@ -9,6 +9,7 @@
 
 mod consumer;
 mod coordination;
+mod flap;
 // The dead-letter toolbox's access to the queue tables is in `crate::dlq::sqlite`.
 
 use crate::redis::KeySpace;
@@ -455,8 +456,8 @@ impl Queue for SqliteQueue {
                     .prepare("SELECT owner, count(*) FROM queue_message WHERE owner IS NOT NULL GROUP BY owner")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-                let workers: Vec<(String, String, bool)> = c
-                    .prepare("SELECT role, pod, heartbeat_until_ms > ?1 FROM queue_worker")?
+                let workers: Vec<(String, String, i64)> = c
+                    .prepare("SELECT role, pod, heartbeat_until_ms - ?1 FROM queue_worker")?
                     .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?;
                 Ok((ready, delayed, leased, workers))
@@ -482,13 +483,15 @@ impl Queue for SqliteQueue {
             for pod in pods {
                 let owner = format!("{tag}:{pod}");
                 let held = leased.iter().find(|(o, _)| *o == owner).map(|(_, n)| *n).unwrap_or(0).max(0) as u64;
-                let alive = workers.iter().any(|w| w.0 == tag && w.1 == pod && w.2);
+                // The heartbeat's time left, while it has some.
+                let left = workers.iter().find(|w| w.0 == tag && w.1 == pod && w.2 > 0).map(|w| w.2 as u64);
                 status.processing_lists.push(ProcessingList {
                     name: keys.processing_list(role, &pod),
                     role: tag.to_owned(),
                     pod,
                     depth: held,
-                    alive,
+                    alive: left.is_some(),
+                    heartbeat_expires_in_ms: left,
                 });
             }
         }

@@ -39,7 +39,9 @@ macro_rules! conformance {
         an_unsettled_lease_is_handed_back_before_the_next,
         a_stale_settle_cannot_touch_the_next_lease,
         a_settle_after_release_changes_nothing,
-        settling_twice_pushes_once }
+        settling_twice_pushes_once,
+        flap_windows_forward_up_to_the_threshold_and_are_claimed_once,
+        a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts }
     };
     (@go [tests] $($name:ident),*) => {
         $(
@@ -555,4 +557,65 @@ pub async fn settling_twice_pushes_once(q: Arc<dyn Backend>) {
     let delayed: u64 = status.delayed_retries.iter().map(|d| d.depth).sum();
     assert_eq!(delayed, 1);
     assert_eq!(processing_depth(&status, "twice"), 0);
+}
+
+fn flap(rule_id: i32, host: &str, id: &str, threshold: u64) -> mutt_queue::FlapEvent {
+    mutt_queue::FlapEvent {
+        rule_id,
+        hostname: host.into(),
+        event_id: id.into(),
+        threshold,
+        window: Duration::from_secs(1),
+        raw: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+    }
+}
+
+/// Claims until `want` summaries came or 5 s passed (the windows close after 1 s).
+async fn claim_summaries(q: &Arc<dyn Backend>, want: usize) -> Vec<mutt_queue::FlapSummary> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(q.flap_claim_due(10).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    got
+}
+
+pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Arc<dyn Backend>) {
+    use mutt_queue::FlapVerdict::{Forward as F, Suppress as S};
+    let burst: Vec<_> = (0..5).map(|i| flap(1, "r1", &format!("e{i}"), 2)).collect();
+    assert_eq!(q.flap_count(&burst).await.unwrap(), vec![F, F, S, S, S]);
+    // Redelivered events keep their verdicts and are not counted again; another host and
+    // another rule count on their own.
+    let again = [flap(1, "r1", "e0", 2), flap(1, "r1", "e3", 2), flap(1, "r2", "x", 2), flap(2, "r1", "y", 2)];
+    assert_eq!(q.flap_count(&again).await.unwrap(), vec![F, S, F, F]);
+    assert!(q.flap_claim_due(10).await.unwrap().is_empty(), "nothing is due before the window closes");
+    let got = claim_summaries(&q, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let s = &got[0];
+    assert_eq!((s.rule_id, s.hostname.as_str(), s.count, s.suppressed), (1, "r1", 5, 3));
+    assert_eq!(s.window, Duration::from_secs(1));
+    assert_eq!(s.last_event, br#"{"id":"e4"}"#.to_vec(), "the latest suppressed event");
+    assert!(s.closed_at_ms <= chrono::Utc::now().timestamp_millis());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(q.flap_claim_due(10).await.unwrap().is_empty(), "claimed once; quiet windows have no summary");
+    // The next event opens a new window and is forwarded.
+    assert_eq!(q.flap_count(&[flap(1, "r1", "e5", 2)]).await.unwrap(), vec![F]);
+}
+
+pub async fn a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts(q: Arc<dyn Backend>) {
+    use mutt_queue::FlapVerdict::{Forward as F, Suppress as S};
+    let first = [flap(7, "core-1", "a", 1), flap(7, "core-1", "b", 1)];
+    assert_eq!(q.flap_count(&first).await.unwrap(), vec![F, S]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Not claimed yet: the next event opens a new window, the closed one is kept.
+    let second = [flap(7, "core-1", "c", 1), flap(7, "core-1", "d", 1), flap(7, "core-1", "e", 1)];
+    assert_eq!(q.flap_count(&second).await.unwrap(), vec![F, S, S]);
+    // Two claimers at once: the closed window goes to one of them.
+    let (x, y) = tokio::join!(q.flap_claim_due(10), q.flap_claim_due(10));
+    let now: Vec<_> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    assert_eq!(now.iter().map(|s| (s.count, s.suppressed)).collect::<Vec<_>>(), vec![(2, 1)], "{now:?}");
+    let later = claim_summaries(&q, 1).await;
+    assert_eq!(later.iter().map(|s| (s.count, s.suppressed)).collect::<Vec<_>>(), vec![(3, 2)]);
+    assert_eq!(later[0].last_event, br#"{"id":"e"}"#.to_vec());
 }

@@ -1,0 +1,110 @@
+//! Flap suppression on the embedded backend (see `crate::flap`): the windows are rows of
+//! `flap_window`, each event's verdict a row of `flap_seen` (queue migration V2); every call is
+//! one piece of work on the file's single writer, which makes it atomic as the Redis scripts
+//! are.
+
+use super::{SqliteQueue, db_err, now_ms};
+use crate::QueueError;
+use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
+use mutt_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
+use std::time::Duration;
+
+/// The verdict of one event, counting it in its open window (opened by it if none is).
+fn count_one(c: &Connection, e: &FlapEvent, now: i64) -> rusqlite::Result<FlapVerdict> {
+    let open: Option<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT id, count FROM flap_window WHERE rule_id = ?1 AND hostname = ?2 AND until_ms > ?3
+              ORDER BY until_ms DESC LIMIT 1",
+        )?
+        .query_row(params![e.rule_id, e.hostname, now], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (id, count) = match open {
+        Some(w) => w,
+        None => {
+            let window_ms = e.window.as_millis().max(1) as i64;
+            c.prepare_cached(
+                "INSERT INTO flap_window (rule_id, hostname, window_ms, until_ms, count, suppressed)
+                 VALUES (?1, ?2, ?3, ?4, 0, 0)",
+            )?
+            .execute(params![e.rule_id, e.hostname, window_ms, now + window_ms])?;
+            (c.last_insert_rowid(), 0)
+        }
+    };
+    let seen: Option<String> = c
+        .prepare_cached("SELECT verdict FROM flap_seen WHERE window_id = ?1 AND event_id = ?2")?
+        .query_row(params![id, e.event_id], |r| r.get(0))
+        .optional()?;
+    if let Some(code) = seen {
+        return Ok(FlapVerdict::from_code(&code));
+    }
+    let verdict = if (count + 1) as u64 > e.threshold.max(1) { FlapVerdict::Suppress } else { FlapVerdict::Forward };
+    if verdict == FlapVerdict::Suppress {
+        c.prepare_cached(
+            "UPDATE flap_window SET count = count + 1, suppressed = suppressed + 1, event = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, e.raw])?;
+    } else {
+        c.prepare_cached("UPDATE flap_window SET count = count + 1 WHERE id = ?1")?.execute([id])?;
+    }
+    c.prepare_cached("INSERT INTO flap_seen (window_id, event_id, verdict) VALUES (?1, ?2, ?3)")?.execute(params![
+        id,
+        e.event_id,
+        verdict.code()
+    ])?;
+    Ok(verdict)
+}
+
+/// Takes up to `limit` closed windows that suppressed events, and deletes every closed
+/// window (the others have nothing to report).
+fn claim(c: &Connection, limit: usize, now: i64) -> rusqlite::Result<Vec<FlapSummary>> {
+    let due: Vec<(i64, FlapSummary)> = c
+        .prepare_cached(
+            "SELECT id, rule_id, hostname, count, suppressed, window_ms, until_ms, event FROM flap_window
+              WHERE until_ms <= ?1 AND suppressed > 0 ORDER BY until_ms LIMIT ?2",
+        )?
+        .query_map(params![now, limit.max(1) as i64], |r| {
+            Ok((
+                r.get(0)?,
+                FlapSummary {
+                    rule_id: r.get(1)?,
+                    hostname: r.get(2)?,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                    suppressed: r.get::<_, i64>(4)?.max(0) as u64,
+                    window: Duration::from_millis(r.get::<_, i64>(5)?.max(0) as u64),
+                    closed_at_ms: r.get(6)?,
+                    last_event: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (id, _) in &due {
+        c.prepare_cached("DELETE FROM flap_seen WHERE window_id = ?1")?.execute([id])?;
+        c.prepare_cached("DELETE FROM flap_window WHERE id = ?1")?.execute([id])?;
+    }
+    c.prepare_cached(
+        "DELETE FROM flap_seen WHERE window_id IN
+           (SELECT id FROM flap_window WHERE until_ms <= ?1 AND suppressed = 0)",
+    )?
+    .execute([now])?;
+    c.prepare_cached("DELETE FROM flap_window WHERE until_ms <= ?1 AND suppressed = 0")?.execute([now])?;
+    Ok(due.into_iter().map(|(_, s)| s).collect())
+}
+
+impl SqliteQueue {
+    pub(super) async fn count_flaps(&self, events: &[FlapEvent]) -> Result<Vec<FlapVerdict>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = events.to_vec();
+        let now = now_ms();
+        self.db
+            .write(move |c| events.iter().map(|e| count_one(c, e, now)).collect::<rusqlite::Result<Vec<_>>>())
+            .await
+            .map_err(db_err("counting flapping events"))
+    }
+
+    pub(super) async fn claim_flaps(&self, limit: usize) -> Result<Vec<FlapSummary>, QueueError> {
+        let now = now_ms();
+        self.db.write(move |c| claim(c, limit, now)).await.map_err(db_err("claiming closed flap windows"))
+    }
+}
