@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// Longest text a matcher field, creator or comment may hold (characters).
 pub const MAX_TEXT_LEN: usize = 1000;
+/// Longest creator (or expirer) name, as `config_audit_log.changed_by` holds it.
+pub const MAX_CREATOR_LEN: usize = 100;
 
 /// What a silence matches. Every field given must match; an empty matcher is refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +137,9 @@ impl NewSilence {
     pub fn validate(&self) -> Result<(), SilenceError> {
         CompiledMatcher::compile(&self.matcher)?;
         check_text("created_by", &self.created_by, true)?;
+        if self.created_by.chars().count() > MAX_CREATOR_LEN {
+            return Err(SilenceError::invalid("created_by", format!("at most {MAX_CREATOR_LEN} characters")));
+        }
         check_text("comment", &self.comment, true)?;
         match (&self.window, self.ends_at) {
             (None, None) => return Err(SilenceError::invalid("ends_at", "required for a silence without a window")),

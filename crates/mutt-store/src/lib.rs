@@ -12,6 +12,7 @@ pub mod manage;
 pub mod partitions;
 pub mod postgres;
 pub mod retention;
+pub mod silences;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -80,6 +81,10 @@ pub struct AuditRecord {
     pub handling_decision: String,
     pub forwarded_to_moog: bool,
     pub raw_message: String,
+    /// The silence that held the event's alert back (`silences.id`), if one did.
+    pub silenced_by: Option<i64>,
+    /// Held back by its rule's flap limit (`forwarded_to_moog` is then false).
+    pub flap_suppressed: bool,
 }
 
 /// A rule to create (the id is assigned by the store): a draft, checked by
@@ -186,7 +191,7 @@ pub use mutt_core::normalize::MAX_HOSTNAME_LEN;
 /// ([`partitions::AuditLifecycle`]; a `&dyn Store` is a `&dyn AuditLifecycle`), and answers the
 /// management API ([`manage::Manage`]).
 #[async_trait]
-pub trait Store: partitions::AuditLifecycle + manage::Manage + Send + Sync + 'static {
+pub trait Store: partitions::AuditLifecycle + manage::Manage + silences::Silences + Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -49,6 +49,8 @@ fn record(i: u64, rule: i32) -> mutt_store::AuditRecord {
         handling_decision: "Forward".into(),
         forwarded_to_moog: false,
         raw_message: format!("event {i}"),
+        silenced_by: None,
+        flap_suppressed: false,
     }
 }
 
@@ -106,6 +108,8 @@ async fn rotation_on_a_live_server_while_rows_are_written() {
             dev_handling: "Ignore".into(),
             team_assignment: "NETO".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         })
         .await
         .unwrap();

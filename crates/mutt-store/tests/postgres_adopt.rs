@@ -46,6 +46,8 @@ async fn the_original_schema_is_adopted_with_its_rows() {
         handling_decision: "Page_and_ticket".into(),
         forwarded_to_moog: true,
         raw_message: "{}".into(),
+        silenced_by: None,
+        flap_suppressed: false,
     };
     let now = row(Utc::now());
     let future = row(Utc::now() + chrono::Duration::days(400));

@@ -51,6 +51,8 @@ fn audit_record(rule: i32, host: &str, decision: &str, forwarded: bool, minutes_
         handling_decision: decision.into(),
         forwarded_to_moog: forwarded,
         raw_message: json!({"hostname": host, "message": "m"}).to_string(),
+        silenced_by: None,
+        flap_suppressed: false,
     }
 }
 

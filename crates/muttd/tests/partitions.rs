@@ -57,6 +57,8 @@ async fn seed(site: &Site) {
         handling_decision: "Page_and_ticket".into(),
         forwarded_to_moog: true,
         raw_message: "{}".into(),
+        silenced_by: None,
+        flap_suppressed: false,
     };
     let old = "2020-03-15T12:00:00Z".parse().unwrap();
     let earlier = Month::of(Utc::now()).plus(-2).start() + chrono::Duration::days(20);

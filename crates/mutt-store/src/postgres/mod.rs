@@ -18,6 +18,7 @@ pub mod connect;
 mod manage;
 mod partitions;
 mod rotation;
+mod silences;
 
 pub use connect::{PgTimeouts, SslMode, TlsSettings};
 
@@ -183,7 +184,8 @@ impl PgStore {
 
 /// The rule columns in [`row_to_rule`]'s terms.
 const RULE_COLUMNS: &str = "id, match_string, trap_oid, syslog_severity, match_type, priority,
-                            prod_handling, dev_handling, team_assignment, is_active";
+                            prod_handling, dev_handling, team_assignment, is_active, flap_threshold,
+                            flap_window_secs";
 
 /// The config audit columns in [`config_row`]'s order.
 const CONFIG_COLUMNS: &str = "id, changed_at, changed_by, operation, table_name, record_id, old_values, new_values,
@@ -219,6 +221,8 @@ fn row_to_rule(row: &tokio_postgres::Row) -> Result<Rule, StoreError> {
         dev_handling: row.get("dev_handling"),
         team_assignment: row.get("team_assignment"),
         is_active: row.get("is_active"),
+        flap_threshold: row.get("flap_threshold"),
+        flap_window_secs: row.get("flap_window_secs"),
     })
 }
 
@@ -278,6 +282,8 @@ impl Store for PgStore {
         let mut decisions: Vec<&str> = Vec::with_capacity(rows.len());
         let mut forwarded: Vec<bool> = Vec::with_capacity(rows.len());
         let mut raws: Vec<&str> = Vec::with_capacity(rows.len());
+        let mut suppressed: Vec<bool> = Vec::with_capacity(rows.len());
+        let mut silenced: Vec<Option<i64>> = Vec::with_capacity(rows.len());
         for r in rows {
             ids.push(r.event_id.as_uuid());
             times.push(r.event_timestamp);
@@ -286,6 +292,8 @@ impl Store for PgStore {
             decisions.push(&r.handling_decision);
             forwarded.push(r.forwarded_to_moog);
             raws.push(&r.raw_message);
+            suppressed.push(r.flap_suppressed);
+            silenced.push(r.silenced_by);
         }
         let client = self.pool.get().await.map_err(pool_err)?;
         let write = async {
@@ -293,15 +301,16 @@ impl Store for PgStore {
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
-                                                  handling_decision, forwarded_to_moog, raw_message)
+                                                  handling_decision, forwarded_to_moog, raw_message,
+                                                  flap_suppressed, silenced_by)
                      SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
-                                          $5::text[], $6::bool[], $7::text[])
+                                          $5::text[], $6::bool[], $7::text[], $8::bool[], $9::int8[])
                      ON CONFLICT (event_id, event_timestamp) DO NOTHING",
                 )
                 .await
                 .map_err(|e| classify("preparing audit insert", e))?;
             client
-                .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws])
+                .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws, &suppressed, &silenced])
                 .await
                 .map_err(|e| classify("writing audit rows", e))
         };
@@ -318,8 +327,9 @@ impl Store for PgStore {
         let row = client
             .query_one(
                 "INSERT INTO alert_rules (match_string, trap_oid, syslog_severity, match_type, priority,
-                                          prod_handling, dev_handling, team_assignment, is_active)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                                          prod_handling, dev_handling, team_assignment, is_active,
+                                          flap_threshold, flap_window_secs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 &rule_params(&r, &match_type),
             )
             .await
@@ -438,12 +448,12 @@ impl Store for PgStore {
     }
 }
 
-/// A rule's columns as statement parameters, in `alert_rules`' insert order ($1…$9 of the
-/// insert, $2…$10 of the update): one list for both.
+/// A rule's columns as statement parameters, in `alert_rules`' insert order ($1…$11 of the
+/// insert, $2…$12 of the update): one list for both.
 pub(crate) fn rule_params<'a>(
     r: &'a NewRule,
     match_type: &'a &'static str,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 11] {
     [
         &r.match_string,
         &r.trap_oid,
@@ -454,5 +464,7 @@ pub(crate) fn rule_params<'a>(
         &r.dev_handling,
         &r.team_assignment,
         &r.is_active,
+        &r.flap_threshold,
+        &r.flap_window_secs,
     ]
 }

@@ -11,12 +11,13 @@ use chrono::{DateTime, Utc};
 /// in the metadata columns, and the event id. `archived_at` and the archive's own id take
 /// their defaults.
 const ARCHIVE_COLUMNS: &str = "event_timestamp, hostname, matched_rule_id, handling_decision, forwarded_to_moog,
-     raw_message, original_id, original_partition_timestamp, archived_from_partition, event_id";
+     raw_message, original_id, original_partition_timestamp, archived_from_partition, event_id, flap_suppressed,
+     silenced_by";
 
 /// The values for [`ARCHIVE_COLUMNS`] from a row of `event_audit_log` (or a CTE of its rows
 /// with the leaf partition's name in `part`).
 const ARCHIVE_VALUES: &str = "event_timestamp, hostname, matched_rule_id, handling_decision, forwarded_to_moog,
-     raw_message, id, event_timestamp, part, event_id";
+     raw_message, id, event_timestamp, part, event_id, flap_suppressed, silenced_by";
 
 /// Longest time a partition drop waits for its locks: a long query on the audit log must not
 /// hold up every audit insert queued behind the drop.

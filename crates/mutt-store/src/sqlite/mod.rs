@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 mod manage;
 mod partitions;
+mod silences;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -48,7 +49,8 @@ fn classify(context: &str, e: DbError) -> StoreError {
 }
 
 const RULE_COLUMNS: &str = "id, match_string, trap_oid, syslog_severity, match_type, priority,
-                            prod_handling, dev_handling, team_assignment, is_active";
+                            prod_handling, dev_handling, team_assignment, is_active, flap_threshold,
+                            flap_window_secs";
 
 fn row_to_rule(row: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
     let match_type: String = row.get("match_type")?;
@@ -67,6 +69,8 @@ fn row_to_rule(row: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
         dev_handling: row.get("dev_handling")?,
         team_assignment: row.get("team_assignment")?,
         is_active: row.get("is_active")?,
+        flap_threshold: row.get("flap_threshold")?,
+        flap_window_secs: row.get("flap_window_secs")?,
     })
 }
 
@@ -117,6 +121,8 @@ struct AuditRow {
     handling_decision: String,
     forwarded_to_moog: bool,
     raw_message: String,
+    flap_suppressed: bool,
+    silenced_by: Option<i64>,
 }
 
 impl SqliteStore {
@@ -228,6 +234,8 @@ impl Store for SqliteStore {
                 handling_decision: r.handling_decision.clone(),
                 forwarded_to_moog: r.forwarded_to_moog,
                 raw_message: r.raw_message.clone(),
+                flap_suppressed: r.flap_suppressed,
+                silenced_by: r.silenced_by,
             })
             .collect();
         // One piece of work on the writer: the batch commits or is refused as a whole.
@@ -235,8 +243,9 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
-                                                  handling_decision, forwarded_to_moog, raw_message)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                                                  handling_decision, forwarded_to_moog, raw_message,
+                                                  flap_suppressed, silenced_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (event_id) DO NOTHING",
                 )?;
                 let mut new = 0u64;
@@ -249,6 +258,8 @@ impl Store for SqliteStore {
                         r.handling_decision,
                         r.forwarded_to_moog,
                         r.raw_message,
+                        r.flap_suppressed,
+                        r.silenced_by,
                     ])? as u64;
                 }
                 Ok(new)
@@ -263,8 +274,9 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.query_row(
                     "INSERT INTO alert_rules (match_string, trap_oid, syslog_severity, match_type, priority,
-                                              prod_handling, dev_handling, team_assignment, is_active)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                                              prod_handling, dev_handling, team_assignment, is_active,
+                                              flap_threshold, flap_window_secs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                     params![
                         r.match_string,
                         r.trap_oid,
@@ -275,6 +287,8 @@ impl Store for SqliteStore {
                         r.dev_handling,
                         r.team_assignment,
                         r.is_active,
+                        r.flap_threshold,
+                        r.flap_window_secs,
                     ],
                     |row| row.get(0),
                 )

@@ -72,9 +72,10 @@ impl AuditLifecycle for SqliteStore {
                         "INSERT INTO event_audit_log_archive
                              (event_timestamp, hostname, matched_rule_id, handling_decision, forwarded_to_moog,
                               raw_message, original_id, original_partition_timestamp, archived_from_partition,
-                              event_id)
+                              event_id, flap_suppressed, silenced_by)
                          SELECT event_timestamp, hostname, matched_rule_id, handling_decision, forwarded_to_moog,
-                                raw_message, id, event_timestamp, 'event_audit_log', event_id
+                                raw_message, id, event_timestamp, 'event_audit_log', event_id, flap_suppressed,
+                                silenced_by
                            FROM event_audit_log WHERE event_timestamp < ?1 ORDER BY id LIMIT ?2",
                     )?
                     .execute(params![cutoff, i64::from(limit)])?;

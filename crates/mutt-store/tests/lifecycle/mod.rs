@@ -68,6 +68,8 @@ pub async fn rule_id(store: &dyn Store) -> i32 {
             dev_handling: "Ignore".into(),
             team_assignment: "NETO".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         })
         .await
         .unwrap()
@@ -84,6 +86,8 @@ pub async fn write(store: &dyn Store, rule: i32, t: &str, n: usize, host: &str) 
             handling_decision: "Page_and_ticket".into(),
             forwarded_to_moog: i % 2 == 0,
             raw_message: format!(r#"{{"message":"{host} {i}"}}"#),
+            silenced_by: None,
+            flap_suppressed: false,
         })
         .collect();
     assert_eq!(store.write_audit(&rows).await.unwrap(), n as u64);

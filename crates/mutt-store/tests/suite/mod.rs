@@ -64,6 +64,8 @@ pub fn rule(s: &str, prio: i32) -> NewRule {
         dev_handling: "Ignore".into(),
         team_assignment: "NETO".into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     }
 }
 
@@ -76,6 +78,8 @@ pub fn audit(rule_id: i32, at: &str) -> AuditRecord {
         handling_decision: "Page_and_ticket".into(),
         forwarded_to_moog: true,
         raw_message: r#"{"message":"x"}"#.into(),
+        silenced_by: None,
+        flap_suppressed: false,
     }
 }
 
@@ -111,7 +115,7 @@ pub async fn every_rule_field_reads_back_unchanged(store: Arc<dyn Store>, _db: A
         ..rule("unused", 5)
     };
     let regex = NewRule { syslog_severity: Some(3), match_type: MatchType::Regex, ..rule("LINK-(UP|DOWN)", 5) };
-    let off = NewRule { is_active: false, ..rule("OFF", 1) };
+    let off = NewRule { is_active: false, flap_threshold: Some(40), flap_window_secs: Some(60), ..rule("OFF", 1) };
     let mut expected = Vec::new();
     for r in [oid, regex, off] {
         let id = store.create_rule(&r).await.unwrap();
@@ -126,6 +130,8 @@ pub async fn every_rule_field_reads_back_unchanged(store: Arc<dyn Store>, _db: A
             dev_handling: r.dev_handling,
             team_assignment: r.team_assignment,
             is_active: r.is_active,
+            flap_threshold: r.flap_threshold,
+            flap_window_secs: r.flap_window_secs,
         });
     }
     // list_rules: every rule, by priority then id.
