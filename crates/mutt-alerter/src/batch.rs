@@ -118,6 +118,13 @@ impl Alerter {
         self.rules.refresh_if_changed(self.store.as_ref(), &self.metrics).await;
         let rules = self.rules.current();
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
+        // Before the audit write: a suppressed event's row says so.
+        let flaps = items.iter_mut().filter_map(|i| {
+            Some(crate::flap::FlapCandidate { raw: i.raw, audit: i.audit.as_mut()?, alert: &mut i.alert })
+        });
+        if !self.suppress_flaps(flaps.collect(), &rules, shutdown).await {
+            return self.hand_back(lease, "Redis").await;
+        }
 
         let Some(audit) = self.write_audit(&mut items, shutdown).await else {
             return self.hand_back(lease, "the database").await;
@@ -404,6 +411,9 @@ impl Alerter {
                         format!("hostname is longer than {MAX_HOSTNAME_LEN} bytes or contains NUL"),
                     );
                 }
+                // Only an alert can be held back: audit-only events are never "silenced".
+                let silenced_by = if forward { self.silences.silenced_by(&event, rule) } else { None };
+                let forward = forward && silenced_by.is_none();
                 let audit = AuditRecord {
                     event_id: event.event_id(),
                     event_timestamp,
@@ -412,6 +422,8 @@ impl Alerter {
                     handling_decision: handling.to_owned(),
                     forwarded_to_moog: forward,
                     raw_message: String::from_utf8_lossy(raw).into_owned(),
+                    flap_suppressed: false,
+                    silenced_by,
                 };
                 let alert = forward.then(|| Alert::for_handled_event(&event, rule, handling).to_json().into_bytes());
                 Item { raw, audit: Some(audit), alert, dead: None, handled: true, unhandled: None }

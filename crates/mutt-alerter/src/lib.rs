@@ -6,6 +6,9 @@
 //! - [`rules`]: the rule cache (load, atomic swap, periodic reload, version check per batch);
 //! - [`batch`]: one batch from lease to settle ([`Alerter::process_one_batch`]);
 //! - [`metrics`]: the original's `mutt_alerter_*` metrics.
+//! - [`flap`]: flap suppression (events past a rule's flap limit audited, not forwarded; one
+//!   summary per window).
+//! - [`silence`]: silences and maintenance windows (audited, not forwarded).
 //!
 //! Failure handling: the database unavailable (connection lost, timed out, locked, busy) →
 //! the batch stays leased and the write is retried with backoff (the heartbeat keeps the lease
@@ -17,8 +20,10 @@
 
 pub mod batch;
 pub mod dynamic;
+pub mod flap;
 pub mod metrics;
 pub mod rules;
+pub mod silence;
 
 use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueError, WorkerRole};
 use mutt_store::{Store, StoreError};
@@ -85,6 +90,8 @@ pub struct Alerter {
     pub(crate) consumer: Box<dyn mutt_queue::Consumer>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) rules: RuleCache,
+    /// Silences and maintenance windows in force.
+    pub(crate) silences: silence::SilenceCache,
     pub(crate) config: AlerterConfig,
     pub(crate) metrics: AlerterMetrics,
     /// Told after every step that returned; `/health` fails when it hears nothing for long.
@@ -106,6 +113,8 @@ impl Alerter {
         if let Err(e) = store.ensure_partitions(3).await {
             tracing::warn!(error = %e, "could not create audit partitions (rows go to the DEFAULT partition)");
         }
+        let silences = silence::SilenceCache::new(metrics.silences.clone());
+        silences.reload(store.as_ref()).await;
         let alert_queue_depth = consumer.metrics.alert_queue_depth.clone();
         let consumer = queue.consumer(consumer).await?;
         let dynamic = dynamic::DynamicCache::new(config.dynamic.clone()).watching(coordination.clone());
@@ -118,6 +127,7 @@ impl Alerter {
             consumer,
             store,
             rules,
+            silences,
             config,
             metrics,
             watchdog: mutt_service::Watchdog::default(),
@@ -134,8 +144,21 @@ impl Alerter {
         &self.rules
     }
 
+    pub fn silences(&self) -> &silence::SilenceCache {
+        &self.silences
+    }
+
+    /// Evaluates silences at `clock`'s time instead of the wall clock's (tests); reloads them
+    /// as of that time.
+    pub async fn with_silence_clock(mut self, clock: silence::Clock) -> Self {
+        self.silences = self.silences.with_clock(clock);
+        self.silences.reload(self.store.as_ref()).await;
+        self
+    }
+
     /// Runs until `shutdown`, then hands back any lease and stops the consumer.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AlerterError> {
+        let flaps = self.spawn_flap_summaries(shutdown.clone());
         let reloader = self.rules.spawn_reloader(
             self.store.clone(),
             self.coordination.clone(),
@@ -143,6 +166,7 @@ impl Alerter {
             self.metrics.clone(),
             shutdown.clone(),
         );
+        let silences = self.silences.spawn_refresher(self.store.clone(), self.coordination.clone(), shutdown.clone());
         let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
         while !shutdown.is_cancelled() {
             match self.step(&shutdown).await {
@@ -166,6 +190,8 @@ impl Alerter {
             }
         }
         reloader.abort();
+        flaps.abort();
+        silences.abort();
         if let Err(e) = self.consumer.shutdown().await {
             tracing::warn!(error = %e, "alerter shutdown could not hand back its lease (a janitor will)");
         }

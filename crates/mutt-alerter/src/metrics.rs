@@ -26,6 +26,17 @@ pub struct AlerterMetrics {
     pub cache_reload_latency: Histogram,
     pub unhandled_meta_alerts: Counter,
     pub shed_events: Family<ModeLabel, Counter>,
+    /// Events held back by their rule's flap limit (audited, not forwarded), by rule.
+    pub events_suppressed: Family<SuppressedLabel, Counter>,
+    /// Flap summary alerts queued.
+    pub flap_summaries: Counter,
+    pub silences: crate::silence::SilenceMetrics,
+}
+
+/// The rule of a flap-suppressed event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SuppressedLabel {
+    pub rule_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +63,9 @@ impl AlerterMetrics {
             cache_reload_latency: Histogram::new(default_buckets),
             unhandled_meta_alerts: Counter::default(),
             shed_events: Family::default(),
+            events_suppressed: Family::default(),
+            flap_summaries: Counter::default(),
+            silences: crate::silence::SilenceMetrics::register(metrics),
         };
         // Every label value at 0 from the start, so that `rate()` and alert rules see the
         // series before the first such event.
@@ -95,8 +109,18 @@ impl AlerterMetrics {
                 m.unhandled_meta_alerts.clone(),
             );
             r.register("mutt_alerter_shed_events", "Events shed or deferred by backpressure", m.shed_events.clone());
+            r.register(
+                "mutt_alerter_events_suppressed",
+                "Events held back by their rule's flap limit",
+                m.events_suppressed.clone(),
+            );
+            r.register("mutt_alerter_flap_summaries", "Flap summary alerts queued", m.flap_summaries.clone());
         });
         m
+    }
+
+    pub fn suppressed(&self, rule_id: i32) {
+        self.events_suppressed.get_or_create(&SuppressedLabel { rule_id: rule_id.to_string() }).inc();
     }
 
     pub fn processed(&self, status: &'static str, n: u64) {

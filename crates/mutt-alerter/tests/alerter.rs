@@ -47,6 +47,8 @@ fn rule(text: &str, priority: i32, prod: &str, dev: &str, team: &str) -> NewRule
         dev_handling: dev.into(),
         team_assignment: team.into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     }
 }
 

@@ -78,6 +78,8 @@ pub fn rules() -> Vec<NewRule> {
         dev_handling: dev.into(),
         team_assignment: team.into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     };
     for k in 0..40 {
         out.push(rule(
@@ -287,8 +289,14 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn start(opts: PipelineOptions) -> anyhow::Result<Self> {
-        let redis = mutt_testkit::RedisServer::start(opts.aof)?;
-        let pg = mutt_testkit::PostgresServer::start()?;
+        Self::start_with(opts, false).await
+    }
+
+    /// `durable`: production durability (PostgreSQL fsync, synchronous_commit and
+    /// full_page_writes on; Redis AOF with appendfsync everysec).
+    pub async fn start_with(opts: PipelineOptions, durable: bool) -> anyhow::Result<Self> {
+        let redis = mutt_testkit::RedisServer::start(opts.aof || durable)?;
+        let pg = if durable { mutt_testkit::PostgresServer::start_durable()? } else { mutt_testkit::PostgresServer::start()? };
         let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         admin.batch_execute("CREATE DATABASE mutt").await?;
@@ -417,6 +425,42 @@ impl Pipeline {
         }
         let redis = self.redis.pid().map(cpu_seconds_of).unwrap_or(0.0);
         (roles, redis, postgres_cpu_seconds())
+    }
+}
+
+impl Pipeline {
+    /// The servers' durability settings as they report them.
+    pub async fn durability_settings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok((c, conn)) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            for name in ["fsync", "synchronous_commit", "full_page_writes"] {
+                if let Ok(row) = c.query_one(&format!("SHOW {name}"), &[]).await {
+                    out.push((format!("postgres {name}"), row.get::<_, String>(0)));
+                }
+            }
+        }
+        for name in ["appendonly", "appendfsync"] {
+            let o = Command::new("redis-cli").args(["-p", &self.redis_port().to_string(), "CONFIG", "GET", name]).output();
+            if let Some(v) = o.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).lines().nth(1).map(str::to_owned)) {
+                out.push((format!("redis {name}"), v));
+            }
+        }
+        out
+    }
+
+    fn redis_port(&self) -> u16 {
+        self.redis.url().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6379)
+    }
+}
+
+impl crate::cost::Meter for Pipeline {
+    fn sample(&self) -> crate::cost::Sample {
+        let (roles, redis, pg) = self.resources();
+        let mut cpu: Vec<(String, f64)> = roles.into_iter().map(|(n, s, _)| (n, s)).collect();
+        cpu.push(("redis-server".into(), redis));
+        cpu.push(("postgres".into(), pg));
+        crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()) }
     }
 }
 

@@ -60,6 +60,8 @@ mod tests {
             dev_handling: "Ignore".into(),
             team_assignment: "NETO".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         };
         let rs = RuleSet::compile(RuleSnapshot {
             rules: vec![rule],

@@ -78,6 +78,9 @@ pub enum RuleError {
     /// PostgreSQL text cannot hold NUL; refused on both backends alike.
     #[error("{field}: must not contain NUL characters")]
     Nul { field: &'static str },
+    /// One of the two flap fields without the other (`field` is the missing one).
+    #[error("{field}: required with {} (set both or neither)", flap_partner(field))]
+    FlapPair { field: &'static str },
     /// The pattern of a draft does not compile within [`REGEX_SIZE_LIMIT`].
     #[error("match_string: not a valid regex: {reason}")]
     Regex { reason: String },
@@ -92,9 +95,15 @@ impl RuleError {
             RuleError::Required { field, .. }
             | RuleError::OutOfRange { field, .. }
             | RuleError::Length { field, .. }
-            | RuleError::Nul { field } => field,
+            | RuleError::Nul { field }
+            | RuleError::FlapPair { field } => field,
         }
     }
+}
+
+/// The other flap field of a [`RuleError::FlapPair`].
+fn flap_partner(field: &str) -> &'static str {
+    if field == "flap_threshold" { "flap_window_secs" } else { "flap_threshold" }
 }
 
 /// Compiled size limit of one rule's regex (the regex crate's default, named so that the
@@ -125,6 +134,21 @@ pub struct Rule {
     pub dev_handling: String,
     pub team_assignment: String,
     pub is_active: bool,
+    /// Flap suppression: more than this many forwarded events for one host within
+    /// `flap_window_secs` are audited but not forwarded, and one summary alert follows the
+    /// window (both set or both absent; absent in the original's rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_window_secs: Option<i32>,
+}
+
+impl Rule {
+    /// The rule's flap limit as (events, window), when it has one.
+    pub fn flap_limit(&self) -> Option<(u64, std::time::Duration)> {
+        let (n, secs) = (self.flap_threshold?, self.flap_window_secs?);
+        (n > 0 && secs > 0).then(|| (n as u64, std::time::Duration::from_secs(secs as u64)))
+    }
 }
 
 /// Handling decisions that send an alert to Moogsoft (compared case-insensitively); any other
@@ -262,6 +286,11 @@ impl RuleSet {
 
     pub fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// The active rules, in decision order.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|r| &r.rule)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -473,6 +502,8 @@ mod tests {
             dev_handling: "Ignore".into(),
             team_assignment: "NETO".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         }
     }
 
@@ -602,6 +633,8 @@ mod tests {
                         dev_handling: "Ignore".into(),
                         team_assignment: "T".into(),
                         is_active,
+                        flap_threshold: None,
+                        flap_window_secs: None,
                     }
                 })
         }

@@ -70,7 +70,16 @@ async fn migrate_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("mutt.db"), DbOptions::default()).await.unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, ["V1__initial_schema", "V2__audit_event_id_default", "V3__event_audit_log_archive"]);
+    assert_eq!(
+        applied,
+        [
+            "V1__initial_schema",
+            "V2__audit_event_id_default",
+            "V3__event_audit_log_archive",
+            "V4__silences",
+            "V5__flap_suppression"
+        ]
+    );
     assert!(store.migrate().await.unwrap().is_empty(), "second run applies nothing");
     assert!(store.migrate().await.unwrap().is_empty(), "third run applies nothing");
 }
@@ -82,9 +91,38 @@ async fn the_event_id_default_migration_keeps_existing_rows() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("mutt.db"), DbOptions::default()).await.unwrap();
     assert_eq!(store.migrate_up_to(1).await.unwrap(), ["V1__initial_schema"]);
-    let id = store.create_rule(&rule("CRITICAL", 10)).await.unwrap();
-    let rows: Vec<_> = (0..20).map(|_| audit(id, "2026-01-01T00:00:00Z")).collect();
-    assert_eq!(store.write_audit(&rows).await.unwrap(), 20);
+    // Written as V1's columns: the store's own statements name columns of later migrations.
+    let rows: Vec<_> = (0..20).map(|_| audit(1, "2026-01-01T00:00:00Z")).collect();
+    let v1_rows = rows.clone();
+    let id: i64 = store
+        .database()
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO alert_rules (match_string, prod_handling, dev_handling, team_assignment)
+                 VALUES ('CRITICAL', 'Page_and_ticket', 'Ignore', 'NETO')",
+                [],
+            )?;
+            let id = c.last_insert_rowid();
+            for r in &v1_rows {
+                c.execute(
+                    "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
+                                                  handling_decision, forwarded_to_moog, raw_message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    rusqlite::params![
+                        r.event_id.to_string(),
+                        r.event_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        r.hostname,
+                        id,
+                        r.handling_decision,
+                        r.forwarded_to_moog,
+                        r.raw_message
+                    ],
+                )?;
+            }
+            Ok(id)
+        })
+        .await
+        .unwrap();
     let dump = "SELECT id || ' ' || event_id || ' ' || event_timestamp || ' ' || hostname || ' ' || matched_rule_id \
                 || ' ' || handling_decision || ' ' || forwarded_to_moog || ' ' || raw_message \
                 FROM event_audit_log ORDER BY id";
@@ -112,6 +150,7 @@ async fn the_event_id_default_migration_keeps_existing_rows() {
             "sqlite_autoindex_event_audit_log_1"
         ]
     );
+    store.migrate().await.unwrap();
     assert_eq!(store.write_audit(&rows).await.unwrap(), 0, "still idempotent on event_id");
     // The rule the rows name is still protected.
     let cli = rusqlite::Connection::open(dir.path().join("mutt.db")).unwrap();

@@ -16,5 +16,7 @@ pub fn rule(match_string: &str) -> NewRule {
         dev_handling: "Ticket_only".into(),
         team_assignment: "NETO".into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     }
 }

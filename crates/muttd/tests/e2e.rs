@@ -89,6 +89,8 @@ fn rule(text: &str, prod: &str, dev: &str, team: &str) -> NewRule {
         dev_handling: dev.into(),
         team_assignment: team.into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     }
 }
 

@@ -101,6 +101,8 @@ async fn rig_between(stall_timeout_secs: u64, between: Between) -> Rig {
         dev_handling: "Ticket_only".into(),
         team_assignment: "NETO".into(),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     };
     direct.store.create_rule(&rule).await.unwrap();
     let metrics = mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());

@@ -43,6 +43,8 @@ fn make_rule(i: usize) -> NewRule {
         dev_handling: "Ignore".into(),
         team_assignment: format!("team-{}", i % 7),
         is_active: true,
+        flap_threshold: None,
+        flap_window_secs: None,
     }
 }
 

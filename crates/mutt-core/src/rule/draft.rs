@@ -20,6 +20,10 @@ pub const SEVERITIES: RangeInclusive<i32> = 0..=7;
 /// rules files may use negative numbers to go before everything, so those stay valid; numbers
 /// beyond a million either way are typing mistakes more often than intent.
 pub const PRIORITIES: RangeInclusive<i32> = -1_000_000..=1_000_000;
+/// Events per window a rule with flap suppression forwards before it suppresses.
+pub const FLAP_THRESHOLDS: RangeInclusive<i32> = 1..=1_000_000;
+/// A flap window, in seconds: one second to one day.
+pub const FLAP_WINDOWS_SECS: RangeInclusive<i32> = 1..=86_400;
 
 /// A rule to create, unchecked: the nine fields of `alert_rules` without the id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,11 @@ pub struct RuleDraft {
     pub team_assignment: String,
     #[serde(default = "default_true")]
     pub is_active: bool,
+    /// Flap suppression (see [`Rule::flap_threshold`]): both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_window_secs: Option<i32>,
 }
 
 fn default_match_type() -> MatchType {
@@ -66,6 +75,7 @@ impl RuleDraft {
             in_range("syslog_severity", s, &SEVERITIES)?;
         }
         in_range("priority", self.priority, &PRIORITIES)?;
+        self.check_flap()?;
         for (field, value) in [
             ("prod_handling", &self.prod_handling),
             ("dev_handling", &self.dev_handling),
@@ -98,6 +108,19 @@ impl RuleDraft {
         Ok(())
     }
 
+    /// The flap fields: both set (each in range) or both absent.
+    fn check_flap(&self) -> Result<(), RuleError> {
+        match (self.flap_threshold, self.flap_window_secs) {
+            (None, None) => Ok(()),
+            (Some(n), Some(secs)) => {
+                in_range("flap_threshold", n, &FLAP_THRESHOLDS)?;
+                in_range("flap_window_secs", secs, &FLAP_WINDOWS_SECS)
+            }
+            (Some(_), None) => Err(RuleError::FlapPair { field: "flap_window_secs" }),
+            (None, Some(_)) => Err(RuleError::FlapPair { field: "flap_threshold" }),
+        }
+    }
+
     /// The rule this draft becomes once stored with `id`.
     pub fn to_rule(&self, id: i32) -> Rule {
         Rule {
@@ -111,6 +134,8 @@ impl RuleDraft {
             dev_handling: self.dev_handling.clone(),
             team_assignment: self.team_assignment.clone(),
             is_active: self.is_active,
+            flap_threshold: self.flap_threshold,
+            flap_window_secs: self.flap_window_secs,
         }
     }
 }
@@ -172,6 +197,8 @@ mod tests {
             dev_handling: "Ignore".into(),
             team_assignment: "NetOps".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         }
     }
 
@@ -316,6 +343,34 @@ mod tests {
         assert_eq!(back, d, "a valid rule serializes as its draft");
         let bad = serde_json::from_str::<RuleDraft>(r#"{"match_type":"glob","prod_handling":"a"}"#);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn flap_fields_come_in_pairs_within_range() {
+        let flap = |n: Option<i32>, secs: Option<i32>| RuleDraft {
+            flap_threshold: n,
+            flap_window_secs: secs,
+            ..contains("x")
+        };
+        let ok = flap(Some(40), Some(60)).parse().unwrap();
+        assert_eq!(ok.to_rule(1).flap_limit(), Some((40, std::time::Duration::from_secs(60))));
+        assert_eq!(flap(None, None).parse().unwrap().to_rule(1).flap_limit(), None);
+        assert_eq!(refused(&flap(Some(3), None)).field(), "flap_window_secs");
+        assert_eq!(refused(&flap(None, Some(3))).field(), "flap_threshold");
+        assert_eq!(
+            refused(&flap(Some(3), None)).to_string(),
+            "flap_window_secs: required with flap_threshold (set both or neither)"
+        );
+        assert_eq!(refused(&flap(Some(0), Some(60))).field(), "flap_threshold");
+        assert_eq!(refused(&flap(Some(5), Some(86_401))).field(), "flap_window_secs");
+        let d: RuleDraft = serde_json::from_str(
+            r#"{"match_string":"X","prod_handling":"a","dev_handling":"b","team_assignment":"c",
+                "flap_threshold":5,"flap_window_secs":60}"#,
+        )
+        .unwrap();
+        assert_eq!((d.flap_threshold, d.flap_window_secs), (Some(5), Some(60)));
+        let plain = serde_json::to_value(contains("x")).unwrap();
+        assert!(plain.get("flap_threshold").is_none(), "absent flap fields are not written: {plain}");
     }
 
     #[test]

@@ -59,6 +59,8 @@ mod tests {
             dev_handling: dev.into(),
             team_assignment: "NETO".into(),
             is_active: true,
+            flap_threshold: None,
+            flap_window_secs: None,
         }
         .to_rule(id)
     }

@@ -94,7 +94,7 @@ impl Manage for PgStore {
         tx.execute(
             "UPDATE alert_rules SET match_string = $2, trap_oid = $3, syslog_severity = $4, match_type = $5,
                     priority = $6, prod_handling = $7, dev_handling = $8, team_assignment = $9,
-                    is_active = $10, updated_at = now()
+                    is_active = $10, flap_threshold = $11, flap_window_secs = $12, updated_at = now()
               WHERE id = $1",
             &[&[&id as &(dyn ToSql + Sync)][..], &rule_params(&r, &match_type)[..]].concat(),
         )

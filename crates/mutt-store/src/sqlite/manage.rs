@@ -102,7 +102,8 @@ impl Manage for SqliteStore {
                     conn.execute(
                         "UPDATE alert_rules SET match_string = ?2, trap_oid = ?3, syslog_severity = ?4,
                                 match_type = ?5, priority = ?6, prod_handling = ?7, dev_handling = ?8,
-                                team_assignment = ?9, is_active = ?10,
+                                team_assignment = ?9, is_active = ?10, flap_threshold = ?11,
+                                flap_window_secs = ?12,
                                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                           WHERE id = ?1",
                         params![
@@ -116,6 +117,8 @@ impl Manage for SqliteStore {
                             r.dev_handling,
                             r.team_assignment,
                             r.is_active,
+                            r.flap_threshold,
+                            r.flap_window_secs,
                         ],
                     )?;
                 }

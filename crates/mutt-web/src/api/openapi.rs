@@ -54,6 +54,11 @@ pub struct RuleSchema {
     pub dev_handling: String,
     pub team_assignment: String,
     pub is_active: bool,
+    /// Flap suppression: events forwarded per host and window before the rest are held back.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub flap_threshold: Option<i32>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub flap_window_secs: Option<i32>,
 }
 
 /// A rule to create; `reason` goes to the config audit.
@@ -73,6 +78,11 @@ pub struct RuleCreate {
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub team_assignment: String,
     pub is_active: Option<bool>,
+    /// Flap suppression (set both or neither): see the rule's schema.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub flap_threshold: Option<i32>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub flap_window_secs: Option<i32>,
     pub reason: Option<String>,
 }
 
@@ -89,6 +99,10 @@ pub struct RuleUpdate {
     pub dev_handling: Option<String>,
     pub team_assignment: Option<String>,
     pub is_active: Option<bool>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub flap_threshold: Option<i32>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub flap_window_secs: Option<i32>,
     pub reason: Option<String>,
 }
 
@@ -345,7 +359,7 @@ impl Modify for ApiKeyScheme {
         super::audit::config_audit_logs, super::audit::config_audit_changes, super::audit::event_audit,
         super::dlq::list, super::dlq::entries, super::dlq::replay, super::dlq::park, super::dlq::purge,
         super::status::status, super::slo::slo, super::version::version,
-        super::rates::rates, super::tester::test_rule, super::tester::validate_rule, super::tester::event,
+        super::rates::rates, super::tester::test_rule, super::tester::validate_rule, super::events::event,
     ),
     components(schemas(ErrorBody, MessageBody, RuleSchema, AnyObject, DlqNameSchema))
 )]

@@ -16,15 +16,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use mutt_core::Rule;
-use mutt_core::rule::RuleDraft;
+use mutt_core::rule::{RuleDraft, ValidRule};
 use mutt_store::manage::RuleDeletion;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The nine fields of a rule a client may set.
-pub const RULE_FIELDS: [&str; 9] = [
+/// The fields of a rule a client may set.
+pub const RULE_FIELDS: [&str; 11] = [
     "match_string",
     "trap_oid",
     "syslog_severity",
@@ -34,6 +34,8 @@ pub const RULE_FIELDS: [&str; 9] = [
     "dev_handling",
     "team_assignment",
     "is_active",
+    "flap_threshold",
+    "flap_window_secs",
 ];
 
 pub(super) fn routes() -> ApiRouter {
@@ -43,7 +45,7 @@ pub(super) fn routes() -> ApiRouter {
 }
 
 /// A stored rule as the draft that would create it.
-fn draft_of(r: &Rule) -> RuleDraft {
+pub(crate) fn draft_of(r: &Rule) -> RuleDraft {
     RuleDraft {
         match_string: r.match_string.clone(),
         trap_oid: r.trap_oid.clone(),
@@ -54,6 +56,8 @@ fn draft_of(r: &Rule) -> RuleDraft {
         dev_handling: r.dev_handling.clone(),
         team_assignment: r.team_assignment.clone(),
         is_active: r.is_active,
+        flap_threshold: r.flap_threshold,
+        flap_window_secs: r.flap_window_secs,
     }
 }
 
@@ -99,23 +103,58 @@ pub(super) async fn create_rule(
         let draft: RuleDraft = parse_json(Value::Object(body.clone()).to_string().as_bytes())?;
         let reason = body.get("reason").and_then(Value::as_str).map(str::to_owned);
         // Parsed here, not only in the store, so that the answer names the field at fault.
-        let rule = draft.parse()?;
-        let id = state.store.create_rule(&rule).await?;
-        let new_values = Some(json!(rule));
-        let change = Change {
-            operation: "CREATE",
-            table_name: "alert_rules",
-            record_id: id,
-            old_values: None,
-            new_values,
-            reason,
-        };
-        caller.record_rules_change(&state, change).await;
+        let id = create(&state, &caller, &draft.parse()?, reason).await?;
         Ok((StatusCode::CREATED, Json(json!({"id": id, "message": "Rule created successfully"}))))
     }
     .await;
     state.metrics.api("rules", started, &result);
     result
+}
+
+/// Stores a new rule, writes its config-audit row and tells the alerters (the API's POST and
+/// the console's form).
+pub(crate) async fn create(
+    state: &WebState,
+    caller: &Caller,
+    rule: &ValidRule,
+    reason: Option<String>,
+) -> Result<i32, ApiError> {
+    let id = state.store.create_rule(rule).await?;
+    let change = Change {
+        operation: "CREATE",
+        table_name: "alert_rules",
+        record_id: id,
+        old_values: None,
+        new_values: Some(json!(rule)),
+        reason,
+    };
+    caller.record_rules_change(state, change).await;
+    Ok(id)
+}
+
+/// Replaces rule `id` with `rule`; the config-audit row holds the old and new values of
+/// `fields` (those the caller supplied). The rule as it was; 404 when there is none.
+pub(crate) async fn replace(
+    state: &WebState,
+    caller: &Caller,
+    id: i32,
+    rule: &ValidRule,
+    fields: &[String],
+    reason: Option<String>,
+) -> Result<Rule, ApiError> {
+    let old = state.store.replace_rule(id, rule).await?.ok_or_else(rule_not_found)?;
+    let (old_json, new_json) = (json!(old), json!(rule));
+    let pick = |v: &Value| -> Value { fields.iter().map(|k| (k.clone(), v[k].clone())).collect::<Map<_, _>>().into() };
+    let change = Change {
+        operation: "UPDATE",
+        table_name: "alert_rules",
+        record_id: id,
+        old_values: Some(pick(&old_json)),
+        new_values: Some(pick(&new_json)),
+        reason,
+    };
+    caller.record_rules_change(state, change).await;
+    Ok(old)
 }
 
 /// The supplied rule fields of an update body, checked for type by merging them into the
@@ -145,21 +184,9 @@ pub(super) async fn update_rule(
     let current = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
     let (draft, supplied) = merge_patch(&draft_of(&current), &patch)?;
     let rule = draft.parse()?;
-    let old = state.store.replace_rule(id, &rule).await?.ok_or_else(rule_not_found)?;
-    let old = json!(old);
-    let new = json!(rule);
-    let pick =
-        |v: &Value| -> Value { supplied.keys().map(|k| (k.clone(), v[k].clone())).collect::<Map<_, _>>().into() };
     let reason = patch.get("reason").and_then(Value::as_str).map(str::to_owned);
-    let change = Change {
-        operation: "UPDATE",
-        table_name: "alert_rules",
-        record_id: id,
-        old_values: Some(pick(&old)),
-        new_values: Some(pick(&new)),
-        reason,
-    };
-    caller.record_rules_change(&state, change).await;
+    let fields: Vec<String> = supplied.keys().cloned().collect();
+    replace(&state, &caller, id, &rule, &fields, reason).await?;
     Ok(Json(json!({"message": "Rule updated successfully", "rule": rule.to_rule(id)})))
 }
 
@@ -181,7 +208,8 @@ pub(super) async fn delete_rule(
 ) -> Result<Json<Value>, ApiError> {
     let reason = optional_reason(&headers, body)?;
     if params.deactivate {
-        return deactivate(&state, &caller, id, reason).await;
+        deactivate(&state, &caller, id, reason).await?;
+        return Ok(Json(json!({"message": "Rule deactivated successfully"})));
     }
     match state.store.delete_rule(id).await? {
         RuleDeletion::NotFound => Err(rule_not_found()),
@@ -205,12 +233,8 @@ pub(super) async fn delete_rule(
     }
 }
 
-async fn deactivate(
-    state: &WebState,
-    caller: &Caller,
-    id: i32,
-    reason: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+/// Sets rule `id` inactive (kept for the audit rows that name it), audited and announced.
+pub(crate) async fn deactivate(state: &WebState, caller: &Caller, id: i32, reason: Option<String>) -> Result<(), ApiError> {
     let current = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
     let mut draft = draft_of(&current);
     draft.is_active = false;
@@ -224,7 +248,7 @@ async fn deactivate(
         reason,
     };
     caller.record_rules_change(state, change).await;
-    Ok(Json(json!({"message": "Rule deactivated successfully"})))
+    Ok(())
 }
 
 /// The `reason` of an optional JSON body (`DELETE` may carry one); no body is no reason.
