@@ -71,6 +71,12 @@ impl ApiKey {
     pub fn is_empty(&self) -> bool {
         self.empty
     }
+
+    /// Whether `other` is the same key (name and value; digests compared in constant time):
+    /// the console's sessions end when their key is rotated away.
+    pub fn same_as(&self, other: &ApiKey) -> bool {
+        bool::from(self.digest.ct_eq(&other.digest)) && self.name == other.name && !self.empty
+    }
 }
 
 impl From<Secret> for ApiKey {

@@ -11,7 +11,11 @@
 //! - [`skip`]: skipping a test whose real client is missing, never under CI.
 //! - [`vault_stub`]: a stub of Vault's documented API (AppRole login, KV v2 read, token
 //!   lookup and renewal) with expiring tokens and rotatable secrets.
+//! - `browser` (feature `browser`): headless Chromium driven over WebDriver for the console's
+//!   browser tests, with screenshots into `docs/ui/`.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod fault_proxy;
 pub mod postgres_server;
 pub mod receiver;

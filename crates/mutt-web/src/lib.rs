@@ -12,7 +12,8 @@
 //!   queue, axum's rejections, unknown route) becomes a JSON response with its status.
 //! - [`extract`]: [`ApiJson`], [`ApiQuery`], [`ApiPath`]: axum's extractors with JSON errors
 //!   naming the wrong input; handlers use these, never `axum::Json` as an input.
-//! - `ui`: the console's pages, templates and vendored assets (placeholder).
+//! - `ui`: the console's pages, templates and vendored assets (its module doc says how to add
+//!   a page).
 //! - [`metrics`]: the original's `mutt_webui_*` metrics.
 //! - `health`: what `/health` checks. `/health`, `/live`, `/metrics` are public (no key),
 //!   served by [`mutt_service::ops`].
@@ -29,6 +30,7 @@ pub use api::{CURRENT_VERSION, CorrelationId, SUPPORTED_VERSIONS};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use metrics::WebMetrics;
+pub use ui::ServedOverTls;
 
 use axum::Router;
 use mutt_queue::{Coordination, Queue};
@@ -57,6 +59,8 @@ pub struct WebState {
     pub metrics: WebMetrics,
     /// For the SLO report's requests.
     pub http: reqwest::Client,
+    /// The console's sessions.
+    pub(crate) ui: ui::UiState,
 }
 
 /// [`router`] was given no non-empty key.
@@ -98,6 +102,7 @@ pub fn service(
         metrics: WebMetrics::register(&metrics),
         // The SLO report's requests; the per-request timeout is the original's 5 s.
         http: reqwest::Client::builder().timeout(mutt_slo::REQUEST_TIMEOUT).build().unwrap_or_default(),
+        ui: ui::UiState::default(),
     });
     // `route_layer`: the key is checked only on a route that exists, so an unknown path is a
     // 404 with or without a key.
@@ -107,7 +112,7 @@ pub fn service(
     let router = Router::new()
         .merge(api)
         .merge(api::public())
-        .merge(ui::routes())
+        .merge(ui::routes(state.clone()))
         .with_state(state)
         .merge(ops)
         .fallback(error::no_route)

@@ -16,10 +16,10 @@ mod dlq;
 mod hosts;
 mod openapi;
 mod paging;
-mod rates;
+pub(crate) mod rates;
 mod rules;
 mod slo;
-mod status;
+pub(crate) mod status;
 mod tester;
 mod version;
 

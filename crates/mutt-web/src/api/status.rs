@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// The forwarder's shared breaker (`mutt_forwarder::admission::BREAKER`; this crate does not
 /// depend on the forwarder).
-const BREAKER: &str = "moogsoft";
+pub(crate) const BREAKER: &str = "moogsoft";
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().route("/status", get(status))
