@@ -174,6 +174,10 @@ pub trait Coordination: Send + Sync + 'static {
     /// record). The delivery was `ttl` of [`Coordination::mark_delivered`] before that.
     async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError>;
 
+    /// When each id's delivered record expires (milliseconds since the epoch; `None`: no live
+    /// record). The delivery was `ttl` of [`Coordination::mark_delivered`] before that.
+    async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError>;
+
     /// Counts unhandled events per (hostname, message signature) in a window anchored at the
     /// first occurrence; returns, per event, whether it is the one that reached `threshold`
     /// (spec §3.6a). Counting stops for `expiry` after that.
