@@ -5,7 +5,7 @@ use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
 use mutt_queue::log_ids::{BatchFailure, MessageIds, first_event_ids, join_ids};
-use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, WorkerRole};
+use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, UnhandledSample, WorkerRole};
 use mutt_service::Backoff;
 use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
 use std::time::{Duration, Instant};
@@ -295,6 +295,21 @@ impl Alerter {
         Ok(None)
     }
 
+    /// Keeps an example message per unhandled (host, signature) for the console's unhandled
+    /// page. Best effort: a failure is logged, the batch goes on.
+    async fn keep_samples(&self, events: &[&Event], keys: &[UnhandledKey], expiry: Duration) {
+        let mut seen = std::collections::HashSet::new();
+        let samples: Vec<UnhandledSample> = events
+            .iter()
+            .zip(keys)
+            .filter(|(_, k)| seen.insert((k.hostname.as_str(), k.signature.as_str())))
+            .map(|(e, k)| UnhandledSample::new(&k.hostname, &k.signature, e.message().unwrap_or_default()))
+            .collect();
+        if let Err(e) = self.coordination.keep_unhandled_samples(&samples, expiry).await {
+            tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
+        }
+    }
+
     /// Counts the batch's unhandled events (one script call) and builds the meta-alerts of
     /// those that reached the threshold. Waits while Redis is unreachable; `None` if shutdown
     /// came first.
@@ -335,6 +350,7 @@ impl Alerter {
                 }
             }
         };
+        self.keep_samples(&events, &keys, settings.unhandled_expiry).await;
         let teams = rules.device_teams();
         Some(
             events

@@ -26,27 +26,64 @@ pub struct UnhandledKey {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UnhandledCount {
     pub hostname: String,
-    /// [`UnhandledKey::signature`] (the message text itself is not kept).
+    /// [`UnhandledKey::signature`].
     pub signature: String,
     /// Events counted in the current window (reset when the threshold fires).
     pub count: u64,
     /// Whether the threshold fired and its meta-alert's record has not expired yet.
     pub fired: bool,
-    /// An example of the message, when the backend kept one.
+    /// An example of the message ([`Coordination::keep_unhandled_samples`]), when one is kept.
     pub message: Option<String>,
 }
 
+/// An example message of an unhandled (host, signature), for
+/// [`Coordination::keep_unhandled_samples`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnhandledSample {
+    pub hostname: String,
+    pub signature: String,
+    /// The message, at most [`UnhandledSample::MAX_BYTES`] of it.
+    pub message: String,
+}
+
+impl UnhandledSample {
+    /// Longer messages are cut (at a character boundary): an example, not an archive.
+    pub const MAX_BYTES: usize = 500;
+
+    pub fn new(hostname: &str, signature: &str, message: &str) -> Self {
+        let mut end = message.len().min(Self::MAX_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self { hostname: hostname.to_owned(), signature: signature.to_owned(), message: message[..end].to_owned() }
+    }
+}
+
 impl UnhandledCount {
-    /// Splits a counter or triggered-marker key `<prefix>:<hostname>:<sig>[:triggered]` (the
-    /// hostname may hold colons, the signature never does); `None` for another key.
-    pub fn parse_key(prefix: &str, key: &str) -> Option<(String, String, bool)> {
+    /// Splits a counter, triggered-marker or sample key `<prefix>:<hostname>:<sig>[:triggered
+    /// | :sample]` (the hostname may hold colons, the signature never does) into hostname,
+    /// signature and the suffix (`""`, `"triggered"`, `"sample"`); `None` for another key.
+    pub fn parse_key(prefix: &str, key: &str) -> Option<(String, String, &'static str)> {
         let rest = key.strip_prefix(prefix)?.strip_prefix(':')?;
-        let (rest, fired) = match rest.strip_suffix(":triggered") {
-            Some(r) => (r, true),
-            None => (rest, false),
+        let (rest, part) = match (rest.strip_suffix(":triggered"), rest.strip_suffix(":sample")) {
+            (Some(r), _) => (r, "triggered"),
+            (_, Some(r)) => (r, "sample"),
+            _ => (rest, ""),
         };
         let (host, sig) = rest.rsplit_once(':')?;
-        Some((host.to_owned(), sig.to_owned(), fired))
+        Some((host.to_owned(), sig.to_owned(), part))
+    }
+
+    /// What a counter (`part` `""`: its count), a triggered marker (`"triggered"`) or a sample
+    /// (`"sample"`: its text) says, with `value` the key's content.
+    pub fn of_part(hostname: String, signature: String, part: &str, value: String) -> Self {
+        let mut c = Self { hostname, signature, count: 0, fired: false, message: None };
+        match part {
+            "triggered" => c.fired = true,
+            "sample" => c.message = Some(value),
+            _ => c.count = value.parse().unwrap_or(0),
+        }
+        c
     }
 
     /// Merges counters and markers of the same (host, signature) and sorts them most frequent
@@ -193,6 +230,14 @@ pub trait Coordination: Send + Sync + 'static {
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
         let _ = limit;
         Ok(Vec::new())
+    }
+
+    /// Keeps an example message per unhandled (host, signature) for `expiry` (the first one
+    /// of a window; a later one does not replace it), shown by [`Coordination::unhandled_counts`].
+    /// A backend that keeps none does nothing.
+    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
+        let _ = (samples, expiry);
+        Ok(())
     }
 
     /// Flap suppression: counts each event in its (rule, host) window, opening a window of

@@ -42,7 +42,7 @@ use mutt_core::PodName;
 use std::time::Duration;
 
 pub use coordination::{
-    BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount, UnhandledKey,
+    BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount, UnhandledKey, UnhandledSample,
 };
 pub use flap::{FlapEvent, FlapSummary, FlapVerdict};
 pub use log_ids::MessageIds;

@@ -4,7 +4,9 @@
 
 use super::{RedisQueue, redis_err, scripts};
 use crate::coordination::ConfigChangeFn;
-use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
+use crate::{
+    BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey, UnhandledSample,
+};
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -235,22 +237,36 @@ impl Coordination for RedisQueue {
         let mut out = Vec::new();
         let mut c = self.connection();
         for chunk in names.chunks(500) {
-            // Counters hold a number, markers an event id; a key gone meanwhile is nil.
+            // Counters hold a number, markers an event id, samples a message; a key gone
+            // meanwhile is nil.
             let values: Vec<Option<String>> = redis::cmd("MGET")
                 .arg(chunk)
                 .query_async(&mut c)
                 .await
                 .map_err(redis_err("reading unhandled counters"))?;
             for (name, value) in chunk.iter().zip(values) {
-                let (Some((hostname, signature, fired)), Some(v)) = (UnhandledCount::parse_key(prefix, name), value)
+                let (Some((hostname, signature, part)), Some(v)) = (UnhandledCount::parse_key(prefix, name), value)
                 else {
                     continue;
                 };
-                let count = if fired { 0 } else { v.parse().unwrap_or(0) };
-                out.push(UnhandledCount { hostname, signature, count, fired, message: None });
+                out.push(UnhandledCount::of_part(hostname, signature, part, v));
             }
         }
         Ok(UnhandledCount::merge(out, limit))
+    }
+
+    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        // `<counter>:sample`, living as long as a counter's window; NX keeps the first.
+        let mut pipe = redis::pipe();
+        for s in samples {
+            let key = format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0);
+            pipe.cmd("SET").arg(key).arg(&s.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
+        }
+        let mut c = self.connection();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err("keeping unhandled samples"))
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {

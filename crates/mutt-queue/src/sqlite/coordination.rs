@@ -6,7 +6,9 @@
 
 use super::{SqliteQueue, db_err, now_ms};
 use crate::coordination::ConfigChangeFn;
-use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
+use crate::{
+    BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey, UnhandledSample,
+};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, VecDeque};
@@ -310,27 +312,61 @@ impl Coordination for SqliteQueue {
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
         let prefix = self.keys.unhandled_prefix.clone();
         let now = now_ms();
-        let rows: Vec<(String, i64, bool, bool)> = self
+        type Row = (String, i64, bool, bool, Option<String>);
+        let rows: Vec<Row> = self
             .db
             .read(move |c| {
                 // Rows whose window and trigger record ran out count as absent (as Redis's
                 // expired keys), even before the prune deletes them.
                 let mut s = c.prepare_cached(
-                    "SELECT key, count, window_until_ms > ?1, COALESCE(triggered_until_ms, 0) > ?1
+                    "SELECT key, count, window_until_ms > ?1, COALESCE(triggered_until_ms, 0) > ?1, triggered_by
                        FROM unhandled_counter
                       WHERE window_until_ms > ?1 OR COALESCE(triggered_until_ms, 0) > ?1",
                 )?;
-                let rows = s.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                let rows = s.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
                 rows.collect()
             })
             .await
             .map_err(db_err("reading unhandled counters"))?;
-        let items = rows.into_iter().filter_map(|(key, count, live, fired)| {
-            let (hostname, signature, _) = UnhandledCount::parse_key(&prefix, &key)?;
-            let count = if live { u64::try_from(count).unwrap_or(0) } else { 0 };
-            Some(UnhandledCount { hostname, signature, count, fired, message: None })
+        let items = rows.into_iter().filter_map(|(key, count, live, fired, text)| {
+            let (hostname, signature, part) = UnhandledCount::parse_key(&prefix, &key)?;
+            // A sample row (see `keep_unhandled_samples`) holds its message in `triggered_by`.
+            let message = if part == "sample" { text } else { None };
+            let count = if live && part.is_empty() { u64::try_from(count).unwrap_or(0) } else { 0 };
+            Some(UnhandledCount { hostname, signature, count, fired, message })
         });
         Ok(UnhandledCount::merge(items, limit))
+    }
+
+    /// A sample is a row of `unhandled_counter` keyed `<counter>:sample` (as the Redis key),
+    /// its message in `triggered_by`, living for `expiry` (pruned with the counters); a live
+    /// one is kept.
+    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, String)> = samples
+            .iter()
+            .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
+            .collect();
+        let now = now_ms();
+        let until = now + expiry.as_millis().max(1000) as i64;
+        self.db
+            .write(move |c| {
+                let mut save = c.prepare_cached(
+                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
+                     VALUES (?1, 0, ?2, ?3, NULL)
+                     ON CONFLICT (key) DO UPDATE SET window_until_ms = excluded.window_until_ms,
+                         triggered_by = excluded.triggered_by
+                      WHERE unhandled_counter.window_until_ms <= ?4",
+                )?;
+                for (key, message) in &rows {
+                    save.execute(params![key, until, message, now])?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(db_err("keeping unhandled samples"))
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {
