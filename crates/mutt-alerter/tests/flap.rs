@@ -1,0 +1,211 @@
+//! Flap suppression with two alerters on one backend (both backends): a burst past a rule's
+//! flap threshold sends exactly one first alert and, once the window closed, exactly one
+//! summary; every event is audited (the held-back ones marked `flap_suppressed`); a burst
+//! within the threshold goes out untouched and sends no summary.
+
+mod common;
+
+use common::Setup;
+use mutt_alerter::metrics::{StatusLabel, SuppressedLabel};
+use mutt_alerter::{AlerterConfig, AlerterMetrics};
+use mutt_core::{MatchType, PodName};
+use mutt_queue::{ConsumerConfig, WorkerRole};
+use mutt_store::NewRule;
+use mutt_testapp::{BackendKind, TestBackend, both_backends};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const WINDOW_SECS: i32 = 2;
+
+fn flap_rule(threshold: i32) -> NewRule {
+    NewRule {
+        match_string: Some("LINK-DOWN".into()),
+        trap_oid: None,
+        syslog_severity: None,
+        match_type: MatchType::Contains,
+        priority: 1,
+        prod_handling: "Page_only".into(),
+        dev_handling: "Ignore".into(),
+        team_assignment: "NetOps".into(),
+        is_active: true,
+        flap_threshold: Some(threshold),
+        flap_window_secs: Some(WINDOW_SECS),
+    }
+}
+
+fn event(host: &str, n: usize) -> Value {
+    json!({"hostname": host, "message": format!("LINK-DOWN Gi0/{n}"), "timestamp": "2026-12-01T10:00:00Z",
+           "_event_id": uuid::Uuid::now_v7().to_string(), "_correlation_id": format!("c-{host}-{n}")})
+}
+
+/// Two alerters running as in production (their loops and summary tasks), each on a
+/// connection of its own where the backend allows it (the embedded file has one owner).
+struct Pair {
+    metrics: [AlerterMetrics; 2],
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pair {
+    async fn start(s: &Setup) -> Self {
+        let second = match s.site.kind() {
+            BackendKind::RedisPostgres => s.site.open().await,
+            BackendKind::Embedded => s.backend.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let metrics = [0, 1].map(|_| AlerterMetrics::register(&mutt_service::Metrics::new()));
+        let mut tasks = Vec::new();
+        for (n, b) in [&s.backend, &second].into_iter().enumerate() {
+            let a = start(b, &format!("flap{n}"), metrics[n].clone()).await;
+            let sd = shutdown.clone();
+            tasks.push(tokio::spawn(async move { a.run(sd).await.unwrap() }));
+        }
+        Pair { metrics, shutdown, tasks }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            tokio::time::timeout(Duration::from_secs(10), t).await.unwrap().unwrap();
+        }
+    }
+
+    fn suppressed(&self, rule_id: i32) -> u64 {
+        let label = SuppressedLabel { rule_id: rule_id.to_string() };
+        self.metrics.iter().map(|m| m.events_suppressed.get_or_create(&label).get()).sum()
+    }
+
+    /// Events each alerter handled.
+    fn handled(&self) -> [u64; 2] {
+        let label = StatusLabel { status: "handled" };
+        [0, 1].map(|n| self.metrics[n].events_processed.get_or_create(&label).get())
+    }
+
+    fn summaries(&self) -> u64 {
+        self.metrics.iter().map(|m| m.flap_summaries.get()).sum()
+    }
+}
+
+async fn start(b: &TestBackend, pod: &str, metrics: AlerterMetrics) -> mutt_alerter::Alerter {
+    let pod = format!("{pod}{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+    // Small batches, so that both alerters take part in the burst.
+    let config = AlerterConfig { batch_size: 4, block_timeout: Duration::from_millis(100), ..AlerterConfig::default() };
+    mutt_alerter::Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics)
+        .await
+        .unwrap()
+}
+
+impl Setup {
+    /// Every audit row as (hostname, forwarded_to_moog, flap_suppressed).
+    async fn flap_audit(&self) -> Vec<(String, bool, bool)> {
+        let sql = "SELECT hostname, forwarded_to_moog, flap_suppressed FROM event_audit_log ORDER BY hostname, id";
+        match self.site.kind() {
+            BackendKind::RedisPostgres => {
+                let url = self.site.database_url().unwrap();
+                let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let rows = c.query(sql, &[]).await.unwrap();
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            }
+            BackendKind::Embedded => {
+                let db = mutt_sqlite::Database::open(self.site.data_file().unwrap(), Default::default()).unwrap();
+                db.read(move |c| {
+                    let mut s = c.prepare(sql)?;
+                    let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect()
+                })
+                .await
+                .unwrap()
+            }
+        }
+    }
+
+    /// Waits until `audited` rows are written and `alerts` alerts are queued (15 s at most),
+    /// then returns the alerts.
+    async fn wait_for(&self, audited: usize, alerts: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let queued = self.list(&self.keys().alert_queue).await;
+            let rows = self.flap_audit().await.len();
+            if (rows >= audited && queued.len() >= alerts) || Instant::now() > deadline {
+                assert_eq!(rows, audited, "audit rows");
+                return queued;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn is_summary(a: &Value) -> bool {
+    a["raw_json"]["flap_summary"] == json!(true)
+}
+
+async fn a_burst_sends_one_first_alert_and_one_summary(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    let rule = s.backend.store.create_rule(&flap_rule(1)).await.unwrap();
+    let pair = Pair::start(&s).await;
+    let mut burst: Vec<Value> = (0..40).map(|n| event("router1", n)).collect();
+    burst.push(event("router2", 0));
+    s.push(&burst).await;
+
+    // 41 audited; router1's first alert, router2's alert, then router1's summary.
+    let alerts = s.wait_for(41, 3).await;
+    // Long enough for a second summary or a stray alert to show up if there were one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let alerts_after = s.list(&s.keys().alert_queue).await;
+    assert_eq!(alerts_after.len(), alerts.len(), "nothing more after the summary: {alerts_after:#?}");
+    assert_eq!(alerts.len(), 3, "{alerts:#?}");
+
+    let (summaries, plain): (Vec<&Value>, Vec<&Value>) = alerts.iter().partition(|a| is_summary(a));
+    let mut hosts: Vec<&str> = plain.iter().map(|a| a["hostname"].as_str().unwrap()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["router1", "router2"], "one first alert per host");
+    assert_eq!(summaries.len(), 1, "one summary, for router1 only (router2 suppressed nothing)");
+    let summary = summaries[0];
+    assert_eq!(summary["message_body"], "LINK-DOWN on router1: 40 times in 2 s");
+    assert_eq!(summary["hostname"], "router1");
+    assert_eq!(summary["team_assignment"], "NetOps");
+    assert_eq!(summary["rule_id"], rule);
+    assert_eq!(summary["handling"], "Page_only");
+    assert_eq!((&summary["raw_json"]["flap_count"], &summary["raw_json"]["flap_suppressed"]), (&json!(40), &json!(39)));
+    assert_eq!(summary["raw_json"]["flap_window_secs"], 2);
+
+    let audit = s.flap_audit().await;
+    let router1: Vec<_> = audit.iter().filter(|(h, ..)| h == "router1").collect();
+    assert_eq!(router1.len(), 40, "every event audited");
+    assert_eq!(router1.iter().filter(|(_, fwd, sup)| *fwd && !*sup).count(), 1, "one forwarded");
+    assert_eq!(router1.iter().filter(|(_, fwd, sup)| !*fwd && *sup).count(), 39, "the rest suppressed");
+    assert!(audit.contains(&("router2".to_owned(), true, false)));
+    assert_eq!(pair.suppressed(rule), 39);
+    assert_eq!(pair.summaries(), 1);
+    assert!(pair.handled().iter().all(|&n| n > 0), "both alerters took part: {:?}", pair.handled());
+
+    // The window closed: the next event opens a new one and is forwarded.
+    s.push(&[event("router1", 99)]).await;
+    let alerts = s.wait_for(42, 4).await;
+    assert_eq!(alerts.last().unwrap()["message_body"], "LINK-DOWN Gi0/99");
+    pair.stop().await;
+}
+
+async fn a_burst_within_the_threshold_is_forwarded_untouched(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    let rule = s.backend.store.create_rule(&flap_rule(5)).await.unwrap();
+    let pair = Pair::start(&s).await;
+    s.push(&(0..5).map(|n| event("router1", n)).collect::<Vec<_>>()).await;
+    let alerts = s.wait_for(5, 5).await;
+    // Past the window's close and its claim: no summary for a window that held nothing back.
+    tokio::time::sleep(Duration::from_millis(WINDOW_SECS as u64 * 1000 + 800)).await;
+    let alerts_after = s.list(&s.keys().alert_queue).await;
+    assert_eq!(alerts_after.len(), 5, "{alerts_after:#?}");
+    assert!(!alerts.iter().any(is_summary));
+    let mut messages: Vec<&str> = alerts.iter().map(|a| a["message_body"].as_str().unwrap()).collect();
+    messages.sort();
+    assert_eq!(messages, (0..5).map(|n| format!("LINK-DOWN Gi0/{n}")).collect::<Vec<_>>());
+    assert!(s.flap_audit().await.iter().all(|(_, fwd, sup)| *fwd && !*sup), "all forwarded, none suppressed");
+    assert_eq!((pair.suppressed(rule), pair.summaries()), (0, 0));
+    pair.stop().await;
+}
+
+both_backends!(a_burst_sends_one_first_alert_and_one_summary, a_burst_within_the_threshold_is_forwarded_untouched);
