@@ -186,9 +186,23 @@ impl Browser {
         self.find("header.top").await;
     }
 
-    /// Saves a PNG of the window as `docs/ui/<name>.png`; its path.
+    /// Saves a PNG of the whole page (the window made as tall as the page, then restored) as
+    /// `docs/ui/<name>.png`; its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let (w, h) = self.client.get_window_size().await.unwrap_or((u64::from(WINDOW.0), u64::from(WINDOW.1)));
+        let script = "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)";
+        let tall = self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_u64()).unwrap_or(h);
+        // The window's frame: the page's height plus what the viewport does not show.
+        let inner = self.client.execute("return window.innerHeight", vec![]).await.ok().and_then(|v| v.as_u64());
+        let frame = inner.map_or(0, |i| h.saturating_sub(i));
+        let resized = tall + frame > h;
+        if resized {
+            let _ = self.client.set_window_size(w as u32, (tall + frame).min(8000) as u32).await;
+        }
         let png = self.client.screenshot().await.unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        if resized {
+            let _ = self.client.set_window_size(w as u32, h as u32).await;
+        }
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("docs/ui exists");
         let path = dir.join(format!("{name}.png"));

@@ -50,7 +50,7 @@ mod login;
 mod overview;
 pub mod session;
 
-pub use session::{Flash, ServedOverTls, Session, Sessions, Theme};
+pub use session::{Flash, ServedOverTls, Session, Sessions, Theme, served_over_tls};
 
 use crate::WebState;
 use askama::Template;

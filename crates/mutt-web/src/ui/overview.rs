@@ -47,8 +47,8 @@ struct Bar {
 }
 
 /// SVG geometry of the chart (viewBox units).
-const CHART_W: f64 = 480.0;
-const CHART_H: f64 = 140.0;
+const CHART_W: f64 = 960.0;
+const CHART_H: f64 = 160.0;
 const CHART_TOP: f64 = 10.0;
 
 impl Chart {
@@ -94,10 +94,11 @@ struct Live {
 }
 
 impl Live {
+    /// The badge colour of a breaker state (`CLOSED`, `HALF_OPEN`, `OPEN`).
     fn breaker_badge(state: &str) -> &'static str {
         match state {
-            "closed" => "ok",
-            "half_open" | "half-open" => "warn",
+            "CLOSED" => "ok",
+            "HALF_OPEN" => "warn",
             _ => "bad",
         }
     }

@@ -121,6 +121,11 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 #[derive(Clone, Copy, Debug)]
 pub struct ServedOverTls;
 
+/// `router` served over TLS: its console cookies carry `Secure`.
+pub fn served_over_tls(router: axum::Router) -> axum::Router {
+    router.layer(axum::Extension(ServedOverTls))
+}
+
 /// Whether the request came over HTTPS (directly, or through a proxy that says so).
 pub(crate) fn over_tls(parts: &Parts) -> bool {
     parts.extensions.get::<ServedOverTls>().is_some()

@@ -9,10 +9,16 @@ pub(super) async fn start(cx: &Context<'_>, slot: Slot) -> Result<Started> {
     let web = mutt_web::WebConfig {
         api_keys: super::api_keys(cx, "WEBUI_API_KEY", generated)?,
         slo: Some(crate::commands::slo::source(cx.config)),
+        timestamp_format: cx.config.web.timestamp_format,
+        metrics_cache_ttl: std::time::Duration::from_secs(cx.config.web.metrics_cache_ttl_secs),
+        heartbeat_ttl: std::time::Duration::from_secs(cx.config.worker.heartbeat_ttl_secs),
+        dedup_ttl: std::time::Duration::from_secs(cx.config.forwarder.dedup_ttl_secs),
     };
     let (keys, router) = mutt_web::service(cx.queue.clone(), cx.coordination.clone(), store, web, slot.metrics)?;
     follow_api_keys(cx, keys);
     let tls = super::listener::load_tls("web", &cx.config.web.tls())?;
+    // The console's cookies are `Secure` when it is served over TLS.
+    let router = if tls.is_some() { mutt_web::served_over_tls(router) } else { router };
     Ok(Started::task(super::spawn_server(cx.serve_tls(slot.listener, router, tls))))
 }
 
