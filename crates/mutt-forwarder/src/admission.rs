@@ -7,8 +7,9 @@ use crate::ForwarderMetrics;
 use crate::delivery::Delivery;
 use crate::sink::Sent;
 use mutt_core::config_catalogue::{MOOG_RATE_LIMIT, MOOG_RATE_PERIOD};
+use mutt_queue::log_ids::join_ids;
 use mutt_queue::settings::{self, Settings};
-use mutt_queue::{BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
+use mutt_queue::{AdmitRequest, BreakerOutcomes, BreakerPermit, BreakerState, Coordination, QueueError, SettingsCache};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,45 +73,51 @@ impl Gate {
         }
     }
 
-    /// How many of `wanted` alerts may go now; `request_size` alerts make one request.
+    /// How many of `wanted` alerts may go now; `request_size` alerts make one request. The
+    /// breaker and the rate limit are asked in one call.
     pub async fn admit(
         &mut self,
         coordination: &dyn Coordination,
         wanted: usize,
         request_size: usize,
     ) -> Result<Admitted, QueueError> {
+        if wanted == 0 {
+            return Ok(Admitted { allowed: 0, pause: Duration::ZERO });
+        }
+        let rate = match &mut self.rate {
+            Some(rate) => Some(rate.get(coordination).await),
+            None => None,
+        };
+        let req = AdmitRequest {
+            breaker: self.breaker.as_ref().map(|b| (BREAKER, b.open_for)),
+            rate: rate.map(|r| (LIMITER, r.limit, r.period)),
+            want: wanted as u64,
+            probe_size: request_size as u64,
+        };
+        let (permit, grant) = coordination.admit(req).await?;
         let mut admitted = Admitted { allowed: wanted, pause: Duration::ZERO };
-        let mut probing = false;
-        if wanted > 0
-            && let Some(breaker) = &mut self.breaker
-        {
-            match breaker.acquire(coordination).await? {
-                BreakerPermit::Go => {}
-                BreakerPermit::Probe => {
-                    probing = true;
-                    admitted.allowed = wanted.min(request_size);
-                }
-                BreakerPermit::Wait { retry_after } => {
-                    admitted = Admitted { allowed: 0, pause: retry_after.min(Duration::from_secs(1)) };
-                }
+        if let Some(breaker) = &mut self.breaker {
+            breaker.permitted(coordination, permit).await?;
+        }
+        match permit {
+            BreakerPermit::Go => {}
+            BreakerPermit::Probe => admitted.allowed = wanted.min(request_size),
+            BreakerPermit::Wait { retry_after } => {
+                return Ok(Admitted { allowed: 0, pause: retry_after.min(Duration::from_secs(1)) });
             }
         }
-        if admitted.allowed > 0
-            && let Some(rate) = &mut self.rate
+        if let Some(MoogRate { period, .. }) = rate
+            && (grant.granted as usize) < admitted.allowed
         {
-            let MoogRate { limit, period } = rate.get(coordination).await;
-            let grant = coordination.rate_limit_take(LIMITER, limit, period, admitted.allowed as u64).await?;
-            if (grant.granted as usize) < admitted.allowed {
-                // One per alert held back, as the original counted each refused alert.
-                self.metrics.rate_limit_hits.inc_by(admitted.allowed as u64 - grant.granted);
-                admitted.pause = grant.retry_after.min(period);
+            // One per alert held back, as the original counted each refused alert.
+            self.metrics.rate_limit_hits.inc_by(admitted.allowed as u64 - grant.granted);
+            admitted.pause = grant.retry_after.min(period);
+            if permit == BreakerPermit::Probe && grant.granted == 0 {
+                // The probe slot is ours but the rate limit is not: let the probe lock expire.
+                tracing::debug!("half-open probe deferred by the rate limit");
             }
-            admitted.allowed = grant.granted as usize;
         }
-        if probing && admitted.allowed == 0 {
-            // The probe slot is ours but the rate limit is not: let the probe lock expire.
-            tracing::debug!("half-open probe deferred by the rate limit");
-        }
+        admitted.allowed = admitted.allowed.min(grant.granted as usize);
         Ok(admitted)
     }
 
@@ -128,19 +135,53 @@ impl Gate {
         }
     }
 
-    /// Records each request's outcome on the breaker (a rejection says nothing about the
-    /// receiver's health and is not counted). A hold (credentials refused, a redirect not
-    /// followed) opens it at once, after the others, so that a success in the same batch does
-    /// not close it again: nothing more is sent until a probe shows the configuration fixed.
-    pub async fn record(&mut self, coordination: &dyn Coordination, sent: &[Sent]) {
-        let Some(breaker) = &mut self.breaker else { return };
-        for s in sent {
-            if matches!(s.delivery, Delivery::Delivered | Delivery::Retry { .. }) {
-                breaker.record(coordination, matches!(s.delivery, Delivery::Delivered)).await;
-            }
+    /// What a delivery tells the breaker: each request's outcome (a rejection says nothing
+    /// about the receiver's health and is not counted); a hold (credentials refused, a
+    /// redirect not followed) opens it at once, after the others, so that a success in the
+    /// same batch does not close it again: nothing more is sent until a probe shows the
+    /// configuration fixed. `None` without a breaker.
+    pub fn outcomes(&self, sent: &[Sent]) -> Option<(Vec<bool>, bool)> {
+        self.breaker.as_ref()?;
+        let successes = sent
+            .iter()
+            .filter(|s| matches!(s.delivery, Delivery::Delivered | Delivery::Retry { .. }))
+            .map(|s| matches!(s.delivery, Delivery::Delivered))
+            .collect();
+        Some((successes, sent.iter().any(|s| matches!(s.delivery, Delivery::Hold { .. }))))
+    }
+
+    /// Records a batch's breaker outcomes (from [`Gate::outcomes`]) and its delivered ids in
+    /// one call. A failure is logged: a redelivery may then send those alerts again.
+    pub async fn record(
+        &mut self,
+        coordination: &dyn Coordination,
+        outcomes: Option<&(Vec<bool>, bool)>,
+        delivered: &[String],
+        ttl: Duration,
+    ) {
+        let breaker = outcomes.zip(self.breaker.as_ref()).map(|((successes, trip), b)| BreakerOutcomes {
+            name: BREAKER,
+            successes,
+            trip: *trip,
+            threshold: b.threshold,
+        });
+        if breaker.is_none() && delivered.is_empty() {
+            return;
         }
-        if sent.iter().any(|s| matches!(s.delivery, Delivery::Hold { .. })) {
-            breaker.trip(coordination).await;
+        match coordination.record_delivery(breaker, delivered, ttl).await {
+            Ok((states, failures)) => {
+                if let Some(b) = &mut self.breaker {
+                    for state in states {
+                        b.note(state, Some(failures));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                events = delivered.len(),
+                event_ids = join_ids(delivered),
+                "could not record the delivery on the circuit breaker and the delivered ids (a redelivery may send them again)"
+            ),
         }
     }
 }
@@ -161,8 +202,8 @@ impl Breaker {
         Self { threshold, open_for, last: BreakerState::Closed, sampled: None, metrics }
     }
 
-    async fn acquire(&mut self, coordination: &dyn Coordination) -> Result<BreakerPermit, QueueError> {
-        let permit = coordination.breaker_acquire(BREAKER, self.open_for).await?;
+    /// Notes the permit the shared breaker gave (reading its state when it said wait).
+    async fn permitted(&mut self, coordination: &dyn Coordination, permit: BreakerPermit) -> Result<(), QueueError> {
         match permit {
             BreakerPermit::Go => self.note(BreakerState::Closed, None),
             BreakerPermit::Probe => self.note(BreakerState::HalfOpen, None),
@@ -172,27 +213,7 @@ impl Breaker {
                 self.metrics.request("fail", "circuit_open");
             }
         }
-        Ok(permit)
-    }
-
-    async fn record(&mut self, coordination: &dyn Coordination, success: bool) {
-        match coordination.breaker_record(BREAKER, success, self.threshold).await {
-            Ok(state) if success => self.note(state, Some(0)),
-            // The shared count (other forwarders fail too) for the failures gauge.
-            Ok(state) => match coordination.breaker_state(BREAKER).await {
-                Ok((_, failures)) => self.note(state, Some(failures)),
-                Err(_) => self.note(state, None),
-            },
-            Err(e) => tracing::warn!(error = %e, "could not record on the circuit breaker"),
-        }
-    }
-
-    /// Opens the breaker now, whatever the failure count.
-    async fn trip(&mut self, coordination: &dyn Coordination) {
-        match coordination.breaker_record(BREAKER, false, 1).await {
-            Ok(state) => self.note(state, None),
-            Err(e) => tracing::warn!(error = %e, "could not open the circuit breaker"),
-        }
+        Ok(())
     }
 
     fn note(&mut self, state: BreakerState, failures: Option<u64>) {

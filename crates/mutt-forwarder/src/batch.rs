@@ -17,6 +17,8 @@ use std::time::Duration;
 pub struct Pending<'a> {
     pub raw: Cow<'a, [u8]>,
     pub alert: Alert,
+    /// Leased before (handed back or recovered): it may have been delivered already.
+    pub redelivered: bool,
 }
 
 /// When a failed delivery is tried again.
@@ -74,7 +76,7 @@ impl<'a> Batch<'a> {
     /// or replayed from the DLQ by hand), undelivered, as the original did (spec §5.2).
     pub fn decode(&mut self, max_retries: u32) -> Vec<Pending<'a>> {
         let mut pending = Vec::with_capacity(self.lease.len());
-        for raw in &self.lease.messages {
+        for (i, raw) in self.lease.messages.iter().enumerate() {
             match Alert::from_queue(raw) {
                 Ok(q) if q.retry_count > u64::from(max_retries) => {
                     let raw = q.scrubbed.as_deref().unwrap_or(raw);
@@ -82,7 +84,8 @@ impl<'a> Batch<'a> {
                 }
                 Ok(q) => {
                     let raw = q.scrubbed.map_or(Cow::Borrowed(raw.as_slice()), Cow::Owned);
-                    pending.push(Pending { raw, alert: q.alert });
+                    let redelivered = self.lease.possibly_redelivered(i) || !made_by_muttd(&q.alert.event_id);
+                    pending.push(Pending { raw, alert: q.alert, redelivered });
                 }
                 Err(e) => {
                     self.counts.dead += 1;
@@ -231,6 +234,14 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Whether an alert's id is one muttd made (a UUIDv7, one per event): muttd's alerter queues
+/// each such alert once (in the settle of its event), so a first delivery of it cannot have
+/// been delivered before. The original MUTT's alerter pushed an alert before removing its event
+/// and could queue one twice; its alerts (derived UUIDv5 ids) are always looked up.
+fn made_by_muttd(event_id: &str) -> bool {
+    event_id.len() == 36 && event_id.as_bytes().get(14) == Some(&b'7')
+}
+
 /// Milliseconds since a UUIDv7 event id was made (its ingest time).
 fn age_ms(event_id: &str) -> Option<f64> {
     let id = uuid::Uuid::parse_str(event_id).ok()?;
@@ -245,4 +256,17 @@ fn retry_count(raw: &[u8], field: &str) -> u64 {
         .ok()
         .and_then(|v| v.get(field).and_then(serde_json::Value::as_u64))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::made_by_muttd;
+
+    #[test]
+    fn only_muttds_own_ids_skip_the_delivered_check() {
+        assert!(made_by_muttd(&uuid::Uuid::now_v7().to_string()));
+        let legacy = mutt_core::alert::legacy_alert_id(&serde_json::Map::new()).to_string();
+        assert!(!made_by_muttd(&legacy), "the original's alerts: {legacy}");
+        assert!(!made_by_muttd("") && !made_by_muttd("cid-1"));
+    }
 }

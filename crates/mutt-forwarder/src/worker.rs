@@ -20,7 +20,7 @@ use crate::delivery::Delivery;
 use crate::sink::{self, Sink};
 use crate::{ForwarderConfig, ForwarderMetrics};
 use mutt_core::Alert;
-use mutt_queue::log_ids::{BatchFailure, first_event_ids, join_ids};
+use mutt_queue::log_ids::{BatchFailure, first_event_ids};
 use mutt_queue::{ConsumerConfig, Coordination, Lease, Queue, QueueError, RetryPolicy, WorkerRole};
 use mutt_service::{Backoff, Watchdog};
 use std::sync::Arc;
@@ -154,8 +154,8 @@ impl Forwarder {
         let decoded = batch.decode(self.config.max_retries);
         let fresh = self.drop_delivered(&mut batch, decoded).await?;
         let admission = self.admit(fresh).await?;
-        let outcomes = self.deliver(&admission.go).await;
-        self.settle(batch, admission, outcomes).await
+        let (outcomes, breaker) = self.deliver(&admission.go).await;
+        self.settle(batch, admission, outcomes, breaker).await
     }
 
     async fn lease(&mut self) -> Result<Option<Lease>, QueueError> {
@@ -164,17 +164,23 @@ impl Forwarder {
         Ok(lease)
     }
 
-    /// Stage 2: alerts delivered before are done (counted as duplicates).
+    /// Stage 2: alerts delivered before are done (counted as duplicates). Only an alert
+    /// leased before (handed back, or recovered from a forwarder that died) can have been, so
+    /// only those are looked up; a batch of first deliveries costs nothing here.
     async fn drop_delivered<'a>(
         &self,
         batch: &mut Batch<'a>,
         decoded: Vec<Pending<'a>>,
     ) -> Result<Vec<Pending<'a>>, QueueError> {
-        let ids: Vec<String> = decoded.iter().map(|p| p.alert.event_id.clone()).collect();
-        let seen = self.coordination.already_delivered(&ids).await?;
+        let ids: Vec<String> = decoded.iter().filter(|p| p.redelivered).map(|p| p.alert.event_id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(decoded);
+        }
+        let mut seen = self.coordination.already_delivered(&ids).await?.into_iter();
         let mut fresh = Vec::with_capacity(decoded.len());
-        for (i, p) in decoded.into_iter().enumerate() {
-            if seen.get(i).copied().unwrap_or(false) && !p.alert.event_id.is_empty() {
+        for p in decoded {
+            let delivered = p.redelivered && seen.next().unwrap_or(false);
+            if delivered && !p.alert.event_id.is_empty() {
                 batch.duplicate(&p);
             } else {
                 fresh.push(p);
@@ -190,42 +196,37 @@ impl Forwarder {
         Ok(Admission { go: fresh, waiting, pause: admitted.pause })
     }
 
-    /// Stage 4: the sink delivers; one outcome per alert.
-    async fn deliver(&mut self, alerts: &[Pending<'_>]) -> Vec<Delivery> {
+    /// Stage 4: the sink delivers; one outcome per alert, and what the requests tell the
+    /// breaker (recorded with the delivered ids in stage 5).
+    async fn deliver(&mut self, alerts: &[Pending<'_>]) -> (Vec<Delivery>, Option<(Vec<bool>, bool)>) {
         if alerts.is_empty() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let refs: Vec<&Alert> = alerts.iter().map(|p| &p.alert).collect();
         let sent = self.sink.deliver(&refs).await;
-        self.gate.record(self.coordination.as_ref(), &sent).await;
+        let breaker = self.gate.outcomes(&sent);
         let mut outcomes: Vec<Delivery> =
             sent.into_iter().flat_map(|s| std::iter::repeat_n(s.delivery, s.alerts)).collect();
         // A sink that left alerts without an outcome must not get them acked unsent.
         outcomes.resize(alerts.len(), Delivery::Retry { after: None, reason: "no delivery outcome".into() });
-        outcomes
+        (outcomes, breaker)
     }
 
-    /// Stage 5: records every outcome in the settlement, remembers the delivered ids, puts
-    /// the waiting alerts back, and settles the lease.
+    /// Stage 5: records every outcome in the settlement, records the breaker outcomes and
+    /// remembers the delivered ids (one call, before the settle: a forwarder that dies between
+    /// the two leaves alerts whose redelivery is dropped), puts the waiting alerts back, and
+    /// settles the lease.
     async fn settle(
         &mut self,
         mut batch: Batch<'_>,
         admission: Admission<'_>,
         outcomes: Vec<Delivery>,
+        breaker: Option<(Vec<bool>, bool)>,
     ) -> Result<ForwardOutcome, QueueError> {
         let retry = self.retry_schedule();
         let delivered: Vec<String> =
             admission.go.iter().zip(outcomes).filter_map(|(p, outcome)| batch.record(p, outcome, retry)).collect();
-        if !delivered.is_empty()
-            && let Err(e) = self.coordination.mark_delivered(&delivered, self.config.dedup_ttl).await
-        {
-            tracing::warn!(
-                error = %e,
-                events = delivered.len(),
-                event_ids = join_ids(&delivered),
-                "could not record delivered ids (a redelivery may send them again)"
-            );
-        }
+        self.gate.record(self.coordination.as_ref(), breaker.as_ref(), &delivered, self.config.dedup_ttl).await;
         batch.put_back(&admission.waiting);
         self.settle_lease(&batch).await?;
         self.metrics.processing_list_depth.set(0);

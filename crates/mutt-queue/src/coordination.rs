@@ -159,6 +159,27 @@ impl BreakerState {
     }
 }
 
+/// What a batch asks of [`Coordination::admit`]: a breaker `(name, open period)` and a rate
+/// limit `(name, limit, window)`, each optional, for `want` slots; a half-open breaker's probe
+/// carries at most `probe_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmitRequest<'a> {
+    pub breaker: Option<(&'a str, Duration)>,
+    pub rate: Option<(&'a str, u64, Duration)>,
+    pub want: u64,
+    pub probe_size: u64,
+}
+
+/// The outcomes of a delivery for [`Coordination::record_delivery`]: each request's on breaker
+/// `name` in order (`true`: success), then `trip` opens it whatever the count.
+#[derive(Clone, Copy, Debug)]
+pub struct BreakerOutcomes<'a> {
+    pub name: &'a str,
+    pub successes: &'a [bool],
+    pub trip: bool,
+    pub threshold: u64,
+}
+
 /// The answer of [`Coordination::rate_limit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateDecision {
@@ -207,9 +228,52 @@ pub trait Coordination: Send + Sync + 'static {
     /// Records event ids as delivered for `ttl`, so that a redelivered alert is not sent again.
     async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError>;
 
-    /// When each id's delivered record expires (milliseconds since the epoch; `None`: no live
-    /// record). The delivery was `ttl` of [`Coordination::mark_delivered`] before that.
-    async fn delivered_until(&self, ids: &[String]) -> Result<Vec<Option<i64>>, QueueError>;
+    /// A batch's admission: the breaker's permit (`Go` without one), then the rate limit's
+    /// grant for what the permit lets through (all of `want` when closed, up to `probe_size`
+    /// for a probe, none while it waits; all of them without a rate limit). Redis does both in
+    /// one script.
+    async fn admit(&self, req: AdmitRequest<'_>) -> Result<(BreakerPermit, RateGrant), QueueError> {
+        let permit = match req.breaker {
+            Some((name, open_for)) => self.breaker_acquire(name, open_for).await?,
+            None => BreakerPermit::Go,
+        };
+        let want = match permit {
+            BreakerPermit::Go => req.want,
+            BreakerPermit::Probe => req.want.min(req.probe_size),
+            BreakerPermit::Wait { .. } => 0,
+        };
+        let grant = match req.rate {
+            Some((name, limit, window)) if want > 0 => self.rate_limit_take(name, limit, window, want).await?,
+            _ => RateGrant { granted: want, retry_after: Duration::ZERO },
+        };
+        Ok((permit, grant))
+    }
+
+    /// A batch's delivery recorded: the breaker outcomes (if any), then the delivered ids for
+    /// `ttl`. Returns the breaker's state after each outcome (and the trip) and its failure
+    /// count. Redis does it in one script.
+    async fn record_delivery(
+        &self,
+        breaker: Option<BreakerOutcomes<'_>>,
+        delivered: &[String],
+        ttl: Duration,
+    ) -> Result<(Vec<BreakerState>, u64), QueueError> {
+        let mut states = Vec::new();
+        let mut failures = 0;
+        if let Some(b) = breaker {
+            for success in b.successes {
+                states.push(self.breaker_record(b.name, *success, b.threshold).await?);
+            }
+            if b.trip {
+                states.push(self.breaker_record(b.name, false, 1).await?);
+            }
+            if !states.is_empty() {
+                failures = self.breaker_state(b.name).await?.1;
+            }
+        }
+        self.mark_delivered(delivered, ttl).await?;
+        Ok((states, failures))
+    }
 
     /// When each id's delivered record expires (milliseconds since the epoch; `None`: no live
     /// record). The delivery was `ttl` of [`Coordination::mark_delivered`] before that.

@@ -42,7 +42,8 @@ use mutt_core::PodName;
 use std::time::Duration;
 
 pub use coordination::{
-    BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount, UnhandledKey, UnhandledSample,
+    AdmitRequest, BreakerOutcomes, BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount,
+    UnhandledKey, UnhandledSample,
 };
 pub use flap::{FlapEvent, FlapSummary, FlapVerdict};
 pub use log_ids::MessageIds;

@@ -30,6 +30,14 @@ struct Keys {
     output: Option<String>,
     /// The role's lease tokens (hash: pod -> token of the lease being held).
     leases: String,
+    /// The role's redelivered hash, when the role tells redeliveries apart (the forwarder:
+    /// only a redelivered alert can have been delivered before).
+    redelivered: Option<String>,
+}
+
+/// Whether a role's leases say which messages were leased before.
+fn tracks_redeliveries(role: WorkerRole) -> bool {
+    role == WorkerRole::Forwarder
 }
 
 pub struct RedisConsumer {
@@ -61,6 +69,7 @@ impl RedisConsumer {
             dlq: k.dead_letter_queue(config.role).to_owned(),
             output: config.role.output().map(|q| k.queue(q).to_owned()),
             leases: lease_tokens(k, config.role),
+            redelivered: tracks_redeliveries(config.role).then(|| k.redelivered(config.role)),
         };
         let consumer =
             Self { queue, config, keys, blocking: None, held: None, dirty: false, stop: CancellationToken::new() };
@@ -138,6 +147,7 @@ impl RedisConsumer {
             max_crashes: self.config.max_crashes,
             leases: &self.keys.leases,
             pod: self.config.pod.as_ref(),
+            redelivered: self.keys.redelivered.as_deref(),
         };
         Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, how)
             .await?
@@ -145,20 +155,26 @@ impl RedisConsumer {
     }
 
     /// Moves up to `max` messages into the processing list, which must hold `already` (the
-    /// script refuses otherwise: `None`), and records `token` as the lease's.
-    async fn lease_more(&self, max: usize, already: usize, token: u64) -> Result<Option<Vec<Vec<u8>>>, QueueError> {
+    /// script refuses otherwise: `None`), and records `token` as the lease's. Returns the
+    /// messages moved and, when the role tracks them, one redelivery flag per message of the
+    /// lease (the `already` one first).
+    async fn lease_more(&self, max: usize, already: usize, token: u64) -> Result<Option<Moved>, QueueError> {
         let mut c = self.queue.connection();
-        scripts::LEASE
+        let reply: Option<(Vec<Vec<u8>>, String)> = scripts::LEASE
             .key(&self.keys.source)
             .key(&self.keys.processing)
             .key(&self.keys.leases)
+            // Any key of the role when it does not track (the script does not touch it then).
+            .key(self.keys.redelivered.as_deref().unwrap_or(&self.keys.leases))
             .arg(max)
             .arg(already)
             .arg(self.config.pod.as_ref())
             .arg(token_text(token))
+            .arg(if self.keys.redelivered.is_some() { "1" } else { "0" })
             .invoke_async(&mut c)
             .await
-            .map_err(redis_err("leasing messages"))
+            .map_err(redis_err("leasing messages"))?;
+        Ok(reply.map(|(messages, flags)| (messages, flags.bytes().map(|f| f == b'1').collect())))
     }
 
     /// Hands back what an unsettled lease or a failed lease call left in the processing list.
@@ -174,7 +190,7 @@ impl RedisConsumer {
 
     /// The non-blocking lease, into an empty processing list: what was left there (which only
     /// a crash of this code between two calls could leave) is handed back first.
-    async fn lease_now(&mut self, max: usize, token: u64) -> Result<Vec<Vec<u8>>, QueueError> {
+    async fn lease_now(&mut self, max: usize, token: u64) -> Result<Moved, QueueError> {
         for _ in 0..2 {
             match self.lease_more(max, 0, token).await {
                 Ok(Some(messages)) => return Ok(messages),
@@ -255,7 +271,12 @@ struct Recovery<'a> {
     /// The lease tokens hash and the owner's field in it (removed with the list).
     leases: &'a str,
     pod: &'a str,
+    /// Where recovered messages are counted as redeliveries, for a role that tracks them.
+    redelivered: Option<&'a str>,
 }
+
+/// Messages moved by a lease call, and their redelivery flags (empty: not tracked).
+type Moved = (Vec<Vec<u8>>, Vec<bool>);
 
 /// The hash of a role's lease tokens: `<workers_prefix>:<role>:leases`.
 fn lease_tokens(keys: &super::KeySpace, role: WorkerRole) -> String {
@@ -285,12 +306,14 @@ async fn recover_list(
             .key(how.dlq)
             .key(how.crashes)
             .key(how.leases)
+            .key(how.redelivered.unwrap_or(how.leases))
             .arg(if how.check_heartbeat { "1" } else { "0" })
             .arg(RECOVER_CHUNK)
             .arg(if how.owner_crashed { "1" } else { "0" })
             .arg(how.max_crashes)
             .arg(&now)
             .arg(how.pod)
+            .arg(if how.redelivered.is_some() { "1" } else { "0" })
             .invoke_async(c)
             .await
             .map_err(redis_err("recovering a processing list"))?;
@@ -329,6 +352,7 @@ impl Janitor {
             let list = keys.processing_list(self.role, &pod);
             let heartbeat = keys.heartbeat(self.role, &pod);
             let (crashes, leases) = (keys.crashes(self.role), lease_tokens(keys, self.role));
+            let redelivered = tracks_redeliveries(self.role).then(|| keys.redelivered(self.role));
             let how = Recovery {
                 check_heartbeat: true,
                 owner_crashed: true,
@@ -337,6 +361,7 @@ impl Janitor {
                 max_crashes: self.max_crashes,
                 leases: &leases,
                 pod: &pod,
+                redelivered: redelivered.as_deref(),
             };
             let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, how).await? else {
                 continue;
@@ -370,7 +395,7 @@ impl Consumer for RedisConsumer {
             self.hand_back_unsettled().await?;
         }
         let token = rand::random::<u64>() | 1;
-        let mut messages = self.lease_now(max, token).await?;
+        let (mut messages, mut redelivered) = self.lease_now(max, token).await?;
         if messages.is_empty() {
             let first = match self.block_for_one(wait).await {
                 Ok(Some(m)) => m,
@@ -383,9 +408,10 @@ impl Consumer for RedisConsumer {
             // The first message is in the processing list without a token yet: record the
             // token (and take what else is there). If that fails it is handed back next time.
             match self.lease_more(max - 1, 1, token).await {
-                Ok(Some(more)) => {
+                Ok(Some((more, flags))) => {
                     messages.push(first);
                     messages.extend(more);
+                    redelivered = flags;
                 }
                 Ok(None) => {
                     self.dirty = true;
@@ -398,7 +424,7 @@ impl Consumer for RedisConsumer {
             }
         }
         self.held = Some(token);
-        Ok(Some(Lease::with_token(messages, token)))
+        Ok(Some(Lease::with_token(messages, token).with_redeliveries(redelivered)))
     }
 
     async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {

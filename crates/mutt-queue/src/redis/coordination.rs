@@ -208,6 +208,19 @@ impl Coordination for RedisQueue {
         pipe.query_async::<()>(&mut c).await.map_err(redis_err("recording delivered ids"))
     }
 
+    async fn admit(&self, req: crate::AdmitRequest<'_>) -> Result<(BreakerPermit, RateGrant), QueueError> {
+        self.admit_batch(req).await
+    }
+
+    async fn record_delivery(
+        &self,
+        breaker: Option<crate::BreakerOutcomes<'_>>,
+        delivered: &[String],
+        ttl: Duration,
+    ) -> Result<(Vec<BreakerState>, u64), QueueError> {
+        self.record_batch(breaker, delivered, ttl).await
+    }
+
     async fn count_unhandled(
         &self,
         events: &[UnhandledKey],

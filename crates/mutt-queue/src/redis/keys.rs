@@ -86,6 +86,13 @@ impl KeySpace {
         format!("{}:{}:crashes", self.workers_prefix, role.key_tag())
     }
 
+    /// Hash of a role's messages handed back or recovered and not leased again yet (field:
+    /// the message, value: how many copies): `<workers_prefix>:<role>:redelivered`. Only these
+    /// can have been delivered before, so only these need the delivered-id check.
+    pub fn redelivered(&self, role: WorkerRole) -> String {
+        format!("{}:{}:redelivered", self.workers_prefix, role.key_tag())
+    }
+
     /// The unhandled-event counter of (host, message signature), and its triggered marker.
     pub fn unhandled(&self, hostname: &str, signature: &str) -> (String, String) {
         let counter = format!("{}:{hostname}:{signature}", self.unhandled_prefix);

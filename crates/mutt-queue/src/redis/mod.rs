@@ -12,6 +12,7 @@
 pub mod connection;
 mod consumer;
 mod coordination;
+mod delivery;
 mod flap;
 mod keys;
 mod rotation;

@@ -8,26 +8,43 @@
 use std::sync::LazyLock;
 
 /// Leases without blocking. KEYS: source queue, the worker's processing list, the role's lease
-/// tokens (hash: pod -> token). ARGV: how many to move, how many the processing list holds
-/// already (0, or 1 after a BLMOVE), the pod, the new lease's token.
+/// tokens (hash: pod -> token), the role's redelivered hash. ARGV: how many to move, how many
+/// the processing list holds already (0, or 1 after a BLMOVE), the pod, the new lease's token,
+/// '1' to tell redeliveries from first deliveries.
 ///
 /// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
 /// messages leased before, whose settle could then remove the wrong ones. Otherwise moves up
-/// to ARGV[1] messages from the front of the source and returns them oldest first; when the
-/// list is not empty afterwards the token is recorded, so that only this lease's settle (once)
-/// removes them.
+/// to ARGV[1] messages from the front of the source; when the list is not empty afterwards the
+/// token is recorded, so that only this lease's settle (once) removes them. Returns {the moved
+/// messages oldest first, flags}: with ARGV[5] = '1' one '1' or '0' per message of the lease
+/// (the one already there first), '1' for a message the redelivered hash holds (one copy is
+/// taken off); the hash is only read when it exists, i.e. while recovered messages wait.
 pub static LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return false end
+local already = tonumber(ARGV[2])
+if redis.call('LLEN', KEYS[2]) ~= already then return false end
+-- RPOP with a count (6.2+) takes them front first; one LPUSH lays them out as LMOVEs would.
 local out = {}
-for i = 1, tonumber(ARGV[1]) do
-  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not v then break end
-  out[#out + 1] = v
+if tonumber(ARGV[1]) > 0 then out = redis.call('RPOP', KEYS[1], tonumber(ARGV[1])) or {} end
+if #out > 0 then redis.call('LPUSH', KEYS[2], unpack(out)) end
+if #out + already > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
+if ARGV[5] ~= '1' then return {out, ''} end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {out, string.rep('0', already + #out)} end
+local all = {}
+if already == 1 then all[1] = redis.call('LINDEX', KEYS[2], -1) end
+for _, v in ipairs(out) do all[#all + 1] = v end
+local flags = {}
+for i, v in ipairs(all) do
+  local n = tonumber(redis.call('HGET', KEYS[4], v) or '0')
+  if n > 0 then
+    if n == 1 then redis.call('HDEL', KEYS[4], v) else redis.call('HINCRBY', KEYS[4], v, -1) end
+    flags[i] = '1'
+  else
+    flags[i] = '0'
+  end
 end
-if #out + tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
-return out
+return {out, table.concat(flags)}
 ",
     )
 });
@@ -39,20 +56,37 @@ return out
 /// Only the current lease's token settles, once: a settle retried after a lost reply, or one
 /// whose lease was handed back or recovered by a janitor (both remove the token), does
 /// nothing and returns 0, so nothing is pushed twice and no other lease's messages are
-/// touched. Each leased message is removed by value (LREM from the tail, where the oldest
-/// lies, so each removal finds its message first).
+/// touched. The leased messages are the oldest of the processing list (its tail, the first
+/// leased last): when the tail holds exactly them, one LTRIM removes them; otherwise (a
+/// message moved in since, by a BLMOVE whose reply was given up) each is removed by value
+/// (LREM from the tail, so each removal finds its message first). Pushes go out one command
+/// per destination.
 pub static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[6], ARGV[1])
-if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
+local len = redis.call('LLEN', KEYS[1])
+if len == 0 then return 0 end
 local nack, nemit, nback, ndelay, ndead =
   tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local i = 8
-for _ = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[i]); i = i + 1 end
-for _ = 1, nemit do redis.call('LPUSH', KEYS[5], ARGV[i]); i = i + 1 end
-for _ = 1, nback do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+local same = nack > 0 and nack <= len
+if same then
+  local tail = redis.call('LRANGE', KEYS[1], -nack, -1)
+  for k = 1, nack do
+    if tail[nack - k + 1] ~= ARGV[7 + k] then same = false; break end
+  end
+end
+if same and nack == len then
+  redis.call('DEL', KEYS[1])
+elseif same then
+  redis.call('LTRIM', KEYS[1], 0, -(nack + 1))
+else
+  for k = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[7 + k]) end
+end
+local i = 8 + nack
+if nemit > 0 then redis.call('LPUSH', KEYS[5], unpack(ARGV, i, i + nemit - 1)); i = i + nemit end
+if nback > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, i, i + nback - 1)); i = i + nback end
 if ndelay > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -60,7 +94,7 @@ if ndelay > 0 then
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i]), ARGV[i + 1]); i = i + 2
   end
 end
-for _ = 1, ndead do redis.call('LPUSH', KEYS[4], ARGV[i]); i = i + 1 end
+if ndead > 0 then redis.call('LPUSH', KEYS[4], unpack(ARGV, i, i + ndead - 1)) end
 return 1
 ",
     )
@@ -77,12 +111,15 @@ return 1
 /// time), instead of killing the next worker too.
 ///
 /// The owner's lease token (field ARGV[6] of hash KEYS[6]) goes too: a settle of the
-/// recovered lease must not apply any more.
+/// recovered lease must not apply any more. With ARGV[7] = '1' every message moved (or
+/// dead-lettered, which a replay may bring back) is counted in the redelivered hash KEYS[7]
+/// (kept 24 h after the last recovery), so that the lease that takes it again says so.
 pub static RECOVER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('HDEL', KEYS[6], ARGV[6])
+local track = ARGV[7] == '1'
 local count_crash, max = ARGV[3] == '1', tonumber(ARGV[4])
 local n = 0
 for _ = 1, tonumber(ARGV[2]) do
@@ -105,8 +142,10 @@ for _ = 1, tonumber(ARGV[2]) do
     end
   end
   if not poisoned then redis.call('RPUSH', KEYS[3], v) end
+  if track then redis.call('HINCRBY', KEYS[7], v, 1) end
   n = n + 1
 end
+if track and n > 0 then redis.call('EXPIRE', KEYS[7], 86400) end
 return n
 ",
     )
@@ -162,85 +201,166 @@ return #due
     )
 });
 
-/// Sliding-window rate limit shared by every replica (spec §3.6b/c, with server time in ms so
-/// that replicas' clocks do not matter). KEYS[1]: the sorted set; ARGV: limit, window in ms,
-/// a unique member prefix, how many slots are wanted. Grants as many as are free now and
-/// returns {granted, ms until the next slot frees (0 if all were granted)}.
-pub static SLIDING_WINDOW: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit, window, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local free = limit - redis.call('ZCARD', KEYS[1])
-local granted = math.max(0, math.min(free, want))
-for i = 1, granted do redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. i) end
-if granted > 0 then redis.call('PEXPIRE', KEYS[1], window + 1000) end
-if granted == want then return {granted, 0} end
-local wait = window
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then wait = tonumber(oldest[2]) + window - now end
-return {granted, math.max(wait, 1)}
-",
-    )
-});
-
-/// Circuit breaker admission (spec §5.5 keys, with a real half-open state). KEYS: state,
-/// failures, open_time (epoch seconds, as the original), probe lock. ARGV: open period in ms,
-/// probe lock TTL in ms, a unique token. Returns {1, 0} closed: go; {2, 0} half-open and this
-/// caller holds the single probe; {0, ms} open (or another probe in flight): wait.
-pub static BREAKER_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('GET', KEYS[1])
-if not state then redis.call('SET', KEYS[1], 'CLOSED'); state = 'CLOSED' end
-if state == 'CLOSED' then return {1, 0} end
-if state == 'OPEN' then
-  local opened = tonumber(redis.call('GET', KEYS[3]) or '0') * 1000
-  local left = opened + tonumber(ARGV[1]) - now
-  if left > 0 then return {0, left} end
-  redis.call('SET', KEYS[1], 'HALF_OPEN')
-end
-if redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then return {2, 0} end
-return {0, 200}
-",
-    )
-});
-
-/// Records a delivery outcome. KEYS as BREAKER_ACQUIRE; ARGV: 'success' or 'failure', the
-/// failure threshold. A success closes the breaker and zeroes the count; a failure in
-/// half-open re-opens it; in closed, the threshold-th consecutive failure opens it.
-/// Returns the state after.
-pub static BREAKER_RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local t = redis.call('TIME')
-local now_s = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
-local state = redis.call('GET', KEYS[1]) or 'CLOSED'
-if ARGV[1] == 'success' then
-  redis.call('SET', KEYS[2], 0)
-  if state ~= 'CLOSED' then
-    redis.call('SET', KEYS[1], 'CLOSED')
-    redis.call('DEL', KEYS[3], KEYS[4])
+/// The shared rate limit as one GCRA key (generic cell rate algorithm; spec §3.6b/c keep their
+/// names and settings, with server time in ms so that replicas' clocks do not matter): `limit`
+/// slots per `window` ms, bursts up to the whole limit, then one slot freeing every
+/// window/limit. The key holds the theoretical arrival time (ms). Grants as many of `want` as
+/// fit now with one read and one write, whatever the count; returns {granted, ms until the next
+/// slot frees (0 if all were granted)}.
+const GCRA_FN: &str = r"
+local function gcra(key, limit, window, want)
+  if want <= 0 then return {0, 0} end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  local interval = window / limit
+  -- The sliding window's sorted set (an earlier muttd, the original) is replaced, not an error.
+  local ok, stored = pcall(redis.call, 'GET', key)
+  if not ok then redis.call('DEL', key); stored = false end
+  local tat = math.max(tonumber(stored or '0') or 0, now)
+  -- A slot fits while tat - now stays within the window; the epsilon absorbs float rounding.
+  local granted = math.max(0, math.min(want, math.floor((now + window - tat) / interval + 1e-9)))
+  if granted > 0 then
+    tat = tat + granted * interval
+    redis.call('SET', key, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
   end
-  return 'CLOSED'
+  if granted == want then return {granted, 0} end
+  return {granted, math.max(math.ceil(tat + interval - window - now), 1)}
 end
-if state == 'HALF_OPEN' then
-  redis.call('SET', KEYS[1], 'OPEN')
-  redis.call('SET', KEYS[3], now_s)
-  redis.call('DEL', KEYS[4])
-  return 'OPEN'
+";
+
+/// Circuit breaker admission (spec §5.5 keys, with a real half-open state). Keys: state,
+/// failures, open_time (epoch seconds, as the original), probe lock; the open period and the
+/// probe lock's TTL in ms, a unique token. Returns {1, 0} closed: go; {2, 0} half-open and this
+/// caller holds the single probe; {0, ms} open (or another probe in flight): wait.
+const BREAKER_ACQUIRE_FN: &str = r"
+local function breaker_acquire(k1, k3, k4, open_ms, probe_ttl, token)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local state = redis.call('GET', k1)
+  if not state then redis.call('SET', k1, 'CLOSED'); state = 'CLOSED' end
+  if state == 'CLOSED' then return {1, 0} end
+  if state == 'OPEN' then
+    local opened = tonumber(redis.call('GET', k3) or '0') * 1000
+    local left = opened + open_ms - now
+    if left > 0 then return {0, left} end
+    redis.call('SET', k1, 'HALF_OPEN')
+  end
+  if redis.call('SET', k4, token, 'NX', 'PX', probe_ttl) then return {2, 0} end
+  return {0, 200}
 end
-local n = redis.call('INCR', KEYS[2])
-if state == 'CLOSED' and n >= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], 'OPEN')
-  redis.call('SET', KEYS[3], now_s)
-  return 'OPEN'
+";
+
+/// Records a delivery outcome on the breaker (keys as above; `success`, the failure
+/// threshold). A success closes the breaker and zeroes the count; a failure in half-open
+/// re-opens it; in closed, the threshold-th consecutive failure opens it. Returns the state
+/// after.
+const BREAKER_RECORD_FN: &str = r"
+local function breaker_record(k1, k2, k3, k4, success, threshold)
+  local t = redis.call('TIME')
+  local now_s = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+  local state = redis.call('GET', k1) or 'CLOSED'
+  if success then
+    redis.call('SET', k2, 0)
+    if state ~= 'CLOSED' then
+      redis.call('SET', k1, 'CLOSED')
+      redis.call('DEL', k3, k4)
+    end
+    return 'CLOSED'
+  end
+  if state == 'HALF_OPEN' then
+    redis.call('SET', k1, 'OPEN')
+    redis.call('SET', k3, now_s)
+    redis.call('DEL', k4)
+    return 'OPEN'
+  end
+  local n = redis.call('INCR', k2)
+  if state == 'CLOSED' and n >= threshold then
+    redis.call('SET', k1, 'OPEN')
+    redis.call('SET', k3, now_s)
+    return 'OPEN'
+  end
+  return state
 end
-return state
+";
+
+fn script(functions: &[&str], body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}\n{body}", functions.concat()))
+}
+
+/// The shared rate limit (see `GCRA_FN`). KEYS[1]: the key; ARGV: limit, window in ms, (unused,
+/// kept from the sliding window's arguments), how many slots are wanted.
+pub static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(&[GCRA_FN], "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))")
+});
+
+/// KEYS: state, failures, open_time, probe lock. ARGV: open period in ms, probe lock TTL in ms,
+/// a unique token. See `BREAKER_ACQUIRE_FN`.
+pub static BREAKER_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[BREAKER_ACQUIRE_FN],
+        "return breaker_acquire(KEYS[1], KEYS[3], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])",
+    )
+});
+
+/// KEYS as BREAKER_ACQUIRE; ARGV: 'success' or 'failure', the failure threshold. See
+/// `BREAKER_RECORD_FN`.
+pub static BREAKER_RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[BREAKER_RECORD_FN],
+        "return breaker_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1] == 'success', tonumber(ARGV[2]))",
+    )
+});
+
+/// A batch's admission in one call: the breaker, then the rate limit for what the breaker lets
+/// through. KEYS: the breaker's four keys, the rate limit's key. ARGV: breaker on ('1'/'0'),
+/// open period ms, probe TTL ms, token, rate limit on ('1'/'0'), limit, window ms, wanted, the
+/// most one probe may carry. Returns {verdict (1 go, 2 probe, 0 wait), breaker wait ms,
+/// granted, rate wait ms}.
+pub static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[BREAKER_ACQUIRE_FN, GCRA_FN],
+        r"
+local verdict, wait = 1, 0
+if ARGV[1] == '1' then
+  local b = breaker_acquire(KEYS[1], KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+  verdict, wait = b[1], b[2]
+end
+local want = tonumber(ARGV[8])
+if verdict == 0 then want = 0 elseif verdict == 2 then want = math.min(want, tonumber(ARGV[9])) end
+if ARGV[5] ~= '1' then return {verdict, wait, want, 0} end
+local g = gcra(KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]), want)
+return {verdict, wait, g[1], g[2]}
+",
+    )
+});
+
+/// A batch's delivery in one call: each request's outcome on the breaker in order, then
+/// (optionally) opening it whatever the count, then the delivered ids. KEYS: the breaker's four
+/// keys, the delivered set. ARGV: outcomes ('1' success, '0' failure per request, may be
+/// empty), trip ('1'/'0'), failure threshold, the ids' expiry (ms since the epoch, the
+/// caller's clock as the delivered-id check uses), now (ms, for pruning), the set's TTL ms, then
+/// the ids. Returns {the breaker's state after each outcome (and the trip), its failure count}.
+pub static RECORD_DELIVERY: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[BREAKER_RECORD_FN],
+        r"
+local states = {}
+local threshold = tonumber(ARGV[3])
+for i = 1, #ARGV[1] do
+  local success = string.sub(ARGV[1], i, i) == '1'
+  states[#states + 1] = breaker_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], success, threshold)
+end
+if ARGV[2] == '1' then states[#states + 1] = breaker_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], false, 1) end
+local failures = 0
+if #states > 0 then failures = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 end
+if #ARGV > 6 then
+  local args = {}
+  for i = 7, #ARGV do args[#args + 1] = ARGV[4]; args[#args + 1] = ARGV[i] end
+  redis.call('ZADD', KEYS[5], unpack(args))
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[5])
+  redis.call('PEXPIRE', KEYS[5], ARGV[6])
+end
+return {states, failures}
 ",
     )
 });

@@ -41,7 +41,9 @@ macro_rules! conformance {
         a_settle_after_release_changes_nothing,
         settling_twice_pushes_once,
         flap_windows_forward_up_to_the_threshold_and_are_claimed_once,
-        a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts }
+        a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts,
+        a_recovered_message_is_leased_as_a_possible_redelivery,
+        admission_and_delivery_are_recorded_in_one_step_each }
     };
     (@go [tests] $($name:ident),*) => {
         $(
@@ -57,6 +59,9 @@ macro_rules! conformance {
         $( suite::$name(make().await).await; )*
     }};
 }
+
+mod delivery;
+pub use delivery::*;
 
 use mutt_core::PodName;
 use mutt_queue::{Backend, Consumer, ConsumerConfig, QueueId, RetryOutcome, RetryPolicy, Settlement, WorkerRole};

@@ -1,0 +1,126 @@
+//! The Redis side of the forwarder's cheaper batches: leases tell first deliveries from
+//! redeliveries, the rate limit is one GCRA key, and a settle removes its lease with one
+//! LTRIM while leaving alone whatever came into the processing list after it.
+
+use mutt_core::PodName;
+use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
+use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueId, Settlement, WorkerRole};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_millis(200);
+
+async fn queue() -> (RedisQueue, KeySpace) {
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let q = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys.clone())).await.unwrap();
+    (q, keys)
+}
+
+fn forwarder(pod: &str) -> ConsumerConfig {
+    ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap())
+}
+
+fn flags(lease: &mutt_queue::Lease) -> Vec<bool> {
+    (0..lease.len()).map(|i| lease.possibly_redelivered(i)).collect()
+}
+
+#[tokio::test]
+async fn only_messages_leased_before_are_flagged_as_redeliveries() {
+    let (q, keys) = queue().await;
+    q.push(QueueId::Alert, &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await.unwrap();
+    let mut c = q.consumer(forwarder("flags")).await.unwrap();
+    let lease = c.lease(2, WAIT).await.unwrap().unwrap();
+    assert_eq!((lease.messages.clone(), flags(&lease)), (vec![b"a".to_vec(), b"b".to_vec()], vec![false, false]));
+    // An error between lease and settle: the worker hands the batch back.
+    c.release().await.unwrap();
+    let lease = c.lease(10, WAIT).await.unwrap().unwrap();
+    assert_eq!(lease.messages, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(flags(&lease), vec![true, true, false], "the handed-back two only");
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let mut conn = q.connection();
+    let left: u64 =
+        redis::cmd("EXISTS").arg(keys.redelivered(WorkerRole::Forwarder)).query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 0, "each redelivery is counted off when leased again");
+    // The blocking path (BLMOVE, then the lease script) says so too.
+    let waiter = tokio::spawn(async move {
+        let lease = c.lease(10, Duration::from_secs(5)).await.unwrap().unwrap();
+        c.settle(&lease, &Settlement::new()).await.unwrap();
+        (lease.messages.clone(), flags(&lease))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.push(QueueId::Alert, &[b"d".to_vec()]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), (vec![b"d".to_vec()], vec![false]));
+}
+
+#[tokio::test]
+async fn a_dead_forwarders_batch_is_flagged_when_a_janitor_recovers_it() {
+    let (q, _) = queue().await;
+    q.push(QueueId::Alert, &[b"x".to_vec(), b"y".to_vec()]).await.unwrap();
+    let mut dead = forwarder("dies");
+    dead.heartbeat_ttl = Duration::from_secs(1);
+    let mut c = q.consumer(dead).await.unwrap();
+    let _held = c.lease(10, WAIT).await.unwrap().unwrap();
+    drop(c); // stops its heartbeat
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut live = q.consumer(forwarder("lives")).await.unwrap();
+    let lease = live.lease(10, WAIT).await.unwrap().unwrap();
+    assert_eq!((lease.messages.clone(), flags(&lease)), (vec![b"x".to_vec(), b"y".to_vec()], vec![true, true]));
+    live.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_alerter_does_not_track_redeliveries() {
+    let (q, keys) = queue().await;
+    q.push(QueueId::Ingest, &[b"e".to_vec()]).await.unwrap();
+    let mut c = q.consumer(ConsumerConfig::new(WorkerRole::Alerter, PodName::parse("al").unwrap())).await.unwrap();
+    let lease = c.lease(10, WAIT).await.unwrap().unwrap();
+    c.release().await.unwrap();
+    assert!(lease.possibly_redelivered(0), "unknown counts as possibly");
+    let mut conn = q.connection();
+    let n: u64 = redis::cmd("EXISTS").arg(keys.redelivered(WorkerRole::Alerter)).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_one_key_that_frees_a_slot_per_interval() {
+    let (q, keys) = queue().await;
+    let key = format!("{}rate_limit:gcra", keys.prefix);
+    let mut conn = q.connection();
+    // What the sliding window left (a sorted set) is replaced, not an error.
+    let _: () = redis::cmd("ZADD").arg(&key).arg(1).arg("old").query_async(&mut conn).await.unwrap();
+    let window = Duration::from_millis(1000);
+    let g = q.rate_limit_take("gcra", 10, window, 1000).await.unwrap();
+    assert_eq!(g.granted, 10, "a burst of the whole limit");
+    assert!(g.retry_after > Duration::ZERO && g.retry_after <= Duration::from_millis(100), "{g:?}");
+    let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+    assert_eq!(kind, "string", "one key, whatever the count");
+    // One slot frees every window / limit = 100 ms.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let g = q.rate_limit_take("gcra", 10, window, 1000).await.unwrap();
+    assert_eq!(g.granted, 2);
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl <= 2_100, "kept about a window, {ttl} ms");
+}
+
+#[tokio::test]
+async fn a_settle_leaves_what_came_into_the_list_after_its_lease() {
+    let (q, keys) = queue().await;
+    q.push(QueueId::Alert, &[b"1".to_vec(), b"2".to_vec()]).await.unwrap();
+    let mut c = q.consumer(forwarder("trim")).await.unwrap();
+    let lease = c.lease(10, WAIT).await.unwrap().unwrap();
+    // A BLMOVE whose reply was given up lands after the lease (left end of the list).
+    let list = keys.processing_list(WorkerRole::Forwarder, "trim");
+    let mut conn = q.connection();
+    let _: () = redis::cmd("LPUSH").arg(&list).arg("late").query_async(&mut conn).await.unwrap();
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let held: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(held, vec![b"late".to_vec()], "the lease's two removed, the late one kept");
+    // Written behind the lease's back in the middle: removed by value instead.
+    let _: () = redis::cmd("DEL").arg(&list).query_async(&mut conn).await.unwrap();
+    q.push(QueueId::Alert, &[b"3".to_vec(), b"4".to_vec()]).await.unwrap();
+    let lease = c.lease(10, WAIT).await.unwrap().unwrap();
+    let _: () = redis::cmd("LINSERT").arg(&list).arg("AFTER").arg("4").arg("odd").query_async(&mut conn).await.unwrap();
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let held: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(held, vec![b"odd".to_vec()]);
+    c.shutdown().await.unwrap_or(());
+}
