@@ -36,6 +36,15 @@ pub(super) async fn test_rule(
     State(state): State<Arc<WebState>>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
+    let event = example_event(body)?;
+    let rules = RuleSet::compile(state.store.load_rules().await?);
+    Ok(Json(json!(mutt_core::rule::tester::test_event(&rules, &event))))
+}
+
+/// An example event (`{"event": {...}}` or the event itself) as the alerter would see it:
+/// normalised as the ingestor does; refused (naming `event`) where the ingestor would refuse
+/// it. The API's tester and the console's.
+pub(crate) fn example_event(body: Map<String, Value>) -> Result<Event, ApiError> {
     let mut fields = match body.get("event") {
         Some(Value::Object(e)) => e.clone(),
         Some(_) => return Err(ApiError::invalid_field("event", "event must be a JSON object")),
@@ -43,10 +52,7 @@ pub(super) async fn test_rule(
     };
     mutt_core::normalize::normalize(&mut fields, chrono::Utc::now())
         .map_err(|e| ApiError::invalid_field("event", format!("the ingestor would refuse this event: {e}")))?;
-    let event =
-        Event::from_value(Value::Object(fields)).map_err(|e| ApiError::invalid_field("event", e.to_string()))?;
-    let rules = RuleSet::compile(state.store.load_rules().await?);
-    Ok(Json(json!(mutt_core::rule::tester::test_event(&rules, &event))))
+    Event::from_value(Value::Object(fields)).map_err(|e| ApiError::invalid_field("event", e.to_string()))
 }
 
 #[utoipa::path(post, path = "/api/v2/rules/validate", tag = "rules", request_body = RuleCreate,
