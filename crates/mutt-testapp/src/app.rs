@@ -48,6 +48,9 @@ pub async fn spawn_app(kind: BackendKind) -> TestApp {
         api_keys: vec![Secret::new(TEST_API_KEY).into()],
         // No role to measure: `/slo` answers with every SLO critical ("no role answered").
         slo: Some(mutt_slo::SloSource::Metrics(Vec::new())),
+        // Tests read the ingest counters they have just written: no cached answer.
+        metrics_cache_ttl: std::time::Duration::ZERO,
+        ..Default::default()
     };
     let router = mutt_web::router(
         backend.queue.clone(),

@@ -1,13 +1,16 @@
 //! The web role's metrics, under the original's names (spec §10.1): API requests and their
-//! time per endpoint, the database query time per operation, and the Redis SCAN time of the
-//! ingest-rate dashboard data.
+//! time per endpoint (`rules`, `metrics`, `slo`, `audit`, as the original counted), the
+//! database query time per operation, and the time of the ingest-rate counter reads
+//! (`mutt_webui_redis_scan_latency_seconds`: no SCAN any more, the same purpose). Also the
+//! ingest-rate answer's cache ([`RatesCache`], `METRICS_CACHE_TTL`).
 
 use crate::ApiError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -64,10 +67,18 @@ impl WebMetrics {
             key_requests: Family::default(),
         };
         // The series the counted handlers record, at 0 from the start.
-        for status in ["success", "error", "error_invalid"] {
-            let _ = m.requests.get_or_create(&RequestLabels { endpoint: "rules", status });
+        let series: [(&str, &[&str]); 4] = [
+            ("rules", &["success", "error", "error_invalid"]),
+            ("metrics", &["success", "success_cached", "fail_redis", "fail_unknown"]),
+            ("slo", &["success", "error"]),
+            ("audit", &["success", "error", "error_invalid"]),
+        ];
+        for (endpoint, statuses) in series {
+            for status in statuses {
+                let _ = m.requests.get_or_create(&RequestLabels { endpoint, status });
+            }
+            let _ = m.latency.get_or_create(&EndpointLabel { endpoint });
         }
-        let _ = m.latency.get_or_create(&EndpointLabel { endpoint: "rules" });
         let _ = m.db_query_latency_ms.get_or_create(&OperationLabel { operation: "get_rules" });
         metrics.register(|r| {
             r.register("mutt_webui_api_requests", "API requests by endpoint and outcome", m.requests.clone());
@@ -95,9 +106,40 @@ impl WebMetrics {
         self.latency.get_or_create(&EndpointLabel { endpoint }).observe(started.elapsed().as_secs_f64());
     }
 
+    /// Counts an answer of the ingest-rate endpoint with the original's statuses: `success`,
+    /// `success_cached`, `fail_redis` (the backend is unavailable), `fail_unknown`.
+    pub fn rates<T>(&self, started: Instant, cached: bool, result: &Result<T, ApiError>) {
+        let status = match result {
+            Ok(_) if cached => "success_cached",
+            Ok(_) => "success",
+            Err(e) if e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => "fail_redis",
+            Err(_) => "fail_unknown",
+        };
+        let endpoint = "metrics";
+        self.requests.get_or_create(&RequestLabels { endpoint, status }).inc();
+        self.latency.get_or_create(&EndpointLabel { endpoint }).observe(started.elapsed().as_secs_f64());
+    }
+
     /// Records a database query's time since `started`, in milliseconds.
     pub fn db_query(&self, operation: &'static str, started: Instant) {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.db_query_latency_ms.get_or_create(&OperationLabel { operation }).observe(ms);
+    }
+}
+
+/// The last ingest-rate answer and when it was made: one per web role, as the original kept
+/// one per Web UI process.
+#[derive(Default)]
+pub(crate) struct RatesCache(Mutex<Option<(Instant, serde_json::Value)>>);
+
+impl RatesCache {
+    /// The cached answer if it is younger than `ttl` (a zero `ttl`: never).
+    pub(crate) fn fresh(&self, ttl: Duration) -> Option<serde_json::Value> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().filter(|(at, _)| !ttl.is_zero() && at.elapsed() < ttl).map(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn store(&self, value: serde_json::Value) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), value));
     }
 }

@@ -10,7 +10,7 @@ const KEY: &str = "slo-key";
 
 async fn serve(site: &Site, slo: Option<SloSource>) -> (ApiClient, tokio_util::sync::DropGuard) {
     let backend = site.open().await;
-    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()], slo };
+    let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()], slo, ..Default::default() };
     let router = mutt_web::router(
         backend.queue.clone(),
         backend.coordination.clone(),

@@ -749,6 +749,10 @@ pub struct WebSection {
     pub tls_client_ca_file: Option<std::path::PathBuf>,
     /// `none`, `optional` (checked when presented) or `required`.
     pub tls_client_auth: listener::ClientAuthSetting,
+    /// Timestamps in API answers: `rfc3339` (UTC) or the original's `rfc1123` (GMT).
+    pub timestamp_format: mutt_web::TimestampFormat,
+    /// Seconds `/api/v*/metrics` answers from its cache (`METRICS_CACHE_TTL`); 0: no cache.
+    pub metrics_cache_ttl_secs: u64,
 }
 
 impl Default for WebSection {
@@ -759,6 +763,8 @@ impl Default for WebSection {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_client_auth: Default::default(),
+            timestamp_format: Default::default(),
+            metrics_cache_ttl_secs: 5,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The audit searches: `/audit` and `/config-audit` over `config_audit_log` (spec §6.9; rows
 //! under `logs` and `changes` respectively), `/audit-logs` over `event_audit_log` (spec §6.10,
 //! plus the `decision` and `forwarded` filters). Newest first, ties by id, so pages are stable;
-//! every answer carries the total.
+//! every answer carries the total. Counted as `mutt_webui_api_requests_total{endpoint="audit"}`.
 
 use super::ApiRouter;
 #[allow(unused_imports)]
@@ -17,6 +17,7 @@ use mutt_store::manage::{ConfigAuditFilter, EventAuditFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -70,17 +71,23 @@ async fn config_audit(state: &WebState, p: ConfigAuditParams, member: &str) -> R
 #[utoipa::path(get, path = "/api/v2/audit", tag = "audit", params(ConfigAuditParams), responses((status = 200, body = ConfigAuditLogs), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
 pub(super) async fn config_audit_logs(
     State(state): State<Arc<WebState>>,
-    ApiQuery(p): ApiQuery<ConfigAuditParams>,
+    params: Result<ApiQuery<ConfigAuditParams>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    config_audit(&state, p, "logs").await
+    let started = Instant::now();
+    let result = async { config_audit(&state, params?.0, "logs").await }.await;
+    state.metrics.api("audit", started, &result);
+    result
 }
 
 #[utoipa::path(get, path = "/api/v2/config-audit", tag = "audit", params(ConfigAuditParams), responses((status = 200, body = ConfigAuditChanges), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
 pub(super) async fn config_audit_changes(
     State(state): State<Arc<WebState>>,
-    ApiQuery(p): ApiQuery<ConfigAuditParams>,
+    params: Result<ApiQuery<ConfigAuditParams>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    config_audit(&state, p, "changes").await
+    let started = Instant::now();
+    let result = async { config_audit(&state, params?.0, "changes").await }.await;
+    state.metrics.api("audit", started, &result);
+    result
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -101,8 +108,15 @@ pub(super) struct EventAuditParams {
 #[utoipa::path(get, path = "/api/v2/audit-logs", tag = "audit", params(EventAuditParams), responses((status = 200, body = EventAuditLogs), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody)))]
 pub(super) async fn event_audit(
     State(state): State<Arc<WebState>>,
-    ApiQuery(p): ApiQuery<EventAuditParams>,
+    params: Result<ApiQuery<EventAuditParams>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let result = async { search_events(&state, params?.0).await }.await;
+    state.metrics.api("audit", started, &result);
+    result
+}
+
+async fn search_events(state: &WebState, p: EventAuditParams) -> Result<Json<Value>, ApiError> {
     let paging = PageParams { page: p.page, limit: p.limit }.paging()?;
     let (start, end) = time_range(p.start_date.as_deref(), p.end_date.as_deref())?;
     let filter = EventAuditFilter {

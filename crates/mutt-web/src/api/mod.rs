@@ -10,17 +10,18 @@
 //!   `/audit-logs`): the resources; `dlq` and `status`: v2 only.
 
 mod audit;
-pub(crate) mod caller;
+mod caller;
 mod config;
 mod dlq;
-pub(crate) mod hosts;
+mod events;
+mod hosts;
 mod openapi;
 mod paging;
 pub(crate) mod rates;
-pub(crate) mod rules;
+mod rules;
 mod slo;
 pub(crate) mod status;
-pub(crate) mod tester;
+mod tester;
 mod version;
 
 pub(crate) use version::headers as version_headers;
@@ -45,7 +46,7 @@ fn common() -> ApiRouter {
 
 /// Routes beyond the original's API.
 fn v2_only() -> ApiRouter {
-    Router::new().merge(dlq::routes()).merge(status::routes()).merge(tester::routes())
+    Router::new().merge(dlq::routes()).merge(status::routes()).merge(tester::routes()).merge(events::routes())
 }
 
 /// Routes behind the key.

@@ -2,7 +2,8 @@
 //! the ingestor's minute and hour counters, read by name (no `SCAN`): the current minute's
 //! rate, the means of the newest 15 and 60 minutes that had traffic (minutes without traffic
 //! have no counter and are skipped, as the original did), and 24 hourly averages per minute,
-//! oldest first.
+//! oldest first. Answered from a cache for `METRICS_CACHE_TTL` seconds (5), as the original
+//! did per Web UI process; counted as `mutt_webui_api_requests_total{endpoint="metrics"}`.
 
 use super::ApiRouter;
 #[allow(unused_imports)]
@@ -15,6 +16,7 @@ use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Minute counters live two hours: the newest 60 that exist are within the last 120.
 const MINUTES_LOOKED_AT: i64 = 120;
@@ -55,9 +57,26 @@ pub(crate) fn summary(now: DateTime<Utc>, minutes: &[Option<u64>], hours: &[Opti
 }
 
 #[utoipa::path(get, path = "/api/v2/metrics", tag = "operations",
-    responses((status = 200, description = "summary (current_rate_1m, avg_rate_15m, avg_rate_1h) and chart_24h (labels, data)", body = AnyObject),
+    responses((status = 200, description = "summary (current_rate_1m, avg_rate_15m, avg_rate_1h) and chart_24h (labels, data); answered from a cache for METRICS_CACHE_TTL seconds", body = AnyObject),
         (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn rates(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    if let Some(cached) = state.rates_cache.fresh(state.config.metrics_cache_ttl) {
+        let result = Ok(Json(cached));
+        state.metrics.rates(started, true, &result);
+        return result;
+    }
+    let result = read_counters(&state).await;
+    if let Ok(v) = &result {
+        state.rates_cache.store(v.clone());
+    }
+    let result = result.map(Json);
+    state.metrics.rates(started, false, &result);
+    result
+}
+
+/// The answer from the counters, as they are now.
+async fn read_counters(state: &WebState) -> Result<Value, ApiError> {
     let now = Utc::now();
     let minutes: Vec<String> = (0..MINUTES_LOOKED_AT)
         .map(|i| format!("1m:{}", (now - Duration::minutes(i)).format("%Y-%m-%dT%H:%M")))
@@ -65,9 +84,11 @@ pub(super) async fn rates(State(state): State<Arc<WebState>>) -> Result<Json<Val
     let hours: Vec<String> =
         (0..24).map(|i| format!("1h:{}", (now - Duration::hours(i)).format("%Y-%m-%dT%H"))).collect();
     let counters = state.queue.ingest_counters();
+    let read = Instant::now();
     let m = counters.ingest_counts(&minutes).await?;
     let h = counters.ingest_counts(&hours).await?;
-    Ok(Json(summary(now, &m, &h)))
+    state.metrics.redis_scan_latency.observe(read.elapsed().as_secs_f64());
+    Ok(summary(now, &m, &h))
 }
 
 #[cfg(test)]

@@ -22,6 +22,13 @@ pub(super) fn routes() -> ApiRouter {
 
 #[utoipa::path(get, path = "/api/v2/slo", tag = "operations", responses((status = 200, description = "The SLO report", body = AnyObject), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn slo(State(state): State<Arc<WebState>>) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
+    let result = report(&state).await;
+    state.metrics.api("slo", started, &result);
+    result
+}
+
+async fn report(state: &WebState) -> Result<Json<Value>, ApiError> {
     let Some(source) = &state.config.slo else {
         return Err(ApiError::unavailable("no SLO source is configured ([slo] prometheus_url or metrics_urls)"));
     };

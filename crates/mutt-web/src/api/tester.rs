@@ -2,30 +2,26 @@
 //! - `POST /rules/test`: which rule would handle an example event, on a production and a
 //!   development host, and why each earlier rule did not match ([`mutt_core::rule::tester`],
 //!   against the stored rules and hosts, after the ingestor's normalisation);
-//! - `POST /rules/validate`: whether a rule draft would be accepted, without storing it;
-//! - `GET /events/{event_id}`: the audit row of one event.
+//! - `POST /rules/validate`: whether a rule draft would be accepted, without storing it.
+//!
+//! (`GET /events/{event_id}` is in `events.rs`.)
 
 use super::ApiRouter;
 #[allow(unused_imports)]
 use super::openapi::*;
 use crate::WebState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, parse_json};
+use crate::extract::{ApiJson, parse_json};
 use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::post;
 use mutt_core::rule::RuleDraft;
 use mutt_core::{Event, RuleSet};
-use mutt_store::manage::EventAuditFilter;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 pub(super) fn routes() -> ApiRouter {
-    ApiRouter::new()
-        .route("/rules/test", post(test_rule))
-        .route("/rules/validate", post(validate_rule))
-        .route("/events/{event_id}", get(event))
+    ApiRouter::new().route("/rules/test", post(test_rule)).route("/rules/validate", post(validate_rule))
 }
 
 /// `{"event": {...}}` or the event itself.
@@ -66,25 +62,4 @@ pub(super) async fn validate_rule(ApiJson(body): ApiJson<Map<String, Value>>) ->
         Ok(rule) => json!({"valid": true, "rule": rule}),
         Err(e) => json!({"valid": false, "error": e.to_string(), "field": e.field()}),
     }))
-}
-
-#[derive(Deserialize)]
-pub(super) struct EventPath {
-    event_id: String,
-}
-
-#[utoipa::path(get, path = "/api/v2/events/{event_id}", tag = "audit",
-    params(("event_id" = String, Path, description = "The event's _event_id (UUID)")),
-    responses((status = 200, description = "The event's audit row", body = AnyObject), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn event(
-    State(state): State<Arc<WebState>>,
-    ApiPath(EventPath { event_id }): ApiPath<EventPath>,
-) -> Result<Json<Value>, ApiError> {
-    let id = mutt_core::EventId::parse(&event_id)
-        .ok_or_else(|| ApiError::invalid_field("event_id", "event_id is not a UUID"))?;
-    let filter = EventAuditFilter { event_id: Some(id.to_string()), limit: 1, ..EventAuditFilter::default() };
-    let page = state.store.search_event_audit(&filter).await?;
-    let row = page.rows.into_iter().next().ok_or_else(|| ApiError::not_found("no audit row for this event"))?;
-    Ok(Json(json!({"audit": row})))
 }

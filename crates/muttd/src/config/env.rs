@@ -53,6 +53,7 @@ const LEGACY_VARS: &[(&str, &str, Kind)] = &[
     ("CIRCUIT_BREAKER_THRESHOLD", "forwarder.circuit_breaker_threshold", Kind::Int),
     ("CIRCUIT_BREAKER_TIMEOUT", "forwarder.circuit_breaker_timeout_secs", Kind::Int),
     ("SERVER_PORT_WEBUI", "web.port", Kind::Port),
+    ("METRICS_CACHE_TTL", "web.metrics_cache_ttl_secs", Kind::Int),
     ("ALERTER_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
     ("MOOG_HEARTBEAT_INTERVAL", "worker.heartbeat_interval_secs", Kind::Int),
     ("ALERTER_JANITOR_TIMEOUT", "worker.heartbeat_ttl_secs", Kind::Int),
