@@ -62,6 +62,12 @@ impl Caller {
     /// reload (they also notice by the rules version within their reload interval).
     pub async fn record_rules_change(&self, state: &WebState, c: Change<'_>) {
         self.record(state, c).await;
+        self.announce(state).await;
+    }
+
+    /// Tells the alerters to reload their rules (once after a batch of [`Caller::record`]s,
+    /// as a CSV import does; best effort: they also notice by the rules version).
+    pub async fn announce(&self, state: &WebState) {
         if let Err(e) = state.coordination.publish_rules_changed().await {
             tracing::warn!(error = %e, "could not tell the alerters to reload their rules");
         }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Longest team name the table takes.
-const MAX_TEAM_LEN: usize = 100;
+pub(crate) const MAX_TEAM_LEN: usize = 100;
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -37,7 +37,7 @@ fn host_not_found() -> ApiError {
 }
 
 /// A required non-empty text field within the column's length.
-fn required(field: &str, value: Option<String>, max: usize, missing: &str) -> Result<String, ApiError> {
+pub(crate) fn required(field: &str, value: Option<String>, max: usize, missing: &str) -> Result<String, ApiError> {
     let v = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let v = v.ok_or_else(|| ApiError::invalid_field(field, missing))?;
     if v.chars().count() > max {
@@ -65,18 +65,8 @@ pub(super) async fn add_host(
     ApiJson(body): ApiJson<HostBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let hostname = required("hostname", body.hostname, MAX_HOSTNAME_LEN, "hostname is required")?;
-    if !state.store.insert_development_host(&hostname).await? {
-        return Err(ApiError::conflict("Hostname already exists"));
-    }
-    let change = Change {
-        operation: "CREATE",
-        table_name: "development_hosts",
-        record_id: host_record_id(&hostname),
-        old_values: None,
-        new_values: Some(json!({"hostname": hostname})),
-        reason: body.reason,
-    };
-    caller.record_rules_change(&state, change).await;
+    insert_host(&state, &caller, &hostname, body.reason).await?;
+    caller.announce(&state).await;
     Ok((StatusCode::CREATED, Json(json!({"message": "Dev host added successfully"}))))
 }
 
@@ -89,19 +79,54 @@ pub(super) async fn delete_host(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let reason = optional_reason(&headers, body)?;
-    if !state.store.delete_development_host(&hostname).await? {
+    remove_host(&state, &caller, &hostname, reason).await?;
+    Ok(Json(json!({"message": "Dev host deleted successfully"})))
+}
+
+/// Adds a checked hostname (see [`required`]) as a development host and writes its
+/// config-audit row; 409 when it is one already. Does not tell the alerters (an import adds
+/// many first): the caller then calls [`Caller::announce`].
+pub(crate) async fn insert_host(
+    state: &WebState,
+    caller: &Caller,
+    hostname: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    if !state.store.insert_development_host(hostname).await? {
+        return Err(ApiError::conflict("Hostname already exists"));
+    }
+    let change = Change {
+        operation: "CREATE",
+        table_name: "development_hosts",
+        record_id: host_record_id(hostname),
+        old_values: None,
+        new_values: Some(json!({"hostname": hostname})),
+        reason,
+    };
+    caller.record(state, change).await;
+    Ok(())
+}
+
+/// Removes a development host, audited and announced; 404 when there is none.
+pub(crate) async fn remove_host(
+    state: &WebState,
+    caller: &Caller,
+    hostname: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    if !state.store.delete_development_host(hostname).await? {
         return Err(host_not_found());
     }
     let change = Change {
         operation: "DELETE",
         table_name: "development_hosts",
-        record_id: host_record_id(&hostname),
+        record_id: host_record_id(hostname),
         old_values: Some(json!({"hostname": hostname})),
         new_values: None,
         reason,
     };
-    caller.record_rules_change(&state, change).await;
-    Ok(Json(json!({"message": "Dev host deleted successfully"})))
+    caller.record_rules_change(state, change).await;
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v2/teams", tag = "hosts", responses((status = 200, body = TeamList), (status = 401, body = ErrorBody)))]
@@ -127,19 +152,33 @@ pub(super) async fn add_team(
     let missing = "hostname and team_assignment are required";
     let hostname = required("hostname", body.hostname, MAX_HOSTNAME_LEN, missing)?;
     let team = required("team_assignment", body.team_assignment, MAX_TEAM_LEN, missing)?;
-    if !state.store.insert_device_team(&hostname, &team).await? {
+    insert_team(&state, &caller, &hostname, &team, body.reason).await?;
+    caller.announce(&state).await;
+    Ok((StatusCode::CREATED, Json(json!({"message": "Team mapping added successfully"}))))
+}
+
+/// Maps a checked hostname to a checked team and writes the config-audit row; 409 when the
+/// host has a team. Does not tell the alerters (see [`insert_host`]).
+pub(crate) async fn insert_team(
+    state: &WebState,
+    caller: &Caller,
+    hostname: &str,
+    team: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    if !state.store.insert_device_team(hostname, team).await? {
         return Err(ApiError::conflict("Hostname already has a team assignment"));
     }
     let change = Change {
         operation: "CREATE",
         table_name: "device_teams",
-        record_id: host_record_id(&hostname),
+        record_id: host_record_id(hostname),
         old_values: None,
         new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
-        reason: body.reason,
+        reason,
     };
-    caller.record_rules_change(&state, change).await;
-    Ok((StatusCode::CREATED, Json(json!({"message": "Team mapping added successfully"}))))
+    caller.record(state, change).await;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -156,17 +195,29 @@ pub(super) async fn update_team(
     ApiJson(body): ApiJson<TeamUpdate>,
 ) -> Result<Json<Value>, ApiError> {
     let team = required("team_assignment", body.team_assignment, MAX_TEAM_LEN, "team_assignment is required")?;
-    let old = state.store.update_device_team(&hostname, &team).await?.ok_or_else(host_not_found)?;
+    change_team(&state, &caller, &hostname, &team, body.reason).await?;
+    Ok(Json(json!({"message": "Team mapping updated successfully"})))
+}
+
+/// Gives a mapped host a checked team, audited and announced; 404 when it has none.
+pub(crate) async fn change_team(
+    state: &WebState,
+    caller: &Caller,
+    hostname: &str,
+    team: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    let old = state.store.update_device_team(hostname, team).await?.ok_or_else(host_not_found)?;
     let change = Change {
         operation: "UPDATE",
         table_name: "device_teams",
-        record_id: host_record_id(&hostname),
+        record_id: host_record_id(hostname),
         old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
         new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
-        reason: body.reason,
+        reason,
     };
-    caller.record_rules_change(&state, change).await;
-    Ok(Json(json!({"message": "Team mapping updated successfully"})))
+    caller.record_rules_change(state, change).await;
+    Ok(())
 }
 
 #[utoipa::path(delete, path = "/api/v2/teams/{hostname}", tag = "hosts", params(("hostname" = String, Path)), request_body(content = ReasonBody, description = "Optional"), responses((status = 200, body = MessageBody), (status = 400, description = "Bad input, naming the field", body = ErrorBody), (status = 401, description = "No valid key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
@@ -178,15 +229,26 @@ pub(super) async fn delete_team(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let reason = optional_reason(&headers, body)?;
-    let old = state.store.delete_device_team(&hostname).await?.ok_or_else(host_not_found)?;
+    remove_team(&state, &caller, &hostname, reason).await?;
+    Ok(Json(json!({"message": "Team mapping deleted successfully"})))
+}
+
+/// Removes a host's team mapping, audited and announced; 404 when it has none.
+pub(crate) async fn remove_team(
+    state: &WebState,
+    caller: &Caller,
+    hostname: &str,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    let old = state.store.delete_device_team(hostname).await?.ok_or_else(host_not_found)?;
     let change = Change {
         operation: "DELETE",
         table_name: "device_teams",
-        record_id: host_record_id(&hostname),
+        record_id: host_record_id(hostname),
         old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
         new_values: None,
         reason,
     };
-    caller.record_rules_change(&state, change).await;
-    Ok(Json(json!({"message": "Team mapping deleted successfully"})))
+    caller.record_rules_change(state, change).await;
+    Ok(())
 }

@@ -10,18 +10,18 @@
 //!   `/audit-logs`): the resources; `dlq` and `status`: v2 only.
 
 mod audit;
-mod caller;
+pub(crate) mod caller;
 mod config;
 mod dlq;
 mod events;
-mod hosts;
+pub(crate) mod hosts;
 mod openapi;
 mod paging;
 pub(crate) mod rates;
-mod rules;
+pub(crate) mod rules;
 mod slo;
 pub(crate) mod status;
-mod tester;
+pub(crate) mod tester;
 mod version;
 
 pub(crate) use version::headers as version_headers;

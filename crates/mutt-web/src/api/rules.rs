@@ -234,7 +234,12 @@ pub(super) async fn delete_rule(
 }
 
 /// Sets rule `id` inactive (kept for the audit rows that name it), audited and announced.
-pub(crate) async fn deactivate(state: &WebState, caller: &Caller, id: i32, reason: Option<String>) -> Result<(), ApiError> {
+pub(crate) async fn deactivate(
+    state: &WebState,
+    caller: &Caller,
+    id: i32,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
     let current = state.store.get_rule(id).await?.ok_or_else(rule_not_found)?;
     let mut draft = draft_of(&current);
     draft.is_active = false;

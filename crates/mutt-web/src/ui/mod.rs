@@ -45,10 +45,14 @@
 //! `tests/ui_browser.rs` shows a login and screenshots into `docs/ui/`.
 
 mod assets;
+mod csv;
 mod guard;
+mod hosts;
 mod login;
 mod overview;
+mod rules;
 pub mod session;
+mod teams;
 
 pub use session::{Flash, ServedOverTls, Session, Sessions, Theme, served_over_tls};
 
@@ -133,7 +137,12 @@ pub fn render<T: Template>(template: &T) -> Response {
 
 /// The pages behind the session guard: one `.merge` per page module.
 fn pages() -> Router<Arc<WebState>> {
-    Router::new().merge(login::routes()).merge(overview::routes())
+    Router::new()
+        .merge(login::routes())
+        .merge(overview::routes())
+        .merge(rules::routes())
+        .merge(hosts::routes())
+        .merge(teams::routes())
 }
 
 /// Reachable without a session.
