@@ -84,7 +84,8 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
     wait_healthy(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(30)).await?;
     let ingest_url = format!("http://127.0.0.1:{port}/ingest");
     let view = SqliteQueue::attach(Database::open(&db_path, DbOptions::default())?, KeySpace::default()).await?;
-    let rows = run_phases(&ingest_url, &sink, plan, || async {
+    let meter = crate::cost::ProcessMeter { name: "muttd run".into(), pid: run.pid() };
+    let rows = run_phases(&ingest_url, &sink, plan, &meter, || async {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if leftovers(&view).await.is_some_and(|(q, l)| q == 0 && l == 0) {

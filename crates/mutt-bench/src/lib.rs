@@ -8,9 +8,12 @@
 //! - `mutt-pipeline`: the whole pipeline end to end — as separate processes on Redis +
 //!   PostgreSQL (`bench`, `chaos`, `soak`), or as one `muttd run` on the embedded backend (`embedded`).
 
+pub mod cost;
 pub mod embedded;
 pub mod load;
+pub mod null_server;
 pub mod pipeline;
 pub mod process;
+pub mod report;
 pub mod scenario;
 pub mod soak;

@@ -296,7 +296,11 @@ impl Pipeline {
     /// full_page_writes on; Redis AOF with appendfsync everysec).
     pub async fn start_with(opts: PipelineOptions, durable: bool) -> anyhow::Result<Self> {
         let redis = mutt_testkit::RedisServer::start(opts.aof || durable)?;
-        let pg = if durable { mutt_testkit::PostgresServer::start_durable()? } else { mutt_testkit::PostgresServer::start()? };
+        let pg = if durable {
+            mutt_testkit::PostgresServer::start_durable()?
+        } else {
+            mutt_testkit::PostgresServer::start()?
+        };
         let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         admin.batch_execute("CREATE DATABASE mutt").await?;
@@ -441,7 +445,8 @@ impl Pipeline {
             }
         }
         for name in ["appendonly", "appendfsync"] {
-            let o = Command::new("redis-cli").args(["-p", &self.redis_port().to_string(), "CONFIG", "GET", name]).output();
+            let o =
+                Command::new("redis-cli").args(["-p", &self.redis_port().to_string(), "CONFIG", "GET", name]).output();
             if let Some(v) = o.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).lines().nth(1).map(str::to_owned)) {
                 out.push((format!("redis {name}"), v));
             }

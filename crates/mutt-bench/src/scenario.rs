@@ -1,5 +1,6 @@
 //! The end-to-end benchmark and the chaos run over a [`Pipeline`].
 
+use crate::cost::{Meter, PhaseCost};
 use crate::pipeline::{Category, Pipeline, PipelineOptions, offer, percentile};
 use mutt_testkit::ReceiverMode;
 use serde_json::json;
@@ -295,10 +296,17 @@ pub struct BenchRow {
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub latency_p99_ms: f64,
+    /// CPU per process and Redis commands, per accepted event, over the phase and its drain.
+    pub cost: PhaseCost,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct BenchReport {
+    /// `production` (PostgreSQL fsync, synchronous_commit, full_page_writes on; Redis AOF
+    /// everysec) or `fsync-off` (PostgreSQL fsync off, Redis without persistence).
+    pub durability: String,
+    /// The servers' durability settings as they reported them.
+    pub settings: Vec<(String, String)>,
     pub rows: Vec<BenchRow>,
     /// (process, CPU seconds, peak RSS MiB)
     pub processes: Vec<(String, f64, f64)>,
@@ -317,6 +325,8 @@ pub struct BenchPlan {
     pub batch: usize,
     /// Offered events/s for the latency phase.
     pub latency_rate: u64,
+    /// Offered events/s for the p99 phase (single events; 0 leaves it out).
+    pub p99_rate: u64,
 }
 
 async fn drain(p: &Pipeline, timeout: Duration) {
@@ -329,14 +339,17 @@ async fn drain(p: &Pipeline, timeout: Duration) {
     }
 }
 
-pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<BenchReport> {
-    let p = Pipeline::start(opts).await?;
-    let rows = run_phases(&p.ingest_url, &p.sink, plan, || drain(&p, Duration::from_secs(60))).await;
+pub async fn bench(opts: PipelineOptions, plan: &BenchPlan, durable: bool) -> anyhow::Result<BenchReport> {
+    let p = Pipeline::start_with(opts, durable).await?;
+    let settings = p.durability_settings().await;
+    let rows = run_phases(&p.ingest_url, &p.sink, plan, &p, || drain(&p, Duration::from_secs(60))).await;
     let (procs, redis_cpu, pg_cpu) = p.resources();
     let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
     let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
     let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
     Ok(BenchReport {
+        durability: if durable { "production" } else { "fsync-off" }.to_owned(),
+        settings,
         rows,
         processes,
         redis_cpu_seconds: redis_cpu,
@@ -346,12 +359,14 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan) -> anyhow::Result<Be
     })
 }
 
-/// The three load phases (single events, batches, fixed-rate latency) against an ingest URL
-/// whose alerts arrive at `sink`; `drain` waits until nothing is left queued or leased.
+/// The load phases (single events, batches, fixed-rate p99 and latency) against an ingest URL
+/// whose alerts arrive at `sink`; `drain` waits until nothing is left queued or leased;
+/// `meter` is read before each phase and after its drain.
 pub async fn run_phases<F, Fut>(
     ingest_url: &str,
     sink: &crate::pipeline::Sink,
     plan: &BenchPlan,
+    meter: &dyn Meter,
     drain: F,
 ) -> Vec<BenchRow>
 where
@@ -361,11 +376,16 @@ where
     let mut rows = Vec::new();
     let dur = Duration::from_secs(plan.seconds);
     let mut seq = 0u64;
-    for (phase, rate, batch) in [
+    let mut phases = vec![
         (format!("single events, offered {}/s", plan.single_rate), plan.single_rate, 1usize),
         (format!("batches of {}, offered {}/s", plan.batch, plan.batch_rate), plan.batch_rate, plan.batch),
-        (format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1usize),
-    ] {
+    ];
+    if plan.p99_rate > 0 {
+        phases.push((format!("single events at {}/s (p99)", plan.p99_rate), plan.p99_rate, 1));
+    }
+    phases.push((format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1));
+    for (phase, rate, batch) in phases {
+        let before = meter.sample();
         let t0 = Instant::now();
         let (accepted, _) = offer(ingest_url, seq, rate, batch, dur).await;
         let t1 = Instant::now();
@@ -373,6 +393,7 @@ where
         eprintln!("bench: {phase}: {} accepted in {:.1} s; draining", accepted.len(), (t1 - t0).as_secs_f64());
         drain().await;
         let t2 = Instant::now();
+        let cost = PhaseCost::between(&before, &meter.sample(), accepted.len() as u64);
         // End to end: deliveries per second while the load ran (the backlog, if any, counts
         // only once it arrives, so a saturated pipeline shows its capacity).
         let delivered = sink.delivered_between(t0, t1) as f64;
@@ -390,6 +411,7 @@ where
             latency_p50_ms: percentile(&lat, 0.5),
             latency_p95_ms: percentile(&lat, 0.95),
             latency_p99_ms: percentile(&lat, 0.99),
+            cost,
         });
         if let Some(r) = rows.last() {
             eprintln!(
@@ -464,24 +486,6 @@ pub fn print_rows(rows: &[BenchRow]) {
             row.latency_p99_ms
         );
     }
-}
-
-pub fn print_bench(r: &BenchReport) {
-    print_rows(&r.rows);
-    println!("{:<28} {:>10} {:>14}", "process", "CPU s", "peak RSS MiB");
-    for (n, cpu, rss) in &r.processes {
-        println!("{n:<28} {cpu:>10.1} {rss:>14.1}");
-    }
-    println!("{:<28} {:>10.1}", "redis-server", r.redis_cpu_seconds);
-    println!("{:<28} {:>10.1}", "postgres (all backends)", r.postgres_cpu_seconds);
-    let best = r.rows.iter().map(|x| x.end_to_end_per_sec).fold(0.0, f64::max);
-    println!(
-        "ceilings: redis-benchmark -P 16 lpush {:.0}/s (best e2e = {:.1} %); PostgreSQL COPY {:.0} rows/s (best e2e = {:.1} %)",
-        r.redis_lpush_per_sec,
-        100.0 * best / r.redis_lpush_per_sec,
-        r.postgres_copy_rows_per_sec,
-        100.0 * best / r.postgres_copy_rows_per_sec
-    );
 }
 
 pub fn report_json(v: &impl serde::Serialize) -> String {

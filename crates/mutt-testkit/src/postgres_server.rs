@@ -34,6 +34,15 @@ impl PostgresServer {
         Ok(s)
     }
 
+    /// Starts a server with production durability (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on), for benchmarks; the later `-c` settings win over `fsync=off`.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        let mut s = Self::init()?;
+        s.extra = " -c fsync=on -c synchronous_commit=on -c full_page_writes=on".into();
+        s.start_again()?;
+        Ok(s)
+    }
+
     /// Starts a server that also speaks TLS with `cert`/`key` (PEM, copied into its directory,
     /// where the server's user can read them). Connections over TLS from 127.0.0.1 must give
     /// the password `tls_password` (SCRAM); plain ones stay trusted, for the test's own checks.

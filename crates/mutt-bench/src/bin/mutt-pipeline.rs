@@ -10,7 +10,8 @@
 
 use clap::{Parser, Subcommand};
 use mutt_bench::pipeline::PipelineOptions;
-use mutt_bench::scenario::{BenchPlan, ChaosProfile, bench, chaos, print_bench, report_json};
+use mutt_bench::report::{Durability, print_suite, suite};
+use mutt_bench::scenario::{BenchPlan, ChaosProfile, chaos, report_json};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -46,24 +47,32 @@ struct Load {
     /// Offered events/s of the latency phase.
     #[arg(long, default_value_t = 2_000)]
     latency_rate: u64,
+    /// Offered single events/s of the p99 phase (0: none).
+    #[arg(long, default_value_t = 10_000)]
+    p99_rate: u64,
 }
 
 impl Load {
     fn plan(&self, seconds: u64) -> BenchPlan {
-        let Load { single_rate, batch_rate, batch, latency_rate } = *self;
-        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate }
+        let Load { single_rate, batch_rate, batch, latency_rate, p99_rate } = *self;
+        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate, p99_rate }
     }
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Throughput, end-to-end latency and resources; prints the machine's ceilings too.
+    /// Throughput, end-to-end latency, CPU per event and Redis commands per event, with
+    /// production durability and with fsync off; prints the load generator's and the
+    /// machine's ceilings too.
     Bench {
         /// Seconds of offered load per phase.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         #[command(flatten)]
         load: Load,
+        /// `production`, `fsync-off` or `both` (production first).
+        #[arg(long, default_value = "both")]
+        durability: String,
     },
     /// `muttd run` on the embedded backend (one process, one SQLite file): the same phases.
     Embedded {
@@ -105,13 +114,16 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         aof: false,
     };
     match cli.command {
-        Cmd::Bench { seconds, load } => {
+        Cmd::Bench { seconds, load, durability } => {
             let plan = load.plan(seconds);
-            let report = bench(opts, &plan).await?;
+            let Some(which) = Durability::parse(&durability) else {
+                anyhow::bail!("unknown durability {durability:?} (production, fsync-off, both)");
+            };
+            let report = suite(opts, &plan, which).await?;
             if cli.json {
                 println!("{}", report_json(&report));
             } else {
-                print_bench(&report);
+                print_suite(&report);
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
