@@ -87,7 +87,8 @@ pub async fn write(store: &dyn Store, rule: i32, t: &str, n: usize, host: &str) 
             forwarded_to_moog: i % 2 == 0,
             raw_message: format!(r#"{{"message":"{host} {i}"}}"#),
             silenced_by: None,
-            flap_suppressed: false,
+            // Held back by a flap limit: not forwarded.
+            flap_suppressed: i % 2 == 1,
         })
         .collect();
     assert_eq!(store.write_audit(&rows).await.unwrap(), n as u64);
@@ -197,7 +198,7 @@ pub async fn archive_copies_rows_with_the_explicit_mapping(store: Arc<dyn Store>
     write(store.as_ref(), rule, "2020-06-01T00:00:00Z", 1, "ancient").await;
     write(store.as_ref(), rule, "2030-03-10T00:00:00Z", 4, "mar").await;
     let dump = "SELECT id, event_id, event_timestamp, hostname, matched_rule_id, handling_decision,
-                       forwarded_to_moog, raw_message FROM event_audit_log
+                       forwarded_to_moog, raw_message, flap_suppressed FROM event_audit_log
                  WHERE hostname IN ('jan', 'feb-old') ORDER BY id";
     let before = db.rows(dump).await;
     assert_eq!(before.len(), 5);
@@ -214,7 +215,7 @@ pub async fn archive_copies_rows_with_the_explicit_mapping(store: Arc<dyn Store>
         .rows(
             "SELECT original_id, event_id, original_partition_timestamp, hostname, matched_rule_id,
                     handling_decision, forwarded_to_moog, raw_message, archived_from_partition, id,
-                    event_timestamp = original_partition_timestamp, archived_at IS NOT NULL
+                    event_timestamp = original_partition_timestamp, archived_at IS NOT NULL, flap_suppressed
                FROM event_audit_log_archive ORDER BY original_id",
         )
         .await;
@@ -224,6 +225,7 @@ pub async fn archive_copies_rows_with_the_explicit_mapping(store: Arc<dyn Store>
         assert_ne!(arc[9], arc[0], "the archive has ids of its own");
         assert!(matches!(arc[10].as_str(), "t" | "1"), "event time in original_partition_timestamp");
         assert!(matches!(arc[11].as_str(), "t" | "1"));
+        assert_eq!(arc[12], src[8], "flap_suppressed kept");
         let from = match (db.partitioned(), arc[3].as_str()) {
             (false, _) => "event_audit_log",
             (true, "jan") => "event_audit_log_2030_01",
