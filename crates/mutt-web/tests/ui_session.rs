@@ -185,3 +185,25 @@ both_backends!(
     api_key_bookmarks_redirect_to_a_clean_url,
     assets_are_vendored_and_cached,
 );
+
+/// The overview's live part (what htmx polls) shows the ingest count, the queue depth and the
+/// newest dead letter with its reason.
+async fn overview_shows_counts_depths_and_dead_letters(kind: BackendKind) {
+    use mutt_queue::dlq::Dlq;
+    let app = spawn_app(kind).await;
+    let session = cookie_pair(&login(&app, &app.api_key).await, "mutt_session").unwrap();
+    let events: Vec<Vec<u8>> = (0..3).map(|n| format!(r#"{{"hostname":"r{n}","message":"x"}}"#).into_bytes()).collect();
+    app.backend.queue.push_ingest(&events, chrono::Utc::now()).await.unwrap();
+    let dead = br#"{"hostname":"edge-7","message":"m","_dlq_reason":"poison_message","_dlq_error":"could not parse"}"#;
+    app.backend.queue.dead_letters().dlq_push(Dlq::Alerter, &[dead.to_vec()]).await.unwrap();
+
+    let r = http().get(format!("{}/overview/live", app.base_url)).header(header::COOKIE, &session).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<html"), "a fragment, not a page");
+    assert!(html.contains(r#"<span id="count-1m">3</span>"#), "{html}");
+    assert!(html.contains(r#"ingest_queue">3<"#), "the ingest queue's depth: {html}");
+    assert!(html.contains("edge-7") && html.contains("could not parse"), "{html}");
+}
+
+both_backends!(overview_shows_counts_depths_and_dead_letters);

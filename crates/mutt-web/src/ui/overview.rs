@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{Duration, Utc};
-use mutt_queue::QueueStatus;
+use mutt_queue::{ProcessingList, QueueStatus};
 use mutt_queue::dlq::{Dlq, DlqEntry, End, EntryInfo};
 use serde_json::Value;
 use std::sync::Arc;
@@ -91,9 +91,22 @@ struct Live {
     breaker: Result<(String, u64), String>,
     dead_letters: Vec<EntryInfo>,
     updated: String,
+    /// The workers' heartbeat lifetime: a heartbeat's age is this minus what is left of it.
+    heartbeat_ttl: std::time::Duration,
 }
 
 impl Live {
+    /// How long ago the worker's heartbeat was written (`—` without one).
+    fn heartbeat_age(&self, w: &ProcessingList) -> String {
+        match w.heartbeat_expires_in_ms {
+            Some(left) => {
+                let age = self.heartbeat_ttl.saturating_sub(std::time::Duration::from_millis(left));
+                format!("{:.1} s ago", age.as_secs_f64())
+            }
+            None => "—".to_string(),
+        }
+    }
+
     /// The badge colour of a breaker state (`CLOSED`, `HALF_OPEN`, `OPEN`).
     fn breaker_badge(state: &str) -> &'static str {
         match state {
@@ -173,6 +186,7 @@ async fn live(state: &Arc<WebState>) -> Live {
         breaker: breaker.map(|(s, n)| (s.as_str().to_string(), n)).map_err(|e| e.to_string()),
         dead_letters,
         updated: Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        heartbeat_ttl: state.config.heartbeat_ttl,
     }
 }
 
