@@ -61,7 +61,7 @@ pub(super) async fn get_one(
 }
 
 /// The stored values of every catalogue key (for the partner checks, warn < shed).
-async fn stored_catalogue_values(state: &WebState) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) async fn stored_catalogue_values(state: &WebState) -> Result<BTreeMap<String, String>, ApiError> {
     let keys: Vec<&str> = catalogue::catalogue().iter().map(|s| s.key.as_ref()).collect();
     let values = state.coordination.config_values(&keys).await?;
     Ok(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k.to_owned(), v?))).collect())
@@ -119,7 +119,7 @@ pub(super) async fn remove(
     Ok(Json(json!({"key": key, "old_value": old, "default": default, "message": "Configuration value deleted"})))
 }
 
-async fn record(
+pub(crate) async fn record(
     state: &WebState,
     caller: &Caller,
     key: &str,

@@ -129,7 +129,7 @@ pub(super) async fn entries(
 }
 
 /// Records a move that was made; dry runs change nothing and are not recorded.
-async fn record(
+pub(crate) async fn record(
     state: &WebState,
     caller: &Caller,
     dlq: Dlq,

@@ -11,12 +11,12 @@
 
 mod audit;
 pub(crate) mod caller;
-mod config;
-mod dlq;
-mod events;
+pub(crate) mod config;
+pub(crate) mod dlq;
+pub(crate) mod events;
 pub(crate) mod hosts;
 mod openapi;
-mod paging;
+pub(crate) mod paging;
 pub(crate) mod rates;
 pub(crate) mod rules;
 mod slo;

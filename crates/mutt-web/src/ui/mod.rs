@@ -45,7 +45,10 @@
 //! `tests/ui_browser.rs` shows a login and screenshots into `docs/ui/`.
 
 mod assets;
+mod audit;
+mod config;
 mod csv;
+mod dlq;
 mod guard;
 mod hosts;
 mod login;
@@ -53,6 +56,7 @@ mod overview;
 mod rules;
 pub mod session;
 mod teams;
+mod unhandled;
 
 pub use session::{Flash, ServedOverTls, Session, Sessions, Theme, served_over_tls};
 
@@ -140,6 +144,10 @@ fn pages() -> Router<Arc<WebState>> {
     Router::new()
         .merge(login::routes())
         .merge(overview::routes())
+        .merge(audit::routes())
+        .merge(config::routes())
+        .merge(dlq::routes())
+        .merge(unhandled::routes())
         .merge(rules::routes())
         .merge(hosts::routes())
         .merge(teams::routes())
