@@ -42,6 +42,7 @@ fn event(host: &str, n: usize) -> Value {
 /// Two alerters running as in production (their loops and summary tasks), each on a
 /// connection of its own where the backend allows it (the embedded file has one owner).
 struct Pair {
+    registries: [mutt_service::Metrics; 2],
     metrics: [AlerterMetrics; 2],
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -54,14 +55,15 @@ impl Pair {
             BackendKind::Embedded => s.backend.clone(),
         };
         let shutdown = CancellationToken::new();
-        let metrics = [0, 1].map(|_| AlerterMetrics::register(&mutt_service::Metrics::new()));
+        let registries = [0, 1].map(|_| mutt_service::Metrics::new());
+        let metrics = [0, 1].map(|n| AlerterMetrics::register(&registries[n]));
         let mut tasks = Vec::new();
         for (n, b) in [&s.backend, &second].into_iter().enumerate() {
             let a = start(b, &format!("flap{n}"), metrics[n].clone()).await;
             let sd = shutdown.clone();
             tasks.push(tokio::spawn(async move { a.run(sd).await.unwrap() }));
         }
-        Pair { metrics, shutdown, tasks }
+        Pair { registries, metrics, shutdown, tasks }
     }
 
     async fn stop(self) {
@@ -181,6 +183,9 @@ async fn a_burst_sends_one_first_alert_and_one_summary(kind: BackendKind) {
     assert_eq!(pair.suppressed(rule), 39);
     assert_eq!(pair.summaries(), 1);
     assert!(pair.handled().iter().all(|&n| n > 0), "both alerters took part: {:?}", pair.handled());
+    let text: String = pair.registries.iter().map(|r| r.encode()).collect();
+    assert!(text.contains(&format!("mutt_alerter_events_suppressed_total{{rule_id=\"{rule}\"}}")), "{text}");
+    assert!(text.contains("mutt_alerter_flap_summaries_total"), "{text}");
 
     // The window closed: the next event opens a new one and is forwarded.
     s.push(&[event("router1", 99)]).await;
