@@ -197,7 +197,8 @@ async fn overview_shows_counts_depths_and_dead_letters(kind: BackendKind) {
     let dead = br#"{"hostname":"edge-7","message":"m","_dlq_reason":"poison_message","_dlq_error":"could not parse"}"#;
     app.backend.queue.dead_letters().dlq_push(Dlq::Alerter, &[dead.to_vec()]).await.unwrap();
 
-    let r = http().get(format!("{}/overview/live", app.base_url)).header(header::COOKIE, &session).send().await.unwrap();
+    let r =
+        http().get(format!("{}/overview/live", app.base_url)).header(header::COOKIE, &session).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(!html.contains("<html"), "a fragment, not a page");
@@ -207,3 +208,45 @@ async fn overview_shows_counts_depths_and_dead_letters(kind: BackendKind) {
 }
 
 both_backends!(overview_shows_counts_depths_and_dead_letters);
+
+/// A session ends when its key is rotated away (WEBUI_API_KEY from Vault): the next page goes
+/// to the login; a session of a key still configured goes on.
+#[tokio::test]
+async fn a_session_ends_when_its_key_is_rotated_away() {
+    use mutt_core::Secret;
+    let site = mutt_testapp::Site::fresh(BackendKind::Embedded).await;
+    let backend = site.open().await;
+    let keys = vec![Secret::new("ops:old-key").into(), Secret::new("ci:ci-key").into()];
+    let config = mutt_web::WebConfig { api_keys: keys, ..Default::default() };
+    let (keys, router) = mutt_web::service(
+        backend.queue.clone(),
+        backend.coordination.clone(),
+        backend.store.clone(),
+        config,
+        mutt_service::Metrics::new(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(mutt_service::serve(listener, router, stop));
+    let http = http();
+    let session_of = |key: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http.get(format!("{base}/?api_key={key}")).send().await.unwrap();
+            cookie_pair(&r, "mutt_session").expect("a session")
+        }
+    };
+    let (old, ci) = (session_of("old-key").await, session_of("ci-key").await);
+    let status = |cookie: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.get(format!("{base}/")).header(header::COOKIE, cookie).send().await.unwrap().status() }
+    };
+    assert_eq!(status(old.clone()).await, StatusCode::OK);
+
+    assert!(keys.set(vec![Secret::new("ops:new-key").into(), Secret::new("ci:ci-key").into()]));
+    assert_eq!(status(old).await, StatusCode::SEE_OTHER, "the old key's session has ended");
+    assert_eq!(status(ci).await, StatusCode::OK, "a key still configured keeps its session");
+}

@@ -151,3 +151,18 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_taken_out_of_the_url_and_the_rest_kept() {
+        let uri: Uri = "/rules?api_key=s3cret&q=link%20down&page=2".parse().unwrap();
+        assert_eq!(query_key(&uri).as_deref(), Some("s3cret"));
+        assert_eq!(without_key(&uri), "/rules?q=link+down&page=2");
+        let uri: Uri = "/?api_key=s3cret".parse().unwrap();
+        assert_eq!(without_key(&uri), "/");
+        assert_eq!(query_key(&"/audit?page=1".parse().unwrap()), None);
+    }
+}

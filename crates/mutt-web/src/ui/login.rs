@@ -136,3 +136,18 @@ async fn theme(Query(q): Query<ThemeChoice>, parts: Parts) -> Response {
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        assert_eq!(safe_next(Some("/rules?q=1")), "/rules?q=1");
+        for foreign in ["//evil.example/", "/\\evil.example", "https://evil.example/", "evil", "", "/login?next=/"] {
+            assert_eq!(safe_next(Some(foreign)), "/", "{foreign}");
+        }
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(local_path(Some("/login")), "/login", "the theme toggle may go back to the login page");
+    }
+}
