@@ -22,8 +22,10 @@ pub const MAX_TEXT_LEN: usize = 1000;
 /// Longest creator (or expirer) name, as `config_audit_log.changed_by` holds it.
 pub const MAX_CREATOR_LEN: usize = 100;
 
-/// What a silence matches. Every field given must match; an empty matcher is refused.
+/// What a silence matches. Every field given must match; an empty matcher is refused. An
+/// unknown field is refused too: a misspelt one would silently widen the silence.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Matcher {
     /// The event's hostname: exact, or a glob with `*` and `?` (ASCII case-insensitive, as
     /// host names are).
@@ -132,6 +134,15 @@ fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), Si
     Ok(())
 }
 
+/// Years both stores hold and order alike (SQLite compares the text).
+fn check_time(field: &'static str, t: DateTime<Utc>) -> Result<(), SilenceError> {
+    use chrono::Datelike;
+    match t.year() {
+        1970..=9999 => Ok(()),
+        y => Err(SilenceError::invalid(field, format!("year {y} is out of range (1970 to 9999)"))),
+    }
+}
+
 impl NewSilence {
     /// Checks the silence as a whole: matcher, times, window, creator and comment.
     pub fn validate(&self) -> Result<(), SilenceError> {
@@ -141,6 +152,10 @@ impl NewSilence {
             return Err(SilenceError::invalid("created_by", format!("at most {MAX_CREATOR_LEN} characters")));
         }
         check_text("comment", &self.comment, true)?;
+        check_time("starts_at", self.starts_at)?;
+        if let Some(end) = self.ends_at {
+            check_time("ends_at", end)?;
+        }
         match (&self.window, self.ends_at) {
             (None, None) => return Err(SilenceError::invalid("ends_at", "required for a silence without a window")),
             (_, Some(end)) if end <= self.starts_at => {
@@ -374,6 +389,33 @@ pub fn next_occurrence(silence: &Silence, now: DateTime<Utc>) -> Option<(DateTim
     match silence.effective_end() {
         Some(stop) if start >= stop => None,
         _ => Some((start, end)),
+    }
+}
+
+/// A silence and where it stands at a time: what the API, `muttd silence list --json` and a
+/// UI page show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SilenceView {
+    #[serde(flatten)]
+    pub silence: Silence,
+    pub state: SilenceState,
+    /// Silencing at that time (a window: inside an occurrence).
+    pub in_effect: bool,
+    /// A window's current or next occurrence (`null` for a one-off silence or none to come).
+    pub next_start: Option<DateTime<Utc>>,
+    pub next_end: Option<DateTime<Utc>>,
+}
+
+impl SilenceView {
+    pub fn at(silence: Silence, now: DateTime<Utc>) -> Self {
+        let next = next_occurrence(&silence, now).filter(|_| silence.state(now) != SilenceState::Expired);
+        Self {
+            state: silence.state(now),
+            in_effect: in_effect(&silence, now),
+            next_start: next.map(|n| n.0),
+            next_end: next.map(|n| n.1),
+            silence,
+        }
     }
 }
 

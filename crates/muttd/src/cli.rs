@@ -70,6 +70,9 @@ pub enum Command {
     /// The dead-letter queues: list, show, replay, park, purge, export, trim.
     #[command(subcommand)]
     Dlq(crate::commands::dlq::DlqCommand),
+    /// Silences and weekly maintenance windows: matching events are audited, not forwarded.
+    #[command(subcommand)]
+    Silence(crate::commands::silence::SilenceCommand),
     /// Print the shell completion script for bash, zsh or fish (installed by the package).
     #[command(hide = true)]
     Completions {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dlq;
 pub mod partitions;
 pub mod show;
+pub mod silence;
 pub mod slo;
 
 pub async fn migrate(config: &Config, secrets: &dyn SecretSource) -> Result<()> {

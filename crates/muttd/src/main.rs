@@ -82,6 +82,7 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
         Command::Partitions(cmd) => return commands::partitions::run(&config, &secrets, &cmd).await,
         Command::Retention(args) => return commands::partitions::retention(&config, &secrets, &args).await,
         Command::Dlq(cmd) => return commands::dlq::run(&config, &secrets, &cmd).await,
+        Command::Silence(cmd) => return commands::silence::run(&config, &secrets, &cmd).await,
         Command::Remediation if !config.remediation.enabled => {
             // As the original: disabled means exit at once, successfully.
             println!("muttd: remediation is disabled (remediation.enabled, REMEDIATION_ENABLED)");

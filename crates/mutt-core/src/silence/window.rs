@@ -19,6 +19,7 @@ pub const MAX_WINDOW_MINUTES: u32 = 7 * 24 * 60;
 
 /// A weekly window as written: days, local start `HH:MM`, length, IANA zone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WeeklyWindow {
     /// Days on which an occurrence starts (`Mon` … `Sun`; `sun`, `Sunday` are read too).
     pub days: Vec<Weekday>,

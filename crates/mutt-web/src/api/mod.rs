@@ -19,6 +19,7 @@ mod openapi;
 pub(crate) mod paging;
 pub(crate) mod rates;
 pub(crate) mod rules;
+pub(crate) mod silences;
 mod slo;
 pub(crate) mod status;
 pub(crate) mod tester;
@@ -46,7 +47,12 @@ fn common() -> ApiRouter {
 
 /// Routes beyond the original's API.
 fn v2_only() -> ApiRouter {
-    Router::new().merge(dlq::routes()).merge(status::routes()).merge(tester::routes()).merge(events::routes())
+    Router::new()
+        .merge(dlq::routes())
+        .merge(status::routes())
+        .merge(tester::routes())
+        .merge(events::routes())
+        .merge(silences::routes())
 }
 
 /// Routes behind the key.

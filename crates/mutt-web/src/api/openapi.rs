@@ -237,6 +237,8 @@ pub struct EventAuditEntry {
     pub forwarded_to_moog: bool,
     /// The stored JSON text.
     pub raw_message: Option<String>,
+    /// Held back by its rule's flap limit: audited, not forwarded.
+    pub flap_suppressed: bool,
 }
 
 #[derive(ToSchema)]
@@ -360,6 +362,7 @@ impl Modify for ApiKeyScheme {
         super::dlq::list, super::dlq::entries, super::dlq::replay, super::dlq::park, super::dlq::purge,
         super::status::status, super::slo::slo, super::version::version,
         super::rates::rates, super::tester::test_rule, super::tester::validate_rule, super::events::event,
+        super::silences::list, super::silences::create, super::silences::get_one, super::silences::expire,
     ),
     components(schemas(ErrorBody, MessageBody, RuleSchema, AnyObject, DlqNameSchema))
 )]
