@@ -54,6 +54,14 @@ async fn console_on_muttd_run(kind: BackendKind) {
     let receiver = WebhookReceiver::start().await;
     let (_muttd, ingest, base) = start(dir.path(), &site, &receiver.url());
 
+    // A rule that matches the event (over the management API), so it is forwarded.
+    let http = reqwest::Client::new();
+    let rule = serde_json::json!({"match_string": "LINK-DOWN", "match_type": "contains", "priority": 10,
+        "prod_handling": "Page_and_ticket", "dev_handling": "Ticket_only", "team_assignment": "NETO"});
+    let created =
+        http.post(format!("{base}/api/v2/rules")).header("X-API-KEY", WEB_KEY).json(&rule).send().await.unwrap();
+    assert!(created.status().is_success(), "rule: {}", created.text().await.unwrap());
+
     browser.goto(&format!("{base}/")).await;
     browser.fill("#api_key", "not-the-key").await;
     browser.click("form.login-form button[type=submit]").await;
@@ -66,7 +74,7 @@ async fn console_on_muttd_run(kind: BackendKind) {
 
     let now = chrono::Utc::now().to_rfc3339();
     let event = serde_json::json!({"hostname": "ui-router-1", "message": "LINK-DOWN on ge-0/0/1", "timestamp": now});
-    let sent = reqwest::Client::new().post(&ingest).header("X-API-KEY", INGEST_KEY).json(&event).send().await.unwrap();
+    let sent = http.post(&ingest).header("X-API-KEY", INGEST_KEY).json(&event).send().await.unwrap();
     assert!(sent.status().is_success(), "ingest answered {}: {}", sent.status(), sent.text().await.unwrap());
     // The page polls its live part; waiting for it shows the count without a reload.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -76,6 +84,12 @@ async fn console_on_muttd_run(kind: BackendKind) {
             break;
         }
         assert!(Instant::now() < deadline, "the overview never counted the event (still {now})");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The alerter matched it and the forwarder sent it: counted as an alert out.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while browser.text("#out-count-1m").await != "1" {
+        assert!(Instant::now() < deadline, "the overview never counted the alert out");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{Duration, Utc};
-use mutt_queue::{ProcessingList, QueueStatus};
 use mutt_queue::dlq::{Dlq, DlqEntry, End, EntryInfo};
+use mutt_queue::{ProcessingList, QueueStatus};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -84,9 +84,17 @@ impl Chart {
     }
 }
 
+/// Alerts forwarded (audit rows with `forwarded`), per minute, by the events' time.
+struct Out {
+    last_1m: f64,
+    avg_15m: f64,
+    avg_1h: f64,
+}
+
 /// Everything the live part shows; a part that could not be read shows its error instead.
 struct Live {
     rates: Result<Rates, String>,
+    out: Result<Out, String>,
     status: Result<QueueStatus, String>,
     breaker: Result<(String, u64), String>,
     dead_letters: Vec<EntryInfo>,
@@ -144,6 +152,27 @@ async fn read_counters(state: &WebState) -> Result<Value, mutt_queue::QueueError
     Ok(crate::api::rates::summary(now, &m, &h))
 }
 
+/// The audited events forwarded within the last `minutes` (their count, not a page of them).
+async fn forwarded_since(state: &WebState, minutes: i64) -> Result<u64, mutt_store::StoreError> {
+    let now = Utc::now();
+    let filter = mutt_store::manage::EventAuditFilter {
+        forwarded: Some(true),
+        start: Some(now - Duration::minutes(minutes)),
+        end: Some(now),
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(state.store.search_event_audit(&filter).await?.total)
+}
+
+async fn out(state: &WebState) -> Result<Out, String> {
+    let (m1, m15, h1) = tokio::join!(forwarded_since(state, 1), forwarded_since(state, 15), forwarded_since(state, 60));
+    let per_minute = |count: Result<u64, mutt_store::StoreError>, minutes: f64| {
+        count.map(|c| (c as f64 / minutes * 100.0).round() / 100.0).map_err(|e| e.to_string())
+    };
+    Ok(Out { last_1m: per_minute(m1, 1.0)?, avg_15m: per_minute(m15, 15.0)?, avg_1h: per_minute(h1, 60.0)? })
+}
+
 async fn rates(state: &Arc<WebState>) -> Result<Rates, String> {
     let v = read_counters(state).await.map_err(|e| e.to_string())?;
     let num = |k: &str| v["summary"][k].as_f64().unwrap_or(0.0);
@@ -174,14 +203,16 @@ async fn dead_letters(state: &WebState) -> Vec<EntryInfo> {
 }
 
 async fn live(state: &Arc<WebState>) -> Live {
-    let (rates, status, breaker, dead_letters) = tokio::join!(
+    let (rates, out, status, breaker, dead_letters) = tokio::join!(
         rates(state),
+        out(state),
         state.queue.status(),
         state.coordination.breaker_state(crate::api::status::BREAKER),
         dead_letters(state),
     );
     Live {
         rates,
+        out,
         status: status.map_err(|e| e.to_string()),
         breaker: breaker.map(|(s, n)| (s.as_str().to_string(), n)).map_err(|e| e.to_string()),
         dead_letters,
