@@ -82,6 +82,31 @@ async fn the_api_viewer_loads_only_from_muttd() {
     assert!(r.url().path() == "/api/docs", "redirected to the page: {}", r.url());
 }
 
+/// The viewer in headless Chromium (no internet here either): it renders the document, and
+/// "Authorize" + "Try it out" sends the key typed in: `GET /api/v2/status` answers 200.
+#[tokio::test]
+async fn the_api_viewer_works_in_a_browser() {
+    let Some(browser) = mutt_testkit::browser::Browser::start("the_api_viewer_works_in_a_browser").await else {
+        return;
+    };
+    let app = spawn_app(BackendKind::Embedded).await;
+    browser.goto(&format!("{}/api/docs", app.base_url)).await;
+    browser.wait_for_text(".info .title", "MUTT management API").await;
+    browser.find("[data-path='/api/v2/rules/test']").await;
+    browser.click("button.authorize").await;
+    browser.fill(".auth-container input", &app.api_key).await;
+    browser.click(".auth-btn-wrapper button.authorize").await;
+    browser.click(".auth-btn-wrapper button.btn-done").await;
+    let op = "#operations-operations-status";
+    browser.click(&format!("{op} .opblock-summary")).await;
+    browser.click(&format!("{op} .try-out__btn")).await;
+    browser.click(&format!("{op} .execute")).await;
+    let status =
+        browser.wait_for_text(&format!("{op} .live-responses-table tr.response .response-col_status"), "200").await;
+    assert!(status.contains("200"), "{status}");
+    browser.stop().await;
+}
+
 const RFC1123: &str = "%a, %d %b %Y %H:%M:%S GMT";
 
 fn audit_record(host: &str, forwarded: bool, rule: i32) -> AuditRecord {
