@@ -205,6 +205,7 @@ async fn overview_shows_counts_depths_and_dead_letters(kind: BackendKind) {
     assert!(html.contains(r#"<span id="count-1m">3</span>"#), "{html}");
     assert!(html.contains(r#"ingest_queue">3<"#), "the ingest queue's depth: {html}");
     assert!(html.contains("edge-7") && html.contains("could not parse"), "{html}");
+    assert!(html.contains(r#"<a href="/dlq/alerter">alerter</a>"#), "links to the DLQ's page: {html}");
 }
 
 both_backends!(overview_shows_counts_depths_and_dead_letters);
