@@ -35,6 +35,8 @@ use std::sync::Arc;
 const PAGE_SIZE: usize = 100;
 /// Recent events offered by the tester's picker, and recent matches shown for a rule.
 const RECENT: u32 = 20;
+/// How far back the tester's picker looks.
+const PICKER_HOURS: i64 = 24;
 /// The id the tester gives a draft that is not stored yet: after every stored rule of the
 /// same priority, as its real id will be.
 const DRAFT_ID: i32 = i32::MAX;
@@ -327,7 +329,9 @@ async fn form_page(
     errors: FieldErrors,
     tester: Option<TesterView>,
 ) -> FormPage {
-    let newest = EventAuditFilter { limit: RECENT, ..EventAuditFilter::default() };
+    // The last day only: the count that comes with a search stays small on a big audit.
+    let since = chrono::Utc::now() - chrono::Duration::hours(PICKER_HOURS);
+    let newest = EventAuditFilter { start: Some(since), limit: RECENT, ..EventAuditFilter::default() };
     let recent = state.store.search_event_audit(&newest).await.map(|p| p.rows).unwrap_or_default();
     let (matches, matches_total) = match &rule {
         Some(r) => {
