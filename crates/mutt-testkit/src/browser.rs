@@ -63,7 +63,12 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Kills the process group led by `child` (chromedriver and the Chromium it started).
 fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+    // Never through the `kill` command: some builds parse `-12345` as `-1`, every process.
+    if let Ok(pid) = i32::try_from(child.id())
+        && pid > 1
+    {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
