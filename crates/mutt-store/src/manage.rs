@@ -73,6 +73,8 @@ pub struct EventAuditRow {
     pub forwarded_to_moog: bool,
     /// The stored JSON text, as the original returned it.
     pub raw_message: Option<String>,
+    /// Held back by its rule's flap limit (not in the original).
+    pub flap_suppressed: bool,
 }
 
 /// A timestamp as both stores compare it: RFC 3339 UTC with milliseconds.

@@ -2,6 +2,8 @@
 //! changed, removed (null) and refused with the field named when only half of it is given or
 //! out of range; the config audit records the change.
 
+use mutt_core::EventId;
+use mutt_store::AuditRecord;
 use mutt_testapp::reqwest::Method;
 use mutt_testapp::{BackendKind, Reply, TestApp, both_backends, spawn_app};
 use serde_json::{Value, json};
@@ -39,6 +41,31 @@ async fn a_rules_flap_limit_is_set_changed_and_removed(kind: BackendKind) {
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("flap_window_secs")), "{}", r.text);
     let r = app.client.get(&path).await;
     assert_eq!((&r.body["flap_threshold"], &r.body["flap_window_secs"]), (&json!(5), &json!(60)));
+
+    // The event-audit search shows which events a flap limit held back.
+    let id = r.body["id"].as_i64().unwrap() as i32;
+    let row = |suppressed: bool| AuditRecord {
+        event_id: EventId::new(),
+        event_timestamp: chrono::Utc::now(),
+        hostname: "router1".into(),
+        matched_rule_id: id,
+        handling_decision: "Page_only".into(),
+        forwarded_to_moog: !suppressed,
+        raw_message: "{}".into(),
+        silenced_by: None,
+        flap_suppressed: suppressed,
+    };
+    app.backend.store.write_audit(&[row(false), row(true)]).await.unwrap();
+    let logs = app.client.get(&format!("/api/v2/audit-logs?rule_id={id}")).await;
+    assert_eq!(logs.status, 200, "{}", logs.text);
+    let mut marks: Vec<(bool, bool)> = logs.body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["forwarded_to_moog"].as_bool().unwrap(), l["flap_suppressed"].as_bool().unwrap()))
+        .collect();
+    marks.sort();
+    assert_eq!(marks, [(false, true), (true, false)]);
 
     // Both null: no limit; the rule reads as one without (no flap fields).
     let r = put(&app, &path, json!({"flap_threshold": null, "flap_window_secs": null})).await;

@@ -16,13 +16,24 @@ const CONFIG_WHERE: &str = "WHERE ($1::text IS NULL OR strpos(lower(changed_by),
                               AND ($5::timestamptz IS NULL OR changed_at >= $5)
                               AND ($6::timestamptz IS NULL OR changed_at <= $6)";
 
-const EVENT_WHERE: &str = "WHERE ($1::text IS NULL OR hostname = $1)
-                             AND ($2::int4 IS NULL OR matched_rule_id = $2)
-                             AND ($3::text IS NULL OR handling_decision = $3)
-                             AND ($4::bool IS NULL OR forwarded_to_moog = $4)
-                             AND ($5::timestamptz IS NULL OR event_timestamp >= $5)
-                             AND ($6::timestamptz IS NULL OR event_timestamp <= $6)
-                             AND ($7::uuid IS NULL OR event_id = $7)";
+/// The WHERE clause of an event-audit search with only the filters given (`$1`…), and which
+/// of `params` it uses. Not one `$n IS NULL OR …` clause per filter: a generic plan cannot
+/// use an index through those, and the searches of a big audit log become scans.
+fn event_where(given: [bool; 7]) -> (String, Vec<usize>) {
+    const TESTS: [&str; 7] = [
+        "hostname =",
+        "matched_rule_id =",
+        "handling_decision =",
+        "forwarded_to_moog =",
+        "event_timestamp >=",
+        "event_timestamp <=",
+        "event_id =",
+    ];
+    let used: Vec<usize> = (0..TESTS.len()).filter(|i| given[*i]).collect();
+    let clauses: Vec<String> = used.iter().enumerate().map(|(n, i)| format!("{} ${}", TESTS[*i], n + 1)).collect();
+    let sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (sql, used)
+}
 
 fn event_row(r: &tokio_postgres::Row) -> EventAuditRow {
     EventAuditRow {
@@ -34,6 +45,7 @@ fn event_row(r: &tokio_postgres::Row) -> EventAuditRow {
         handling_decision: r.get(5),
         forwarded_to_moog: r.get(6),
         raw_message: r.get(7),
+        flap_suppressed: r.get(8),
     }
 }
 
@@ -212,12 +224,6 @@ impl Manage for PgStore {
     }
 
     async fn search_event_audit(&self, f: &EventAuditFilter) -> Result<Page<EventAuditRow>, StoreError> {
-        let count = format!("SELECT count(*) FROM event_audit_log {EVENT_WHERE}");
-        let select = format!(
-            "SELECT id, event_id::text, event_timestamp, hostname, matched_rule_id, handling_decision,
-                    forwarded_to_moog, raw_message
-               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT $8 OFFSET $9"
-        );
         // Parsed by the caller; an unparsable id matches nothing.
         let event_id: Option<uuid::Uuid> = match &f.event_id {
             Some(id) => match uuid::Uuid::parse_str(id) {
@@ -226,8 +232,28 @@ impl Manage for PgStore {
             },
             None => None,
         };
-        let params: [&(dyn ToSql + Sync); 7] =
+        let given = [
+            f.hostname.is_some(),
+            f.rule_id.is_some(),
+            f.decision.is_some(),
+            f.forwarded.is_some(),
+            f.start.is_some(),
+            f.end.is_some(),
+            event_id.is_some(),
+        ];
+        let all: [&(dyn ToSql + Sync); 7] =
             [&f.hostname, &f.rule_id, &f.decision, &f.forwarded, &f.start, &f.end, &event_id];
+        let (filter, used) = event_where(given);
+        let params: Vec<&(dyn ToSql + Sync)> = used.iter().map(|i| all[*i]).collect();
+        let n = params.len();
+        let count = format!("SELECT count(*) FROM event_audit_log {filter}");
+        let select = format!(
+            "SELECT id, event_id::text, event_timestamp, hostname, matched_rule_id, handling_decision,
+                    forwarded_to_moog, raw_message, flap_suppressed
+               FROM event_audit_log {filter} ORDER BY event_timestamp DESC, id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
         self.page("searching the event audit", &count, &select, &params, (f.limit, f.offset), event_row).await
     }
 }

@@ -16,13 +16,27 @@ const CONFIG_WHERE: &str = "WHERE (?1 IS NULL OR instr(lower(changed_by), lower(
                               AND (?5 IS NULL OR changed_at >= ?5)
                               AND (?6 IS NULL OR changed_at <= ?6)";
 
-const EVENT_WHERE: &str = "WHERE (?1 IS NULL OR hostname = ?1)
-                             AND (?2 IS NULL OR matched_rule_id = ?2)
-                             AND (?3 IS NULL OR handling_decision = ?3)
-                             AND (?4 IS NULL OR forwarded_to_moog = ?4)
-                             AND (?5 IS NULL OR event_timestamp >= ?5)
-                             AND (?6 IS NULL OR event_timestamp <= ?6)
-                             AND (?7 IS NULL OR event_id = ?7)";
+/// The WHERE clause of an event-audit search with only the filters given, and their values
+/// (`?1`…). Not one `?n IS NULL OR …` clause per filter: SQLite cannot use an index through
+/// those, so every search of a big audit log was a full scan.
+fn event_where(f: &EventAuditFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let wanted = [
+        ("hostname =", opt_text(&f.hostname)),
+        ("matched_rule_id =", opt_int(f.rule_id.map(i64::from))),
+        ("handling_decision =", opt_text(&f.decision)),
+        ("forwarded_to_moog =", opt_int(f.forwarded.map(i64::from))),
+        ("event_timestamp >=", opt_text(&f.start.map(ts_text))),
+        ("event_timestamp <=", opt_text(&f.end.map(ts_text))),
+        ("event_id =", opt_text(&f.event_id)),
+    ];
+    let (mut clauses, mut values) = (Vec::new(), Vec::new());
+    for (test, value) in wanted.into_iter().filter(|(_, v)| *v != rusqlite::types::Value::Null) {
+        values.push(value);
+        clauses.push(format!("{test} ?{}", values.len()));
+    }
+    let sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (sql, values)
+}
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventAuditRow> {
     Ok(EventAuditRow {
@@ -34,6 +48,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventAuditRow> {
         handling_decision: r.get(5)?,
         forwarded_to_moog: r.get(6)?,
         raw_message: r.get(7)?,
+        flap_suppressed: r.get(8)?,
     })
 }
 
@@ -259,21 +274,16 @@ impl Manage for SqliteStore {
     }
 
     async fn search_event_audit(&self, f: &EventAuditFilter) -> Result<Page<EventAuditRow>, StoreError> {
-        let count = format!("SELECT count(*) FROM event_audit_log {EVENT_WHERE}");
+        let (filter, filters) = event_where(f);
+        let n = filters.len();
+        let count = format!("SELECT count(*) FROM event_audit_log {filter}");
         let select = format!(
             "SELECT id, event_id, event_timestamp, hostname, matched_rule_id, handling_decision,
-                    forwarded_to_moog, raw_message
-               FROM event_audit_log {EVENT_WHERE} ORDER BY event_timestamp DESC, id DESC LIMIT ?8 OFFSET ?9"
+                    forwarded_to_moog, raw_message, flap_suppressed
+               FROM event_audit_log {filter} ORDER BY event_timestamp DESC, id DESC LIMIT ?{} OFFSET ?{}",
+            n + 1,
+            n + 2
         );
-        let filters = vec![
-            opt_text(&f.hostname),
-            opt_int(f.rule_id.map(i64::from)),
-            opt_text(&f.decision),
-            opt_int(f.forwarded.map(i64::from)),
-            opt_text(&f.start.map(ts_text)),
-            opt_text(&f.end.map(ts_text)),
-            opt_text(&f.event_id),
-        ];
         self.page("searching the event audit", (count, select), filters, (f.limit, f.offset), event_row).await
     }
 }

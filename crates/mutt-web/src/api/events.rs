@@ -168,6 +168,7 @@ mod tests {
             handling_decision: "Page_and_ticket".into(),
             forwarded_to_moog: forwarded,
             raw_message: None,
+            flap_suppressed: false,
         }
     }
 
