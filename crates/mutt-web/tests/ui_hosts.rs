@@ -9,7 +9,7 @@ use mutt_testapp::reqwest::StatusCode;
 use mutt_testapp::{BackendKind, both_backends, spawn_app};
 use serde_json::json;
 use std::time::Duration;
-use ui_client::{Console, Notices, audit_rows, field_error, location};
+use ui_client::{Console, Notices, assert_forms_carry_csrf, audit_rows, field_error, location};
 
 async fn hosts_add_rename_remove(kind: BackendKind) {
     let app = spawn_app(kind).await;
@@ -29,6 +29,8 @@ async fn hosts_add_rename_remove(kind: BackendKind) {
         html.contains("dev-router-1 is now a development host.") && html.contains("<td>dev-router-1</td>"),
         "{html}"
     );
+    // Add, remove, import and logout (the filter is a GET): every POST form has the token.
+    assert_eq!(assert_forms_carry_csrf(&html, &c.csrf), 4);
 
     // A duplicate: refused next to the field, with what was typed kept.
     let r = c.post("/hosts/add", &[("hostname", "dev-router-1")]).await;
@@ -122,6 +124,8 @@ async fn teams_add_change_remove(kind: BackendKind) {
 
     let (_, html) = c.get("/teams?edit=core-sw-1").await;
     assert!(html.contains("Team for core-sw-1") && html.contains("value=\"CORE\""), "{html}");
+    // Add, the row's edit, import and logout.
+    assert_eq!(assert_forms_carry_csrf(&html, &c.csrf), 4);
     let r = c.post("/teams/edit", &[("hostname", "core-sw-1"), ("team_assignment", "NETO"), ("reason", "reorg")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.backend.store.device_teams().await.unwrap()[0].1, "NETO");

@@ -96,6 +96,19 @@ impl Console {
     }
 }
 
+/// Every POST form of `html` carries `csrf`: a hidden field, or `?csrf=` in a multipart
+/// form's action. Returns how many forms there are.
+pub fn assert_forms_carry_csrf(html: &str, csrf: &str) -> usize {
+    let forms: Vec<&str> =
+        html.split("<form method=\"post\"").skip(1).map(|f| &f[..f.find("</form>").unwrap()]).collect();
+    for f in &forms {
+        let hidden = f.contains(&format!("name=\"csrf\" value=\"{csrf}\""));
+        let in_action = f.contains(&format!("?csrf={csrf}\"")) && f.contains("multipart/form-data");
+        assert!(hidden || in_action, "a form without the CSRF token: {f}");
+    }
+    forms.len()
+}
+
 /// The text of the error shown next to `field` (`<p class="field-error" id="<field>-error">`).
 pub fn field_error(html: &str, field: &str) -> Option<String> {
     let marker = format!("id=\"{field}-error\"");
