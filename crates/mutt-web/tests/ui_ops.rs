@@ -324,6 +324,8 @@ async fn unhandled_lists_counters_most_frequent_first(kind: BackendKind) {
         key("busy-host", "bbbbbbbbbbbbbbbb"),
         key("busy-host", "bbbbbbbbbbbbbbbb"),
         key("busy-host", "bbbbbbbbbbbbbbbb"),
+        // A hostname with colons (an IPv6 address) is split from the signature correctly.
+        key("fe80::1", "dddddddddddddddd"),
     ];
     let expiry = std::time::Duration::from_secs(600);
     for k in &counted {
@@ -355,6 +357,7 @@ async fn unhandled_lists_counters_most_frequent_first(kind: BackendKind) {
         (body.find("loud-host").unwrap(), body.find("busy-host").unwrap(), body.find("quiet-host").unwrap());
     assert!(loud < busy && busy < quiet, "fired first, then by count: {body}");
     assert!(body.contains("<td class=\"num\">3</td>"), "{body}");
+    assert!(body.contains("<td>fe80::1</td>") && body.contains("dddddddddddddddd"), "{body}");
     assert!(body.contains("fan tray 2 speed low") && body.contains("PSU 1 &#60;failed&#62; &#38; off"), "{body}");
     assert!(
         body.contains("/rules/new?match_type=contains&#38;match_string=fan+tray+2+speed+low&#38;event_json="),

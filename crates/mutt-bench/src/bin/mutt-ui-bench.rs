@@ -9,7 +9,7 @@
 //!   cargo run --release -p mutt-bench --bin mutt-ui-bench -- --audit-rows 100000
 
 use anyhow::{Context, bail};
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{Datelike, Duration as ChronoDuration, Utc};
 use clap::Parser;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use mutt_core::{EventId, MatchType};
@@ -72,10 +72,14 @@ async fn fill_rules(app: &TestApp, n: usize) -> anyhow::Result<Vec<i32>> {
         .context("creating rules")
 }
 
-/// `n` audit rows, one every 10 ms back from now (a million rows: the last 2.8 hours), in
-/// batches through `Store::write_audit`, as the alerter writes them; the newest row's event.
+/// `n` audit rows spread evenly from the start of this month to now (PostgreSQL keeps this
+/// month's partition), in batches through `Store::write_audit`, as the alerter writes them;
+/// the newest row's event.
 async fn fill_audit(app: &TestApp, rules: &[i32], n: usize) -> anyhow::Result<EventId> {
     let now = Utc::now();
+    let month_start = now.date_naive().with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0)).context("the month's start")?;
+    let span_ms = (now.naive_utc() - month_start).num_milliseconds().max(1);
+    let step_ms = (span_ms / n.max(1) as i64).max(1);
     let mut newest = None;
     for start in (0..n).step_by(AUDIT_BATCH) {
         let rows: Vec<AuditRecord> = (start..(start + AUDIT_BATCH).min(n))
@@ -83,7 +87,7 @@ async fn fill_audit(app: &TestApp, rules: &[i32], n: usize) -> anyhow::Result<Ev
                 let host = format!("host-{:03}", i % HOSTS);
                 AuditRecord {
                     event_id: EventId::new(),
-                    event_timestamp: now - ChronoDuration::milliseconds(10 * i as i64),
+                    event_timestamp: now - ChronoDuration::milliseconds(step_ms * i as i64),
                     matched_rule_id: rules[i % rules.len()],
                     handling_decision: ["Page_and_ticket", "Ticket_only", "Ignore"][i % 3].into(),
                     forwarded_to_moog: i % 3 != 2,
