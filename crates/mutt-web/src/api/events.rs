@@ -137,6 +137,9 @@ fn outcome(
     let Some(row) = audit else {
         return ("unknown", "no record of this event besides what is shown".into());
     };
+    if row.flap_suppressed {
+        return ("not_forwarded", "held back by its rule's flap limit: counted in the window's summary alert".into());
+    }
     if !row.forwarded_to_moog {
         return ("not_forwarded", format!("handled as {:?}: no alert was sent", row.handling_decision));
     }
@@ -179,6 +182,8 @@ mod tests {
         assert_eq!(outcome(Some(&row(true, 1)), false, &[json!({"dlq": "moog"})], hour).0, "dead_lettered");
         assert_eq!(outcome(None, false, &[json!({"dlq": "dead"})], hour).0, "parked");
         assert_eq!(outcome(Some(&row(false, 1)), false, &[], hour).0, "not_forwarded");
+        let held = EventAuditRow { flap_suppressed: true, ..row(false, 1) };
+        assert!(outcome(Some(&held), false, &[], hour).1.contains("flap limit"));
         assert_eq!(outcome(Some(&row(true, 1)), false, &[], hour).0, "pending");
         assert_eq!(outcome(Some(&row(true, 90)), false, &[], hour).0, "unknown");
     }
