@@ -108,9 +108,10 @@ impl ListPage {
     }
 }
 
-fn keep(rule: &Rule, q: &ListQuery) -> bool {
-    let needle = q.q.trim().to_lowercase();
-    let text = |s: &Option<String>| s.as_deref().is_some_and(|s| s.to_lowercase().contains(&needle));
+/// Whether `rule` passes the filters; `needle` is `q.q` trimmed and lower-cased (once per
+/// page, not per rule).
+fn keep(rule: &Rule, q: &ListQuery, needle: &str) -> bool {
+    let text = |s: &Option<String>| s.as_deref().is_some_and(|s| s.to_lowercase().contains(needle));
     (needle.is_empty() || text(&rule.match_string) || text(&rule.trap_oid))
         && (q.team.is_empty() || rule.team_assignment == q.team)
         && match q.active.as_str() {
@@ -129,7 +130,8 @@ async fn list(State(state): State<Arc<WebState>>, session: Session, Query(q): Qu
     let mut teams: Vec<String> = rules.iter().map(|r| r.team_assignment.clone()).collect();
     teams.sort();
     teams.dedup();
-    rules.retain(|r| keep(r, &q));
+    let needle = q.q.trim().to_lowercase();
+    rules.retain(|r| keep(r, &q, &needle));
     rules.sort_by_key(|r| (r.priority, r.id));
     let matching = rules.len();
     let pages = matching.div_ceil(PAGE_SIZE).max(1);
