@@ -10,7 +10,7 @@ use crate::secrets::SecretSource;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Duration, SecondsFormat, Utc, Weekday};
 use clap::{Args, Subcommand};
-use mutt_core::silence::{Matcher, NewSilence, Silence, SilenceView, WeeklyWindow};
+use mutt_core::silence::{Matcher, NewSilence, SilenceView, WeeklyWindow};
 use mutt_store::ConfigChange;
 use mutt_store::silences::{Expiry, SilenceFilter};
 
@@ -246,12 +246,27 @@ fn matcher_text(m: &Matcher) -> String {
     parts.join(" ")
 }
 
-fn schedule_text(s: &Silence) -> String {
-    let range = format!("{} .. {}", when(Some(s.spec.starts_at)), when(s.spec.ends_at));
-    match &s.spec.window {
-        Some(w) => format!("{} ({range})", w.describe()),
-        None => range,
+/// One-off: `start .. end`; a window: `Sun 02:00–04:00 Europe/Berlin, next <start>[, until <end>]`;
+/// then `, expired <time> by <who>` for an early end.
+fn schedule_text(v: &SilenceView) -> String {
+    let s = &v.silence;
+    let mut text = match &s.spec.window {
+        None => format!("{} .. {}", when(Some(s.spec.starts_at)), when(s.spec.ends_at)),
+        Some(w) => {
+            let mut text = w.describe();
+            if let Some(next) = v.next_start {
+                text.push_str(&format!(", next {}", when(Some(next))));
+            }
+            if let Some(end) = s.spec.ends_at {
+                text.push_str(&format!(", until {}", when(Some(end))));
+            }
+            text
+        }
+    };
+    if let Some(at) = s.expired_at {
+        text.push_str(&format!(", expired {} by {}", when(Some(at)), s.expired_by.as_deref().unwrap_or("?")));
     }
+    text
 }
 
 fn print_one(v: &SilenceView, json: bool, what: &str) -> Result<()> {
@@ -261,28 +276,41 @@ fn print_one(v: &SilenceView, json: bool, what: &str) -> Result<()> {
     }
     let s = &v.silence;
     let effect = if v.in_effect { ", in effect now" } else { "" };
-    println!("silence {} {what}: {} | {} | {}{effect}", s.id, matcher_text(&s.spec.matcher), schedule_text(s), v.state.as_str());
+    let (matcher, schedule, state) = (matcher_text(&s.spec.matcher), schedule_text(v), v.state.as_str());
+    println!("silence {} {what}: {matcher} | {schedule} | {state}{effect}", s.id);
     Ok(())
 }
 
 fn print_table(views: &[SilenceView]) {
-    println!("{:>4}  {:<8} {:<6} {:<28} {:<58} {:<20} comment", "id", "state", "now", "matcher", "when", "created by");
-    for v in views {
-        let s = &v.silence;
-        let now = if v.in_effect { "ON" } else { "-" };
-        println!(
-            "{:>4}  {:<8} {:<6} {:<28} {:<58} {:<20} {}",
-            s.id,
-            v.state.as_str(),
-            now,
-            matcher_text(&s.spec.matcher),
-            schedule_text(s),
-            s.spec.created_by,
-            s.spec.comment
-        );
-    }
     if views.is_empty() {
-        println!("  (none)");
+        println!("no silences");
+        return;
+    }
+    let rows: Vec<[String; 7]> = views
+        .iter()
+        .map(|v| {
+            let s = &v.silence;
+            [
+                s.id.to_string(),
+                v.state.as_str().to_owned(),
+                if v.in_effect { "yes" } else { "-" }.to_owned(),
+                matcher_text(&s.spec.matcher),
+                schedule_text(v),
+                s.spec.created_by.clone(),
+                s.spec.comment.clone(),
+            ]
+        })
+        .collect();
+    let head = ["id", "state", "now", "matcher", "when", "created by", "comment"].map(str::to_owned);
+    let mut widths = head.clone().map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
     }
 }
 
