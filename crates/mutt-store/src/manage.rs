@@ -56,6 +56,9 @@ pub struct EventAuditFilter {
     /// Inclusive bounds on `event_timestamp`.
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+    /// Count at most this many matches (the page's `total` is then the smaller of the two):
+    /// an exact count of a big audit log reads every match. `None`: exact (the API's `total`).
+    pub count_limit: Option<u64>,
     pub offset: u64,
     pub limit: u32,
 }

@@ -131,6 +131,12 @@ async fn audit_search_filters_pages_and_shows_an_event(kind: BackendKind) {
     let body = tbody(&html, "audit-results");
     assert!(body.contains("core-1") && body.contains("core-2") && !body.contains("lab-1"), "{body}");
 
+    // A capped count stops at its cap; without one it is exact.
+    let mut filter = mutt_store::manage::EventAuditFilter { count_limit: Some(2), limit: 1, ..Default::default() };
+    assert_eq!(app.backend.store.search_event_audit(&filter).await.unwrap().total, 2);
+    filter.count_limit = None;
+    assert_eq!(app.backend.store.search_event_audit(&filter).await.unwrap().total, 3);
+
     // One per page: three pages, and the next page's link pins the end of the search.
     let (_, html) = c.get("/audit?limit=1").await;
     assert!(html.contains("page 1 of 3"), "{html}");

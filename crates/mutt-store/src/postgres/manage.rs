@@ -246,7 +246,10 @@ impl Manage for PgStore {
         let (filter, used) = event_where(given);
         let params: Vec<&(dyn ToSql + Sync)> = used.iter().map(|i| all[*i]).collect();
         let n = params.len();
-        let count = format!("SELECT count(*) FROM event_audit_log {filter}");
+        let count = match f.count_limit {
+            Some(cap) => format!("SELECT count(*) FROM (SELECT 1 FROM event_audit_log {filter} LIMIT {cap}) AS capped"),
+            None => format!("SELECT count(*) FROM event_audit_log {filter}"),
+        };
         let select = format!(
             "SELECT id, event_id::text, event_timestamp, hostname, matched_rule_id, handling_decision,
                     forwarded_to_moog, raw_message, flap_suppressed

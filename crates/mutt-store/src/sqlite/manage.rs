@@ -276,7 +276,10 @@ impl Manage for SqliteStore {
     async fn search_event_audit(&self, f: &EventAuditFilter) -> Result<Page<EventAuditRow>, StoreError> {
         let (filter, filters) = event_where(f);
         let n = filters.len();
-        let count = format!("SELECT count(*) FROM event_audit_log {filter}");
+        let count = match f.count_limit {
+            Some(cap) => format!("SELECT count(*) FROM (SELECT 1 FROM event_audit_log {filter} LIMIT {cap}) AS capped"),
+            None => format!("SELECT count(*) FROM event_audit_log {filter}"),
+        };
         let select = format!(
             "SELECT id, event_id, event_timestamp, hostname, matched_rule_id, handling_decision,
                     forwarded_to_moog, raw_message, flap_suppressed

@@ -127,6 +127,7 @@ async fn search_events(state: &WebState, p: EventAuditParams) -> Result<Json<Val
         forwarded: p.forwarded,
         start,
         end,
+        count_limit: None,
         offset: paging.offset(),
         limit: paging.limit,
     };
