@@ -25,6 +25,17 @@ pub struct RuleTestReport {
     pub host_is_development: bool,
     /// Rules tried before the match (or all, when none matched), with why each did not match.
     pub not_matched: Vec<Skipped>,
+    /// The matched rule's flap limit, when it has one (informational: whether this event
+    /// would be held back depends on how many came before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flap_limit: Option<FlapLimitReport>,
+}
+
+/// A rule's flap limit: at most `threshold` alerts per host within `window_secs` seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FlapLimitReport {
+    pub threshold: i32,
+    pub window_secs: i32,
 }
 
 /// Tests one event against a rule set.
@@ -38,6 +49,9 @@ pub fn test_event(rules: &RuleSet, event: &Event) -> RuleTestReport {
         production: matched.as_ref().map(|r| handling(&r.prod_handling)),
         development: matched.as_ref().map(|r| handling(&r.dev_handling)),
         host_is_development: event.hostname().is_some_and(|h| rules.is_development_host(h)),
+        flap_limit: matched
+            .as_ref()
+            .and_then(|r| Some(FlapLimitReport { threshold: r.flap_threshold?, window_secs: r.flap_window_secs? })),
         not_matched: skipped,
     }
 }
@@ -89,6 +103,19 @@ mod tests {
         assert_eq!(report.not_matched[0].rule_id, 1);
         assert!(report.not_matched[0].reason.contains("CRITICAL"), "{}", report.not_matched[0].reason);
         assert_eq!(report.event["message"], "an ERROR happened");
+        assert_eq!(report.flap_limit, None);
+        assert!(json!(report).get("flap_limit").is_none(), "absent when the rule has none");
+    }
+
+    #[test]
+    fn the_matched_rules_flap_limit_is_reported() {
+        let mut flapping = rule(3, "FLAP", 5, "Page_only", "Ignore");
+        (flapping.flap_threshold, flapping.flap_window_secs) = (Some(5), Some(60));
+        let rules = RuleSet::compile(RuleSnapshot { rules: vec![flapping], ..Default::default() });
+        let e = Event::from_value(json!({"hostname": "r1", "message": "FLAP FLAP"})).unwrap();
+        let report = test_event(&rules, &e);
+        assert_eq!(report.flap_limit, Some(FlapLimitReport { threshold: 5, window_secs: 60 }));
+        assert_eq!(json!(report)["flap_limit"], json!({"threshold": 5, "window_secs": 60}));
     }
 
     #[test]
