@@ -7,11 +7,18 @@
 //!
 //! The windows live in the coordination backend ([`mutt_queue::Coordination::flap_count`]),
 //! so every alerter counts into the same window and a redelivered event keeps its verdict. A
-//! closed window is claimed by exactly one alerter ([`mutt_queue::Coordination::flap_claim_due`])
+//! closed window is claimed by one alerter at a time ([`mutt_queue::Coordination::flap_claim_due`])
 //! in a periodic task, so it closes on time even when no further event arrives. The summary
 //! follows the rule as it is when the window closes: a rule deleted, deactivated or no longer
-//! forwarding for the host sends none. A summary claimed by an alerter that stops before its
-//! push is lost (the window is gone); a failed push is retried until shutdown.
+//! forwarding for the host sends none.
+//!
+//! No summary is lost: a claim is a lease of [`CLAIM_LEASE`], acknowledged
+//! ([`mutt_queue::Coordination::flap_ack`]) only once the summary is in the alert queue (or
+//! there is none to send). An alerter that stops between its claim and that point (killed,
+//! or shut down while the queue is unreachable) leaves the window to be claimed again when the
+//! lease expires. The copy queued twice that way (queued, then stopped before the ack) has
+//! the same id, derived from (rule, host, window end), and the forwarder drops an id it has
+//! delivered.
 
 use crate::{Alerter, AlerterMetrics, RuleCache};
 use mutt_core::{Alert, Event, Rule, RuleSet, decision_forwards};
@@ -29,6 +36,10 @@ use tokio_util::sync::CancellationToken;
 pub const CLAIM_EVERY: Duration = Duration::from_millis(250);
 /// Closed windows claimed per look.
 const CLAIM_BATCH: usize = 100;
+/// How long a claimed window is ours: unacknowledged after this, another alerter takes it.
+/// Far above the time from a claim to its ack (one push); a longer push (the queue slow or
+/// unreachable) only risks a duplicate, which the forwarder drops.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 /// Namespace of summary alert ids: derived from (rule, host, window end), so that the same
 /// window's summary always has the same id.
@@ -142,9 +153,10 @@ struct SummarySender {
 }
 
 impl SummarySender {
-    /// Claims the closed windows and pushes their summaries to the alert queue.
+    /// Claims the closed windows, pushes their summaries to the alert queue and acknowledges
+    /// the claims.
     async fn send_due(&self, shutdown: &CancellationToken) {
-        let claimed = match self.coordination.flap_claim_due(CLAIM_BATCH).await {
+        let claimed = match self.coordination.flap_claim_due(CLAIM_BATCH, CLAIM_LEASE).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming closed flap windows failed; trying again shortly");
@@ -154,8 +166,24 @@ impl SummarySender {
         if claimed.is_empty() {
             return;
         }
+        let alerts = self.summaries(&claimed);
+        if !alerts.is_empty() && !self.push(&alerts, shutdown).await {
+            tracing::warn!(
+                summaries = alerts.len(),
+                lease_secs = CLAIM_LEASE.as_secs(),
+                "shutdown before the flap summaries could be queued: left to another alerter when their claim expires"
+            );
+            return;
+        }
+        self.metrics.flap_summaries.inc_by(alerts.len() as u64);
+        let claims: Vec<String> = claimed.into_iter().map(|s| s.claim).collect();
+        self.acknowledge(&claims, shutdown).await;
+    }
+
+    /// The summaries' alerts, as queued; a window whose rule no longer forwards has none.
+    fn summaries(&self, claimed: &[FlapSummary]) -> Vec<Vec<u8>> {
         let rules = self.rules.current();
-        let alerts: Vec<Vec<u8>> = claimed
+        claimed
             .iter()
             .filter_map(|s| {
                 let alert = summary_alert(s, &rules);
@@ -168,28 +196,43 @@ impl SummarySender {
                 tracing::info!(event_id = %a.event_id, rule_id = ?a.rule_id, hostname = %a.hostname, message = %a.message_body, "flap summary");
                 a.to_json().into_bytes()
             })
-            .collect();
-        if alerts.is_empty() {
-            return;
-        }
+            .collect()
+    }
+
+    /// Pushes to the alert queue, retrying until shutdown; `false` if shutdown came first.
+    async fn push(&self, alerts: &[Vec<u8>], shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         loop {
-            match self.queue.push(QueueId::Alert, &alerts).await {
-                Ok(_) => break,
+            match self.queue.push(QueueId::Alert, alerts).await {
+                Ok(_) => return true,
                 Err(e) => {
                     let wait = backoff.next_delay();
                     tracing::error!(error = %e, summaries = alerts.len(), retry_in_ms = wait.as_millis() as u64, "pushing flap summaries failed; retrying");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
-                        tracing::error!(
-                            summaries = alerts.len(),
-                            "shutdown before the flap summaries could be queued: they are lost"
-                        );
-                        return;
+                        return false;
                     }
                 }
             }
         }
-        self.metrics.flap_summaries.inc_by(alerts.len() as u64);
+    }
+
+    /// Acknowledges the claims, retrying while their lease lasts: past it another alerter
+    /// claims them again, and its copy of a summary is dropped by the forwarder as delivered.
+    async fn acknowledge(&self, claims: &[String], shutdown: &CancellationToken) {
+        let until = tokio::time::Instant::now() + CLAIM_LEASE;
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
+        loop {
+            let Err(e) = self.coordination.flap_ack(claims).await else { return };
+            let wait = backoff.next_delay();
+            if tokio::time::Instant::now() + wait >= until {
+                tracing::warn!(error = %e, windows = claims.len(), "acknowledging flap summaries failed; their windows will be claimed again and the summaries queued twice (the forwarder drops the copy)");
+                return;
+            }
+            tracing::warn!(error = %e, windows = claims.len(), retry_in_ms = wait.as_millis() as u64, "acknowledging flap summaries failed; retrying");
+            if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
+                return;
+            }
+        }
     }
 }
 
@@ -256,6 +299,7 @@ mod tests {
         let event = serde_json::json!({"hostname": "router1", "message": "LINK-DOWN Gi0/1",
                                        "timestamp": "2026-01-01T00:00:00Z", "_correlation_id": "c1"});
         FlapSummary {
+            claim: "w1".into(),
             rule_id: 4,
             hostname: "router1".into(),
             count: 40,

@@ -1,17 +1,21 @@
 //! Flap suppression with two alerters on one backend (both backends): a burst past a rule's
 //! flap threshold sends exactly one first alert and, once the window closed, exactly one
 //! summary; every event is audited (the held-back ones marked `flap_suppressed`); a burst
-//! within the threshold goes out untouched and sends no summary.
+//! within the threshold goes out untouched and sends no summary. An alerter that dies between
+//! claiming a closed window and acknowledging it loses no summary, and sends none twice to
+//! the webhook.
 
 mod common;
 
 use common::Setup;
 use mutt_alerter::metrics::{StatusLabel, SuppressedLabel};
 use mutt_alerter::{AlerterConfig, AlerterMetrics};
-use mutt_core::{MatchType, PodName};
-use mutt_queue::{ConsumerConfig, WorkerRole};
+use mutt_core::{MatchType, PodName, RuleSet};
+use mutt_forwarder::{Destination, ForwarderConfig, ForwarderMetrics, OutputFormat};
+use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
 use mutt_store::NewRule;
 use mutt_testapp::{BackendKind, TestBackend, both_backends};
+use mutt_testkit::WebhookReceiver;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -213,4 +217,120 @@ async fn a_burst_within_the_threshold_is_forwarded_untouched(kind: BackendKind) 
     pair.stop().await;
 }
 
-both_backends!(a_burst_sends_one_first_alert_and_one_summary, a_burst_within_the_threshold_is_forwarded_untouched);
+/// A forwarder to the test webhook receiver (the alert as JSON, one per request).
+async fn forwarder(s: &Setup, receiver: &WebhookReceiver) -> (mutt_forwarder::Forwarder, ForwarderMetrics) {
+    let config = ForwarderConfig {
+        destination: Destination::Webhook(receiver.url()),
+        format: OutputFormat::Generic,
+        timeout: Duration::from_secs(2),
+        block_timeout: Duration::from_millis(100),
+        rate_limit: None,
+        breaker: None,
+        ..ForwarderConfig::default()
+    };
+    let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
+    let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
+    let b = &s.backend;
+    let f = mutt_forwarder::Forwarder::start(b.queue.clone(), b.coordination.clone(), cc, config, metrics.clone())
+        .await
+        .unwrap();
+    (f, metrics)
+}
+
+impl Setup {
+    /// Flap windows left in the backend (Redis: keys under `<prefix>flap:`; embedded: rows).
+    async fn flap_windows_left(&self) -> usize {
+        match self.site.kind() {
+            BackendKind::RedisPostgres => {
+                let client = redis::Client::open(self.site.redis_url().unwrap()).unwrap();
+                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let pattern = format!("{}flap:*", self.keys().prefix);
+                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut c).await.unwrap();
+                keys.len()
+            }
+            BackendKind::Embedded => {
+                let file = self.queue_file.clone().unwrap_or_else(|| self.site.data_file().unwrap());
+                let db = mutt_sqlite::Database::open(file, Default::default()).unwrap();
+                db.read(|c| c.query_row("SELECT count(*) FROM flap_window", [], |r| r.get::<_, i64>(0))).await.unwrap()
+                    as usize
+            }
+        }
+    }
+}
+
+/// The crash the claim's lease is for. Two bursts are counted and audited by real alerters,
+/// which stop before their windows close; then a "dead" alerter claims both closed windows
+/// (a short lease) and acknowledges neither: router1's summary was never queued (died before
+/// the push), router2's was (died between the push and the ack). New alerters claim both again
+/// once the lease expired: the webhook gets each summary exactly once (router2's second copy,
+/// same id, dropped by the forwarder as delivered), and no window is left behind.
+async fn a_summary_claimed_by_an_alerter_that_died_arrives_once(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    let window = 4;
+    let rule = s.backend.store.create_rule(&NewRule { flap_window_secs: Some(window), ..flap_rule(1) }).await.unwrap();
+    let pair = Pair::start(&s).await;
+    let burst: Vec<Value> = (0..4).flat_map(|n| [event("router1", n), event("router2", n)]).collect();
+    s.push(&burst).await;
+    assert_eq!(s.wait_for(8, 2).await.len(), 2, "one first alert per host");
+    pair.stop().await;
+
+    let coordination = &s.backend.coordination;
+    let deadline = Instant::now() + Duration::from_secs(window as u64 + 5);
+    let mut claimed = Vec::new();
+    while claimed.len() < 2 && Instant::now() < deadline {
+        claimed.extend(coordination.flap_claim_due(10, Duration::from_secs(1)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    claimed.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    assert_eq!(
+        claimed.iter().map(|c| (c.hostname.as_str(), c.count)).collect::<Vec<_>>(),
+        [("router1", 4), ("router2", 4)]
+    );
+    let rules = RuleSet::compile(s.backend.store.load_rules().await.unwrap());
+    let first_copy = mutt_alerter::flap::summary_alert(&claimed[1], &rules).unwrap();
+    s.backend.queue.push(QueueId::Alert, &[first_copy.to_json().into_bytes()]).await.unwrap();
+
+    // The forwarder delivers what is queued: two first alerts and router2's summary.
+    let receiver = WebhookReceiver::start().await;
+    let (f, forwarded) = forwarder(&s, &receiver).await;
+    let shutdown = CancellationToken::new();
+    let fwd = tokio::spawn(f.run(shutdown.clone()));
+    assert_eq!(receiver.wait_accepted(3, Duration::from_secs(15)).await.len(), 3);
+
+    // New alerters take both windows over once the dead one's lease expired.
+    let pair = Pair::start(&s).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (receiver.accepted().len() < 4 || forwarded.duplicates.get() < 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for a third copy, or a window claimed once more, to show up if there were one.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let bodies: Vec<Value> = receiver.accepted().into_iter().map(|r| r.body).collect();
+    let summaries: Vec<&Value> = bodies.iter().filter(|b| is_summary(b)).collect();
+    let mut got: Vec<(&str, &str)> =
+        summaries.iter().map(|b| (b["hostname"].as_str().unwrap(), b["message_body"].as_str().unwrap())).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("router1", "LINK-DOWN on router1: 4 times in 4 s"), ("router2", "LINK-DOWN on router2: 4 times in 4 s")],
+        "each summary exactly once: {bodies:#?}"
+    );
+    assert_eq!(bodies.len(), 4, "two first alerts, two summaries: {bodies:#?}");
+    assert_eq!(forwarded.duplicates.get(), 1, "router2's second copy dropped");
+    let router2 = summaries.iter().find(|b| b["hostname"] == "router2").unwrap();
+    assert_eq!(router2["_event_id"], first_copy.event_id.as_str(), "both copies carry one id");
+    assert_eq!(router2["rule_id"], rule);
+    assert_eq!(pair.summaries(), 2, "the new alerters queued both (router2's again)");
+    pair.stop().await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), fwd).await.unwrap().unwrap();
+    assert_eq!(s.flap_windows_left().await, 0, "every claim acknowledged");
+    assert_eq!(s.flap_audit().await.len(), 8, "every event audited once");
+}
+
+both_backends!(
+    a_burst_sends_one_first_alert_and_one_summary,
+    a_burst_within_the_threshold_is_forwarded_untouched,
+    a_summary_claimed_by_an_alerter_that_died_arrives_once
+);

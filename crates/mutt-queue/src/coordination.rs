@@ -309,9 +309,15 @@ pub trait Coordination: Send + Sync + 'static {
     /// (forward) or past it (suppress). Redis: `mutt:flap:<rule>:<host>` (see `crate::flap`).
     async fn flap_count(&self, events: &[FlapEvent]) -> Result<Vec<FlapVerdict>, QueueError>;
 
-    /// Claims up to `limit` closed flap windows that suppressed events: each is handed to
-    /// exactly one caller across every process on this backend, and forgotten.
-    async fn flap_claim_due(&self, limit: usize) -> Result<Vec<FlapSummary>, QueueError>;
+    /// Claims up to `limit` closed flap windows that suppressed events, each for `lease`: a
+    /// window is handed to one caller at a time across every process on this backend, and
+    /// again once its lease expired unacknowledged (its claimer died before queuing the
+    /// summary), so that no summary is lost.
+    async fn flap_claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError>;
+
+    /// Forgets claimed windows whose summaries are queued (or not to be sent): their
+    /// [`FlapSummary::claim`]s. Acknowledging twice, or after the lease expired, is harmless.
+    async fn flap_ack(&self, claims: &[String]) -> Result<(), QueueError>;
 
     /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;

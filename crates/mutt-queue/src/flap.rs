@@ -1,10 +1,17 @@
 //! Flap suppression's shared state (issue 22): per (rule, host) a window anchored at its first
 //! event counts the events a rule would forward; past the rule's threshold they are held back,
-//! and the window, once closed, is claimed by exactly one alerter, which sends its summary.
+//! and the window, once closed, is claimed by one alerter at a time, which sends its summary.
+//!
+//! A claim is a lease: the window stays recorded until its claimer acknowledges it
+//! ([`crate::Coordination::flap_ack`]) after queuing the summary; a claim not acknowledged
+//! within its lease (the claimer died, or could not queue) is handed out again. A summary may
+//! therefore be queued twice, never lost; both copies carry the same id (derived from rule,
+//! host and window end), and the forwarder drops an id it delivered before.
 //!
 //! Both backends keep the same semantics ([`crate::Coordination::flap_count`],
-//! [`crate::Coordination::flap_claim_due`]): Redis in Lua scripts (`redis/flap.rs`), the
-//! embedded backend in tables of the data file (`sqlite/flap.rs`).
+//! [`crate::Coordination::flap_claim_due`], [`crate::Coordination::flap_ack`]): Redis in Lua
+//! scripts (`redis/flap.rs`), the embedded backend in tables of the data file
+//! (`sqlite/flap.rs`).
 
 use std::time::Duration;
 
@@ -45,9 +52,12 @@ impl FlapVerdict {
 }
 
 /// A closed window that suppressed something, claimed by one caller of
-/// [`crate::Coordination::flap_claim_due`].
+/// [`crate::Coordination::flap_claim_due`] for the claim's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlapSummary {
+    /// Names the claimed window for [`crate::Coordination::flap_ack`] (opaque; the same for
+    /// every claim of one window).
+    pub claim: String,
     pub rule_id: i32,
     pub hostname: String,
     /// Events in the window: forwarded and suppressed.

@@ -1,11 +1,17 @@
 //! Flap suppression on Redis (see `crate::flap`): one hash per open window,
 //! `<prefix>flap:<rule>:<host>` (fields `rule`, `host`, `window`, `until`, `count`,
 //! `suppressed`, `event`, and `e:<event id>` → `f`/`s` for redeliveries), and the sorted set
-//! `<prefix>flap:due` of windows that suppressed something, scored by when they close. A
-//! closed window still waiting for its claim is renamed `<window key>:<until>` when the next
-//! event opens a new one (same hash slot under a hash-tagged prefix). A window that held
-//! nothing back expires when it closes; one that did lives a day past its close, so that a
-//! summary survives a while without any alerter.
+//! `<prefix>flap:due` of windows that suppressed something, scored by when they close, or,
+//! once claimed, by when the claim's lease expires.
+//!
+//! A closed window moves to `<window key>:<until>` (same hash slot under a hash-tagged
+//! prefix) when the next event opens a new one or when it is claimed, whichever comes first,
+//! keeping only its summary's fields and `closed`: the verdicts are needed only while the
+//! window is open (a redelivery after the close counts in the next window), so a window's
+//! memory grows with its events only until it closes. The claim names that key, which an
+//! acknowledgement deletes. A window that held nothing back expires when it closes; one that
+//! did lives a day past its close or its latest claim, so that a summary survives a while
+//! without any alerter.
 
 use super::{RedisQueue, redis_err};
 use crate::QueueError;
@@ -13,15 +19,30 @@ use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+/// Lua shared by the scripts: the server's clock in ms, how long a window with a summary is
+/// kept, and `close(src, dst, until)`, which copies a closed window's summary fields to `dst`
+/// and unlinks `src` with its verdicts (freed in the background).
+const FLAP_LUA_COMMON: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keep = 86400000
+local function close(src, dst, until_ms)
+  local v = redis.call('HMGET', src, 'rule', 'host', 'window', 'count', 'suppressed', 'event')
+  redis.call('HSET', dst, 'rule', v[1] or '', 'host', v[2] or '', 'window', v[3] or '0', 'until', until_ms,
+             'count', v[4] or '0', 'suppressed', v[5] or '0', 'event', v[6] or '', 'closed', '1')
+  redis.call('PEXPIREAT', dst, math.max(until_ms, now) + keep)
+  redis.call('UNLINK', src)
+end
+";
+
 /// KEYS[1]: the due set; KEYS[1 + i]: event i's window. ARGV per event (6 each): rule id,
 /// host, threshold, window ms, event id, event. Server time, so alerters' clocks do not
 /// matter. Returns per event `f` (forward) or `s` (suppress).
 static FLAP_COUNT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{FLAP_LUA_COMMON}{}",
         r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due, keep = KEYS[1], 86400000
+local due = KEYS[1]
 local out = {}
 for i = 2, #KEYS do
   local key, a = KEYS[i], (i - 2) * 6
@@ -30,7 +51,7 @@ for i = 2, #KEYS do
   if until_ms > 0 and until_ms <= now then
     if tonumber(redis.call('HGET', key, 'suppressed') or '0') > 0 then
       local closed = key .. ':' .. until_ms
-      redis.call('RENAME', key, closed)
+      close(key, closed, until_ms)
       redis.call('ZREM', due, key)
       redis.call('ZADD', due, until_ms, closed)
     else
@@ -59,36 +80,71 @@ for i = 2, #KEYS do
   out[#out + 1] = verdict
 end
 return out
-",
-    )
+"
+    ))
 });
 
-/// KEYS[1]: the due set; ARGV[1]: at most this many. Removes each closed window from the set
-/// and deletes it in the same step, so exactly one caller gets it. Returns per window {rule,
-/// host, count, suppressed, window ms, until, event}.
+/// KEYS[1]: the due set; ARGV[1]: at most this many; ARGV[2]: the lease in ms. Takes the
+/// windows whose close, or whose claim's lease, has passed: each moves to its closed key (if
+/// not there yet) and is scored by its new lease's end, so no one else gets it before then.
+/// A member whose window is gone or held nothing back is dropped. Returns per window {claim,
+/// rule, host, count, suppressed, window ms, until, event}.
 static FLAP_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{FLAP_LUA_COMMON}{}",
         r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local due, lease = KEYS[1], tonumber(ARGV[2])
+local members = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
 for _, m in ipairs(members) do
-  redis.call('ZREM', KEYS[1], m)
-  local v = redis.call('HMGET', m, 'rule', 'host', 'count', 'suppressed', 'window', 'until', 'event')
-  redis.call('DEL', m)
-  if v[1] and v[7] and tonumber(v[4] or '0') > 0 then
-    out[#out + 1] = v
+  local v = redis.call('HMGET', m, 'rule', 'host', 'count', 'suppressed', 'window', 'until', 'event', 'closed')
+  if v[1] and v[6] and v[7] and tonumber(v[4] or '0') > 0 then
+    local claim = m
+    if v[8] ~= '1' then
+      claim = m .. ':' .. v[6]
+      close(m, claim, tonumber(v[6]))
+      redis.call('ZREM', due, m)
+    else
+      redis.call('PEXPIREAT', claim, now + lease + keep)
+    end
+    redis.call('ZADD', due, now + lease, claim)
+    out[#out + 1] = {claim, v[1], v[2], v[3], v[4], v[5], v[6], v[7]}
+  else
+    redis.call('ZREM', due, m)
+    redis.call('DEL', m)
   end
 end
 return out
+"
+    ))
+});
+
+/// KEYS[1]: the due set; ARGV: claims. Deletes each claimed (closed) window; a name that is
+/// not one, or no longer exists, is left alone.
+static FLAP_ACK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+for _, c in ipairs(ARGV) do
+  local kind = redis.call('TYPE', c)['ok']
+  if kind == 'hash' and redis.call('HGET', c, 'closed') == '1' then
+    redis.call('UNLINK', c)
+    redis.call('ZREM', KEYS[1], c)
+  elseif kind == 'none' then
+    redis.call('ZREM', KEYS[1], c)
+  end
+end
+return 0
 ",
     )
 });
 
 impl RedisQueue {
+    fn flap_key_prefix(&self) -> String {
+        format!("{}flap:", self.keys.prefix)
+    }
+
     fn flap_key(&self, rule_id: i32, hostname: &str) -> String {
-        format!("{}flap:{rule_id}:{hostname}", self.keys.prefix)
+        format!("{}{rule_id}:{hostname}", self.flap_key_prefix())
     }
 
     fn flap_due(&self) -> String {
@@ -122,19 +178,21 @@ impl RedisQueue {
         Ok(codes.iter().map(|c| FlapVerdict::from_code(c)).collect())
     }
 
-    pub(super) async fn claim_flaps(&self, limit: usize) -> Result<Vec<FlapSummary>, QueueError> {
+    pub(super) async fn claim_flaps(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError> {
         let mut c = self.connection();
-        type Row = (String, String, u64, u64, u64, i64, Vec<u8>);
+        type Row = (String, String, String, u64, u64, u64, i64, Vec<u8>);
         let rows: Vec<Row> = FLAP_CLAIM
             .key(self.flap_due())
             .arg(limit.max(1))
+            .arg(lease.as_millis().max(1) as u64)
             .invoke_async(&mut c)
             .await
             .map_err(redis_err("claiming closed flap windows"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(rule, hostname, count, suppressed, window_ms, until, last_event)| {
+            .filter_map(|(claim, rule, hostname, count, suppressed, window_ms, until, last_event)| {
                 Some(FlapSummary {
+                    claim,
                     rule_id: rule.parse().ok()?,
                     hostname,
                     count,
@@ -145,5 +203,21 @@ impl RedisQueue {
                 })
             })
             .collect())
+    }
+
+    pub(super) async fn ack_flaps(&self, claims: &[String]) -> Result<(), QueueError> {
+        // Only names of flap windows: an ack cannot delete anything else.
+        let prefix = self.flap_key_prefix();
+        let claims: Vec<&String> = claims.iter().filter(|c| c.starts_with(&prefix)).collect();
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut inv = FLAP_ACK.prepare_invoke();
+        inv.key(self.flap_due());
+        for c in claims {
+            inv.arg(c.as_str());
+        }
+        let mut c = self.connection();
+        inv.invoke_async::<()>(&mut c).await.map_err(redis_err("acknowledging flap summaries"))
     }
 }

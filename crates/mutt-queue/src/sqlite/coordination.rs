@@ -373,8 +373,12 @@ impl Coordination for SqliteQueue {
         self.count_flaps(events).await
     }
 
-    async fn flap_claim_due(&self, limit: usize) -> Result<Vec<crate::FlapSummary>, QueueError> {
-        self.claim_flaps(limit).await
+    async fn flap_claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<crate::FlapSummary>, QueueError> {
+        self.claim_flaps(limit, lease).await
+    }
+
+    async fn flap_ack(&self, claims: &[String]) -> Result<(), QueueError> {
+        self.ack_flaps(claims).await
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {

@@ -1,7 +1,9 @@
 //! Flap suppression on the embedded backend (see `crate::flap`): the windows are rows of
-//! `flap_window`, each event's verdict a row of `flap_seen` (queue migration V2); every call is
-//! one piece of work on the file's single writer, which makes it atomic as the Redis scripts
-//! are.
+//! `flap_window`, each event's verdict a row of `flap_seen` (queue migration V2), a claim's
+//! lease `flap_window.lease_until_ms` (V3); every call is one piece of work on the file's
+//! single writer, which makes it atomic as the Redis scripts are. A claim names its window by
+//! row id and close (`<id>:<until_ms>`), so that a late acknowledgement cannot hit a later
+//! window that reused the row id.
 
 use super::{SqliteQueue, db_err, now_ms};
 use crate::QueueError;
@@ -54,32 +56,37 @@ fn count_one(c: &Connection, e: &FlapEvent, now: i64) -> rusqlite::Result<FlapVe
     Ok(verdict)
 }
 
-/// Takes up to `limit` closed windows that suppressed events, and deletes every closed
-/// window (the others have nothing to report).
-fn claim(c: &Connection, limit: usize, now: i64) -> rusqlite::Result<Vec<FlapSummary>> {
+/// Takes up to `limit` closed windows that suppressed events and are not leased (or whose
+/// lease expired), leasing them until `now + lease`; drops their verdicts (needed only while a
+/// window is open) and every closed window that has nothing to report.
+fn claim(c: &Connection, limit: usize, lease: Duration, now: i64) -> rusqlite::Result<Vec<FlapSummary>> {
     let due: Vec<(i64, FlapSummary)> = c
         .prepare_cached(
             "SELECT id, rule_id, hostname, count, suppressed, window_ms, until_ms, event FROM flap_window
-              WHERE until_ms <= ?1 AND suppressed > 0 ORDER BY until_ms LIMIT ?2",
+              WHERE until_ms <= ?1 AND suppressed > 0 AND lease_until_ms <= ?1 ORDER BY until_ms LIMIT ?2",
         )?
         .query_map(params![now, limit.max(1) as i64], |r| {
+            let (id, until): (i64, i64) = (r.get(0)?, r.get(6)?);
             Ok((
-                r.get(0)?,
+                id,
                 FlapSummary {
+                    claim: format!("{id}:{until}"),
                     rule_id: r.get(1)?,
                     hostname: r.get(2)?,
                     count: r.get::<_, i64>(3)?.max(0) as u64,
                     suppressed: r.get::<_, i64>(4)?.max(0) as u64,
                     window: Duration::from_millis(r.get::<_, i64>(5)?.max(0) as u64),
-                    closed_at_ms: r.get(6)?,
+                    closed_at_ms: until,
                     last_event: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
                 },
             ))
         })?
         .collect::<Result<_, _>>()?;
+    let lease_until = now.saturating_add(lease.as_millis().max(1) as i64);
     for (id, _) in &due {
+        c.prepare_cached("UPDATE flap_window SET lease_until_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, lease_until])?;
         c.prepare_cached("DELETE FROM flap_seen WHERE window_id = ?1")?.execute([id])?;
-        c.prepare_cached("DELETE FROM flap_window WHERE id = ?1")?.execute([id])?;
     }
     c.prepare_cached(
         "DELETE FROM flap_seen WHERE window_id IN
@@ -88,6 +95,25 @@ fn claim(c: &Connection, limit: usize, now: i64) -> rusqlite::Result<Vec<FlapSum
     .execute([now])?;
     c.prepare_cached("DELETE FROM flap_window WHERE until_ms <= ?1 AND suppressed = 0")?.execute([now])?;
     Ok(due.into_iter().map(|(_, s)| s).collect())
+}
+
+/// Deletes the acknowledged windows: closed ones only, named by row id and close.
+fn ack(c: &Connection, claims: &[(i64, i64)], now: i64) -> rusqlite::Result<()> {
+    for (id, until) in claims {
+        let gone = c
+            .prepare_cached("DELETE FROM flap_window WHERE id = ?1 AND until_ms = ?2 AND until_ms <= ?3")?
+            .execute(params![id, until, now])?;
+        if gone > 0 {
+            c.prepare_cached("DELETE FROM flap_seen WHERE window_id = ?1")?.execute([id])?;
+        }
+    }
+    Ok(())
+}
+
+/// A claim's row id and close, `None` for a name no claim has.
+fn parse_claim(claim: &str) -> Option<(i64, i64)> {
+    let (id, until) = claim.split_once(':')?;
+    Some((id.parse().ok()?, until.parse().ok()?))
 }
 
 impl SqliteQueue {
@@ -103,8 +129,17 @@ impl SqliteQueue {
             .map_err(db_err("counting flapping events"))
     }
 
-    pub(super) async fn claim_flaps(&self, limit: usize) -> Result<Vec<FlapSummary>, QueueError> {
+    pub(super) async fn claim_flaps(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError> {
         let now = now_ms();
-        self.db.write(move |c| claim(c, limit, now)).await.map_err(db_err("claiming closed flap windows"))
+        self.db.write(move |c| claim(c, limit, lease, now)).await.map_err(db_err("claiming closed flap windows"))
+    }
+
+    pub(super) async fn ack_flaps(&self, claims: &[String]) -> Result<(), QueueError> {
+        let claims: Vec<(i64, i64)> = claims.iter().filter_map(|c| parse_claim(c)).collect();
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.db.write(move |c| ack(c, &claims, now)).await.map_err(db_err("acknowledging flap summaries"))
     }
 }

@@ -42,6 +42,7 @@ macro_rules! conformance {
         settling_twice_pushes_once,
         flap_windows_forward_up_to_the_threshold_and_are_claimed_once,
         a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts,
+        a_flap_claim_not_acknowledged_is_claimed_again_after_its_lease,
         a_recovered_message_is_leased_as_a_possible_redelivery,
         admission_and_delivery_are_recorded_in_one_step_each }
     };
@@ -575,15 +576,23 @@ fn flap(rule_id: i32, host: &str, id: &str, threshold: u64) -> mutt_queue::FlapE
     }
 }
 
-/// Claims until `want` summaries came or 5 s passed (the windows close after 1 s).
-async fn claim_summaries(q: &Arc<dyn Backend>, want: usize) -> Vec<mutt_queue::FlapSummary> {
+/// A claim's lease in these tests: long enough for none to expire within a test's step.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Claims (for [`LEASE`]) until `want` summaries came or 5 s passed (the windows close after
+/// 1 s).
+async fn claim_summaries(q: &Arc<dyn Backend>, want: usize, lease: Duration) -> Vec<mutt_queue::FlapSummary> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got = Vec::new();
     while got.len() < want && Instant::now() < deadline {
-        got.extend(q.flap_claim_due(10).await.unwrap());
+        got.extend(q.flap_claim_due(10, lease).await.unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     got
+}
+
+fn claims(summaries: &[mutt_queue::FlapSummary]) -> Vec<String> {
+    summaries.iter().map(|s| s.claim.clone()).collect()
 }
 
 pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Arc<dyn Backend>) {
@@ -594,8 +603,8 @@ pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Ar
     // another rule count on their own.
     let again = [flap(1, "r1", "e0", 2), flap(1, "r1", "e3", 2), flap(1, "r2", "x", 2), flap(2, "r1", "y", 2)];
     assert_eq!(q.flap_count(&again).await.unwrap(), vec![F, S, F, F]);
-    assert!(q.flap_claim_due(10).await.unwrap().is_empty(), "nothing is due before the window closes");
-    let got = claim_summaries(&q, 1).await;
+    assert!(q.flap_claim_due(10, LEASE).await.unwrap().is_empty(), "nothing is due before the window closes");
+    let got = claim_summaries(&q, 1, LEASE).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let s = &got[0];
     assert_eq!((s.rule_id, s.hostname.as_str(), s.count, s.suppressed), (1, "r1", 5, 3));
@@ -603,9 +612,52 @@ pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Ar
     assert_eq!(s.last_event, br#"{"id":"e4"}"#.to_vec(), "the latest suppressed event");
     assert!(s.closed_at_ms <= chrono::Utc::now().timestamp_millis());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(q.flap_claim_due(10).await.unwrap().is_empty(), "claimed once; quiet windows have no summary");
+    assert!(q.flap_claim_due(10, LEASE).await.unwrap().is_empty(), "leased once; quiet windows have no summary");
     // The next event opens a new window and is forwarded.
     assert_eq!(q.flap_count(&[flap(1, "r1", "e5", 2)]).await.unwrap(), vec![F]);
+    q.flap_ack(&claims(&got)).await.unwrap();
+    q.flap_ack(&claims(&got)).await.unwrap();
+    // The acknowledgements left the open window alone: its event keeps its verdict and counts.
+    let next = [flap(1, "r1", "e5", 2), flap(1, "r1", "e6", 2), flap(1, "r1", "e7", 2)];
+    assert_eq!(q.flap_count(&next).await.unwrap(), vec![F, F, S]);
+}
+
+/// The crash between claiming a window and queuing its summary: a claim not acknowledged is
+/// handed out again once its lease expired (the same window: same claim, close and counts);
+/// an acknowledged one never again. A claim's name cannot delete an open window.
+pub async fn a_flap_claim_not_acknowledged_is_claimed_again_after_its_lease(q: Arc<dyn Backend>) {
+    use mutt_queue::FlapVerdict::{Forward as F, Suppress as S};
+    let lease = Duration::from_millis(800);
+    let a = [flap(3, "a", "a0", 1), flap(3, "a", "a1", 1), flap(3, "a", "a2", 1)];
+    let b = [flap(3, "b", "b0", 1), flap(3, "b", "b1", 1)];
+    assert_eq!(q.flap_count(&a).await.unwrap(), vec![F, S, S]);
+    assert_eq!(q.flap_count(&b).await.unwrap(), vec![F, S]);
+    let mut first = claim_summaries(&q, 2, lease).await;
+    first.sort_by(|x, y| x.hostname.cmp(&y.hostname));
+    assert_eq!(first.iter().map(|s| (s.hostname.as_str(), s.count)).collect::<Vec<_>>(), [("a", 3), ("b", 2)]);
+    // b's claimer queues its summary and acknowledges; a's dies before that.
+    q.flap_ack(&claims(&first[1..])).await.unwrap();
+    assert!(q.flap_claim_due(10, lease).await.unwrap().is_empty(), "both within their lease or done");
+    // Names that are no claim change nothing.
+    assert_eq!(q.flap_count(&[flap(3, "c", "c0", 1)]).await.unwrap(), vec![F]);
+    q.flap_ack(&["3:c".into(), "1:1".into(), "junk".into(), String::new()]).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let again = claim_summaries(&q, 1, LEASE).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (x, y) = (&first[0], &again[0]);
+    assert_eq!((&x.claim, x.rule_id, &x.hostname, x.closed_at_ms), (&y.claim, y.rule_id, &y.hostname, y.closed_at_ms));
+    assert_eq!((y.count, y.suppressed, y.last_event.clone()), (3, 2, br#"{"id":"a2"}"#.to_vec()));
+    // A late acknowledgement by the first claimer, then the second's: both harmless.
+    q.flap_ack(&claims(&first[..1])).await.unwrap();
+    q.flap_ack(&claims(&again)).await.unwrap();
+    assert_eq!(q.flap_count(&[flap(3, "c", "c0", 1), flap(3, "c", "c1", 1)]).await.unwrap(), vec![F, S]);
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let left = claim_summaries(&q, 1, LEASE).await;
+    assert_eq!(
+        left.iter().map(|s| (s.hostname.as_str(), s.count)).collect::<Vec<_>>(),
+        [("c", 2)],
+        "a and b never again"
+    );
 }
 
 pub async fn a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts(q: Arc<dyn Backend>) {
@@ -617,10 +669,10 @@ pub async fn a_closed_flap_window_waits_for_its_claim_while_the_next_one_counts(
     let second = [flap(7, "core-1", "c", 1), flap(7, "core-1", "d", 1), flap(7, "core-1", "e", 1)];
     assert_eq!(q.flap_count(&second).await.unwrap(), vec![F, S, S]);
     // Two claimers at once: the closed window goes to one of them.
-    let (x, y) = tokio::join!(q.flap_claim_due(10), q.flap_claim_due(10));
+    let (x, y) = tokio::join!(q.flap_claim_due(10, LEASE), q.flap_claim_due(10, LEASE));
     let now: Vec<_> = x.unwrap().into_iter().chain(y.unwrap()).collect();
     assert_eq!(now.iter().map(|s| (s.count, s.suppressed)).collect::<Vec<_>>(), vec![(2, 1)], "{now:?}");
-    let later = claim_summaries(&q, 1).await;
+    let later = claim_summaries(&q, 1, LEASE).await;
     assert_eq!(later.iter().map(|s| (s.count, s.suppressed)).collect::<Vec<_>>(), vec![(3, 2)]);
     assert_eq!(later[0].last_event, br#"{"id":"e"}"#.to_vec());
 }
