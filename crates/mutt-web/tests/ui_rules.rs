@@ -1,8 +1,8 @@
 //! The console's rules page over plain HTTP (no browser), on both backends: the list and its
 //! filters, create/edit/deactivate with the config-audit rows the API would write (the
 //! session's key name), the parser's error next to the field at fault, the tester panel
-//! (pasted and picked events, the draft tested before it is saved) and a rule's recent
-//! matches.
+//! (pasted and picked events, the draft tested before it is saved), a rule's recent
+//! matches and its flap limit (set, cleared, half a pair refused).
 
 mod ui_client;
 
@@ -223,6 +223,97 @@ async fn the_tester_runs_the_draft_before_it_is_saved(kind: BackendKind) {
     assert_eq!(stored.match_string.as_deref(), Some("CRITICAL"), "testing an edit saves nothing");
 }
 
+/// The rule form's flap fields: set (stored, audited, shown in the list and the tester), a
+/// half pair refused next to the missing field, cleared; a form that does not post them
+/// keeps the stored limit.
+async fn flap_limits_are_set_cleared_and_checked(kind: BackendKind) {
+    let app = spawn_app(kind).await;
+    let c = Console::login(&app).await;
+    let (_, html) = c.get("/rules/new").await;
+    assert!(html.contains("id=\"flap_threshold\"") && html.contains("id=\"flap_window_secs\""), "{html}");
+    assert!(html.contains("At most N alerts per host within T seconds; the rest are audited and summarised."));
+
+    let mut form = rule_form("contains", "LINK-DOWN", "20");
+    form.extend([("flap_threshold", "5"), ("flap_window_secs", "60"), ("action", "save")]);
+    let r = c.post("/rules/new", &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let at = ui_client::location(&r);
+    let id: i32 = at.strip_prefix("/rules/").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{at}"));
+    let rule = app.backend.store.get_rule(id).await.unwrap().unwrap();
+    assert_eq!((rule.flap_threshold, rule.flap_window_secs), (Some(5), Some(60)));
+    let rows = audit_rows(&app, "alert_rules").await;
+    assert_eq!(
+        (rows[0]["new_values"]["flap_threshold"].clone(), rows[0]["new_values"]["flap_window_secs"].clone()),
+        (json!(5), json!(60))
+    );
+    let (_, html) = c.get(&at).await;
+    assert!(html.contains(r#"id="flap_threshold" name="flap_threshold" value="5""#), "{html}");
+    assert!(html.contains(r#"id="flap_window_secs" name="flap_window_secs" value="60""#), "{html}");
+    assert!(
+        html.contains("At most 5 alerts per host within 60 seconds; the rest are audited and summarised."),
+        "{html}"
+    );
+    let (_, html) = c.get("/rules").await;
+    assert!(html.contains(">flap 5/60s</span>") && html.contains("Flap limit"), "the list's badge: {html}");
+
+    // The tester says the winning rule has a flap limit; the API's tester carries it.
+    let event = r#"{"hostname": "router1", "message": "LINK-DOWN on Gi0/1"}"#;
+    let mut form = rule_form("contains", "LINK-DOWN", "20");
+    form.extend([("flap_threshold", "5"), ("flap_window_secs", "60"), ("event_json", event), ("action", "test")]);
+    let (_, html) = c.post_page(&at, &form).await;
+    assert!(html.contains("Flap limit: at most 5 alerts per host within 60 seconds"), "{html}");
+    let r = app.client.post("/api/v2/rules/test", &json!({"event": {"hostname": "r1", "message": "LINK-DOWN"}})).await;
+    assert_eq!((r.status, r.body["matched_rule_id"].clone()), (200, json!(id)), "{}", r.text);
+    assert_eq!(r.body["flap_limit"], json!({"threshold": 5, "window_secs": 60}));
+
+    // Half a pair: the parser's error next to the missing field; the stored limit unchanged.
+    for (set, value, missing) in
+        [("flap_threshold", "5", "flap_window_secs"), ("flap_window_secs", "60", "flap_threshold")]
+    {
+        let other = if set == "flap_threshold" { "flap_window_secs" } else { "flap_threshold" };
+        let mut form = rule_form("contains", "LINK-DOWN", "20");
+        form.extend([(set, value), (other, ""), ("action", "save")]);
+        let r = c.post(&at, &form).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = r.text().await.unwrap();
+        let error = field_error(&html, missing).unwrap_or_else(|| panic!("an error next to {missing}: {html}"));
+        assert_eq!(error, format!("{missing}: required with {set} (set both or neither)"));
+        assert!(html.contains(&format!(r#"aria-describedby="{missing}-error""#)), "{html}");
+    }
+    // Out of range, and not a number: next to the field too.
+    let mut form = rule_form("contains", "LINK-DOWN", "20");
+    form.extend([("flap_threshold", "5"), ("flap_window_secs", "86401"), ("action", "save")]);
+    let html = c.post(&at, &form).await.text().await.unwrap();
+    assert!(field_error(&html, "flap_window_secs").is_some_and(|e| e.starts_with("flap_window_secs:")), "{html}");
+    let mut form = rule_form("contains", "LINK-DOWN", "20");
+    form.extend([("flap_threshold", "five"), ("flap_window_secs", "60"), ("action", "save")]);
+    let html = c.post(&at, &form).await.text().await.unwrap();
+    assert_eq!(field_error(&html, "flap_threshold").as_deref(), Some("flap_threshold: must be a whole number"));
+    let rule = app.backend.store.get_rule(id).await.unwrap().unwrap();
+    assert_eq!((rule.flap_threshold, rule.flap_window_secs), (Some(5), Some(60)), "refused edits store nothing");
+
+    // A form without the flap fields (an older page) keeps the limit.
+    let mut form = rule_form("contains", "LINK-DOWN", "15");
+    form.push(("action", "save"));
+    assert_eq!(c.post(&at, &form).await.status(), StatusCode::SEE_OTHER);
+    let rule = app.backend.store.get_rule(id).await.unwrap().unwrap();
+    assert_eq!((rule.priority, rule.flap_threshold, rule.flap_window_secs), (15, Some(5), Some(60)));
+
+    // Cleared: both empty; audited as removed, the list shows no limit.
+    let mut form = rule_form("contains", "LINK-DOWN", "15");
+    form.extend([("flap_threshold", ""), ("flap_window_secs", " "), ("action", "save")]);
+    let r = c.post(&at, &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let rule = app.backend.store.get_rule(id).await.unwrap().unwrap();
+    assert_eq!((rule.flap_threshold, rule.flap_window_secs), (None, None));
+    let rows = audit_rows(&app, "alert_rules").await;
+    assert_eq!(rows[0]["old_values"], json!({"flap_threshold": 5, "flap_window_secs": 60}), "{}", rows[0]);
+    let (_, html) = c.get("/rules").await;
+    assert!(!html.contains(">flap 5/60s</span>"), "{html}");
+    let (_, html) = c.get(&at).await;
+    assert!(html.contains(r#"name="flap_threshold" value="""#), "{html}");
+}
+
 async fn forms_need_the_csrf_token(kind: BackendKind) {
     let app = spawn_app(kind).await;
     let c = Console::login(&app).await;
@@ -244,4 +335,5 @@ both_backends!(
     a_bad_regex_shows_the_parsers_error_next_to_the_field,
     the_tester_runs_the_draft_before_it_is_saved,
     forms_need_the_csrf_token,
+    flap_limits_are_set_cleared_and_checked,
 );

@@ -106,6 +106,11 @@ impl ListPage {
         .unwrap_or_default();
         format!("/rules?{q}")
     }
+
+    /// A rule's flap limit (events, seconds), for the list's badge.
+    fn flap(&self, r: &Rule) -> Option<(i32, i32)> {
+        Some((r.flap_threshold?, r.flap_window_secs?))
+    }
 }
 
 /// Whether `rule` passes the filters; `needle` is `q.q` trimmed and lower-cased (once per
@@ -167,6 +172,12 @@ pub(super) struct RuleForm {
     /// A checkbox: present when ticked.
     #[serde(default)]
     is_active: Option<String>,
+    /// Flap suppression, both or neither. `None` (not posted at all): the stored value stays;
+    /// empty: no limit.
+    #[serde(default)]
+    flap_threshold: Option<String>,
+    #[serde(default)]
+    flap_window_secs: Option<String>,
     #[serde(default)]
     reason: String,
     /// The tester: an event as JSON, or the id of an audited event.
@@ -192,6 +203,8 @@ impl RuleForm {
             dev_handling: r.dev_handling.clone(),
             team_assignment: r.team_assignment.clone(),
             is_active: r.is_active.then(|| "on".to_owned()),
+            flap_threshold: Some(r.flap_threshold.map(|n| n.to_string()).unwrap_or_default()),
+            flap_window_secs: Some(r.flap_window_secs.map(|n| n.to_string()).unwrap_or_default()),
             ..Self::default()
         }
     }
@@ -219,8 +232,12 @@ impl RuleForm {
         }
         m.insert("team_assignment".into(), json!(self.team_assignment.trim()));
         m.insert("is_active".into(), json!(self.is_active.is_some()));
+        let flap = [("flap_threshold", &self.flap_threshold), ("flap_window_secs", &self.flap_window_secs)];
+        let flap = flap.into_iter().filter_map(|(field, text)| Some((field, text.as_ref()?, true)));
         for (field, text, optional) in
             [("syslog_severity", &self.syslog_severity, true), ("priority", &self.priority, false)]
+                .into_iter()
+                .chain(flap)
         {
             match number(field, text, optional) {
                 Ok(v) => {
@@ -243,6 +260,12 @@ impl RuleForm {
 
     fn reason(&self) -> Option<String> {
         Some(self.reason.trim().to_owned()).filter(|r| !r.is_empty())
+    }
+
+    /// The flap limit as typed, when both fields hold a number (for the hint's example).
+    fn flap_limit(&self) -> Option<(i32, i32)> {
+        let n = |t: &Option<String>| t.as_deref()?.trim().parse::<i32>().ok();
+        Some((n(&self.flap_threshold)?, n(&self.flap_window_secs)?))
     }
 }
 
