@@ -78,6 +78,8 @@ pub struct EventAuditRow {
     pub raw_message: Option<String>,
     /// Held back by its rule's flap limit (not in the original).
     pub flap_suppressed: bool,
+    /// The silence that held its alert back (not in the original).
+    pub silenced_by: Option<i64>,
 }
 
 /// A timestamp as both stores compare it: RFC 3339 UTC with milliseconds.

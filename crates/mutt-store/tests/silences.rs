@@ -88,6 +88,18 @@ async fn exercise(store: &dyn Store) {
         silenced_by,
     };
     assert_eq!(store.write_audit(&[row(1, Some(a)), row(2, None)]).await.unwrap(), 2);
+    // The audit search shows it.
+    let filter = mutt_store::manage::EventAuditFilter { limit: 10, ..Default::default() };
+    let mut found: Vec<(String, Option<i64>)> = store
+        .search_event_audit(&filter)
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| (r.hostname, r.silenced_by))
+        .collect();
+    found.sort();
+    assert_eq!(found, [("h1".to_owned(), Some(a)), ("h2".to_owned(), None)]);
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventAuditRow> {
         forwarded_to_moog: r.get(6)?,
         raw_message: r.get(7)?,
         flap_suppressed: r.get(8)?,
+        silenced_by: r.get(9)?,
     })
 }
 
@@ -282,7 +283,7 @@ impl Manage for SqliteStore {
         };
         let select = format!(
             "SELECT id, event_id, event_timestamp, hostname, matched_rule_id, handling_decision,
-                    forwarded_to_moog, raw_message, flap_suppressed
+                    forwarded_to_moog, raw_message, flap_suppressed, silenced_by
                FROM event_audit_log {filter} ORDER BY event_timestamp DESC, id DESC LIMIT ?{} OFFSET ?{}",
             n + 1,
             n + 2

@@ -137,6 +137,9 @@ fn outcome(
     let Some(row) = audit else {
         return ("unknown", "no record of this event besides what is shown".into());
     };
+    if let Some(id) = row.silenced_by {
+        return ("not_forwarded", format!("held back by silence {id}: audited, no alert was sent"));
+    }
     if row.flap_suppressed {
         return ("not_forwarded", "held back by its rule's flap limit: counted in the window's summary alert".into());
     }
@@ -172,6 +175,7 @@ mod tests {
             forwarded_to_moog: forwarded,
             raw_message: None,
             flap_suppressed: false,
+            silenced_by: None,
         }
     }
 

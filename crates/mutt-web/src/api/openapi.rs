@@ -239,6 +239,8 @@ pub struct EventAuditEntry {
     pub raw_message: Option<String>,
     /// Held back by its rule's flap limit: audited, not forwarded.
     pub flap_suppressed: bool,
+    /// The silence that held its alert back: audited, not forwarded.
+    pub silenced_by: Option<i64>,
 }
 
 #[derive(ToSchema)]
