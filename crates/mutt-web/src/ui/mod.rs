@@ -55,6 +55,7 @@ mod login;
 mod overview;
 mod rules;
 pub mod session;
+mod silences;
 mod teams;
 mod unhandled;
 
@@ -151,6 +152,7 @@ fn pages() -> Router<Arc<WebState>> {
         .merge(rules::routes())
         .merge(hosts::routes())
         .merge(teams::routes())
+        .merge(silences::routes())
 }
 
 /// Reachable without a session.
