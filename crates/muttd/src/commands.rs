@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 pub mod config;
 pub mod dlq;
 pub mod partitions;
+pub mod rules;
 pub mod show;
 pub mod silence;
 pub mod slo;
@@ -147,20 +148,7 @@ pub async fn rules(config: &Config, secrets: &dyn SecretSource, cmd: &crate::cli
             let report = mutt_core::rule::tester::test_event(&rules, &event);
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        RulesCommand::List => {
-            let rules = store.list_rules().await?;
-            println!(
-                "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} active",
-                "id", "priority", "type", "match", "prod", "dev", "team"
-            );
-            for r in rules {
-                let m = r.match_string.or(r.trap_oid).unwrap_or_default();
-                println!(
-                    "{:>5} {:>8} {:<10} {:<30} {:<16} {:<16} {:<10} {}",
-                    r.id, r.priority, r.match_type, m, r.prod_handling, r.dev_handling, r.team_assignment, r.is_active
-                );
-            }
-        }
+        RulesCommand::List => rules::list(store.as_ref()).await?,
     }
     Ok(())
 }
