@@ -124,3 +124,22 @@ async fn a_settle_leaves_what_came_into_the_list_after_its_lease() {
     assert_eq!(held, vec![b"odd".to_vec()]);
     c.shutdown().await.unwrap_or(());
 }
+
+#[tokio::test]
+async fn ingest_pushes_count_into_buckets_that_expire_from_their_first_event() {
+    let (q, keys) = queue().await;
+    let now = chrono::Utc::now();
+    assert_eq!(q.push_ingest(&[b"1".to_vec(), b"2".to_vec(), b"3".to_vec()], now).await.unwrap(), 3);
+    assert_eq!(q.push_ingest(&[b"4".to_vec(), b"5".to_vec()], now).await.unwrap(), 5, "the new depth");
+    let minute = format!("{}:1m:{}", keys.metrics_prefix, now.format("%Y-%m-%dT%H:%M"));
+    let day = format!("{}:24h:{}", keys.metrics_prefix, now.format("%Y-%m-%d"));
+    let mut conn = q.connection();
+    let counts: Vec<u64> = redis::cmd("MGET").arg(&minute).arg(&day).query_async(&mut conn).await.unwrap();
+    assert_eq!(counts, vec![5, 5]);
+    let ttls: (i64, i64) =
+        redis::pipe().cmd("TTL").arg(&minute).cmd("TTL").arg(&day).query_async(&mut conn).await.unwrap();
+    assert!(ttls.0 > 7_000 && ttls.0 <= 7_200 && ttls.1 > 2_590_000, "{ttls:?}");
+    let queued: Vec<Vec<u8>> =
+        redis::cmd("LRANGE").arg(&keys.ingest_queue).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(queued.last().map(Vec::as_slice), Some(&b"1"[..]), "oldest at the front (right end)");
+}

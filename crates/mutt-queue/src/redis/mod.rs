@@ -255,15 +255,17 @@ impl Queue for RedisQueue {
         let minute = format!("{p}:1m:{}", now.format("%Y-%m-%dT%H:%M"));
         let hour = format!("{p}:1h:{}", now.format("%Y-%m-%dT%H"));
         let day = format!("{p}:24h:{}", now.format("%Y-%m-%d"));
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("LPUSH").arg(&self.keys.ingest_queue).arg(messages);
-        for (key, ttl) in [(&minute, 7_200), (&hour, 172_800), (&day, 2_592_000)] {
-            pipe.cmd("INCRBY").arg(key).arg(n).ignore();
-            pipe.cmd("EXPIRE").arg(key).arg(ttl).arg("NX").ignore();
+        if messages.is_empty() {
+            return self.llen(&self.keys.ingest_queue, "reading queue depth").await;
+        }
+        let mut inv = scripts::PUSH_INGEST.prepare_invoke();
+        inv.key(&self.keys.ingest_queue).key(&minute).key(&hour).key(&day);
+        inv.arg(n).arg(7_200).arg(172_800).arg(2_592_000);
+        for m in messages {
+            inv.arg(m.as_slice());
         }
         let mut c = self.connection();
-        let (depth,): (u64,) = pipe.query_async(&mut c).await.map_err(redis_err("enqueueing events"))?;
-        Ok(depth)
+        inv.invoke_async(&mut c).await.map_err(redis_err("enqueueing events"))
     }
 
     async fn depth(&self, queue: QueueId) -> Result<u64, QueueError> {

@@ -151,6 +151,24 @@ return n
     )
 });
 
+/// Appends ingested events and counts them, atomically. KEYS: the ingest queue, the minute,
+/// hour and day counters. ARGV: the event count, the three counters' TTLs in seconds, then the
+/// events. A counter's TTL is set when this call created it (the original's keys: set once, so
+/// a bucket expires a fixed time after its first event). Returns the queue's new depth. One
+/// script instead of MULTI, LPUSH, three INCRBY, three EXPIRE NX and EXEC.
+pub static PUSH_INGEST: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local depth = redis.call('LPUSH', KEYS[1], unpack(ARGV, 5))
+local n = tonumber(ARGV[1])
+for i = 2, 4 do
+  if redis.call('INCRBY', KEYS[i], n) == n then redis.call('EXPIRE', KEYS[i], ARGV[i], 'NX') end
+end
+return depth
+",
+    )
+});
+
 /// The original's unhandled-event counter (spec §3.6a), for a whole batch in one call.
 /// KEYS come in pairs (counter, triggered); ARGV: threshold, expiry seconds, then one event id
 /// per pair. Returns 1 for the pair whose count reached the threshold. Deviation: the
