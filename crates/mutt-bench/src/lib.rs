@@ -14,6 +14,7 @@ pub mod load;
 pub mod null_server;
 pub mod pipeline;
 pub mod process;
+pub mod raw_load;
 pub mod report;
 pub mod scenario;
 pub mod soak;

@@ -3,7 +3,8 @@
 
 use crate::cost::{PhaseCost, round1};
 use crate::null_server::NullServer;
-use crate::pipeline::{PipelineOptions, offer};
+use crate::pipeline::PipelineOptions;
+use crate::raw_load::offer_fast as offer;
 use crate::scenario::{BenchPlan, BenchReport, BenchRow, bench, print_rows};
 use serde::Serialize;
 use std::time::{Duration, Instant};

@@ -327,6 +327,8 @@ pub struct BenchPlan {
     pub latency_rate: u64,
     /// Offered events/s for the p99 phase (single events; 0 leaves it out).
     pub p99_rate: u64,
+    /// How long to wait after a phase for the backlog to drain before the next one.
+    pub drain_timeout: Duration,
 }
 
 async fn drain(p: &Pipeline, timeout: Duration) {
@@ -342,7 +344,7 @@ async fn drain(p: &Pipeline, timeout: Duration) {
 pub async fn bench(opts: PipelineOptions, plan: &BenchPlan, durable: bool) -> anyhow::Result<BenchReport> {
     let p = Pipeline::start_with(opts, durable).await?;
     let settings = p.durability_settings().await;
-    let rows = run_phases(&p.ingest_url, &p.sink, plan, &p, || drain(&p, Duration::from_secs(60))).await;
+    let rows = run_phases(&p.ingest_url, &p.sink, plan, &p, || drain(&p, plan.drain_timeout)).await;
     let (procs, redis_cpu, pg_cpu) = p.resources();
     let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
     let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
@@ -387,7 +389,7 @@ where
     for (phase, rate, batch) in phases {
         let before = meter.sample();
         let t0 = Instant::now();
-        let (accepted, _) = offer(ingest_url, seq, rate, batch, dur).await;
+        let (accepted, _) = crate::raw_load::offer_fast(ingest_url, seq, rate, batch, dur).await;
         let t1 = Instant::now();
         seq += rate * plan.seconds + 1_000_000;
         eprintln!("bench: {phase}: {} accepted in {:.1} s; draining", accepted.len(), (t1 - t0).as_secs_f64());

@@ -50,12 +50,16 @@ struct Load {
     /// Offered single events/s of the p99 phase (0: none).
     #[arg(long, default_value_t = 10_000)]
     p99_rate: u64,
+    /// Seconds to wait after each phase for the backlog to drain.
+    #[arg(long, default_value_t = 120)]
+    drain_timeout: u64,
 }
 
 impl Load {
     fn plan(&self, seconds: u64) -> BenchPlan {
-        let Load { single_rate, batch_rate, batch, latency_rate, p99_rate } = *self;
-        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate, p99_rate }
+        let Load { single_rate, batch_rate, batch, latency_rate, p99_rate, drain_timeout } = *self;
+        let drain_timeout = std::time::Duration::from_secs(drain_timeout);
+        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate, p99_rate, drain_timeout }
     }
 }
 
