@@ -246,7 +246,51 @@ async fn a_maintenance_window_across_daylight_saving_changes(kind: BackendKind) 
     assert_eq!(held, cases.iter().filter(|c| c.1).count());
 }
 
+/// A running alerter (its own refresher, the wall clock) takes up a silence created while it
+/// runs: at once on Redis (the announcement), within the 5 s refresh embedded.
+async fn a_running_alerter_takes_up_a_new_silence(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
+    let pod = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+    let config = AlerterConfig { block_timeout: std::time::Duration::from_millis(100), ..AlerterConfig::default() };
+    let b = &s.backend;
+    let a = Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics.clone())
+        .await
+        .unwrap();
+    let sd = CancellationToken::new();
+    let task = tokio::spawn(a.run(sd.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the watcher subscribes
+    let now = chrono::Utc::now();
+    let id = b
+        .store
+        .create_silence(&NewSilence {
+            starts_at: now - chrono::Duration::minutes(1),
+            ends_at: Some(now + chrono::Duration::hours(1)),
+            ..silence("core-1", "2026-01-01T00:00:00Z", None, None)
+        })
+        .await
+        .unwrap();
+    b.coordination.publish_rules_changed().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while metrics.silences.active.get() != 1 {
+        assert!(std::time::Instant::now() < deadline, "the silence was not taken up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.push(&[event("core-1"), event("edge-1")]).await;
+    while s.audit().await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(5), "events not audited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    sd.cancel();
+    task.await.unwrap().unwrap();
+    let alerts = s.list(&s.keys().alert_queue).await;
+    assert_eq!(alerts.iter().map(|a| a["hostname"].as_str().unwrap()).collect::<Vec<_>>(), ["edge-1"]);
+    assert_eq!(s.audit().await[0], ("core-1".to_owned(), Some(id), false));
+}
+
 both_backends!(
+    a_running_alerter_takes_up_a_new_silence,
     a_silence_holds_back_matching_alerts_only,
     a_silence_starts_and_ends_on_time,
     an_early_expiry_is_picked_up_at_the_next_refresh,
