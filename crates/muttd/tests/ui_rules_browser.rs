@@ -1,9 +1,10 @@
 //! The console's rules, development-hosts and teams pages in headless Chromium against a
 //! whole pipeline in this process (ingestor, alerter, forwarder to a webhook receiver, web
 //! role; `app::start` as `muttd run` does it), on the embedded backend and on Redis +
-//! PostgreSQL: log in, a bad regex refused with the parser's error next to the field, an event
-//! tested against the draft before it is saved (htmx), the rule created, an event sent to the
-//! ingestor and seen among the rule's recent matches; a development host added and a CSV
+//! PostgreSQL: log in, a bad regex and half a flap limit refused with the parser's error next
+//! to the field, an event tested against the draft before it is saved (htmx; the tester names
+//! the flap limit), the rule created with its limit, an event sent to the ingestor and seen
+//! among the rule's recent matches, the list's flap badge; a development host added and a CSV
 //! import with a bad line; a team mapping added. The embedded run saves the screenshots
 //! `docs/ui/{rules,rule-form-error,rule-tester,hosts,teams}.png`.
 //!
@@ -108,14 +109,22 @@ async fn rule_form_tester_and_matches(p: &Pipeline, b: &Browser, kind: BackendKi
         b.screenshot("rule-form-error").await;
     }
 
-    // Fixed, and tested before saving (htmx swaps the form in place).
+    // Fixed; half a flap limit refused next to the missing field.
     b.fill("#match_string", "LINK-(UP|DOWN)").await;
+    b.fill("#flap_threshold", "5").await;
+    b.click("#save").await;
+    let error = b.wait_for_text("#flap_window_secs-error", "set both or neither").await;
+    assert!(error.starts_with("flap_window_secs: required with flap_threshold"), "{error}");
+
+    // Completed, and tested before saving (htmx swaps the form in place).
+    b.fill("#flap_window_secs", "60").await;
     b.fill("#event_json", r#"{"hostname": "edge-router-7", "message": "LINK-DOWN on ge-0/0/1", "syslog_severity": 3}"#)
         .await;
     b.click("#test").await;
     let result = b.wait_for_text("#tester-result", "this draft").await;
     assert!(result.contains("On a production host: Page_and_ticket"), "{result}");
     assert!(result.contains("message does not contain \"CRITICAL\""), "why CRITICAL did not match: {result}");
+    assert!(result.contains("Flap limit: at most 5 alerts per host within 60 seconds"), "{result}");
     assert!(b.url().await.ends_with("/rules/new"), "testing stays on the form");
     let store = p.app.store.clone().unwrap();
     assert_eq!(store.list_rules().await.unwrap().len(), 3, "testing saves nothing");
@@ -127,7 +136,9 @@ async fn rule_form_tester_and_matches(p: &Pipeline, b: &Browser, kind: BackendKi
     b.wait_for_text(".flash.ok", "created").await;
     let id: i32 = b.url().await.rsplit('/').next().and_then(|s| s.parse().ok()).expect("the new rule's page");
     let rules = store.list_rules().await.unwrap();
-    assert!(rules.iter().any(|r| r.id == id && r.match_string.as_deref() == Some("LINK-(UP|DOWN)")));
+    let saved = rules.iter().find(|r| r.id == id).expect("the new rule stored");
+    assert_eq!(saved.match_string.as_deref(), Some("LINK-(UP|DOWN)"));
+    assert_eq!((saved.flap_threshold, saved.flap_window_secs), (Some(5), Some(60)));
 
     // The alerter uses it at once (the console told it); the event shows among the matches.
     let reply = p.ingest.post("/ingest", &json!({"hostname": "edge-router-7", "message": "LINK-UP on ge-0/0/1", "timestamp": chrono::Utc::now().to_rfc3339()})).await;
@@ -143,6 +154,7 @@ async fn rule_form_tester_and_matches(p: &Pipeline, b: &Browser, kind: BackendKi
 
     b.goto(&format!("{}/rules", p.web)).await;
     b.wait_for_text("#rules", "LINK-(UP|DOWN)").await;
+    b.wait_for_text("#rules", "flap 5/60s").await;
     if shoot(kind) {
         b.screenshot("rules").await;
     }
