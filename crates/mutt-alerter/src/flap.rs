@@ -12,17 +12,18 @@
 //! follows the rule as it is when the window closes: a rule deleted, deactivated or no longer
 //! forwarding for the host sends none.
 //!
-//! No summary is lost: a claim is a lease of [`CLAIM_LEASE`], acknowledged
-//! ([`mutt_queue::Coordination::flap_ack`]) only once the summary is in the alert queue (or
-//! there is none to send). An alerter that stops between its claim and that point (killed,
-//! or shut down while the queue is unreachable) leaves the window to be claimed again when the
-//! lease expires. The copy queued twice that way (queued, then stopped before the ack) has
-//! the same id, derived from (rule, host, window end), and the forwarder drops an id it has
-//! delivered.
+//! No summary is lost, none is queued twice: a claim is a lease of [`CLAIM_LEASE`], and its
+//! acknowledgement ([`mutt_queue::Coordination::flap_ack`]) queues the summary on the alert
+//! queue and forgets the window in one step, only while the claim is the window's latest. An
+//! alerter that stops between its claim and its acknowledgement (killed, or shut down while
+//! the backend is unreachable) leaves the window to be claimed again when the lease expires;
+//! if it was merely slow, its late acknowledgement does nothing. (The summary's id is
+//! derived from (rule, host, window end) besides, and the forwarder drops an id it has
+//! delivered.)
 
 use crate::{Alerter, AlerterMetrics, RuleCache};
 use mutt_core::{Alert, Event, Rule, RuleSet, decision_forwards};
-use mutt_queue::{Coordination, FlapEvent, FlapSummary, FlapVerdict, Queue, QueueId};
+use mutt_queue::{Coordination, FlapAck, FlapEvent, FlapSummary, FlapVerdict};
 use mutt_service::Backoff;
 use mutt_store::AuditRecord;
 use serde_json::Value;
@@ -37,8 +38,8 @@ pub const CLAIM_EVERY: Duration = Duration::from_millis(250);
 /// Closed windows claimed per look.
 const CLAIM_BATCH: usize = 100;
 /// How long a claimed window is ours: unacknowledged after this, another alerter takes it.
-/// Far above the time from a claim to its ack (one push); a longer push (the queue slow or
-/// unreachable) only risks a duplicate, which the forwarder drops.
+/// Far above the time from a claim to its acknowledgement (one round trip) unless the backend
+/// is unreachable, in which case the next claimer takes over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 /// Namespace of summary alert ids: derived from (rule, host, window end), so that the same
@@ -124,7 +125,6 @@ impl Alerter {
     /// Starts the task that sends the summaries of closed windows (until `shutdown`).
     pub(crate) fn spawn_flap_summaries(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let sender = SummarySender {
-            queue: self.queue.clone(),
             coordination: self.coordination.clone(),
             rules: self.rules.clone(),
             metrics: self.metrics.clone(),
@@ -145,7 +145,6 @@ impl Alerter {
 }
 
 struct SummarySender {
-    queue: Arc<dyn Queue>,
     coordination: Arc<dyn Coordination>,
     rules: RuleCache,
     metrics: AlerterMetrics,
@@ -153,8 +152,8 @@ struct SummarySender {
 }
 
 impl SummarySender {
-    /// Claims the closed windows, pushes their summaries to the alert queue and acknowledges
-    /// the claims.
+    /// Claims the closed windows and acknowledges the claims with their summaries, which
+    /// queues them.
     async fn send_due(&self, shutdown: &CancellationToken) {
         let claimed = match self.coordination.flap_claim_due(CLAIM_BATCH, CLAIM_LEASE).await {
             Ok(c) => c,
@@ -166,73 +165,47 @@ impl SummarySender {
         if claimed.is_empty() {
             return;
         }
-        let alerts = self.summaries(&claimed);
-        if !alerts.is_empty() && !self.push(&alerts, shutdown).await {
-            tracing::warn!(
-                summaries = alerts.len(),
-                lease_secs = CLAIM_LEASE.as_secs(),
-                "shutdown before the flap summaries could be queued: left to another alerter when their claim expires"
-            );
-            return;
-        }
-        self.metrics.flap_summaries.inc_by(alerts.len() as u64);
-        let claims: Vec<String> = claimed.into_iter().map(|s| s.claim).collect();
-        self.acknowledge(&claims, shutdown).await;
-    }
-
-    /// The summaries' alerts, as queued; a window whose rule no longer forwards has none.
-    fn summaries(&self, claimed: &[FlapSummary]) -> Vec<Vec<u8>> {
-        let rules = self.rules.current();
-        claimed
-            .iter()
-            .filter_map(|s| {
-                let alert = summary_alert(s, &rules);
-                if alert.is_none() {
-                    tracing::info!(rule_id = s.rule_id, hostname = %s.hostname, suppressed = s.suppressed, "flap window closed; no summary (the rule no longer forwards for this host)");
-                }
-                alert
-            })
-            .map(|a| {
-                tracing::info!(event_id = %a.event_id, rule_id = ?a.rule_id, hostname = %a.hostname, message = %a.message_body, "flap summary");
-                a.to_json().into_bytes()
-            })
-            .collect()
-    }
-
-    /// Pushes to the alert queue, retrying until shutdown; `false` if shutdown came first.
-    async fn push(&self, alerts: &[Vec<u8>], shutdown: &CancellationToken) -> bool {
+        let acks = self.summaries(claimed);
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         loop {
-            match self.queue.push(QueueId::Alert, alerts).await {
-                Ok(_) => return true,
+            match self.coordination.flap_ack(&acks).await {
+                Ok(queued) => {
+                    self.metrics.flap_summaries.inc_by(queued);
+                    return;
+                }
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::error!(error = %e, summaries = alerts.len(), retry_in_ms = wait.as_millis() as u64, "pushing flap summaries failed; retrying");
+                    tracing::error!(error = %e, windows = acks.len(), retry_in_ms = wait.as_millis() as u64, "queuing flap summaries failed; retrying");
                     if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
-                        return false;
+                        tracing::warn!(
+                            windows = acks.len(),
+                            lease_secs = CLAIM_LEASE.as_secs(),
+                            "shutdown before the flap summaries could be queued: left to the next alerter that claims them when the claim expires"
+                        );
+                        return;
                     }
                 }
             }
         }
     }
 
-    /// Acknowledges the claims, retrying while their lease lasts: past it another alerter
-    /// claims them again, and its copy of a summary is dropped by the forwarder as delivered.
-    async fn acknowledge(&self, claims: &[String], shutdown: &CancellationToken) {
-        let until = tokio::time::Instant::now() + CLAIM_LEASE;
-        let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
-        loop {
-            let Err(e) = self.coordination.flap_ack(claims).await else { return };
-            let wait = backoff.next_delay();
-            if tokio::time::Instant::now() + wait >= until {
-                tracing::warn!(error = %e, windows = claims.len(), "acknowledging flap summaries failed; their windows will be claimed again and the summaries queued twice (the forwarder drops the copy)");
-                return;
-            }
-            tracing::warn!(error = %e, windows = claims.len(), retry_in_ms = wait.as_millis() as u64, "acknowledging flap summaries failed; retrying");
-            if !mutt_service::sleep_or_shutdown(wait, shutdown).await {
-                return;
-            }
-        }
+    /// Each claim with its summary alert, as queued; a window whose rule no longer forwards
+    /// has none.
+    fn summaries(&self, claimed: Vec<FlapSummary>) -> Vec<FlapAck> {
+        let rules = self.rules.current();
+        claimed
+            .into_iter()
+            .map(|s| {
+                let summary = summary_alert(&s, &rules).map(|a| {
+                    tracing::info!(event_id = %a.event_id, rule_id = ?a.rule_id, hostname = %a.hostname, message = %a.message_body, "flap summary");
+                    a.to_json().into_bytes()
+                });
+                if summary.is_none() {
+                    tracing::info!(rule_id = s.rule_id, hostname = %s.hostname, suppressed = s.suppressed, "flap window closed; no summary (the rule no longer forwards for this host)");
+                }
+                FlapAck { claim: s.claim, summary }
+            })
+            .collect()
     }
 }
 

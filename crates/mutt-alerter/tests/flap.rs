@@ -1,9 +1,9 @@
 //! Flap suppression with two alerters on one backend (both backends): a burst past a rule's
 //! flap threshold sends exactly one first alert and, once the window closed, exactly one
 //! summary; every event is audited (the held-back ones marked `flap_suppressed`); a burst
-//! within the threshold goes out untouched and sends no summary. An alerter that dies between
-//! claiming a closed window and acknowledging it loses no summary, and sends none twice to
-//! the webhook.
+//! within the threshold goes out untouched and sends no summary. An alerter that dies or
+//! stalls between claiming a closed window and acknowledging it loses no summary, and none
+//! reaches the webhook twice.
 
 mod common;
 
@@ -12,7 +12,7 @@ use mutt_alerter::metrics::{StatusLabel, SuppressedLabel};
 use mutt_alerter::{AlerterConfig, AlerterMetrics};
 use mutt_core::{MatchType, PodName, RuleSet};
 use mutt_forwarder::{Destination, ForwarderConfig, ForwarderMetrics, OutputFormat};
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
+use mutt_queue::{ConsumerConfig, FlapAck, QueueId, WorkerRole};
 use mutt_store::NewRule;
 use mutt_testapp::{BackendKind, TestBackend, both_backends};
 use mutt_testkit::WebhookReceiver;
@@ -259,12 +259,13 @@ impl Setup {
     }
 }
 
-/// The crash the claim's lease is for. Two bursts are counted and audited by real alerters,
-/// which stop before their windows close; then a "dead" alerter claims both closed windows
-/// (a short lease) and acknowledges neither: router1's summary was never queued (died before
-/// the push), router2's was (died between the push and the ack). New alerters claim both again
-/// once the lease expired: the webhook gets each summary exactly once (router2's second copy,
-/// same id, dropped by the forwarder as delivered), and no window is left behind.
+/// What the claim's lease is for. Two bursts are counted and audited by real alerters, which
+/// stop before their windows close; then a claimer takes both closed windows (a short lease)
+/// and acknowledges neither in time: it died (router1) or stalled (router2). New alerters
+/// claim both again once the lease expired and queue the summaries; the stalled claimer's late
+/// acknowledgement, summary and all, queues nothing. The webhook gets each summary exactly
+/// once, no window is left behind, and a copy of a delivered summary (same id: rule, host,
+/// window end) queued by hand is dropped by the forwarder.
 async fn a_summary_claimed_by_an_alerter_that_died_arrives_once(kind: BackendKind) {
     let s = Setup::new(kind).await;
     let window = 4;
@@ -283,29 +284,28 @@ async fn a_summary_claimed_by_an_alerter_that_died_arrives_once(kind: BackendKin
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     claimed.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    assert_eq!(
-        claimed.iter().map(|c| (c.hostname.as_str(), c.count)).collect::<Vec<_>>(),
-        [("router1", 4), ("router2", 4)]
-    );
+    let hosts: Vec<(&str, u64)> = claimed.iter().map(|c| (c.hostname.as_str(), c.count)).collect();
+    assert_eq!(hosts, [("router1", 4), ("router2", 4)]);
     let rules = RuleSet::compile(s.backend.store.load_rules().await.unwrap());
-    let first_copy = mutt_alerter::flap::summary_alert(&claimed[1], &rules).unwrap();
-    s.backend.queue.push(QueueId::Alert, &[first_copy.to_json().into_bytes()]).await.unwrap();
+    let stalled = mutt_alerter::flap::summary_alert(&claimed[1], &rules).unwrap();
 
-    // The forwarder delivers what is queued: two first alerts and router2's summary.
     let receiver = WebhookReceiver::start().await;
     let (f, forwarded) = forwarder(&s, &receiver).await;
     let shutdown = CancellationToken::new();
     let fwd = tokio::spawn(f.run(shutdown.clone()));
-    assert_eq!(receiver.wait_accepted(3, Duration::from_secs(15)).await.len(), 3);
-
-    // New alerters take both windows over once the dead one's lease expired.
     let pair = Pair::start(&s).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while (receiver.accepted().len() < 4 || forwarded.duplicates.get() < 1) && Instant::now() < deadline {
+    assert_eq!(receiver.wait_accepted(4, Duration::from_secs(15)).await.len(), 4, "two first alerts, two summaries");
+    let late = FlapAck { claim: claimed[1].claim.clone(), summary: Some(stalled.to_json().into_bytes()) };
+    assert_eq!(coordination.flap_ack(&[late]).await.unwrap(), 0, "the claim was taken over: nothing queued");
+    // A copy of a delivered summary, as a claimer acknowledging twice would queue it.
+    s.backend.queue.push(QueueId::Alert, &[stalled.to_json().into_bytes()]).await.unwrap();
+    // Long enough for a copy, or a window claimed once more, to show up if there were one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while forwarded.duplicates.get() < 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Long enough for a third copy, or a window claimed once more, to show up if there were one.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
     let bodies: Vec<Value> = receiver.accepted().into_iter().map(|r| r.body).collect();
     let summaries: Vec<&Value> = bodies.iter().filter(|b| is_summary(b)).collect();
     let mut got: Vec<(&str, &str)> =
@@ -317,11 +317,11 @@ async fn a_summary_claimed_by_an_alerter_that_died_arrives_once(kind: BackendKin
         "each summary exactly once: {bodies:#?}"
     );
     assert_eq!(bodies.len(), 4, "two first alerts, two summaries: {bodies:#?}");
-    assert_eq!(forwarded.duplicates.get(), 1, "router2's second copy dropped");
+    assert_eq!(forwarded.duplicates.get(), 1, "the hand-queued copy dropped as delivered");
     let router2 = summaries.iter().find(|b| b["hostname"] == "router2").unwrap();
-    assert_eq!(router2["_event_id"], first_copy.event_id.as_str(), "both copies carry one id");
+    assert_eq!(router2["_event_id"], stalled.event_id.as_str(), "one id per window, whoever builds it");
     assert_eq!(router2["rule_id"], rule);
-    assert_eq!(pair.summaries(), 2, "the new alerters queued both (router2's again)");
+    assert_eq!(pair.summaries(), 2, "the new alerters queued both");
     pair.stop().await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), fwd).await.unwrap().unwrap();

@@ -6,7 +6,7 @@
 //! SQLite) implements only queueing; today both backends implement both on one struct.
 
 use crate::QueueError;
-use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
+use crate::flap::{FlapAck, FlapEvent, FlapSummary, FlapVerdict};
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -315,9 +315,11 @@ pub trait Coordination: Send + Sync + 'static {
     /// summary), so that no summary is lost.
     async fn flap_claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError>;
 
-    /// Forgets claimed windows whose summaries are queued (or not to be sent): their
-    /// [`FlapSummary::claim`]s. Acknowledging twice, or after the lease expired, is harmless.
-    async fn flap_ack(&self, claims: &[String]) -> Result<(), QueueError>;
+    /// Settles claimed windows: per window, in one step, queues its summary (if any) on the
+    /// alert queue and forgets the window, provided the claim is still the window's latest.
+    /// A claim acknowledged before, or taken over after its lease expired, changes nothing, so
+    /// a retry after an error is safe and a summary is queued once. Returns summaries queued.
+    async fn flap_ack(&self, acks: &[FlapAck]) -> Result<u64, QueueError>;
 
     /// Reads dynamic configuration values (`mutt:config:<key>` on Redis); `None` when unset.
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError>;

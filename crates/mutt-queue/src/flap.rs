@@ -3,10 +3,12 @@
 //! and the window, once closed, is claimed by one alerter at a time, which sends its summary.
 //!
 //! A claim is a lease: the window stays recorded until its claimer acknowledges it
-//! ([`crate::Coordination::flap_ack`]) after queuing the summary; a claim not acknowledged
-//! within its lease (the claimer died, or could not queue) is handed out again. A summary may
-//! therefore be queued twice, never lost; both copies carry the same id (derived from rule,
-//! host and window end), and the forwarder drops an id it delivered before.
+//! ([`crate::Coordination::flap_ack`]), which queues the summary and forgets the window in one
+//! step, and only while the claim is still the window's latest; a claim not acknowledged
+//! within its lease (the claimer died, or could not reach the backend) is handed out again,
+//! and the earlier claimer's late acknowledgement then does nothing. So a summary is queued
+//! exactly once, never lost. (Its id is derived from rule, host and window end besides, and
+//! the forwarder drops an id it delivered before.)
 //!
 //! Both backends keep the same semantics ([`crate::Coordination::flap_count`],
 //! [`crate::Coordination::flap_claim_due`], [`crate::Coordination::flap_ack`]): Redis in Lua
@@ -55,8 +57,8 @@ impl FlapVerdict {
 /// [`crate::Coordination::flap_claim_due`] for the claim's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlapSummary {
-    /// Names the claimed window for [`crate::Coordination::flap_ack`] (opaque; the same for
-    /// every claim of one window).
+    /// Names this claim of the window for [`crate::Coordination::flap_ack`] (opaque; each
+    /// claim of a window has its own).
     pub claim: String,
     pub rule_id: i32,
     pub hostname: String,
@@ -68,4 +70,14 @@ pub struct FlapSummary {
     pub closed_at_ms: i64,
     /// The window's latest suppressed event, as queued.
     pub last_event: Vec<u8>,
+}
+
+/// What a claimer hands back for a claimed window ([`crate::Coordination::flap_ack`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlapAck {
+    /// [`FlapSummary::claim`].
+    pub claim: String,
+    /// The summary alert to queue on the alert queue; `None` when there is none to send (the
+    /// rule no longer forwards for the host).
+    pub summary: Option<Vec<u8>>,
 }

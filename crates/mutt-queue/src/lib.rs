@@ -45,7 +45,7 @@ pub use coordination::{
     AdmitRequest, BreakerOutcomes, BreakerPermit, BreakerState, Coordination, RateDecision, RateGrant, UnhandledCount,
     UnhandledKey, UnhandledSample,
 };
-pub use flap::{FlapEvent, FlapSummary, FlapVerdict};
+pub use flap::{FlapAck, FlapEvent, FlapSummary, FlapVerdict};
 pub use log_ids::MessageIds;
 pub use metrics::QueueMetrics;
 pub use settings::{Settings, SettingsCache};

@@ -1,11 +1,12 @@
 //! Flap windows on Redis, beyond the conformance suite: what the keys hold. A window's
 //! per-event verdicts live only while it is open (a closed window keeps its summary's fields),
-//! a claimed window is `<window key>:<until>` scored by its lease's end in `flap:due`, and a
+//! a claimed window is `<window key>:<until>` scored by its lease's end in `flap:due` (the
+//! claim `<that key>#<lease end>`), and a
 //! window left closed by the release before leases (renamed, verdicts and all, no `closed`
 //! field) is claimed, compacted and acknowledged as any other.
 
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{Coordination, FlapEvent, FlapVerdict};
+use mutt_queue::{Coordination, FlapAck, FlapEvent, FlapSummary, FlapVerdict};
 use redis::aio::MultiplexedConnection;
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,12 @@ impl Setup {
         redis::cmd("ZRANGE").arg(due).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut self.c).await.unwrap()
     }
 
-    async fn claim(&self) -> Vec<mutt_queue::FlapSummary> {
+    async fn ack(&self, s: &FlapSummary) -> u64 {
+        let ack = FlapAck { claim: s.claim.clone(), summary: Some(b"summary".to_vec()) };
+        self.q.flap_ack(&[ack]).await.unwrap()
+    }
+
+    async fn claim(&self) -> Vec<FlapSummary> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let got = self.q.flap_claim_due(10, LEASE).await.unwrap();
@@ -80,19 +86,21 @@ async fn verdicts_live_only_while_a_window_is_open() {
     // Claimed: moved to its closed key with the summary's fields only, scored by the lease.
     let claimed = s.claim().await;
     assert_eq!(claimed.len(), 1);
-    let claim = claimed[0].claim.clone();
+    let (claim, lease) = claimed[0].claim.rsplit_once('#').unwrap();
+    let claim = claim.to_owned();
     assert_eq!(claim, format!("{window}:{}", claimed[0].closed_at_ms));
-    assert_eq!(s.hlen(&claim).await, 8, "rule, host, window, until, count, suppressed, event, closed");
+    assert_eq!(s.hlen(&claim).await, 9, "rule, host, window, until, count, suppressed, event, closed, lease");
     assert_eq!(s.keys().await, vec![claim.clone(), format!("{}flap:due", s.prefix)]);
     let now = chrono::Utc::now().timestamp_millis();
     let due = s.due().await;
     assert_eq!(due.len(), 1);
     assert!(due[0].1 > now + 25_000, "scored by the lease's end: {due:?}");
+    assert_eq!(due[0].1.to_string(), lease);
     let ttl: i64 = redis::cmd("PTTL").arg(&claim).query_async(&mut s.c).await.unwrap();
     assert!(ttl > 80_000_000, "kept a day past the claim: {ttl}");
 
     // Closed by the next event before anyone claimed it: compacted the same way.
-    s.q.flap_ack(std::slice::from_ref(&claim)).await.unwrap();
+    assert_eq!(s.ack(&claimed[0]).await, 1);
     s.q.flap_count(&events("r2", 20)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut next = events("r2", 1);
@@ -102,10 +110,11 @@ async fn verdicts_live_only_while_a_window_is_open() {
     assert_eq!(s.hlen(&open).await, 6 + 1, "the new window (nothing held back, no event): one verdict");
     let closed: Vec<String> = s.keys().await.into_iter().filter(|k| k.starts_with(&format!("{open}:"))).collect();
     assert_eq!(closed.len(), 1, "{closed:?}");
-    assert_eq!(s.hlen(&closed[0]).await, 8);
+    assert_eq!(s.hlen(&closed[0]).await, 8, "not claimed yet: no lease");
     let claimed = s.claim().await;
-    assert_eq!((claimed[0].claim.as_str(), claimed[0].count), (closed[0].as_str(), 20));
-    s.q.flap_ack(&[claimed[0].claim.clone()]).await.unwrap();
+    assert!(claimed[0].claim.starts_with(&format!("{}#", closed[0])), "{claimed:?}");
+    assert_eq!(claimed[0].count, 20);
+    assert_eq!(s.ack(&claimed[0]).await, 1);
     assert_eq!(s.keys().await, vec![open], "the open window only (quiet: it holds nothing back)");
 }
 
@@ -135,8 +144,8 @@ async fn a_window_closed_before_leases_existed_is_claimed_and_acknowledged() {
     assert_eq!(claimed.len(), 1);
     assert_eq!((claimed[0].hostname.as_str(), claimed[0].count, claimed[0].suppressed), ("legacy", 3, 2));
     assert_eq!(claimed[0].closed_at_ms, until);
-    assert_eq!(s.hlen(&claimed[0].claim).await, 8, "compacted");
-    s.q.flap_ack(&[claimed[0].claim.clone()]).await.unwrap();
+    assert_eq!(s.hlen(claimed[0].claim.rsplit_once('#').unwrap().0).await, 9, "compacted");
+    assert_eq!(s.ack(&claimed[0]).await, 1);
     assert!(s.keys().await.is_empty(), "{:?}", s.keys().await);
 }
 
@@ -149,7 +158,9 @@ async fn an_acknowledgement_touches_nothing_but_claimed_windows() {
     // The open window, the due set itself, and a key outside the flap names.
     let other = format!("{}config:x", s.prefix);
     let _: () = redis::cmd("SET").arg(&other).arg("1").query_async(&mut s.c).await.unwrap();
-    s.q.flap_ack(&[open.clone(), due.clone(), other.clone()]).await.unwrap();
+    let acks = [format!("{open}#1"), format!("{due}#1"), format!("{other}#1"), open.clone()]
+        .map(|claim| FlapAck { claim, summary: Some(b"summary".to_vec()) });
+    assert_eq!(s.q.flap_ack(&acks).await.unwrap(), 0);
     assert_eq!(s.hlen(&open).await, 7 + 3);
     assert_eq!(s.due().await.len(), 1);
     let kept: i64 = redis::cmd("EXISTS").arg(&other).query_async(&mut s.c).await.unwrap();

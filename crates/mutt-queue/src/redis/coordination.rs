@@ -290,8 +290,8 @@ impl Coordination for RedisQueue {
         self.claim_flaps(limit, lease).await
     }
 
-    async fn flap_ack(&self, claims: &[String]) -> Result<(), QueueError> {
-        self.ack_flaps(claims).await
+    async fn flap_ack(&self, acks: &[crate::FlapAck]) -> Result<u64, QueueError> {
+        self.ack_flaps(acks).await
     }
 
     async fn config_values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, QueueError> {

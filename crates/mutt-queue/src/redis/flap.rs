@@ -8,14 +8,17 @@
 //! prefix) when the next event opens a new one or when it is claimed, whichever comes first,
 //! keeping only its summary's fields and `closed`: the verdicts are needed only while the
 //! window is open (a redelivery after the close counts in the next window), so a window's
-//! memory grows with its events only until it closes. The claim names that key, which an
-//! acknowledgement deletes. A window that held nothing back expires when it closes; one that
+//! memory grows with its events only until it closes. A claim writes its lease's end into the
+//! window's `lease` field and is named `<closed key>#<lease end>`; the acknowledgement pushes
+//! the summary onto the alert queue and deletes the window only while `lease` is still that
+//! claim's (the alert queue shares the prefix, hence the slot). A window that held nothing
+//! back expires when it closes; one that
 //! did lives a day past its close or its latest claim, so that a summary survives a while
 //! without any alerter.
 
 use super::{RedisQueue, redis_err};
-use crate::QueueError;
-use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
+use crate::flap::{FlapAck, FlapEvent, FlapSummary, FlapVerdict};
+use crate::{QueueError, QueueId};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -86,14 +89,15 @@ return out
 
 /// KEYS[1]: the due set; ARGV[1]: at most this many; ARGV[2]: the lease in ms. Takes the
 /// windows whose close, or whose claim's lease, has passed: each moves to its closed key (if
-/// not there yet) and is scored by its new lease's end, so no one else gets it before then.
-/// A member whose window is gone or held nothing back is dropped. Returns per window {claim,
-/// rule, host, count, suppressed, window ms, until, event}.
+/// not there yet), records its new lease's end as `lease` and is scored by it, so no one else
+/// gets it before then. A member whose window is gone or held nothing back is dropped.
+/// Returns per window {closed key, lease end, rule, host, count, suppressed, window ms, until,
+/// event}.
 static FLAP_CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{FLAP_LUA_COMMON}{}",
         r"
-local due, lease = KEYS[1], tonumber(ARGV[2])
+local due, lease_end = KEYS[1], now + tonumber(ARGV[2])
 local members = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
 for _, m in ipairs(members) do
@@ -105,10 +109,11 @@ for _, m in ipairs(members) do
       close(m, claim, tonumber(v[6]))
       redis.call('ZREM', due, m)
     else
-      redis.call('PEXPIREAT', claim, now + lease + keep)
+      redis.call('PEXPIREAT', claim, lease_end + keep)
     end
-    redis.call('ZADD', due, now + lease, claim)
-    out[#out + 1] = {claim, v[1], v[2], v[3], v[4], v[5], v[6], v[7]}
+    redis.call('HSET', claim, 'lease', lease_end)
+    redis.call('ZADD', due, lease_end, claim)
+    out[#out + 1] = {claim, lease_end, v[1], v[2], v[3], v[4], v[5], v[6], v[7]}
   else
     redis.call('ZREM', due, m)
     redis.call('DEL', m)
@@ -119,21 +124,28 @@ return out
     ))
 });
 
-/// KEYS[1]: the due set; ARGV: claims. Deletes each claimed (closed) window; a name that is
-/// not one, or no longer exists, is left alone.
+/// KEYS[1]: the due set; KEYS[2]: the alert queue; ARGV per claim (3 each): closed key, lease
+/// end, summary (empty: none). For each claimed window whose `lease` is still this claim's:
+/// pushes the summary and deletes the window. Returns summaries pushed.
 static FLAP_ACK: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-for _, c in ipairs(ARGV) do
-  local kind = redis.call('TYPE', c)['ok']
-  if kind == 'hash' and redis.call('HGET', c, 'closed') == '1' then
-    redis.call('UNLINK', c)
-    redis.call('ZREM', KEYS[1], c)
-  elseif kind == 'none' then
-    redis.call('ZREM', KEYS[1], c)
+local pushed = 0
+for i = 1, #ARGV, 3 do
+  local key, lease, summary = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('TYPE', key)['ok'] == 'hash' then
+    local v = redis.call('HMGET', key, 'closed', 'lease')
+    if v[1] == '1' and v[2] == lease then
+      if summary ~= '' then
+        redis.call('LPUSH', KEYS[2], summary)
+        pushed = pushed + 1
+      end
+      redis.call('UNLINK', key)
+      redis.call('ZREM', KEYS[1], key)
+    end
   end
 end
-return 0
+return pushed
 ",
     )
 });
@@ -180,7 +192,7 @@ impl RedisQueue {
 
     pub(super) async fn claim_flaps(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError> {
         let mut c = self.connection();
-        type Row = (String, String, String, u64, u64, u64, i64, Vec<u8>);
+        type Row = (String, i64, String, String, u64, u64, u64, i64, Vec<u8>);
         let rows: Vec<Row> = FLAP_CLAIM
             .key(self.flap_due())
             .arg(limit.max(1))
@@ -190,9 +202,9 @@ impl RedisQueue {
             .map_err(redis_err("claiming closed flap windows"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(claim, rule, hostname, count, suppressed, window_ms, until, last_event)| {
+            .filter_map(|(key, lease_end, rule, hostname, count, suppressed, window_ms, until, last_event)| {
                 Some(FlapSummary {
-                    claim,
+                    claim: format!("{key}#{lease_end}"),
                     rule_id: rule.parse().ok()?,
                     hostname,
                     count,
@@ -205,19 +217,24 @@ impl RedisQueue {
             .collect())
     }
 
-    pub(super) async fn ack_flaps(&self, claims: &[String]) -> Result<(), QueueError> {
-        // Only names of flap windows: an ack cannot delete anything else.
+    pub(super) async fn ack_flaps(&self, acks: &[FlapAck]) -> Result<u64, QueueError> {
         let prefix = self.flap_key_prefix();
-        let claims: Vec<&String> = claims.iter().filter(|c| c.starts_with(&prefix)).collect();
-        if claims.is_empty() {
-            return Ok(());
-        }
         let mut inv = FLAP_ACK.prepare_invoke();
-        inv.key(self.flap_due());
-        for c in claims {
-            inv.arg(c.as_str());
+        inv.key(self.flap_due()).key(self.keys.queue(QueueId::Alert));
+        let mut any = false;
+        for a in acks {
+            // Only claims of flap windows: an ack cannot touch any other key.
+            let Some((key, lease)) = a.claim.rsplit_once('#') else { continue };
+            if !key.starts_with(&prefix) || lease.parse::<i64>().is_err() {
+                continue;
+            }
+            inv.arg(key).arg(lease).arg(a.summary.as_deref().unwrap_or_default());
+            any = true;
+        }
+        if !any {
+            return Ok(0);
         }
         let mut c = self.connection();
-        inv.invoke_async::<()>(&mut c).await.map_err(redis_err("acknowledging flap summaries"))
+        inv.invoke_async(&mut c).await.map_err(redis_err("queuing flap summaries"))
     }
 }

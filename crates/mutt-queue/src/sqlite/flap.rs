@@ -1,13 +1,15 @@
 //! Flap suppression on the embedded backend (see `crate::flap`): the windows are rows of
 //! `flap_window`, each event's verdict a row of `flap_seen` (queue migration V2), a claim's
 //! lease `flap_window.lease_until_ms` (V3); every call is one piece of work on the file's
-//! single writer, which makes it atomic as the Redis scripts are. A claim names its window by
-//! row id and close (`<id>:<until_ms>`), so that a late acknowledgement cannot hit a later
-//! window that reused the row id.
+//! single writer, which makes it atomic as the Redis scripts are. A claim is named
+//! `<id>:<until_ms>:<lease_until_ms>`: its acknowledgement queues the summary and deletes the
+//! row only while the row is that window and that lease is its latest, so neither a late
+//! acknowledgement of a claim taken over since, nor one hitting a later window that reused the
+//! row id, queues anything.
 
-use super::{SqliteQueue, db_err, now_ms};
-use crate::QueueError;
-use crate::flap::{FlapEvent, FlapSummary, FlapVerdict};
+use super::{Deltas, SqliteQueue, append, db_err, now_ms};
+use crate::flap::{FlapAck, FlapEvent, FlapSummary, FlapVerdict};
+use crate::{QueueError, QueueId};
 use mutt_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
 use std::time::Duration;
 
@@ -60,6 +62,7 @@ fn count_one(c: &Connection, e: &FlapEvent, now: i64) -> rusqlite::Result<FlapVe
 /// lease expired), leasing them until `now + lease`; drops their verdicts (needed only while a
 /// window is open) and every closed window that has nothing to report.
 fn claim(c: &Connection, limit: usize, lease: Duration, now: i64) -> rusqlite::Result<Vec<FlapSummary>> {
+    let lease_until = now.saturating_add(lease.as_millis().max(1) as i64);
     let due: Vec<(i64, FlapSummary)> = c
         .prepare_cached(
             "SELECT id, rule_id, hostname, count, suppressed, window_ms, until_ms, event FROM flap_window
@@ -70,7 +73,7 @@ fn claim(c: &Connection, limit: usize, lease: Duration, now: i64) -> rusqlite::R
             Ok((
                 id,
                 FlapSummary {
-                    claim: format!("{id}:{until}"),
+                    claim: format!("{id}:{until}:{lease_until}"),
                     rule_id: r.get(1)?,
                     hostname: r.get(2)?,
                     count: r.get::<_, i64>(3)?.max(0) as u64,
@@ -82,7 +85,6 @@ fn claim(c: &Connection, limit: usize, lease: Duration, now: i64) -> rusqlite::R
             ))
         })?
         .collect::<Result<_, _>>()?;
-    let lease_until = now.saturating_add(lease.as_millis().max(1) as i64);
     for (id, _) in &due {
         c.prepare_cached("UPDATE flap_window SET lease_until_ms = ?2 WHERE id = ?1")?
             .execute(params![id, lease_until])?;
@@ -97,23 +99,34 @@ fn claim(c: &Connection, limit: usize, lease: Duration, now: i64) -> rusqlite::R
     Ok(due.into_iter().map(|(_, s)| s).collect())
 }
 
-/// Deletes the acknowledged windows: closed ones only, named by row id and close.
-fn ack(c: &Connection, claims: &[(i64, i64)], now: i64) -> rusqlite::Result<()> {
-    for (id, until) in claims {
-        let gone = c
-            .prepare_cached("DELETE FROM flap_window WHERE id = ?1 AND until_ms = ?2 AND until_ms <= ?3")?
-            .execute(params![id, until, now])?;
-        if gone > 0 {
-            c.prepare_cached("DELETE FROM flap_seen WHERE window_id = ?1")?.execute([id])?;
-        }
+/// A claim's window (row id and close) and lease, `None` for a name no claim has.
+fn parse_claim(claim: &str) -> Option<(i64, i64, i64)> {
+    let mut parts = claim.splitn(3, ':').map(str::parse::<i64>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(id)), Some(Ok(until)), Some(Ok(lease))) => Some((id, until, lease)),
+        _ => None,
     }
-    Ok(())
 }
 
-/// A claim's row id and close, `None` for a name no claim has.
-fn parse_claim(claim: &str) -> Option<(i64, i64)> {
-    let (id, until) = claim.split_once(':')?;
-    Some((id.parse().ok()?, until.parse().ok()?))
+/// Settles the claims that are still their windows' latest: queues the summary on `queue`
+/// and deletes the window. Returns summaries queued.
+fn ack(c: &Connection, acks: &[FlapAck], queue: &str, deltas: &mut Deltas) -> rusqlite::Result<u64> {
+    let mut queued = 0;
+    for a in acks {
+        let Some((id, until, lease)) = parse_claim(&a.claim) else { continue };
+        let gone = c
+            .prepare_cached("DELETE FROM flap_window WHERE id = ?1 AND until_ms = ?2 AND lease_until_ms = ?3")?
+            .execute(params![id, until, lease])?;
+        if gone == 0 {
+            continue;
+        }
+        c.prepare_cached("DELETE FROM flap_seen WHERE window_id = ?1")?.execute([id])?;
+        if let Some(summary) = &a.summary {
+            append(c, queue, std::slice::from_ref(summary), deltas)?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 impl SqliteQueue {
@@ -134,12 +147,22 @@ impl SqliteQueue {
         self.db.write(move |c| claim(c, limit, lease, now)).await.map_err(db_err("claiming closed flap windows"))
     }
 
-    pub(super) async fn ack_flaps(&self, claims: &[String]) -> Result<(), QueueError> {
-        let claims: Vec<(i64, i64)> = claims.iter().filter_map(|c| parse_claim(c)).collect();
-        if claims.is_empty() {
-            return Ok(());
+    pub(super) async fn ack_flaps(&self, acks: &[FlapAck]) -> Result<u64, QueueError> {
+        if acks.is_empty() {
+            return Ok(0);
         }
-        let now = now_ms();
-        self.db.write(move |c| ack(c, &claims, now)).await.map_err(db_err("acknowledging flap summaries"))
+        let acks = acks.to_vec();
+        let queue = self.keys.queue(QueueId::Alert).to_owned();
+        let (queued, deltas) = self
+            .db
+            .write(move |c| {
+                let mut d = Deltas::default();
+                let queued = ack(c, &acks, &queue, &mut d)?;
+                Ok((queued, d))
+            })
+            .await
+            .map_err(db_err("queuing flap summaries"))?;
+        self.committed(deltas);
+        Ok(queued)
     }
 }

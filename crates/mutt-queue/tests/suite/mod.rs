@@ -591,8 +591,21 @@ async fn claim_summaries(q: &Arc<dyn Backend>, want: usize, lease: Duration) -> 
     got
 }
 
-fn claims(summaries: &[mutt_queue::FlapSummary]) -> Vec<String> {
-    summaries.iter().map(|s| s.claim.clone()).collect()
+/// Acknowledgements of claimed windows with a summary each (`summary <host>`).
+fn acks(summaries: &[mutt_queue::FlapSummary]) -> Vec<mutt_queue::FlapAck> {
+    let ack = |s: &mutt_queue::FlapSummary| mutt_queue::FlapAck {
+        claim: s.claim.clone(),
+        summary: Some(format!("summary {}", s.hostname).into_bytes()),
+    };
+    summaries.iter().map(ack).collect()
+}
+
+/// The alert queue's messages (as text), taken off it.
+async fn drain_alerts(q: &Arc<dyn Backend>) -> Vec<String> {
+    let mut c = q.consumer(config(WorkerRole::Forwarder, "flap-f")).await.unwrap();
+    let all = drain(&mut c).await;
+    c.shutdown().await.unwrap();
+    all.into_iter().map(|m| String::from_utf8(m).unwrap()).collect()
 }
 
 pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Arc<dyn Backend>) {
@@ -615,16 +628,19 @@ pub async fn flap_windows_forward_up_to_the_threshold_and_are_claimed_once(q: Ar
     assert!(q.flap_claim_due(10, LEASE).await.unwrap().is_empty(), "leased once; quiet windows have no summary");
     // The next event opens a new window and is forwarded.
     assert_eq!(q.flap_count(&[flap(1, "r1", "e5", 2)]).await.unwrap(), vec![F]);
-    q.flap_ack(&claims(&got)).await.unwrap();
-    q.flap_ack(&claims(&got)).await.unwrap();
+    // Acknowledged (twice: a retry after a lost reply): the summary is queued once.
+    assert_eq!(q.flap_ack(&acks(&got)).await.unwrap(), 1);
+    assert_eq!(q.flap_ack(&acks(&got)).await.unwrap(), 0);
+    assert_eq!(drain_alerts(&q).await, ["summary r1"]);
     // The acknowledgements left the open window alone: its event keeps its verdict and counts.
     let next = [flap(1, "r1", "e5", 2), flap(1, "r1", "e6", 2), flap(1, "r1", "e7", 2)];
     assert_eq!(q.flap_count(&next).await.unwrap(), vec![F, F, S]);
 }
 
 /// The crash between claiming a window and queuing its summary: a claim not acknowledged is
-/// handed out again once its lease expired (the same window: same claim, close and counts);
-/// an acknowledged one never again. A claim's name cannot delete an open window.
+/// handed out again once its lease expired (the same window, a claim of its own), and the
+/// late acknowledgement of the claim taken over queues nothing; an acknowledged window is
+/// never handed out again. Each summary is queued exactly once.
 pub async fn a_flap_claim_not_acknowledged_is_claimed_again_after_its_lease(q: Arc<dyn Backend>) {
     use mutt_queue::FlapVerdict::{Forward as F, Suppress as S};
     let lease = Duration::from_millis(800);
@@ -635,21 +651,29 @@ pub async fn a_flap_claim_not_acknowledged_is_claimed_again_after_its_lease(q: A
     let mut first = claim_summaries(&q, 2, lease).await;
     first.sort_by(|x, y| x.hostname.cmp(&y.hostname));
     assert_eq!(first.iter().map(|s| (s.hostname.as_str(), s.count)).collect::<Vec<_>>(), [("a", 3), ("b", 2)]);
-    // b's claimer queues its summary and acknowledges; a's dies before that.
-    q.flap_ack(&claims(&first[1..])).await.unwrap();
+    // b's claimer acknowledges; a's dies before that.
+    assert_eq!(q.flap_ack(&acks(&first[1..])).await.unwrap(), 1);
     assert!(q.flap_claim_due(10, lease).await.unwrap().is_empty(), "both within their lease or done");
     // Names that are no claim change nothing.
     assert_eq!(q.flap_count(&[flap(3, "c", "c0", 1)]).await.unwrap(), vec![F]);
-    q.flap_ack(&["3:c".into(), "1:1".into(), "junk".into(), String::new()]).await.unwrap();
+    let junk = ["3:c", "1:1:1", "junk", "", "x#1"]
+        .map(|c| mutt_queue::FlapAck { claim: c.into(), summary: Some(b"junk".to_vec()) });
+    assert_eq!(q.flap_ack(&junk).await.unwrap(), 0);
     tokio::time::sleep(lease + Duration::from_millis(200)).await;
     let again = claim_summaries(&q, 1, LEASE).await;
     assert_eq!(again.len(), 1, "{again:?}");
     let (x, y) = (&first[0], &again[0]);
-    assert_eq!((&x.claim, x.rule_id, &x.hostname, x.closed_at_ms), (&y.claim, y.rule_id, &y.hostname, y.closed_at_ms));
+    assert_eq!((x.rule_id, &x.hostname, x.closed_at_ms), (y.rule_id, &y.hostname, y.closed_at_ms));
+    assert_ne!(x.claim, y.claim, "a claim of its own");
     assert_eq!((y.count, y.suppressed, y.last_event.clone()), (3, 2, br#"{"id":"a2"}"#.to_vec()));
-    // A late acknowledgement by the first claimer, then the second's: both harmless.
-    q.flap_ack(&claims(&first[..1])).await.unwrap();
-    q.flap_ack(&claims(&again)).await.unwrap();
+    // The first claimer was only slow: its late acknowledgement queues nothing; the second's
+    // queues the summary.
+    assert_eq!(q.flap_ack(&acks(&first[..1])).await.unwrap(), 0);
+    assert_eq!(q.flap_ack(&acks(&again)).await.unwrap(), 1);
+    assert_eq!(q.flap_ack(&acks(&first[..1])).await.unwrap(), 0);
+    let mut queued = drain_alerts(&q).await;
+    queued.sort();
+    assert_eq!(queued, ["summary a", "summary b"], "each once");
     assert_eq!(q.flap_count(&[flap(3, "c", "c0", 1), flap(3, "c", "c1", 1)]).await.unwrap(), vec![F, S]);
     tokio::time::sleep(lease + Duration::from_millis(200)).await;
     let left = claim_summaries(&q, 1, LEASE).await;
