@@ -2,7 +2,9 @@
 //! decision order, paged), one form to create or edit a rule with the parser's error next to
 //! the field at fault, a tester panel in the same form (an event pasted as JSON or picked from
 //! the event audit, tested against the stored rules with the draft in place of the rule it
-//! edits, before anything is saved), deactivation, and the rule's recent matches.
+//! edits, before anything is saved), deactivation, and the rule's recent matches. The flap
+//! limit (`flap_threshold`/`flap_window_secs`, both or neither) is two optional form fields, a
+//! badge in the list and a line in the tester's result.
 //!
 //! Changes go through the API's own functions (`api::rules::{create, replace, deactivate}`):
 //! the same checks, the same config-audit row (with the session's key name), the same notice
