@@ -7,6 +7,7 @@
 //! alerters (once per import).
 
 use super::csv::{self, LineError};
+use super::host_table::{ImportPage, again, import_answer, insert_rows, reason_of, repeated};
 use super::rules::failure;
 use super::session::Session;
 use super::{FieldErrors, Page, render};
@@ -16,7 +17,6 @@ use crate::api::hosts::{insert_host, remove_host, required};
 use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -85,13 +85,10 @@ async fn page(state: &WebState, session: &Session, q: &str) -> Result<HostsPage,
     })
 }
 
-/// A page shown again because a form was wrong: 422, so that scripts and tests see it.
-fn refused(page: &HostsPage) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, render(page)).into_response()
-}
-
-fn reason_of(r: &str) -> Option<String> {
-    Some(r.trim().to_owned()).filter(|r| !r.is_empty())
+impl ImportPage for HostsPage {
+    fn import_parts(&mut self) -> (&mut Page, &mut String, &mut Vec<LineError>) {
+        (&mut self.page, &mut self.csv, &mut self.import_errors)
+    }
 }
 
 async fn list(State(state): State<Arc<WebState>>, session: Session, Query(q): Query<ListQuery>) -> Response {
@@ -131,14 +128,10 @@ async fn add(
             session.flash_ok(format!("{h} is now a development host."));
             Redirect::to("/hosts").into_response()
         }
-        Err(e) => match page(&state, &session, "").await {
-            Ok(mut p) => {
-                p.hostname = f.hostname;
-                p.errors.insert("add", e.message().to_owned());
-                refused(&p)
-            }
-            Err(r) => r,
-        },
+        Err(e) => again(page(&state, &session, "").await, |p| {
+            p.hostname = f.hostname;
+            p.errors.insert("add", e.message().to_owned());
+        }),
     }
 }
 
@@ -166,14 +159,10 @@ async fn edit(
             }
             Redirect::to("/hosts").into_response()
         }
-        Err(e) => match page(&state, &session, "").await {
-            Ok(mut p) => {
-                (p.edit, p.new_hostname) = (old, f.new_hostname);
-                p.errors.insert("edit", e.message().to_owned());
-                refused(&p)
-            }
-            Err(r) => r,
-        },
+        Err(e) => again(page(&state, &session, "").await, |p| {
+            (p.edit, p.new_hostname) = (old, f.new_hostname);
+            p.errors.insert("edit", e.message().to_owned());
+        }),
     }
 }
 
@@ -199,10 +188,7 @@ fn check_import(text: &str, existing: &HashSet<String>) -> csv::Checked<String> 
         let given = fields.into_iter().next();
         let h =
             required("hostname", given, MAX_HOSTNAME_LEN, "hostname is empty").map_err(|e| e.message().to_owned())?;
-        if let Some(first) = seen.get(&h) {
-            return Err(format!("{h} is also on line {first}"));
-        }
-        seen.insert(h.clone(), line);
+        repeated(&mut seen, &h, line)?;
         if existing.contains(&h) {
             return Err(format!("{h} is already a development host"));
         }
@@ -222,31 +208,11 @@ async fn import(
         Err(e) => return failure(&session, "Development hosts", "/hosts", &ApiError::from(e)),
     };
     let mut checked = check_import(&text, &existing);
-    let mut imported = 0;
-    if checked.errors.is_empty() {
-        for (line, h) in std::mem::take(&mut checked.rows) {
-            // Only a host added meanwhile by someone else fails here.
-            match insert_host(&state, &caller, &h, Some("CSV import".into())).await {
-                Ok(()) => imported += 1,
-                Err(e) => checked.error(line, format!("{h}: {}", e.message())),
-            }
-        }
-        if imported > 0 {
-            caller.announce(&state).await;
-        }
-    }
-    if checked.errors.is_empty() {
-        session.flash_ok(format!("Imported {imported} development host(s)."));
-        return Redirect::to("/hosts").into_response();
-    }
-    match page(&state, &session, "").await {
-        Ok(mut p) => {
-            if imported > 0 {
-                p.page.flashes.push(super::session::Flash { kind: "ok", text: format!("Imported {imported}.") });
-            }
-            (p.csv, p.import_errors) = (text, checked.errors);
-            refused(&p)
-        }
-        Err(r) => r,
-    }
+    let (state, caller) = (&*state, &caller);
+    let imported = insert_rows(state, caller, &mut checked, |h| async move {
+        insert_host(state, caller, &h, Some("CSV import".into())).await.map_err(|e| format!("{h}: {}", e.message()))
+    })
+    .await;
+    let outcome = (text, checked.errors, imported);
+    import_answer(&session, "/hosts", "development host(s)", outcome, page(state, &session, "")).await
 }

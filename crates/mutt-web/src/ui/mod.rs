@@ -50,6 +50,7 @@ mod config;
 mod csv;
 mod dlq;
 mod guard;
+mod host_table;
 mod hosts;
 mod login;
 mod overview;

@@ -8,6 +8,7 @@
 //! notice to the alerters (once per import).
 
 use super::csv::{self, LineError};
+use super::host_table::{ImportPage, again, import_answer, insert_rows, reason_of, repeated};
 use super::rules::failure;
 use super::session::Session;
 use super::{FieldErrors, Page, render};
@@ -17,7 +18,6 @@ use crate::api::hosts::{MAX_TEAM_LEN, change_team, insert_team, remove_team, req
 use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -88,12 +88,10 @@ async fn page(state: &WebState, session: &Session, q: &str) -> Result<TeamsPage,
     })
 }
 
-fn refused(page: &TeamsPage) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, render(page)).into_response()
-}
-
-fn reason_of(r: &str) -> Option<String> {
-    Some(r.trim().to_owned()).filter(|r| !r.is_empty())
+impl ImportPage for TeamsPage {
+    fn import_parts(&mut self) -> (&mut Page, &mut String, &mut Vec<LineError>) {
+        (&mut self.page, &mut self.csv, &mut self.import_errors)
+    }
 }
 
 async fn list(State(state): State<Arc<WebState>>, session: Session, Query(q): Query<ListQuery>) -> Response {
@@ -141,16 +139,12 @@ async fn add(
             session.flash_ok(format!("{h} now goes to {t}."));
             Redirect::to("/teams").into_response()
         }
-        Err(e) => match page(&state, &session, "").await {
-            Ok(mut p) => {
-                // A conflict is the hostname's fault; a missing field names itself.
-                let field = e.field().unwrap_or("hostname");
-                p.errors.insert(field, e.message());
-                (p.hostname, p.team) = (f.hostname, f.team_assignment);
-                refused(&p)
-            }
-            Err(r) => r,
-        },
+        Err(e) => again(page(&state, &session, "").await, |p| {
+            // A conflict is the hostname's fault; a missing field names itself.
+            let field = e.field().unwrap_or("hostname");
+            p.errors.insert(field, e.message());
+            (p.hostname, p.team) = (f.hostname, f.team_assignment);
+        }),
     }
 }
 
@@ -169,14 +163,10 @@ async fn edit(
             session.flash_ok(format!("{h} now goes to {t}."));
             Redirect::to("/teams").into_response()
         }
-        Err(e) => match page(&state, &session, "").await {
-            Ok(mut p) => {
-                p.errors.insert("edit", e.message());
-                (p.edit, p.edit_team) = (f.hostname.trim().to_owned(), f.team_assignment);
-                refused(&p)
-            }
-            Err(r) => r,
-        },
+        Err(e) => again(page(&state, &session, "").await, |p| {
+            p.errors.insert("edit", e.message());
+            (p.edit, p.edit_team) = (f.hostname.trim().to_owned(), f.team_assignment);
+        }),
     }
 }
 
@@ -203,10 +193,7 @@ fn check_import(text: &str, existing: &HashMap<String, String>) -> csv::Checked<
         let h = required("hostname", h, MAX_HOSTNAME_LEN, "hostname is empty").map_err(|e| e.message().to_owned())?;
         let t = required("team_assignment", t, MAX_TEAM_LEN, "team_assignment is empty")
             .map_err(|e| e.message().to_owned())?;
-        if let Some(first) = seen.get(&h) {
-            return Err(format!("{h} is also on line {first}"));
-        }
-        seen.insert(h.clone(), line);
+        repeated(&mut seen, &h, line)?;
         if let Some(current) = existing.get(&h) {
             return Err(format!("{h} already goes to {current} (change it on its row)"));
         }
@@ -226,31 +213,11 @@ async fn import(
         Err(e) => return failure(&session, "Teams", "/teams", &ApiError::from(e)),
     };
     let mut checked = check_import(&text, &existing);
-    let mut imported = 0;
-    if checked.errors.is_empty() {
-        for (line, (h, t)) in std::mem::take(&mut checked.rows) {
-            // Only a mapping added meanwhile by someone else fails here.
-            match insert_team(&state, &caller, &h, &t, Some("CSV import".into())).await {
-                Ok(()) => imported += 1,
-                Err(e) => checked.error(line, format!("{h}: {}", e.message())),
-            }
-        }
-        if imported > 0 {
-            caller.announce(&state).await;
-        }
-    }
-    if checked.errors.is_empty() {
-        session.flash_ok(format!("Imported {imported} team mapping(s)."));
-        return Redirect::to("/teams").into_response();
-    }
-    match page(&state, &session, "").await {
-        Ok(mut p) => {
-            if imported > 0 {
-                p.page.flashes.push(super::Flash { kind: "ok", text: format!("Imported {imported}.") });
-            }
-            (p.csv, p.import_errors) = (text, checked.errors);
-            refused(&p)
-        }
-        Err(r) => r,
-    }
+    let (state, caller) = (&*state, &caller);
+    let imported = insert_rows(state, caller, &mut checked, |(h, t)| async move {
+        insert_team(state, caller, &h, &t, Some("CSV import".into())).await.map_err(|e| format!("{h}: {}", e.message()))
+    })
+    .await;
+    let outcome = (text, checked.errors, imported);
+    import_answer(&session, "/teams", "team mapping(s)", outcome, page(state, &session, "")).await
 }
