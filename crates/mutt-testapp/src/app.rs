@@ -1,4 +1,5 @@
-//! [`spawn_app`]: the web role over a fresh site, served on `127.0.0.1:0`.
+//! [`spawn_app`]: the web role over a fresh site, served on `127.0.0.1:0`; [`serve_web`]:
+//! the web role as a test configures it, over a site it opened.
 
 use crate::client::ApiClient;
 use crate::site::{BackendKind, Site, TestBackend};
@@ -20,7 +21,7 @@ pub struct TestApp {
     /// The handles the web role was given, for setting up and checking data behind its back.
     pub backend: TestBackend,
     pub site: Site,
-    shutdown: CancellationToken,
+    web: Served,
 }
 
 impl TestApp {
@@ -36,8 +37,42 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.web.stop.cancel();
     }
+}
+
+/// A web role started by [`serve_web`]. Stopped when dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`
+    pub base_url: String,
+    /// Its accepted keys: [`mutt_web::auth::ApiKeys::set`] replaces them while it serves.
+    pub keys: mutt_web::auth::ApiKeys,
+    stop: CancellationToken,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Serves the web role (`mutt_web::service`, as muttd wires it) over `backend` with `config`
+/// as given, within `limits`, on `127.0.0.1:0`.
+pub async fn serve_web(backend: &TestBackend, config: mutt_web::WebConfig, limits: mutt_service::HttpLimits) -> Served {
+    let (keys, router) = mutt_web::service(
+        backend.queue.clone(),
+        backend.coordination.clone(),
+        backend.store.clone(),
+        config,
+        mutt_service::Metrics::new(),
+    )
+    .expect("the web router builds with a key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+    let addr = listener.local_addr().expect("the bound address");
+    let stop = CancellationToken::new();
+    tokio::spawn(mutt_service::serve_with(listener, router, stop.clone(), limits));
+    Served { addr, base_url: format!("http://{addr}"), keys, stop }
 }
 
 /// Starts the web role (`mutt_web::router`, as muttd wires it) on a fresh site of `kind`.
@@ -52,19 +87,15 @@ pub async fn spawn_app(kind: BackendKind) -> TestApp {
         metrics_cache_ttl: std::time::Duration::ZERO,
         ..Default::default()
     };
-    let router = mutt_web::router(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .expect("the web router builds with a key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-    let addr = listener.local_addr().expect("the bound address");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(mutt_service::serve(listener, router, shutdown.clone()));
-    let base_url = format!("http://{addr}");
-    let client = ApiClient::new(base_url.clone(), Some(TEST_API_KEY));
-    TestApp { addr, base_url, api_key: TEST_API_KEY.to_owned(), client, backend, site, shutdown }
+    let web = serve_web(&backend, config, mutt_service::HttpLimits::default()).await;
+    let client = ApiClient::new(web.base_url.clone(), Some(TEST_API_KEY));
+    TestApp {
+        addr: web.addr,
+        base_url: web.base_url.clone(),
+        api_key: TEST_API_KEY.to_owned(),
+        client,
+        backend,
+        site,
+        web,
+    }
 }

@@ -16,7 +16,7 @@ pub mod client;
 pub mod fixtures;
 pub mod site;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{Served, TestApp, serve_web, spawn_app};
 pub use client::{ApiClient, Reply};
 pub use site::{BackendKind, Site, TestBackend};
 

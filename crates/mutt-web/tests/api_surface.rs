@@ -9,31 +9,19 @@ use mutt_queue::dlq::Dlq;
 use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
 use mutt_store::AuditRecord;
 use mutt_testapp::reqwest::Method;
-use mutt_testapp::{ApiClient, BackendKind, Reply, Site, TestBackend, both_backends, spawn_app};
+use mutt_testapp::{ApiClient, BackendKind, Reply, Served, Site, TestBackend, both_backends, serve_web, spawn_app};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 const KEY: &str = "surface-key";
 
 /// The web role over `backend` with `config` (its key: [`KEY`] unless the config names one).
-async fn serve(backend: &TestBackend, mut config: mutt_web::WebConfig) -> (ApiClient, DropGuard) {
+async fn serve(backend: &TestBackend, mut config: mutt_web::WebConfig) -> (ApiClient, Served) {
     if config.api_keys.is_empty() {
         config.api_keys = vec![Secret::new(KEY).into()];
     }
-    let router = mutt_web::router(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .expect("router");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let stop = CancellationToken::new();
-    tokio::spawn(mutt_service::serve(listener, router, stop.clone()));
-    (ApiClient::new(format!("http://{addr}"), Some(KEY)), stop.drop_guard())
+    let web = serve_web(backend, config, Default::default()).await;
+    (ApiClient::new(web.base_url.clone(), Some(KEY)), web)
 }
 
 /// The `src="…"` and `href="…"` values of a page.

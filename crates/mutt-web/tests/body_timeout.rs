@@ -2,11 +2,10 @@
 //! error (not a 400 for a broken connection), and the listener keeps serving others.
 
 use mutt_core::Secret;
-use mutt_testapp::{BackendKind, Site};
+use mutt_testapp::{BackendKind, Site, serve_web};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "body-timeout-key";
 
@@ -15,20 +14,9 @@ async fn a_rule_body_sent_slowly_gets_408() {
     let site = Site::fresh(BackendKind::Embedded).await;
     let backend = site.open().await;
     let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()], ..Default::default() };
-    let router = mutt_web::router(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
     let limits = mutt_service::HttpLimits { body_read_timeout: Duration::from_millis(500), ..Default::default() };
-    tokio::spawn(mutt_service::serve_with(listener, router, stop, limits));
+    let web = serve_web(&backend, config, limits).await;
+    let addr = web.addr;
 
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(

@@ -2,28 +2,16 @@
 //! named at once, a key no longer in the list is refused, and an empty list changes nothing.
 
 use mutt_core::Secret;
-use mutt_testapp::{BackendKind, Site};
+use mutt_testapp::{BackendKind, Site, serve_web};
 use mutt_web::ApiKey;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn replaced_keys_apply_to_the_next_request() {
     let site = Site::fresh(BackendKind::Embedded).await;
     let backend = site.open().await;
     let config = mutt_web::WebConfig { api_keys: vec![Secret::new("ops:old-key").into()], ..Default::default() };
-    let (keys, router) = mutt_web::service(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v2/rules", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    tokio::spawn(mutt_service::serve(listener, router, stop));
+    let web = serve_web(&backend, config, Default::default()).await;
+    let (keys, url) = (&web.keys, format!("{}/api/v2/rules", web.base_url));
     let http = reqwest::Client::new();
     let status = |key: &'static str| {
         let (http, url) = (http.clone(), url.clone());

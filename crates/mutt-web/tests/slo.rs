@@ -3,27 +3,15 @@
 
 use mutt_core::Secret;
 use mutt_slo::SloSource;
-use mutt_testapp::{ApiClient, BackendKind, Site};
-use tokio_util::sync::CancellationToken;
+use mutt_testapp::{ApiClient, BackendKind, Served, Site, serve_web};
 
 const KEY: &str = "slo-key";
 
-async fn serve(site: &Site, slo: Option<SloSource>) -> (ApiClient, tokio_util::sync::DropGuard) {
+async fn serve(site: &Site, slo: Option<SloSource>) -> (ApiClient, Served) {
     let backend = site.open().await;
     let config = mutt_web::WebConfig { api_keys: vec![Secret::new(KEY).into()], slo, ..Default::default() };
-    let router = mutt_web::router(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(mutt_service::serve(listener, router, stop.clone()));
-    (ApiClient::new(format!("http://{addr}"), Some(KEY)), stop.drop_guard())
+    let web = serve_web(&backend, config, Default::default()).await;
+    (ApiClient::new(web.base_url.clone(), Some(KEY)), web)
 }
 
 #[tokio::test]

@@ -219,19 +219,8 @@ async fn a_session_ends_when_its_key_is_rotated_away() {
     let backend = site.open().await;
     let keys = vec![Secret::new("ops:old-key").into(), Secret::new("ci:ci-key").into()];
     let config = mutt_web::WebConfig { api_keys: keys, ..Default::default() };
-    let (keys, router) = mutt_web::service(
-        backend.queue.clone(),
-        backend.coordination.clone(),
-        backend.store.clone(),
-        config,
-        mutt_service::Metrics::new(),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    tokio::spawn(mutt_service::serve(listener, router, stop));
+    let web = mutt_testapp::serve_web(&backend, config, Default::default()).await;
+    let (keys, base) = (&web.keys, web.base_url.clone());
     let http = http();
     let session_of = |key: &'static str| {
         let (http, base) = (http.clone(), base.clone());
