@@ -8,10 +8,11 @@
 //! reaches the alerter through the store's rules version and pub/sub). Embedded: all roles in
 //! one start, as `muttd run`.
 
+mod common;
+
 use mutt_testapp::{ApiClient, BackendKind, Reply, Site};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use muttd::app::{self, App, Role, StartOptions};
-use muttd::config::Config;
 use muttd::secrets::EnvSecrets;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -31,16 +32,7 @@ struct Running {
 async fn start(kind: BackendKind) -> Running {
     let receiver = WebhookReceiver::start().await;
     let site = Site::fresh(kind).await;
-    let mut c = Config::default();
-    c.redis.url = site.redis_url().map(str::to_owned);
-    c.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
-    c.database.url = site.database_url().map(str::to_owned);
-    if let Some(dir) = site.data_dir() {
-        c.data_dir = dir.to_owned();
-    }
-    c.forwarder.webhook_url = Some(receiver.url());
-    (c.ingestor.port, c.alerter.port, c.forwarder.port, c.web.port) = (0, 0, 0, 0);
-    c.worker.block_timeout_secs = 0.2;
+    let mut c = common::site_config(&site, receiver.url());
     // A refused alert is dead-lettered at once; no breaker in the way of the next one.
     c.forwarder.circuit_breaker_threshold = 1000;
     let secrets = EnvSecrets::new(HashMap::from([

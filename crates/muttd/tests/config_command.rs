@@ -8,23 +8,10 @@ mod common;
 use mutt_testapp::{BackendKind, Site, both_backends};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// `muttd` in `dir` on `site`'s backend.
-fn on_site(site: &Site, dir: &Path) -> Command {
-    let mut cmd = common::muttd(dir);
-    match site.kind() {
-        BackendKind::Embedded => cmd.env("MUTT_DATA_DIR", site.data_dir().unwrap()),
-        BackendKind::RedisPostgres => cmd
-            .env("MUTT_REDIS__URL", site.redis_url().unwrap())
-            .env("MUTT_REDIS__KEY_PREFIX", site.key_prefix().unwrap())
-            .env("MUTT_DATABASE__URL", site.database_url().unwrap()),
-    };
-    cmd
-}
+use std::process::Output;
 
 fn muttd(site: &Site, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = on_site(site, dir);
+    let mut cmd = common::on_site(site, dir);
     cmd.env("USER", "tester");
     // Static configuration differing from the default: the listing says so.
     cmd.env("MUTT_FORWARDER__CIRCUIT_BREAKER_THRESHOLD", "7");
@@ -124,7 +111,7 @@ async fn set_list_delete_are_checked_and_audited(kind: BackendKind) {
     assert_eq!(rows[0].change.old_values.as_ref().unwrap()["key"], "moog_rate_limit");
 
     // Under sudo the audit names who ran it.
-    let mut cmd = on_site(site_ref, d);
+    let mut cmd = common::on_site(site_ref, d);
     let out = cmd.env("USER", "root").env("SUDO_USER", "alice").args(["config", "delete", "my_tool_flag"]).output();
     assert!(out.unwrap().status.success());
     let rows = backend.store.config_changes("dynamic_config", 1).await.unwrap();

@@ -8,6 +8,8 @@
 //! role's port is checked alone. Embedded: `muttd run` (all roles in one process, one data
 //! file); the queue-sampled gauges are on the role that carries the process metrics.
 
+mod common;
+
 use mutt_testapp::{ApiClient, BackendKind, Site};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use muttd::app::{self, App, Role, StartOptions};
@@ -219,16 +221,7 @@ impl Running {
 }
 
 fn config(site: &Site, receiver: &WebhookReceiver) -> Config {
-    let mut c = Config::default();
-    c.redis.url = site.redis_url().map(str::to_owned);
-    c.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
-    c.database.url = site.database_url().map(str::to_owned);
-    if let Some(dir) = site.data_dir() {
-        c.data_dir = dir.to_owned();
-    }
-    c.forwarder.webhook_url = Some(receiver.url());
-    (c.ingestor.port, c.alerter.port, c.forwarder.port, c.web.port) = (0, 0, 0, 0);
-    c.worker.block_timeout_secs = 0.2;
+    let mut c = common::site_config(site, receiver.url());
     // A failure opens the breaker, a probe after 1 s closes it; 2 alerts a second.
     c.forwarder.circuit_breaker_threshold = 1;
     c.forwarder.circuit_breaker_timeout_secs = 1;

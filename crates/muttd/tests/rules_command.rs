@@ -8,14 +8,7 @@ use mutt_testapp::{BackendKind, Site, both_backends};
 use std::path::Path;
 
 fn ok(site: &Site, dir: &Path, args: &[&str]) -> String {
-    let mut cmd = common::muttd(dir);
-    match site.kind() {
-        BackendKind::Embedded => cmd.env("MUTT_DATA_DIR", site.data_dir().unwrap()),
-        BackendKind::RedisPostgres => cmd
-            .env("MUTT_REDIS__URL", site.redis_url().unwrap())
-            .env("MUTT_REDIS__KEY_PREFIX", site.key_prefix().unwrap())
-            .env("MUTT_DATABASE__URL", site.database_url().unwrap()),
-    };
+    let mut cmd = common::on_site(site, dir);
     let out = cmd.args(args).output().expect("run muttd");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "muttd {args:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));

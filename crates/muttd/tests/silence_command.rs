@@ -11,14 +11,7 @@ use std::path::Path;
 use std::process::Output;
 
 fn muttd(site: &Site, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = common::muttd(dir);
-    match site.kind() {
-        BackendKind::Embedded => cmd.env("MUTT_DATA_DIR", site.data_dir().unwrap()),
-        BackendKind::RedisPostgres => cmd
-            .env("MUTT_REDIS__URL", site.redis_url().unwrap())
-            .env("MUTT_REDIS__KEY_PREFIX", site.key_prefix().unwrap())
-            .env("MUTT_DATABASE__URL", site.database_url().unwrap()),
-    };
+    let mut cmd = common::on_site(site, dir);
     cmd.env("USER", "tester").args(args).output().expect("run muttd")
 }
 

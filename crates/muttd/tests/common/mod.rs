@@ -179,3 +179,34 @@ pub async fn prometheus_api(http: &reqwest::Client, base: &str, path: &str, para
     assert_eq!(body["status"], "success", "{path} {params:?}: {body}");
     body["data"].clone()
 }
+
+/// [`muttd`] in `dir` on `site`'s backend: its Redis and PostgreSQL, or its embedded data
+/// directory.
+pub fn on_site(site: &mutt_testapp::Site, dir: &Path) -> Command {
+    let mut cmd = muttd(dir);
+    match site.kind() {
+        mutt_testapp::BackendKind::Embedded => cmd.env("MUTT_DATA_DIR", site.data_dir().unwrap()),
+        mutt_testapp::BackendKind::RedisPostgres => cmd
+            .env("MUTT_REDIS__URL", site.redis_url().unwrap())
+            .env("MUTT_REDIS__KEY_PREFIX", site.key_prefix().unwrap())
+            .env("MUTT_DATABASE__URL", site.database_url().unwrap()),
+    };
+    cmd
+}
+
+/// An in-process muttd's configuration on `site` (its Redis and PostgreSQL, or its embedded
+/// data directory) delivering to `webhook_url`: as [`in_dir`], every role on a port the OS
+/// picks and workers that block on an empty queue for 0.2 s at most.
+pub fn site_config(site: &mutt_testapp::Site, webhook_url: String) -> muttd::config::Config {
+    let mut c = muttd::config::Config::default();
+    c.redis.url = site.redis_url().map(str::to_owned);
+    c.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
+    c.database.url = site.database_url().map(str::to_owned);
+    if let Some(dir) = site.data_dir() {
+        c.data_dir = dir.to_owned();
+    }
+    c.forwarder.webhook_url = Some(webhook_url);
+    (c.ingestor.port, c.alerter.port, c.forwarder.port, c.web.port) = (0, 0, 0, 0);
+    c.worker.block_timeout_secs = 0.2;
+    c
+}
