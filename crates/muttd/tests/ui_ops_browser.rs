@@ -9,18 +9,15 @@
 //!
 //! Skipped without `chromium` and `chromedriver` (a failure under CI).
 
-use mutt_core::MatchType;
+mod common;
+
 use mutt_queue::dlq::Dlq;
-use mutt_store::NewRule;
 use mutt_store::manage::EventAuditFilter;
 use mutt_testapp::{ApiClient, BackendKind, Site, both_backends};
 use mutt_testkit::browser::Browser;
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
-use muttd::app::{self, App, Role, StartOptions};
-use muttd::config::Config;
-use muttd::secrets::EnvSecrets;
+use muttd::app::App;
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const INGEST_KEY: &str = "ui-ingest-key";
@@ -42,45 +39,16 @@ async fn start(kind: BackendKind) -> Pipeline {
     // Refused for good: the alert goes to the forwarder's DLQ at once.
     receiver.set_mode(ReceiverMode::Status(400));
     let site = Site::fresh(kind).await;
-    let mut config = Config::default();
-    match kind {
-        BackendKind::RedisPostgres => {
-            config.redis.url = site.redis_url().map(str::to_owned);
-            config.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
-            config.database.url = site.database_url().map(str::to_owned);
-        }
-        BackendKind::Embedded => config.data_dir = site.data_dir().expect("a data directory").to_path_buf(),
-    }
-    config.forwarder.webhook_url = Some(receiver.url());
-    (config.ingestor.port, config.alerter.port, config.forwarder.port, config.web.port) = (0, 0, 0, 0);
-    config.worker.block_timeout_secs = 0.2;
-    let secrets = EnvSecrets::new(HashMap::from([
-        ("INGEST_API_KEY".to_string(), INGEST_KEY.to_string()),
-        ("MOOG_API_KEY".to_string(), "ui-moog-key".to_string()),
-        ("WEBUI_API_KEY".to_string(), format!("oncall:{WEB_KEY}")),
-    ]));
-    let roles = [Role::Ingestor, Role::Alerter, Role::Forwarder, Role::Web];
-    let app = app::start(&config, &secrets, &roles, StartOptions { migrate: true }).await.expect("pipeline starts");
-    let ingest = ApiClient::new(format!("http://{}", app.address(Role::Ingestor).unwrap()), Some(INGEST_KEY));
-    let web = format!("http://{}", app.address(Role::Web).unwrap());
+    let config = common::site_config(&site, receiver.url());
+    let web_key = format!("oncall:{WEB_KEY}");
+    let secrets = [("INGEST_API_KEY", INGEST_KEY), ("MOOG_API_KEY", "ui-moog-key"), ("WEBUI_API_KEY", &web_key)];
+    let (app, ingest, web) = common::start_all(&config, &secrets, INGEST_KEY).await;
     Pipeline { app, receiver, _site: site, ingest, web }
 }
 
 impl Pipeline {
     async fn add_rule(&self, text: &str) -> i32 {
-        let rule = NewRule {
-            match_string: Some(text.into()),
-            trap_oid: None,
-            syslog_severity: None,
-            match_type: MatchType::Contains,
-            priority: 10,
-            prod_handling: "Page_and_ticket".into(),
-            dev_handling: "Ticket_only".into(),
-            team_assignment: "NETO".into(),
-            is_active: true,
-            flap_threshold: None,
-            flap_window_secs: None,
-        };
+        let rule = mutt_testapp::fixtures::rule(text);
         let store = self.app.store.clone().unwrap();
         let id = store.create_rule(&rule).await.unwrap();
         let metrics = mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());

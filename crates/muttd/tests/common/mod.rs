@@ -200,7 +200,10 @@ pub fn on_site(site: &mutt_testapp::Site, dir: &Path) -> Command {
 pub fn site_config(site: &mutt_testapp::Site, webhook_url: String) -> muttd::config::Config {
     let mut c = muttd::config::Config::default();
     c.redis.url = site.redis_url().map(str::to_owned);
-    c.redis.key_prefix = site.key_prefix().unwrap_or_default().to_owned();
+    // Embedded: the default prefix, the queue names `Site::open` and `muttd run` use too.
+    if let Some(prefix) = site.key_prefix() {
+        c.redis.key_prefix = prefix.to_owned();
+    }
     c.database.url = site.database_url().map(str::to_owned);
     if let Some(dir) = site.data_dir() {
         c.data_dir = dir.to_owned();
@@ -209,4 +212,24 @@ pub fn site_config(site: &mutt_testapp::Site, webhook_url: String) -> muttd::con
     (c.ingestor.port, c.alerter.port, c.forwarder.port, c.web.port) = (0, 0, 0, 0);
     c.worker.block_timeout_secs = 0.2;
     c
+}
+
+/// Every role in this process on `config` (`app::start` as `muttd run` does it, migrating)
+/// with `secrets`: the app, a client of the ingestor sending `ingest_key`, and the web role's
+/// base URL.
+pub async fn start_all(
+    config: &muttd::config::Config,
+    secrets: &[(&str, &str)],
+    ingest_key: &str,
+) -> (muttd::app::App, mutt_testapp::ApiClient, String) {
+    use muttd::app::{Role, StartOptions};
+    let secrets =
+        muttd::secrets::EnvSecrets::new(secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let roles = [Role::Ingestor, Role::Alerter, Role::Forwarder, Role::Web];
+    let app =
+        muttd::app::start(config, &secrets, &roles, StartOptions { migrate: true }).await.expect("pipeline starts");
+    let ingest =
+        mutt_testapp::ApiClient::new(format!("http://{}", app.address(Role::Ingestor).unwrap()), Some(ingest_key));
+    let web = format!("http://{}", app.address(Role::Web).unwrap());
+    (app, ingest, web)
 }
