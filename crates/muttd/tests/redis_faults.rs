@@ -5,9 +5,7 @@
 //! /health fail within the watchdog's stall timeout, and work resumes without a restart once
 //! it answers again.
 
-use mutt_core::MatchType;
 use mutt_queue::{QueueId, WorkerRole};
-use mutt_store::NewRule;
 use mutt_testapp::{BackendKind, Site, TestBackend};
 use mutt_testkit::{FaultMode, FaultProxy, WebhookReceiver};
 use muttd::app::{self, App, Role, StartOptions};
@@ -91,19 +89,7 @@ async fn rig_between(stall_timeout_secs: u64, between: Between) -> Rig {
     let direct = site.open().await;
     // Thousands of alerts wait in the alert queue at times: no shedding here.
     direct.coordination.set_config_value("alerter_queue_shed_threshold", "1000000").await.unwrap();
-    let rule = NewRule {
-        match_string: Some("CRITICAL".into()),
-        trap_oid: None,
-        syslog_severity: None,
-        match_type: MatchType::Contains,
-        priority: 10,
-        prod_handling: "Page_and_ticket".into(),
-        dev_handling: "Ticket_only".into(),
-        team_assignment: "NETO".into(),
-        is_active: true,
-        flap_threshold: None,
-        flap_window_secs: None,
-    };
+    let rule = mutt_testapp::fixtures::rule("CRITICAL");
     direct.store.create_rule(&rule).await.unwrap();
     let metrics = mutt_alerter::AlerterMetrics::register(&mutt_service::Metrics::new());
     app.alerter_rules.as_ref().unwrap().reload(direct.store.as_ref(), &metrics).await.unwrap();
