@@ -107,25 +107,7 @@ impl Setup {
     /// Every audit row as (hostname, forwarded_to_moog, flap_suppressed).
     async fn flap_audit(&self) -> Vec<(String, bool, bool)> {
         let sql = "SELECT hostname, forwarded_to_moog, flap_suppressed FROM event_audit_log ORDER BY hostname, id";
-        match self.site.kind() {
-            BackendKind::RedisPostgres => {
-                let url = self.site.database_url().unwrap();
-                let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                let rows = c.query(sql, &[]).await.unwrap();
-                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
-            }
-            BackendKind::Embedded => {
-                let db = mutt_sqlite::Database::open(self.site.data_file().unwrap(), Default::default()).unwrap();
-                db.read(move |c| {
-                    let mut s = c.prepare(sql)?;
-                    let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                    rows.collect()
-                })
-                .await
-                .unwrap()
-            }
-        }
+        self.site.rows(sql).await
     }
 
     /// Waits until `audited` rows are written and `alerts` alerts are queued (15 s at most),

@@ -94,25 +94,7 @@ impl Setup {
     /// Every audit row as (hostname, silenced_by, forwarded_to_moog), by hostname.
     async fn audit(&self) -> Vec<(String, Option<i64>, bool)> {
         let sql = "SELECT hostname, silenced_by, forwarded_to_moog FROM event_audit_log ORDER BY hostname, id";
-        match self.site.kind() {
-            BackendKind::RedisPostgres => {
-                let url = self.site.database_url().unwrap();
-                let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                let rows = c.query(sql, &[]).await.unwrap();
-                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
-            }
-            BackendKind::Embedded => {
-                let db = mutt_sqlite::Database::open(self.site.data_file().unwrap(), Default::default()).unwrap();
-                db.read(move |c| {
-                    let mut s = c.prepare(sql)?;
-                    let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                    rows.collect()
-                })
-                .await
-                .unwrap()
-            }
-        }
+        self.site.rows(sql).await
     }
 }
 

@@ -15,6 +15,7 @@ pub mod app;
 pub mod client;
 pub mod fixtures;
 pub mod site;
+pub mod sql;
 
 pub use app::{Served, TestApp, serve_web, spawn_app};
 pub use client::{ApiClient, Reply};

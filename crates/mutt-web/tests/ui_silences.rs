@@ -59,25 +59,7 @@ async fn run_events(app: &TestApp, a: &mut Alerter, hosts: &[&str]) -> Vec<Strin
 /// Every audit row as (hostname, silenced_by, forwarded_to_moog), by hostname.
 async fn audit(app: &TestApp) -> Vec<(String, Option<i64>, bool)> {
     let sql = "SELECT hostname, silenced_by, forwarded_to_moog FROM event_audit_log ORDER BY hostname, id";
-    match app.kind() {
-        BackendKind::RedisPostgres => {
-            let url = app.site.database_url().unwrap();
-            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            let rows = c.query(sql, &[]).await.unwrap();
-            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
-        }
-        BackendKind::Embedded => {
-            let db = mutt_sqlite::Database::open(app.site.data_file().unwrap(), Default::default()).unwrap();
-            db.read(move |c| {
-                let mut s = c.prepare(sql)?;
-                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                rows.collect()
-            })
-            .await
-            .unwrap()
-        }
-    }
+    app.site.rows(sql).await
 }
 
 /// A form's fields in order.
