@@ -4,77 +4,18 @@
 //! before any move, a typed confirmation for a purge, the move in the background with its
 //! progress, audited) and the unhandled events.
 
+mod ui_client;
+
 use chrono::{Duration, Utc};
 use mutt_core::EventId;
 use mutt_queue::dlq::Dlq;
 use mutt_queue::{UnhandledKey, UnhandledSample};
 use mutt_store::AuditRecord;
 use mutt_store::manage::ConfigAuditFilter;
-use mutt_testapp::reqwest::{self, StatusCode, header};
+use mutt_testapp::reqwest::{self, StatusCode};
 use mutt_testapp::{BackendKind, TestApp, both_backends, fixtures, spawn_app};
 use serde_json::json;
-
-/// A logged-in console session over HTTP (redirects not followed, the cookie sent by hand).
-struct Console {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Console {
-    /// Logs in with the original's `?api_key=` bookmark (redirected to a clean URL).
-    async fn login(app: &TestApp) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let r = http.get(format!("{}/config?api_key={}", app.base_url, app.api_key)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        let cookie = r
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-            .find(|c| c.starts_with("mutt_session="))
-            .expect("a session cookie");
-        let mut c = Self { http, base: app.base_url.clone(), cookie, csrf: String::new() };
-        let (_, html) = c.get("/config").await;
-        c.csrf = hidden(&html, "csrf");
-        c
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let r =
-            self.http.get(format!("{}{path}", self.base)).header(header::COOKIE, &self.cookie).send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
-    }
-
-    /// Posts `form` as `application/x-www-form-urlencoded`, as it is.
-    async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(form).unwrap())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Posts a form with the CSRF token; (status, Location, body).
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
-        let mut form = form.to_vec();
-        form.push(("csrf", &self.csrf));
-        let r = self.post_raw(path, &form).await;
-        let location = r.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        (r.status(), location, r.text().await.unwrap())
-    }
-}
-
-/// The value of the hidden field `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no field {name} in {html}"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
+use ui_client::Console;
 
 /// The rows of the table with id `table` (the text between `<tbody>` and `</tbody>`).
 fn tbody<'a>(html: &'a str, table: &str) -> &'a str {
@@ -180,20 +121,20 @@ async fn config_is_validated_audited_and_diffed(kind: BackendKind) {
     assert!(html.contains("Unhandled events of one host and message"), "descriptions shown");
 
     // Refused: the page again, the typed value kept and the error next to the field.
-    let (status, _, html) = c.post("/config/unhandled_threshold", &[("value", "abc")]).await;
+    let (status, _, html) = c.post_answer("/config/unhandled_threshold", &[("value", "abc")]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("id=\"error-unhandled_threshold\""), "{html}");
     assert!(html.contains("invalid value for unhandled_threshold"), "{html}");
     assert!(html.contains("value=\"abc\""), "{html}");
     // The partner rule: warn must stay below shed (2000 by default).
-    let (status, _, html) = c.post("/config/alerter_queue_warn_threshold", &[("value", "5000")]).await;
+    let (status, _, html) = c.post_answer("/config/alerter_queue_warn_threshold", &[("value", "5000")]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("must be below alerter_queue_shed_threshold"), "{html}");
     assert_eq!(app.backend.coordination.config_values(&["unhandled_threshold"]).await.unwrap(), vec![None]);
 
     // Accepted: stored, audited with the session's key as the API would, shown with a diff.
     let (status, location, _) =
-        c.post("/config/unhandled_threshold", &[("value", " 25 "), ("reason", "noisy lab")]).await;
+        c.post_answer("/config/unhandled_threshold", &[("value", " 25 "), ("reason", "noisy lab")]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location, "/config#key-unhandled_threshold");
     assert_eq!(
@@ -202,8 +143,8 @@ async fn config_is_validated_audited_and_diffed(kind: BackendKind) {
     );
     let (_, html) = c.get("/config").await;
     assert!(html.contains("unhandled_threshold: unset → 25"), "the flash says what changed");
-    c.post("/config/unhandled_threshold", &[("value", "30")]).await;
-    c.post("/config/unhandled_threshold/reset", &[("reason", "back to normal")]).await;
+    c.post_answer("/config/unhandled_threshold", &[("value", "30")]).await;
+    c.post_answer("/config/unhandled_threshold/reset", &[("reason", "back to normal")]).await;
     let filter = ConfigAuditFilter { table_name: Some("dynamic_config".into()), limit: 10, ..Default::default() };
     let audit = app.backend.store.search_config_audit(&filter).await.unwrap().rows;
     let ops: Vec<&str> = audit.iter().map(|r| r.change.operation.as_str()).collect();
@@ -221,7 +162,7 @@ async fn config_is_validated_audited_and_diffed(kind: BackendKind) {
     assert!(tbody(&html, "config-history").contains("No change recorded"), "filtered by key");
 
     // Without the CSRF token nothing changes.
-    let r = c.post_raw("/config/unhandled_threshold", &[("value", "40")]).await;
+    let r = c.post_without_csrf("/config/unhandled_threshold", &[("value", "40")]).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.backend.coordination.config_values(&["unhandled_threshold"]).await.unwrap(), vec![None]);
 }
@@ -280,8 +221,9 @@ async fn dlq_moves_need_confirmation_and_are_audited(kind: BackendKind) {
     assert_eq!(dl.dlq_depth(Dlq::Alerter).await.unwrap(), 2);
 
     // Replay: in the background, then the ingest queue has it and the audit says who.
-    let (status, op, _) =
-        c.post("/dlq/alerter/run", &[("action", "replay"), ("host", "core-1"), ("comment", "store is back")]).await;
+    let (status, op, _) = c
+        .post_answer("/dlq/alerter/run", &[("action", "replay"), ("host", "core-1"), ("comment", "store is back")])
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(op.starts_with("/dlq/ops/"), "{op}");
     let done = finished(&c, &op).await;
@@ -298,18 +240,18 @@ async fn dlq_moves_need_confirmation_and_are_audited(kind: BackendKind) {
     assert!(recent.contains("replay") && recent.contains("webui_api:default"), "{recent}");
 
     // A purge without the DLQ's name typed: refused, nothing deleted.
-    let (status, _, html) = c.post("/dlq/alerter/run", &[("action", "purge"), ("confirm", "yes")]).await;
+    let (status, _, html) = c.post_answer("/dlq/alerter/run", &[("action", "purge"), ("confirm", "yes")]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("id=\"confirm-error\""), "{html}");
     assert_eq!(dl.dlq_depth(Dlq::Alerter).await.unwrap(), 1);
-    let (status, op, _) = c.post("/dlq/alerter/run", &[("action", "purge"), ("confirm", "alerter")]).await;
+    let (status, op, _) = c.post_answer("/dlq/alerter/run", &[("action", "purge"), ("confirm", "alerter")]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     finished(&c, &op).await;
     assert_eq!(dl.dlq_depth(Dlq::Alerter).await.unwrap(), 0);
 
     // Park moves to the dead DLQ; the dead DLQ offers no park.
     dl.dlq_push(Dlq::Moog, &[dead_letter("edge-1", "rejected_by_receiver", 1)]).await.unwrap();
-    let (_, op, _) = c.post("/dlq/moog/run", &[("action", "park"), ("comment", "poison")]).await;
+    let (_, op, _) = c.post_answer("/dlq/moog/run", &[("action", "park"), ("comment", "poison")]).await;
     finished(&c, &op).await;
     assert_eq!(dl.dlq_depth(Dlq::Dead).await.unwrap(), 1);
     let (status, _) = c.get("/dlq/dead/confirm?action=park").await;

@@ -76,6 +76,13 @@ impl Console {
         (r.status(), r.text().await.unwrap())
     }
 
+    /// A form POST with the CSRF token: its status, `Location` (empty without one) and body.
+    pub async fn post_answer(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let r = self.post(path, form).await;
+        let location = location(&r);
+        (r.status(), location, r.text().await.unwrap())
+    }
+
     /// A multipart POST (a file upload) with the CSRF token in the query, as the page's form
     /// sends it: `file` holds `file_text` (named `hosts.csv`), `csv` the text area.
     pub async fn upload(&self, path: &str, file_text: &str, csv: &str) -> reqwest::Response {
