@@ -10,9 +10,9 @@ mod common;
 use common::Setup;
 use mutt_alerter::metrics::{StatusLabel, SuppressedLabel};
 use mutt_alerter::{AlerterConfig, AlerterMetrics};
-use mutt_core::{MatchType, PodName, RuleSet};
+use mutt_core::{MatchType, RuleSet};
 use mutt_forwarder::{Destination, ForwarderConfig, ForwarderMetrics, OutputFormat};
-use mutt_queue::{ConsumerConfig, FlapAck, QueueId, WorkerRole};
+use mutt_queue::{FlapAck, QueueId, WorkerRole};
 use mutt_store::NewRule;
 use mutt_testapp::{BackendKind, TestBackend, both_backends};
 use mutt_testkit::WebhookReceiver;
@@ -94,8 +94,7 @@ impl Pair {
 }
 
 async fn start(b: &TestBackend, pod: &str, metrics: AlerterMetrics) -> mutt_alerter::Alerter {
-    let pod = format!("{pod}{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, pod);
     // Small batches, so that both alerters take part in the burst.
     let config = AlerterConfig { batch_size: 4, block_timeout: Duration::from_millis(100), ..AlerterConfig::default() };
     mutt_alerter::Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics)
@@ -210,8 +209,7 @@ async fn forwarder(s: &Setup, receiver: &WebhookReceiver) -> (mutt_forwarder::Fo
         breaker: None,
         ..ForwarderConfig::default()
     };
-    let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Forwarder, "f");
     let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
     let b = &s.backend;
     let f = mutt_forwarder::Forwarder::start(b.queue.clone(), b.coordination.clone(), cc, config, metrics.clone())

@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc, Weekday};
 use common::Setup;
 use mutt_alerter::silence::Clock;
 use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome};
-use mutt_core::PodName;
 use mutt_core::silence::{Matcher, NewSilence, WeeklyWindow};
-use mutt_queue::{ConsumerConfig, WorkerRole};
+use mutt_queue::WorkerRole;
 use mutt_testapp::{BackendKind, both_backends};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -59,8 +58,7 @@ fn silence(host: &str, start: &str, end: Option<&str>, window: Option<WeeklyWind
 
 impl Setup {
     async fn alerter_at(&self, clock: &TestClock, metrics: AlerterMetrics) -> Alerter {
-        let pod = format!("s{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+        let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "s");
         let config = AlerterConfig { block_timeout: std::time::Duration::from_millis(100), ..AlerterConfig::default() };
         let b = &self.backend;
         Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics)
@@ -233,8 +231,7 @@ async fn a_maintenance_window_across_daylight_saving_changes(kind: BackendKind) 
 async fn a_running_alerter_takes_up_a_new_silence(kind: BackendKind) {
     let s = Setup::new(kind).await;
     let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-    let pod = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "r");
     let config = AlerterConfig { block_timeout: std::time::Duration::from_millis(100), ..AlerterConfig::default() };
     let b = &s.backend;
     let a = Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics.clone())

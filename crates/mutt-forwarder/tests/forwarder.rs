@@ -66,8 +66,7 @@ impl Setup {
     }
 
     async fn forwarder_with_metrics(&self, config: ForwarderConfig) -> (Forwarder, ForwarderMetrics) {
-        let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
+        let cc = mutt_testapp::fixtures::consumer(WorkerRole::Forwarder, "f");
         let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
         let f =
             Forwarder::start(Arc::new(self.queue.clone()), Arc::new(self.queue.clone()), cc, config, metrics.clone())

@@ -3,10 +3,10 @@
 //! left on the alert queue (with its `api_key`, without `_event_id`), and retry counts that
 //! arrive already exhausted.
 
-use mutt_core::{Alert, PodName};
+use mutt_core::Alert;
 use mutt_forwarder::{Destination, ForwardOutcome, Forwarder, ForwarderConfig, ForwarderMetrics, OutputFormat};
 use mutt_queue::redis::KeySpace;
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
+use mutt_queue::{QueueId, WorkerRole};
 use mutt_testapp::{BackendKind, Site, TestBackend};
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
@@ -86,8 +86,7 @@ impl Setup {
             breaker: None,
             ..ForwarderConfig::default()
         };
-        let pod = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
+        let cc = mutt_testapp::fixtures::consumer(WorkerRole::Forwarder, "f");
         let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
         Forwarder::start(self.backend.queue.clone(), self.backend.coordination.clone(), cc, config, metrics)
             .await

@@ -1,10 +1,10 @@
 //! The forwarder's loop and its watchdog: a pause (breaker open) is not a stall, while a loop
 //! whose queue calls keep failing stops reporting progress.
 
-use mutt_core::{Alert, PodName};
+use mutt_core::Alert;
 use mutt_forwarder::{Destination, Forwarder, ForwarderConfig, ForwarderMetrics};
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_queue::{Queue, QueueId, WorkerRole};
 use mutt_service::Watchdog;
 use mutt_testkit::{FaultMode, FaultProxy, ReceiverMode, WebhookReceiver};
 use std::sync::Arc;
@@ -41,8 +41,7 @@ fn config(receiver: &WebhookReceiver) -> ForwarderConfig {
 }
 
 async fn forwarder(queue: &RedisQueue, receiver: &WebhookReceiver, watchdog: Watchdog) -> Forwarder {
-    let pod = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let cc = ConsumerConfig::new(WorkerRole::Forwarder, PodName::parse(pod).unwrap());
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Forwarder, "w");
     let metrics = ForwarderMetrics::register(&mutt_service::Metrics::new());
     let q = Arc::new(queue.clone());
     Forwarder::start(q.clone(), q, cc, config(receiver), metrics).await.unwrap().with_watchdog(watchdog)

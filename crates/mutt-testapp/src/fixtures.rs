@@ -20,3 +20,10 @@ pub fn rule(match_string: &str) -> NewRule {
         flap_window_secs: None,
     }
 }
+
+/// A consumer of `role` with a pod name of its own: `prefix` and six random hex digits, so
+/// that workers of parallel tests on one backend never share heartbeats or processing lists.
+pub fn consumer(role: mutt_queue::WorkerRole, prefix: &str) -> mutt_queue::ConsumerConfig {
+    let pod = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    mutt_queue::ConsumerConfig::new(role, mutt_core::PodName::parse(pod).expect("a valid pod name"))
+}

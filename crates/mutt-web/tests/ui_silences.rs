@@ -9,8 +9,8 @@ mod ui_client;
 
 use chrono::{Duration, Utc};
 use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome};
-use mutt_core::{EventId, PodName};
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
+use mutt_core::EventId;
+use mutt_queue::{QueueId, WorkerRole};
 use mutt_testapp::reqwest::StatusCode;
 use mutt_testapp::{BackendKind, TestApp, both_backends, spawn_app};
 use mutt_testkit::browser::Browser;
@@ -23,8 +23,7 @@ async fn rule(app: &TestApp) -> i32 {
 }
 
 async fn alerter(app: &TestApp) -> Alerter {
-    let pod = format!("s{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "s");
     let config = AlerterConfig { block_timeout: std::time::Duration::from_millis(100), ..AlerterConfig::default() };
     let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
     let b = &app.backend;

@@ -6,9 +6,8 @@
 #![allow(dead_code)]
 
 use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics};
-use mutt_core::PodName;
 use mutt_queue::redis::KeySpace;
-use mutt_queue::{ConsumerConfig, QueueId, WorkerRole};
+use mutt_queue::{QueueId, WorkerRole};
 use mutt_sqlite::{Database, DbOptions};
 use mutt_testapp::{BackendKind, Site, TestBackend};
 use serde_json::Value;
@@ -33,8 +32,7 @@ impl Setup {
 
     /// An alerter over the site, with a pod name of its own and metrics of its own.
     pub async fn start_alerter(&self, config: AlerterConfig) -> Alerter {
-        let pod = format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(pod).unwrap());
+        let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "a");
         let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
         let b = &self.backend;
         Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics).await.unwrap()
