@@ -191,6 +191,16 @@ impl Browser {
         self.find("header.top").await;
     }
 
+    /// Logs out with the header's button and checks that the console at `base` then asks for
+    /// a login again.
+    pub async fn logout(&self, base: &str) {
+        self.click("header form[action='/logout'] button").await;
+        self.find("#api_key").await;
+        self.goto(&format!("{base}/")).await;
+        self.find("#api_key").await;
+        assert!(self.url().await.contains("/login"), "the console asks for a login after logging out");
+    }
+
     /// Saves a PNG of the whole page (the window made as tall as the page, then restored) as
     /// `docs/ui/<name>.png`; its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {

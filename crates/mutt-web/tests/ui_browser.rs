@@ -58,11 +58,7 @@ async fn console_login_overview_logout(kind: BackendKind) {
     }
 
     // Log out: the login page, and the overview needs a login again.
-    browser.click("header form[action='/logout'] button").await;
-    browser.find("#api_key").await;
-    browser.goto(&format!("{base}/")).await;
-    browser.find("#api_key").await;
-    assert!(browser.url().await.contains("/login"));
+    browser.logout(base).await;
     browser.stop().await;
 }
 

@@ -93,11 +93,7 @@ async fn console_on_muttd_run(kind: BackendKind) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    browser.click("header form[action='/logout'] button").await;
-    browser.find("#api_key").await;
-    browser.goto(&format!("{base}/")).await;
-    browser.find("#api_key").await;
-    assert!(browser.url().await.contains("/login"));
+    browser.logout(&base).await;
     browser.stop().await;
 }
 
