@@ -32,6 +32,18 @@ pub(super) fn routes() -> ApiRouter {
         .route("/teams/{hostname}", put(update_team).delete(delete_team))
 }
 
+/// The config-audit row of a change to `hostname`'s row of `table_name`: its old and new
+/// values, as (old, new).
+fn host_change<'a>(
+    operation: &'a str,
+    table_name: &'a str,
+    hostname: &str,
+    (old_values, new_values): (Option<Value>, Option<Value>),
+    reason: Option<String>,
+) -> Change<'a> {
+    Change { operation, table_name, record_id: host_record_id(hostname), old_values, new_values, reason }
+}
+
 fn host_not_found() -> ApiError {
     ApiError::not_found("Hostname not found")
 }
@@ -95,14 +107,8 @@ pub(crate) async fn insert_host(
     if !state.store.insert_development_host(hostname).await? {
         return Err(ApiError::conflict("Hostname already exists"));
     }
-    let change = Change {
-        operation: "CREATE",
-        table_name: "development_hosts",
-        record_id: host_record_id(hostname),
-        old_values: None,
-        new_values: Some(json!({"hostname": hostname})),
-        reason,
-    };
+    let values = (None, Some(json!({"hostname": hostname})));
+    let change = host_change("CREATE", "development_hosts", hostname, values, reason);
     caller.record(state, change).await;
     Ok(())
 }
@@ -117,14 +123,8 @@ pub(crate) async fn remove_host(
     if !state.store.delete_development_host(hostname).await? {
         return Err(host_not_found());
     }
-    let change = Change {
-        operation: "DELETE",
-        table_name: "development_hosts",
-        record_id: host_record_id(hostname),
-        old_values: Some(json!({"hostname": hostname})),
-        new_values: None,
-        reason,
-    };
+    let values = (Some(json!({"hostname": hostname})), None);
+    let change = host_change("DELETE", "development_hosts", hostname, values, reason);
     caller.record_rules_change(state, change).await;
     Ok(())
 }
@@ -169,14 +169,8 @@ pub(crate) async fn insert_team(
     if !state.store.insert_device_team(hostname, team).await? {
         return Err(ApiError::conflict("Hostname already has a team assignment"));
     }
-    let change = Change {
-        operation: "CREATE",
-        table_name: "device_teams",
-        record_id: host_record_id(hostname),
-        old_values: None,
-        new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
-        reason,
-    };
+    let values = (None, Some(json!({"hostname": hostname, "team_assignment": team})));
+    let change = host_change("CREATE", "device_teams", hostname, values, reason);
     caller.record(state, change).await;
     Ok(())
 }
@@ -208,14 +202,11 @@ pub(crate) async fn change_team(
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let old = state.store.update_device_team(hostname, team).await?.ok_or_else(host_not_found)?;
-    let change = Change {
-        operation: "UPDATE",
-        table_name: "device_teams",
-        record_id: host_record_id(hostname),
-        old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
-        new_values: Some(json!({"hostname": hostname, "team_assignment": team})),
-        reason,
-    };
+    let values = (
+        Some(json!({"hostname": hostname, "team_assignment": old})),
+        Some(json!({"hostname": hostname, "team_assignment": team})),
+    );
+    let change = host_change("UPDATE", "device_teams", hostname, values, reason);
     caller.record_rules_change(state, change).await;
     Ok(())
 }
@@ -241,14 +232,8 @@ pub(crate) async fn remove_team(
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let old = state.store.delete_device_team(hostname).await?.ok_or_else(host_not_found)?;
-    let change = Change {
-        operation: "DELETE",
-        table_name: "device_teams",
-        record_id: host_record_id(hostname),
-        old_values: Some(json!({"hostname": hostname, "team_assignment": old})),
-        new_values: None,
-        reason,
-    };
+    let values = (Some(json!({"hostname": hostname, "team_assignment": old})), None);
+    let change = host_change("DELETE", "device_teams", hostname, values, reason);
     caller.record_rules_change(state, change).await;
     Ok(())
 }
