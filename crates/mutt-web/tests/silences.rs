@@ -2,6 +2,8 @@
 //! state, expire early by POST and by DELETE (kept, 409 the second time), the config-audit
 //! rows, and the alerters told (Redis pub/sub).
 
+mod ui_client;
+
 use mutt_testapp::reqwest::Method;
 use mutt_testapp::{BackendKind, Reply, TestApp, both_backends, spawn_app};
 use serde_json::{Value, json};
@@ -108,26 +110,10 @@ async fn a_change_is_announced(kind: BackendKind) {
         return;
     }
     let app = spawn_app(kind).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    let watcher = app.backend.coordination.clone();
-    tokio::spawn(async move {
-        watcher
-            .watch_rules_changed(
-                Box::new(move || {
-                    let _ = tx.send(());
-                }),
-                stop,
-            )
-            .await;
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    while rx.try_recv().is_ok() {}
+    let mut notices = ui_client::Notices::listen(&app).await;
     let body = json!({"matcher": {"rule_id": 1}, "ends_at": "2099-01-01T00:00:00Z", "comment": "c"});
     assert_eq!(app.client.post("/api/v2/silences", &body).await.status, 201);
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv()).await;
-    assert!(heard.is_ok_and(|h| h.is_some()), "the alerters were told");
+    assert!(notices.heard(std::time::Duration::from_secs(2)).await, "the alerters were told");
 }
 
 both_backends!(silences_round_trip, a_change_is_announced);

@@ -1,4 +1,4 @@
-//! A logged-in console session over plain HTTP for the page tests (`ui_rules.rs`,
+//! A logged-in console session over plain HTTP for the page tests (`ui_rules.rs`, `ui_ops.rs`,
 //! `ui_hosts.rs`): redirects are not followed (the tests look at them), the session cookie and
 //! the CSRF token are sent by hand.
 
