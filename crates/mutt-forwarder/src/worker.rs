@@ -173,14 +173,17 @@ impl Forwarder {
         decoded: Vec<Pending<'a>>,
     ) -> Result<Vec<Pending<'a>>, QueueError> {
         let ids: Vec<String> = decoded.iter().filter(|p| p.redelivered).map(|p| p.alert.event_id.clone()).collect();
-        if ids.is_empty() {
-            return Ok(decoded);
-        }
-        let mut seen = self.coordination.already_delivered(&ids).await?.into_iter();
+        let delivered_before =
+            if ids.is_empty() { Vec::new() } else { self.coordination.already_delivered(&ids).await? };
+        let mut seen = delivered_before.into_iter();
+        // Two copies of one alert in the same batch (queued twice before either was delivered)
+        // go out once: the delivered ids only know about earlier batches.
+        let mut in_batch = std::collections::HashSet::with_capacity(decoded.len());
         let mut fresh = Vec::with_capacity(decoded.len());
         for p in decoded {
             let delivered = p.redelivered && seen.next().unwrap_or(false);
-            if delivered && !p.alert.event_id.is_empty() {
+            let id = p.alert.event_id.as_str();
+            if !id.is_empty() && (delivered || !in_batch.insert(id.to_owned())) {
                 batch.duplicate(&p);
             } else {
                 fresh.push(p);

@@ -263,6 +263,20 @@ async fn a_redelivered_alert_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn two_copies_of_one_alert_in_a_batch_go_out_once() {
+    // Queued twice before either was delivered (an upstream retry): the delivered ids know
+    // nothing yet, so the batch itself must drop the second copy.
+    let s = setup().await;
+    let mut f = s.forwarder(s.config(OutputFormat::Legacy)).await;
+    let a = alert(1, None);
+    s.push(&[a.clone(), alert(2, None), a]).await;
+    let out = one_batch(&mut f).await;
+    assert!(matches!(out, ForwardOutcome::Processed { delivered: 2, duplicates: 1, .. }), "{out:?}");
+    assert_eq!(s.receiver.requests().len(), 2, "one request per distinct alert (legacy format)");
+    assert_eq!(s.queue.depth(QueueId::Alert).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn breaker_opens_probes_once_and_closes() {
     let s = setup().await;
     s.receiver.set_mode(ReceiverMode::Status(500));
