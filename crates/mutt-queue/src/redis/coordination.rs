@@ -33,6 +33,23 @@ impl RedisQueue {
         .await
     }
 
+    /// The string values of `names`, read 500 at a time; a key gone meanwhile, or holding no
+    /// string, is left out (MGET answers nil for both).
+    async fn string_values(
+        &self,
+        names: &[String],
+        context: &'static str,
+    ) -> Result<Vec<(String, String)>, QueueError> {
+        let mut out = Vec::with_capacity(names.len());
+        let mut c = self.connection();
+        for chunk in names.chunks(500) {
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(chunk).query_async(&mut c).await.map_err(redis_err(context))?;
+            out.extend(chunk.iter().zip(values).filter_map(|(name, v)| Some((name.clone(), v?))));
+        }
+        Ok(out)
+    }
+
     /// Tells every process that `key` changed: its name on the original's updates channel.
     async fn announce_config_change(&self, c: &mut super::AnyConnection, key: &str) -> Result<(), QueueError> {
         redis::cmd("PUBLISH")
@@ -247,24 +264,16 @@ impl Coordination for RedisQueue {
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
         let prefix = &self.keys.unhandled_prefix;
         let names = self.scan(&format!("{prefix}:*")).await?;
-        let mut out = Vec::new();
-        let mut c = self.connection();
-        for chunk in names.chunks(500) {
-            // Counters hold a number, markers an event id, samples a message; a key gone
-            // meanwhile is nil.
-            let values: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(chunk)
-                .query_async(&mut c)
-                .await
-                .map_err(redis_err("reading unhandled counters"))?;
-            for (name, value) in chunk.iter().zip(values) {
-                let (Some((hostname, signature, part)), Some(v)) = (UnhandledCount::parse_key(prefix, name), value)
-                else {
-                    continue;
-                };
-                out.push(UnhandledCount::of_part(hostname, signature, part, v));
-            }
-        }
+        // Counters hold a number, markers an event id, samples a message.
+        let out: Vec<UnhandledCount> = self
+            .string_values(&names, "reading unhandled counters")
+            .await?
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let (hostname, signature, part) = UnhandledCount::parse_key(prefix, &name)?;
+                Some(UnhandledCount::of_part(hostname, signature, part, v))
+            })
+            .collect();
         Ok(UnhandledCount::merge(out, limit))
     }
 
@@ -344,22 +353,8 @@ impl Coordination for RedisQueue {
             // The original skipped a key named like its channel (spec §7.2).
             .filter(|n| n.len() > prefix.len() && n != &format!("{prefix}updates"))
             .collect();
-        let mut out = Vec::with_capacity(names.len());
-        let mut c = self.connection();
-        for chunk in names.chunks(500) {
-            // MGET answers nil for a key that is not a string: such keys are left out.
-            let values: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(chunk)
-                .query_async(&mut c)
-                .await
-                .map_err(redis_err("reading dynamic configuration"))?;
-            for (name, value) in chunk.iter().zip(values) {
-                if let Some(v) = value {
-                    out.push((name[prefix.len()..].to_owned(), v));
-                }
-            }
-        }
-        Ok(out)
+        let values = self.string_values(&names, "reading dynamic configuration").await?;
+        Ok(values.into_iter().map(|(name, v)| (name[prefix.len()..].to_owned(), v)).collect())
     }
 
     async fn publish_rules_changed(&self) -> Result<Option<u64>, QueueError> {
