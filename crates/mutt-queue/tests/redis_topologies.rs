@@ -131,11 +131,21 @@ async fn sentinel_follows_a_failover_without_losing_messages() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&wait_sync.stdout).trim(), "1", "replica in sync");
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &sentinel.port().to_string(), "SENTINEL", "FAILOVER", "mymaster"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{}", String::from_utf8_lossy(&out.stdout));
+    // The sentinel learns of the replica from the master's INFO (every 10 s): until it has,
+    // FAILOVER answers NOGOODSLAVE, so ask again until it is accepted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &sentinel.port().to_string(), "SENTINEL", "FAILOVER", "mymaster"])
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).to_string();
+        if answer.contains("OK") {
+            break;
+        }
+        assert!(answer.contains("NOGOODSLAVE") && Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = std::process::Command::new("redis-cli")
