@@ -102,6 +102,21 @@ async fn passwords_rotated_on_live_servers_while_events_flow() {
             rotate(&admin, redis.port(), (REDIS_CURRENT, REDIS_NEXT), DB_NEXT).await;
         }
         if n == 2 * EVENTS / 3 {
+            // Every event sent under the NEXT passwords audited first: otherwise the alerter may
+            // not touch PostgreSQL between the two rotations and never need DB_PASS_NEXT.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let audited: i64 = db
+                    .query_one("SELECT count(DISTINCT hostname) FROM event_audit_log WHERE hostname LIKE 'rot-%'", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                if audited as usize >= n {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "events sent under DB_PASS_NEXT not audited: {audited} of {n}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             rotate(&admin, redis.port(), (REDIS_NEXT, REDIS_CURRENT), DB_CURRENT).await;
         }
         let event = json!({"hostname": format!("rot-{n}"), "message": format!("ROTATION check {n}"),
