@@ -6,11 +6,12 @@
 //! requests; native listeners are governed by backpressure and their own
 //! `max_messages_per_second` ([`crate::rate`]) instead.
 
+use crate::pusher::{PushError, Pusher};
 use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
 use mutt_queue::log_ids::join_ids;
-use mutt_queue::{Coordination, Queue, QueueError, QueueId, RateDecision, SettingsCache};
+use mutt_queue::{Coordination, Queue, QueueError, RateDecision, SettingsCache};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +77,15 @@ pub enum Rejection {
     Invalid(Vec<ElementRejection>),
     #[error("ingest queue full ({depth} of {limit})")]
     QueueFull { depth: u64, limit: u64 },
+    /// Shared: one failed push fails every submission coalesced into it.
     #[error("queue unavailable: {0}")]
-    Unavailable(#[from] QueueError),
+    Unavailable(#[source] Arc<QueueError>),
+}
+
+impl From<QueueError> for Rejection {
+    fn from(e: QueueError) -> Self {
+        Rejection::Unavailable(Arc::new(e))
+    }
 }
 
 impl Rejection {
@@ -105,6 +113,8 @@ pub struct Ingest {
     metrics: IngestMetrics,
     /// The accepted keys: `config.api_keys` at start, replaced when the secret is rotated.
     api_keys: Arc<std::sync::RwLock<Arc<Vec<mutt_service::auth::ApiKey>>>>,
+    /// Concurrent submissions' events pushed together ([`crate::pusher`]).
+    pusher: Arc<Pusher>,
 }
 
 impl Ingest {
@@ -117,7 +127,8 @@ impl Ingest {
         let defaults = IngestSettings { max_queue_size: config.max_queue_size, rate_limit: config.rate_limit };
         let settings = Arc::new(SettingsCache::new(defaults).watching(coordination.clone()));
         let api_keys = Arc::new(std::sync::RwLock::new(Arc::new(config.api_keys.clone())));
-        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys }
+        let pusher = Arc::new(Pusher::new(queue.clone()));
+        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys, pusher }
     }
 
     /// The static configuration.
@@ -265,20 +276,24 @@ impl Ingest {
             .collect()
     }
 
-    /// Backpressure, then the push (not atomic with each other: concurrent submissions may
-    /// overshoot the limit slightly, as in the original).
+    /// Backpressure, then the push, together with concurrent submissions ([`crate::pusher`]:
+    /// not atomic with each other, so concurrent submissions may overshoot the limit slightly,
+    /// as in the original). Answers once the events are in the queue.
     async fn push(&self, messages: Vec<Vec<u8>>) -> Result<Accepted, Rejection> {
         let limit = self.settings().await.max_queue_size;
-        let depth = self.queue.depth(QueueId::Ingest).await?;
-        self.metrics.queue_depth.set(depth as i64);
-        if depth >= limit {
-            return Err(Rejection::QueueFull { depth, limit });
-        }
-        let queue_depth = self.queue.push_ingest(&messages, chrono::Utc::now()).await?;
+        let count = messages.len();
+        let queue_depth = match self.pusher.push(messages, limit).await {
+            Ok(depth) => depth,
+            Err(PushError::Full { depth, limit }) => {
+                self.metrics.queue_depth.set(depth as i64);
+                return Err(Rejection::QueueFull { depth, limit });
+            }
+            Err(PushError::Unavailable(e)) => return Err(Rejection::Unavailable(e)),
+        };
         self.metrics.request("success", "");
-        self.metrics.events.inc_by(messages.len() as u64);
+        self.metrics.events.inc_by(count as u64);
         self.metrics.queue_depth.set(queue_depth as i64);
-        Ok(Accepted { count: messages.len(), queue_depth })
+        Ok(Accepted { count, queue_depth })
     }
 
     /// Counts a refusal under the original's metric labels and logs it with the correlation id

@@ -8,13 +8,15 @@
 //!   responses in the original's shapes. Native syslog and SNMP listeners go beside it
 //!   (`syslog/`, `snmp/`) and call the same step;
 //! - [`dynamic`]: the settings operators change at run time (queue limit, rate limit);
-//! - [`metrics`]: the original's `mutt_ingest_*` metrics.
+//! - [`metrics`]: the original's `mutt_ingest_*` metrics;
+//! - `pusher`: concurrent submissions' events pushed to the queue in one call.
 
 pub mod accept;
 pub mod dynamic;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
+mod pusher;
 pub mod rate;
 pub mod snmp;
 pub mod syslog;

@@ -6,8 +6,9 @@
 //!   cargo build --release -p muttd -p mutt-bench && target/release/mutt-ingest-bench
 
 use clap::Parser;
+use mutt_bench::cost::{PhaseCost, Sample, redis_commandstats};
 use mutt_bench::load::{self, Target};
-use mutt_bench::process::{Service, free_port, wait_healthy};
+use mutt_bench::process::{Service, cpu_seconds_of, free_port, wait_healthy};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,8 +82,8 @@ async fn main() -> anyhow::Result<()> {
         ingestor.pid()
     );
     println!(
-        "{:<44} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}",
-        "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s"
+        "{:<44} {:>10} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>9}",
+        "phase", "events/s", "requests", "failed", "p50 ms", "p99 ms", "cpu s", "ing µs/ev", "rds µs/ev", "cmds/req"
     );
     let connections_batched = (args.connections / 4).max(1);
     let phases = [
@@ -90,23 +91,41 @@ async fn main() -> anyhow::Result<()> {
         (format!("batches of 100, {connections_batched} connections"), Phase::Closed(batched, connections_batched)),
         (format!("single events at a fixed {} requests/s", args.rate), Phase::Fixed(single, args.rate)),
     ];
+    let redis_pid = redis.pid().unwrap_or(0);
+    let sample = || Sample {
+        cpu: vec![("ingestor".into(), ingestor.cpu_seconds()), ("redis".into(), cpu_seconds_of(redis_pid))],
+        redis: redis_commandstats(redis.port()),
+    };
     for (name, run) in phases {
-        let cpu0 = ingestor.cpu_seconds();
-        let r = match run {
-            Phase::Closed(t, c) => load::closed_loop(&t, c, secs).await,
-            Phase::Fixed(t, rate) => load::fixed_rate(&t, rate, secs, 256).await,
+        let before = sample();
+        let (r, per_request) = match run {
+            Phase::Closed(t, c) => (load::closed_loop(&t, c, secs).await, t.events_per_request),
+            Phase::Fixed(t, rate) => (load::fixed_rate(&t, rate, secs, 256).await, t.events_per_request),
         };
-        let cpu = ingestor.cpu_seconds() - cpu0;
+        let events = r.events_ok;
+        let cost = PhaseCost::between(&before, &sample(), events);
+        // The commandstats readings themselves (INFO) are not the ingestor's.
+        let ingestor_commands = cost.redis_commands_per_event.iter().filter(|(c, _)| c != "info");
+        let commands = ingestor_commands.clone().map(|(_, v)| v).sum::<f64>() * per_request as f64;
         println!(
-            "{:<44} {:>12.0} {:>10} {:>9} {:>9.2} {:>9.2} {:>8.1}",
+            "{:<44} {:>10.0} {:>9} {:>7} {:>7.2} {:>7.2} {:>7.1} {:>8.1} {:>8.1} {:>9.2}",
             name,
             r.events_per_sec(),
             r.requests_ok,
             r.requests_failed,
             r.percentile_ms(0.5),
             r.percentile_ms(0.99),
-            cpu
+            cost.cpu_us_per_event_total * events as f64 / 1e6,
+            cost.cpu_of("ingestor"),
+            cost.cpu_of("redis"),
+            commands
         );
+        let per_command: Vec<String> = ingestor_commands
+            .map(|(c, v)| (c, v * per_request as f64))
+            .filter(|(_, v)| *v >= 0.005)
+            .map(|(c, v)| format!("{c} {v:.2}"))
+            .collect();
+        println!("    redis commands per request: {}", per_command.join(", "));
         let mut c = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await?;
     }
