@@ -120,6 +120,7 @@ pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Resul
     // follows the values when Vault's change); Sentinel and Cluster choose at start, below.
     let credentials =
         crate::secrets::vault::rotating_credentials(secrets, &["REDIS_PASS_CURRENT", "REDIS_PASS"], "REDIS_PASS_NEXT")?;
+    let envelope = config.redis.batch_envelope;
     let queue = match RedisQueue::connect_with_credentials(&redis, credentials).await {
         Ok(q) => q,
         // Dual-password rotation (spec §11.4): try the next password before giving up.
@@ -137,7 +138,7 @@ pub async fn connect_redis(config: &Config, secrets: &dyn SecretSource) -> Resul
             }
         },
     };
-    Ok(queue)
+    Ok(queue.with_batch_envelope(envelope))
 }
 
 /// Adds what to change to a connection error, when the configuration suggests it.

@@ -146,6 +146,10 @@ pub struct RedisSection {
     pub metrics_prefix: Option<String>,
     pub processing_prefix: Option<String>,
     pub heartbeat_prefix: Option<String>,
+    /// The most events one queue element carries (the batch envelope: one element per ingest
+    /// request and per alerter batch); 1: one event per element, as the original MUTT. Readers
+    /// take both forms whatever this says.
+    pub batch_envelope: usize,
 }
 
 impl Default for RedisSection {
@@ -165,6 +169,7 @@ impl Default for RedisSection {
             metrics_prefix: None,
             processing_prefix: None,
             heartbeat_prefix: None,
+            batch_envelope: 100,
         }
     }
 }
@@ -958,6 +963,11 @@ impl Config {
             if size.is_some_and(|b| b == 0 || b > 1000) {
                 return Err(n.refuse(key, "must be between 1 and 1000"));
             }
+        }
+        if self.redis.batch_envelope > 1000 {
+            return Err(
+                n.refuse("redis.batch_envelope", "must be between 1 and 1000 (a lease takes at least one element)")
+            );
         }
         self.check_positive(n)?;
         self.check_ports(n)?;

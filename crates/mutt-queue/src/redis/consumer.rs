@@ -2,7 +2,7 @@
 //! delayed-retry mover.
 
 use super::AnyConnection;
-use super::{RedisQueue, redis_err, scripts};
+use super::{RedisQueue, envelope, redis_err, scripts};
 use crate::periodic::{FirstRun, spawn_every};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, Settlement, WorkerRole};
 use async_trait::async_trait;
@@ -23,6 +23,9 @@ pub const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 struct Keys {
     source: String,
+    /// The source's and the output's event counters (`<queue>:events`).
+    source_events: String,
+    output_events: Option<String>,
     processing: String,
     heartbeat: String,
     delayed: String,
@@ -63,6 +66,8 @@ impl RedisConsumer {
         let pod = pod.as_str();
         let keys = Keys {
             source: k.queue(config.role.source()).to_owned(),
+            source_events: k.events(config.role.source()),
+            output_events: config.role.output().map(|q| k.events(q)),
             processing: k.processing_list(config.role, pod),
             heartbeat: k.heartbeat(config.role, pod),
             delayed: k.delayed(config.role.source()),
@@ -112,11 +117,11 @@ impl RedisConsumer {
             let janitor = janitor.clone();
             async move { janitor.run().await.map(|_| ()) }
         });
-        let (delayed, source) = (self.keys.delayed.clone(), self.keys.source.clone());
+        let keys = Arc::new(self.keys.clone());
         spawn_every("moving due retries", self.config.delayed_poll_interval, FirstRun::Now, stop, move || {
-            let (mut c, delayed, source) = (conn.clone(), delayed.clone(), source.clone());
+            let (mut c, keys) = (conn.clone(), keys.clone());
             async move {
-                while move_due(&mut c, &delayed, &source).await? == MOVE_DUE_CHUNK {}
+                while move_due(&mut c, &keys).await? == MOVE_DUE_CHUNK {}
                 Ok::<_, QueueError>(())
             }
         });
@@ -148,16 +153,17 @@ impl RedisConsumer {
             leases: &self.keys.leases,
             pod: self.config.pod.as_ref(),
             redelivered: self.keys.redelivered.as_deref(),
+            source_events: &self.keys.source_events,
         };
         Ok(recover_list(&mut c, &self.keys.processing, &self.keys.heartbeat, &self.keys.source, how)
             .await?
             .unwrap_or(0))
     }
 
-    /// Moves up to `max` messages into the processing list, which must hold `already` (the
-    /// script refuses otherwise: `None`), and records `token` as the lease's. Returns the
-    /// messages moved and, when the role tracks them, one redelivery flag per message of the
-    /// lease (the `already` one first).
+    /// Moves list elements carrying up to `max` events into the processing list, which must hold
+    /// `already` elements (the script refuses otherwise: `None`), and records `token` as the
+    /// lease's. Returns the elements moved and, when the role tracks them, one redelivery flag
+    /// per element of the lease (the `already` one first).
     async fn lease_more(&self, max: usize, already: usize, token: u64) -> Result<Option<Moved>, QueueError> {
         let mut c = self.queue.connection();
         let reply: Option<(Vec<Vec<u8>>, String)> = scripts::LEASE
@@ -166,6 +172,7 @@ impl RedisConsumer {
             .key(&self.keys.leases)
             // Any key of the role when it does not track (the script does not touch it then).
             .key(self.keys.redelivered.as_deref().unwrap_or(&self.keys.leases))
+            .key(&self.keys.source_events)
             .arg(max)
             .arg(already)
             .arg(self.config.pod.as_ref())
@@ -248,10 +255,11 @@ async fn write_heartbeat(c: &mut AnyConnection, key: &str, ttl: Duration) -> Res
         .map_err(redis_err("writing heartbeat"))
 }
 
-async fn move_due(c: &mut AnyConnection, delayed: &str, source: &str) -> Result<usize, QueueError> {
+async fn move_due(c: &mut AnyConnection, keys: &Keys) -> Result<usize, QueueError> {
     scripts::MOVE_DUE
-        .key(delayed)
-        .key(source)
+        .key(&keys.delayed)
+        .key(&keys.source)
+        .key(&keys.source_events)
         .arg(MOVE_DUE_CHUNK)
         .invoke_async(c)
         .await
@@ -273,10 +281,30 @@ struct Recovery<'a> {
     pod: &'a str,
     /// Where recovered messages are counted as redeliveries, for a role that tracks them.
     redelivered: Option<&'a str>,
+    /// The source's event counter.
+    source_events: &'a str,
 }
 
-/// Messages moved by a lease call, and their redelivery flags (empty: not tracked).
+/// Elements moved by a lease call, and their redelivery flags (empty: not tracked).
 type Moved = (Vec<Vec<u8>>, Vec<bool>);
+
+/// The lease of `elements`: their messages (an envelope's events; see [`envelope`]), each with
+/// its element's redelivery flag. The elements are kept only when they differ from the
+/// messages (the settle removes exactly them).
+fn unpacked_lease(elements: Vec<Vec<u8>>, flags: Vec<bool>, token: u64) -> Lease {
+    if elements.iter().all(|e| envelope::count(e) == 1) {
+        return Lease::with_token(elements, token).with_redeliveries(flags);
+    }
+    let (mut messages, mut per_message) = (Vec::new(), Vec::new());
+    for (i, e) in elements.iter().enumerate() {
+        envelope::unpack_into(e.clone(), &mut messages);
+        if let Some(f) = flags.get(i) {
+            per_message.resize(messages.len(), *f);
+        }
+    }
+    let lease = Lease::with_token(messages, token).with_elements(elements);
+    if flags.is_empty() { lease } else { lease.with_redeliveries(per_message) }
+}
 
 /// The hash of a role's lease tokens: `<workers_prefix>:<role>:leases`.
 fn lease_tokens(keys: &super::KeySpace, role: WorkerRole) -> String {
@@ -307,6 +335,7 @@ async fn recover_list(
             .key(how.crashes)
             .key(how.leases)
             .key(how.redelivered.unwrap_or(how.leases))
+            .key(how.source_events)
             .arg(if how.check_heartbeat { "1" } else { "0" })
             .arg(RECOVER_CHUNK)
             .arg(if how.owner_crashed { "1" } else { "0" })
@@ -353,6 +382,7 @@ impl Janitor {
             let heartbeat = keys.heartbeat(self.role, &pod);
             let (crashes, leases) = (keys.crashes(self.role), lease_tokens(keys, self.role));
             let redelivered = tracks_redeliveries(self.role).then(|| keys.redelivered(self.role));
+            let source_events = keys.events(self.role.source());
             let how = Recovery {
                 check_heartbeat: true,
                 owner_crashed: true,
@@ -362,6 +392,7 @@ impl Janitor {
                 leases: &leases,
                 pod: &pod,
                 redelivered: redelivered.as_deref(),
+                source_events: &source_events,
             };
             let Some(moved) = recover_list(&mut c, &list, &heartbeat, &self.source, how).await? else {
                 continue;
@@ -405,9 +436,9 @@ impl Consumer for RedisConsumer {
                     return Err(e);
                 }
             };
-            // The first message is in the processing list without a token yet: record the
+            // The first element is in the processing list without a token yet: record the
             // token (and take what else is there). If that fails it is handed back next time.
-            match self.lease_more(max - 1, 1, token).await {
+            match self.lease_more(max.saturating_sub(envelope::count(&first)), 1, token).await {
                 Ok(Some((more, flags))) => {
                     messages.push(first);
                     messages.extend(more);
@@ -424,7 +455,7 @@ impl Consumer for RedisConsumer {
             }
         }
         self.held = Some(token);
-        Ok(Some(Lease::with_token(messages, token).with_redeliveries(redelivered)))
+        Ok(Some(unpacked_lease(messages, redelivered, token)))
     }
 
     async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {
@@ -445,20 +476,13 @@ impl Consumer for RedisConsumer {
             .key(&self.keys.dlq)
             .key(output)
             .key(&self.keys.leases)
+            .key(&self.keys.source_events)
+            .key(self.keys.output_events.as_deref().unwrap_or(&self.keys.source_events))
             .arg(self.config.pod.as_ref())
-            .arg(token_text(lease.token()))
-            .arg(lease.messages.len())
-            .arg(s.emit.len())
-            .arg(s.put_back.len())
-            .arg(s.delayed.len())
-            .arg(s.dead.len());
-        for m in &lease.messages {
-            inv.arg(m.as_slice());
-        }
-        for m in &s.emit {
-            inv.arg(m.as_slice());
-        }
-        for m in &s.put_back {
+            .arg(token_text(lease.token()));
+        let (acked, emit, put_back) = (lease.leased_elements(), self.queue.pack(&s.emit), self.queue.pack(&s.put_back));
+        inv.arg(acked.len()).arg(emit.len()).arg(put_back.len()).arg(s.delayed.len()).arg(s.dead.len());
+        for m in acked.iter().chain(&emit).chain(&put_back) {
             inv.arg(m.as_slice());
         }
         for (m, delay) in &s.delayed {

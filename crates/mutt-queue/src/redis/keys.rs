@@ -73,6 +73,12 @@ impl KeySpace {
     }
 
     /// The sorted set of delayed retries for a queue: `<queue>:delayed`.
+    /// How many events a queue holds (`<queue>:events`): with batch envelopes a list element
+    /// may carry many. Kept by the scripts that push and lease; see `DEPTH_COUNTED`.
+    pub fn events(&self, q: QueueId) -> String {
+        format!("{}:events", self.queue(q))
+    }
+
     pub fn delayed(&self, q: QueueId) -> String {
         format!("{}:delayed", self.queue(q))
     }

@@ -13,6 +13,7 @@ pub mod connection;
 mod consumer;
 mod coordination;
 mod delivery;
+pub mod envelope;
 mod flap;
 mod keys;
 mod rotation;
@@ -96,6 +97,9 @@ pub struct RedisQueue {
     _watcher: Option<Arc<AbortOnDrop>>,
     /// Whether `status()` also SCANs for processing lists (see [`RedisQueue::with_deep_status`]).
     deep_status: bool,
+    /// The most events one list element carries (`redis.batch_envelope`); ≤ 1: one per element,
+    /// as the original. Reading accepts both forms whatever this says.
+    envelope: usize,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -139,6 +143,7 @@ impl RedisQueue {
             member_seq: Default::default(),
             _watcher: watcher,
             deep_status: false,
+            envelope: 1,
         };
         q.ping().await?;
         Ok(q)
@@ -149,6 +154,18 @@ impl RedisQueue {
     pub fn with_deep_status(mut self) -> Self {
         self.deep_status = true;
         self
+    }
+
+    /// Pushes up to `max` events per list element (the batch envelope, [`envelope`]); ≤ 1
+    /// pushes one event per element, as the original did.
+    pub fn with_batch_envelope(mut self, max: usize) -> Self {
+        self.envelope = max;
+        self
+    }
+
+    /// The elements to push for `messages` (see [`RedisQueue::with_batch_envelope`]).
+    pub(crate) fn pack(&self, messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        envelope::pack(messages, self.envelope)
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -167,6 +184,17 @@ impl RedisQueue {
     /// Opens a dedicated connection for blocking commands (no response timeout).
     pub(crate) async fn blocking_connection(&self) -> Result<AnyConnection, QueueError> {
         self.connector.blocking().await.map_err(redis_err("opening blocking connection"))
+    }
+
+    /// A queue's depth in events (see `DEPTH_COUNTED`).
+    async fn events_in(&self, q: QueueId, context: &'static str) -> Result<u64, QueueError> {
+        let mut c = self.connection();
+        scripts::DEPTH_COUNTED
+            .key(self.keys.queue(q))
+            .key(self.keys.events(q))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err(context))
     }
 
     async fn llen(&self, key: &str, context: &'static str) -> Result<u64, QueueError> {
@@ -240,13 +268,16 @@ impl Queue for RedisQueue {
         if messages.is_empty() {
             return self.depth(queue).await;
         }
+        // One element per message, envelopes or not: this is the path of replays and
+        // remediation, whose messages are looked at one by one; the bulk paths (ingest, the
+        // alerter's alerts) pack.
+        let mut inv = scripts::PUSH_COUNTED.prepare_invoke();
+        inv.key(self.keys.queue(queue)).key(self.keys.events(queue));
+        for m in messages {
+            inv.arg(m.as_slice());
+        }
         let mut c = self.connection();
-        redis::cmd("LPUSH")
-            .arg(self.keys.queue(queue))
-            .arg(messages)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err("pushing messages"))
+        inv.invoke_async(&mut c).await.map_err(redis_err("pushing messages"))
     }
 
     async fn push_ingest(&self, messages: &[Vec<u8>], now: DateTime<Utc>) -> Result<u64, QueueError> {
@@ -256,20 +287,20 @@ impl Queue for RedisQueue {
         let hour = format!("{p}:1h:{}", now.format("%Y-%m-%dT%H"));
         let day = format!("{p}:24h:{}", now.format("%Y-%m-%d"));
         if messages.is_empty() {
-            return self.llen(&self.keys.ingest_queue, "reading queue depth").await;
+            return self.depth(QueueId::Ingest).await;
         }
         let mut inv = scripts::PUSH_INGEST.prepare_invoke();
-        inv.key(&self.keys.ingest_queue).key(&minute).key(&hour).key(&day);
+        inv.key(&self.keys.ingest_queue).key(&minute).key(&hour).key(&day).key(self.keys.events(QueueId::Ingest));
         inv.arg(n).arg(7_200).arg(172_800).arg(2_592_000);
-        for m in messages {
-            inv.arg(m.as_slice());
+        for e in self.pack(messages) {
+            inv.arg(e);
         }
         let mut c = self.connection();
         inv.invoke_async(&mut c).await.map_err(redis_err("enqueueing events"))
     }
 
     async fn depth(&self, queue: QueueId) -> Result<u64, QueueError> {
-        self.llen(self.keys.queue(queue), "reading queue depth").await
+        self.events_in(queue, "reading queue depth").await
     }
 
     async fn dead_letter_depth(&self, role: WorkerRole) -> Result<u64, QueueError> {
@@ -287,7 +318,7 @@ impl Queue for RedisQueue {
         let mut c = self.connection();
         for q in [QueueId::Ingest, QueueId::Alert] {
             let name = self.keys.queue(q).to_owned();
-            let depth = self.llen(&name, "reading queue depth").await?;
+            let depth = self.events_in(q, "reading queue depth").await?;
             status.queues.push(NamedDepth { name, depth });
             let name = self.keys.delayed(q);
             let depth: u64 = redis::cmd("ZCARD")
@@ -303,7 +334,11 @@ impl Queue for RedisQueue {
             status.dead_letter_queues.push(NamedDepth { name, depth });
             for pod in self.known_pods(role, self.deep_status).await? {
                 let name = self.keys.processing_list(role, &pod);
-                let depth = self.llen(&name, "reading processing list").await?;
+                let depth: u64 = scripts::LIST_EVENTS
+                    .key(&name)
+                    .invoke_async(&mut c)
+                    .await
+                    .map_err(redis_err("reading processing list"))?;
                 // PTTL: -2 no key, -1 no expiry (never written so by muttd), else ms left.
                 let left: i64 = redis::cmd("PTTL")
                     .arg(self.keys.heartbeat(role, &pod))

@@ -5,28 +5,60 @@
 //! List orientation, as in the original: producers `LPUSH` (left = back of the queue),
 //! consumers take from the right (the front).
 
+use super::envelope;
 use std::sync::LazyLock;
 
 /// Leases without blocking. KEYS: source queue, the worker's processing list, the role's lease
-/// tokens (hash: pod -> token), the role's redelivered hash. ARGV: how many to move, how many
-/// the processing list holds already (0, or 1 after a BLMOVE), the pod, the new lease's token,
-/// '1' to tell redeliveries from first deliveries.
+/// tokens (hash: pod -> token), the role's redelivered hash, and with batch envelopes the
+/// source's event counter. ARGV: how many events to move, how many elements the processing list
+/// holds already (0, or 1 after a BLMOVE), the pod, the new lease's token, '1' to tell
+/// redeliveries from first deliveries.
 ///
 /// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
-/// messages leased before, whose settle could then remove the wrong ones. Otherwise moves up
-/// to ARGV[1] messages from the front of the source; when the list is not empty afterwards the
-/// token is recorded, so that only this lease's settle (once) removes them. Returns {the moved
-/// messages oldest first, flags}: with ARGV[5] = '1' one '1' or '0' per message of the lease
-/// (the one already there first), '1' for a message the redelivered hash holds (one copy is
-/// taken off); the hash is only read when it exists, i.e. while recovered messages wait.
+/// messages leased before, whose settle could then remove the wrong ones. Otherwise moves
+/// elements from the front of the source until they carry ARGV[1] events (an envelope counts
+/// its events; the first one is taken whatever its size, so that no envelope is stuck; a run of
+/// plain messages goes in one RPOP and may end with an envelope); when the list is not empty
+/// afterwards the token is recorded, so that only this lease's settle (once) removes them.
+/// With a counter (KEYS[5]) the events taken (the BLMOVEd one's too) are subtracted, and the
+/// counter is dropped when the source is empty (so it never drifts for long). Returns {the
+/// moved elements oldest first, flags}: with ARGV[5] = '1' one '1' or '0' per element of the
+/// lease (the one already there first), '1' for an element the redelivered hash holds (one
+/// copy is taken off); the hash is only read when it exists, i.e. while recovered ones wait.
 pub static LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
+        &[envelope::LUA_COUNT_FN],
         r"
 local already = tonumber(ARGV[2])
 if redis.call('LLEN', KEYS[2]) ~= already then return false end
--- RPOP with a count (6.2+) takes them front first; one LPUSH lays them out as LMOVEs would.
+local want = tonumber(ARGV[1])
 local out = {}
-if tonumber(ARGV[1]) > 0 then out = redis.call('RPOP', KEYS[1], tonumber(ARGV[1])) or {} end
+if KEYS[5] == nil then
+  -- RPOP with a count (6.2+) takes them front first; one LPUSH lays them out as LMOVEs would.
+  if want > 0 then out = redis.call('RPOP', KEYS[1], want) or {} end
+else
+  local total = 0
+  while total < want do
+    local front = redis.call('LINDEX', KEYS[1], -1)
+    if not front then break end
+    local n = mutt_count(front)
+    if n == 1 then
+      for _, v in ipairs(redis.call('RPOP', KEYS[1], want - total) or {}) do
+        out[#out + 1] = v
+        total = total + mutt_count(v)
+      end
+    else
+      if total > 0 and total + n > want then break end
+      redis.call('RPOP', KEYS[1])
+      out[#out + 1] = front
+      total = total + n
+    end
+  end
+  if already == 1 then total = total + mutt_count(redis.call('LINDEX', KEYS[2], -1)) end
+  if redis.call('DECRBY', KEYS[5], total) < 0 or redis.call('LLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[5])
+  end
+end
 if #out > 0 then redis.call('LPUSH', KEYS[2], unpack(out)) end
 if #out + already > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
 if ARGV[5] ~= '1' then return {out, ''} end
@@ -50,7 +82,8 @@ return {out, table.concat(flags)}
 });
 
 /// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue,
-/// lease tokens. ARGV: pod, token, counts (ack, emit, put back, delayed, dead), then the
+/// lease tokens, and with batch envelopes the source's and the output's event counters (what
+/// is put back or emitted is counted there). ARGV: pod, token, counts (ack, emit, put back, delayed, dead), then the
 /// messages in that order; delayed entries are (delay in ms, message) pairs.
 ///
 /// Only the current lease's token settles, once: a settle retried after a lost reply, or one
@@ -62,8 +95,15 @@ return {out, table.concat(flags)}
 /// (LREM from the tail, so each removal finds its message first). Pushes go out one command
 /// per destination.
 pub static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
+        &[envelope::LUA_COUNT_FN],
         r"
+local function count_into(key, from, n)
+  if KEYS[8] == nil or n == 0 then return end
+  local total = 0
+  for k = from, from + n - 1 do total = total + mutt_count(ARGV[k]) end
+  redis.call('INCRBY', key, total)
+end
 if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[6], ARGV[1])
 local len = redis.call('LLEN', KEYS[1])
@@ -85,8 +125,16 @@ else
   for k = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[7 + k]) end
 end
 local i = 8 + nack
-if nemit > 0 then redis.call('LPUSH', KEYS[5], unpack(ARGV, i, i + nemit - 1)); i = i + nemit end
-if nback > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, i, i + nback - 1)); i = i + nback end
+if nemit > 0 then
+  redis.call('LPUSH', KEYS[5], unpack(ARGV, i, i + nemit - 1))
+  count_into(KEYS[8], i, nemit)
+  i = i + nemit
+end
+if nback > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, i + nback - 1))
+  count_into(KEYS[7], i, nback)
+  i = i + nback
+end
 if ndelay > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -113,18 +161,18 @@ return 1
 /// The owner's lease token (field ARGV[6] of hash KEYS[6]) goes too: a settle of the
 /// recovered lease must not apply any more. With ARGV[7] = '1' every message moved (or
 /// dead-lettered, which a replay may bring back) is counted in the redelivered hash KEYS[7]
-/// (kept 24 h after the last recovery), so that the lease that takes it again says so.
+/// (kept 24 h after the last recovery), so that the lease that takes it again says so. With
+/// batch envelopes, KEYS[8] is the source's event counter.
 pub static RECOVER: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
+        &[envelope::LUA_COUNT_FN],
         r"
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('HDEL', KEYS[6], ARGV[6])
 local track = ARGV[7] == '1'
 local count_crash, max = ARGV[3] == '1', tonumber(ARGV[4])
-local n = 0
-for _ = 1, tonumber(ARGV[2]) do
-  local v = redis.call('LPOP', KEYS[1])
-  if not v then break end
+local events = 0
+local function restore(v)
   local poisoned = false
   if count_crash then
     local id = redis.sha1hex(v)
@@ -141,21 +189,45 @@ for _ = 1, tonumber(ARGV[2]) do
       }))
     end
   end
-  if not poisoned then redis.call('RPUSH', KEYS[3], v) end
+  if not poisoned then
+    redis.call('RPUSH', KEYS[3], v)
+    events = events + mutt_count(v)
+  end
   if track then redis.call('HINCRBY', KEYS[7], v, 1) end
+end
+-- An envelope whose worker died goes back as its events, newest pushed first so that the
+-- oldest is first in line: from then on each event's crashes count alone, and a poison event
+-- is dead-lettered without its neighbours.
+local function split(v)
+  local out, start = {}, string.find(v, '\n', 1, true) + 1
+  while true do
+    local nl = string.find(v, '\n', start, true)
+    if not nl then out[#out + 1] = string.sub(v, start); break end
+    out[#out + 1] = string.sub(v, start, nl - 1)
+    start = nl + 1
+  end
+  for k = #out, 1, -1 do restore(out[k]) end
+end
+local n = 0
+for _ = 1, tonumber(ARGV[2]) do
+  local v = redis.call('LPOP', KEYS[1])
+  if not v then break end
+  if count_crash and mutt_count(v) > 1 then split(v) else restore(v) end
   n = n + 1
 end
 if track and n > 0 then redis.call('EXPIRE', KEYS[7], 86400) end
+if KEYS[8] ~= nil and events > 0 then redis.call('INCRBY', KEYS[8], events) end
 return n
 ",
     )
 });
 
 /// Appends ingested events and counts them, atomically. KEYS: the ingest queue, the minute,
-/// hour and day counters. ARGV: the event count, the three counters' TTLs in seconds, then the
-/// events. A counter's TTL is set when this call created it (the original's keys: set once, so
-/// a bucket expires a fixed time after its first event). Returns the queue's new depth. One
-/// script instead of MULTI, LPUSH, three INCRBY, three EXPIRE NX and EXEC.
+/// hour and day counters, and with batch envelopes the queue's event counter. ARGV: the event
+/// count, the three counters' TTLs in seconds, then the list elements (events, or envelopes of
+/// events). A counter's TTL is set when this call created it (the original's keys: set once,
+/// so a bucket expires a fixed time after its first event). Returns the queue's new depth in
+/// events. One script instead of MULTI, LPUSH, three INCRBY, three EXPIRE NX and EXEC.
 pub static PUSH_INGEST: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -164,7 +236,35 @@ local n = tonumber(ARGV[1])
 for i = 2, 4 do
   if redis.call('INCRBY', KEYS[i], n) == n then redis.call('EXPIRE', KEYS[i], ARGV[i], 'NX') end
 end
+if KEYS[5] ~= nil then return math.max(depth, redis.call('INCRBY', KEYS[5], n)) end
 return depth
+",
+    )
+});
+
+/// Appends list elements (envelopes or plain messages) to a queue and adds their events to the
+/// queue's counter. KEYS: the queue, its event counter. ARGV: the elements. Returns the depth
+/// in events.
+pub static PUSH_COUNTED: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[envelope::LUA_COUNT_FN],
+        r"
+local depth = redis.call('LPUSH', KEYS[1], unpack(ARGV))
+local n = 0
+for _, v in ipairs(ARGV) do n = n + mutt_count(v) end
+return math.max(depth, redis.call('INCRBY', KEYS[2], n))
+",
+    )
+});
+
+/// A queue's depth in events with batch envelopes: its counter, never less than its length.
+/// KEYS: the queue, its event counter.
+pub static DEPTH_COUNTED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local len = redis.call('LLEN', KEYS[1])
+if len == 0 then return 0 end
+return math.max(len, tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
 ",
     )
 });
@@ -202,18 +302,36 @@ return out
     )
 });
 
+/// The events a processing list holds (its elements' counts; lists are at most one lease).
+/// KEYS: the list.
+pub static LIST_EVENTS: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[envelope::LUA_COUNT_FN],
+        r"
+local n = 0
+for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do n = n + mutt_count(v) end
+return n
+",
+    )
+});
+
 /// Moves up to ARGV[1] delayed messages that are due (score <= server time in ms) from the
-/// delayed set (KEYS[1]) to the front of the source queue (KEYS[2]).
+/// delayed set (KEYS[1]) to the front of the source queue (KEYS[2]); with batch envelopes
+/// KEYS[3] is the source's event counter.
 pub static MOVE_DUE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
+        &[envelope::LUA_COUNT_FN],
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local events = 0
 for _, m in ipairs(due) do
   redis.call('RPUSH', KEYS[2], m)
   redis.call('ZREM', KEYS[1], m)
+  events = events + mutt_count(m)
 end
+if KEYS[3] ~= nil and events > 0 then redis.call('INCRBY', KEYS[3], events) end
 return #due
 ",
     )
