@@ -42,3 +42,31 @@ async fn a_lease_never_joins_a_non_empty_processing_list() {
     assert_eq!(left, 0);
     c.shutdown().await.unwrap();
 }
+
+/// A message seen once gets no sample key (one-off messages are most of what goes unhandled);
+/// the second sighting keeps one, and the first sample kept stays.
+#[tokio::test]
+async fn unhandled_samples_are_kept_from_the_second_sighting() {
+    use mutt_queue::{Coordination, UnhandledKey, UnhandledSample};
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let q = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys.clone())).await.unwrap();
+    let expiry = std::time::Duration::from_secs(60);
+    let key =
+        |id: &str| UnhandledKey { hostname: "sw1".into(), signature: "0123456789abcdef".into(), event_id: id.into() };
+    let sample = |text: &str| [UnhandledSample::new("sw1", "0123456789abcdef", text)];
+    let sample_key = format!("{}:sample", keys.unhandled("sw1", "0123456789abcdef").0);
+    let stored = |q: &RedisQueue| {
+        let mut c = q.connection();
+        let k = sample_key.clone();
+        async move { redis::cmd("GET").arg(k).query_async::<Option<String>>(&mut c).await.unwrap() }
+    };
+    q.count_unhandled(&[key("e1")], 100, expiry).await.unwrap();
+    q.keep_unhandled_samples(&sample("first"), expiry).await.unwrap();
+    assert_eq!(stored(&q).await, None, "seen once: no key");
+    q.count_unhandled(&[key("e2")], 100, expiry).await.unwrap();
+    q.keep_unhandled_samples(&sample("second"), expiry).await.unwrap();
+    q.keep_unhandled_samples(&sample("third"), expiry).await.unwrap();
+    assert_eq!(stored(&q).await.as_deref(), Some("second"), "kept from the second sighting, first one wins");
+    let counts = q.unhandled_counts(10).await.unwrap();
+    assert_eq!((counts[0].count, counts[0].message.as_deref()), (2, Some("second")));
+}

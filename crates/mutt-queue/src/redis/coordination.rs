@@ -282,13 +282,16 @@ impl Coordination for RedisQueue {
             return Ok(());
         }
         // `<counter>:sample`, living as long as a counter's window; NX keeps the first.
-        let mut pipe = redis::pipe();
+        let mut inv = scripts::UNHANDLED_SAMPLES.prepare_invoke();
         for s in samples {
-            let key = format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0);
-            pipe.cmd("SET").arg(key).arg(&s.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
+            inv.key(self.keys.unhandled(&s.hostname, &s.signature).0);
+        }
+        inv.arg(expiry.as_secs().max(1));
+        for s in samples {
+            inv.arg(&s.message);
         }
         let mut c = self.connection();
-        pipe.query_async::<()>(&mut c).await.map_err(redis_err("keeping unhandled samples"))
+        inv.invoke_async::<()>(&mut c).await.map_err(redis_err("keeping unhandled samples"))
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {

@@ -315,6 +315,24 @@ return n
     )
 });
 
+/// Keeps an example message per unhandled counter (`<counter>:sample`, first one wins, as long
+/// as a counter's window). KEYS: the counters. ARGV: the expiry in seconds, then one message
+/// per counter. A counter at exactly 1 (a message seen once so far) gets no sample yet: one-off
+/// messages are most of what goes unhandled, and a key each for a day costs Redis more than
+/// their whole counting; the second sighting keeps it.
+pub static UNHANDLED_SAMPLES: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+for i, counter in ipairs(KEYS) do
+  if redis.call('GET', counter) ~= '1' then
+    redis.call('SET', counter .. ':sample', ARGV[i + 1], 'EX', ARGV[1], 'NX')
+  end
+end
+return 0
+",
+    )
+});
+
 /// Moves up to ARGV[1] delayed messages that are due (score <= server time in ms) from the
 /// delayed set (KEYS[1]) to the front of the source queue (KEYS[2]); with batch envelopes
 /// KEYS[3] is the source's event counter.
