@@ -3,8 +3,8 @@
 
 use crate::ForwarderMetrics;
 use crate::delivery::Delivery;
+use crate::view::{self, AlertView};
 use crate::worker::ForwardOutcome;
-use mutt_core::Alert;
 use mutt_queue::log_ids::join_ids;
 use mutt_queue::{Lease, MessageIds, RetryOutcome, RetryPolicy, Settlement};
 use mutt_service::Backoff;
@@ -13,10 +13,10 @@ use std::time::Duration;
 
 /// One leased alert on its way: the bytes re-queued or dead-lettered in its place (the leased
 /// bytes, or without the `api_key` of an alert the original MUTT queued) and the alert read
-/// from them.
+/// from them (borrowing from the lease).
 pub struct Pending<'a> {
     pub raw: Cow<'a, [u8]>,
-    pub alert: Alert,
+    pub alert: AlertView<'a>,
     /// Leased before (handed back or recovered): it may have been delivered already.
     pub redelivered: bool,
 }
@@ -71,21 +71,21 @@ impl<'a> Batch<'a> {
     }
 
     /// Reads the leased alerts, muttd's own and those the original MUTT queued (see
-    /// [`Alert::from_queue`]). An unreadable one is dead-lettered at once, and so is one that
+    /// [`view::read`], read as `Alert::from_queue` reads them). An unreadable one is dead-lettered at once, and so is one that
     /// arrives with `_moog_retry_count` above `max_retries` (left by the original forwarder,
     /// or replayed from the DLQ by hand), undelivered, as the original did (spec §5.2).
     pub fn decode(&mut self, max_retries: u32) -> Vec<Pending<'a>> {
         let mut pending = Vec::with_capacity(self.lease.len());
         for (i, raw) in self.lease.messages.iter().enumerate() {
-            match Alert::from_queue(raw) {
-                Ok(q) if q.retry_count > u64::from(max_retries) => {
+            match view::read(raw) {
+                Ok((alert, q)) if q.retry_count > u64::from(max_retries) => {
                     let raw = q.scrubbed.as_deref().unwrap_or(raw);
-                    self.exhausted_on_arrival(raw, &q.alert, q.retry_count, max_retries);
+                    self.exhausted_on_arrival(raw, &alert, q.retry_count, max_retries);
                 }
-                Ok(q) => {
+                Ok((alert, q)) => {
                     let raw = q.scrubbed.map_or(Cow::Borrowed(raw.as_slice()), Cow::Owned);
-                    let redelivered = self.lease.possibly_redelivered(i) || !made_by_muttd(&q.alert.event_id);
-                    pending.push(Pending { raw, alert: q.alert, redelivered });
+                    let redelivered = self.lease.possibly_redelivered(i) || !made_by_muttd(&alert.event_id);
+                    pending.push(Pending { raw, alert, redelivered });
                 }
                 Err(e) => {
                     self.counts.dead += 1;
@@ -105,7 +105,7 @@ impl<'a> Batch<'a> {
         pending
     }
 
-    fn exhausted_on_arrival(&mut self, raw: &[u8], alert: &Alert, count: u64, max_retries: u32) {
+    fn exhausted_on_arrival(&mut self, raw: &[u8], alert: &AlertView<'_>, count: u64, max_retries: u32) {
         self.counts.dead += 1;
         self.metrics.request("fail", "retry_exhausted");
         self.metrics.processed("dlq");
@@ -141,7 +141,7 @@ impl<'a> Batch<'a> {
                 if let Some(ms) = age_ms(&p.alert.event_id) {
                     self.metrics.delivery_latency.observe(ms / 1000.0);
                 }
-                return Some(p.alert.event_id.clone());
+                return Some(p.alert.event_id.as_ref().to_owned());
             }
             Delivery::Retry { after, reason } => self.retry(p, after, &reason, retry),
             Delivery::Reject { status, body } => {
@@ -208,7 +208,7 @@ impl<'a> Batch<'a> {
             // One line per batch, at debug: while the breaker is open this repeats every pause.
             tracing::debug!(
                 held = waiting.len(),
-                event_ids = join_ids(waiting.iter().map(|p| p.alert.event_id.as_str())),
+                event_ids = join_ids(waiting.iter().map(|p| p.alert.event_id.as_ref())),
                 "alerts held back by the circuit breaker or the rate limit; put back first in line"
             );
         }

@@ -12,7 +12,8 @@
 //! - [`admission`]: the shared circuit breaker and rate limit (live rate from dynamic
 //!   configuration);
 //! - [`sink`]: where alerts go, behind one interface: the webhook or the alerts file;
-//! - [`payload`]: the request body for each output format;
+//! - [`view`]: a leased alert read once, borrowing from its bytes;
+//! - [`payload`]: the request body for each output format, written straight into its bytes;
 //! - [`delivery`]: classifying a response into delivered / retry / reject / hold (pure);
 //! - [`metrics`]: the original's `mutt_moog_*` metrics.
 
@@ -22,6 +23,7 @@ pub mod delivery;
 pub mod metrics;
 pub mod payload;
 pub mod sink;
+pub mod view;
 pub mod worker;
 
 use mutt_core::Secret;

@@ -1,7 +1,7 @@
 //! Request bodies for the output formats.
 
-use mutt_core::Alert;
-use serde_json::{Value, json};
+use crate::view::{AlertView, RawJson};
+use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -32,53 +32,9 @@ pub fn moog_severity(name: &str) -> u8 {
 /// alert by accident.
 pub const DEFAULT_SEVERITY_MAP: [u8; 8] = [5, 5, 5, 4, 2, 1, 1, 1];
 
-/// The body of a one-alert request (`legacy`, `generic`).
-pub fn body(format: OutputFormat, alert: &Alert, now_epoch: i64) -> Value {
-    match format {
-        OutputFormat::Legacy => legacy(alert, now_epoch),
-        OutputFormat::Generic | OutputFormat::MoogRestLam => serde_json::to_value(alert).unwrap_or(Value::Null),
-    }
-}
-
-/// One REST LAM event for an alert.
-pub fn lam_event(alert: &Alert, severity_map: &[u8; 8], default_severity: u8, now_epoch: i64) -> Value {
-    let severity = alert
-        .raw_json
-        .get("syslog_severity")
-        .and_then(Value::as_u64)
-        .and_then(|s| severity_map.get(s as usize).copied())
-        .unwrap_or(default_severity);
-    let host = or(&alert.hostname, "unknown");
-    let signature = match alert.rule_id {
-        Some(rule) => format!("{host}::rule-{rule}"),
-        None => format!("{host}::{}", alert.handling.as_deref().unwrap_or("mutt")),
-    };
-    json!({
-        "signature": signature,
-        "source_id": host,
-        "external_id": alert.event_id,
-        "manager": "MUTT",
-        "source": host,
-        "class": or(&alert.team_assignment, "Unknown"),
-        "agent_location": "MUTT Alerter",
-        "type": alert.handling.as_deref().unwrap_or("Alert"),
-        "severity": severity,
-        "description": alert.message_body,
-        "agent_time": now_epoch,
-        "custom_info": alert.raw_json,
-    })
-}
-
-/// The REST LAM request body for several alerts.
-pub fn lam_body(events: Vec<Value>, auth_token: Option<&str>) -> Value {
-    let mut body = json!({"events": events});
-    if let Some(t) = auth_token {
-        body["auth_token"] = json!(t);
-    }
-    body
-}
-
-/// Builds the request bodies of one output format (every sink sends or writes the same ones).
+/// Builds the request bodies of one output format (every sink sends or writes the same ones),
+/// written straight into the body's bytes: no JSON tree in between. Keys come in sorted order,
+/// byte for byte what the JSON objects of earlier versions serialised to.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     pub format: OutputFormat,
@@ -87,6 +43,9 @@ pub struct Encoder {
     pub severity_map: [u8; 8],
     pub default_severity: u8,
 }
+
+/// Alerts grouped into one request.
+pub type Group<'g, 'v> = &'g [&'g AlertView<'v>];
 
 impl Encoder {
     pub fn new(config: &crate::ForwarderConfig) -> Self {
@@ -108,22 +67,121 @@ impl Encoder {
 
     /// The requests for these alerts: the alerts each carries and its body. REST LAM bodies
     /// carry no `auth_token`: only the webhook adds it, so it never reaches a file or a log.
-    pub fn requests<'a>(&self, alerts: &'a [&'a Alert], now_epoch: i64) -> Vec<(&'a [&'a Alert], Value)> {
-        alerts.chunks(self.request_size()).map(|group| (group, self.group_body(group, now_epoch))).collect()
+    pub fn requests<'g, 'v>(&self, alerts: Group<'g, 'v>, now_epoch: i64) -> Vec<(Group<'g, 'v>, Vec<u8>)> {
+        alerts.chunks(self.request_size()).map(|group| (group, self.group_body(group, now_epoch, None))).collect()
     }
 
     /// The body of one request carrying `group` (one alert unless the format is REST LAM;
-    /// a smaller group when a rejected batch is split to find the rejected alerts).
-    pub fn group_body(&self, group: &[&Alert], now_epoch: i64) -> Value {
-        match (self.format, group) {
-            (OutputFormat::MoogRestLam, _) => {
-                let events =
-                    group.iter().map(|a| lam_event(a, &self.severity_map, self.default_severity, now_epoch)).collect();
-                lam_body(events, None)
-            }
-            (f, [first, ..]) => body(f, first, now_epoch),
-            (_, []) => Value::Null,
+    /// a smaller group when a rejected batch is split to find the rejected alerts), with the
+    /// REST LAM `auth_token` when given.
+    pub fn group_body(&self, group: &[&AlertView<'_>], now_epoch: i64, auth_token: Option<&str>) -> Vec<u8> {
+        let size: usize = group.iter().map(|a| size_hint(a)).sum();
+        let mut out = Vec::with_capacity(size + 64);
+        // Writing into a Vec fails only for a map key that is not a string: none here.
+        let _ = match (self.format, group) {
+            (OutputFormat::MoogRestLam, _) => serde_json::to_writer(
+                &mut out,
+                &LamBody { auth_token, events: LamEvents { enc: self, group, now_epoch } },
+            ),
+            (OutputFormat::Legacy, [one, ..]) => serde_json::to_writer(&mut out, &legacy(one, now_epoch)),
+            (OutputFormat::Generic, [one, ..]) => serde_json::to_writer(&mut out, &generic(one)),
+            (_, []) => serde_json::to_writer(&mut out, &()),
+        };
+        out
+    }
+
+    /// One REST LAM event for an alert.
+    fn lam_event<'v>(&self, a: &'v AlertView<'v>, now_epoch: i64) -> LamEvent<'v> {
+        let severity = a
+            .raw_json
+            .syslog_severity()
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| self.severity_map.get(s).copied())
+            .unwrap_or(self.default_severity);
+        let host = or(&a.hostname, "unknown");
+        LamEvent {
+            agent_location: "MUTT Alerter",
+            agent_time: now_epoch,
+            class: or(&a.team_assignment, "Unknown"),
+            custom_info: &a.raw_json,
+            description: &a.message_body,
+            external_id: &a.event_id,
+            manager: "MUTT",
+            severity,
+            signature: Signature { host, rule: a.rule_id, handling: a.handling.as_deref() },
+            source: host,
+            source_id: host,
+            kind: a.handling.as_deref().unwrap_or("Alert"),
         }
+    }
+}
+
+/// About the size of an alert's JSON in a body: room reserved up front.
+fn size_hint(a: &AlertView<'_>) -> usize {
+    let raw = match &a.raw_json {
+        RawJson::Canonical { raw, .. } => raw.get().len(),
+        RawJson::Parsed(_) => 512,
+    };
+    raw + a.message_body.len() + 2 * a.hostname.len() + a.team_assignment.len() + 320
+}
+
+/// A REST LAM request body; fields in sorted order (as a JSON object of them serialised).
+#[derive(Serialize)]
+struct LamBody<'e, 'g, 'v> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_token: Option<&'e str>,
+    events: LamEvents<'e, 'g, 'v>,
+}
+
+struct LamEvents<'e, 'g, 'v> {
+    enc: &'e Encoder,
+    group: Group<'g, 'v>,
+    now_epoch: i64,
+}
+
+impl Serialize for LamEvents<'_, '_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.group.iter().map(|a| self.enc.lam_event(a, self.now_epoch)))
+    }
+}
+
+/// One REST LAM event; fields in sorted order.
+#[derive(Serialize)]
+struct LamEvent<'v> {
+    agent_location: &'static str,
+    agent_time: i64,
+    class: &'v str,
+    custom_info: &'v RawJson<'v>,
+    description: &'v str,
+    external_id: &'v str,
+    manager: &'static str,
+    severity: u8,
+    signature: Signature<'v>,
+    source: &'v str,
+    source_id: &'v str,
+    #[serde(rename = "type")]
+    kind: &'v str,
+}
+
+/// `host::rule-<id>`, or `host::<handling>` (`mutt` without one), written without a String.
+struct Signature<'v> {
+    host: &'v str,
+    rule: Option<i32>,
+    handling: Option<&'v str>,
+}
+
+impl std::fmt::Display for Signature<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rule {
+            Some(rule) => write!(f, "{}::rule-{rule}", self.host),
+            None => write!(f, "{}::{}", self.host, self.handling.unwrap_or("mutt")),
+        }
+    }
+}
+
+impl Serialize for Signature<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -134,141 +192,80 @@ fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
 /// The original's `agent` value, kept literally: Moogsoft filters and runbooks may match on it.
 pub const LEGACY_AGENT: &str = "MUTT v2.3";
 
-/// The original's payload field for field (spec §5.3). `external_id` is the correlation id,
-/// as the original sent it (Moog correlation and runbooks find the MUTT log line by it); the
-/// other formats send the event id there, the right dedup key when a batch shares one
-/// correlation id. An empty field takes the original's default (it never sent empty ones).
-fn legacy(a: &Alert, now_epoch: i64) -> Value {
-    let mut body = json!({
-        "signature": or(&a.hostname, "unknown"),
-        "source_id": or(&a.hostname, "unknown"),
-        "external_id": or(&a.correlation_id, "unknown"),
-        "manager": "MUTT",
-        "source": "MUTT Alerter",
-        "class": or(&a.team_assignment, "Unknown"),
-        "agent": LEGACY_AGENT,
-        "agent_location": "Alerter Service",
-        "type": "Alert",
-        "severity": moog_severity(&a.severity),
-        "description": a.message_body,
-        "agent_time": now_epoch,
-    });
-    // The original adds `custom_info` only when the alert has `raw_json`.
-    if !a.raw_json.is_null() {
-        body["custom_info"] = a.raw_json.clone();
+/// The original's payload field for field (spec §5.3); fields in sorted order.
+#[derive(Serialize)]
+struct Legacy<'v> {
+    agent: &'static str,
+    agent_location: &'static str,
+    agent_time: i64,
+    class: &'v str,
+    /// The original adds `custom_info` only when the alert has `raw_json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_info: Option<&'v RawJson<'v>>,
+    description: &'v str,
+    external_id: &'v str,
+    manager: &'static str,
+    severity: u8,
+    signature: &'v str,
+    source: &'static str,
+    source_id: &'v str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The original's payload. `external_id` is the correlation id, as the original sent it (Moog
+/// correlation and runbooks find the MUTT log line by it); the other formats send the event id
+/// there, the right dedup key when a batch shares one correlation id. An empty field takes the
+/// original's default (it never sent empty ones).
+fn legacy<'v>(a: &'v AlertView<'v>, now_epoch: i64) -> Legacy<'v> {
+    Legacy {
+        agent: LEGACY_AGENT,
+        agent_location: "Alerter Service",
+        agent_time: now_epoch,
+        class: or(&a.team_assignment, "Unknown"),
+        custom_info: (!a.raw_json.is_null()).then_some(&a.raw_json),
+        description: &a.message_body,
+        external_id: or(&a.correlation_id, "unknown"),
+        manager: "MUTT",
+        severity: moog_severity(&a.severity),
+        signature: or(&a.hostname, "unknown"),
+        source: "MUTT Alerter",
+        source_id: or(&a.hostname, "unknown"),
+        kind: "Alert",
     }
-    body
+}
+
+/// The alert message itself (the `generic` format); fields in sorted order.
+#[derive(Serialize)]
+struct Generic<'v> {
+    #[serde(rename = "_correlation_id")]
+    correlation_id: &'v str,
+    #[serde(rename = "_event_id")]
+    event_id: &'v str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handling: Option<&'v str>,
+    hostname: &'v str,
+    message_body: &'v str,
+    raw_json: &'v RawJson<'v>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<i32>,
+    severity: &'v str,
+    team_assignment: &'v str,
+}
+
+fn generic<'v>(a: &'v AlertView<'v>) -> Generic<'v> {
+    Generic {
+        correlation_id: &a.correlation_id,
+        event_id: &a.event_id,
+        handling: a.handling.as_deref(),
+        hostname: &a.hostname,
+        message_body: &a.message_body,
+        raw_json: &a.raw_json,
+        rule_id: a.rule_id,
+        severity: &a.severity,
+        team_assignment: &a.team_assignment,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rest_lam_event_has_moog_fields_and_numeric_severity() {
-        let mut a = alert();
-        a.raw_json = json!({"syslog_severity": 3, "message": "x"});
-        let e = lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 1700000000);
-        for f in [
-            "signature",
-            "source_id",
-            "external_id",
-            "manager",
-            "source",
-            "class",
-            "agent_location",
-            "type",
-            "severity",
-            "description",
-            "agent_time",
-            "custom_info",
-        ] {
-            assert!(e.get(f).is_some(), "{f}");
-        }
-        assert_eq!(e["severity"], 4);
-        assert_eq!(e["external_id"], "e1");
-        assert_eq!(e["class"], "NetOps");
-        a.raw_json = json!({});
-        assert_eq!(lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 0)["severity"], 2);
-        let body = lam_body(vec![e], Some("tok"));
-        assert_eq!(body["auth_token"], "tok");
-        assert_eq!(body["events"].as_array().unwrap().len(), 1);
-    }
-
-    fn alert() -> Alert {
-        Alert {
-            hostname: "router1".into(),
-            team_assignment: "NetOps".into(),
-            severity: "Warning".into(),
-            message_body: "LINK-DOWN on Gi0/1".into(),
-            raw_json: json!({"message": "LINK-DOWN on Gi0/1"}),
-            correlation_id: "c1".into(),
-            event_id: "e1".into(),
-            rule_id: Some(3),
-            handling: Some("Page_and_ticket".into()),
-        }
-    }
-
-    #[test]
-    fn encoder_groups_rest_lam_batches_without_the_token() {
-        let alerts = vec![alert(); 5];
-        let refs: Vec<&Alert> = alerts.iter().collect();
-        let enc = Encoder {
-            format: OutputFormat::MoogRestLam,
-            lam_batch_size: 2,
-            severity_map: DEFAULT_SEVERITY_MAP,
-            default_severity: 2,
-        };
-        let reqs = enc.requests(&refs, 0);
-        let sizes: Vec<usize> = reqs.iter().map(|(g, _)| g.len()).collect();
-        assert_eq!(sizes, vec![2, 2, 1]);
-        assert!(reqs.iter().all(|(g, b)| b["events"].as_array().map(Vec::len) == Some(g.len())));
-        assert!(reqs.iter().all(|(_, b)| b.get("auth_token").is_none()));
-        let legacy = Encoder { format: OutputFormat::Legacy, ..enc };
-        assert_eq!(legacy.request_size(), 1);
-        assert_eq!(legacy.requests(&refs, 0).len(), 5);
-    }
-
-    #[test]
-    fn legacy_payload_is_the_originals_field_for_field() {
-        let mut a = alert();
-        a.severity = "Major".into();
-        let b = body(OutputFormat::Legacy, &a, 1700000000);
-        let want = json!({
-            "signature": "router1", "source_id": "router1", "external_id": "c1", "manager": "MUTT",
-            "source": "MUTT Alerter", "class": "NetOps", "agent": "MUTT v2.3",
-            "agent_location": "Alerter Service", "type": "Alert", "severity": 4,
-            "description": "LINK-DOWN on Gi0/1", "agent_time": 1700000000,
-            "custom_info": {"message": "LINK-DOWN on Gi0/1"},
-        });
-        assert_eq!(b, want);
-        // The original's defaults, and no custom_info without raw_json.
-        let empty = Alert::from_queue(b"{}").unwrap().alert;
-        let b = body(OutputFormat::Legacy, &empty, 0);
-        assert_eq!(
-            (&b["signature"], &b["source_id"], &b["external_id"]),
-            (&json!("unknown"), &json!("unknown"), &json!("unknown"))
-        );
-        assert_eq!((&b["class"], &b["severity"], &b["description"]), (&json!("Unknown"), &json!(3), &json!("")));
-        assert!(b.get("custom_info").is_none(), "{b}");
-        for (name, n) in [
-            ("Critical", 5),
-            ("Major", 4),
-            ("Warning", 3),
-            ("Minor", 2),
-            ("Info", 1),
-            ("Clear", 0),
-            ("critical", 3),
-            ("", 3),
-        ] {
-            assert_eq!(moog_severity(name), n, "{name}");
-        }
-    }
-
-    #[test]
-    fn rest_lam_and_generic_keep_the_event_id() {
-        let a = alert();
-        assert_eq!(lam_event(&a, &DEFAULT_SEVERITY_MAP, 2, 0)["external_id"], "e1");
-        assert_eq!(body(OutputFormat::Generic, &a, 0)["_event_id"], "e1");
-    }
-}
+mod tests;

@@ -18,8 +18,8 @@ use crate::admission::Gate;
 use crate::batch::{Batch, Pending, RetrySchedule};
 use crate::delivery::Delivery;
 use crate::sink::{self, Sink};
+use crate::view::AlertView;
 use crate::{ForwarderConfig, ForwarderMetrics};
-use mutt_core::Alert;
 use mutt_queue::log_ids::{BatchFailure, first_event_ids};
 use mutt_queue::{ConsumerConfig, Coordination, Lease, Queue, QueueError, RetryPolicy, WorkerRole};
 use mutt_service::{Backoff, Watchdog};
@@ -172,18 +172,18 @@ impl Forwarder {
         batch: &mut Batch<'a>,
         decoded: Vec<Pending<'a>>,
     ) -> Result<Vec<Pending<'a>>, QueueError> {
-        let ids: Vec<String> = decoded.iter().filter(|p| p.redelivered).map(|p| p.alert.event_id.clone()).collect();
+        let ids: Vec<String> =
+            decoded.iter().filter(|p| p.redelivered).map(|p| p.alert.event_id.as_ref().to_owned()).collect();
         let delivered_before =
             if ids.is_empty() { Vec::new() } else { self.coordination.already_delivered(&ids).await? };
         let mut seen = delivered_before.into_iter();
         // Two copies of one alert in the same batch (queued twice before either was delivered)
         // go out once: the delivered ids only know about earlier batches.
-        let mut in_batch = std::collections::HashSet::with_capacity(decoded.len());
+        let copies = later_copies(&decoded);
         let mut fresh = Vec::with_capacity(decoded.len());
-        for p in decoded {
+        for (p, copy) in decoded.into_iter().zip(copies) {
             let delivered = p.redelivered && seen.next().unwrap_or(false);
-            let id = p.alert.event_id.as_str();
-            if !id.is_empty() && (delivered || !in_batch.insert(id.to_owned())) {
+            if !p.alert.event_id.is_empty() && (delivered || copy) {
                 batch.duplicate(&p);
             } else {
                 fresh.push(p);
@@ -205,7 +205,7 @@ impl Forwarder {
         if alerts.is_empty() {
             return (Vec::new(), None);
         }
-        let refs: Vec<&Alert> = alerts.iter().map(|p| &p.alert).collect();
+        let refs: Vec<&AlertView<'_>> = alerts.iter().map(|p| &p.alert).collect();
         let sent = self.sink.deliver(&refs).await;
         let breaker = self.gate.outcomes(&sent);
         let mut outcomes: Vec<Delivery> =
@@ -319,4 +319,10 @@ impl Forwarder {
         }
         tracing::info!("forwarder stopped");
     }
+}
+
+/// Per alert, whether an earlier alert of the batch has its (non-empty) event id.
+fn later_copies(decoded: &[Pending<'_>]) -> Vec<bool> {
+    let mut ids = std::collections::HashSet::with_capacity(decoded.len());
+    decoded.iter().map(|p| !p.alert.event_id.is_empty() && !ids.insert(p.alert.event_id.as_ref())).collect()
 }

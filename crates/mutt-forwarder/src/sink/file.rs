@@ -13,9 +13,9 @@ use super::{Sent, Sink};
 use crate::ForwarderMetrics;
 use crate::delivery::Delivery;
 use crate::payload::Encoder;
+use crate::view::AlertView;
 use crate::worker::ForwarderError;
 use async_trait::async_trait;
-use mutt_core::Alert;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -78,17 +78,17 @@ impl FileSink {
         Ok(Self { path, file, encoder, sync, metrics })
     }
 
-    fn log(&self, group: &[&Alert], line: &str) {
+    fn log(&self, group: &[&AlertView<'_>], line: &str) {
         // The ids of a one-alert request, or the first few of a bigger one.
         let (correlation_id, event_id) = match group {
-            [one] => (Some(one.correlation_id.as_str()), Some(one.event_id.as_str())),
+            [one] => (Some(one.correlation_id.as_ref()), Some(one.event_id.as_ref())),
             _ => (None, None),
         };
         tracing::info!(
             correlation_id,
             event_id,
             alerts = group.len(),
-            event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_str())),
+            event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_ref())),
             alert = %line,
             file = %self.path.display(),
             "alert"
@@ -113,20 +113,19 @@ impl FileSink {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent> {
+    async fn deliver(&self, alerts: &[&AlertView<'_>]) -> Vec<Sent> {
         let requests = self.encoder.requests(alerts, chrono::Utc::now().timestamp());
         let mut lines = Vec::new();
         for (group, body) in &requests {
-            let line = body.to_string();
-            self.log(group, &line);
-            lines.extend_from_slice(line.as_bytes());
+            self.log(group, &String::from_utf8_lossy(body));
+            lines.extend_from_slice(body);
             lines.push(b'\n');
         }
         let written = self.write(lines).await;
         if let Err(e) = &written {
             tracing::error!(error = %e, alerts = alerts.len(), "alerts file write failed; the alerts are retried");
         }
-        let sent = |group: &[&Alert]| {
+        let sent = |group: &[&AlertView<'_>]| {
             let delivery = match &written {
                 Ok(()) => {
                     self.metrics.request("success", "");
@@ -152,9 +151,10 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
     use crate::ForwarderConfig;
+    use mutt_core::Alert;
 
-    fn alert(n: usize) -> Alert {
-        Alert {
+    fn alert(n: usize) -> AlertView<'static> {
+        AlertView::from(Alert {
             hostname: format!("h{n}"),
             team_assignment: "NetOps".into(),
             severity: "Warning".into(),
@@ -164,7 +164,7 @@ mod tests {
             event_id: format!("e{n}"),
             rule_id: None,
             handling: None,
-        }
+        })
     }
 
     async fn sink(path: PathBuf, sync: bool) -> FileSink {

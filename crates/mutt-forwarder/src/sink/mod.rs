@@ -7,10 +7,10 @@ mod webhook;
 
 use crate::delivery::Delivery;
 use crate::payload::Encoder;
+use crate::view::AlertView;
 use crate::worker::ForwarderError;
 use crate::{Destination, ForwarderConfig, ForwarderMetrics};
 use async_trait::async_trait;
-use mutt_core::Alert;
 use std::sync::Arc;
 
 pub use file::FileSink;
@@ -28,7 +28,7 @@ pub struct Sent {
 pub trait Sink: Send + Sync {
     /// Delivers the alerts, grouped into requests as the output format says. Returns one
     /// [`Sent`] per request, in order, together covering every alert.
-    async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent>;
+    async fn deliver(&self, alerts: &[&AlertView<'_>]) -> Vec<Sent>;
 
     /// The most alerts one request carries (what a half-open breaker's single probe may send).
     fn request_size(&self) -> usize;

@@ -8,12 +8,12 @@
 use super::{Sent, Sink};
 use crate::delivery::{Delivery, classify};
 use crate::payload::{Encoder, OutputFormat};
+use crate::view::AlertView;
 use crate::worker::ForwarderError;
 use crate::{ForwarderConfig, ForwarderMetrics, LamAuth};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
-use mutt_core::{Alert, Secret};
-use serde_json::Value;
+use mutt_core::Secret;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,9 @@ impl MoogKey {
 }
 
 pub struct WebhookSink {
-    url: String,
+    /// Parsed once: a request would parse a string again. An unreadable URL fails each
+    /// delivery (retried), as it did when every request parsed it.
+    url: Result<reqwest::Url, String>,
     client: reqwest::Client,
     auth: MoogKey,
     encoder: Encoder,
@@ -100,17 +102,31 @@ impl WebhookSink {
         encoder: Encoder,
         metrics: ForwarderMetrics,
     ) -> Result<Self, ForwarderError> {
+        // The error names the flaw, never the URL (it may carry credentials).
+        let url = reqwest::Url::parse(&url).map_err(|e| e.to_string());
         Ok(Self { url, client: http_client(config)?, auth: MoogKey::new(Auth::from_config(config)), encoder, metrics })
     }
 
-    async fn post(&self, group: &[&Alert], mut body: Value) -> Delivery {
+    /// POSTs one group's body, written with the REST LAM token when that is the scheme.
+    async fn post(&self, group: &[&AlertView<'_>], now: i64) -> Delivery {
         let auth = self.auth.current();
-        if let Auth::BodyToken(t) = auth.as_ref()
-            && let Some(obj) = body.as_object_mut()
-        {
-            obj.insert("auth_token".into(), Value::String(t.expose().to_owned()));
-        }
-        let mut req = self.client.post(&self.url).json(&body);
+        let token = match auth.as_ref() {
+            Auth::BodyToken(t) => Some(t.expose()),
+            _ => None,
+        };
+        let body = self.encoder.group_body(group, now, token);
+        let url = match &self.url {
+            Ok(url) => url.clone(),
+            Err(e) => {
+                self.metrics.request("fail", "http");
+                return Delivery::Retry { after: None, reason: format!("request error: {e}") };
+            }
+        };
+        let mut req = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"))
+            .body(body);
         match auth.as_ref() {
             Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
             Auth::Bearer(key) => req = req.bearer_auth(key.expose()),
@@ -119,7 +135,7 @@ impl WebhookSink {
         if let [one] = group
             && !one.event_id.is_empty()
         {
-            req = req.header("Idempotency-Key", &one.event_id);
+            req = req.header("Idempotency-Key", one.event_id.as_ref());
         }
         let started = Instant::now();
         let response = match req.send().await {
@@ -158,14 +174,14 @@ impl WebhookSink {
     /// again, down to single alerts, so that only the alerts rejected on their own are
     /// dead-lettered (with their own rejection). Costs about 2·log₂(n) more requests per
     /// rejected alert.
-    fn send<'s>(&'s self, group: &'s [&'s Alert], now: i64) -> BoxFuture<'s, Vec<Sent>> {
+    fn send<'s>(&'s self, group: &'s [&'s AlertView<'s>], now: i64) -> BoxFuture<'s, Vec<Sent>> {
         Box::pin(async move {
-            match self.post(group, self.encoder.group_body(group, now)).await {
+            match self.post(group, now).await {
                 Delivery::Reject { status, .. } if group.len() > 1 => {
                     tracing::warn!(
                         status,
                         alerts = group.len(),
-                        event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_str())),
+                        event_ids = mutt_queue::log_ids::join_ids(group.iter().map(|a| a.event_id.as_ref())),
                         "REST LAM batch rejected: sending it again in halves to find the rejected alerts"
                     );
                     let (first, second) = group.split_at(group.len() / 2);
@@ -181,7 +197,7 @@ impl WebhookSink {
 
 #[async_trait]
 impl Sink for WebhookSink {
-    async fn deliver(&self, alerts: &[&Alert]) -> Vec<Sent> {
+    async fn deliver(&self, alerts: &[&AlertView<'_>]) -> Vec<Sent> {
         let now = chrono::Utc::now().timestamp();
         let posts = alerts.chunks(self.encoder.request_size()).map(|group| self.send(group, now));
         futures_util::future::join_all(posts).await.into_iter().flatten().collect()
