@@ -6,6 +6,7 @@
 //! requests; native listeners are governed by backpressure and their own
 //! `max_messages_per_second` ([`crate::rate`]) instead.
 
+use crate::admit::Admitter;
 use crate::pusher::{PushError, Pusher};
 use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
@@ -115,6 +116,8 @@ pub struct Ingest {
     api_keys: Arc<std::sync::RwLock<Arc<Vec<mutt_service::auth::ApiKey>>>>,
     /// Concurrent submissions' events pushed together ([`crate::pusher`]).
     pusher: Arc<Pusher>,
+    /// Concurrent requests' rate-limit checks made together ([`crate::admit`]).
+    admitter: Arc<Admitter>,
 }
 
 impl Ingest {
@@ -128,7 +131,8 @@ impl Ingest {
         let settings = Arc::new(SettingsCache::new(defaults).watching(coordination.clone()));
         let api_keys = Arc::new(std::sync::RwLock::new(Arc::new(config.api_keys.clone())));
         let pusher = Arc::new(Pusher::new(queue.clone()));
-        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys, pusher }
+        let admitter = Arc::new(Admitter::new(coordination.clone()));
+        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys, pusher, admitter }
     }
 
     /// The static configuration.
@@ -178,7 +182,7 @@ impl Ingest {
         let Some(rl) = self.settings().await.rate_limit else {
             return Ok(());
         };
-        match self.coordination.rate_limit("ingestor", rl.limit, rl.window).await {
+        match self.rate_limit("ingestor", rl.limit, rl.window).await {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => {
                 self.metrics.rate_limit_hits.inc();
@@ -189,6 +193,16 @@ impl Ingest {
                 Ok(())
             }
         }
+    }
+
+    /// Takes one slot of the shared limit `name`, together with concurrent requests.
+    pub(crate) async fn rate_limit(
+        &self,
+        name: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, Arc<QueueError>> {
+        self.admitter.rate_limit(name, limit, window).await
     }
 
     /// Everything after the rate limit: size, required fields, normalisation, stamping,

@@ -9,9 +9,11 @@
 //!   (`syslog/`, `snmp/`) and call the same step;
 //! - [`dynamic`]: the settings operators change at run time (queue limit, rate limit);
 //! - [`metrics`]: the original's `mutt_ingest_*` metrics;
-//! - `pusher`: concurrent submissions' events pushed to the queue in one call.
+//! - `pusher`: concurrent submissions' events pushed to the queue in one call; `admit`:
+//!   concurrent requests' rate-limit checks made in one call.
 
 pub mod accept;
+mod admit;
 pub mod dynamic;
 pub mod http;
 pub mod log_limit;

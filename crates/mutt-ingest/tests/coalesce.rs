@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mutt_ingest::{Ingest, IngestConfig, IngestMetrics, Submission};
+use mutt_ingest::{Ingest, IngestConfig, IngestMetrics, RateLimit, Rejection, Submission};
 use mutt_queue::{ConsumerConfig, Queue, QueueError, QueueId, QueueStatus, Settlement, WorkerRole, dlq, ingest_rate};
 use mutt_testapp::{BackendKind, Site, TestBackend};
 use serde_json::{Value, json};
@@ -169,7 +169,8 @@ async fn drain(b: &TestBackend, n: usize) -> BTreeMap<String, Value> {
 
 mutt_testapp::both_backends!(
     concurrent_submissions_share_a_push_and_each_is_answered,
-    a_failed_push_fails_exactly_the_submissions_in_it
+    a_failed_push_fails_exactly_the_submissions_in_it,
+    concurrent_requests_take_exactly_the_rate_limits_slots
 );
 
 async fn concurrent_submissions_share_a_push_and_each_is_answered(kind: BackendKind) {
@@ -240,4 +241,27 @@ async fn a_failed_push_fails_exactly_the_submissions_in_it(kind: BackendKind) {
     let queued = drain(&b, 3).await;
     let hosts: Vec<&str> = queued.keys().map(String::as_str).collect();
     assert_eq!(hosts, ["h0-0", "h4-0", "h4-1"], "only the answered requests' events are queued");
+}
+
+/// Rate-limit checks made together grant what separate ones would: exactly the limit's slots.
+async fn concurrent_requests_take_exactly_the_rate_limits_slots(kind: BackendKind) {
+    let site = Site::fresh(kind).await;
+    let b = site.open().await;
+    let rate_limit = Some(RateLimit { limit: 50, window: Duration::from_secs(60) });
+    let metrics = IngestMetrics::register(&mutt_service::Metrics::new());
+    let ingest =
+        Ingest::new(b.queue.clone(), b.coordination.clone(), IngestConfig { rate_limit, ..unlimited() }, metrics);
+    let answers = futures_util::future::join_all((0..120).map(|i| ingest.accept(submission(i)))).await;
+    let admitted = answers.iter().filter(|a| a.is_ok()).count();
+    let limited: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert_eq!(admitted, 50, "{limited:?}");
+    assert_eq!(limited.len(), 70);
+    for r in limited {
+        let Rejection::RateLimited { retry_after } = r else { panic!("{r:?}") };
+        assert!(!retry_after.is_zero() && *retry_after <= Duration::from_secs(60), "{retry_after:?}");
+    }
+    let queued: usize = answers.iter().filter_map(|a| a.as_ref().ok()).map(|a| a.count).sum();
+    assert_eq!(b.queue.depth(QueueId::Ingest).await.unwrap(), queued as u64);
+    // Still limited afterwards, one at a time.
+    assert!(matches!(ingest.accept(submission(0)).await, Err(Rejection::RateLimited { .. })));
 }

@@ -14,7 +14,7 @@ pub async fn admit(ingest: &Ingest, name: &str, correlation_id: &str) -> Result<
         return Ok(());
     };
     let bucket = format!("ingestor_key_{name}");
-    match ingest.coordination().rate_limit(&bucket, limit.limit, limit.window).await {
+    match ingest.rate_limit(&bucket, limit.limit, limit.window).await {
         Ok(RateDecision::Allowed) => Ok(()),
         Ok(RateDecision::Limited { retry_after }) => {
             ingest.metrics().rate_limit_hits.inc();
