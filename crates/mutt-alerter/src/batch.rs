@@ -1,6 +1,7 @@
 //! One batch, from lease to settle.
 
 use crate::dynamic::{DynamicSettings, ShedMode};
+use crate::timings::{Phase, Stopwatch};
 use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
@@ -34,6 +35,13 @@ pub enum BatchOutcome {
     Shed(usize),
     /// Backpressure in mode `defer`: paused without leasing.
     Deferred,
+}
+
+/// `fut`'s output and how long it took.
+async fn timed<T>(fut: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let out = fut.await;
+    (out, started.elapsed())
 }
 
 /// What was decided for one leased event.
@@ -73,6 +81,12 @@ struct AuditWrite {
     refused: Vec<(usize, String)>,
 }
 
+/// A batch's audit rows, taken out of its items, and the item each row belongs to.
+struct AuditRows {
+    rows: Vec<AuditRecord>,
+    owners: Vec<usize>,
+}
+
 /// How the items of a batch were settled.
 #[derive(Default)]
 struct Tally {
@@ -93,16 +107,21 @@ impl Alerter {
         &mut self,
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, BatchFailure<AlerterError>> {
+        let mut clock = Stopwatch::start();
         let settings = self.dynamic.get(self.coordination.as_ref()).await;
         if let Some(outcome) = self.backpressure(&settings).await.map_err(BatchFailure::unleased)? {
             return Ok(outcome);
         }
+        clock.lap(&mut self.timings, Phase::Checks);
         let leased = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await;
+        clock.lap(&mut self.timings, Phase::Lease);
         let Some(lease) = leased.map_err(BatchFailure::unleased)? else {
             self.metrics.processing_list_depth.set(0);
             return Ok(BatchOutcome::Empty);
         };
-        self.process_lease(&lease, &settings, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))
+        self.timings.batches += 1;
+        self.timings.events += lease.len() as u64;
+        self.process_lease(&lease, &settings, clock, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))
     }
 
     /// Decides, audits, counts the unhandled events of and settles a leased batch.
@@ -110,6 +129,7 @@ impl Alerter {
         &mut self,
         lease: &Lease,
         settings: &DynamicSettings,
+        mut clock: Stopwatch,
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, AlerterError> {
         self.metrics.processing_list_depth.set(lease.len() as i64);
@@ -117,7 +137,9 @@ impl Alerter {
         // After the lease, so that an event queued after a rule change commits meets the new rules.
         self.rules.refresh_if_changed(self.store.as_ref(), &self.metrics).await;
         let rules = self.rules.current();
+        clock.lap(&mut self.timings, Phase::Rules);
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
+        clock.lap(&mut self.timings, Phase::Decide);
         // Before the audit write: a suppressed event's row says so.
         let flaps = items.iter_mut().filter_map(|i| {
             Some(crate::flap::FlapCandidate { raw: i.raw, audit: i.audit.as_mut()?, alert: &mut i.alert })
@@ -125,16 +147,25 @@ impl Alerter {
         if !self.suppress_flaps(flaps.collect(), &rules, shutdown).await {
             return self.hand_back(lease, "Redis").await;
         }
+        clock.lap(&mut self.timings, Phase::Flaps);
 
-        let Some(audit) = self.write_audit(&mut items, shutdown).await else {
-            return self.hand_back(lease, "the database").await;
+        // Unhandled events have no audit row, so counting them overlaps the audit write and its
+        // commit; nothing is settled (acknowledged) before both are done.
+        let rows = Self::take_rows(&mut items);
+        let (audit, (meta_alerts, counting)) = tokio::join!(
+            self.write_audit(&rows, shutdown),
+            timed(self.meta_alerts(&items, &rules, settings, shutdown))
+        );
+        clock.lap(&mut self.timings, Phase::Audit);
+        self.timings.add(Phase::Unhandled, counting);
+        let (Some(audit), Some(meta_alerts)) = (audit, meta_alerts) else {
+            return self.hand_back(lease, "the database or Redis").await;
         };
-        let Some(meta_alerts) = self.meta_alerts(&items, &rules, settings, shutdown).await else {
-            return self.hand_back(lease, "Redis").await;
-        };
+        Self::forget_refused(&mut items, &audit.refused);
 
-        let (settlement, tally) = self.settlement(&items, &meta_alerts, &audit.refused);
+        let (settlement, tally) = self.settlement(&mut items, &meta_alerts, &audit.refused);
         self.settle(lease, &settlement, shutdown).await?;
+        clock.lap(&mut self.timings, Phase::Settle);
 
         self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
         self.metrics.processed("handled", tally.handled as u64);
@@ -187,7 +218,7 @@ impl Alerter {
     /// spent).
     fn settlement(
         &self,
-        items: &[Item<'_>],
+        items: &mut [Item<'_>],
         meta_alerts: &[Alert],
         refused: &[(usize, String)],
     ) -> (Settlement, Tally) {
@@ -200,7 +231,7 @@ impl Alerter {
             why[*n] = Some(error);
         }
         let mut tally = Tally::default();
-        for (item, why) in items.iter().zip(why) {
+        for (item, why) in items.iter_mut().zip(why) {
             if let Some(error) = why {
                 self.retry_refused(&mut settlement, item.raw, error, &mut tally);
                 continue;
@@ -217,8 +248,8 @@ impl Alerter {
             } else {
                 tally.unhandled += 1;
             }
-            if let Some(alert) = &item.alert {
-                settlement.emit(alert.clone());
+            if let Some(alert) = item.alert.take() {
+                settlement.emit(alert);
             }
         }
         (settlement, tally)
@@ -430,8 +461,9 @@ impl Alerter {
                 // Only an alert can be held back: audit-only events are never "silenced".
                 let silenced_by = if forward { self.silences.silenced_by(&event, rule) } else { None };
                 let forward = forward && silenced_by.is_none();
+                let event_id = event.event_id();
                 let audit = AuditRecord {
-                    event_id: event.event_id(),
+                    event_id,
                     event_timestamp,
                     hostname: hostname.to_owned(),
                     matched_rule_id: rule.id,
@@ -441,46 +473,61 @@ impl Alerter {
                     flap_suppressed: false,
                     silenced_by,
                 };
-                let alert = forward.then(|| Alert::for_handled_event(&event, rule, handling).to_json().into_bytes());
+                let alert = forward.then(|| crate::payload::handled_alert(raw, &event, event_id, rule, handling));
                 Item { raw, audit: Some(audit), alert, dead: None, handled: true, unhandled: None }
             }
         }
+    }
+
+    /// Takes the batch's audit rows out of its items: the rows, and the item of each row.
+    fn take_rows(items: &mut [Item<'_>]) -> AuditRows {
+        let (mut rows, mut owners) = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
+        for (n, item) in items.iter_mut().enumerate() {
+            if let Some(row) = item.audit.take() {
+                rows.push(row);
+                owners.push(n);
+            }
+        }
+        AuditRows { rows, owners }
     }
 
     /// Writes the batch's audit rows in one statement. While the database is unavailable (an
     /// outage: [`StoreError::is_unavailable`]) it waits and retries, the batch stays leased and
     /// nothing is counted against its events. When the database refuses the statement for any
     /// other reason (a constraint, a trigger, permissions), the rows are split in halves until
-    /// the refused ones are found; the others are written. Refused items lose their audit row
-    /// and alert. `None` if shutdown came first.
-    async fn write_audit(&self, items: &mut [Item<'_>], shutdown: &CancellationToken) -> Option<AuditWrite> {
-        let all: Vec<usize> = (0..items.len()).filter(|&n| items[n].audit.is_some()).collect();
-        let mut pending = vec![all];
+    /// the refused ones are found; the others are written. `refused` names the items (not the
+    /// rows) whose row was refused. `None` if shutdown came first.
+    async fn write_audit(&self, audit: &AuditRows, shutdown: &CancellationToken) -> Option<AuditWrite> {
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..audit.rows.len());
         let mut done = AuditWrite { inserted: 0, refused: Vec::new() };
         while let Some(group) = pending.pop() {
             if group.is_empty() {
                 continue;
             }
-            let rows: Vec<AuditRecord> = group.iter().filter_map(|&n| items[n].audit.clone()).collect();
-            match self.write_rows(&rows, shutdown).await? {
+            let rows = &audit.rows[group.clone()];
+            match self.write_rows(rows, shutdown).await? {
                 Ok(inserted) => done.inserted += inserted,
-                Err(e) if group.len() == 1 => done.refused.push((group[0], e.to_string())),
+                Err(e) if group.len() == 1 => done.refused.push((audit.owners[group.start], e.to_string())),
                 Err(e) => {
                     let event_ids = join_ids(rows.iter().map(|r| r.event_id.to_string()));
                     tracing::warn!(rows = group.len(), event_ids, error = %e, "audit rows refused; splitting them to find the refused ones");
-                    let (first, second) = group.split_at(group.len() / 2);
-                    pending.push(second.to_vec());
-                    pending.push(first.to_vec());
+                    let middle = group.start + group.len() / 2;
+                    pending.push(middle..group.end);
+                    pending.push(group.start..middle);
                 }
             }
         }
-        for (n, _) in &done.refused {
+        Some(done)
+    }
+
+    /// Refused items lose their alert and count as neither handled nor unhandled.
+    fn forget_refused(items: &mut [Item<'_>], refused: &[(usize, String)]) {
+        for (n, _) in refused {
             let item = &mut items[*n];
-            item.audit = None;
             item.alert = None;
             item.handled = false;
         }
-        Some(done)
     }
 
     /// One audit statement, repeated while the database is unavailable: the database's answer

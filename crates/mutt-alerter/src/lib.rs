@@ -22,8 +22,10 @@ pub mod batch;
 pub mod dynamic;
 pub mod flap;
 pub mod metrics;
+mod payload;
 pub mod rules;
 pub mod silence;
+pub mod timings;
 
 use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueError, WorkerRole};
 use mutt_store::{Store, StoreError};
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use batch::BatchOutcome;
 pub use metrics::AlerterMetrics;
 pub use rules::RuleCache;
+pub use timings::{BatchTimings, Phase};
 
 #[derive(Clone, Debug)]
 pub struct AlerterConfig {
@@ -96,6 +99,8 @@ pub struct Alerter {
     pub(crate) metrics: AlerterMetrics,
     /// Told after every step that returned; `/health` fails when it hears nothing for long.
     pub(crate) watchdog: mutt_service::Watchdog,
+    /// Time per batch phase, summed.
+    pub(crate) timings: BatchTimings,
 }
 
 impl Alerter {
@@ -131,6 +136,7 @@ impl Alerter {
             config,
             metrics,
             watchdog: mutt_service::Watchdog::default(),
+            timings: BatchTimings::default(),
         })
     }
 
@@ -142,6 +148,11 @@ impl Alerter {
 
     pub fn rules(&self) -> &RuleCache {
         &self.rules
+    }
+
+    /// Where the batches' time went so far, by phase.
+    pub fn timings(&self) -> &BatchTimings {
+        &self.timings
     }
 
     pub fn silences(&self) -> &silence::SilenceCache {

@@ -1,11 +1,14 @@
 //! Alerter throughput alone: queue → rules → audit (PostgreSQL) + alert queue, with 10 and with
-//! 500 active rules. Starts a private redis-server and PostgreSQL (fsync off), pre-fills the
-//! ingest queue, then times one in-process alerter draining it.
+//! 500 active rules. Starts a private redis-server and PostgreSQL (fsync off, or production
+//! durability with `--durable`), pre-fills the ingest queue, then times one in-process alerter
+//! draining it. Prints events/s, CPU µs per event of the alerter (this process), of
+//! redis-server and of the run's PostgreSQL backends, and where a batch's time went by phase.
 //!
-//!   cargo build --release -p mutt-bench && target/release/mutt-alerter-bench
+//!   cargo build --release -p mutt-bench && target/release/mutt-alerter-bench [--durable]
 
 use clap::Parser;
-use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome};
+use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome, BatchTimings, Phase};
+use mutt_bench::process::cpu_seconds_of;
 use mutt_core::{MatchType, PodName};
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
@@ -24,6 +27,10 @@ struct Args {
     rules: Vec<usize>,
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// PostgreSQL with fsync, synchronous_commit and full_page_writes on; Redis with the
+    /// append-only file (everysec).
+    #[arg(long)]
+    durable: bool,
 }
 
 /// Rule i: mostly `contains`, some `regex`, a few `oid_prefix`; priorities spread out.
@@ -74,46 +81,107 @@ fn make_event(j: usize, rules: usize) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// CPU seconds of this run's PostgreSQL backends (their command line names the database).
+fn pg_backend_cpu(db: &str) -> f64 {
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"postgres: ") && String::from_utf8_lossy(&cmdline).contains(db) {
+            total += cpu_seconds_of(pid);
+        }
+    }
+    total
+}
+
+/// CPU seconds of the alerter (this process), redis-server and the run's PostgreSQL backends.
+fn cpu_now(redis_pid: u32, db: &str) -> [f64; 3] {
+    [cpu_seconds_of(std::process::id()), cpu_seconds_of(redis_pid), pg_backend_cpu(db)]
+}
+
+/// A fresh database with `n` rules, and a queue key space with `events` events queued.
+async fn prepare(
+    pg: &mutt_testkit::PostgresServer,
+    redis: &mutt_testkit::RedisServer,
+    db: &str,
+    n: usize,
+    events: usize,
+) -> anyhow::Result<(Arc<PgStore>, RedisQueue)> {
+    let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+    let url = pg.url().replace("/postgres", &format!("/{db}"));
+    let store = Arc::new(PgStore::new(&PostgresConfig { url: url.clone(), password: None, pool_size: 4 })?);
+    store.migrate().await?;
+    for i in 0..n {
+        store.create_rule(&make_rule(i)).await?;
+    }
+    let queue =
+        RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::with_prefix(&format!("bench{n}:")))).await?;
+    // Keep backpressure from shedding: no forwarder drains the alert queue here.
+    let mut c = queue.connection();
+    let _: () = redis::cmd("SET")
+        .arg(format!("bench{n}:config:alerter_queue_shed_threshold"))
+        .arg("100000000")
+        .query_async(&mut c)
+        .await?;
+    let events: Vec<Vec<u8>> = (0..events).map(|j| make_event(j, n)).collect();
+    for chunk in events.chunks(1000) {
+        queue.push(QueueId::Ingest, chunk).await?;
+    }
+    Ok((store, queue))
+}
+
+/// Processes batches until the queue is empty: (audit rows, alerts).
+async fn drain(alerter: &mut Alerter) -> anyhow::Result<(u64, usize)> {
+    let sd = tokio_util::sync::CancellationToken::new();
+    let (mut audited, mut alerts) = (0u64, 0usize);
+    loop {
+        match alerter.process_one_batch(&sd).await? {
+            BatchOutcome::Empty => return Ok((audited, alerts)),
+            BatchOutcome::Processed { audited: a, alerts: x, .. } => {
+                audited += a;
+                alerts += x;
+            }
+            other => anyhow::bail!("unexpected outcome {other:?}"),
+        }
+    }
+}
+
+/// Milliseconds per batch in each phase.
+fn split(t: &BatchTimings) -> String {
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / t.batches.max(1) as f64;
+    let phases: Vec<String> = Phase::ALL.iter().map(|p| format!("{} {:.2}", p.name(), per(t.spent(*p)))).collect();
+    format!(
+        "ms per batch ({} batches): {}; total {:.2} (unhandled runs inside audit)",
+        t.batches,
+        phases.join(", "),
+        per(t.total())
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let redis = mutt_testkit::RedisServer::start(false)?;
-    let pg = mutt_testkit::PostgresServer::start()?;
+    let redis = mutt_testkit::RedisServer::start(args.durable)?;
+    let pg = if args.durable {
+        mutt_testkit::PostgresServer::start_durable()?
+    } else {
+        mutt_testkit::PostgresServer::start()?
+    };
+    let durability = if args.durable { "durable: fsync on, Redis AOF everysec" } else { "fsync off" };
     println!(
-        "mutt-alerter-bench: {} events per run, batch {}, private redis-server and PostgreSQL (fsync off)",
+        "mutt-alerter-bench: {} events per run, batch {}, private redis-server and PostgreSQL ({durability})",
         args.events, args.batch
     );
     println!(
-        "{:>6} {:>9} {:>10} {:>12} {:>11} {:>9}",
-        "rules", "events", "seconds", "events/s", "audit rows", "alerts"
+        "{:>6} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "rules", "events", "seconds", "events/s", "alerter", "redis", "pg", "audited", "alerts"
     );
-    let mut first = None;
-    let mut last = None;
+    let mut rates = Vec::new();
     for &n in &args.rules {
         let db = format!("bench_{n}_{}", std::process::id());
-        let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
-        tokio::spawn(conn);
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
-        let url = pg.url().replace("/postgres", &format!("/{db}"));
-        let store = Arc::new(PgStore::new(&PostgresConfig { url: url.clone(), password: None, pool_size: 4 })?);
-        store.migrate().await?;
-        for i in 0..n {
-            store.create_rule(&make_rule(i)).await?;
-        }
-        let queue =
-            RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::with_prefix(&format!("bench{n}:"))))
-                .await?;
-        // Keep backpressure from shedding: no forwarder drains the alert queue here.
-        let mut c = queue.connection();
-        let _: () = redis::cmd("SET")
-            .arg(format!("bench{n}:config:alerter_queue_shed_threshold"))
-            .arg("100000000")
-            .query_async(&mut c)
-            .await?;
-        let events: Vec<Vec<u8>> = (0..args.events).map(|j| make_event(j, n)).collect();
-        for chunk in events.chunks(1000) {
-            queue.push(QueueId::Ingest, chunk).await?;
-        }
+        let (store, queue) = prepare(&pg, &redis, &db, n, args.events).await?;
         let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(format!("bench-{n}"))?);
         let config = AlerterConfig {
             batch_size: args.batch,
@@ -124,27 +192,27 @@ async fn main() -> anyhow::Result<()> {
         let mut alerter =
             Alerter::start(Arc::new(queue.clone()), Arc::new(queue.clone()), store.clone(), cc, config, metrics)
                 .await?;
-        let sd = tokio_util::sync::CancellationToken::new();
+        let redis_pid = redis.pid().unwrap_or(0);
+        let before = cpu_now(redis_pid, &db);
         let started = Instant::now();
-        let (mut audited, mut alerts) = (0u64, 0usize);
-        loop {
-            match alerter.process_one_batch(&sd).await? {
-                BatchOutcome::Empty => break,
-                BatchOutcome::Processed { audited: a, alerts: x, .. } => {
-                    audited += a;
-                    alerts += x;
-                }
-                other => anyhow::bail!("unexpected outcome {other:?}"),
-            }
-        }
+        let (audited, alerts) = drain(&mut alerter).await?;
         // The last lease waited for the block timeout before returning Empty.
         let secs = (started.elapsed() - Duration::from_millis(100)).as_secs_f64();
+        let after = cpu_now(redis_pid, &db);
+        let us = |k: usize| (after[k] - before[k]) * 1e6 / args.events as f64;
         let rate = args.events as f64 / secs;
-        first.get_or_insert(rate);
-        last = Some(rate);
-        println!("{n:>6} {:>9} {secs:>10.2} {rate:>12.0} {audited:>11} {alerts:>9}", args.events);
+        rates.push(rate);
+        println!(
+            "{n:>6} {:>9} {secs:>8.2} {rate:>9.0} {:>8.1} {:>8.1} {:>8.1} {audited:>8} {alerts:>7}",
+            args.events,
+            us(0),
+            us(1),
+            us(2)
+        );
+        println!("       {}", split(alerter.timings()));
     }
-    if let (Some(f), Some(l)) = (first, last) {
+    println!("(alerter, redis, pg: CPU µs per event; pg: this run's backends only)");
+    if let (Some(f), Some(l)) = (rates.first(), rates.last()) {
         println!(
             "events/s with {} rules = {:.0} % of the figure with {} rules",
             args.rules[args.rules.len() - 1],
