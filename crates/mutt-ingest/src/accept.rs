@@ -103,9 +103,14 @@ impl Rejection {
     }
 }
 
-/// The ingest step with what it needs; cheap to share between listeners.
+/// The ingest step with what it needs; cheap to share between listeners. One reference count
+/// to clone: axum clones the state for every request (the middleware and the handler).
 #[derive(Clone)]
 pub struct Ingest {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     queue: Arc<dyn Queue>,
     coordination: Arc<dyn Coordination>,
     config: Arc<IngestConfig>,
@@ -132,41 +137,42 @@ impl Ingest {
         let api_keys = Arc::new(std::sync::RwLock::new(Arc::new(config.api_keys.clone())));
         let pusher = Arc::new(Pusher::new(queue.clone()));
         let admitter = Arc::new(Admitter::new(coordination.clone()));
-        Self { queue, coordination, config: Arc::new(config), settings, metrics, api_keys, pusher, admitter }
+        let config = Arc::new(config);
+        Self { shared: Arc::new(Shared { queue, coordination, config, settings, metrics, api_keys, pusher, admitter }) }
     }
 
     /// The static configuration.
     pub fn config(&self) -> &IngestConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The API keys accepted now.
     pub fn api_keys(&self) -> Arc<Vec<mutt_service::auth::ApiKey>> {
-        self.api_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared.api_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the accepted keys (a rotated `INGEST_API_KEY`): the next request is checked
     /// against the new ones only.
     pub fn set_api_keys(&self, keys: Vec<mutt_service::auth::ApiKey>) {
-        *self.api_keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        *self.shared.api_keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
     }
 
     /// The limits in force: the static ones with dynamic configuration applied.
     pub async fn settings(&self) -> IngestSettings {
-        self.settings.get(self.coordination.as_ref()).await
+        self.shared.settings.get(self.shared.coordination.as_ref()).await
     }
 
     pub fn metrics(&self) -> &IngestMetrics {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// The coordination backend (rate limits, dynamic configuration).
     pub fn coordination(&self) -> &Arc<dyn Coordination> {
-        &self.coordination
+        &self.shared.coordination
     }
 
     pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.queue
+        &self.shared.queue
     }
 
     /// Admits the submission through the shared rate limit, then checks, stamps and queues it.
@@ -185,7 +191,7 @@ impl Ingest {
         match self.rate_limit("ingestor", rl.limit, rl.window).await {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => {
-                self.metrics.rate_limit_hits.inc();
+                self.shared.metrics.rate_limit_hits.inc();
                 Err(self.refuse(Rejection::RateLimited { retry_after }, correlation_id, None))
             }
             Err(e) => {
@@ -202,7 +208,7 @@ impl Ingest {
         limit: u64,
         window: Duration,
     ) -> Result<RateDecision, Arc<QueueError>> {
-        self.admitter.rate_limit(name, limit, window).await
+        self.shared.admitter.rate_limit(name, limit, window).await
     }
 
     /// Everything after the rate limit: size, required fields, normalisation, stamping,
@@ -210,7 +216,7 @@ impl Ingest {
     pub async fn accept_admitted(&self, submission: Submission) -> Result<Accepted, Rejection> {
         let Submission { mut events, correlation_id, .. } = submission;
         let (cid, count) = (correlation_id.as_str(), Some(events.len()));
-        let max = self.config.max_batch_events;
+        let max = self.shared.config.max_batch_events;
         if events.len() > max {
             return Err(self.refuse(Rejection::TooManyEvents { count: events.len(), max }, cid, count));
         }
@@ -253,7 +259,7 @@ impl Ingest {
 
     /// Required fields first (every event), then normalisation, as the original orders them.
     fn check(&self, events: &mut [Map<String, Value>]) -> Vec<ElementRejection> {
-        let required = &self.config.required_fields;
+        let required = &self.shared.config.required_fields;
         let missing: Vec<ElementRejection> = events
             .iter()
             .enumerate()
@@ -263,7 +269,7 @@ impl Ingest {
                 (!absent.is_empty()).then_some(ElementRejection { index, problem: Problem::MissingFields(absent) })
             })
             .collect();
-        if !missing.is_empty() || !self.config.normalize {
+        if !missing.is_empty() || !self.shared.config.normalize {
             return missing;
         }
         let now = chrono::Utc::now();
@@ -281,7 +287,7 @@ impl Ingest {
     /// Events larger than the per-event limit, measured as queued: a worker leases and settles
     /// a batch of them in one command, which must stay well within what Redis accepts.
     fn oversized(&self, messages: &[Vec<u8>]) -> Vec<ElementRejection> {
-        let limit = self.config.max_event_bytes;
+        let limit = self.shared.config.max_event_bytes;
         messages
             .iter()
             .enumerate()
@@ -296,17 +302,17 @@ impl Ingest {
     async fn push(&self, messages: Vec<Vec<u8>>) -> Result<Accepted, Rejection> {
         let limit = self.settings().await.max_queue_size;
         let count = messages.len();
-        let queue_depth = match self.pusher.push(messages, limit).await {
+        let queue_depth = match self.shared.pusher.push(messages, limit).await {
             Ok(depth) => depth,
             Err(PushError::Full { depth, limit }) => {
-                self.metrics.queue_depth.set(depth as i64);
+                self.shared.metrics.queue_depth.set(depth as i64);
                 return Err(Rejection::QueueFull { depth, limit });
             }
             Err(PushError::Unavailable(e)) => return Err(Rejection::Unavailable(e)),
         };
-        self.metrics.request("success", "");
-        self.metrics.events.inc_by(count as u64);
-        self.metrics.queue_depth.set(queue_depth as i64);
+        self.shared.metrics.request("success", "");
+        self.shared.metrics.events.inc_by(count as u64);
+        self.shared.metrics.queue_depth.set(queue_depth as i64);
         Ok(Accepted { count, queue_depth })
     }
 
@@ -315,7 +321,7 @@ impl Ingest {
     /// before the body is read).
     fn refuse(&self, rejection: Rejection, correlation_id: &str, events: Option<usize>) -> Rejection {
         let reason = rejection.metric_reason();
-        self.metrics.request("fail", reason);
+        self.shared.metrics.request("fail", reason);
         match &rejection {
             // Expected under overload and counted by mutt_ingest_rate_limit_hits_total: one line
             // per request at info would grow the logs fastest exactly then.
