@@ -176,3 +176,27 @@ async fn expired_unhandled_counters_are_pruned() {
     // A pruned counter starts again from 1, as an expired one did.
     assert_eq!(q.count_unhandled(&[key(5)], 2, Duration::from_secs(1)).await.unwrap(), vec![false]);
 }
+
+#[tokio::test]
+async fn a_live_sample_is_kept_until_it_expires_across_a_restart_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = |text: &str| [mutt_queue::UnhandledSample::new("sw1", "0123456789abcdef", text)];
+    let message = |q: SqliteQueue| async move {
+        q.unhandled_counts(10).await.unwrap().into_iter().find_map(|c| c.message).unwrap_or_default()
+    };
+    let expiry = Duration::from_secs(1);
+    let q = reopen(&dir).await;
+    q.keep_unhandled_samples(&sample("first"), expiry).await.unwrap();
+    q.keep_unhandled_samples(&sample("second"), expiry).await.unwrap();
+    assert_eq!(message(q.clone()).await, "first", "the first sample of a window wins");
+    drop(q);
+    // A new owner does not know the live sample from memory: the file still decides.
+    let q = reopen(&dir).await;
+    q.keep_unhandled_samples(&sample("third"), expiry).await.unwrap();
+    assert_eq!(message(q.clone()).await, "first", "still live after the restart");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    q.keep_unhandled_samples(&sample("fourth"), expiry).await.unwrap();
+    assert_eq!(message(q.clone()).await, "fourth", "an expired sample is replaced");
+    q.keep_unhandled_samples(&sample("fifth"), expiry).await.unwrap();
+    assert_eq!(message(q).await, "fourth");
+}

@@ -29,7 +29,14 @@ pub(super) struct Local {
     next_watcher: AtomicU64,
     /// When expired unhandled counters were last deleted (ms since the epoch).
     unhandled_pruned_ms: AtomicI64,
+    /// Sample rows known to be live, and until when (ms): a live sample is kept as it is, so
+    /// a batch whose samples are all live needs no write (this process owns the file; only
+    /// it writes samples, and the prune deletes only expired ones).
+    samples: Mutex<HashMap<String, i64>>,
 }
+
+/// Most live samples remembered; beyond it the memory starts over (the file stays right).
+const SAMPLES_REMEMBERED: usize = 50_000;
 
 /// Expired unhandled counters are deleted at most this often (or once per expiry when that is
 /// shorter): one row per (host, message
@@ -342,16 +349,21 @@ impl Coordination for SqliteQueue {
     /// its message in `triggered_by`, living for `expiry` (pruned with the counters); a live
     /// one is kept.
     async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
-        if samples.is_empty() {
+        let now = now_ms();
+        let rows: Vec<(String, String)> = {
+            let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
+            samples
+                .iter()
+                .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
+                .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
+                .collect()
+        };
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(String, String)> = samples
-            .iter()
-            .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
-            .collect();
-        let now = now_ms();
         let until = now + expiry.as_millis().max(1000) as i64;
-        self.db
+        let kept: Vec<(String, i64)> = self
+            .db
             .write(move |c| {
                 let mut save = c.prepare_cached(
                     "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
@@ -360,13 +372,26 @@ impl Coordination for SqliteQueue {
                          triggered_by = excluded.triggered_by
                       WHERE unhandled_counter.window_until_ms <= ?4",
                 )?;
-                for (key, message) in &rows {
+                let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
+                let mut kept = Vec::with_capacity(rows.len());
+                for (key, message) in rows {
                     save.execute(params![key, until, message, now])?;
+                    let live_until: i64 = until_of.query_row([&key], |r| r.get(0))?;
+                    kept.push((key, live_until));
                 }
-                Ok(())
+                Ok(kept)
             })
             .await
-            .map_err(db_err("keeping unhandled samples"))
+            .map_err(db_err("keeping unhandled samples"))?;
+        let mut live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() + kept.len() > SAMPLES_REMEMBERED {
+            live.retain(|_, until| *until > now);
+            if live.len() + kept.len() > SAMPLES_REMEMBERED {
+                live.clear();
+            }
+        }
+        live.extend(kept);
+        Ok(())
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {
