@@ -53,6 +53,9 @@ pub struct Batch<'a> {
     /// Alerts held after delivery (in order), put back with the waiting ones.
     held: Vec<Vec<u8>>,
     metrics: ForwarderMetrics,
+    /// When the first delivered alert was recorded (ms since the epoch): one clock read for
+    /// the ingest-to-delivery times of the batch.
+    delivered_at: Option<i64>,
 }
 
 impl<'a> Batch<'a> {
@@ -63,6 +66,7 @@ impl<'a> Batch<'a> {
             counts: Counts::default(),
             held: Vec::new(),
             metrics: metrics.clone(),
+            delivered_at: None,
         }
     }
 
@@ -135,10 +139,11 @@ impl<'a> Batch<'a> {
         match outcome {
             Delivery::Delivered => {
                 self.counts.delivered += 1;
-                self.metrics.processed("success");
+                self.metrics.delivered.inc();
                 // Debug only: an info line per alert would cost on the hot path.
                 tracing::debug!(correlation_id = %p.alert.correlation_id, event_id = %p.alert.event_id, "alert delivered");
-                if let Some(ms) = age_ms(&p.alert.event_id) {
+                let now = *self.delivered_at.get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+                if let Some(ms) = age_ms(&p.alert.event_id, now) {
                     self.metrics.delivery_latency.observe(ms / 1000.0);
                 }
                 return Some(p.alert.event_id.as_ref().to_owned());
@@ -242,13 +247,12 @@ fn made_by_muttd(event_id: &str) -> bool {
     event_id.len() == 36 && event_id.as_bytes().get(14) == Some(&b'7')
 }
 
-/// Milliseconds since a UUIDv7 event id was made (its ingest time).
-fn age_ms(event_id: &str) -> Option<f64> {
+/// Milliseconds from the making of a UUIDv7 event id (its ingest time) to `now_ms`.
+fn age_ms(event_id: &str, now_ms: i64) -> Option<f64> {
     let id = uuid::Uuid::parse_str(event_id).ok()?;
     let (secs, nanos) = id.get_timestamp()?.to_unix();
     let made = secs as f64 * 1000.0 + f64::from(nanos) / 1e6;
-    let now = chrono::Utc::now().timestamp_millis() as f64;
-    Some((now - made).max(0.0))
+    Some((now_ms as f64 - made).max(0.0))
 }
 
 fn retry_count(raw: &[u8], field: &str) -> u64 {
@@ -260,7 +264,17 @@ fn retry_count(raw: &[u8], field: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::made_by_muttd;
+    use super::{age_ms, made_by_muttd};
+
+    #[test]
+    fn delivery_age_is_read_from_the_event_id() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = chrono::Utc::now().timestamp_millis();
+        let age = age_ms(&id, now + 1500).unwrap();
+        assert!((1499.0..=1501.0).contains(&age), "{age}");
+        assert_eq!(age_ms(&id, now - 60_000), Some(0.0), "never negative");
+        assert_eq!(age_ms("not-a-uuid", now), None);
+    }
 
     #[test]
     fn only_muttds_own_ids_skip_the_delivered_check() {

@@ -34,6 +34,9 @@ pub struct ForwarderMetrics {
     pub breaker_failures: Gauge,
     /// `mutt_moog_circuit_open` (0/1), the name the original's alert rules use.
     pub circuit_open: Gauge,
+    /// `mutt_moog_alerts_processed{status="success"}`, bound once: counted per alert, where a
+    /// label lookup would cost a lock and a hash each.
+    pub delivered: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,11 +69,13 @@ impl ForwarderMetrics {
             breaker_state_moog: Gauge::default(),
             breaker_failures: Gauge::default(),
             circuit_open: Gauge::default(),
+            delivered: Counter::default(),
         };
         // The breaker gauges are labelled {name="moogsoft"}: bind the two series once.
         let state = m.breaker_state.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
         let failures = m.breaker_failures_family.get_or_create(&NameLabel { name: crate::worker::BREAKER }).clone();
-        let m = Self { breaker_state_moog: state, breaker_failures: failures, ..m };
+        let delivered = m.alerts_processed.get_or_create(&StatusLabel { status: "success" }).clone();
+        let m = Self { breaker_state_moog: state, breaker_failures: failures, delivered, ..m };
         m.precreate();
         metrics.register(|r| m.register_in(r));
         m
