@@ -112,15 +112,14 @@ impl Alerter {
         if let Some(outcome) = self.backpressure(&settings).await.map_err(BatchFailure::unleased)? {
             return Ok(outcome);
         }
-        clock.lap(&mut self.timings, Phase::Checks);
+        clock.lap(&self.timings, Phase::Checks);
         let leased = self.consumer.lease(self.config.batch_size, self.config.block_timeout).await;
-        clock.lap(&mut self.timings, Phase::Lease);
+        clock.lap(&self.timings, Phase::Lease);
         let Some(lease) = leased.map_err(BatchFailure::unleased)? else {
-            self.metrics.processing_list_depth.set(0);
+            self.set_leased(0);
             return Ok(BatchOutcome::Empty);
         };
-        self.timings.batches += 1;
-        self.timings.events += lease.len() as u64;
+        self.timings.batch(lease.len());
         self.process_lease(&lease, &settings, clock, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))
     }
 
@@ -132,14 +131,14 @@ impl Alerter {
         mut clock: Stopwatch,
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, AlerterError> {
-        self.metrics.processing_list_depth.set(lease.len() as i64);
+        self.set_leased(lease.len());
         let started = Instant::now();
         // After the lease, so that an event queued after a rule change commits meets the new rules.
         self.rules.refresh_if_changed(self.store.as_ref(), &self.metrics).await;
         let rules = self.rules.current();
-        clock.lap(&mut self.timings, Phase::Rules);
+        clock.lap(&self.timings, Phase::Rules);
         let mut items: Vec<Item> = lease.messages.iter().map(|raw| self.decide_one(raw, &rules)).collect();
-        clock.lap(&mut self.timings, Phase::Decide);
+        clock.lap(&self.timings, Phase::Decide);
         // Before the audit write: a suppressed event's row says so.
         let flaps = items.iter_mut().filter_map(|i| {
             Some(crate::flap::FlapCandidate { raw: i.raw, audit: i.audit.as_mut()?, alert: &mut i.alert })
@@ -147,7 +146,7 @@ impl Alerter {
         if !self.suppress_flaps(flaps.collect(), &rules, shutdown).await {
             return self.hand_back(lease, "Redis").await;
         }
-        clock.lap(&mut self.timings, Phase::Flaps);
+        clock.lap(&self.timings, Phase::Flaps);
 
         // Unhandled events have no audit row, so counting them overlaps the audit write and its
         // commit; nothing is settled (acknowledged) before both are done.
@@ -156,7 +155,7 @@ impl Alerter {
             self.write_audit(&rows, shutdown),
             timed(self.meta_alerts(&items, &rules, settings, shutdown))
         );
-        clock.lap(&mut self.timings, Phase::Audit);
+        clock.lap(&self.timings, Phase::Audit);
         self.timings.add(Phase::Unhandled, counting);
         let (Some(audit), Some(meta_alerts)) = (audit, meta_alerts) else {
             return self.hand_back(lease, "the database or Redis").await;
@@ -165,7 +164,7 @@ impl Alerter {
 
         let (settlement, tally) = self.settlement(&mut items, &meta_alerts, &audit.refused);
         self.settle(lease, &settlement, shutdown).await?;
-        clock.lap(&mut self.timings, Phase::Settle);
+        clock.lap(&self.timings, Phase::Settle);
 
         self.metrics.unhandled_meta_alerts.inc_by(meta_alerts.len() as u64);
         self.metrics.processed("handled", tally.handled as u64);
@@ -173,7 +172,7 @@ impl Alerter {
         self.metrics.processed("error", tally.retried as u64);
         self.metrics.processed("poison", tally.dead as u64);
         self.metrics.alerts_forwarded.inc_by(settlement.emitted() as u64);
-        self.metrics.processing_list_depth.set(0);
+        self.set_leased(0);
         let per_event = started.elapsed().as_secs_f64() / lease.len().max(1) as f64;
         self.metrics.processing_latency.observe(per_event);
         Ok(BatchOutcome::Processed {

@@ -21,6 +21,7 @@
 pub mod batch;
 pub mod dynamic;
 pub mod flap;
+pub mod loops;
 pub mod metrics;
 mod payload;
 pub mod rules;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use batch::BatchOutcome;
 pub use metrics::AlerterMetrics;
 pub use rules::RuleCache;
-pub use timings::{BatchTimings, Phase};
+pub use timings::{BatchTimings, Phase, SharedTimings};
 
 #[derive(Clone, Debug)]
 pub struct AlerterConfig {
@@ -56,6 +57,8 @@ pub struct AlerterConfig {
     pub unhandled_default_team: String,
     /// Defaults of the settings that `mutt:config:*` keys can change at run time.
     pub dynamic: dynamic::DynamicSettings,
+    /// Batch loops in this process, each a consumer of its own ([`loops`]); at least 1.
+    pub concurrency: usize,
 }
 
 impl Default for AlerterConfig {
@@ -69,6 +72,7 @@ impl Default for AlerterConfig {
             max_backoff: Duration::from_secs(10),
             unhandled_default_team: "NETO".into(),
             dynamic: dynamic::DynamicSettings::default(),
+            concurrency: 1,
         }
     }
 }
@@ -79,18 +83,24 @@ pub enum AlerterError {
     Queue(#[from] QueueError),
     #[error("first rule load failed, refusing to start: {0}")]
     InitialLoad(StoreError),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub struct Alerter {
     pub(crate) queue: Arc<dyn Queue>,
     /// Unhandled counters and dynamic configuration.
     pub(crate) coordination: Arc<dyn Coordination>,
-    pub(crate) dynamic: dynamic::DynamicCache,
+    pub(crate) dynamic: Arc<dynamic::DynamicCache>,
     /// `mutt_alerter_queue_depth` of the queue metrics: set at every backpressure check.
     pub(crate) alert_queue_depth: prometheus_client::metrics::gauge::Gauge,
     /// When the last "alert queue above the warning threshold" line was logged.
     pub(crate) warned_at: Option<std::time::Instant>,
     pub(crate) consumer: Box<dyn mutt_queue::Consumer>,
+    /// The consumers of the further loops (`concurrency` − 1), until [`Alerter::run`] starts them.
+    pub(crate) extra: Vec<Box<dyn mutt_queue::Consumer>>,
+    /// Events this loop holds leased (its part of `mutt_alerter_processing_list_depth`).
+    pub(crate) leased: i64,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) rules: RuleCache,
     /// Silences and maintenance windows in force.
@@ -99,8 +109,8 @@ pub struct Alerter {
     pub(crate) metrics: AlerterMetrics,
     /// Told after every step that returned; `/health` fails when it hears nothing for long.
     pub(crate) watchdog: mutt_service::Watchdog,
-    /// Time per batch phase, summed.
-    pub(crate) timings: BatchTimings,
+    /// Time per batch phase, summed over the loops.
+    pub(crate) timings: SharedTimings,
 }
 
 impl Alerter {
@@ -121,8 +131,9 @@ impl Alerter {
         let silences = silence::SilenceCache::new(metrics.silences.clone());
         silences.reload(store.as_ref()).await;
         let alert_queue_depth = consumer.metrics.alert_queue_depth.clone();
+        let extra = loops::extra_consumers(queue.as_ref(), &consumer, config.concurrency).await?;
         let consumer = queue.consumer(consumer).await?;
-        let dynamic = dynamic::DynamicCache::new(config.dynamic.clone()).watching(coordination.clone());
+        let dynamic = Arc::new(dynamic::DynamicCache::new(config.dynamic.clone()).watching(coordination.clone()));
         Ok(Self {
             queue,
             coordination,
@@ -130,13 +141,15 @@ impl Alerter {
             alert_queue_depth,
             warned_at: None,
             consumer,
+            extra,
+            leased: 0,
             store,
             rules,
             silences,
             config,
             metrics,
             watchdog: mutt_service::Watchdog::default(),
-            timings: BatchTimings::default(),
+            timings: SharedTimings::default(),
         })
     }
 
@@ -150,9 +163,14 @@ impl Alerter {
         &self.rules
     }
 
-    /// Where the batches' time went so far, by phase.
-    pub fn timings(&self) -> &BatchTimings {
-        &self.timings
+    /// Where the batches' time went so far, by phase (all loops).
+    pub fn timings(&self) -> BatchTimings {
+        self.timings.snapshot()
+    }
+
+    /// The same, to read while [`Alerter::run`] runs.
+    pub fn shared_timings(&self) -> SharedTimings {
+        self.timings.clone()
     }
 
     pub fn silences(&self) -> &silence::SilenceCache {
@@ -167,7 +185,8 @@ impl Alerter {
         self
     }
 
-    /// Runs until `shutdown`, then hands back any lease and stops the consumer.
+    /// Runs until `shutdown` (`concurrency` batch loops), then hands back any lease and stops
+    /// the consumers.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AlerterError> {
         let flaps = self.spawn_flap_summaries(shutdown.clone());
         let reloader = self.rules.spawn_reloader(
@@ -178,34 +197,12 @@ impl Alerter {
             shutdown.clone(),
         );
         let silences = self.silences.spawn_refresher(self.store.clone(), self.coordination.clone(), shutdown.clone());
-        let mut backoff = mutt_service::Backoff::new(Duration::from_millis(100), self.config.max_backoff);
-        while !shutdown.is_cancelled() {
-            match self.step(&shutdown).await {
-                Ok(_) => {
-                    self.watchdog.progress();
-                    backoff.reset();
-                }
-                Err(f) => {
-                    let wait = backoff.next_delay();
-                    tracing::error!(
-                        error = %f.error,
-                        events = f.events,
-                        event_ids = %f.event_ids,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "alerter batch failed"
-                    );
-                    if !mutt_service::sleep_or_shutdown(wait, &shutdown).await {
-                        break;
-                    }
-                }
-            }
-        }
+        let mut loops = self.spawn_extra_loops(&shutdown);
+        self.run_loop(shutdown.clone()).await;
+        while loops.join_next().await.is_some() {}
         reloader.abort();
         flaps.abort();
         silences.abort();
-        if let Err(e) = self.consumer.shutdown().await {
-            tracing::warn!(error = %e, "alerter shutdown could not hand back its lease (a janitor will)");
-        }
         tracing::info!("alerter stopped");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Where a batch's time goes, phase by phase: a handful of clock reads per batch, summed over
 //! the alerter's life, for the benchmark (`mutt-alerter-bench`) and for profiling.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The phases of one batch, in order.
@@ -84,6 +85,27 @@ impl BatchTimings {
     }
 }
 
+/// The timings of every batch loop of one alerter, summed (a lock taken a few times a batch).
+#[derive(Clone, Debug, Default)]
+pub struct SharedTimings(Arc<Mutex<BatchTimings>>);
+
+impl SharedTimings {
+    pub fn snapshot(&self) -> BatchTimings {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn add(&self, phase: Phase, d: Duration) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).add(phase, d);
+    }
+
+    /// Counts a leased batch of `events`.
+    pub(crate) fn batch(&self, events: usize) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.batches += 1;
+        t.events += events as u64;
+    }
+}
+
 /// Charges the time since the last lap to a phase.
 pub(crate) struct Stopwatch(Instant);
 
@@ -92,7 +114,7 @@ impl Stopwatch {
         Self(Instant::now())
     }
 
-    pub(crate) fn lap(&mut self, timings: &mut BatchTimings, phase: Phase) {
+    pub(crate) fn lap(&mut self, timings: &SharedTimings, phase: Phase) {
         let now = Instant::now();
         timings.add(phase, now - self.0);
         self.0 = now;
@@ -105,17 +127,22 @@ mod tests {
 
     #[test]
     fn laps_add_up_per_phase_and_merge() {
-        let mut t = BatchTimings::default();
-        t.add(Phase::Audit, Duration::from_millis(3));
-        t.add(Phase::Audit, Duration::from_millis(2));
-        t.add(Phase::Lease, Duration::from_millis(1));
+        let shared = SharedTimings::default();
+        shared.add(Phase::Audit, Duration::from_millis(3));
+        shared.add(Phase::Audit, Duration::from_millis(2));
+        shared.add(Phase::Lease, Duration::from_millis(1));
+        shared.add(Phase::Unhandled, Duration::from_secs(9));
         let mut sw = Stopwatch::start();
-        sw.lap(&mut t, Phase::Settle);
+        sw.lap(&shared, Phase::Settle);
+        shared.batch(7);
+        let t = shared.snapshot();
         assert_eq!(t.spent(Phase::Audit), Duration::from_millis(5));
+        assert!(t.total() < Duration::from_secs(1), "unhandled overlaps audit: not in the total");
+        assert_eq!((t.batches, t.events), (1, 7));
         let mut all = BatchTimings { batches: 1, events: 10, ..BatchTimings::default() };
         all.merge(&t);
         assert!(all.total() >= Duration::from_millis(6));
-        assert_eq!((all.batches, all.events), (1, 10));
+        assert_eq!((all.batches, all.events), (2, 17));
         assert_eq!(Phase::ALL.map(Phase::name)[5], "audit");
     }
 }

@@ -7,6 +7,7 @@
 //!   cargo build --release -p mutt-bench && target/release/mutt-alerter-bench [--durable]
 
 use clap::Parser;
+use mutt_alerter::metrics::StatusLabel;
 use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome, BatchTimings, Phase};
 use mutt_bench::process::cpu_seconds_of;
 use mutt_core::{MatchType, PodName};
@@ -31,6 +32,10 @@ struct Args {
     /// append-only file (everysec).
     #[arg(long)]
     durable: bool,
+    /// Batch loops in the alerter (`alerter.concurrency`); above 1 the alerter runs as in
+    /// production (`Alerter::run`) until every event is processed.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
 }
 
 /// Rule i: mostly `contains`, some `regex`, a few `oid_prefix`; priorities spread out.
@@ -148,6 +153,22 @@ async fn drain(alerter: &mut Alerter) -> anyhow::Result<(u64, usize)> {
     }
 }
 
+/// Runs the alerter's loops until `events` are processed: (handled events, alerts).
+async fn drain_running(alerter: Alerter, metrics: &AlerterMetrics, events: usize) -> anyhow::Result<(u64, usize)> {
+    let count = |status| metrics.events_processed.get_or_create(&StatusLabel { status }).get();
+    let sd = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(alerter.run(sd.clone()));
+    while ["handled", "unhandled", "poison", "error"].map(count).iter().sum::<u64>() < events as u64 {
+        if task.is_finished() {
+            anyhow::bail!("the alerter stopped early");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    sd.cancel();
+    task.await??;
+    Ok((count("handled"), metrics.alerts_forwarded.get() as usize))
+}
+
 /// Milliseconds per batch in each phase.
 fn split(t: &BatchTimings) -> String {
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / t.batches.max(1) as f64;
@@ -171,8 +192,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let durability = if args.durable { "durable: fsync on, Redis AOF everysec" } else { "fsync off" };
     println!(
-        "mutt-alerter-bench: {} events per run, batch {}, private redis-server and PostgreSQL ({durability})",
-        args.events, args.batch
+        "mutt-alerter-bench: {} events per run, batch {}, {} loop(s), private redis-server and PostgreSQL ({durability})",
+        args.events, args.batch, args.concurrency
     );
     println!(
         "{:>6} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
@@ -186,18 +207,31 @@ async fn main() -> anyhow::Result<()> {
         let config = AlerterConfig {
             batch_size: args.batch,
             block_timeout: Duration::from_millis(100),
+            concurrency: args.concurrency,
             ..AlerterConfig::default()
         };
         let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-        let mut alerter =
-            Alerter::start(Arc::new(queue.clone()), Arc::new(queue.clone()), store.clone(), cc, config, metrics)
-                .await?;
+        let mut alerter = Alerter::start(
+            Arc::new(queue.clone()),
+            Arc::new(queue.clone()),
+            store.clone(),
+            cc,
+            config,
+            metrics.clone(),
+        )
+        .await?;
+        let timings = alerter.shared_timings();
         let redis_pid = redis.pid().unwrap_or(0);
         let before = cpu_now(redis_pid, &db);
         let started = Instant::now();
-        let (audited, alerts) = drain(&mut alerter).await?;
-        // The last lease waited for the block timeout before returning Empty.
-        let secs = (started.elapsed() - Duration::from_millis(100)).as_secs_f64();
+        let (audited, alerts, secs) = if args.concurrency > 1 {
+            let (audited, alerts) = drain_running(alerter, &metrics, args.events).await?;
+            (audited, alerts, started.elapsed().as_secs_f64())
+        } else {
+            let (audited, alerts) = drain(&mut alerter).await?;
+            // The last lease waited for the block timeout before returning Empty.
+            (audited, alerts, (started.elapsed() - Duration::from_millis(100)).as_secs_f64())
+        };
         let after = cpu_now(redis_pid, &db);
         let us = |k: usize| (after[k] - before[k]) * 1e6 / args.events as f64;
         let rate = args.events as f64 / secs;
@@ -209,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
             us(1),
             us(2)
         );
-        println!("       {}", split(alerter.timings()));
+        println!("       {}", split(&timings.snapshot()));
     }
     println!("(alerter, redis, pg: CPU µs per event; pg: this run's backends only)");
     if let (Some(f), Some(l)) = (rates.first(), rates.last()) {
