@@ -14,12 +14,14 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 mod adopt;
+pub mod audit_copy;
 pub mod connect;
 mod manage;
 mod partitions;
 mod rotation;
 mod silences;
 
+pub use audit_copy::AuditPath;
 pub use connect::{PgTimeouts, SslMode, TlsSettings};
 
 mod embedded {
@@ -60,6 +62,8 @@ pub struct PgStore {
     /// the statement timeout plus a margin. A connection whose peer went silent (no reset)
     /// never answers; after this it is dropped from the pool instead of being handed out again.
     deadline: Duration,
+    /// How audit rows are written ([`AuditPath::Copy`] unless a caller chooses).
+    audit_path: AuditPath,
 }
 
 /// Whether a server's error is about the server's state rather than the statement: classes 08
@@ -144,7 +148,7 @@ impl PgStore {
         }
         let pool = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
         let deadline = timeouts.statement_timeout.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5);
-        Ok(Self { pool, config: pg, tls, settings, credentials, deadline })
+        Ok(Self { pool, config: pg, tls, settings, credentials, deadline, audit_path: AuditPath::default() })
     }
 
     /// A statement found no answer within [`PgStore::deadline`]: its connection never goes
@@ -152,6 +156,13 @@ impl PgStore {
     fn give_up(&self, client: deadpool_postgres::Object, what: &str) -> StoreError {
         drop(deadpool_postgres::Object::take(client));
         StoreError::Unavailable(format!("{what}: no answer within {} s", self.deadline.as_secs()))
+    }
+
+    /// Writes audit rows the way `path` says (the A/B benchmark; UNNEST where COPY cannot be
+    /// used).
+    pub fn with_audit_path(mut self, path: AuditPath) -> Self {
+        self.audit_path = path;
+        self
     }
 
     /// The TLS settings in force (for the start-up log: [`TlsSettings::describe`]).
@@ -275,44 +286,12 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut ids: Vec<Uuid> = Vec::with_capacity(rows.len());
-        let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(rows.len());
-        let mut hosts: Vec<&str> = Vec::with_capacity(rows.len());
-        let mut rules: Vec<i32> = Vec::with_capacity(rows.len());
-        let mut decisions: Vec<&str> = Vec::with_capacity(rows.len());
-        let mut forwarded: Vec<bool> = Vec::with_capacity(rows.len());
-        let mut raws: Vec<&str> = Vec::with_capacity(rows.len());
-        let mut suppressed: Vec<bool> = Vec::with_capacity(rows.len());
-        let mut silenced: Vec<Option<i64>> = Vec::with_capacity(rows.len());
-        for r in rows {
-            ids.push(r.event_id.as_uuid());
-            times.push(r.event_timestamp);
-            hosts.push(&r.hostname);
-            rules.push(r.matched_rule_id);
-            decisions.push(&r.handling_decision);
-            forwarded.push(r.forwarded_to_moog);
-            raws.push(&r.raw_message);
-            suppressed.push(r.flap_suppressed);
-            silenced.push(r.silenced_by);
-        }
         let client = self.pool.get().await.map_err(pool_err)?;
         let write = async {
-            // One statement for the whole batch; UNNEST keeps the parameter count fixed.
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
-                                                  handling_decision, forwarded_to_moog, raw_message,
-                                                  flap_suppressed, silenced_by)
-                     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
-                                          $5::text[], $6::bool[], $7::text[], $8::bool[], $9::int8[])
-                     ON CONFLICT (event_id, event_timestamp) DO NOTHING",
-                )
-                .await
-                .map_err(|e| classify("preparing audit insert", e))?;
-            client
-                .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws, &suppressed, &silenced])
-                .await
-                .map_err(|e| classify("writing audit rows", e))
+            match self.audit_path {
+                AuditPath::Copy => self.write_audit_copy(&client, rows).await,
+                AuditPath::Unnest => write_audit_unnest(&client, rows).await,
+            }
         };
         match tokio::time::timeout(self.deadline, write).await {
             Ok(result) => result,
@@ -446,6 +425,49 @@ impl Store for PgStore {
         };
         client.execute(sql, &[&cutoff, &i64::from(limit)]).await.map_err(|e| classify("applying retention", e))
     }
+}
+
+/// The UNNEST path: the batch as nine arrays bound to one prepared INSERT.
+pub(super) async fn write_audit_unnest(
+    client: &deadpool_postgres::Object,
+    rows: &[AuditRecord],
+) -> Result<u64, StoreError> {
+    let mut ids: Vec<Uuid> = Vec::with_capacity(rows.len());
+    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(rows.len());
+    let mut hosts: Vec<&str> = Vec::with_capacity(rows.len());
+    let mut rules: Vec<i32> = Vec::with_capacity(rows.len());
+    let mut decisions: Vec<&str> = Vec::with_capacity(rows.len());
+    let mut forwarded: Vec<bool> = Vec::with_capacity(rows.len());
+    let mut raws: Vec<&str> = Vec::with_capacity(rows.len());
+    let mut suppressed: Vec<bool> = Vec::with_capacity(rows.len());
+    let mut silenced: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+    for r in rows {
+        ids.push(r.event_id.as_uuid());
+        times.push(r.event_timestamp);
+        hosts.push(&r.hostname);
+        rules.push(r.matched_rule_id);
+        decisions.push(&r.handling_decision);
+        forwarded.push(r.forwarded_to_moog);
+        raws.push(&r.raw_message);
+        suppressed.push(r.flap_suppressed);
+        silenced.push(r.silenced_by);
+    }
+    // One statement for the whole batch; UNNEST keeps the parameter count fixed.
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
+                                          handling_decision, forwarded_to_moog, raw_message,
+                                          flap_suppressed, silenced_by)
+             SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int4[],
+                                  $5::text[], $6::bool[], $7::text[], $8::bool[], $9::int8[])
+             ON CONFLICT (event_id, event_timestamp) DO NOTHING",
+        )
+        .await
+        .map_err(|e| classify("preparing audit insert", e))?;
+    client
+        .execute(&stmt, &[&ids, &times, &hosts, &rules, &decisions, &forwarded, &raws, &suppressed, &silenced])
+        .await
+        .map_err(|e| classify("writing audit rows", e))
 }
 
 /// A rule's columns as statement parameters, in `alert_rules`' insert order ($1…$11 of the
