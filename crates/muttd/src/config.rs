@@ -565,6 +565,10 @@ pub struct AlerterSection {
     pub unhandled_expiry_secs: u64,
     /// Team of meta-alerts for hosts without a `device_teams` row.
     pub unhandled_default_team: String,
+    /// Batch loops in one alerter process, each a consumer of its own (pod name suffixed
+    /// `-1`, `-2`, … after the first): while one waits for its audit commit, the others
+    /// work. 0 counts as 1.
+    pub concurrency: usize,
 }
 
 impl Default for AlerterSection {
@@ -579,6 +583,7 @@ impl Default for AlerterSection {
             unhandled_threshold: d.dynamic.unhandled_threshold,
             unhandled_expiry_secs: d.dynamic.unhandled_expiry.as_secs(),
             unhandled_default_team: d.unhandled_default_team,
+            concurrency: d.concurrency,
         }
     }
 }
@@ -597,6 +602,7 @@ impl AlerterSection {
             cache_reload_interval: Duration::from_secs(self.cache_reload_interval_secs),
             unhandled_default_team: self.unhandled_default_team.clone(),
             dynamic,
+            concurrency: self.concurrency.max(1),
             ..d
         }
     }
@@ -1086,6 +1092,9 @@ mod tests {
             (8081, 300, 100, 86_400)
         );
         assert_eq!(a.unhandled_default_team, "NETO");
+        assert_eq!(a.to_alerter_config(w, false).concurrency, 1);
+        let loops = |n| AlerterSection { concurrency: n, ..a.clone() }.to_alerter_config(w, false).concurrency;
+        assert_eq!((loops(4), loops(0)), (4, 1), "alerter.concurrency; 0 counts as 1");
         assert_eq!(
             (f.port, f.lam_auth, f.lam_user.as_str(), f.lam_batch_size),
             (8083, LamAuthMode::Token, "mutt", 100)
