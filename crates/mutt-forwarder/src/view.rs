@@ -270,17 +270,13 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    return Some(&self.b[start..self.i - 1]);
-                }
-                b'\\' => {
-                    let len = escape_len(self.b.get(self.i + 1..)?)?;
-                    self.i += 1 + len;
-                }
-                _ => self.i += 1,
+            self.i = quote_or_backslash(self.b, self.i)?;
+            if self.b[self.i] == b'"' {
+                self.i += 1;
+                return Some(&self.b[start..self.i - 1]);
             }
+            let len = escape_len(self.b.get(self.i + 1..)?)?;
+            self.i += 1 + len;
         }
     }
 
@@ -301,6 +297,26 @@ impl<'a> Scanner<'a> {
         let again = serde_json::from_slice::<Value>(text).ok()?.to_string();
         (again.as_bytes() == text).then_some(text)
     }
+}
+
+/// The index of the first `"` or `\\` at or after `i`, looked for eight bytes at a time (the
+/// messages inside `raw_json` are long and rarely escaped).
+fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when some byte of `w` equals `c`.
+    let has = |w: u64, c: u8| {
+        let x = w ^ (ONES * u64::from(c));
+        x.wrapping_sub(ONES) & !x & HIGH
+    };
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        if has(w, b'"') | has(w, b'\\') != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\').map(|p| i + p)
 }
 
 /// The length after the backslash of an escape serde_json writes: `\"`, `\\`, `\b`, `\f`, `\n`,
@@ -355,6 +371,21 @@ mod tests {
         ] {
             assert_eq!(canonical(text), None, "{text}");
             serde_json::from_str::<Value>(text).unwrap();
+        }
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_found_at_any_offset() {
+        for len in 0..40 {
+            for c in [b'"', b'\\'] {
+                let mut text = vec![b'a'; len];
+                text.push(c);
+                text.extend_from_slice(b"xx\"");
+                for from in 0..=len {
+                    assert_eq!(quote_or_backslash(&text, from), Some(len), "{len} {from}");
+                }
+            }
+            assert_eq!(quote_or_backslash(&vec![b'a'; len], 0), None);
         }
     }
 
