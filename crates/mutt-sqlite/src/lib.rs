@@ -28,6 +28,7 @@ const MAX_IDLE_READERS: usize = 4;
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 mod checkpoint;
+mod syncer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -139,10 +140,13 @@ type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// Runs the work on the connection, or with `None` only hands back its finisher (the group
 /// broke before this piece ran).
 type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
-type ExclusiveJob = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Runs alone on the writer connection; hands back what tells its caller (once the work is
+/// on disk).
+type ExclusiveJob = Box<dyn FnOnce(&mut Connection) -> Box<dyn FnOnce() + Send> + Send>;
 
 enum Job {
-    Write(WriteJob),
+    /// The work, and whether its caller waits for it to be on disk (`true`) or only committed.
+    Write(WriteJob, bool),
     Exclusive(ExclusiveJob),
 }
 
@@ -171,7 +175,15 @@ impl Database {
             std::fs::create_dir_all(dir)
                 .map_err(|source| DbError::Directory { path: dir.display().to_string(), source })?;
         }
-        let conn = open_connection(&path, &options, false)?;
+        // With durability full the writer commits without fsync and the syncer thread fsyncs
+        // the WAL for the writes that wait for it (see `syncer`), so the writer never waits
+        // for the disk.
+        let syncer = match options.durability {
+            Durability::Full => Some(syncer::start(&path)?),
+            Durability::Normal => None,
+        };
+        let writer_options = DbOptions { durability: Durability::Normal, ..options.clone() };
+        let conn = open_connection(&path, &writer_options, false)?;
         let checkpointer = checkpoint::start(&path, &options);
         if checkpointer.is_some() {
             // The checkpointer thread copies the WAL into the file; the writer only appends.
@@ -183,7 +195,7 @@ impl Database {
         let reset_due = checkpointer.as_ref().map(|c| c.reset_due.clone());
         std::thread::Builder::new()
             .name("mutt-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, name, reset_due))
+            .spawn(move || writer_loop(conn, rx, Writer { name, reset_due, syncer }))
             .map_err(|e| DbError::Other(format!("cannot start the database writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -211,8 +223,29 @@ impl Database {
 
     /// Runs `f` on the writer connection inside a transaction shared with other waiting
     /// writes; its changes commit (or not) with the group, and are rolled back alone when `f`
-    /// fails. Returns once the group has committed.
+    /// fails. Returns once the group has committed and, with durability full, is on disk.
     pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.write_job(f, true).await
+    }
+
+    /// [`Database::write`] that returns once the group has committed, before the commit is
+    /// on disk. For work that nothing outside the file learns of before a later durable
+    /// write: the WAL keeps commits in order, so a power loss takes such a write only together
+    /// with everything committed after it (the file stays a consistent earlier state), and a
+    /// crash of the process loses nothing committed.
+    pub async fn write_unsynced<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.write_job(f, false).await
+    }
+
+    async fn write_job<T, F>(&self, f: F, durable: bool) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -241,7 +274,7 @@ impl Database {
             });
             (ok, finish)
         });
-        self.send(Job::Write(job))?;
+        self.send(Job::Write(job, durable))?;
         rx.await.map_err(|_| DbError::WriterStopped(self.inner.path.display().to_string()))?
     }
 
@@ -254,7 +287,10 @@ impl Database {
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<T>();
         self.send(Job::Exclusive(Box::new(move |conn: &mut Connection| {
-            let _ = tx.send(f(conn));
+            let out = f(conn);
+            Box::new(move || {
+                let _ = tx.send(out);
+            })
         })))?;
         rx.await.map_err(|_| DbError::WriterStopped(self.inner.path.display().to_string()))
     }
@@ -320,13 +356,22 @@ fn open_connection(path: &Path, options: &DbOptions, reader: bool) -> Result<Con
     Ok(conn)
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, name: String, reset_due: Option<Arc<AtomicBool>>) {
+/// What the writer thread knows besides its connection.
+struct Writer {
+    name: String,
+    /// Set by the checkpointer when the writer should finish a checkpoint itself.
+    reset_due: Option<Arc<AtomicBool>>,
+    /// Fsyncs the WAL for durable writes (durability full).
+    syncer: Option<syncer::Syncer>,
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, w: Writer) {
     let mut next: Option<Job> = None;
     loop {
-        if reset_due.as_ref().is_some_and(|f| f.swap(false, Ordering::Relaxed)) {
+        if w.reset_due.as_ref().is_some_and(|f| f.swap(false, Ordering::Relaxed)) {
             // The WAL is long: finish the checkpoint here, so the next group rewinds it.
             if let Err(e) = checkpoint::passive(&conn) {
-                tracing::debug!(database = %name, error = %e, "writer checkpoint failed");
+                tracing::debug!(database = %w.name, error = %e, "writer checkpoint failed");
             }
         }
         let job = match next.take() {
@@ -337,16 +382,20 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, name: String, rese
             },
         };
         match job {
-            Job::Exclusive(f) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn))).is_err() {
-                    tracing::error!(database = %name, "an exclusive database job panicked");
+            Job::Exclusive(f) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn))) {
+                Ok(reply) => {
+                    if let Some(s) = &w.syncer {
+                        s.sync_now(&w.name);
+                    }
+                    reply();
                 }
-            }
-            Job::Write(first) => {
-                let mut group = vec![first];
+                Err(_) => tracing::error!(database = %w.name, "an exclusive database job panicked"),
+            },
+            Job::Write(first, durable) => {
+                let mut group = vec![(first, durable)];
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(Job::Write(w)) => group.push(w),
+                        Ok(Job::Write(j, d)) => group.push((j, d)),
                         Ok(other) => {
                             next = Some(other);
                             break;
@@ -354,37 +403,48 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, name: String, rese
                         Err(_) => break,
                     }
                 }
-                run_group(&conn, group, &name);
+                let (committed, finishers) = run_group(&conn, group, &w.name);
+                finish_group(committed, finishers, w.syncer.as_ref());
             }
         }
     }
 }
 
+/// Tells the pieces of a group how it went: at once, or (durable pieces of a committed group
+/// with durability full) once the syncer has fsynced the WAL.
+fn finish_group(committed: Result<(), String>, finishers: Vec<(Finish, bool)>, syncer: Option<&syncer::Syncer>) {
+    let mut waiting = Vec::new();
+    for (finish, durable) in finishers {
+        match syncer {
+            Some(_) if durable && committed.is_ok() => waiting.push(finish),
+            _ => finish(committed.clone()),
+        }
+    }
+    if let Some(s) = syncer.filter(|_| !waiting.is_empty()) {
+        s.after_sync(waiting);
+    }
+}
+
 /// Runs a group of writes in one transaction, each in a savepoint; reports the commit's
 /// outcome to every piece.
-fn run_group(conn: &Connection, group: Vec<WriteJob>, name: &str) {
+fn run_group(conn: &Connection, group: Vec<(WriteJob, bool)>, name: &str) -> (Result<(), String>, Vec<(Finish, bool)>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let why = e.to_string();
         tracing::warn!(database = name, error = %why, "cannot start a write transaction");
-        for job in group {
-            // The work is not run; its caller gets the error.
-            let (_, finish) = job_not_run(job);
-            finish(Err(why.clone()));
-        }
-        return;
+        // The work is not run; its callers get the error.
+        let finishers = group.into_iter().map(|(job, durable)| (job_not_run(job).1, durable)).collect();
+        return (Err(why), finishers);
     }
     let mut finishers = Vec::with_capacity(group.len());
     let mut broken: Option<String> = None;
-    for job in group {
+    for (job, durable) in group {
         if broken.is_some() {
-            let (_, finish) = job_not_run(job);
-            finishers.push(finish);
+            finishers.push((job_not_run(job).1, durable));
             continue;
         }
         if let Err(e) = conn.execute_batch("SAVEPOINT piece") {
             broken = Some(e.to_string());
-            let (_, finish) = job_not_run(job);
-            finishers.push(finish);
+            finishers.push((job_not_run(job).1, durable));
             continue;
         }
         // A panicking piece must not take the writer thread (and every later write) with it:
@@ -396,7 +456,7 @@ fn run_group(conn: &Connection, group: Vec<WriteJob>, name: &str) {
                 continue;
             }
         };
-        finishers.push(finish);
+        finishers.push((finish, durable));
         if conn.is_autocommit() {
             // Some errors (I/O, disk full) make SQLite roll the whole transaction back.
             broken = Some("sqlite rolled the transaction back after an error".into());
@@ -422,9 +482,7 @@ fn run_group(conn: &Connection, group: Vec<WriteJob>, name: &str) {
     if let Err(why) = &committed {
         tracing::warn!(database = name, error = %why, "write transaction failed; its callers get the error");
     }
-    for finish in finishers {
-        finish(committed.clone());
-    }
+    (committed, finishers)
 }
 
 /// The finisher of a job that will not run (it reports an error to its caller).
@@ -458,6 +516,32 @@ mod tests {
         }
         let n: i64 = db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).await.unwrap();
         assert_eq!(n, 200);
+    }
+
+    #[tokio::test]
+    async fn durable_and_unsynced_writes_share_groups_and_all_commit() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)")).await.unwrap();
+        let mut handles = Vec::new();
+        for i in 0..300 {
+            let db = db.clone();
+            handles.push(tokio::spawn(async move {
+                let insert = move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [i]);
+                if i % 2 == 0 { db.write(insert).await } else { db.write_unsynced(insert).await }
+            }));
+        }
+        for h in handles {
+            assert_eq!(h.await.unwrap().unwrap(), 1);
+        }
+        // A failing unsynced piece reports its own error and leaves the rest alone.
+        assert!(db.write_unsynced(|c| c.execute("INSERT INTO t VALUES (1)", [])).await.unwrap_err().is_rejected());
+        let n: i64 = db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).await.unwrap();
+        assert_eq!(n, 300);
+        // What a durable write was told is on disk is in the WAL file, whose contents a fresh
+        // connection (another process) sees.
+        let other = Connection::open(db.path()).unwrap();
+        let seen: i64 = other.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(seen, 300);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use super::{Deltas, SqliteQueue, append, db_err, now_ms, prepend, recover_owner};
 use crate::periodic::{FirstRun, spawn_every};
-use crate::{Consumer, ConsumerConfig, Lease, QueueError, QueueId, Settlement};
+use crate::{Consumer, ConsumerConfig, Lease, QueueError, QueueId, Settlement, WorkerRole};
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::params;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ impl SqliteConsumer {
         let r = self
             .queue
             .db
-            .write(move |c| recover_owner(c, &owner, crashed, max, &dlq, &now))
+            .write_unsynced(move |c| recover_owner(c, &owner, crashed, max, &dlq, &now))
             .await
             .map_err(db_err("handing back leased messages"))?;
         self.leased.clear();
@@ -111,10 +111,11 @@ impl SqliteConsumer {
 
     async fn try_lease(&mut self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
         let (source, owner) = (self.source_name.clone(), self.owner.clone());
+        // Unsynced (see `Database::write_unsynced`): a lease is known only inside the file.
         let (rows, deltas) = self
             .queue
             .db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 let rows: Vec<(i64, Vec<u8>)> = {
                     let mut s = c.prepare_cached(
                         "SELECT id, body FROM queue_message WHERE queue = ?1 AND owner IS NULL ORDER BY seq LIMIT ?2",
@@ -149,7 +150,7 @@ async fn write_heartbeat(queue: &SqliteQueue, config: &ConsumerConfig) -> Result
     let until = now_ms() + config.heartbeat_ttl.as_millis() as i64;
     queue
         .db
-        .write(move |c| {
+        .write_unsynced(move |c| {
             c.prepare_cached(
                 "INSERT INTO queue_worker (role, pod, heartbeat_until_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (role, pod) DO UPDATE SET heartbeat_until_ms = excluded.heartbeat_until_ms",
@@ -167,7 +168,7 @@ async fn move_due(queue: &SqliteQueue, source: &str) -> Result<i64, QueueError> 
     let now = now_ms();
     let (n, deltas) = queue
         .db
-        .write(move |c| {
+        .write_unsynced(move |c| {
             let due: Vec<(i64, Vec<u8>)> = {
                 let mut s = c.prepare_cached(
                     "SELECT id, body FROM queue_delayed WHERE queue = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
@@ -210,7 +211,7 @@ impl Janitor {
         let (moved, deltas, dead_owners) = self
             .queue
             .db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 let owners: Vec<String> = {
                     let mut s = c.prepare_cached(
                         "SELECT DISTINCT owner FROM queue_message WHERE owner IS NOT NULL AND queue = ?1",
@@ -302,34 +303,37 @@ impl Consumer for SqliteConsumer {
         let now = now_ms();
         let delayed: Vec<(i64, Vec<u8>)> =
             s.delayed.iter().map(|(m, d)| (now + d.as_millis() as i64, m.clone())).collect();
-        let (applied, deltas) = self
-            .queue
-            .db
-            .write(move |c| {
-                let mut d = Deltas::default();
-                let mut ack = c.prepare_cached("DELETE FROM queue_message WHERE id = ?1 AND owner = ?2")?;
-                let mut removed = 0;
-                for id in &ids {
-                    removed += ack.execute(params![id, owner])?;
-                }
-                if removed == 0 {
-                    // Already settled (a retry after a lost reply) or recovered by a janitor.
-                    return Ok((false, d));
-                }
-                if let Some(output) = &output {
-                    append(c, output, &emit, &mut d)?;
-                }
-                prepend(c, &source, &put_back, &mut d)?;
-                let mut later =
-                    c.prepare_cached("INSERT INTO queue_delayed (queue, due_ms, body) VALUES (?1, ?2, ?3)")?;
-                for (due, m) in &delayed {
-                    later.execute(params![source, due, m])?;
-                }
-                append(c, &dlq, &dead, &mut d)?;
-                Ok((true, d))
-            })
-            .await
-            .map_err(db_err("settling a lease"))?;
+        let apply = move |c: &mutt_sqlite::rusqlite::Connection| {
+            let mut d = Deltas::default();
+            let mut ack = c.prepare_cached("DELETE FROM queue_message WHERE id = ?1 AND owner = ?2")?;
+            let mut removed = 0;
+            for id in &ids {
+                removed += ack.execute(params![id, owner])?;
+            }
+            if removed == 0 {
+                // Already settled (a retry after a lost reply) or recovered by a janitor.
+                return Ok((false, d));
+            }
+            if let Some(output) = &output {
+                append(c, output, &emit, &mut d)?;
+            }
+            prepend(c, &source, &put_back, &mut d)?;
+            let mut later = c.prepare_cached("INSERT INTO queue_delayed (queue, due_ms, body) VALUES (?1, ?2, ?3)")?;
+            for (due, m) in &delayed {
+                later.execute(params![source, due, m])?;
+            }
+            append(c, &dlq, &dead, &mut d)?;
+            Ok((true, d))
+        };
+        // The forwarder settles what it delivered: that waits for the disk, so a power loss
+        // cannot undo a settle whose alerts Moogsoft has. The alerter's settle only moves
+        // work within the file (see `Database::write_unsynced`).
+        let settled = if self.config.role == WorkerRole::Forwarder {
+            self.queue.db.write(apply).await
+        } else {
+            self.queue.db.write_unsynced(apply).await
+        };
+        let (applied, deltas) = settled.map_err(db_err("settling a lease"))?;
         self.queue.committed(deltas);
         self.leased.clear();
         self.token = 0;

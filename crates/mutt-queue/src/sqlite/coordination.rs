@@ -261,8 +261,9 @@ impl Coordination for SqliteQueue {
         // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
         // occurrence; the threshold-th fires and records its event id; while that record
         // lives only the same event (a redelivery) fires again.
+        // Unsynced: the counters are seen only through the file (see `write_unsynced`).
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 let mut read = c.prepare_cached(
                     "SELECT count, window_until_ms, triggered_by, triggered_until_ms
                        FROM unhandled_counter WHERE key = ?1",
@@ -364,7 +365,7 @@ impl Coordination for SqliteQueue {
         let until = now + expiry.as_millis().max(1000) as i64;
         let kept: Vec<(String, i64)> = self
             .db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 let mut save = c.prepare_cached(
                     "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
                      VALUES (?1, 0, ?2, ?3, NULL)

@@ -137,14 +137,17 @@ impl SqliteQueue {
         let events = events.to_vec();
         let now = now_ms();
         self.db
-            .write(move |c| events.iter().map(|e| count_one(c, e, now)).collect::<rusqlite::Result<Vec<_>>>())
+            .write_unsynced(move |c| events.iter().map(|e| count_one(c, e, now)).collect::<rusqlite::Result<Vec<_>>>())
             .await
             .map_err(db_err("counting flapping events"))
     }
 
     pub(super) async fn claim_flaps(&self, limit: usize, lease: Duration) -> Result<Vec<FlapSummary>, QueueError> {
         let now = now_ms();
-        self.db.write(move |c| claim(c, limit, lease, now)).await.map_err(db_err("claiming closed flap windows"))
+        self.db
+            .write_unsynced(move |c| claim(c, limit, lease, now))
+            .await
+            .map_err(db_err("claiming closed flap windows"))
     }
 
     pub(super) async fn ack_flaps(&self, acks: &[FlapAck]) -> Result<u64, QueueError> {

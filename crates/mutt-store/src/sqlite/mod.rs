@@ -238,9 +238,11 @@ impl Store for SqliteStore {
                 silenced_by: r.silenced_by,
             })
             .collect();
-        // One piece of work on the writer: the batch commits or is refused as a whole.
+        // One piece of work on the writer: the batch commits or is refused as a whole. Unsynced
+        // (see `Database::write_unsynced`): the alerter settles the batch only after this, so
+        // a power loss that took these rows takes the settle too and the events come again.
         self.db
-            .write(move |conn| {
+            .write_unsynced(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO event_audit_log (event_id, event_timestamp, hostname, matched_rule_id,
                                                   handling_decision, forwarded_to_moog, raw_message,
