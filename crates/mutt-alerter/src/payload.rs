@@ -84,4 +84,21 @@ mod tests {
             assert_eq!(got, want);
         }
     }
+
+    /// An event as muttd's ingestor queues it (serde_json's layout: compact, keys sorted) gives
+    /// byte for byte the alert the parsed-and-serialised path gave, so the forwarder's
+    /// pass-through of canonical `raw_json` still applies.
+    #[test]
+    fn a_canonical_event_gives_the_same_bytes_as_before() {
+        let value = serde_json::json!({"hostname": "sw1", "message": "EVT DOWN \"q\" \u{1} é", "timestamp": "2025-11-08T12:00:00Z",
+            "syslog_severity": 5, "nested": {"b": [1, -2.5, null], "a": true}, "_correlation_id": "c1",
+            "_event_id": "01900000-0000-7000-8000-000000000001"});
+        let raw = serde_json::to_vec(&value).unwrap();
+        let event = Event::from_slice(&raw).unwrap();
+        let bytes = handled_alert(&raw, &event, event.event_id(), &rule(), "Page_and_ticket");
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            Alert::for_handled_event(&event, &rule(), "Page_and_ticket").to_json()
+        );
+    }
 }
