@@ -41,6 +41,10 @@ struct Args {
     /// copy-temp-tx, unnest-redelivered, copy-redelivered.
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
+    /// Information only: drops the audit table's foreign key to alert_rules first, to show
+    /// what its check (a key-share lock on the rule row per audit row) costs.
+    #[arg(long)]
+    without_fk: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -253,6 +257,10 @@ async fn bench_server(args: &Args, variants: &[(Variant, &str)], durable: bool) 
                 &[&format!("EVT-{i:04}-DOWN")],
             )
             .await?;
+    }
+    if args.without_fk {
+        admin.batch_execute("ALTER TABLE event_audit_log DROP CONSTRAINT fk_event_audit_matched_rule").await?;
+        settings.push("without the foreign key".into());
     }
     let mut totals: Vec<Vec<Run>> = vec![vec![Run::default(); variants.len()]; args.batches.len()];
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
