@@ -27,6 +27,10 @@ struct Args {
     /// Requests per second for the fixed-rate phase.
     #[arg(long, default_value_t = 2000)]
     rate: u64,
+    /// The shared ingest rate limit in requests per minute (0: off, the default); a limit far
+    /// above the load shows what checking it costs.
+    #[arg(long, default_value_t = 0)]
+    rate_limit: u64,
 }
 
 const KEY: &str = "bench-key";
@@ -57,7 +61,8 @@ async fn main() -> anyhow::Result<()> {
     cmd.arg("ingestor")
         .env("MUTT_REDIS__URL", redis.url())
         .env("MUTT_INGESTOR__PORT", port.to_string())
-        .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
+        .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", (args.rate_limit > 0).to_string())
+        .env("MUTT_INGESTOR__MAX_RATE", args.rate_limit.max(1).to_string())
         .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "1000000000")
         .env("INGEST_API_KEY", KEY)
         .env("MUTT_LOG__LEVEL", "warn");
