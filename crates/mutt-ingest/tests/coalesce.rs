@@ -221,7 +221,7 @@ async fn a_failed_push_fails_exactly_the_submissions_in_it(kind: BackendKind) {
         })
         .collect();
     // Let them hand their events over (they wait behind the held push).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!first.is_finished(), "not answered before its push completes");
     release.send(()).unwrap();
     let (status, body) = first.await.unwrap();
