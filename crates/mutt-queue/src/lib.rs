@@ -219,9 +219,9 @@ impl ConsumerConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lease {
     pub messages: Vec<Vec<u8>>,
-    /// The queue elements leased, when they differ from `messages` (a backend that packs many
-    /// messages into one element: Redis with batch envelopes); empty otherwise.
-    pub(crate) elements: Vec<Vec<u8>>,
+    /// How many queue elements were leased, when not one per message (a backend that packs many
+    /// messages into one element: Redis with batch envelopes); 0 otherwise.
+    pub(crate) elements: usize,
     /// Random, never 0 for a real lease (0: a default, empty lease that matches nothing).
     token: u64,
     /// Per message, whether it was leased before (handed back or recovered from a dead
@@ -232,23 +232,23 @@ pub struct Lease {
 impl Lease {
     /// A new lease of `messages` with a fresh token.
     pub(crate) fn new(messages: Vec<Vec<u8>>) -> Self {
-        Self { messages, elements: Vec::new(), token: rand::random::<u64>() | 1, redelivered: None }
+        Self { messages, elements: 0, token: rand::random::<u64>() | 1, redelivered: None }
     }
 
     /// A lease of `messages` with a given token (a backend that mints tokens itself).
     pub(crate) fn with_token(messages: Vec<Vec<u8>>, token: u64) -> Self {
-        Self { messages, elements: Vec::new(), token, redelivered: None }
+        Self { messages, elements: 0, token, redelivered: None }
     }
 
-    /// The queue elements this lease removes at settle (see [`Lease::elements`]).
-    pub(crate) fn with_elements(mut self, elements: Vec<Vec<u8>>) -> Self {
+    /// How many queue elements this lease removes at settle (see [`Lease::elements`]).
+    pub(crate) fn with_elements(mut self, elements: usize) -> Self {
         self.elements = elements;
         self
     }
 
-    /// What the settle removes: the elements, or the messages when they are the elements.
-    pub(crate) fn leased_elements(&self) -> &[Vec<u8>] {
-        if self.elements.is_empty() { &self.messages } else { &self.elements }
+    /// How many queue elements the settle removes.
+    pub(crate) fn leased_elements(&self) -> usize {
+        if self.elements == 0 { self.messages.len() } else { self.elements }
     }
 
     /// Says which messages were leased before (one flag per message).

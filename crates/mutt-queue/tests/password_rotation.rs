@@ -123,11 +123,13 @@ async fn rotation_on_the_live_server_while_messages_flow() {
             while seen.lock().unwrap().len() < MESSAGES {
                 match c.lease(50, Duration::from_millis(200)).await {
                     Ok(Some(lease)) => {
-                        if c.settle(&lease, &Settlement::new()).await.is_ok() {
-                            seen.lock().unwrap().extend(lease.messages.iter().map(|m| n_of(m)));
-                        } else {
-                            let _ = c.release().await;
+                        // As the workers do: a settle that failed is retried (it is idempotent;
+                        // one whose reply was lost has applied, and releasing instead would
+                        // leave this test waiting for messages already consumed).
+                        while c.settle(&lease, &Settlement::new()).await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                         }
+                        seen.lock().unwrap().extend(lease.messages.iter().map(|m| n_of(m)));
                     }
                     Ok(None) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

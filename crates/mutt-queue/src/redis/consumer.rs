@@ -289,20 +289,20 @@ struct Recovery<'a> {
 type Moved = (Vec<Vec<u8>>, Vec<bool>);
 
 /// The lease of `elements`: their messages (an envelope's events; see [`envelope`]), each with
-/// its element's redelivery flag. The elements are kept only when they differ from the
-/// messages (the settle removes exactly them).
+/// its element's redelivery flag, and how many elements the settle removes.
 fn unpacked_lease(elements: Vec<Vec<u8>>, flags: Vec<bool>, token: u64) -> Lease {
     if elements.iter().all(|e| envelope::count(e) == 1) {
         return Lease::with_token(elements, token).with_redeliveries(flags);
     }
+    let count = elements.len();
     let (mut messages, mut per_message) = (Vec::new(), Vec::new());
-    for (i, e) in elements.iter().enumerate() {
-        envelope::unpack_into(e.clone(), &mut messages);
+    for (i, e) in elements.into_iter().enumerate() {
+        envelope::unpack_into(e, &mut messages);
         if let Some(f) = flags.get(i) {
             per_message.resize(messages.len(), *f);
         }
     }
-    let lease = Lease::with_token(messages, token).with_elements(elements);
+    let lease = Lease::with_token(messages, token).with_elements(count);
     if flags.is_empty() { lease } else { lease.with_redeliveries(per_message) }
 }
 
@@ -480,9 +480,10 @@ impl Consumer for RedisConsumer {
             .key(self.keys.output_events.as_deref().unwrap_or(&self.keys.source_events))
             .arg(self.config.pod.as_ref())
             .arg(token_text(lease.token()));
-        let (acked, emit, put_back) = (lease.leased_elements(), self.queue.pack(&s.emit), self.queue.pack(&s.put_back));
-        inv.arg(acked.len()).arg(emit.len()).arg(put_back.len()).arg(s.delayed.len()).arg(s.dead.len());
-        for m in acked.iter().chain(&emit).chain(&put_back) {
+        let (emit, put_back) = (self.queue.pack(&s.emit), self.queue.pack(&s.put_back));
+        let leased = lease.leased_elements();
+        inv.arg(leased).arg(emit.len()).arg(put_back.len()).arg(s.delayed.len()).arg(s.dead.len());
+        for m in emit.iter().chain(&put_back) {
             inv.arg(m.as_slice());
         }
         for (m, delay) in &s.delayed {

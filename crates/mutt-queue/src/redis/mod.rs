@@ -289,14 +289,24 @@ impl Queue for RedisQueue {
         if messages.is_empty() {
             return self.depth(QueueId::Ingest).await;
         }
-        let mut inv = scripts::PUSH_INGEST.prepare_invoke();
-        inv.key(&self.keys.ingest_queue).key(&minute).key(&hour).key(&day).key(self.keys.events(QueueId::Ingest));
-        inv.arg(n).arg(7_200).arg(172_800).arg(2_592_000);
-        for e in self.pack(messages) {
-            inv.arg(e);
-        }
+        // One MULTI: the elements by a native LPUSH, the counters by a small script.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("LPUSH").arg(&self.keys.ingest_queue).arg(self.pack(messages));
+        pipe.cmd("EVAL")
+            .arg(scripts::INGEST_COUNTERS)
+            .arg(4)
+            .arg(&minute)
+            .arg(&hour)
+            .arg(&day)
+            .arg(self.keys.events(QueueId::Ingest))
+            .arg(n)
+            .arg(7_200)
+            .arg(172_800)
+            .arg(2_592_000);
         let mut c = self.connection();
-        inv.invoke_async(&mut c).await.map_err(redis_err("enqueueing events"))
+        let (len, events): (u64, u64) = pipe.query_async(&mut c).await.map_err(redis_err("enqueueing events"))?;
+        Ok(len.max(events))
     }
 
     async fn depth(&self, queue: QueueId) -> Result<u64, QueueError> {

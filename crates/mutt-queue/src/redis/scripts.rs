@@ -17,8 +17,9 @@ use std::sync::LazyLock;
 /// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
 /// messages leased before, whose settle could then remove the wrong ones. Otherwise moves
 /// elements from the front of the source until they carry ARGV[1] events (an envelope counts
-/// its events; the first one is taken whatever its size, so that no envelope is stuck; a run of
-/// plain messages goes in one RPOP and may end with an envelope); when the list is not empty
+/// its events; the first one is taken whatever its size, so that no envelope is stuck, and one
+/// that does not fit after it goes back to the front; a run of plain messages goes in one RPOP
+/// and may end with an envelope); when the list is not empty
 /// afterwards the token is recorded, so that only this lease's settle (once) removes them.
 /// With a counter (KEYS[5]) the events taken (the BLMOVEd one's too) are subtracted, and the
 /// counter is dropped when the source is empty (so it never drifts for long). Returns {the
@@ -39,19 +40,21 @@ if KEYS[5] == nil then
 else
   local total = 0
   while total < want do
-    local front = redis.call('LINDEX', KEYS[1], -1)
+    local front = redis.call('RPOP', KEYS[1])
     if not front then break end
     local n = mutt_count(front)
-    if n == 1 then
+    if total > 0 and total + n > want then
+      redis.call('RPUSH', KEYS[1], front)
+      break
+    end
+    out[#out + 1] = front
+    total = total + n
+    if n == 1 and total < want then
+      -- A run of plain messages: the rest in one RPOP (it may end with an envelope).
       for _, v in ipairs(redis.call('RPOP', KEYS[1], want - total) or {}) do
         out[#out + 1] = v
         total = total + mutt_count(v)
       end
-    else
-      if total > 0 and total + n > want then break end
-      redis.call('RPOP', KEYS[1])
-      out[#out + 1] = front
-      total = total + n
     end
   end
   if already == 1 then total = total + mutt_count(redis.call('LINDEX', KEYS[2], -1)) end
@@ -82,24 +85,25 @@ return {out, table.concat(flags)}
 });
 
 /// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue,
-/// lease tokens, and with batch envelopes the source's and the output's event counters (what
-/// is put back or emitted is counted there). ARGV: pod, token, counts (ack, emit, put back, delayed, dead), then the
-/// messages in that order; delayed entries are (delay in ms, message) pairs.
+/// lease tokens, and the source's and the output's event counters (what is put back or emitted
+/// is counted there). ARGV: pod, token, counts (leased elements, emit, put back, delayed,
+/// dead), then the messages to push in that order; delayed entries are (delay in ms, message)
+/// pairs.
 ///
 /// Only the current lease's token settles, once: a settle retried after a lost reply, or one
 /// whose lease was handed back or recovered by a janitor (both remove the token), does
 /// nothing and returns 0, so nothing is pushed twice and no other lease's messages are
-/// touched. The leased messages are the oldest of the processing list (its tail, the first
-/// leased last): when the tail holds exactly them, one LTRIM removes them; otherwise (a
-/// message moved in since, by a BLMOVE whose reply was given up) each is removed by value
-/// (LREM from the tail, so each removal finds its message first). Pushes go out one command
-/// per destination.
+/// touched. The leased elements are the tail of the processing list (a lease only starts in
+/// an empty list, and the only thing that can arrive later, a BLMOVE whose reply was given up,
+/// lands at the head), so one LTRIM removes exactly them without sending their bytes back:
+/// every byte a script touches costs Redis a hash of it (Lua interns strings). Pushes go out
+/// one command per destination.
 pub static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         &[envelope::LUA_COUNT_FN],
         r"
 local function count_into(key, from, n)
-  if KEYS[8] == nil or n == 0 then return end
+  if n == 0 then return end
   local total = 0
   for k = from, from + n - 1 do total = total + mutt_count(ARGV[k]) end
   redis.call('INCRBY', key, total)
@@ -110,21 +114,12 @@ local len = redis.call('LLEN', KEYS[1])
 if len == 0 then return 0 end
 local nack, nemit, nback, ndelay, ndead =
   tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local same = nack > 0 and nack <= len
-if same then
-  local tail = redis.call('LRANGE', KEYS[1], -nack, -1)
-  for k = 1, nack do
-    if tail[nack - k + 1] ~= ARGV[7 + k] then same = false; break end
-  end
-end
-if same and nack == len then
+if nack >= len then
   redis.call('DEL', KEYS[1])
-elseif same then
+elseif nack > 0 then
   redis.call('LTRIM', KEYS[1], 0, -(nack + 1))
-else
-  for k = 1, nack do redis.call('LREM', KEYS[1], -1, ARGV[7 + k]) end
 end
-local i = 8 + nack
+local i = 8
 if nemit > 0 then
   redis.call('LPUSH', KEYS[5], unpack(ARGV, i, i + nemit - 1))
   count_into(KEYS[8], i, nemit)
@@ -222,25 +217,19 @@ return n
     )
 });
 
-/// Appends ingested events and counts them, atomically. KEYS: the ingest queue, the minute,
-/// hour and day counters, and with batch envelopes the queue's event counter. ARGV: the event
-/// count, the three counters' TTLs in seconds, then the list elements (events, or envelopes of
-/// events). A counter's TTL is set when this call created it (the original's keys: set once,
-/// so a bucket expires a fixed time after its first event). Returns the queue's new depth in
-/// events. One script instead of MULTI, LPUSH, three INCRBY, three EXPIRE NX and EXEC.
-pub static PUSH_INGEST: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local depth = redis.call('LPUSH', KEYS[1], unpack(ARGV, 5))
+/// The ingest counters of a push (run with `EVAL` inside the push's MULTI, after the native
+/// LPUSH: event bytes never pass through Lua, where Redis would hash every byte). KEYS: the
+/// minute, hour and day counters, the queue's event counter. ARGV: the event count, the three
+/// counters' TTLs in seconds. A counter's TTL is set when this call created it (the original's
+/// keys: set once, so a bucket expires a fixed time after its first event). Returns the queue's
+/// event count.
+pub const INGEST_COUNTERS: &str = r"
 local n = tonumber(ARGV[1])
-for i = 2, 4 do
-  if redis.call('INCRBY', KEYS[i], n) == n then redis.call('EXPIRE', KEYS[i], ARGV[i], 'NX') end
+for i = 1, 3 do
+  if redis.call('INCRBY', KEYS[i], n) == n then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
 end
-if KEYS[5] ~= nil then return math.max(depth, redis.call('INCRBY', KEYS[5], n)) end
-return depth
-",
-    )
-});
+return redis.call('INCRBY', KEYS[4], n)
+";
 
 /// Appends list elements (envelopes or plain messages) to a queue and adds their events to the
 /// queue's counter. KEYS: the queue, its event counter. ARGV: the elements. Returns the depth
