@@ -266,6 +266,8 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub struct PipelineOptions {
     pub muttd: PathBuf,
     pub alerters: usize,
+    /// Batch loops per alerter process (`alerter.concurrency`).
+    pub alerter_concurrency: usize,
     pub forwarders: usize,
     /// Redis with AOF (everysec), for restarts that keep the data.
     pub aof: bool,
@@ -359,6 +361,7 @@ impl Pipeline {
             .env("MOOG_API_KEY", "pipeline-moog-key")
             .env("POD_NAME", pod)
             .env("MUTT_INGESTOR__PORT", port.to_string())
+            .env("MUTT_ALERTER__CONCURRENCY", opts.alerter_concurrency.max(1).to_string())
             .env("MUTT_ALERTER__PORT", "0")
             .env("MUTT_FORWARDER__PORT", "0")
             .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")

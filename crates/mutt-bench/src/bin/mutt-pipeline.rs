@@ -22,6 +22,10 @@ struct Cli {
     /// Alerter processes.
     #[arg(long, global = true, default_value_t = 1)]
     alerters: usize,
+    /// Batch loops per alerter process (`alerter.concurrency`): 4 overlaps the audit commits,
+    /// which matters with PostgreSQL durable.
+    #[arg(long, global = true, default_value_t = 4)]
+    alerter_concurrency: usize,
     /// Forwarder processes.
     #[arg(long, global = true, default_value_t = 1)]
     forwarders: usize,
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let opts = PipelineOptions {
         muttd: cli.muttd.clone(),
         alerters: cli.alerters.max(1),
+        alerter_concurrency: cli.alerter_concurrency.max(1),
         forwarders: cli.forwarders.max(1),
         aof: false,
     };
