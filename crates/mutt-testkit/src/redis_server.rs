@@ -36,15 +36,25 @@ impl RedisServer {
 
     /// Starts a TLS-only server (certificates from `tls`); returns it and its `rediss://` URL.
     pub fn start_tls(tls: &TestCertificates) -> anyhow::Result<Self> {
+        Self::start_tls_with(tls, &tls.cert, &tls.key)
+    }
+
+    /// A TLS-only server presenting `cert`/`key` (e.g. one of [`TestCertificates::issue`] for
+    /// another name) with `tls`'s CA.
+    pub fn start_tls_with(
+        tls: &TestCertificates,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let tls_port = free_port()?;
         let dir = tempfile::tempdir()?;
         let extra = vec![
             "--tls-port".to_string(),
             tls_port.to_string(),
             "--tls-cert-file".into(),
-            tls.cert.display().to_string(),
+            cert.display().to_string(),
             "--tls-key-file".into(),
-            tls.key.display().to_string(),
+            key.display().to_string(),
             "--tls-ca-cert-file".into(),
             tls.ca.display().to_string(),
             "--tls-auth-clients".into(),
