@@ -602,7 +602,7 @@ impl AlerterSection {
             cache_reload_interval: Duration::from_secs(self.cache_reload_interval_secs),
             unhandled_default_team: self.unhandled_default_team.clone(),
             dynamic,
-            concurrency: self.concurrency.max(1),
+            concurrency: self.concurrency,
             ..d
         }
     }
@@ -1021,6 +1021,7 @@ impl Config {
             ("alerter.cache_reload_interval_secs", a.cache_reload_interval_secs == 0),
             ("alerter.unhandled_threshold", a.unhandled_threshold == 0),
             ("alerter.unhandled_expiry_secs", a.unhandled_expiry_secs == 0),
+            ("alerter.concurrency", a.concurrency == 0),
             ("forwarder.lam_batch_size", f.lam_batch_size == 0),
             ("forwarder.rate_limit", f.rate_limit == 0),
             ("forwarder.rate_period_secs", f.rate_period_secs == 0),
@@ -1094,7 +1095,7 @@ mod tests {
         assert_eq!(a.unhandled_default_team, "NETO");
         assert_eq!(a.to_alerter_config(w, false).concurrency, 1);
         let loops = |n| AlerterSection { concurrency: n, ..a.clone() }.to_alerter_config(w, false).concurrency;
-        assert_eq!((loops(4), loops(0)), (4, 1), "alerter.concurrency; 0 counts as 1");
+        assert_eq!(loops(4), 4, "alerter.concurrency (0 is refused by validation)");
         assert_eq!(
             (f.port, f.lam_auth, f.lam_user.as_str(), f.lam_batch_size),
             (8083, LamAuthMode::Token, "mutt", 100)
@@ -1267,6 +1268,7 @@ mod tests {
         ("alerter.cache_reload_interval_secs", Some("CACHE_RELOAD_INTERVAL")),
         ("alerter.unhandled_threshold", Some("UNHANDLED_THRESHOLD")),
         ("alerter.unhandled_expiry_secs", Some("UNHANDLED_EXPIRY_SECONDS")),
+        ("alerter.concurrency", None),
         ("forwarder.lam_batch_size", None),
         ("forwarder.rate_limit", Some("MOOG_RATE_LIMIT")),
         ("forwarder.rate_period_secs", Some("MOOG_RATE_PERIOD")),
