@@ -52,10 +52,8 @@ fn event(i: usize) -> serde_json::Value {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let redis = mutt_testkit::RedisServer::start(false)?;
+/// `muttd ingestor` on `redis` and a port of its own, once healthy; returns it and its base URL.
+async fn spawn_ingestor(args: &Args, redis: &mutt_testkit::RedisServer) -> anyhow::Result<(Service, String)> {
     let port = free_port();
     let mut cmd = Command::new(&args.muttd);
     cmd.arg("ingestor")
@@ -70,6 +68,14 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&format!("{base}/health"), Duration::from_secs(20)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((ingestor, base))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let redis = mutt_testkit::RedisServer::start(false)?;
+    let (ingestor, base) = spawn_ingestor(&args, &redis).await?;
     let (idle_rss, _) = ingestor.rss_kib();
 
     let single = Target {
