@@ -921,7 +921,17 @@ fn the_compose_file_matches_what_muttd_reads_and_serves() {
     let (problems, resolved) = compose_problems(&compose(), &image(), dir.path());
     assert_none(&problems);
     let roles: Vec<Vec<Role>> = resolved.iter().map(|(_, r)| r.roles.clone()).collect();
-    assert_eq!(roles, [vec![], vec![Role::Ingestor], vec![Role::Alerter], vec![Role::Forwarder], vec![Role::Web]]);
+    assert_eq!(
+        roles,
+        [
+            vec![],
+            vec![Role::Ingestor],
+            vec![Role::Alerter],
+            vec![Role::Forwarder],
+            vec![Role::Web],
+            vec![Role::Remediation]
+        ]
+    );
 }
 
 fn yaml(s: &str) -> Value {
