@@ -1,4 +1,4 @@
-//! The web role: the management API (`/api/v1`, `/api/v2`), the operator's console (to come)
+//! The web role: the management API (`/api/v1`, `/api/v2`), the operator's console (`ui/`)
 //! and the ops endpoints.
 //!
 //! Where things go:
