@@ -39,16 +39,17 @@ async fn tls_with_a_private_ca() {
 async fn tls_refuses_a_certificate_for_another_name() {
     let certs = TestCertificates::generate().expect("openssl makes test certificates");
     let (cert, key) = certs.issue("wrong", "DNS:wrong.example").expect("wrong-name certificate");
-    let server = RedisServer::start_tls_with(&certs, &cert, &key).unwrap();
-    let config =
-        RedisConfig { ca_file: Some(certs.ca.clone()), ..RedisConfig::single(server.url(), KeySpace::default()) };
-    let refused = RedisQueue::connect(&config).await;
+    let trusting_the_ca = |server: &RedisServer| RedisConfig {
+        ca_file: Some(certs.ca.clone()),
+        ..RedisConfig::single(server.url(), KeySpace::default())
+    };
+    let wrong = RedisServer::start_tls_with(&certs, &cert, &key).unwrap();
+    let refused = RedisQueue::connect(&trusting_the_ca(&wrong)).await;
     let err = refused.err().expect("a certificate for another name must not be accepted").to_string();
     assert!(err.to_lowercase().contains("certificate") || err.contains("NotValidForName"), "{err}");
     // The same CA with the right name is accepted (so the refusal was the name, not the CA).
     let right = RedisServer::start_tls(&certs).unwrap();
-    let ok = RedisConfig { ca_file: Some(certs.ca.clone()), ..RedisConfig::single(right.url(), KeySpace::default()) };
-    RedisQueue::connect(&ok).await.expect("the matching certificate is accepted");
+    RedisQueue::connect(&trusting_the_ca(&right)).await.expect("the matching certificate is accepted");
 }
 
 fn cluster_prefix() -> String {
