@@ -346,9 +346,9 @@ fn availability_status(target: f64, actual: f64, t: &Thresholds) -> (SloStatus, 
     }
     let burn = (1.0 - actual).max(0.0) / budget;
     let remaining = (actual - target) / budget;
-    let (status, message) = if burn >= t.burn_critical {
+    let (status, message) = if reached(burn, t.burn_critical) {
         (SloStatus::Critical, format!("Critical burn rate ({burn:.2}x target)"))
-    } else if burn >= t.burn_warning {
+    } else if reached(burn, t.burn_warning) {
         (SloStatus::Warning, format!("High burn rate ({burn:.2}x target)"))
     } else if actual < target {
         (SloStatus::Breaching, "Below target".into())
@@ -356,6 +356,13 @@ fn availability_status(target: f64, actual: f64, t: &Thresholds) -> (SloStatus, 
         (SloStatus::Ok, "Within target".into())
     };
     (status, Some(remaining), Some(burn), message)
+}
+
+/// `value >= bound`, allowing for float noise: a success ratio from Prometheus is a quotient of
+/// two extrapolated rates, so exactly 10x can come out as 9.9999999999, which an operator sees
+/// printed as "10.00x" and must not find classed below a threshold of 10.
+fn reached(value: f64, bound: f64) -> bool {
+    value >= bound - bound.abs().max(1.0) * 1e-9
 }
 
 fn latency_status(target: f64, actual: f64, t: &Thresholds) -> (SloStatus, Option<f64>, Option<f64>, String) {
@@ -462,6 +469,12 @@ mod tests {
         assert_eq!((r.status, r.message.as_str()), (SloStatus::Warning, "High burn rate (5.00x target)"));
         let r = d.evaluate(&t, Ok(0.98));
         assert_eq!((r.status, r.message.as_str()), (SloStatus::Critical, "Critical burn rate (20.00x target)"));
+        // A ratio a hair under 0.99, as a quotient of two Prometheus rates can be: burn shows
+        // 10.00x and is critical (CI once saw it classed as warning).
+        let r = d.evaluate(&t, Ok(0.99 + 1e-13));
+        assert_eq!((r.status, r.message.as_str()), (SloStatus::Critical, "Critical burn rate (10.00x target)"));
+        let r = d.evaluate(&t, Ok(0.9905));
+        assert_eq!((r.status, r.message.as_str()), (SloStatus::Warning, "High burn rate (9.50x target)"));
         let r = d.evaluate(&t, Ok(1.0));
         assert!(close(r.burn_rate, 0.0) && close(r.error_budget_remaining, 1.0) && r.status == SloStatus::Ok);
         assert_eq!(r.target, Some(0.999));

@@ -139,6 +139,20 @@ impl Browser {
         self.client.current_url().await.expect("the current URL").to_string()
     }
 
+    /// Waits (up to [`WAIT`]) until the current URL contains `wanted`: after a click that
+    /// submits a form, so that the next look at the page is not at the page before it.
+    pub async fn wait_for_url(&self, wanted: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.url().await;
+            if url.contains(wanted) {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "the URL did not reach {wanted:?} within {WAIT:?}; it is {url:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (up to [`WAIT`]) for the element matching `css` and returns it.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
         self.client

@@ -99,6 +99,7 @@ async fn audit_and_event(p: &Pipeline, b: &Browser, kind: BackendKind) {
     }
     b.fill("#hostname", "core-router-1").await;
     b.click("form.filters button[type=submit]").await;
+    b.wait_for_url("hostname=core-router-1").await;
     b.wait_for_text("#audit-results", "core-router-1").await;
     let results = b.wait_for_text("#audit-results", "Page_and_ticket").await;
     assert!(!results.contains("edge-7"), "filtered by host: {results}");
@@ -140,6 +141,7 @@ async fn dlq_replay(p: &Pipeline, b: &Browser, kind: BackendKind) {
     b.goto(&format!("{}/dlq/moog", p.web)).await;
     b.fill("#host", "edge-7").await;
     b.click("form.filters button[type=submit]").await;
+    b.wait_for_url("host=edge-7").await;
     let entries = b.wait_for_text("#dlq-entries", "rejected_by_receiver").await;
     assert!(entries.contains("edge-7") && !entries.contains("core-router-1"), "{entries}");
     b.click("#dlq-entries tbody a[aria-label^=Replay]").await;
@@ -177,7 +179,7 @@ async fn unhandled(p: &Pipeline, b: &Browser, kind: BackendKind) {
         b.screenshot("unhandled").await;
     }
     b.click("#unhandled tbody a.button").await;
-    let url = b.url().await;
+    let url = b.wait_for_url("/rules/new?").await;
     assert!(url.contains("/rules/new?") && url.contains("match_string=fan+tray+2+speed+low"), "{url}");
 }
 
