@@ -6,7 +6,7 @@ use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
 use mutt_core::{Alert, Decision, Event, RuleSet, decide};
 use mutt_queue::log_ids::{BatchFailure, MessageIds, first_event_ids, join_ids};
-use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, UnhandledSample, WorkerRole};
+use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, WorkerRole};
 use mutt_service::Backoff;
 use mutt_store::{AuditRecord, MAX_HOSTNAME_LEN, StoreError};
 use std::time::{Duration, Instant};
@@ -325,22 +325,8 @@ impl Alerter {
         Ok(None)
     }
 
-    /// Keeps an example message per unhandled (host, signature) for the console's unhandled
-    /// page. Best effort: a failure is logged, the batch goes on.
-    async fn keep_samples(&self, events: &[&Event], keys: &[UnhandledKey], expiry: Duration) {
-        let mut seen = std::collections::HashSet::new();
-        let samples: Vec<UnhandledSample> = events
-            .iter()
-            .zip(keys)
-            .filter(|(_, k)| seen.insert((k.hostname.as_str(), k.signature.as_str())))
-            .map(|(e, k)| UnhandledSample::new(&k.hostname, &k.signature, e.message().unwrap_or_default()))
-            .collect();
-        if let Err(e) = self.coordination.keep_unhandled_samples(&samples, expiry).await {
-            tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
-        }
-    }
-
-    /// Counts the batch's unhandled events (one script call) and builds the meta-alerts of
+    /// Counts the batch's unhandled events (one script call; it keeps the console's examples
+    /// too) and builds the meta-alerts of
     /// those that reached the threshold. Waits while Redis is unreachable; `None` if shutdown
     /// came first.
     async fn meta_alerts(
@@ -356,10 +342,10 @@ impl Alerter {
         }
         let keys: Vec<UnhandledKey> = events
             .iter()
-            .map(|e| UnhandledKey {
-                hostname: e.hostname().unwrap_or_default().to_owned(),
-                signature: unhandled_signature(e.message().unwrap_or_default()),
-                event_id: e.event_id().to_string(),
+            .map(|e| {
+                let message = e.message().unwrap_or_default();
+                let signature = unhandled_signature(message);
+                UnhandledKey::new(e.hostname().unwrap_or_default(), &signature, &e.event_id().to_string(), message)
             })
             .collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);
@@ -380,7 +366,6 @@ impl Alerter {
                 }
             }
         };
-        self.keep_samples(&events, &keys, settings.unhandled_expiry).await;
         let teams = rules.device_teams();
         Some(
             events

@@ -19,6 +19,32 @@ pub struct UnhandledKey {
     pub signature: String,
     /// The event's id: a redelivered triggering event fires again with the same id.
     pub event_id: String,
+    /// The message, at most [`UnhandledSample::MAX_BYTES`] of it (empty: keep no example).
+    /// The backend keeps one example per (hostname, signature) from it for the console.
+    pub message: String,
+}
+
+impl UnhandledKey {
+    /// The key of an unhandled event; `message` is cut as [`UnhandledSample::new`] cuts it.
+    pub fn new(hostname: &str, signature: &str, event_id: &str, message: &str) -> Self {
+        Self {
+            hostname: hostname.to_owned(),
+            signature: signature.to_owned(),
+            event_id: event_id.to_owned(),
+            message: UnhandledSample::cut(message).to_owned(),
+        }
+    }
+
+    /// The example this event offers: the first event of each (hostname, signature) in a
+    /// batch, with a message (the first sample of a window wins).
+    pub fn samples(events: &[UnhandledKey]) -> Vec<UnhandledSample> {
+        let mut seen = std::collections::HashSet::new();
+        events
+            .iter()
+            .filter(|e| !e.message.is_empty() && seen.insert((e.hostname.as_str(), e.signature.as_str())))
+            .map(|e| UnhandledSample::new(&e.hostname, &e.signature, &e.message))
+            .collect()
+    }
 }
 
 /// One (hostname, message signature) the unhandled-event counters hold now, for
@@ -32,12 +58,12 @@ pub struct UnhandledCount {
     pub count: u64,
     /// Whether the threshold fired and its meta-alert's record has not expired yet.
     pub fired: bool,
-    /// An example of the message ([`Coordination::keep_unhandled_samples`]), when one is kept.
+    /// An example of the message ([`UnhandledKey::message`]), when one is kept.
     pub message: Option<String>,
 }
 
-/// An example message of an unhandled (host, signature), for
-/// [`Coordination::keep_unhandled_samples`].
+/// An example message of an unhandled (host, signature), kept by
+/// [`Coordination::count_unhandled`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnhandledSample {
     pub hostname: String,
@@ -51,11 +77,16 @@ impl UnhandledSample {
     pub const MAX_BYTES: usize = 500;
 
     pub fn new(hostname: &str, signature: &str, message: &str) -> Self {
+        Self { hostname: hostname.to_owned(), signature: signature.to_owned(), message: Self::cut(message).to_owned() }
+    }
+
+    /// At most [`UnhandledSample::MAX_BYTES`] of `message`, cut at a character boundary.
+    pub fn cut(message: &str) -> &str {
         let mut end = message.len().min(Self::MAX_BYTES);
         while !message.is_char_boundary(end) {
             end -= 1;
         }
-        Self { hostname: hostname.to_owned(), signature: signature.to_owned(), message: message[..end].to_owned() }
+        &message[..end]
     }
 }
 
@@ -282,6 +313,12 @@ pub trait Coordination: Send + Sync + 'static {
     /// Counts unhandled events per (hostname, message signature) in a window anchored at the
     /// first occurrence; returns, per event, whether it is the one that reached `threshold`
     /// (spec §3.6a). Counting stops for `expiry` after that.
+    ///
+    /// Keeps an example message per (hostname, signature) for `expiry` too, from
+    /// [`UnhandledKey::message`] (the first one of a window; a later one does not replace it),
+    /// shown by [`Coordination::unhandled_counts`]. Best effort: failing to keep one is logged
+    /// and does not fail the call, whose counting must not be repeated. In the same call so
+    /// that the backend decides from the counts it has just made which examples it needs.
     async fn count_unhandled(
         &self,
         events: &[UnhandledKey],
@@ -294,14 +331,6 @@ pub trait Coordination: Send + Sync + 'static {
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
         let _ = limit;
         Ok(Vec::new())
-    }
-
-    /// Keeps an example message per unhandled (host, signature) for `expiry` (the first one
-    /// of a window; a later one does not replace it), shown by [`Coordination::unhandled_counts`].
-    /// A backend that keeps none does nothing.
-    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
-        let _ = (samples, expiry);
-        Ok(())
     }
 
     /// Flap suppression: counts each event in its (rule, host) window, opening a window of

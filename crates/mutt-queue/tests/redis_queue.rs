@@ -44,29 +44,32 @@ async fn a_lease_never_joins_a_non_empty_processing_list() {
 }
 
 /// A message seen once gets no sample key (one-off messages are most of what goes unhandled);
-/// the second sighting keeps one, and the first sample kept stays.
+/// the second sighting keeps one, the first sample kept stays, and of a batch the first
+/// message of a (host, signature) is the one kept. Only wanted messages reach Redis.
 #[tokio::test]
 async fn unhandled_samples_are_kept_from_the_second_sighting() {
-    use mutt_queue::{Coordination, UnhandledKey, UnhandledSample};
+    use mutt_queue::{Coordination, UnhandledKey};
     let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
     let q = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys.clone())).await.unwrap();
     let expiry = std::time::Duration::from_secs(60);
-    let key =
-        |id: &str| UnhandledKey { hostname: "sw1".into(), signature: "0123456789abcdef".into(), event_id: id.into() };
-    let sample = |text: &str| [UnhandledSample::new("sw1", "0123456789abcdef", text)];
-    let sample_key = format!("{}:sample", keys.unhandled("sw1", "0123456789abcdef").0);
-    let stored = |q: &RedisQueue| {
+    let key = |host: &str, id: &str, text: &str| UnhandledKey::new(host, "0123456789abcdef", id, text);
+    let stored = |host: &str| {
         let mut c = q.connection();
-        let k = sample_key.clone();
+        let k = format!("{}:sample", keys.unhandled(host, "0123456789abcdef").0);
         async move { redis::cmd("GET").arg(k).query_async::<Option<String>>(&mut c).await.unwrap() }
     };
-    q.count_unhandled(&[key("e1")], 100, expiry).await.unwrap();
-    q.keep_unhandled_samples(&sample("first"), expiry).await.unwrap();
-    assert_eq!(stored(&q).await, None, "seen once: no key");
-    q.count_unhandled(&[key("e2")], 100, expiry).await.unwrap();
-    q.keep_unhandled_samples(&sample("second"), expiry).await.unwrap();
-    q.keep_unhandled_samples(&sample("third"), expiry).await.unwrap();
-    assert_eq!(stored(&q).await.as_deref(), Some("second"), "kept from the second sighting, first one wins");
+    q.count_unhandled(&[key("sw1", "e1", "first")], 100, expiry).await.unwrap();
+    assert_eq!(stored("sw1").await, None, "seen once: no key");
+    q.count_unhandled(&[key("sw1", "e2", "second")], 100, expiry).await.unwrap();
+    q.count_unhandled(&[key("sw1", "e3", "third")], 100, expiry).await.unwrap();
+    assert_eq!(stored("sw1").await.as_deref(), Some("second"), "kept from the second sighting, first one wins");
     let counts = q.unhandled_counts(10).await.unwrap();
-    assert_eq!((counts[0].count, counts[0].message.as_deref()), (2, Some("second")));
+    assert_eq!((counts[0].count, counts[0].message.as_deref()), (3, Some("second")));
+    // Twice in one batch: the batch's first message; once in a batch: none.
+    let batch = [key("sw2", "e4", "sw2 first"), key("sw3", "e5", "sw3 once"), key("sw2", "e6", "sw2 later")];
+    q.count_unhandled(&batch, 100, expiry).await.unwrap();
+    assert_eq!((stored("sw2").await.as_deref(), stored("sw3").await), (Some("sw2 first"), None));
+    // Reaching a threshold of 1 at the first sighting keeps one.
+    q.count_unhandled(&[key("sw4", "e7", "fired at once")], 1, expiry).await.unwrap();
+    assert_eq!(stored("sw4").await.as_deref(), Some("fired at once"));
 }

@@ -262,36 +262,25 @@ async fn dlq_moves_need_confirmation_and_are_audited(kind: BackendKind) {
 
 async fn unhandled_lists_counters_most_frequent_first(kind: BackendKind) {
     let app = spawn_app(kind).await;
-    let key = |host: &str, sig: &str| UnhandledKey {
-        hostname: host.into(),
-        signature: sig.into(),
-        event_id: EventId::new().to_string(),
-    };
+    let key = |host: &str, sig: &str, text: &str| UnhandledKey::new(host, sig, &EventId::new().to_string(), text);
+    // An example message per (host, signature): the first kept (on Redis from the second
+    // sighting on), a later one does not replace it.
     let counted = [
-        key("quiet-host", "aaaaaaaaaaaaaaaa"),
-        key("busy-host", "bbbbbbbbbbbbbbbb"),
-        key("busy-host", "bbbbbbbbbbbbbbbb"),
-        key("busy-host", "bbbbbbbbbbbbbbbb"),
+        key("quiet-host", "aaaaaaaaaaaaaaaa", ""),
+        key("busy-host", "bbbbbbbbbbbbbbbb", "fan tray 2 speed low"),
+        key("busy-host", "bbbbbbbbbbbbbbbb", "fan tray 2 speed low"),
+        key("busy-host", "bbbbbbbbbbbbbbbb", "something else"),
         // A hostname with colons (an IPv6 address) is split from the signature correctly.
-        key("fe80::1", "dddddddddddddddd"),
+        key("fe80::1", "dddddddddddddddd", ""),
     ];
     let expiry = std::time::Duration::from_secs(600);
     for k in &counted {
         app.backend.coordination.count_unhandled(std::slice::from_ref(k), 100, expiry).await.unwrap();
     }
-    // One that reached its threshold (2) and fired.
-    let fired = [key("loud-host", "cccccccccccccccc"), key("loud-host", "cccccccccccccccc")];
+    // One that reached its threshold (2) and fired, in one batch: the batch's first message.
+    let fired =
+        [key("loud-host", "cccccccccccccccc", "PSU 1 <failed> & off"), key("loud-host", "cccccccccccccccc", "x")];
     app.backend.coordination.count_unhandled(&fired, 2, expiry).await.unwrap();
-
-    // An example message per (host, signature): the first kept, a later one does not replace it.
-    let sample = |host: &str, sig: &str, text: &str| UnhandledSample::new(host, sig, text);
-    let samples = [
-        sample("busy-host", "bbbbbbbbbbbbbbbb", "fan tray 2 speed low"),
-        sample("loud-host", "cccccccccccccccc", "PSU 1 <failed> & off"),
-    ];
-    app.backend.coordination.keep_unhandled_samples(&samples, expiry).await.unwrap();
-    let later = [sample("busy-host", "bbbbbbbbbbbbbbbb", "something else")];
-    app.backend.coordination.keep_unhandled_samples(&later, expiry).await.unwrap();
     let counts = app.backend.coordination.unhandled_counts(10).await.unwrap();
     let busy = counts.iter().find(|c| c.hostname == "busy-host").unwrap();
     assert_eq!((busy.count, busy.fired, busy.message.as_deref()), (3, false, Some("fan tray 2 speed low")));

@@ -4,9 +4,7 @@
 
 use super::{RedisQueue, redis_err, scripts};
 use crate::coordination::ConfigChangeFn;
-use crate::{
-    BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey, UnhandledSample,
-};
+use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +107,39 @@ impl RedisQueue {
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Keeps the examples [`scripts::UNHANDLED`] asked for (`wanted`: events of `batch`) as
+    /// `<counter>:sample`, living as long as a counter's window; NX keeps the first one. Of a
+    /// (hostname, signature) the batch's first message is kept, as the first one wins. Native
+    /// `SET`s: the messages do not pass through Lua. Best effort: a failure is logged.
+    async fn keep_unhandled_samples<'a>(
+        &self,
+        batch: &[UnhandledKey],
+        wanted: impl Iterator<Item = &'a UnhandledKey>,
+        expiry: Duration,
+    ) {
+        let mut pipe = redis::pipe();
+        let (mut kept, mut sent) = (std::collections::HashSet::new(), 0);
+        for e in wanted {
+            if !kept.insert((e.hostname.as_str(), e.signature.as_str())) {
+                continue;
+            }
+            let first = batch.iter().find(|b| b.hostname == e.hostname && b.signature == e.signature).unwrap_or(e);
+            if first.message.is_empty() {
+                continue;
+            }
+            let key = format!("{}:sample", self.keys.unhandled(&e.hostname, &e.signature).0);
+            pipe.cmd("SET").arg(key).arg(&first.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
+            sent += 1;
+        }
+        if sent == 0 {
+            return;
+        }
+        let mut c = self.connection();
+        if let Err(e) = pipe.query_async::<()>(&mut c).await {
+            tracing::warn!(error = %e, samples = sent, "keeping examples of unhandled messages failed");
         }
     }
 }
@@ -257,8 +288,10 @@ impl Coordination for RedisQueue {
             inv.arg(&e.event_id);
         }
         let mut c = self.connection();
-        let fired: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
-        Ok(fired.into_iter().map(|f| f == 1).collect())
+        let codes: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
+        let wanted = events.iter().zip(&codes).filter(|(_, code)| *code & 2 != 0).map(|(e, _)| e);
+        self.keep_unhandled_samples(events, wanted, expiry).await;
+        Ok(codes.into_iter().map(|code| code & 1 == 1).collect())
     }
 
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
@@ -275,23 +308,6 @@ impl Coordination for RedisQueue {
             })
             .collect();
         Ok(UnhandledCount::merge(out, limit))
-    }
-
-    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        // `<counter>:sample`, living as long as a counter's window; NX keeps the first.
-        let mut inv = scripts::UNHANDLED_SAMPLES.prepare_invoke();
-        for s in samples {
-            inv.key(self.keys.unhandled(&s.hostname, &s.signature).0);
-        }
-        inv.arg(expiry.as_secs().max(1));
-        for s in samples {
-            inv.arg(&s.message);
-        }
-        let mut c = self.connection();
-        inv.invoke_async::<()>(&mut c).await.map_err(redis_err("keeping unhandled samples"))
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {

@@ -260,10 +260,14 @@ return math.max(len, tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
 
 /// The original's unhandled-event counter (spec §3.6a), for a whole batch in one call.
 /// KEYS come in pairs (counter, triggered); ARGV: threshold, expiry seconds, then one event id
-/// per pair. Returns 1 for the pair whose count reached the threshold. Deviation: the
-/// triggered key holds the triggering event's id (not the renamed count), so a redelivery of
-/// that event after a crash fires again (same meta-alert id; the forwarder drops the duplicate)
-/// instead of losing the meta-alert.
+/// per pair. Returns per pair 1 when its count reached the threshold, plus 2 when an example of
+/// the message should be kept (`<counter>:sample` does not exist and the counter is not at
+/// exactly 1: a message seen once so far gets none, since one-off messages are most of what goes
+/// unhandled and a key each for a day costs Redis more than their counting). The caller then
+/// sends only those messages: every byte passed to a script costs Redis a hash of it.
+/// Deviation: the triggered key holds the triggering event's id (not the renamed count), so a
+/// redelivery of that event after a crash fires again (same meta-alert id; the forwarder drops
+/// the duplicate) instead of losing the meta-alert.
 pub static UNHANDLED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -271,7 +275,7 @@ local threshold, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i = 1, #KEYS / 2 do
   local counter, triggered, event = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
-  local fire = 0
+  local fire, once = 0, false
   local t = redis.call('GET', triggered)
   if t then
     if t == event then fire = 1 end
@@ -282,8 +286,11 @@ for i = 1, #KEYS / 2 do
       redis.call('DEL', counter)
       redis.call('SET', triggered, event, 'EX', expiry)
       fire = 1
+    else
+      once = n == 1
     end
   end
+  if not once and redis.call('EXISTS', counter .. ':sample') == 0 then fire = fire + 2 end
   out[i] = fire
 end
 return out
@@ -300,24 +307,6 @@ pub static LIST_EVENTS: LazyLock<redis::Script> = LazyLock::new(|| {
 local n = 0
 for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do n = n + mutt_count(v) end
 return n
-",
-    )
-});
-
-/// Keeps an example message per unhandled counter (`<counter>:sample`, first one wins, as long
-/// as a counter's window). KEYS: the counters. ARGV: the expiry in seconds, then one message
-/// per counter. A counter at exactly 1 (a message seen once so far) gets no sample yet: one-off
-/// messages are most of what goes unhandled, and a key each for a day costs Redis more than
-/// their whole counting; the second sighting keeps it.
-pub static UNHANDLED_SAMPLES: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-for i, counter in ipairs(KEYS) do
-  if redis.call('GET', counter) ~= '1' then
-    redis.call('SET', counter .. ':sample', ARGV[i + 1], 'EX', ARGV[1], 'NX')
-  end
-end
-return 0
 ",
     )
 });

@@ -262,7 +262,8 @@ impl Coordination for SqliteQueue {
         // occurrence; the threshold-th fires and records its event id; while that record
         // lives only the same event (a redelivery) fires again.
         // Unsynced: the counters are seen only through the file (see `write_unsynced`).
-        self.db
+        let fired = self
+            .db
             .write_unsynced(move |c| {
                 let mut read = c.prepare_cached(
                     "SELECT count, window_until_ms, triggered_by, triggered_until_ms
@@ -314,7 +315,13 @@ impl Coordination for SqliteQueue {
                 Ok(fired)
             })
             .await
-            .map_err(db_err("counting unhandled events"))
+            .map_err(db_err("counting unhandled events"))?;
+        // Here every first sighting offers its example: a row costs the file little.
+        let samples = UnhandledKey::samples(events);
+        if let Err(e) = self.keep_unhandled_samples(&samples, expiry).await {
+            tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
+        }
+        Ok(fired)
     }
 
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
@@ -344,55 +351,6 @@ impl Coordination for SqliteQueue {
             Some(UnhandledCount { hostname, signature, count, fired, message })
         });
         Ok(UnhandledCount::merge(items, limit))
-    }
-
-    /// A sample is a row of `unhandled_counter` keyed `<counter>:sample` (as the Redis key),
-    /// its message in `triggered_by`, living for `expiry` (pruned with the counters); a live
-    /// one is kept.
-    async fn keep_unhandled_samples(&self, samples: &[UnhandledSample], expiry: Duration) -> Result<(), QueueError> {
-        let now = now_ms();
-        let rows: Vec<(String, String)> = {
-            let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
-            samples
-                .iter()
-                .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
-                .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
-                .collect()
-        };
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let until = now + expiry.as_millis().max(1000) as i64;
-        let kept: Vec<(String, i64)> = self
-            .db
-            .write_unsynced(move |c| {
-                let mut save = c.prepare_cached(
-                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
-                     VALUES (?1, 0, ?2, ?3, NULL)
-                     ON CONFLICT (key) DO UPDATE SET window_until_ms = excluded.window_until_ms,
-                         triggered_by = excluded.triggered_by
-                      WHERE unhandled_counter.window_until_ms <= ?4",
-                )?;
-                let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
-                let mut kept = Vec::with_capacity(rows.len());
-                for (key, message) in rows {
-                    save.execute(params![key, until, message, now])?;
-                    let live_until: i64 = until_of.query_row([&key], |r| r.get(0))?;
-                    kept.push((key, live_until));
-                }
-                Ok(kept)
-            })
-            .await
-            .map_err(db_err("keeping unhandled samples"))?;
-        let mut live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
-        if live.len() + kept.len() > SAMPLES_REMEMBERED {
-            live.retain(|_, until| *until > now);
-            if live.len() + kept.len() > SAMPLES_REMEMBERED {
-                live.clear();
-            }
-        }
-        live.extend(kept);
-        Ok(())
     }
 
     async fn flap_count(&self, events: &[crate::FlapEvent]) -> Result<Vec<crate::FlapVerdict>, QueueError> {
@@ -528,6 +486,60 @@ const RULES_POLL: Duration = Duration::from_secs(1);
 const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 impl SqliteQueue {
+    /// Keeps an example message per unhandled (host, signature) (what [`Coordination::count_unhandled`]
+    /// does with [`UnhandledKey::message`]). A sample is a row of `unhandled_counter` keyed `<counter>:sample` (as the Redis key),
+    /// its message in `triggered_by`, living for `expiry` (pruned with the counters); a live
+    /// one is kept.
+    pub async fn keep_unhandled_samples(
+        &self,
+        samples: &[UnhandledSample],
+        expiry: Duration,
+    ) -> Result<(), QueueError> {
+        let now = now_ms();
+        let rows: Vec<(String, String)> = {
+            let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
+            samples
+                .iter()
+                .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
+                .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
+                .collect()
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let until = now + expiry.as_millis().max(1000) as i64;
+        let kept: Vec<(String, i64)> = self
+            .db
+            .write_unsynced(move |c| {
+                let mut save = c.prepare_cached(
+                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
+                     VALUES (?1, 0, ?2, ?3, NULL)
+                     ON CONFLICT (key) DO UPDATE SET window_until_ms = excluded.window_until_ms,
+                         triggered_by = excluded.triggered_by
+                      WHERE unhandled_counter.window_until_ms <= ?4",
+                )?;
+                let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
+                let mut kept = Vec::with_capacity(rows.len());
+                for (key, message) in rows {
+                    save.execute(params![key, until, message, now])?;
+                    let live_until: i64 = until_of.query_row([&key], |r| r.get(0))?;
+                    kept.push((key, live_until));
+                }
+                Ok(kept)
+            })
+            .await
+            .map_err(db_err("keeping unhandled samples"))?;
+        let mut live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() + kept.len() > SAMPLES_REMEMBERED {
+            live.retain(|_, until| *until > now);
+            if live.len() + kept.len() > SAMPLES_REMEMBERED {
+                live.clear();
+            }
+        }
+        live.extend(kept);
+        Ok(())
+    }
+
     /// The store's rules version (`store_meta`, same file); `None` before the store's tables
     /// exist. Read here rather than through the store so the queue side can tell alerters
     /// about changes on its own, as Redis pub/sub does.

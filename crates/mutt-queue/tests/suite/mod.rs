@@ -365,11 +365,7 @@ pub async fn message_that_keeps_killing_workers_is_dead_lettered(q: Arc<dyn Back
 
 pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Backend>) {
     use mutt_queue::UnhandledKey;
-    let key = |host: &str, id: &str| UnhandledKey {
-        hostname: host.into(),
-        signature: "abcdef0123456789".into(),
-        event_id: id.into(),
-    };
+    let key = |host: &str, id: &str| UnhandledKey::new(host, "abcdef0123456789", id, "");
     let expiry = Duration::from_secs(60);
     let mut fired = Vec::new();
     for i in 0..5 {
