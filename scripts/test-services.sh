@@ -58,13 +58,19 @@ ENV
 stop_quiet() {
   if [ -f "$state/redis.dir" ]; then
     local rdir; rdir=$(cat "$state/redis.dir")
-    if [ -f "$rdir/redis.pid" ]; then kill "$(cat "$rdir/redis.pid")" 2>/dev/null || true; fi
-    rm -rf "$rdir" "$state/redis.dir"
+    if [ -f "$rdir/redis.pid" ]; then
+      local rpid; rpid=$(cat "$rdir/redis.pid")
+      kill "$rpid" 2>/dev/null || true
+      # redis-server still writes its log while it shuts down: removing the directory under it
+      # failed ("Directory not empty") and, with set -e, left PostgreSQL running.
+      for _ in $(seq 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -rf "$rdir" "$state/redis.dir" || true
   fi
   if [ -f "$state/pg.dir" ]; then
     local pdir bin; pdir=$(cat "$state/pg.dir"); bin=$(cat "$state/pg.bin" 2>/dev/null || pg_bindir)
     if [ -d "$pdir/data" ]; then as_pg "$bin/pg_ctl" -D "$pdir/data" -m immediate -w stop >/dev/null 2>&1 || true; fi
-    rm -rf "$pdir" "$state/pg.dir"
+    rm -rf "$pdir" "$state/pg.dir" || true
   fi
   rm -f "$state/env"
 }
