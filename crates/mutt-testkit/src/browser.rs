@@ -163,9 +163,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css:?} within {WAIT:?}: {e}"))
     }
 
-    /// The text of the element matching `css`.
+    /// The text of the element matching `css`. A page that refreshes its live parts replaces
+    /// the element between finding it and reading it ("stale element reference"): it is found
+    /// again, for up to [`WAIT`].
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap_or_else(|e| panic!("text of {css:?}: {e}"))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if Instant::now() < deadline && e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("text of {css:?}: {e}"),
+            }
+        }
     }
 
     /// Waits (up to [`WAIT`]) until the element matching `css` contains `wanted`; its text.
