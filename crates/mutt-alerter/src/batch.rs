@@ -326,8 +326,7 @@ impl Alerter {
     }
 
     /// Counts the batch's unhandled events (one script call; it keeps the console's examples
-    /// too) and builds the meta-alerts of
-    /// those that reached the threshold. Waits while Redis is unreachable; `None` if shutdown
+    /// too) and builds the meta-alerts of those that reached the threshold. Waits while Redis is unreachable; `None` if shutdown
     /// came first.
     async fn meta_alerts(
         &self,
@@ -345,7 +344,7 @@ impl Alerter {
             .map(|e| {
                 let message = e.message().unwrap_or_default();
                 let signature = unhandled_signature(message);
-                UnhandledKey::new(e.hostname().unwrap_or_default(), &signature, &e.event_id().to_string(), message)
+                UnhandledKey::new(e.hostname().unwrap_or_default(), signature, e.event_id().to_string(), message)
             })
             .collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.max_backoff);

@@ -26,17 +26,22 @@ pub struct UnhandledKey {
 
 impl UnhandledKey {
     /// The key of an unhandled event; `message` is cut as [`UnhandledSample::new`] cuts it.
-    pub fn new(hostname: &str, signature: &str, event_id: &str, message: &str) -> Self {
+    pub fn new(
+        hostname: impl Into<String>,
+        signature: impl Into<String>,
+        event_id: impl Into<String>,
+        message: &str,
+    ) -> Self {
         Self {
-            hostname: hostname.to_owned(),
-            signature: signature.to_owned(),
-            event_id: event_id.to_owned(),
+            hostname: hostname.into(),
+            signature: signature.into(),
+            event_id: event_id.into(),
             message: UnhandledSample::cut(message).to_owned(),
         }
     }
 
-    /// The example this event offers: the first event of each (hostname, signature) in a
-    /// batch, with a message (the first sample of a window wins).
+    /// The examples a batch offers: of each (hostname, signature), the first event's message
+    /// (the first sample of a window wins); events without a message offer none.
     pub fn samples(events: &[UnhandledKey]) -> Vec<UnhandledSample> {
         let mut seen = std::collections::HashSet::new();
         events

@@ -156,7 +156,7 @@ async fn expired_unhandled_counters_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(&dir);
     let q = SqliteQueue::open(db.clone(), KeySpace::default()).await.unwrap();
-    let key = |i: usize| mutt_queue::UnhandledKey::new(&format!("host-{i}"), "0123456789abcdef", &format!("e{i}"), "");
+    let key = |i: usize| mutt_queue::UnhandledKey::new(format!("host-{i}"), "0123456789abcdef", format!("e{i}"), "");
     let rows = || async {
         db.read(|c| c.query_row("SELECT COUNT(*) FROM unhandled_counter", [], |r| r.get::<_, i64>(0))).await.unwrap()
     };

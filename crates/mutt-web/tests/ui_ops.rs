@@ -262,7 +262,7 @@ async fn dlq_moves_need_confirmation_and_are_audited(kind: BackendKind) {
 
 async fn unhandled_lists_counters_most_frequent_first(kind: BackendKind) {
     let app = spawn_app(kind).await;
-    let key = |host: &str, sig: &str, text: &str| UnhandledKey::new(host, sig, &EventId::new().to_string(), text);
+    let key = |host: &str, sig: &str, text: &str| UnhandledKey::new(host, sig, EventId::new().to_string(), text);
     // An example message per (host, signature): the first kept (on Redis from the second
     // sighting on), a later one does not replace it.
     let counted = [

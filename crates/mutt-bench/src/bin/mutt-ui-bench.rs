@@ -123,8 +123,12 @@ async fn fill_the_rest(app: &TestApp, dead_letters: usize) -> anyhow::Result<()>
     app.backend.queue.dead_letters().dlq_push(Dlq::Alerter, &entries).await?;
     let keys: Vec<UnhandledKey> = (0..2_000)
         .map(|i| {
-            let (host, signature) = (format!("host-{:03}", i % HOSTS), format!("{:016x}", i % 700));
-            UnhandledKey::new(&host, &signature, &EventId::new().to_string(), "")
+            UnhandledKey::new(
+                format!("host-{:03}", i % HOSTS),
+                format!("{:016x}", i % 700),
+                EventId::new().to_string(),
+                "",
+            )
         })
         .collect();
     app.backend.coordination.count_unhandled(&keys, 1_000_000, Duration::from_secs(3600)).await?;

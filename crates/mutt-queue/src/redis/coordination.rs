@@ -112,26 +112,27 @@ impl RedisQueue {
 
     /// Keeps the examples [`scripts::UNHANDLED`] asked for (`wanted`: events of `batch`) as
     /// `<counter>:sample`, living as long as a counter's window; NX keeps the first one. Of a
-    /// (hostname, signature) the batch's first message is kept, as the first one wins. Native
-    /// `SET`s: the messages do not pass through Lua. Best effort: a failure is logged.
+    /// (hostname, signature) the batch's first message is kept ([`UnhandledKey::samples`]).
+    /// Native `SET`s: the messages do not pass through Lua. Best effort: a failure is logged.
     async fn keep_unhandled_samples<'a>(
         &self,
         batch: &[UnhandledKey],
         wanted: impl Iterator<Item = &'a UnhandledKey>,
         expiry: Duration,
     ) {
+        let wanted: std::collections::HashSet<(&str, &str)> =
+            wanted.map(|e| (e.hostname.as_str(), e.signature.as_str())).collect();
+        if wanted.is_empty() {
+            return;
+        }
         let mut pipe = redis::pipe();
-        let (mut kept, mut sent) = (std::collections::HashSet::new(), 0);
-        for e in wanted {
-            if !kept.insert((e.hostname.as_str(), e.signature.as_str())) {
+        let mut sent = 0;
+        for s in UnhandledKey::samples(batch) {
+            if !wanted.contains(&(s.hostname.as_str(), s.signature.as_str())) {
                 continue;
             }
-            let first = batch.iter().find(|b| b.hostname == e.hostname && b.signature == e.signature).unwrap_or(e);
-            if first.message.is_empty() {
-                continue;
-            }
-            let key = format!("{}:sample", self.keys.unhandled(&e.hostname, &e.signature).0);
-            pipe.cmd("SET").arg(key).arg(&first.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
+            let key = format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0);
+            pipe.cmd("SET").arg(key).arg(s.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
             sent += 1;
         }
         if sent == 0 {

@@ -486,10 +486,10 @@ const RULES_POLL: Duration = Duration::from_secs(1);
 const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 impl SqliteQueue {
-    /// Keeps an example message per unhandled (host, signature) (what [`Coordination::count_unhandled`]
-    /// does with [`UnhandledKey::message`]). A sample is a row of `unhandled_counter` keyed `<counter>:sample` (as the Redis key),
-    /// its message in `triggered_by`, living for `expiry` (pruned with the counters); a live
-    /// one is kept.
+    /// Keeps an example message per unhandled (host, signature): what
+    /// [`Coordination::count_unhandled`] does with [`UnhandledKey::message`]. A sample is a row
+    /// of `unhandled_counter` keyed `<counter>:sample` (as the Redis key), its message in
+    /// `triggered_by`, living for `expiry` (pruned with the counters); a live one is kept.
     pub async fn keep_unhandled_samples(
         &self,
         samples: &[UnhandledSample],
