@@ -26,6 +26,7 @@
 
 pub mod coordination;
 pub mod dlq;
+pub mod envelope;
 pub mod flap;
 pub mod ingest_rate;
 pub mod log_ids;

@@ -61,7 +61,7 @@ pub async fn open_embedded(config: &Config) -> Result<(QueueBackend, StoreBacken
     if !applied.is_empty() {
         tracing::info!(file = %db.path().display(), applied = applied.len(), "data file created or migrated");
     }
-    let queue = SqliteQueue::open(db, config.redis.keys()).await?;
+    let queue = SqliteQueue::open(db, config.redis.keys()).await?.with_batch_envelope(config.embedded.batch_envelope);
     Ok((Arc::new(queue), StoreBackend::Embedded(store)))
 }
 

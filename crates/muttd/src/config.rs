@@ -222,7 +222,7 @@ impl RedisSection {
 }
 
 /// The embedded backend, used when neither Redis nor PostgreSQL is configured.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddedSection {
     /// The SQLite data file; default `<data_dir>/mutt.db`.
@@ -230,6 +230,15 @@ pub struct EmbeddedSection {
     /// `full` (default): a commit is on disk before the event is acknowledged; `normal`:
     /// survives a crash of muttd, but the last commits may be lost if the machine loses power.
     pub durability: Durability,
+    /// The most events one queue row carries (the batch envelope, as `redis.batch_envelope`);
+    /// 1: one row per event. Readers take both forms whatever this says.
+    pub batch_envelope: usize,
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        Self { path: None, durability: Durability::default(), batch_envelope: 100 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -970,10 +979,13 @@ impl Config {
                 return Err(n.refuse(key, "must be between 1 and 1000"));
             }
         }
-        if self.redis.batch_envelope > 1000 {
-            return Err(
-                n.refuse("redis.batch_envelope", "must be between 1 and 1000 (a lease takes at least one element)")
-            );
+        for (key, envelope) in [
+            ("redis.batch_envelope", self.redis.batch_envelope),
+            ("embedded.batch_envelope", self.embedded.batch_envelope),
+        ] {
+            if envelope > 1000 {
+                return Err(n.refuse(key, "must be between 1 and 1000 (a lease takes at least one element)"));
+            }
         }
         self.check_positive(n)?;
         self.check_ports(n)?;

@@ -13,7 +13,8 @@ pub mod connection;
 mod consumer;
 mod coordination;
 mod delivery;
-pub mod envelope;
+// Kept under this path too: the envelope started as the Redis queue's.
+pub use crate::envelope;
 mod flap;
 mod keys;
 mod rotation;

@@ -1,7 +1,7 @@
 //! One worker's consumer on the embedded backend: lease, settle, release, heartbeat, janitor,
 //! delayed-retry mover.
 
-use super::{Deltas, SqliteQueue, append, db_err, now_ms, prepend, recover_owner};
+use super::{Deltas, SqliteQueue, append, append_packed, db_err, now_ms, prepend, recover_owner};
 use crate::periodic::{FirstRun, spawn_every};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, QueueId, Settlement, WorkerRole};
 use async_trait::async_trait;
@@ -116,26 +116,42 @@ impl SqliteConsumer {
             .queue
             .db
             .write_unsynced(move |c| {
-                let rows: Vec<(i64, Vec<u8>)> = {
+                // Rows until they carry `max` events (an envelope counts its events); the first
+                // is taken whatever its size, so that no envelope is stuck behind a small lease.
+                let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
+                let mut events = 0i64;
+                {
                     let mut s = c.prepare_cached(
-                        "SELECT id, body FROM queue_message WHERE queue = ?1 AND owner IS NULL ORDER BY seq LIMIT ?2",
+                        "SELECT id, body, events FROM queue_message WHERE queue = ?1 AND owner IS NULL
+                         ORDER BY seq, id LIMIT ?2",
                     )?;
-                    s.query_map(params![source, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?
-                };
+                    let mut found = s.query(params![source, max as i64])?;
+                    while let Some(r) = found.next()? {
+                        let n: i64 = r.get(2)?;
+                        if !rows.is_empty() && events + n > max as i64 {
+                            break;
+                        }
+                        rows.push((r.get(0)?, r.get(1)?));
+                        events += n;
+                    }
+                }
                 let mut take = c.prepare_cached("UPDATE queue_message SET owner = ?2 WHERE id = ?1")?;
                 for (id, _) in &rows {
                     take.execute(params![id, owner])?;
                 }
                 let mut d = Deltas::default();
-                d.add(&source, -(rows.len() as i64));
+                d.add(&source, -events);
                 Ok((rows, d))
             })
             .await
             .map_err(db_err("leasing messages"))?;
         self.queue.committed(deltas);
         self.leased = rows.iter().map(|(id, _)| *id).collect();
-        Ok(rows.into_iter().map(|(_, body)| body).collect())
+        let mut messages = Vec::with_capacity(rows.len());
+        for (_, body) in rows {
+            crate::envelope::unpack_into(body, &mut messages);
+        }
+        Ok(messages)
     }
 }
 
@@ -300,6 +316,7 @@ impl Consumer for SqliteConsumer {
         let owner = self.owner.clone();
         let (source, output, dlq) = (self.source_name.clone(), self.output_name.clone(), self.dlq_name.clone());
         let (emit, put_back, dead) = (s.emit.clone(), s.put_back.clone(), s.dead.clone());
+        let envelope = self.queue.envelope;
         let now = now_ms();
         let delayed: Vec<(i64, Vec<u8>)> =
             s.delayed.iter().map(|(m, d)| (now + d.as_millis() as i64, m.clone())).collect();
@@ -315,7 +332,7 @@ impl Consumer for SqliteConsumer {
                 return Ok((false, d));
             }
             if let Some(output) = &output {
-                append(c, output, &emit, &mut d)?;
+                append_packed(c, output, &emit, envelope, &mut d)?;
             }
             prepend(c, &source, &put_back, &mut d)?;
             let mut later = c.prepare_cached("INSERT INTO queue_delayed (queue, due_ms, body) VALUES (?1, ?2, ?3)")?;

@@ -51,6 +51,9 @@ pub struct SqliteQueue {
     db: Database,
     keys: KeySpace,
     shared: Arc<Shared>,
+    /// The most events one row carries (`embedded.batch_envelope`, see [`crate::envelope`]);
+    /// ≤ 1: one event per row. Reading accepts both whatever this says.
+    envelope: usize,
 }
 
 struct Shared {
@@ -140,6 +143,7 @@ impl SqliteQueue {
         Self {
             db,
             keys,
+            envelope: 1,
             shared: Arc::new(Shared {
                 owner,
                 depths: Mutex::new(HashMap::new()),
@@ -149,6 +153,13 @@ impl SqliteQueue {
                 _lock: lock,
             }),
         }
+    }
+
+    /// Writes up to `max` events per row on the bulk paths (ingest pushes, the alerter's
+    /// alerts; see [`crate::envelope`]); ≤ 1 writes one event per row.
+    pub fn with_batch_envelope(mut self, max: usize) -> Self {
+        self.envelope = max;
+        self
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -164,7 +175,7 @@ impl SqliteQueue {
             .db
             .read(|c| {
                 let mut s =
-                    c.prepare("SELECT queue, count(*) FROM queue_message WHERE owner IS NULL GROUP BY queue")?;
+                    c.prepare("SELECT queue, sum(events) FROM queue_message WHERE owner IS NULL GROUP BY queue")?;
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
             })
             .await
@@ -218,9 +229,11 @@ impl SqliteQueue {
         let name = name.to_owned();
         self.db
             .read(move |c| {
-                c.query_row("SELECT count(*) FROM queue_message WHERE queue = ?1 AND owner IS NULL", [name], |r| {
-                    r.get::<_, i64>(0)
-                })
+                c.query_row(
+                    "SELECT coalesce(sum(events), 0) FROM queue_message WHERE queue = ?1 AND owner IS NULL",
+                    [name],
+                    |r| r.get::<_, i64>(0),
+                )
             })
             .await
             .map(|n| n.max(0) as u64)
@@ -289,12 +302,34 @@ pub(crate) fn front_seq(c: &Connection, queue: &str) -> rusqlite::Result<i64> {
     Ok(min.unwrap_or(0) - 1)
 }
 
-/// Appends messages to the back of a queue.
+/// Appends messages to the back of a queue, one row each.
 pub(crate) fn append(c: &Connection, queue: &str, messages: &[Vec<u8>], deltas: &mut Deltas) -> rusqlite::Result<()> {
+    append_packed(c, queue, messages, 1, deltas)
+}
+
+/// Appends messages to the back of a queue, up to `envelope` events per row (see
+/// [`crate::envelope`]).
+pub(crate) fn append_packed(
+    c: &Connection,
+    queue: &str,
+    messages: &[Vec<u8>],
+    envelope: usize,
+    deltas: &mut Deltas,
+) -> rusqlite::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
     let first = back_seq(c, queue)?;
-    let mut insert = c.prepare_cached("INSERT INTO queue_message (queue, seq, body) VALUES (?1, ?2, ?3)")?;
-    for (seq, m) in (first..).zip(messages) {
-        insert.execute(params![queue, seq, m])?;
+    let mut insert =
+        c.prepare_cached("INSERT INTO queue_message (queue, seq, body, events) VALUES (?1, ?2, ?3, ?4)")?;
+    if envelope <= 1 {
+        for (seq, m) in (first..).zip(messages) {
+            insert.execute(params![queue, seq, m, 1])?;
+        }
+    } else {
+        for (seq, row) in (first..).zip(crate::envelope::pack(messages, envelope)) {
+            insert.execute(params![queue, seq, row, crate::envelope::count(&row) as i64])?;
+        }
     }
     deltas.add(queue, messages.len() as i64);
     Ok(())
@@ -332,15 +367,38 @@ pub(crate) fn recover_owner(
     dlq: &str,
     now: &str,
 ) -> rusqlite::Result<Recovered> {
-    let rows: Vec<(i64, String, Vec<u8>, i64)> = {
-        let mut s =
-            c.prepare_cached("SELECT id, queue, body, crashes FROM queue_message WHERE owner = ?1 ORDER BY seq")?;
-        s.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+    let rows: Vec<(i64, String, i64, Vec<u8>, i64, i64)> = {
+        let mut s = c.prepare_cached(
+            "SELECT id, queue, seq, body, crashes, events FROM queue_message WHERE owner = ?1 ORDER BY seq, id",
+        )?;
+        s.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+            .collect::<Result<_, _>>()?
     };
     let mut out = Recovered::default();
     let mut poison = Vec::new();
-    for (id, queue, body, crashes) in rows {
+    for (id, queue, seq, body, crashes, events) in rows {
         let crashes = crashes + i64::from(crashed);
+        if crashed && events > 1 {
+            // An envelope whose worker died comes back as its events, in its place in line
+            // (same `seq`, ascending ids): one of them may be what killed the worker, and
+            // poison is counted and dead-lettered per event, as without envelopes.
+            c.prepare_cached("DELETE FROM queue_message WHERE id = ?1")?.execute([id])?;
+            let mut events = Vec::new();
+            crate::envelope::unpack_into(body, &mut events);
+            let mut insert = c.prepare_cached(
+                "INSERT INTO queue_message (queue, seq, body, crashes, events) VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            for event in events {
+                if crashes > i64::from(max_crashes) {
+                    poison.push(poison_letter(&event, crashes, now));
+                } else {
+                    insert.execute(params![queue, seq, event, crashes])?;
+                    out.deltas.add(&queue, 1);
+                    out.requeued += 1;
+                }
+            }
+            continue;
+        }
         if crashed && crashes > i64::from(max_crashes) {
             c.prepare_cached("DELETE FROM queue_message WHERE id = ?1")?.execute([id])?;
             poison.push(poison_letter(&body, crashes, now));
@@ -348,8 +406,8 @@ pub(crate) fn recover_owner(
         }
         c.prepare_cached("UPDATE queue_message SET owner = NULL, crashes = ?2 WHERE id = ?1")?
             .execute([id, crashes])?;
-        out.deltas.add(&queue, 1);
-        out.requeued += 1;
+        out.deltas.add(&queue, events);
+        out.requeued += events as u64;
     }
     out.dead = poison.len() as u64;
     append(c, dlq, &poison, &mut out.deltas)?;
@@ -399,12 +457,12 @@ impl Queue for SqliteQueue {
         ];
         let messages = messages.to_vec();
         let n = name.clone();
-        let at = now.timestamp_millis();
+        let (at, envelope) = (now.timestamp_millis(), self.envelope);
         let deltas = self
             .db
             .write(move |c| {
                 let mut d = Deltas::default();
-                append(c, &n, &messages, &mut d)?;
+                append_packed(c, &n, &messages, envelope, &mut d)?;
                 let mut count = c.prepare_cached(
                     "INSERT INTO ingest_counter (bucket, count, expires_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count",
@@ -445,7 +503,7 @@ impl Queue for SqliteQueue {
             .db
             .read(move |c| {
                 let ready: HashMap<String, i64> = c
-                    .prepare("SELECT queue, count(*) FROM queue_message WHERE owner IS NULL GROUP BY queue")?
+                    .prepare("SELECT queue, sum(events) FROM queue_message WHERE owner IS NULL GROUP BY queue")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let delayed: HashMap<String, i64> = c
@@ -453,7 +511,7 @@ impl Queue for SqliteQueue {
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let leased: Vec<(String, i64)> = c
-                    .prepare("SELECT owner, count(*) FROM queue_message WHERE owner IS NOT NULL GROUP BY owner")?
+                    .prepare("SELECT owner, sum(events) FROM queue_message WHERE owner IS NOT NULL GROUP BY owner")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let workers: Vec<(String, String, i64)> = c

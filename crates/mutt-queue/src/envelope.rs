@@ -1,8 +1,10 @@
-//! The batch envelope (`redis.batch_envelope`): many events in one list element.
+//! The batch envelope (`redis.batch_envelope`, `embedded.batch_envelope`): many events in one
+//! queue element (a Redis list element, a row of the embedded queue).
 //!
 //! Why: with one element per event, Redis spends most of its CPU per element (protocol
 //! parsing, Lua string conversion, list node inserts), not per byte; a push of 100 events as
-//! one element costs it about what one event did. The format stays readable with `redis-cli`
+//! one element costs it about what one event did. SQLite likewise: one row and one index entry
+//! to insert, lease and delete instead of a hundred. The format stays readable with `redis-cli`
 //! and `jq` (each line is a JSON value): a header line, then one compact JSON event per line.
 //!
 //! ```text
