@@ -383,12 +383,12 @@ pub(crate) fn recover_owner(
             // (same `seq`, ascending ids): one of them may be what killed the worker, and
             // poison is counted and dead-lettered per event, as without envelopes.
             c.prepare_cached("DELETE FROM queue_message WHERE id = ?1")?.execute([id])?;
-            let mut events = Vec::new();
-            crate::envelope::unpack_into(body, &mut events);
+            let mut unpacked = Vec::new();
+            crate::envelope::unpack_into(body, &mut unpacked);
             let mut insert = c.prepare_cached(
                 "INSERT INTO queue_message (queue, seq, body, crashes, events) VALUES (?1, ?2, ?3, ?4, 1)",
             )?;
-            for event in events {
+            for event in unpacked {
                 if crashes > i64::from(max_crashes) {
                     poison.push(poison_letter(&event, crashes, now));
                 } else {
