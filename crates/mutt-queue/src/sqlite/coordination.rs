@@ -11,7 +11,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use mutt_sqlite::rusqlite::{OptionalExtension, params};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -258,11 +258,18 @@ impl Coordination for SqliteQueue {
                 .unhandled_pruned_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
+        // Examples as on Redis (`scripts::UNHANDLED`): none for a message seen once so far
+        // (one-off messages are most of what goes unhandled, and each sample row was a second
+        // row written per event), else the batch's first message of its (host, signature)
+        // unless a live one is kept. Written in the same piece of work as the counters: their
+        // rows sit side by side, so one commit carries both.
+        let samples = self.samples_to_write(&UnhandledKey::samples(events), now);
+        let sample_until = now + expiry_ms;
         // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
         // occurrence; the threshold-th fires and records its event id; while that record
         // lives only the same event (a redelivery) fires again.
         // Unsynced: the counters are seen only through the file (see `write_unsynced`).
-        let fired = self
+        let (fired, kept) = self
             .db
             .write_unsynced(move |c| {
                 let mut read = c.prepare_cached(
@@ -277,6 +284,8 @@ impl Coordination for SqliteQueue {
                          triggered_until_ms = excluded.triggered_until_ms",
                 )?;
                 let mut fired = Vec::with_capacity(keyed.len());
+                // Counter keys of events that were not the first sighting of their window.
+                let mut wanted: HashSet<&str> = HashSet::new();
                 for (key, event) in &keyed {
                     type Row = (i64, i64, Option<String>, Option<i64>);
                     let row: Option<Row> =
@@ -284,6 +293,7 @@ impl Coordination for SqliteQueue {
                     let (mut count, mut window, mut by, mut by_until) = row.unwrap_or((0, 0, None, None));
                     if by.is_some() && by_until.is_some_and(|u| u > now) {
                         fired.push(by.as_deref() == Some(event.as_str()));
+                        wanted.insert(key);
                         continue;
                     }
                     by = None;
@@ -301,6 +311,9 @@ impl Coordination for SqliteQueue {
                         by_until = Some(now + expiry_ms);
                     }
                     save.execute(params![key, count, window, by, by_until])?;
+                    if fire || count > 1 {
+                        wanted.insert(key);
+                    }
                     fired.push(fire);
                 }
                 // A row whose window and trigger record have both run out counts as absent
@@ -312,15 +325,24 @@ impl Coordination for SqliteQueue {
                     )?
                     .execute([now])?;
                 }
-                Ok(fired)
+                // Examples are a courtesy: one that cannot be kept must not fail the count
+                // (SQLite undoes only the failed statement; the counts above stand).
+                let samples: Vec<&(String, String)> = samples
+                    .iter()
+                    .filter(|(sample, _)| sample.strip_suffix(":sample").is_some_and(|k| wanted.contains(k)))
+                    .collect();
+                let kept = match save_samples(c, &samples, sample_until, now) {
+                    Ok(kept) => kept,
+                    Err(e) => {
+                        tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
+                        Vec::new()
+                    }
+                };
+                Ok((fired, kept))
             })
             .await
             .map_err(db_err("counting unhandled events"))?;
-        // Here every first sighting offers its example: a row costs the file little.
-        let samples = UnhandledKey::samples(events);
-        if let Err(e) = self.keep_unhandled_samples(&samples, expiry).await {
-            tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
-        }
+        self.remember_live_samples(kept, now);
         Ok(fired)
     }
 
@@ -486,49 +508,46 @@ const RULES_POLL: Duration = Duration::from_secs(1);
 const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 impl SqliteQueue {
-    /// Keeps an example message per unhandled (host, signature): what
-    /// [`Coordination::count_unhandled`] does with [`UnhandledKey::message`]. A sample is a row
-    /// of `unhandled_counter` keyed `<counter>:sample` (as the Redis key), its message in
-    /// `triggered_by`, living for `expiry` (pruned with the counters); a live one is kept.
+    /// Keeps an example message per unhandled (host, signature), as
+    /// [`Coordination::count_unhandled`] does (in its own piece of work) for the messages it
+    /// wants one of. A sample is a row of `unhandled_counter` keyed `<counter>:sample` (as the
+    /// Redis key), its message in `triggered_by`, living for `expiry` (pruned with the
+    /// counters); a live one is kept.
     pub async fn keep_unhandled_samples(
         &self,
         samples: &[UnhandledSample],
         expiry: Duration,
     ) -> Result<(), QueueError> {
         let now = now_ms();
-        let rows: Vec<(String, String)> = {
-            let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
-            samples
-                .iter()
-                .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
-                .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
-                .collect()
-        };
+        let rows = self.samples_to_write(samples, now);
         if rows.is_empty() {
             return Ok(());
         }
         let until = now + expiry.as_millis().max(1000) as i64;
-        let kept: Vec<(String, i64)> = self
+        let kept = self
             .db
-            .write_unsynced(move |c| {
-                let mut save = c.prepare_cached(
-                    "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
-                     VALUES (?1, 0, ?2, ?3, NULL)
-                     ON CONFLICT (key) DO UPDATE SET window_until_ms = excluded.window_until_ms,
-                         triggered_by = excluded.triggered_by
-                      WHERE unhandled_counter.window_until_ms <= ?4",
-                )?;
-                let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
-                let mut kept = Vec::with_capacity(rows.len());
-                for (key, message) in rows {
-                    save.execute(params![key, until, message, now])?;
-                    let live_until: i64 = until_of.query_row([&key], |r| r.get(0))?;
-                    kept.push((key, live_until));
-                }
-                Ok(kept)
-            })
+            .write_unsynced(move |c| save_samples(c, &rows.iter().collect::<Vec<_>>(), until, now))
             .await
             .map_err(db_err("keeping unhandled samples"))?;
+        self.remember_live_samples(kept, now);
+        Ok(())
+    }
+
+    /// The sample rows to write: `(key, message)` of each sample not known to be live.
+    fn samples_to_write(&self, samples: &[UnhandledSample], now: i64) -> Vec<(String, String)> {
+        let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples
+            .iter()
+            .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
+            .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
+            .collect()
+    }
+
+    /// Remembers sample rows written (or found live) and until when they live.
+    fn remember_live_samples(&self, kept: Vec<(String, i64)>, now: i64) {
+        if kept.is_empty() {
+            return;
+        }
         let mut live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
         if live.len() + kept.len() > SAMPLES_REMEMBERED {
             live.retain(|_, until| *until > now);
@@ -537,7 +556,6 @@ impl SqliteQueue {
             }
         }
         live.extend(kept);
-        Ok(())
     }
 
     /// The store's rules version (`store_meta`, same file); `None` before the store's tables
@@ -569,4 +587,33 @@ impl SqliteQueue {
             .await
             .map_err(db_err("reading the configuration version"))
     }
+}
+
+/// Writes sample rows (`<counter key>:sample`, the message in `triggered_by`, living until
+/// `until`); a live one is kept as it is. Returns each row's key and when it expires.
+fn save_samples(
+    c: &mutt_sqlite::rusqlite::Connection,
+    rows: &[&(String, String)],
+    until: i64,
+    now: i64,
+) -> mutt_sqlite::rusqlite::Result<Vec<(String, i64)>> {
+    let mut save = c.prepare_cached(
+        "INSERT INTO unhandled_counter (key, count, window_until_ms, triggered_by, triggered_until_ms)
+         VALUES (?1, 0, ?2, ?3, NULL)
+         ON CONFLICT (key) DO UPDATE SET window_until_ms = excluded.window_until_ms,
+             triggered_by = excluded.triggered_by
+          WHERE unhandled_counter.window_until_ms <= ?4
+         RETURNING window_until_ms",
+    )?;
+    let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
+    let mut kept = Vec::with_capacity(rows.len());
+    for (key, message) in rows {
+        // No row back: a live sample was there and stays; ask when it expires.
+        let live_until = match save.query_row(params![key, until, message, now], |r| r.get(0)).optional()? {
+            Some(written) => written,
+            None => until_of.query_row([key], |r| r.get(0))?,
+        };
+        kept.push((key.clone(), live_until));
+    }
+    Ok(kept)
 }

@@ -31,6 +31,7 @@ macro_rules! conformance {
         rate_limit_is_a_sliding_window,
         message_that_keeps_killing_workers_is_dead_lettered,
         unhandled_counter_fires_once_at_the_threshold,
+        unhandled_examples_are_kept_from_the_second_sighting,
         rate_limit_grants_part_of_a_batch,
         circuit_breaker_opens_half_opens_with_one_probe_and_closes,
         delivered_ids_are_remembered,
@@ -377,6 +378,36 @@ pub async fn unhandled_counter_fires_once_at_the_threshold(q: Arc<dyn Backend>) 
     // Another host counts on its own, within one batch call.
     let batch: Vec<_> = (0..3).map(|i| key("r2", &format!("x{i}"))).collect();
     assert_eq!(q.count_unhandled(&batch, 3, expiry).await.unwrap(), vec![false, false, true]);
+}
+
+/// Both backends keep an example message the same way: none for a message seen once so far
+/// (one-off messages are most of what goes unhandled), the first one kept stays for its
+/// window, and of a batch the first message of a (host, signature) is the one kept.
+pub async fn unhandled_examples_are_kept_from_the_second_sighting(q: Arc<dyn Backend>) {
+    use mutt_queue::UnhandledKey;
+    let key = |host: &str, id: &str, text: &str| UnhandledKey::new(host, "0123456789abcdef", id, text);
+    let expiry = Duration::from_secs(60);
+    let kept = |host: &'static str| {
+        let q = q.clone();
+        async move {
+            let counts = q.unhandled_counts(100).await.unwrap();
+            let c = counts.into_iter().find(|c| c.hostname == host).expect("a counter for the host");
+            (c.count, c.message)
+        }
+    };
+    q.count_unhandled(&[key("sw1", "e1", "first")], 100, expiry).await.unwrap();
+    assert_eq!(kept("sw1").await, (1, None), "seen once: no example");
+    q.count_unhandled(&[key("sw1", "e2", "second")], 100, expiry).await.unwrap();
+    q.count_unhandled(&[key("sw1", "e3", "third")], 100, expiry).await.unwrap();
+    assert_eq!(kept("sw1").await, (3, Some("second".into())), "kept from the second sighting; the first kept stays");
+    // Twice in one batch: the batch's first message; once in a batch: none.
+    let batch = [key("sw2", "e4", "sw2 first"), key("sw3", "e5", "sw3 once"), key("sw2", "e6", "sw2 later")];
+    q.count_unhandled(&batch, 100, expiry).await.unwrap();
+    assert_eq!(kept("sw2").await, (2, Some("sw2 first".into())));
+    assert_eq!(kept("sw3").await, (1, None));
+    // Reaching a threshold of 1 at the first sighting keeps one (its counter starts over).
+    assert_eq!(q.count_unhandled(&[key("sw4", "e7", "fired at once")], 1, expiry).await.unwrap(), vec![true]);
+    assert_eq!(kept("sw4").await.1.as_deref(), Some("fired at once"));
 }
 
 pub async fn rate_limit_grants_part_of_a_batch(q: Arc<dyn Backend>) {
