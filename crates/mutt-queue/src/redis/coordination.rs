@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 impl RedisQueue {
     /// The keys starting with `prefix`. In a cluster SCAN covers one node only: it goes to the
-    /// node holding the prefix's slot, which holds every configuration key when the prefix is
-    /// hash-tagged (`{mutt}:`, which a cluster needs anyway for MGET).
-    async fn scan_config_keys(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
+    /// node holding the prefix's slot, which holds every configuration key and unhandled
+    /// counter when the prefix is hash-tagged (`{mutt}:`, which a cluster needs anyway for
+    /// MGET); unrouted, SCAN reached whichever node the client picked.
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         let super::AnyConnection::Cluster(c) = self.connection() else {
             return self.scan(&format!("{prefix}*")).await;
@@ -297,7 +298,7 @@ impl Coordination for RedisQueue {
 
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {
         let prefix = &self.keys.unhandled_prefix;
-        let names = self.scan(&format!("{prefix}:*")).await?;
+        let names = self.scan_prefix(&format!("{prefix}:")).await?;
         // Counters hold a number, markers an event id, samples a message.
         let out: Vec<UnhandledCount> = self
             .string_values(&names, "reading unhandled counters")
@@ -367,7 +368,7 @@ impl Coordination for RedisQueue {
     async fn config_entries(&self) -> Result<Vec<(String, String)>, QueueError> {
         let prefix = format!("{}:", self.keys.config_prefix);
         let names: Vec<String> = self
-            .scan_config_keys(&prefix)
+            .scan_prefix(&prefix)
             .await?
             .into_iter()
             // The original skipped a key named like its channel (spec §7.2).
