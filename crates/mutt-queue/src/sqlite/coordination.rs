@@ -263,7 +263,17 @@ impl Coordination for SqliteQueue {
         // row written per event), else the batch's first message of its (host, signature)
         // unless a live one is kept. Written in the same piece of work as the counters: their
         // rows sit side by side, so one commit carries both.
-        let samples = self.samples_to_write(&UnhandledKey::samples(events), now);
+        // The batch's first message per counter, from the keys already built (a sample's key
+        // is its counter's with `:sample`, as on Redis).
+        let mut first = HashSet::new();
+        let samples = self.samples_to_write(
+            keyed
+                .iter()
+                .zip(events)
+                .filter(|((key, _), e)| !e.message.is_empty() && first.insert(key.as_str()))
+                .map(|((key, _), e)| (format!("{key}:sample"), e.message.clone())),
+            now,
+        );
         let sample_until = now + expiry_ms;
         // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
         // occurrence; the threshold-th fires and records its event id; while that record
@@ -327,14 +337,13 @@ impl Coordination for SqliteQueue {
                 }
                 // Examples are a courtesy: one that cannot be kept must not fail the count
                 // (SQLite undoes only the failed statement; the counts above stand).
-                let samples: Vec<&(String, String)> = samples
+                let samples = samples
                     .iter()
-                    .filter(|(sample, _)| sample.strip_suffix(":sample").is_some_and(|k| wanted.contains(k)))
-                    .collect();
-                let kept = match save_samples(c, &samples, sample_until, now) {
+                    .filter(|(sample, _)| sample.strip_suffix(":sample").is_some_and(|k| wanted.contains(k)));
+                let kept = match save_samples(c, samples, sample_until, now) {
                     Ok(kept) => kept,
                     Err(e) => {
-                        tracing::warn!(error = %e, samples = samples.len(), "keeping examples of unhandled messages failed");
+                        tracing::warn!(error = %e, "keeping examples of unhandled messages failed");
                         Vec::new()
                     }
                 };
@@ -519,28 +528,29 @@ impl SqliteQueue {
         expiry: Duration,
     ) -> Result<(), QueueError> {
         let now = now_ms();
-        let rows = self.samples_to_write(samples, now);
+        let rows = self.samples_to_write(
+            samples
+                .iter()
+                .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone())),
+            now,
+        );
         if rows.is_empty() {
             return Ok(());
         }
         let until = now + expiry.as_millis().max(1000) as i64;
         let kept = self
             .db
-            .write_unsynced(move |c| save_samples(c, &rows.iter().collect::<Vec<_>>(), until, now))
+            .write_unsynced(move |c| save_samples(c, &rows, until, now))
             .await
             .map_err(db_err("keeping unhandled samples"))?;
         self.remember_live_samples(kept, now);
         Ok(())
     }
 
-    /// The sample rows to write: `(key, message)` of each sample not known to be live.
-    fn samples_to_write(&self, samples: &[UnhandledSample], now: i64) -> Vec<(String, String)> {
+    /// The sample rows to write: the `(sample key, message)` pairs not known to be live.
+    fn samples_to_write(&self, samples: impl Iterator<Item = (String, String)>, now: i64) -> Vec<(String, String)> {
         let live = self.shared.local.samples.lock().unwrap_or_else(|p| p.into_inner());
-        samples
-            .iter()
-            .map(|s| (format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0), s.message.clone()))
-            .filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now))
-            .collect()
+        samples.filter(|(key, _)| live.get(key).is_none_or(|until| *until <= now)).collect()
     }
 
     /// Remembers sample rows written (or found live) and until when they live.
@@ -591,9 +601,9 @@ impl SqliteQueue {
 
 /// Writes sample rows (`<counter key>:sample`, the message in `triggered_by`, living until
 /// `until`); a live one is kept as it is. Returns each row's key and when it expires.
-fn save_samples(
+fn save_samples<'a>(
     c: &mutt_sqlite::rusqlite::Connection,
-    rows: &[&(String, String)],
+    rows: impl IntoIterator<Item = &'a (String, String)>,
     until: i64,
     now: i64,
 ) -> mutt_sqlite::rusqlite::Result<Vec<(String, i64)>> {
@@ -606,7 +616,7 @@ fn save_samples(
          RETURNING window_until_ms",
     )?;
     let mut until_of = c.prepare_cached("SELECT window_until_ms FROM unhandled_counter WHERE key = ?1")?;
-    let mut kept = Vec::with_capacity(rows.len());
+    let mut kept = Vec::new();
     for (key, message) in rows {
         // No row back: a live sample was there and stays; ask when it expires.
         let live_until = match save.query_row(params![key, until, message, now], |r| r.get(0)).optional()? {
