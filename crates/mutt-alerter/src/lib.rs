@@ -134,6 +134,7 @@ impl Alerter {
         let extra = loops::extra_consumers(queue.as_ref(), &consumer, config.concurrency).await?;
         let consumer = queue.consumer(consumer).await?;
         let dynamic = Arc::new(dynamic::DynamicCache::new(config.dynamic.clone()).watching(coordination.clone()));
+        let timings = SharedTimings::reporting_to(metrics.batch_phase_seconds.clone());
         Ok(Self {
             queue,
             coordination,
@@ -149,7 +150,7 @@ impl Alerter {
             config,
             metrics,
             watchdog: mutt_service::Watchdog::default(),
-            timings: SharedTimings::default(),
+            timings,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct AlerterMetrics {
     /// Flap summary alerts queued.
     pub flap_summaries: Counter,
     pub silences: crate::silence::SilenceMetrics,
+    /// `mutt_alerter_batch_phase_seconds_total{phase}` (not in the original).
+    pub batch_phase_seconds: crate::timings::PhaseSeconds,
 }
 
 /// The rule of a flap-suppressed event.
@@ -66,6 +68,7 @@ impl AlerterMetrics {
             events_suppressed: Family::default(),
             flap_summaries: Counter::default(),
             silences: crate::silence::SilenceMetrics::register(metrics),
+            batch_phase_seconds: Family::default(),
         };
         // Every label value at 0 from the start, so that `rate()` and alert rules see the
         // series before the first such event.
@@ -74,6 +77,9 @@ impl AlerterMetrics {
         }
         for mode in ["dlq", "defer"] {
             let _ = m.shed_events.get_or_create(&ModeLabel { mode });
+        }
+        for phase in crate::timings::Phase::ALL {
+            let _ = m.batch_phase_seconds.get_or_create(&crate::timings::PhaseLabel { phase: phase.name() });
         }
         metrics.register(|r| {
             r.register("mutt_alerter_events_processed", "Events processed by outcome", m.events_processed.clone());
@@ -115,6 +121,11 @@ impl AlerterMetrics {
                 m.events_suppressed.clone(),
             );
             r.register("mutt_alerter_flap_summaries", "Flap summary alerts queued", m.flap_summaries.clone());
+            r.register(
+                "mutt_alerter_batch_phase_seconds",
+                "Time the batch loops spent per phase (unhandled overlaps audit)",
+                m.batch_phase_seconds.clone(),
+            );
         });
         m
     }

@@ -1,8 +1,22 @@
 //! Where a batch's time goes, phase by phase: a handful of clock reads per batch, summed over
 //! the alerter's life, for the benchmark (`mutt-alerter-bench`) and for profiling.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::time::{Duration, Instant};
+
+/// Seconds spent per batch phase, summed over the alerter's loops: where a slow drain's time
+/// goes (waiting for the queue, the audit's commit, the settle), without a profiler.
+pub type PhaseSeconds = Family<PhaseLabel, Counter<f64, AtomicU64>>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: &'static str,
+}
 
 /// The phases of one batch, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,22 +99,34 @@ impl BatchTimings {
     }
 }
 
-/// The timings of every batch loop of one alerter, summed (a lock taken a few times a batch).
+/// The timings of every batch loop of one alerter, summed (a lock taken a few times a batch),
+/// and reported as `mutt_alerter_batch_phase_seconds_total{phase}` when given the metric.
 #[derive(Clone, Debug, Default)]
-pub struct SharedTimings(Arc<Mutex<BatchTimings>>);
+pub struct SharedTimings {
+    sums: Arc<Mutex<BatchTimings>>,
+    metric: Option<PhaseSeconds>,
+}
 
 impl SharedTimings {
+    /// Timings that also feed the per-phase counter of the alerter's metrics.
+    pub fn reporting_to(metric: PhaseSeconds) -> Self {
+        Self { sums: Arc::default(), metric: Some(metric) }
+    }
+
     pub fn snapshot(&self) -> BatchTimings {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sums.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn add(&self, phase: Phase, d: Duration) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).add(phase, d);
+        self.sums.lock().unwrap_or_else(|p| p.into_inner()).add(phase, d);
+        if let Some(metric) = &self.metric {
+            metric.get_or_create(&PhaseLabel { phase: phase.name() }).inc_by(d.as_secs_f64());
+        }
     }
 
     /// Counts a leased batch of `events`.
     pub(crate) fn batch(&self, events: usize) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.sums.lock().unwrap_or_else(|p| p.into_inner());
         t.batches += 1;
         t.events += events as u64;
     }
@@ -144,5 +170,19 @@ mod tests {
         assert!(all.total() >= Duration::from_millis(6));
         assert_eq!((all.batches, all.events), (2, 17));
         assert_eq!(Phase::ALL.map(Phase::name)[5], "audit");
+    }
+
+    #[test]
+    fn laps_feed_the_per_phase_counter() {
+        let metric = PhaseSeconds::default();
+        let shared = SharedTimings::reporting_to(metric.clone());
+        shared.add(Phase::Audit, Duration::from_millis(250));
+        shared.add(Phase::Audit, Duration::from_millis(500));
+        shared.add(Phase::Lease, Duration::from_secs(2));
+        let value = |phase: Phase| metric.get_or_create(&PhaseLabel { phase: phase.name() }).get();
+        assert!((value(Phase::Audit) - 0.75).abs() < 1e-9, "{}", value(Phase::Audit));
+        assert!((value(Phase::Lease) - 2.0).abs() < 1e-9);
+        assert_eq!(value(Phase::Settle), 0.0);
+        assert_eq!(shared.snapshot().spent(Phase::Audit), Duration::from_millis(750), "the sums still add up");
     }
 }
