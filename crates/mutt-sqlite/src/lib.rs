@@ -3,7 +3,8 @@
 //! Every write goes through one writer thread (SQLite allows one writer at a time; a single
 //! writer never meets the deferred-upgrade `SQLITE_BUSY` that a busy handler cannot fix). The
 //! writer commits whatever work is waiting as one transaction (group commit), each piece in
-//! its own savepoint, so a piece that fails is rolled back alone and the rest still commits;
+//! its own savepoint (a piece alone needs none), so a piece that fails is rolled back alone
+//! and the rest still commits;
 //! with `synchronous=FULL` that is one fsync for many small writes. Reads use separate
 //! connections (WAL lets them run while the writer writes).
 //!
@@ -435,6 +436,11 @@ fn run_group(conn: &Connection, group: Vec<(WriteJob, bool)>, name: &str) -> (Re
         let finishers = group.into_iter().map(|(job, durable)| (job_not_run(job).1, durable)).collect();
         return (Err(why), finishers);
     }
+    // A piece alone in its group needs no savepoint: rolling the transaction back undoes
+    // exactly it. A savepoint journals a copy of every page its piece changes (~8 % of the
+    // writer's time in a profile), and most groups hold one piece.
+    let alone = group.len() == 1;
+    let mut undo_all = false;
     let mut finishers = Vec::with_capacity(group.len());
     let mut broken: Option<String> = None;
     for (job, durable) in group {
@@ -442,7 +448,7 @@ fn run_group(conn: &Connection, group: Vec<(WriteJob, bool)>, name: &str) -> (Re
             finishers.push((job_not_run(job).1, durable));
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT piece") {
+        if !alone && let Err(e) = conn.execute_batch("SAVEPOINT piece") {
             broken = Some(e.to_string());
             finishers.push((job_not_run(job).1, durable));
             continue;
@@ -462,6 +468,10 @@ fn run_group(conn: &Connection, group: Vec<(WriteJob, bool)>, name: &str) -> (Re
             broken = Some("sqlite rolled the transaction back after an error".into());
             continue;
         }
+        if alone {
+            undo_all = !ok;
+            continue;
+        }
         let end = if ok { "RELEASE piece" } else { "ROLLBACK TO piece; RELEASE piece" };
         if let Err(e) = conn.execute_batch(end) {
             broken = Some(e.to_string());
@@ -474,6 +484,9 @@ fn run_group(conn: &Connection, group: Vec<(WriteJob, bool)>, name: &str) -> (Re
             }
             Err(why)
         }
+        // The lone piece failed: nothing to commit (its caller gets its own error, as when a
+        // savepoint is rolled back and the empty rest commits).
+        None if undo_all => conn.execute_batch("ROLLBACK").map_err(|e| e.to_string()),
         None => conn.execute_batch("COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
@@ -567,6 +580,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(xs, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_piece_alone_in_its_group_is_rolled_back_whole() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE); INSERT INTO t VALUES (1)")).await.unwrap();
+        // Awaited one by one: each piece is alone in its group (no savepoint).
+        for durable in [true, false] {
+            let piece = |c: &Connection| {
+                c.execute("INSERT INTO t VALUES (2)", [])?;
+                c.execute("INSERT INTO t VALUES (1)", [])
+            };
+            let err = if durable { db.write(piece).await } else { db.write_unsynced(piece).await }.unwrap_err();
+            assert!(err.is_rejected(), "its own error, not a commit failure: {err}");
+        }
+        db.write(|c| c.execute("INSERT INTO t VALUES (3)", [])).await.unwrap();
+        let xs: Vec<i64> =
+            db.read(|c| c.prepare("SELECT x FROM t ORDER BY x")?.query_map([], |r| r.get(0))?.collect()).await.unwrap();
+        assert_eq!(xs, vec![1, 3], "the failed pieces' first inserts were undone, the next write committed");
+        let other = Connection::open(db.path()).unwrap();
+        let seen: i64 = other.query_row("SELECT count(*) FROM t WHERE x = 2", [], |r| r.get(0)).unwrap();
+        assert_eq!(seen, 0, "and are not in the file");
     }
 
     #[tokio::test]
