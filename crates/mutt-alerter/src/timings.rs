@@ -1,12 +1,11 @@
 //! Where a batch's time goes, phase by phase: a handful of clock reads per batch, summed over
 //! the alerter's life, for the benchmark (`mutt-alerter-bench`) and for profiling.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Seconds spent per batch phase, summed over the alerter's loops: where a slow drain's time

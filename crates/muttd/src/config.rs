@@ -56,7 +56,9 @@ pub const EMBEDDED_FORWARDER_BATCH_SIZE: usize = 500;
 /// of 21 (issue 21, docs/benchmarks.md). On Redis the role crate's default (1) applies.
 pub const EMBEDDED_ALERTER_CONCURRENCY: usize = 2;
 
-fn batch_size(configured: Option<usize>, role_default: usize, embedded: Option<usize>) -> usize {
+/// A role setting: as configured, else the embedded backend's default (when embedded), else
+/// the role crate's.
+fn role_setting(configured: Option<usize>, role_default: usize, embedded: Option<usize>) -> usize {
     configured.or(embedded).unwrap_or(role_default)
 }
 
@@ -616,17 +618,17 @@ impl AlerterSection {
         dynamic.unhandled_threshold = self.unhandled_threshold;
         dynamic.unhandled_expiry = Duration::from_secs(self.unhandled_expiry_secs);
         AlerterConfig {
-            batch_size: batch_size(self.batch_size, d.batch_size, embedded.then_some(EMBEDDED_ALERTER_BATCH_SIZE)),
+            batch_size: role_setting(self.batch_size, d.batch_size, embedded.then_some(EMBEDDED_ALERTER_BATCH_SIZE)),
             block_timeout: worker.block_timeout(),
             max_retries: self.max_retries,
             cache_reload_interval: Duration::from_secs(self.cache_reload_interval_secs),
             unhandled_default_team: self.unhandled_default_team.clone(),
             dynamic,
-            concurrency: self.concurrency.unwrap_or(if embedded {
-                EMBEDDED_ALERTER_CONCURRENCY
-            } else {
-                d.concurrency
-            }),
+            concurrency: role_setting(
+                self.concurrency,
+                d.concurrency,
+                embedded.then_some(EMBEDDED_ALERTER_CONCURRENCY),
+            ),
             ..d
         }
     }
@@ -755,7 +757,7 @@ impl ForwarderSection {
             severity_map: self.severity_map,
             default_severity: self.default_severity,
             timeout: Duration::from_secs_f64(self.timeout_secs),
-            batch_size: batch_size(self.batch_size, d.batch_size, embedded.then_some(EMBEDDED_FORWARDER_BATCH_SIZE)),
+            batch_size: role_setting(self.batch_size, d.batch_size, embedded.then_some(EMBEDDED_FORWARDER_BATCH_SIZE)),
             block_timeout: worker.block_timeout(),
             max_retries: self.max_retries,
             retry_base: Duration::from_secs_f64(self.retry_base_secs),
