@@ -60,6 +60,11 @@ async fn take(b: &TestBackend, n: usize, ack: bool) -> Vec<Value> {
         b.queue.consumer(ConsumerConfig::new(WorkerRole::Alerter, mutt_core::PodName::random("t"))).await.unwrap();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Without settling, a second lease hands the first back and gets it again: wait for all
+    // `n` before the first lease (the listener pushes the messages one by one).
+    while !ack && b.queue.depth(QueueId::Ingest).await.unwrap() < n as u64 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     while out.len() < n && tokio::time::Instant::now() < deadline {
         if let Some(lease) = c.lease(100, Duration::from_millis(200)).await.unwrap() {
             out.extend(lease.messages.iter().map(|m| serde_json::from_slice::<Value>(m).unwrap()));
