@@ -12,7 +12,7 @@ use mutt_alerter::{Alerter, AlerterConfig, AlerterMetrics, BatchOutcome, BatchTi
 use mutt_bench::process::cpu_seconds_of;
 use mutt_core::{MatchType, PodName};
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_queue::{ConsumerConfig, Queue, WorkerRole};
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{NewRule, Store};
 use std::sync::Arc;
@@ -36,6 +36,10 @@ struct Args {
     /// production (`Alerter::run`) until every event is processed.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
+    /// Events per Redis list element (`redis.batch_envelope`; muttd's default is 100, 1 packs
+    /// nothing).
+    #[arg(long, default_value_t = 100)]
+    envelope: usize,
 }
 
 /// Rule i: mostly `contains`, some `regex`, a few `oid_prefix`; priorities spread out.
@@ -111,6 +115,7 @@ async fn prepare(
     db: &str,
     n: usize,
     events: usize,
+    envelope: usize,
 ) -> anyhow::Result<(Arc<PgStore>, RedisQueue)> {
     let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -121,8 +126,9 @@ async fn prepare(
     for i in 0..n {
         store.create_rule(&make_rule(i)).await?;
     }
-    let queue =
-        RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::with_prefix(&format!("bench{n}:")))).await?;
+    let queue = RedisQueue::connect(&RedisConfig::single(redis.url(), KeySpace::with_prefix(&format!("bench{n}:"))))
+        .await?
+        .with_batch_envelope(envelope);
     // Keep backpressure from shedding: no forwarder drains the alert queue here.
     let mut c = queue.connection();
     let _: () = redis::cmd("SET")
@@ -131,8 +137,9 @@ async fn prepare(
         .query_async(&mut c)
         .await?;
     let events: Vec<Vec<u8>> = (0..events).map(|j| make_event(j, n)).collect();
-    for chunk in events.chunks(1000) {
-        queue.push(QueueId::Ingest, chunk).await?;
+    // As the ingestor queues them: one push per request of 100 (one envelope each).
+    for chunk in events.chunks(100) {
+        queue.push_ingest(chunk, chrono::Utc::now()).await?;
     }
     Ok((store, queue))
 }
@@ -192,8 +199,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let durability = if args.durable { "durable: fsync on, Redis AOF everysec" } else { "fsync off" };
     println!(
-        "mutt-alerter-bench: {} events per run, batch {}, {} loop(s), private redis-server and PostgreSQL ({durability})",
-        args.events, args.batch, args.concurrency
+        "mutt-alerter-bench: {} events per run, batch {}, envelope {}, {} loop(s), private redis-server and PostgreSQL ({durability})",
+        args.events, args.batch, args.envelope, args.concurrency
     );
     println!(
         "{:>6} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
@@ -202,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for &n in &args.rules {
         let db = format!("bench_{n}_{}", std::process::id());
-        let (store, queue) = prepare(&pg, &redis, &db, n, args.events).await?;
+        let (store, queue) = prepare(&pg, &redis, &db, n, args.events, args.envelope).await?;
         let cc = ConsumerConfig::new(WorkerRole::Alerter, PodName::parse(format!("bench-{n}"))?);
         let config = AlerterConfig {
             batch_size: args.batch,

@@ -11,8 +11,9 @@ use std::sync::LazyLock;
 /// Leases without blocking. KEYS: source queue, the worker's processing list, the role's lease
 /// tokens (hash: pod -> token), the role's redelivered hash, and with batch envelopes the
 /// source's event counter. ARGV: how many events to move, how many elements the processing list
-/// holds already (0, or 1 after a BLMOVE), the pod, the new lease's token, '1' to tell
-/// redeliveries from first deliveries.
+/// holds already (0, or 1 after an LMOVE or BLMOVE), the pod, the new lease's token, '1' to tell
+/// redeliveries from first deliveries, and the events the element already there carries (the
+/// caller has its bytes: reading them here would make Lua hash every byte of it).
 ///
 /// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
 /// messages leased before, whose settle could then remove the wrong ones. Otherwise moves
@@ -57,7 +58,7 @@ else
       end
     end
   end
-  if already == 1 then total = total + mutt_count(redis.call('LINDEX', KEYS[2], -1)) end
+  if already == 1 then total = total + tonumber(ARGV[6]) end
   if redis.call('DECRBY', KEYS[5], total) < 0 or redis.call('LLEN', KEYS[1]) == 0 then
     redis.call('DEL', KEYS[5])
   end
