@@ -86,6 +86,44 @@ async fn plain_messages_from_an_older_producer_and_envelopes_are_leased_in_order
     c.shutdown().await.unwrap();
 }
 
+/// A lease takes whole elements up to its size: more only while one the size of the last would
+/// fit, and what went past the size (the guess was wrong) goes back to the front, in order.
+#[tokio::test]
+async fn a_lease_takes_whole_envelopes_up_to_its_size_and_puts_back_what_did_not_fit() {
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let q = connect(&keys).await;
+    for (from, to) in [(0, 40), (40, 80), (80, 120)] {
+        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
+    }
+    let mut c = q.consumer(ConsumerConfig::new(WorkerRole::Alerter, pod("sizes"))).await.unwrap();
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(0..80), "two envelopes of 40 fit in 100, a third would not");
+    assert_eq!(raw_list(&q, &keys.processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 40);
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(80..120));
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+
+    // 10 first: nine more of its size are asked for at once, two envelopes of 50 come, the
+    // second goes back to the front.
+    for (from, to) in [(200, 210), (210, 260), (260, 310)] {
+        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
+    }
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(200..260), "10 and 50; another 50 would make 110");
+    assert_eq!(raw_list(&q, &keys.processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 50);
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(260..310), "the one put back, first in line");
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    assert!(c.lease(100, Duration::from_millis(50)).await.unwrap().is_none());
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+    c.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn emitted_alerts_travel_as_one_envelope_and_the_forwarder_unpacks_them() {
     let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());

@@ -27,6 +27,10 @@ struct Args {
     /// Alerts leased per batch (and sent concurrently, one request each, in legacy mode).
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Alerts per queued list element: the alerter emits one envelope per batch (about 40
+    /// alerts per 100 events in the alerter bench's mix); 1 queues one alert per element.
+    #[arg(long, default_value_t = 40)]
+    envelope: usize,
     /// Formats to run (moog-rest-lam, legacy, generic); all by default.
     #[arg(long)]
     format: Vec<String>,
@@ -96,8 +100,8 @@ async fn main() -> anyhow::Result<()> {
     // Counting only: the receiver keeps no request.
     let receiver = Receiver::start()?;
     println!(
-        "mutt-forwarder-bench: {} alerts per run, lease batch {}, private redis-server, receiver on its own thread",
-        args.alerts, args.batch
+        "mutt-forwarder-bench: {} alerts per run, lease batch {}, envelope {}, private redis-server, receiver on its own thread",
+        args.alerts, args.batch, args.envelope
     );
     println!(
         "{:<34} {:>10} {:>8} {:>9} {:>14} {:>13} {:>11}",
@@ -132,7 +136,7 @@ async fn run(
             .await?;
     let alerts: Vec<Vec<u8>> = (0..args.alerts).map(alert).collect();
     for chunk in alerts.chunks(1000) {
-        queue.push(QueueId::Alert, chunk).await?;
+        queue.push(QueueId::Alert, &mutt_queue::envelope::pack(chunk, args.envelope)).await?;
     }
     let config = ForwarderConfig {
         destination: Destination::Webhook(receiver.receiver.url()),

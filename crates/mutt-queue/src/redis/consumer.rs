@@ -160,35 +160,79 @@ impl RedisConsumer {
             .unwrap_or(0))
     }
 
-    /// Moves list elements carrying up to `max` events into the processing list, which must hold
-    /// `already` elements (the script refuses otherwise: `None`; `already_events` is what the one
-    /// there carries), and records `token` as the lease's. Returns the elements moved and, when
-    /// the role tracks them, one redelivery flag per element of the lease (the `already` one
-    /// first).
-    async fn lease_more(
-        &self,
-        max: usize,
-        (already, already_events): (usize, usize),
-        token: u64,
-    ) -> Result<Option<Moved>, QueueError> {
+    /// Records `token` as the lease of the `moved` elements (carrying `events`) the processing
+    /// list must hold (the script refuses otherwise: `None`). Returns, when the role tracks
+    /// them, one redelivery flag per element, oldest first.
+    async fn complete_lease(&self, moved: usize, events: usize, token: u64) -> Result<Option<Vec<bool>>, QueueError> {
         let mut c = self.queue.connection();
-        let reply: Option<(Vec<Vec<u8>>, String)> = scripts::LEASE
+        let flags: Option<String> = scripts::LEASE
             .key(&self.keys.source)
             .key(&self.keys.processing)
             .key(&self.keys.leases)
             // Any key of the role when it does not track (the script does not touch it then).
             .key(self.keys.redelivered.as_deref().unwrap_or(&self.keys.leases))
             .key(&self.keys.source_events)
-            .arg(max)
-            .arg(already)
+            .arg(moved)
+            .arg(events)
             .arg(self.config.pod.as_ref())
             .arg(token_text(token))
             .arg(if self.keys.redelivered.is_some() { "1" } else { "0" })
-            .arg(already_events)
             .invoke_async(&mut c)
             .await
             .map_err(redis_err("leasing messages"))?;
-        Ok(reply.map(|(messages, flags)| (messages, flags.bytes().map(|f| f == b'1').collect())))
+        Ok(flags.map(|f| f.bytes().map(|b| b == b'1').collect()))
+    }
+
+    /// Moves more elements behind `elements` (the lease so far, oldest first, `events` events)
+    /// until they carry `max` events or the source is empty, each by a native `LMOVE`; as many
+    /// as should fit, judging by the last one's size, go in one round trip, and none when one
+    /// that size would not fit (envelopes of a batch each come in similar sizes). What goes past
+    /// `max` (the newest, at the processing list's head) moves back to the source's front the
+    /// same way, never the first element (it is taken whatever its size, so none is stuck).
+    async fn take_more(&self, elements: &mut Vec<Vec<u8>>, mut events: usize, max: usize) -> Result<usize, QueueError> {
+        let mut c = self.queue.connection();
+        while events < max {
+            let last = elements.last().map_or(1, |e| envelope::count(e)).max(1);
+            let n = ((max - events) / last).min(MAX_LEASE);
+            if n == 0 {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for _ in 0..n {
+                pipe.cmd("LMOVE").arg(&self.keys.source).arg(&self.keys.processing).arg("RIGHT").arg("LEFT");
+            }
+            let moved: Vec<Option<Vec<u8>>> =
+                pipe.query_async(&mut c).await.map_err(redis_err("leasing messages (LMOVE)"))?;
+            let empty = moved.iter().any(Option::is_none);
+            for e in moved.into_iter().flatten() {
+                events += envelope::count(&e);
+                elements.push(e);
+            }
+            if empty {
+                break;
+            }
+        }
+        let mut back = 0;
+        while events > max && elements.len() - back > 1 {
+            back += 1;
+            events -= envelope::count(&elements[elements.len() - back]);
+        }
+        if back > 0 {
+            let mut pipe = redis::pipe();
+            for _ in 0..back {
+                pipe.cmd("LMOVE").arg(&self.keys.processing).arg(&self.keys.source).arg("LEFT").arg("RIGHT");
+            }
+            let returned: Vec<Option<Vec<u8>>> =
+                pipe.query_async(&mut c).await.map_err(redis_err("returning what did not fit (LMOVE)"))?;
+            // Newest first: each must be the element this lease moved last.
+            for r in returned {
+                if r.as_ref() != elements.last() {
+                    return Err(QueueError::Protocol("the processing list changed during a lease".into()));
+                }
+                elements.pop();
+            }
+        }
+        Ok(events)
     }
 
     /// Hands back what an unsettled lease or a failed lease call left in the processing list.
@@ -203,8 +247,7 @@ impl RedisConsumer {
     }
 
     /// Moves the source's front element into the processing list with a native `LMOVE`, without
-    /// waiting. Natively because every byte a script touches costs Redis a hash of it (Lua interns
-    /// strings), and with batch envelopes this one element is usually the whole lease.
+    /// waiting.
     async fn move_front(&self) -> Result<Option<Vec<u8>>, QueueError> {
         let mut c = self.queue.connection();
         redis::cmd("LMOVE")
@@ -289,9 +332,6 @@ struct Recovery<'a> {
     /// The source's event counter.
     source_events: &'a str,
 }
-
-/// Elements moved by a lease call, and their redelivery flags (empty: not tracked).
-type Moved = (Vec<Vec<u8>>, Vec<bool>);
 
 /// The lease of `elements`: their messages (an envelope's events; see [`envelope`]), each with
 /// its element's redelivery flag, and how many elements the settle removes.
@@ -431,11 +471,10 @@ impl Consumer for RedisConsumer {
             self.hand_back_unsettled().await?;
         }
         let token = rand::random::<u64>() | 1;
-        // The first element moves natively (waiting for one if there is none), then the script
-        // checks that it is alone in the processing list, records the token and takes more if
-        // they fit. A processing list that held something already (a crash of this code
-        // between two calls, or a given-up BLMOVE landing late) is handed back and the lease
-        // tried once more.
+        // The elements move natively (the first one waited for if there is none), then the
+        // script checks that the processing list holds exactly them and records the token. A
+        // processing list that held something already (a crash of this code between two
+        // calls, or a given-up BLMOVE landing late) is handed back and the lease tried once more.
         for attempt in 0..2 {
             let first = match self.move_front().await {
                 Ok(Some(m)) => m,
@@ -453,13 +492,15 @@ impl Consumer for RedisConsumer {
                 }
             };
             let first_events = envelope::count(&first);
-            match self.lease_more(max.saturating_sub(first_events), (1, first_events), token).await {
-                Ok(Some((more, redelivered))) => {
-                    let mut messages = Vec::with_capacity(1 + more.len());
-                    messages.push(first);
-                    messages.extend(more);
+            let mut elements = vec![first];
+            let taken = match self.take_more(&mut elements, first_events, max).await {
+                Ok(events) => self.complete_lease(elements.len(), events, token).await,
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok(Some(redelivered)) => {
                     self.held = Some(token);
-                    return Ok(Some(unpacked_lease(messages, redelivered, token)));
+                    return Ok(Some(unpacked_lease(elements, redelivered, token)));
                 }
                 Ok(None) if attempt == 0 => self.hand_back_unsettled().await?,
                 Ok(None) => {}
