@@ -14,7 +14,7 @@ use mutt_forwarder::{
     Destination, ForwardOutcome, Forwarder, ForwarderConfig, ForwarderMetrics, LamAuth, OutputFormat,
 };
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, WorkerRole};
+use mutt_queue::{ConsumerConfig, Coordination, Queue, QueueId, WorkerRole};
 use mutt_testkit::ReceiverOptions;
 use mutt_testkit::WebhookReceiver;
 use std::sync::Arc;
@@ -31,6 +31,10 @@ struct Args {
     /// alerts per 100 events in the alerter bench's mix); 1 queues one alert per element.
     #[arg(long, default_value_t = 40)]
     envelope: usize,
+    /// Delivered ids Redis remembers before the run: a site holds its alert rate times
+    /// `forwarder.dedup_ttl_secs` (1,000 alerts/s for the default hour is 3.6 million).
+    #[arg(long, default_value_t = 1_000_000)]
+    remembered: usize,
     /// Formats to run (moog-rest-lam, legacy, generic); all by default.
     #[arg(long)]
     format: Vec<String>,
@@ -100,8 +104,8 @@ async fn main() -> anyhow::Result<()> {
     // Counting only: the receiver keeps no request.
     let receiver = Receiver::start()?;
     println!(
-        "mutt-forwarder-bench: {} alerts per run, lease batch {}, envelope {}, private redis-server, receiver on its own thread",
-        args.alerts, args.batch, args.envelope
+        "mutt-forwarder-bench: {} alerts per run, lease batch {}, envelope {}, {} delivered ids remembered, private redis-server, receiver on its own thread",
+        args.alerts, args.batch, args.envelope, args.remembered
     );
     println!(
         "{:<34} {:>10} {:>8} {:>9} {:>14} {:>13} {:>11}",
@@ -137,6 +141,11 @@ async fn run(
     let alerts: Vec<Vec<u8>> = (0..args.alerts).map(alert).collect();
     for chunk in alerts.chunks(1000) {
         queue.push(QueueId::Alert, &mutt_queue::envelope::pack(chunk, args.envelope)).await?;
+    }
+    for start in (0..args.remembered).step_by(1000) {
+        let ids: Vec<String> =
+            (start..(start + 1000).min(args.remembered)).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        queue.mark_delivered(&ids, Duration::from_secs(3600)).await?;
     }
     let config = ForwarderConfig {
         destination: Destination::Webhook(receiver.receiver.url()),
