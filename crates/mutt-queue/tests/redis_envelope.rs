@@ -86,8 +86,9 @@ async fn plain_messages_from_an_older_producer_and_envelopes_are_leased_in_order
     c.shutdown().await.unwrap();
 }
 
-/// A lease takes whole elements up to its size: more only while one the size of the last would
-/// fit, and what went past the size (the guess was wrong) goes back to the front, in order.
+/// A lease takes whole elements up to its size, whether a script pops them (small elements) or
+/// they move natively (envelopes of many events, after a lease that began with one): what went
+/// past the size goes back to the front, in order.
 #[tokio::test]
 async fn a_lease_takes_whole_envelopes_up_to_its_size_and_puts_back_what_did_not_fit() {
     let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
@@ -104,6 +105,20 @@ async fn a_lease_takes_whole_envelopes_up_to_its_size_and_puts_back_what_did_not
 
     let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
     assert_eq!(lease.messages, events(80..120));
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+
+    // Envelopes this large move natively: 40, then one of its size fits (a 10 comes), then
+    // five more of that size would, one 60 comes and goes back.
+    for (from, to) in [(300, 340), (340, 350), (350, 410)] {
+        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
+    }
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(300..350), "40 and 10; the 60 would make 110");
+    assert_eq!(raw_list(&q, &keys.processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 60);
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(350..410), "the one put back, first in line");
     c.settle(&lease, &Settlement::new()).await.unwrap();
 
     // 10 first: nine more of its size are asked for at once, two envelopes of 50 come, the

@@ -50,6 +50,84 @@ return table.concat(flags)
     )
 });
 
+/// Leases without blocking, popping inside the script: one round trip, for queues of small
+/// elements (a script hashes every byte it pops, which costs more than round trips only for
+/// envelopes of many events: [`LEASE`] then). KEYS: source queue, the worker's processing list,
+/// the role's lease tokens (hash: pod -> token), the role's redelivered hash, and with batch
+/// envelopes the source's event counter. ARGV: how many events to move, how many elements the
+/// processing list holds already (0, or 1 after a BLMOVE), the pod, the new lease's token, '1'
+/// to tell redeliveries from first deliveries, the events of the element already there.
+///
+/// Refuses (nil) when the processing list does not hold exactly that many: a lease never joins
+/// messages leased before, whose settle could then remove the wrong ones. Otherwise moves
+/// elements from the front of the source until they carry ARGV[1] events (an envelope counts
+/// its events; the first one is taken whatever its size, so that no envelope is stuck, and one
+/// that does not fit after it goes back to the front; a run of plain messages goes in one RPOP
+/// and may end with an envelope); when the list is not empty
+/// afterwards the token is recorded, so that only this lease's settle (once) removes them.
+/// With a counter (KEYS[5]) the events taken (the BLMOVEd one's too) are subtracted, and the
+/// counter is dropped when the source is empty (so it never drifts for long). Returns {the
+/// moved elements oldest first, flags}: with ARGV[5] = '1' one '1' or '0' per element of the
+/// lease (the one already there first), '1' for an element the redelivered hash holds (one
+/// copy is taken off); the hash is only read when it exists, i.e. while recovered ones wait.
+pub static LEASE_POPPING: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &[envelope::LUA_COUNT_FN],
+        r"
+local already = tonumber(ARGV[2])
+if redis.call('LLEN', KEYS[2]) ~= already then return false end
+local want = tonumber(ARGV[1])
+local out = {}
+if KEYS[5] == nil then
+  -- RPOP with a count (6.2+) takes them front first; one LPUSH lays them out as LMOVEs would.
+  if want > 0 then out = redis.call('RPOP', KEYS[1], want) or {} end
+else
+  local total = 0
+  while total < want do
+    local front = redis.call('RPOP', KEYS[1])
+    if not front then break end
+    local n = mutt_count(front)
+    if total > 0 and total + n > want then
+      redis.call('RPUSH', KEYS[1], front)
+      break
+    end
+    out[#out + 1] = front
+    total = total + n
+    if n == 1 and total < want then
+      -- A run of plain messages: the rest in one RPOP (it may end with an envelope).
+      for _, v in ipairs(redis.call('RPOP', KEYS[1], want - total) or {}) do
+        out[#out + 1] = v
+        total = total + mutt_count(v)
+      end
+    end
+  end
+  if already == 1 then total = total + tonumber(ARGV[6]) end
+  if redis.call('DECRBY', KEYS[5], total) < 0 or redis.call('LLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[5])
+  end
+end
+if #out > 0 then redis.call('LPUSH', KEYS[2], unpack(out)) end
+if #out + already > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
+if ARGV[5] ~= '1' then return {out, ''} end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {out, string.rep('0', already + #out)} end
+local all = {}
+if already == 1 then all[1] = redis.call('LINDEX', KEYS[2], -1) end
+for _, v in ipairs(out) do all[#all + 1] = v end
+local flags = {}
+for i, v in ipairs(all) do
+  local n = tonumber(redis.call('HGET', KEYS[4], v) or '0')
+  if n > 0 then
+    if n == 1 then redis.call('HDEL', KEYS[4], v) else redis.call('HINCRBY', KEYS[4], v, -1) end
+    flags[i] = '1'
+  else
+    flags[i] = '0'
+  end
+end
+return {out, table.concat(flags)}
+",
+    )
+});
+
 /// Settles one lease. KEYS: processing list, source queue, delayed set, DLQ, output queue,
 /// lease tokens, and the source's and the output's event counters (what is put back or emitted
 /// is counted there). ARGV: pod, token, counts (leased elements, emit, put back, delayed,
