@@ -190,22 +190,13 @@ impl RedisConsumer {
         token: u64,
     ) -> Result<Option<(Vec<Vec<u8>>, Vec<bool>)>, QueueError> {
         let mut c = self.queue.connection();
-        let reply: Option<(Vec<Vec<u8>>, String)> = scripts::LEASE_POPPING
-            .key(&self.keys.source)
-            .key(&self.keys.processing)
-            .key(&self.keys.leases)
-            .key(self.keys.redelivered.as_deref().unwrap_or(&self.keys.leases))
-            .key(&self.keys.source_events)
-            .arg(max)
-            .arg(already)
-            .arg(self.config.pod.as_ref())
-            .arg(token_text(token))
-            .arg(if self.keys.redelivered.is_some() { "1" } else { "0" })
+        let reply: Option<(Vec<Vec<u8>>, String)> = self
+            .lease_call(&scripts::LEASE_POPPING, (max, already), token)
             .arg(already_events)
             .invoke_async(&mut c)
             .await
             .map_err(redis_err("leasing messages"))?;
-        Ok(reply.map(|(messages, flags)| (messages, flags.bytes().map(|f| f == b'1').collect())))
+        Ok(reply.map(|(messages, flags)| (messages, redelivery_flags(&flags))))
     }
 
     /// Records `token` as the lease of the `moved` elements (carrying `events`) the processing
@@ -213,22 +204,35 @@ impl RedisConsumer {
     /// them, one redelivery flag per element, oldest first.
     async fn complete_lease(&self, moved: usize, events: usize, token: u64) -> Result<Option<Vec<bool>>, QueueError> {
         let mut c = self.queue.connection();
-        let flags: Option<String> = scripts::LEASE
-            .key(&self.keys.source)
+        let flags: Option<String> = self
+            .lease_call(&scripts::LEASE, (moved, events), token)
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err("leasing messages"))?;
+        Ok(flags.as_deref().map(redelivery_flags))
+    }
+
+    /// A lease script's call with what both take: its five keys, then the two counts, the pod,
+    /// `token` and whether the role tracks redeliveries.
+    fn lease_call<'s>(
+        &self,
+        script: &'s redis::Script,
+        (first, second): (usize, usize),
+        token: u64,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.source)
             .key(&self.keys.processing)
             .key(&self.keys.leases)
             // Any key of the role when it does not track (the script does not touch it then).
             .key(self.keys.redelivered.as_deref().unwrap_or(&self.keys.leases))
             .key(&self.keys.source_events)
-            .arg(moved)
-            .arg(events)
+            .arg(first)
+            .arg(second)
             .arg(self.config.pod.as_ref())
             .arg(token_text(token))
-            .arg(if self.keys.redelivered.is_some() { "1" } else { "0" })
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_err("leasing messages"))?;
-        Ok(flags.map(|f| f.bytes().map(|b| b == b'1').collect()))
+            .arg(if self.keys.redelivered.is_some() { "1" } else { "0" });
+        inv
     }
 
     /// Moves more elements behind `elements` (the lease so far, oldest first, `events` events)
@@ -414,6 +418,11 @@ struct Recovery<'a> {
     redelivered: Option<&'a str>,
     /// The source's event counter.
     source_events: &'a str,
+}
+
+/// A lease script's redelivery flags ('1' or '0' per element) as booleans.
+fn redelivery_flags(flags: &str) -> Vec<bool> {
+    flags.bytes().map(|f| f == b'1').collect()
 }
 
 /// The lease of `elements`: their messages (an envelope's events; see [`envelope`]), each with
