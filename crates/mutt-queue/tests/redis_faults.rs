@@ -231,3 +231,54 @@ async fn lost_replies_resets_and_delays_lose_and_duplicate_nothing() {
     assert_eq!(rig.direct.depth(QueueId::Ingest).await.unwrap(), 0);
     assert_nothing_leased(&rig.direct).await;
 }
+
+/// A janitor that recovers a lease while its worker settles it (the worker looked dead): each
+/// message ends either settled (its alert emitted, the message gone) or back in the queue with
+/// no alert, never both and never neither, whichever of the two gets there first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_racing_a_janitor_recovery_applies_once_or_not_at_all() {
+    let r = rig().await;
+    let q = &r.direct;
+    let keys = q.keys().clone();
+    let mut worker = consumer(q, "racer").await;
+    let janitor = consumer(q, "janitor").await;
+    let mut c = q.connection();
+    let (mut settled, mut recovered) = (0, 0);
+    for i in 0..150 {
+        q.push(QueueId::Ingest, &[msg(i)]).await.unwrap();
+        let lease = worker.lease(1, Duration::from_secs(1)).await.unwrap().expect("the message");
+        // The worker looks dead to the janitor from now on.
+        let _: () =
+            redis::cmd("DEL").arg(keys.heartbeat(WorkerRole::Alerter, "racer")).query_async(&mut c).await.unwrap();
+        let mut s = Settlement::new();
+        s.emit(format!("{{\"alert\":{i}}}").into_bytes());
+        // The janitor takes a while to find the pod; the settle starts 0–3 ms later so that
+        // either can get there first.
+        let settle = async {
+            tokio::time::sleep(Duration::from_millis(i as u64 % 4)).await;
+            worker.settle(&lease, &s).await
+        };
+        let (settle, recover) = tokio::join!(settle, janitor.recover_dead_workers());
+        settle.unwrap();
+        recover.unwrap();
+        let (alerts, back) = (q.depth(QueueId::Alert).await.unwrap(), q.depth(QueueId::Ingest).await.unwrap());
+        assert_eq!(alerts + back, 1, "message {i}: {alerts} alert(s) emitted, {back} back in the queue");
+        assert_nothing_leased(q).await;
+        if alerts == 1 {
+            settled += 1
+        } else {
+            recovered += 1
+        }
+        for k in [
+            keys.queue(QueueId::Alert).to_owned(),
+            keys.events(QueueId::Alert),
+            keys.queue(QueueId::Ingest).to_owned(),
+            keys.events(QueueId::Ingest),
+        ] {
+            let _: () = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
+        }
+    }
+    // Both outcomes happen (the race is real), each counted above as exactly one.
+    assert!(settled > 0, "no settle won ({recovered} recoveries)");
+    assert!(recovered > 0, "no recovery won ({settled} settles)");
+}

@@ -113,18 +113,20 @@ impl RedisQueue {
 
     /// The original's unhandled-event counter (spec §3.6a) for a batch, in native commands:
     /// Lua hashed every key and event id passed to it, and the counter ran three commands
-    /// per event inside a script (half of the alerter's Redis time). Not atomic, and need not
-    /// be: `INCRBY` and `SET NX` are, and they decide who fires.
+    /// per event inside a script. Not atomic, and need not be: `INCRBY` and `SET NX` are, and
+    /// they decide who fires. One round trip, and a second only when something fires, an
+    /// example is kept or a suspended message was counted:
     ///
-    /// 1. `MGET` of the (host, signature)s' triggered markers: a marked one is suspended, and
-    ///    only the event the marker names (a redelivery) fires again.
-    /// 2. Per unmarked (host, signature): `SET counter 0 EX expiry NX` (the window anchored at
-    ///    the first sighting, on Redis 6.2 too) and `INCRBY` its events in the batch.
-    /// 3. The first event whose count reaches the threshold claims the marker with `SET NX`
-    ///    and fires if it won; its counter is deleted. Deviation: a count at or past the
-    ///    threshold claims (the original fired only at exactly the threshold), so a
-    ///    redelivery after a crash between 2 and 3 still fires, and a lowered threshold
-    ///    fires at the next sighting instead of never.
+    /// 1. `MGET` of the (host, signature)s' triggered markers and, per (host, signature),
+    ///    `SET counter 0 EX expiry NX` (the window anchored at the first sighting, on Redis
+    ///    6.2 too) and `INCRBY` its events in the batch.
+    /// 2. A marked (host, signature) is suspended: its count is taken back (and its counter
+    ///    deleted when that leaves nothing), and only the event the marker names (a
+    ///    redelivery) fires again. Otherwise the first event whose count reaches the threshold
+    ///    claims the marker with `SET NX` and fires if it won; its counter is deleted.
+    ///    Deviation: a count at or past the threshold claims (the original fired only at
+    ///    exactly the threshold), so a redelivery after a crash between 1 and 2 still fires,
+    ///    and a lowered threshold fires at the next sighting instead of never.
     ///
     /// Examples: the batch's first message of a (host, signature) is kept as
     /// `<counter>:sample` (NX: the window's first one wins) when its count passes 2 or it
@@ -151,35 +153,39 @@ impl RedisQueue {
             groups[g].events += 1;
             of_event.push(g);
         }
+        let mut count = redis::pipe();
+        count.cmd("MGET").arg(groups.iter().map(|g| &g.triggered).collect::<Vec<_>>());
+        for g in &groups {
+            count.cmd("SET").arg(&g.counter).arg(0).arg("EX").arg(expiry_s).arg("NX").ignore();
+            count.cmd("INCRBY").arg(&g.counter).arg(g.events);
+        }
         let mut c = self.connection();
-        let markers: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(groups.iter().map(|g| &g.triggered).collect::<Vec<_>>())
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err("reading unhandled markers"))?;
-        let open: Vec<usize> = (0..groups.len()).filter(|g| markers[*g].is_none()).collect();
-        if !open.is_empty() {
-            let mut pipe = redis::pipe();
-            for &g in &open {
-                let counter = &groups[g].counter;
-                pipe.cmd("SET").arg(counter).arg(0).arg("EX").arg(expiry_s).arg("NX").ignore();
-                pipe.cmd("INCRBY").arg(counter).arg(groups[g].events);
-            }
-            let counts: Vec<u64> = pipe.query_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
-            for (&g, n) in open.iter().zip(counts) {
-                groups[g].count_after = n;
-            }
+        let mut replies: Vec<redis::Value> =
+            count.query_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
+        let protocol = |e: redis::ParsingError| QueueError::Protocol(format!("unhandled counter reply: {e}"));
+        if replies.len() != groups.len() + 1 {
+            return Err(QueueError::Protocol(format!("{} replies to {} counters", replies.len(), groups.len())));
+        }
+        let counts = replies.split_off(1);
+        let markers: Vec<Option<String>> = redis::from_redis_value(replies.swap_remove(0)).map_err(protocol)?;
+        for (g, n) in groups.iter_mut().zip(counts) {
+            g.count_after = redis::from_redis_value(n).map_err(protocol)?;
         }
         // Each event's count: the group's counts end at `count_after`, in batch order.
         let mut seen = vec![0u64; groups.len()];
         let mut fired = vec![false; events.len()];
         let mut claims: Vec<(usize, usize)> = Vec::new();
-        let mut samples = redis::pipe();
+        let mut then = redis::pipe();
         let mut sampled = std::collections::HashSet::new();
+        let mut suspended: Vec<usize> = Vec::new();
         for (i, (e, &g)) in events.iter().zip(&of_event).enumerate() {
             let group = &groups[g];
             if let Some(by) = &markers[g] {
                 fired[i] = *by == e.event_id;
+                if seen[g] == 0 {
+                    suspended.push(g);
+                    seen[g] = 1;
+                }
                 continue;
             }
             seen[g] += 1;
@@ -191,28 +197,33 @@ impl RedisQueue {
             let first = &events[group.first];
             if (n == 2 || n >= threshold) && !first.message.is_empty() && sampled.insert(g) {
                 let key = format!("{}:sample", group.counter);
-                samples.cmd("SET").arg(&key).arg(&first.message).arg("EX").arg(expiry_s).arg("NX").ignore();
-                samples.cmd("EXPIRE").arg(&key).arg(expiry_s).ignore();
+                then.cmd("SET").arg(&key).arg(&first.message).arg("EX").arg(expiry_s).arg("NX").ignore();
+                then.cmd("EXPIRE").arg(&key).arg(expiry_s).ignore();
             }
         }
-        if !claims.is_empty() {
-            let mut pipe = redis::pipe();
-            for &(i, g) in &claims {
-                pipe.cmd("SET").arg(&groups[g].triggered).arg(&events[i].event_id).arg("EX").arg(expiry_s).arg("NX");
-                // Whoever wins deletes it; a loser's delete is the same delete.
-                pipe.cmd("DEL").arg(&groups[g].counter).ignore();
+        if !suspended.is_empty() {
+            // Counting is suspended while a marker lives: take the batch's counts back.
+            then.cmd("EVAL").arg(scripts::UNCOUNT).arg(suspended.len());
+            for &g in &suspended {
+                then.arg(&groups[g].counter);
             }
-            let won: Vec<Option<String>> =
-                pipe.query_async(&mut c).await.map_err(redis_err("recording an unhandled meta-alert"))?;
-            for (&(i, _), w) in claims.iter().zip(won) {
-                fired[i] = w.is_some();
+            for &g in &suspended {
+                then.arg(groups[g].events);
             }
+            then.ignore();
         }
-        // Best effort: an example is for the console; a failure is logged, the count stands.
-        if !sampled.is_empty()
-            && let Err(e) = samples.query_async::<()>(&mut c).await
-        {
-            tracing::warn!(error = %e, samples = sampled.len(), "keeping examples of unhandled messages failed");
+        for &(i, g) in &claims {
+            then.cmd("SET").arg(&groups[g].triggered).arg(&events[i].event_id).arg("EX").arg(expiry_s).arg("NX");
+            // Whoever wins deletes it; a loser's delete is the same delete.
+            then.cmd("DEL").arg(&groups[g].counter).ignore();
+        }
+        if claims.is_empty() && sampled.is_empty() && suspended.is_empty() {
+            return Ok(fired);
+        }
+        let won: Vec<Option<String>> =
+            then.query_async(&mut c).await.map_err(redis_err("recording unhandled meta-alerts"))?;
+        for (&(i, _), w) in claims.iter().zip(won) {
+            fired[i] = w.is_some();
         }
         Ok(fired)
     }

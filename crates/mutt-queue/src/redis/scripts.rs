@@ -261,6 +261,16 @@ return n
     )
 });
 
+/// Takes back what a batch counted for unhandled messages whose counting is suspended (their
+/// meta-alert fired): the counting itself is native and cannot know beforehand. Run with `EVAL`
+/// (rarely, no event bytes). KEYS: counters; ARGV: one count each. A counter left at nothing
+/// goes, so that the window after the suspension starts at its first sighting.
+pub const UNCOUNT: &str = r"
+for i, key in ipairs(KEYS) do
+  if redis.call('DECRBY', key, ARGV[i]) <= 0 then redis.call('DEL', key) end
+end
+";
+
 /// The ingest counters of a push (run with `EVAL` inside the push's MULTI, after the native
 /// LPUSH: event bytes never pass through Lua, where Redis would hash every byte). KEYS: the
 /// minute, hour and day counters, the queue's event counter. ARGV: the event count, the three
