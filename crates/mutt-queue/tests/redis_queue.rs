@@ -43,32 +43,6 @@ async fn a_lease_never_joins_a_non_empty_processing_list() {
     c.shutdown().await.unwrap();
 }
 
-/// An alerter that died after counting the triggering event but before recording the
-/// meta-alert: the redelivered event counts past the threshold and still fires, once.
-#[tokio::test]
-async fn an_unhandled_count_past_the_threshold_without_a_record_still_fires() {
-    use mutt_queue::{Coordination, UnhandledKey};
-    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
-    let q = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys.clone())).await.unwrap();
-    let expiry = std::time::Duration::from_secs(60);
-    let key = |id: &str| UnhandledKey::new("sw9", "00112233445566aa", id, "fan tray ok");
-    let (counter, triggered) = keys.unhandled("sw9", "00112233445566aa");
-    let mut c = q.connection();
-    let _: () = redis::cmd("SET").arg(&counter).arg(3).arg("EX").arg(60).query_async(&mut c).await.unwrap();
-    assert_eq!(q.count_unhandled(&[key("e4"), key("e5")], 3, expiry).await.unwrap(), vec![true, false]);
-    let marker: Option<String> = redis::cmd("GET").arg(&triggered).query_async(&mut c).await.unwrap();
-    assert_eq!(marker.as_deref(), Some("e4"));
-    let left: bool = redis::cmd("EXISTS").arg(&counter).query_async(&mut c).await.unwrap();
-    assert!(!left, "the counter is reset when the meta-alert is recorded");
-    // Suspended: nothing counts and nothing fires but the recorded event's redelivery.
-    assert_eq!(q.count_unhandled(&[key("e6"), key("e4")], 3, expiry).await.unwrap(), vec![false, true]);
-    let left: bool = redis::cmd("EXISTS").arg(&counter).query_async(&mut c).await.unwrap();
-    assert!(!left);
-    // The example outlives its counter: its TTL is the window's.
-    let ttl: i64 = redis::cmd("TTL").arg(format!("{counter}:sample")).query_async(&mut c).await.unwrap();
-    assert!((55..=60).contains(&ttl), "sample TTL {ttl}");
-}
-
 /// A message seen once gets no sample key (one-off messages are most of what goes unhandled);
 /// the second sighting keeps one, the first sample kept stays, and of a batch the first
 /// message of a (host, signature) is the one kept. Only wanted messages reach Redis.

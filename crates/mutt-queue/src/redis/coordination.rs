@@ -1,6 +1,6 @@
-//! [`Coordination`] on Redis: Lua scripts for the shared rate limit and the circuit breaker,
-//! native commands for the unhandled counter, a sorted set of delivered ids, `mutt:config:*`
-//! keys and pub/sub for dynamic configuration and rule reloads (the original's names).
+//! [`Coordination`] on Redis: Lua scripts for the sliding-window rate limit, the circuit
+//! breaker and the unhandled counter; a sorted set of delivered ids; `mutt:config:*` keys and
+//! pub/sub for dynamic configuration and rule reloads (the original's names).
 
 use super::{RedisQueue, redis_err, scripts};
 use crate::coordination::ConfigChangeFn;
@@ -111,134 +111,39 @@ impl RedisQueue {
         }
     }
 
-    /// The original's unhandled-event counter (spec §3.6a) for a batch, in native commands:
-    /// Lua hashed every key and event id passed to it, and the counter ran three commands
-    /// per event inside a script. Not atomic, and need not be: `INCRBY` and `SET NX` are, and
-    /// they decide who fires. One round trip, and a second only when something fires, an
-    /// example is kept or a suspended message was counted:
-    ///
-    /// 1. `MGET` of the (host, signature)s' triggered markers and, per (host, signature),
-    ///    `SET counter 0 EX expiry NX` (the window anchored at the first sighting, on Redis
-    ///    6.2 too) and `INCRBY` its events in the batch.
-    /// 2. A marked (host, signature) is suspended: its count is taken back (and its counter
-    ///    deleted when that leaves nothing), and only the event the marker names (a
-    ///    redelivery) fires again. Otherwise the first event whose count reaches the threshold
-    ///    claims the marker with `SET NX` and fires if it won; its counter is deleted.
-    ///    Deviation: a count at or past the threshold claims (the original fired only at
-    ///    exactly the threshold), so a redelivery after a crash between 1 and 2 still fires,
-    ///    and a lowered threshold fires at the next sighting instead of never.
-    ///
-    /// Examples: the batch's first message of a (host, signature) is kept as
-    /// `<counter>:sample` (NX: the window's first one wins) when its count passes 2 or it
-    /// fires; a message seen once keeps none (one-off messages are most of unhandled traffic).
-    /// The example's TTL is renewed so that it outlives the counter of its window.
-    async fn count_unhandled_native(
+    /// Keeps the examples [`scripts::UNHANDLED`] asked for (`wanted`: events of `batch`) as
+    /// `<counter>:sample`, living as long as a counter's window; NX keeps the first one. Of a
+    /// (hostname, signature) the batch's first message is kept ([`UnhandledKey::samples`]).
+    /// Native `SET`s: the messages do not pass through Lua. Best effort: a failure is logged.
+    async fn keep_unhandled_samples<'a>(
         &self,
-        events: &[UnhandledKey],
-        threshold: u64,
+        batch: &[UnhandledKey],
+        wanted: impl Iterator<Item = &'a UnhandledKey>,
         expiry: Duration,
-    ) -> Result<Vec<bool>, QueueError> {
-        let threshold = threshold.max(1);
-        let expiry_s = expiry.as_secs().max(1);
-        // Distinct (host, signature)s in order of first sighting; each event's index into them.
-        let mut index: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
-        let mut groups: Vec<UnhandledGroup> = Vec::new();
-        let mut of_event = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let g = *index.entry((e.hostname.as_str(), e.signature.as_str())).or_insert_with(|| {
-                let (counter, triggered) = self.keys.unhandled(&e.hostname, &e.signature);
-                groups.push(UnhandledGroup { counter, triggered, first: i, events: 0, count_after: 0 });
-                groups.len() - 1
-            });
-            groups[g].events += 1;
-            of_event.push(g);
+    ) {
+        let wanted: std::collections::HashSet<(&str, &str)> =
+            wanted.map(|e| (e.hostname.as_str(), e.signature.as_str())).collect();
+        if wanted.is_empty() {
+            return;
         }
-        let mut count = redis::pipe();
-        count.cmd("MGET").arg(groups.iter().map(|g| &g.triggered).collect::<Vec<_>>());
-        for g in &groups {
-            count.cmd("SET").arg(&g.counter).arg(0).arg("EX").arg(expiry_s).arg("NX").ignore();
-            count.cmd("INCRBY").arg(&g.counter).arg(g.events);
-        }
-        let mut c = self.connection();
-        let mut replies: Vec<redis::Value> =
-            count.query_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
-        let protocol = |e: redis::ParsingError| QueueError::Protocol(format!("unhandled counter reply: {e}"));
-        if replies.len() != groups.len() + 1 {
-            return Err(QueueError::Protocol(format!("{} replies to {} counters", replies.len(), groups.len())));
-        }
-        let counts = replies.split_off(1);
-        let markers: Vec<Option<String>> = redis::from_redis_value(replies.swap_remove(0)).map_err(protocol)?;
-        for (g, n) in groups.iter_mut().zip(counts) {
-            g.count_after = redis::from_redis_value(n).map_err(protocol)?;
-        }
-        // Each event's count: the group's counts end at `count_after`, in batch order.
-        let mut seen = vec![0u64; groups.len()];
-        let mut fired = vec![false; events.len()];
-        let mut claims: Vec<(usize, usize)> = Vec::new();
-        let mut then = redis::pipe();
-        let mut sampled = std::collections::HashSet::new();
-        let mut suspended: Vec<usize> = Vec::new();
-        for (i, (e, &g)) in events.iter().zip(&of_event).enumerate() {
-            let group = &groups[g];
-            if let Some(by) = &markers[g] {
-                fired[i] = *by == e.event_id;
-                if seen[g] == 0 {
-                    suspended.push(g);
-                    seen[g] = 1;
-                }
+        let mut pipe = redis::pipe();
+        let mut sent = 0;
+        for s in UnhandledKey::samples(batch) {
+            if !wanted.contains(&(s.hostname.as_str(), s.signature.as_str())) {
                 continue;
             }
-            seen[g] += 1;
-            let n = group.count_after.saturating_sub(group.events) + seen[g];
-            // The first event of the group at or past the threshold claims the marker.
-            if n >= threshold && !claims.iter().any(|(_, cg)| *cg == g) {
-                claims.push((i, g));
-            }
-            let first = &events[group.first];
-            if (n == 2 || n >= threshold) && !first.message.is_empty() && sampled.insert(g) {
-                let key = format!("{}:sample", group.counter);
-                then.cmd("SET").arg(&key).arg(&first.message).arg("EX").arg(expiry_s).arg("NX").ignore();
-                then.cmd("EXPIRE").arg(&key).arg(expiry_s).ignore();
-            }
+            let key = format!("{}:sample", self.keys.unhandled(&s.hostname, &s.signature).0);
+            pipe.cmd("SET").arg(key).arg(s.message).arg("EX").arg(expiry.as_secs().max(1)).arg("NX").ignore();
+            sent += 1;
         }
-        if !suspended.is_empty() {
-            // Counting is suspended while a marker lives: take the batch's counts back.
-            then.cmd("EVAL").arg(scripts::UNCOUNT).arg(suspended.len());
-            for &g in &suspended {
-                then.arg(&groups[g].counter);
-            }
-            for &g in &suspended {
-                then.arg(groups[g].events);
-            }
-            then.ignore();
+        if sent == 0 {
+            return;
         }
-        for &(i, g) in &claims {
-            then.cmd("SET").arg(&groups[g].triggered).arg(&events[i].event_id).arg("EX").arg(expiry_s).arg("NX");
-            // Whoever wins deletes it; a loser's delete is the same delete.
-            then.cmd("DEL").arg(&groups[g].counter).ignore();
+        let mut c = self.connection();
+        if let Err(e) = pipe.query_async::<()>(&mut c).await {
+            tracing::warn!(error = %e, samples = sent, "keeping examples of unhandled messages failed");
         }
-        if claims.is_empty() && sampled.is_empty() && suspended.is_empty() {
-            return Ok(fired);
-        }
-        let won: Vec<Option<String>> =
-            then.query_async(&mut c).await.map_err(redis_err("recording unhandled meta-alerts"))?;
-        for (&(i, _), w) in claims.iter().zip(won) {
-            fired[i] = w.is_some();
-        }
-        Ok(fired)
     }
-}
-
-/// One (hostname, signature) of a batch for [`RedisQueue::count_unhandled_native`].
-struct UnhandledGroup {
-    counter: String,
-    triggered: String,
-    /// The batch's first event of it (whose message is the example kept).
-    first: usize,
-    /// Its events in the batch.
-    events: u64,
-    /// Its counter after the batch's `INCRBY` (0 while suspended).
-    count_after: u64,
 }
 
 #[async_trait]
@@ -375,7 +280,20 @@ impl Coordination for RedisQueue {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.count_unhandled_native(events, threshold, expiry).await
+        let mut inv = scripts::UNHANDLED.prepare_invoke();
+        for e in events {
+            let (counter, triggered) = self.keys.unhandled(&e.hostname, &e.signature);
+            inv.key(counter).key(triggered);
+        }
+        inv.arg(threshold.max(1)).arg(expiry.as_secs().max(1));
+        for e in events {
+            inv.arg(&e.event_id);
+        }
+        let mut c = self.connection();
+        let codes: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_err("counting unhandled events"))?;
+        let wanted = events.iter().zip(&codes).filter(|(_, code)| *code & 2 != 0).map(|(e, _)| e);
+        self.keep_unhandled_samples(events, wanted, expiry).await;
+        Ok(codes.into_iter().map(|code| code & 1 == 1).collect())
     }
 
     async fn unhandled_counts(&self, limit: usize) -> Result<Vec<UnhandledCount>, QueueError> {

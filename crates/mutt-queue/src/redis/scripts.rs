@@ -261,16 +261,6 @@ return n
     )
 });
 
-/// Takes back what a batch counted for unhandled messages whose counting is suspended (their
-/// meta-alert fired): the counting itself is native and cannot know beforehand. Run with `EVAL`
-/// (rarely, no event bytes). KEYS: counters; ARGV: one count each. A counter left at nothing
-/// goes, so that the window after the suspension starts at its first sighting.
-pub const UNCOUNT: &str = r"
-for i, key in ipairs(KEYS) do
-  if redis.call('DECRBY', key, ARGV[i]) <= 0 then redis.call('DEL', key) end
-end
-";
-
 /// The ingest counters of a push (run with `EVAL` inside the push's MULTI, after the native
 /// LPUSH: event bytes never pass through Lua, where Redis would hash every byte). KEYS: the
 /// minute, hour and day counters, the queue's event counter. ARGV: the event count, the three
@@ -308,6 +298,46 @@ pub static DEPTH_COUNTED: LazyLock<redis::Script> = LazyLock::new(|| {
 local len = redis.call('LLEN', KEYS[1])
 if len == 0 then return 0 end
 return math.max(len, tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
+",
+    )
+});
+
+/// The original's unhandled-event counter (spec §3.6a), for a whole batch in one call.
+/// KEYS come in pairs (counter, triggered); ARGV: threshold, expiry seconds, then one event id
+/// per pair. Returns per pair 1 when its count reached the threshold, plus 2 when an example of
+/// the message should be kept (`<counter>:sample` does not exist and the counter is not at
+/// exactly 1: a message seen once so far gets none, since one-off messages are most of what goes
+/// unhandled and a key each for a day costs Redis more than their counting). The caller then
+/// sends only those messages: every byte passed to a script costs Redis a hash of it.
+/// Deviation: the triggered key holds the triggering event's id (not the renamed count), so a
+/// redelivery of that event after a crash fires again (same meta-alert id; the forwarder drops
+/// the duplicate) instead of losing the meta-alert.
+pub static UNHANDLED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local threshold, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS / 2 do
+  local counter, triggered, event = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
+  local fire, once = 0, false
+  local t = redis.call('GET', triggered)
+  if t then
+    if t == event then fire = 1 end
+  else
+    local n = redis.call('INCR', counter)
+    if n == 1 then redis.call('EXPIRE', counter, expiry) end
+    if n == threshold then
+      redis.call('DEL', counter)
+      redis.call('SET', triggered, event, 'EX', expiry)
+      fire = 1
+    else
+      once = n == 1
+    end
+  end
+  if not once and redis.call('EXISTS', counter .. ':sample') == 0 then fire = fire + 2 end
+  out[i] = fire
+end
+return out
 ",
     )
 });

@@ -258,7 +258,7 @@ impl Coordination for SqliteQueue {
                 .unhandled_pruned_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
-        // Examples as on Redis (`count_unhandled_native`): none for a message seen once so far
+        // Examples as on Redis (`scripts::UNHANDLED`): none for a message seen once so far
         // (one-off messages are most of what goes unhandled, and each sample row was a second
         // row written per event), else the batch's first message of its (host, signature)
         // unless a live one is kept. Written in the same piece of work as the counters: their
@@ -275,10 +275,9 @@ impl Coordination for SqliteQueue {
             now,
         );
         let sample_until = now + expiry_ms;
-        // As on Redis (spec §3.6a): count in a window anchored at the first occurrence; the
-        // count reaching the threshold (or past it, after the threshold was lowered) fires and
-        // records its event id; while that record lives only the same event (a redelivery)
-        // fires again.
+        // The Redis script's semantics (spec §3.6a): count in a window anchored at the first
+        // occurrence; the threshold-th fires and records its event id; while that record
+        // lives only the same event (a redelivery) fires again.
         // Unsynced: the counters are seen only through the file (see `write_unsynced`).
         let (fired, kept) = self
             .db
@@ -314,7 +313,7 @@ impl Coordination for SqliteQueue {
                         window = now + expiry_ms;
                     }
                     count += 1;
-                    let fire = count >= threshold;
+                    let fire = count == threshold;
                     if fire {
                         count = 0;
                         window = 0;
