@@ -6,7 +6,7 @@
 mod suite;
 
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
-use mutt_queue::{ConsumerConfig, Queue, QueueId, Settlement, WorkerRole};
+use mutt_queue::{Consumer, ConsumerConfig, Queue, QueueId, Settlement, WorkerRole};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +86,29 @@ async fn plain_messages_from_an_older_producer_and_envelopes_are_leased_in_order
     c.shutdown().await.unwrap();
 }
 
+/// Pushes three envelopes (`pushes`, event ranges), then leases 100 events twice from pod
+/// "sizes": the first lease takes the first two envelopes (its processing list holds exactly
+/// them) and the third goes back to the front, where the second lease finds it.
+async fn lease_two_then_the_put_back(
+    q: &RedisQueue,
+    c: &mut Box<dyn Consumer>,
+    pushes: [(usize, usize); 3],
+    why: &str,
+) {
+    for (from, to) in pushes {
+        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
+    }
+    let [(start, _), (_, second_end), (_, end)] = pushes;
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(start..second_end), "{why}");
+    assert_eq!(raw_list(q, &q.keys().processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), (end - second_end) as u64);
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(second_end..end), "the one put back, first in line");
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+}
+
 /// A lease takes whole elements up to its size, whether a script pops them (small elements) or
 /// they move natively (envelopes of many events, after a lease that began with one): what went
 /// past the size goes back to the front, in order.
@@ -109,31 +132,18 @@ async fn a_lease_takes_whole_envelopes_up_to_its_size_and_puts_back_what_did_not
 
     // Envelopes this large move natively: 40, then one of its size fits (a 10 comes), then
     // five more of that size would, one 60 comes and goes back.
-    for (from, to) in [(300, 340), (340, 350), (350, 410)] {
-        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
-    }
-    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
-    assert_eq!(lease.messages, events(300..350), "40 and 10; the 60 would make 110");
-    assert_eq!(raw_list(&q, &keys.processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
-    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 60);
-    c.settle(&lease, &Settlement::new()).await.unwrap();
-    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
-    assert_eq!(lease.messages, events(350..410), "the one put back, first in line");
-    c.settle(&lease, &Settlement::new()).await.unwrap();
+    lease_two_then_the_put_back(&q, &mut c, [(300, 340), (340, 350), (350, 410)], "40 and 10; the 60 would make 110")
+        .await;
 
     // 10 first: nine more of its size are asked for at once, two envelopes of 50 come, the
     // second goes back to the front.
-    for (from, to) in [(200, 210), (210, 260), (260, 310)] {
-        q.push_ingest(&events(from..to), chrono::Utc::now()).await.unwrap();
-    }
-    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
-    assert_eq!(lease.messages, events(200..260), "10 and 50; another 50 would make 110");
-    assert_eq!(raw_list(&q, &keys.processing_list(WorkerRole::Alerter, "sizes")).await.len(), 2);
-    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 50);
-    c.settle(&lease, &Settlement::new()).await.unwrap();
-    let lease = c.lease(100, Duration::from_millis(200)).await.unwrap().unwrap();
-    assert_eq!(lease.messages, events(260..310), "the one put back, first in line");
-    c.settle(&lease, &Settlement::new()).await.unwrap();
+    lease_two_then_the_put_back(
+        &q,
+        &mut c,
+        [(200, 210), (210, 260), (260, 310)],
+        "10 and 50; another 50 would make 110",
+    )
+    .await;
     assert!(c.lease(100, Duration::from_millis(50)).await.unwrap().is_none());
     assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
     c.shutdown().await.unwrap();

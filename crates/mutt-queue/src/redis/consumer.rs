@@ -347,6 +347,13 @@ impl RedisConsumer {
             .map_err(redis_err("leasing messages (LMOVE)"))
     }
 
+    /// A lease call failed: its reply may have been lost after it moved messages, so the
+    /// processing list is handed back before the next lease.
+    fn failed_call<T>(&mut self, e: QueueError) -> Result<T, QueueError> {
+        self.dirty = true;
+        Err(e)
+    }
+
     async fn block_for_one(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, QueueError> {
         if self.blocking.is_none() {
             self.blocking = Some(self.queue.blocking_connection().await?);
@@ -575,10 +582,7 @@ impl Consumer for RedisConsumer {
                 match self.move_front().await {
                     Ok((Some(m), left)) => fronted = Some((m, Some(left))),
                     Ok((None, _)) => {}
-                    Err(e) => {
-                        self.dirty = true;
-                        return Err(e);
-                    }
+                    Err(e) => return self.failed_call(e),
                 }
             } else {
                 match self.lease_popping(max, (0, 0), token).await {
@@ -593,10 +597,7 @@ impl Consumer for RedisConsumer {
                         continue;
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        self.dirty = true;
-                        return Err(e);
-                    }
+                    Err(e) => return self.failed_call(e),
                 }
             }
             let (first, left) = match fronted {
@@ -604,10 +605,7 @@ impl Consumer for RedisConsumer {
                 None => match self.block_for_one(wait).await {
                     Ok(Some(m)) => (m, None),
                     Ok(None) => return Ok(None),
-                    Err(e) => {
-                        self.dirty = true;
-                        return Err(e);
-                    }
+                    Err(e) => return self.failed_call(e),
                 },
             };
             let first_events = envelope::count(&first);
@@ -634,14 +632,10 @@ impl Consumer for RedisConsumer {
                 }
                 Ok(None) if attempt == 0 => self.hand_back_unsettled().await?,
                 Ok(None) => {}
-                Err(e) => {
-                    self.dirty = true;
-                    return Err(e);
-                }
+                Err(e) => return self.failed_call(e),
             }
         }
-        self.dirty = true;
-        Err(QueueError::Protocol("the processing list is not empty after handing it back".into()))
+        self.failed_call(QueueError::Protocol("the processing list is not empty after handing it back".into()))
     }
 
     async fn settle(&mut self, lease: &Lease, s: &Settlement) -> Result<(), QueueError> {
