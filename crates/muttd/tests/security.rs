@@ -244,7 +244,8 @@ fn redis_dump(url: &str) -> (String, u64) {
             "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
             "set" => redis::cmd("SMEMBERS").arg(&k).query(&mut c).unwrap(),
             "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
-            "string" => vec![redis::cmd("GET").arg(&k).query(&mut c).unwrap()],
+            // A short-lived key (a marker with a TTL) may expire between KEYS and GET.
+            "string" => redis::cmd("GET").arg(&k).query::<Option<String>>(&mut c).unwrap().into_iter().collect(),
             _ => Vec::new(),
         };
         if k.contains("dlq") {
