@@ -226,6 +226,10 @@ impl Ingest {
         }
         // The ids for the debug line, gathered only when it is written (cost per event).
         let mut ids = tracing::enabled!(tracing::Level::DEBUG).then(Vec::new);
+        // Each event is written into one scratch buffer and copied out at its exact size: a
+        // `to_vec` per event grows by doubling (three reallocations for a 550-byte event) and
+        // keeps up to twice the bytes while the messages wait for their push.
+        let mut scratch = Vec::with_capacity(1024);
         let messages: Vec<Vec<u8>> = events
             .into_iter()
             .map(|mut ev| {
@@ -234,8 +238,10 @@ impl Ingest {
                     ids.push(id.clone());
                 }
                 stamp(&mut ev, cid, id);
-                // Serialising a map of JSON values cannot fail.
-                serde_json::to_vec(&ev).unwrap_or_default()
+                scratch.clear();
+                // Serialising a map of JSON values into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut scratch, &ev);
+                scratch.clone()
             })
             .collect();
         let too_large = self.oversized(&messages);
