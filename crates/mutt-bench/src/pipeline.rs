@@ -424,11 +424,16 @@ impl Pipeline {
         Ok((row.get(0), row.get(1), seqs))
     }
 
-    /// CPU seconds and peak RSS (KiB) of each MUTT process, Redis and PostgreSQL CPU seconds.
-    pub fn resources(&self) -> (Vec<(String, f64, u64)>, f64, f64) {
+    /// What each MUTT process cost so far; Redis and PostgreSQL CPU seconds.
+    pub fn resources(&self) -> (Vec<crate::scenario::ProcessCost>, f64, f64) {
         let mut roles = Vec::new();
         for s in std::iter::once(&self.ingestor).chain(&self.alerters).chain(&self.forwarders) {
-            roles.push((s.name.clone(), s.cpu_seconds(), s.rss_kib().1));
+            roles.push(crate::scenario::ProcessCost {
+                process: s.name.clone(),
+                cpu_seconds: s.cpu_seconds(),
+                peak_rss_mib: s.rss_kib().1 as f64 / 1024.0,
+                file_backed_mib: s.file_backed_kib() as f64 / 1024.0,
+            });
         }
         let redis = self.redis.pid().map(cpu_seconds_of).unwrap_or(0.0);
         (roles, redis, postgres_cpu_seconds())
@@ -465,7 +470,7 @@ impl Pipeline {
 impl crate::cost::Meter for Pipeline {
     fn sample(&self) -> crate::cost::Sample {
         let (roles, redis, pg) = self.resources();
-        let mut cpu: Vec<(String, f64)> = roles.into_iter().map(|(n, s, _)| (n, s)).collect();
+        let mut cpu: Vec<(String, f64)> = roles.into_iter().map(|p| (p.process, p.cpu_seconds)).collect();
         cpu.push(("redis-server".into(), redis));
         cpu.push(("postgres".into(), pg));
         crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()) }

@@ -20,16 +20,13 @@ impl Service {
 
     /// Resident set size in KiB (VmRSS), and the peak (VmHWM).
     pub fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        (status_kib(self.pid(), "VmRSS:"), status_kib(self.pid(), "VmHWM:"))
+    }
+
+    /// The file-backed part of the resident set now, in KiB (RssFile): mostly the binary's
+    /// code, shared with every process running it and given back by the kernel under pressure.
+    pub fn file_backed_kib(&self) -> u64 {
+        status_kib(self.pid(), "RssFile:")
     }
 
     /// User + system CPU seconds used so far.
@@ -56,6 +53,17 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A KiB field of /proc/<pid>/status (`VmRSS:`, `VmHWM:`, `RssFile:`); 0 if unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU seconds (utime + stime) of a process from /proc/<pid>/stat.

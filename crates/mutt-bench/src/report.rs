@@ -122,10 +122,14 @@ pub fn print_table(t: &BenchReport) {
         }
     }
     print_costs(&t.rows);
-    println!("{:<28} {:>10} {:>14} {:>10}", "process", "CPU s", "peak RSS MiB", "vs round 1");
-    for (n, cpu, rss) in &t.processes {
+    println!(
+        "{:<28} {:>10} {:>14} {:>10} {:>18}",
+        "process", "CPU s", "peak RSS MiB", "vs round 1", "file-backed at end"
+    );
+    for p in &t.processes {
+        let (n, rss) = (&p.process, p.peak_rss_mib);
         let then = round1::RSS_MIB.iter().find(|(role, _)| n.starts_with(role)).map_or(0.0, |r| r.1);
-        println!("{n:<28} {cpu:>10.1} {rss:>14.1} {:>10}", ratio(*rss, then));
+        println!("{n:<28} {:>10.1} {rss:>14.1} {:>10} {:>18.1}", p.cpu_seconds, ratio(rss, then), p.file_backed_mib);
     }
     println!("{:<28} {:>10.1}", "redis-server", t.redis_cpu_seconds);
     println!("{:<28} {:>10.1}", "postgres (all backends)", t.postgres_cpu_seconds);

@@ -308,12 +308,23 @@ pub struct BenchReport {
     /// The servers' durability settings as they reported them.
     pub settings: Vec<(String, String)>,
     pub rows: Vec<BenchRow>,
-    /// (process, CPU seconds, peak RSS MiB)
-    pub processes: Vec<(String, f64, f64)>,
+    pub processes: Vec<ProcessCost>,
     pub redis_cpu_seconds: f64,
     pub postgres_cpu_seconds: f64,
     pub redis_lpush_per_sec: f64,
     pub postgres_copy_rows_per_sec: f64,
+}
+
+/// What one MUTT process cost over the whole run.
+#[derive(Debug, serde::Serialize)]
+pub struct ProcessCost {
+    pub process: String,
+    pub cpu_seconds: f64,
+    /// Peak resident set (VmHWM).
+    pub peak_rss_mib: f64,
+    /// The file-backed part of the resident set at the end (RssFile): the binary's code and
+    /// read-only data, shared between processes running it and reclaimable, unlike the rest.
+    pub file_backed_mib: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -345,8 +356,7 @@ pub async fn bench(opts: PipelineOptions, plan: &BenchPlan, durable: bool) -> an
     let p = Pipeline::start_with(opts, durable).await?;
     let settings = p.durability_settings().await;
     let rows = run_phases(&p.ingest_url, &p.sink, plan, &p, || drain(&p, plan.drain_timeout)).await;
-    let (procs, redis_cpu, pg_cpu) = p.resources();
-    let processes = procs.into_iter().map(|(n, cpu, rss)| (n, cpu, rss as f64 / 1024.0)).collect();
+    let (processes, redis_cpu, pg_cpu) = p.resources();
     let redis_lpush_per_sec = redis_ceiling(&p.redis.url());
     let postgres_copy_rows_per_sec = copy_ceiling(&p.db_url).await.unwrap_or(f64::NAN);
     Ok(BenchReport {

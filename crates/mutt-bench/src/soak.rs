@@ -77,7 +77,7 @@ async fn snapshot(p: &Pipeline, at: &str) -> Snapshot {
             (s.name.clone(), rss, peak)
         })
         .collect();
-    let redis_rss_kib = p.redis.pid().map(rss_kib_of).unwrap_or(0);
+    let redis_rss_kib = p.redis.pid().map(|pid| crate::process::status_kib(pid, "VmRSS:")).unwrap_or(0);
     let mut c = p.queue.connection();
     let redis_keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap_or(0);
     let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await.unwrap_or_default();
@@ -90,16 +90,6 @@ async fn snapshot(p: &Pipeline, at: &str) -> Snapshot {
         *redis_keys_by_prefix.entry(prefix.join(":")).or_default() += 1;
     }
     Snapshot { at: at.to_owned(), roles, redis_rss_kib, redis_keys, redis_used_memory, redis_keys_by_prefix }
-}
-
-fn rss_kib_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 pub async fn soak(opts: PipelineOptions, plan: &SoakPlan) -> anyhow::Result<SoakReport> {
