@@ -1,5 +1,6 @@
 //! Child processes of a benchmark: start, wait for health, read CPU time and RSS from /proc.
 
+use mutt_service::process::status_value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,8 @@ impl Service {
 
     /// Resident set size in KiB (VmRSS), and the peak (VmHWM).
     pub fn rss_kib(&self) -> (u64, u64) {
-        (status_kib(self.pid(), "VmRSS:"), status_kib(self.pid(), "VmHWM:"))
+        let status = status_of(self.pid());
+        (status_value(&status, "VmRSS:"), status_value(&status, "VmHWM:"))
     }
 
     /// The file-backed part of the resident set now, in KiB (RssFile): mostly the binary's
@@ -57,13 +59,11 @@ impl Drop for Service {
 
 /// A KiB field of /proc/<pid>/status (`VmRSS:`, `VmHWM:`, `RssFile:`); 0 if unreadable.
 pub fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_value(&status_of(pid), field)
+}
+
+fn status_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
 }
 
 /// CPU seconds (utime + stime) of a process from /proc/<pid>/stat.

@@ -54,14 +54,7 @@ impl ProcessStats {
         let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
         // Sizes from `status` (kB), which does not depend on the page size.
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |key: &str| -> i64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |key: &str| status_value(&status, key) as i64;
         let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0);
         Some(Self {
             cpu_seconds: (ticks(11) + ticks(12)) / USER_HZ,
@@ -71,6 +64,17 @@ impl ProcessStats {
             open_fds,
         })
     }
+}
+
+/// The number after `key` (`VmRSS:`, `Threads:`, …) in the text of a `/proc/<pid>/status`;
+/// 0 when absent.
+pub fn status_value(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Collector for ProcessCollector {
