@@ -9,7 +9,8 @@ mod common;
 
 use common::Setup;
 use mutt_alerter::metrics::{StatusLabel, SuppressedLabel};
-use mutt_alerter::{AlerterConfig, AlerterMetrics};
+use mutt_alerter::timings::PhaseLabel;
+use mutt_alerter::{AlerterConfig, AlerterMetrics, Phase};
 use mutt_core::{MatchType, RuleSet};
 use mutt_forwarder::{Destination, ForwarderConfig, ForwarderMetrics, OutputFormat};
 use mutt_queue::{FlapAck, QueueId, WorkerRole};
@@ -67,7 +68,20 @@ impl Pair {
             let sd = shutdown.clone();
             tasks.push(tokio::spawn(async move { a.run(sd).await.unwrap() }));
         }
-        Pair { registries, metrics, shutdown, tasks }
+        let pair = Pair { registries, metrics, shutdown, tasks };
+        pair.wait_until_both_poll().await;
+        pair
+    }
+
+    /// Until both loops have asked for work once: on a loaded machine the second one could
+    /// still be starting while the first leased a whole burst alone.
+    async fn wait_until_both_poll(&self) {
+        let lease = PhaseLabel { phase: Phase::Lease.name() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metrics.iter().any(|m| m.batch_phase_seconds.get_or_create(&lease).get() == 0.0) {
+            assert!(Instant::now() < deadline, "an alerter never polled its queue");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn stop(self) {
