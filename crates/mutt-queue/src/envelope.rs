@@ -95,11 +95,21 @@ fn header(element: &[u8]) -> Option<(usize, usize)> {
 /// (or an envelope whose header cannot be read: the worker then sees it as one unreadable
 /// message and dead-letters it with its reason, rather than losing it).
 pub fn unpack_into(element: Vec<u8>, out: &mut Vec<Vec<u8>>) {
-    let Some((_, start)) = header(&element) else {
+    let Some((n, start)) = header(&element) else {
         out.push(element);
         return;
     };
-    out.extend(element[start..].split(|b| *b == b'\n').map(<[u8]>::to_vec));
+    // memchr finds the newlines a word or a vector at a time; a closure split (byte by byte)
+    // was a quarter of the forwarder's CPU with envelopes of 40 alerts.
+    let body = &element[start..];
+    // The count is the header's word: bounded by what the body can hold.
+    out.reserve(n.min(body.len() / 2 + 1));
+    let mut from = 0;
+    for end in memchr::memchr_iter(b'\n', body) {
+        out.push(body[from..end].to_vec());
+        from = end + 1;
+    }
+    out.push(body[from..].to_vec());
 }
 
 #[cfg(test)]
@@ -161,5 +171,15 @@ mod tests {
             unpack_into(bad.to_vec(), &mut out);
             assert_eq!(out, vec![bad.to_vec()]);
         }
+    }
+    /// Every line after the header is one message, empty ones included (the worker
+    /// dead-letters them as unreadable rather than dropping them), whatever count the header
+    /// claims: a count far beyond the body reserves no more than the body can hold.
+    #[test]
+    fn every_line_is_a_message_whatever_the_header_claims() {
+        let element = b"{\"_mutt_batch\":18446744073709551615}\n{}\n\n{\"a\":1}\n".to_vec();
+        let mut out = Vec::new();
+        unpack_into(element, &mut out);
+        assert_eq!(out, vec![b"{}".to_vec(), Vec::new(), b"{\"a\":1}".to_vec(), Vec::new()]);
     }
 }
