@@ -10,6 +10,7 @@
 //! - [`tester`]: what the alerter would do with an example event, and why.
 
 pub mod draft;
+mod lowered;
 pub mod tester;
 
 pub use draft::{RuleDraft, ValidRule};
@@ -189,6 +190,8 @@ struct Matcher {
     /// Needle pattern id → indices of the rules using that needle.
     needle_rules: Vec<Vec<usize>>,
     regexes: Option<RegexSet>,
+    /// The same patterns for the lower-cased message, used when it is ASCII ([`lowered`]).
+    lowered: Option<RegexSet>,
     /// Regex-set pattern id → rule index.
     regex_rules: Vec<usize>,
     /// Rules with a `trap_oid` (they take the OID branch for events with one), ascending.
@@ -233,6 +236,9 @@ impl Matcher {
                 .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
                 .build()
                 .ok();
+            if m.regexes.is_some() {
+                m.lowered = lowered::lowered_set(&patterns, REGEX_SIZE_LIMIT, REGEX_DFA_SIZE_LIMIT);
+            }
         }
         m
     }
@@ -344,9 +350,14 @@ impl RuleSet {
                     }
                 }
             }
-            match &self.matcher.regexes {
-                Some(set) => {
-                    for k in set.matches(body).iter() {
+            // Same pattern ids in both sets; the lower-cased one is the cheap one.
+            let set = match &self.matcher.lowered {
+                Some(small) if body.is_ascii() => Some((small, lowered)),
+                _ => self.matcher.regexes.as_ref().map(|s| (s, body)),
+            };
+            match set {
+                Some((set, text)) => {
+                    for k in set.matches(text).iter() {
                         let i = self.matcher.regex_rules[k];
                         if i < best && text_ok(i) {
                             best = i;
@@ -543,6 +554,28 @@ mod tests {
     }
 
     #[test]
+    fn regex_rules_match_ascii_messages_lower_cased_and_others_as_they_are() {
+        let rs = set(vec![
+            rule(1, MatchType::Regex, Some(r"LINK-\d+-down"), None, 1),
+            rule(2, MatchType::Regex, Some("caf[EÉ]"), None, 2),
+        ]);
+        assert!(rs.matcher.lowered.is_some());
+        assert_eq!(matched(&rs, json!({"message": "x Link-3-DOWN y"})), Some(1));
+        assert_eq!(matched(&rs, json!({"message": "CAFE"})), Some(2));
+        // Not ASCII: the case-insensitive set.
+        assert_eq!(matched(&rs, json!({"message": "CAFÉ é"})), Some(2));
+        assert_eq!(matched(&rs, json!({"message": "link-x-down"})), None);
+        // A pattern that is case-sensitive in part: the case-insensitive set for everything.
+        let rs = set(vec![
+            rule(1, MatchType::Regex, Some("(?-i)Up"), None, 1),
+            rule(2, MatchType::Regex, Some("down"), None, 2),
+        ]);
+        assert!(rs.matcher.lowered.is_none());
+        assert_eq!(matched(&rs, json!({"message": "up DOWN"})), Some(2));
+        assert_eq!(matched(&rs, json!({"message": "Up"})), Some(1));
+    }
+
+    #[test]
     fn oid_branch_excludes_text_branch() {
         let mut text_with_oid = rule(1, MatchType::Contains, Some("link"), Some(".1.3.6.1.6"), 1);
         text_with_oid.team_assignment = "X".into();
@@ -612,6 +645,14 @@ mod tests {
                     Just("(".to_string()),
                     Just("".to_string()),
                     "[abcx]{1,3}",
+                    // Classes and boundaries under case folding, a pattern that turns case
+                    // sensitivity back on, non-ASCII: the lowered set's edges.
+                    Just("[A-C]x".to_string()),
+                    Just(r"\bab\b".to_string()),
+                    Just("[^a]B".to_string()),
+                    Just("(?-i)B".to_string()),
+                    Just("(?-i)[AB]".to_string()),
+                    Just("é|K".to_string()),
                 ]),
                 proptest::option::of(prop_oneof![
                     Just("1.3".to_string()),
@@ -641,7 +682,7 @@ mod tests {
 
         fn arb_event() -> impl Strategy<Value = Event> {
             (
-                proptest::option::of("[abcxAB. ]{0,12}"),
+                proptest::option::of("[abcxABé\u{212A}. ]{0,12}"),
                 prop_oneof![
                     Just(Value::Null),
                     Just(json!("1.3.6.1")),
