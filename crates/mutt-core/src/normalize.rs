@@ -92,23 +92,25 @@ pub fn normalize(event: &mut Map<String, Value>, now: DateTime<Utc>) -> Result<(
         }
     }
 
-    match event.get("timestamp").cloned() {
+    // Read in place (no copy of the text per event); written back only when it changes.
+    let normal = match event.get("timestamp") {
         Some(Value::String(raw)) => {
-            let parsed = parse_timestamp(&raw).or_else(|| parse_rfc3164(&raw, now)).ok_or_else(|| {
+            let parsed = parse_timestamp(raw).or_else(|| parse_rfc3164(raw, now)).ok_or_else(|| {
                 format!(
                     "field \"timestamp\" is not RFC 3339 (2025-11-08T12:00:00Z) or RFC 3164 (Nov  8 12:00:00): {raw:?}"
                 )
             })?;
-            let normal = parsed.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-            if normal != raw {
-                event.insert("timestamp".into(), Value::from(normal));
-                event.insert("timestamp_original".into(), Value::from(raw));
-            }
+            Some(parsed.to_rfc3339_opts(SecondsFormat::AutoSi, true)).filter(|normal| normal != raw)
         }
-        None | Some(Value::Null) => {}
+        None | Some(Value::Null) => None,
         Some(other) => {
-            return Err(format!("field \"timestamp\" must be a string, got {}", crate::text::json_type_name(&other)));
+            return Err(format!("field \"timestamp\" must be a string, got {}", crate::text::json_type_name(other)));
         }
+    };
+    if let Some(normal) = normal
+        && let Some(raw) = event.insert("timestamp".into(), Value::from(normal))
+    {
+        event.insert("timestamp_original".into(), raw);
     }
     Ok(())
 }
