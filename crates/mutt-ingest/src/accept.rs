@@ -230,17 +230,16 @@ impl Ingest {
         // `to_vec` per event grows by doubling (three reallocations for a 550-byte event) and
         // keeps up to twice the bytes while the messages wait for their push.
         let mut scratch = Vec::with_capacity(1024);
+        let mut id_text = uuid::Uuid::encode_buffer();
         let messages: Vec<Vec<u8>> = events
             .into_iter()
-            .map(|mut ev| {
-                let id = EventId::new().to_string();
+            .map(|ev| {
+                let id: &str = EventId::new().as_uuid().hyphenated().encode_lower(&mut id_text);
                 if let Some(ids) = ids.as_mut() {
-                    ids.push(id.clone());
+                    ids.push(id.to_owned());
                 }
-                stamp(&mut ev, cid, id);
                 scratch.clear();
-                // Serialising a map of JSON values into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut scratch, &ev);
+                write_stamped(&mut scratch, &ev, cid, id);
                 scratch.clone()
             })
             .collect();
@@ -364,15 +363,101 @@ fn refusal_detail(rejection: &Rejection) -> String {
     mutt_core::text::truncate_utf8(&text, 200).to_owned()
 }
 
-/// Adds the reserved fields; a client-supplied `_correlation_id` is overwritten (as the
-/// original), a client's `_event_id` too, since ids must be unique.
-fn stamp(ev: &mut Map<String, Value>, cid: &str, event_id: String) {
-    ev.insert(CORRELATION_ID.into(), Value::from(cid));
-    ev.insert(EVENT_ID.into(), Value::from(event_id));
+/// Writes `ev` as serde_json writes the map (compact, keys in order) with the reserved fields
+/// added: a client-supplied `_correlation_id` is overwritten (as the original), a client's
+/// `_event_id` too, since ids must be unique. The two fields are written in their place rather
+/// than inserted into the map first: four allocations and two tree inserts less per event.
+fn write_stamped(out: &mut Vec<u8>, ev: &Map<String, Value>, cid: &str, event_id: &str) {
+    // In key order, as the map iterates (CORRELATION_ID < EVENT_ID).
+    let stamped = [(CORRELATION_ID, cid), (EVENT_ID, event_id)];
+    let mut pending = stamped.iter().peekable();
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in ev {
+        if key == CORRELATION_ID || key == EVENT_ID {
+            continue;
+        }
+        while let Some((k, v)) = pending.next_if(|(k, _)| *k < key.as_str()) {
+            json_field(out, &mut first, k, v);
+        }
+        json_field(out, &mut first, key, value);
+    }
+    for (k, v) in pending {
+        json_field(out, &mut first, k, v);
+    }
+    out.push(b'}');
+}
+
+/// Appends `"key":value`, after a comma unless it is the object's first field.
+fn json_field(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &(impl serde::Serialize + ?Sized)) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    // Serialising a string or a JSON value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// `['a', 'b']`, the original's (Python) rendering of a field list.
 pub(crate) fn python_list(items: &[String]) -> String {
     let inner: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
     format!("[{}]", inner.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the stamped event was before [`write_stamped`]: the fields inserted, the map
+    /// serialised.
+    fn inserted_then_serialised(ev: &Map<String, Value>, cid: &str, event_id: &str) -> Vec<u8> {
+        let mut ev = ev.clone();
+        ev.insert(CORRELATION_ID.into(), Value::from(cid));
+        ev.insert(EVENT_ID.into(), Value::from(event_id));
+        serde_json::to_vec(&ev).unwrap()
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z\"\\\\\u{1}é\u{2028} ]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("[a-c_]{1,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Byte for byte what inserting the fields and serialising the map gave, with keys
+        /// around the reserved ones and client-sent reserved fields (overwritten).
+        #[test]
+        fn written_in_place_equals_inserted(
+            fields in proptest::collection::btree_map(
+                prop_oneof![
+                    Just("_correlation_id".to_string()), Just("_event_id".to_string()),
+                    Just("_correlation_ie".to_string()), Just("_event_ic".to_string()),
+                    Just("_".to_string()), Just("".to_string()), Just("é".to_string()),
+                    "[A-Za-z_]{1,3}",
+                ],
+                arb_value(),
+                0..8,
+            ),
+            cid in "[a-z0-9\"-]{0,12}",
+        ) {
+            let ev: Map<String, Value> = fields.into_iter().collect();
+            let id = "01900000-0000-7000-8000-000000000001";
+            let mut out = Vec::new();
+            write_stamped(&mut out, &ev, &cid, id);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(inserted_then_serialised(&ev, &cid, id)).unwrap());
+        }
+    }
 }
