@@ -23,24 +23,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rules: Vec<Rule> = mutt_bench::pipeline::rules()
-        .into_iter()
-        .zip(1..)
-        .map(|(r, id)| Rule {
-            id,
-            match_string: r.match_string,
-            trap_oid: r.trap_oid,
-            syslog_severity: r.syslog_severity,
-            match_type: r.match_type,
-            priority: r.priority,
-            prod_handling: r.prod_handling,
-            dev_handling: r.dev_handling,
-            team_assignment: r.team_assignment,
-            is_active: r.is_active,
-            flap_threshold: r.flap_threshold,
-            flap_window_secs: r.flap_window_secs,
-        })
-        .collect();
+    let rules: Vec<Rule> = mutt_bench::pipeline::rules().into_iter().zip(1..).map(|(r, id)| r.into_rule(id)).collect();
     let set = RuleSet::compile(RuleSnapshot { rules, ..Default::default() });
     println!("mutt-rules-bench: {} active rules, {} events, {} passes", set.len(), args.events, args.rounds);
     println!("{:<34} {:>10} {:>10}", "messages", "ns/event", "matched");

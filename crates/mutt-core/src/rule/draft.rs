@@ -68,6 +68,24 @@ fn default_true() -> bool {
 pub struct ValidRule(RuleDraft);
 
 impl RuleDraft {
+    /// The rule this draft is once stored under `id` (no check: see [`RuleDraft::parse`]).
+    pub fn into_rule(self, id: i32) -> super::Rule {
+        super::Rule {
+            id,
+            match_string: self.match_string,
+            trap_oid: self.trap_oid,
+            syslog_severity: self.syslog_severity,
+            match_type: self.match_type,
+            priority: self.priority,
+            prod_handling: self.prod_handling,
+            dev_handling: self.dev_handling,
+            team_assignment: self.team_assignment,
+            is_active: self.is_active,
+            flap_threshold: self.flap_threshold,
+            flap_window_secs: self.flap_window_secs,
+        }
+    }
+
     /// Checks every field; the first problem found is the error (it names its field).
     pub fn parse(&self) -> Result<ValidRule, RuleError> {
         self.check_match()?;

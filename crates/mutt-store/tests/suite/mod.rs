@@ -119,20 +119,7 @@ pub async fn every_rule_field_reads_back_unchanged(store: Arc<dyn Store>, _db: A
     let mut expected = Vec::new();
     for r in [oid, regex, off] {
         let id = store.create_rule(&r).await.unwrap();
-        expected.push(mutt_core::Rule {
-            id,
-            match_string: r.match_string,
-            trap_oid: r.trap_oid,
-            syslog_severity: r.syslog_severity,
-            match_type: r.match_type,
-            priority: r.priority,
-            prod_handling: r.prod_handling,
-            dev_handling: r.dev_handling,
-            team_assignment: r.team_assignment,
-            is_active: r.is_active,
-            flap_threshold: r.flap_threshold,
-            flap_window_secs: r.flap_window_secs,
-        });
+        expected.push(r.into_rule(id));
     }
     // list_rules: every rule, by priority then id.
     expected.sort_by_key(|r| (r.priority, r.id));
