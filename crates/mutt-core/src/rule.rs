@@ -237,7 +237,7 @@ impl Matcher {
                 .build()
                 .ok();
             if m.regexes.is_some() {
-                m.lowered = lowered::lowered_set(&patterns, REGEX_SIZE_LIMIT, REGEX_DFA_SIZE_LIMIT);
+                m.lowered = lowered::lowered_set(&patterns);
             }
         }
         m

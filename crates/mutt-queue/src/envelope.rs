@@ -172,6 +172,7 @@ mod tests {
             assert_eq!(out, vec![bad.to_vec()]);
         }
     }
+
     /// Every line after the header is one message, empty ones included (the worker
     /// dead-letters them as unreadable rather than dropping them), whatever count the header
     /// claims: a count far beyond the body reserves no more than the body can hold.

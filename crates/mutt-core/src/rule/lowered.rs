@@ -8,25 +8,26 @@
 //! regex crate finds with its vectorised prefilter (0.2–0.4 µs).
 //!
 //! Why it gives the same answer: for an ASCII message `m`, lower-casing changes each ASCII
-//! capital into its small letter and nothing else (same length, same positions). Every class of
-//! a case-insensitive pattern holds both cases of each ASCII letter it holds, so a position of
-//! `m` is in a class exactly when the same position of the lower-cased message is; a class
+//! capital into its small letter and nothing else (same length, same positions). Every class
+//! of a case-insensitive pattern holds both cases of each ASCII letter it holds, so a position
+//! of `m` is in a class exactly when the same position of the lower-cased message is; a class
 //! with letters may then drop the capitals (and everything outside ASCII), which the
-//! lower-cased message never holds; literals hold no ASCII letters (case-insensitive letters are classes); word
-//! boundaries and anchors see the same word characters and line ends. A pattern that turns case
-//! sensitivity back on (`(?-i)B`: a letter as a literal, or a class with one case only) or
-//! matches bytes (`(?-u)`) is not rewritten, and then the set is not used at all. Messages
-//! that are not ASCII always go through the case-insensitive set.
+//! lower-cased message never holds. Literals hold no ASCII letters (case-insensitive letters
+//! are classes); word boundaries and anchors see the same word characters and line ends. A
+//! pattern that turns case sensitivity back on (`(?-i)B`: a letter as a literal, or a class
+//! with one case only) or matches bytes (`(?-u)`) is not rewritten, and then the set is not
+//! used at all. Messages that are not ASCII always go through the case-insensitive set.
 //!
 //! Written here because no crate rewrites a pattern this way; regex-syntax parses it and prints
 //! the result back as a pattern.
 
+use super::{REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT};
 use regex::{RegexSet, RegexSetBuilder};
 use regex_syntax::hir::{Capture, Class, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Repetition};
 
-/// The rewritten set for `patterns` (as the case-insensitive set compiles them), or `None`
-/// when a pattern cannot be rewritten or the set does not compile.
-pub(super) fn lowered_set(patterns: &[String], size_limit: usize, dfa_size_limit: usize) -> Option<RegexSet> {
+/// The rewritten set for `patterns` (within the case-insensitive set's limits), or `None` when
+/// a pattern cannot be rewritten or the set does not compile.
+pub(super) fn lowered_set(patterns: &[String]) -> Option<RegexSet> {
     let mut parser = regex_syntax::ParserBuilder::new().case_insensitive(true).build();
     let rewritten: Option<Vec<String>> = patterns
         .iter()
@@ -35,7 +36,7 @@ pub(super) fn lowered_set(patterns: &[String], size_limit: usize, dfa_size_limit
             Some(lower(&hir)?.to_string())
         })
         .collect();
-    RegexSetBuilder::new(rewritten?).size_limit(size_limit).dfa_size_limit(dfa_size_limit).build().ok()
+    RegexSetBuilder::new(rewritten?).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_DFA_SIZE_LIMIT).build().ok()
 }
 
 /// `hir` for a lower-cased ASCII haystack; `None` if it is not case-insensitive throughout.
@@ -87,7 +88,7 @@ mod tests {
 
     fn set(patterns: &[&str]) -> Option<RegexSet> {
         let p: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
-        lowered_set(&p, 10 << 20, 2 << 20)
+        lowered_set(&p)
     }
 
     #[test]
