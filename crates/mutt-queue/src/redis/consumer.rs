@@ -2,6 +2,7 @@
 //! delayed-retry mover.
 
 use super::AnyConnection;
+use super::connection::RESPONSE_TIMEOUT;
 use super::{RedisQueue, envelope, redis_err, scripts};
 use crate::periodic::{FirstRun, spawn_every};
 use crate::{Consumer, ConsumerConfig, Lease, QueueError, Settlement, WorkerRole};
@@ -56,6 +57,9 @@ pub struct RedisConsumer {
     keys: Keys,
     /// Dedicated connection for BLMOVE, opened on first use and dropped after an error.
     blocking: Option<AnyConnection>,
+    /// Dedicated connection for native settles (`WATCH` holds per connection, so nothing else
+    /// may send on it), opened on first use and dropped after an error.
+    settling: Option<AnyConnection>,
     /// The token of the lease handed out and not settled yet: if the worker gives up on it
     /// (an error between lease and settle), the next lease hands it back first.
     held: Option<u64>,
@@ -91,6 +95,7 @@ impl RedisConsumer {
             config,
             keys,
             blocking: None,
+            settling: None,
             held: None,
             dirty: false,
             native_moves: false,
@@ -354,6 +359,72 @@ impl RedisConsumer {
         Err(e)
     }
 
+    /// The settle as one script call (see `scripts::SETTLE`); whether it applied.
+    async fn settle_by_script(
+        &self,
+        lease: &Lease,
+        output: &str,
+        (emit, put_back): (&[Vec<u8>], &[Vec<u8>]),
+        s: &Settlement,
+    ) -> Result<bool, QueueError> {
+        let mut inv = scripts::SETTLE.prepare_invoke();
+        inv.key(&self.keys.processing)
+            .key(&self.keys.source)
+            .key(&self.keys.delayed)
+            .key(&self.keys.dlq)
+            .key(output)
+            .key(&self.keys.leases)
+            .key(&self.keys.source_events)
+            .key(self.keys.output_events.as_deref().unwrap_or(&self.keys.source_events))
+            .arg(self.config.pod.as_ref())
+            .arg(token_text(lease.token()));
+        inv.arg(lease.leased_elements()).arg(emit.len()).arg(put_back.len()).arg(s.delayed.len()).arg(s.dead.len());
+        for m in emit.iter().chain(put_back) {
+            inv.arg(m.as_slice());
+        }
+        for (m, delay) in &s.delayed {
+            inv.arg(delay.as_millis() as u64).arg(m.as_slice());
+        }
+        for m in &s.dead {
+            inv.arg(m.as_slice());
+        }
+        let mut c = self.queue.connection();
+        // On an error the token stays held: the caller retries, or the next lease hands it back.
+        let applied: i64 = inv.invoke_async(&mut c).await.map_err(redis_err("settling a lease"))?;
+        Ok(applied != 0)
+    }
+
+    /// The settle without a script, for settlements of large messages (an alerter's envelope
+    /// of 50 alerts is ~80 KB): a script hashes every byte passed to it (Lua interns strings),
+    /// native commands only copy them. The script's lease check becomes an optimistic
+    /// transaction on a connection of its own: `WATCH` the processing list and read the
+    /// lease's token, then `MULTI` … `EXEC`. A janitor or hand-back that takes the lease in
+    /// between changes the list, so `EXEC` writes nothing and the check runs again (and finds
+    /// the token gone). One more round trip than the script. Whether it applied.
+    async fn settle_natively(&mut self, s: &NativeSettle<'_>) -> Result<bool, QueueError> {
+        let mut conn = match self.settling.take() {
+            Some(c) => c,
+            None => self.queue.blocking_connection().await?,
+        };
+        let pod = self.config.pod.as_ref();
+        match tokio::time::timeout(RESPONSE_TIMEOUT, settle_watched(&mut conn, &self.keys, pod, s)).await {
+            // The connection is kept only after a clean exchange: after an error or a timeout
+            // it may still hold a WATCH or an open MULTI.
+            Ok(Ok(applied)) => {
+                self.settling = Some(conn);
+                Ok(applied)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(QueueError::Redis {
+                context: "settling a lease (MULTI/EXEC)",
+                source: redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no reply within the response timeout",
+                )),
+            }),
+        }
+    }
+
     async fn block_for_one(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, QueueError> {
         if self.blocking.is_none() {
             self.blocking = Some(self.queue.blocking_connection().await?);
@@ -378,6 +449,96 @@ impl RedisConsumer {
             QueueError::Redis { context: "waiting for messages (BLMOVE)", source: e }
         })
     }
+}
+
+/// What a native settle writes (see [`RedisConsumer::settle_natively`]): the lease's token and
+/// element count, and the elements to push.
+struct NativeSettle<'a> {
+    token: String,
+    leased: usize,
+    output: &'a str,
+    emit: Vec<Vec<u8>>,
+    put_back: Vec<Vec<u8>>,
+    dead: &'a [Vec<u8>],
+}
+
+/// How many times a native settle starts over when the processing list changed between its
+/// check and its write. A recovery makes the next check fail; only an element that this
+/// worker's own given-up BLMOVE delivered late makes it write again.
+const NATIVE_SETTLE_ATTEMPTS: usize = 5;
+
+/// The transaction of [`RedisConsumer::settle_natively`], with the same effects and checks as
+/// `scripts::SETTLE` (which `mutt_queue`'s conformance suite runs both ways).
+async fn settle_watched(
+    c: &mut AnyConnection,
+    keys: &Keys,
+    pod: &str,
+    s: &NativeSettle<'_>,
+) -> Result<bool, QueueError> {
+    let ours = Some(s.token.as_str());
+    for _ in 0..NATIVE_SETTLE_ATTEMPTS {
+        let (len, held): (usize, Option<String>) = redis::pipe()
+            .cmd("WATCH")
+            .arg(&keys.processing)
+            .ignore()
+            .cmd("LLEN")
+            .arg(&keys.processing)
+            .cmd("HGET")
+            .arg(&keys.leases)
+            .arg(pod)
+            .query_async(c)
+            .await
+            .map_err(redis_err("settling a lease (WATCH)"))?;
+        if held.as_deref() != ours || len == 0 {
+            let mut p = redis::pipe();
+            p.cmd("UNWATCH").ignore();
+            // As the script: a lease whose list is gone is over, whatever its token says.
+            if held.as_deref() == ours {
+                p.cmd("HDEL").arg(&keys.leases).arg(pod).ignore();
+            }
+            p.query_async::<()>(c).await.map_err(redis_err("settling a lease (UNWATCH)"))?;
+            return Ok(false);
+        }
+        let mut tx = redis::pipe();
+        tx.atomic();
+        tx.cmd("HDEL").arg(&keys.leases).arg(pod);
+        if s.leased >= len {
+            tx.cmd("DEL").arg(&keys.processing);
+        } else {
+            tx.cmd("LTRIM").arg(&keys.processing).arg(0).arg(-(s.leased as i64) - 1);
+        }
+        let output_events = keys.output_events.as_deref().unwrap_or(&keys.source_events);
+        push_counted(&mut tx, "LPUSH", (s.output, output_events), &s.emit);
+        push_counted(&mut tx, "RPUSH", (&keys.source, &keys.source_events), &s.put_back);
+        if !s.dead.is_empty() {
+            let cmd = tx.cmd("LPUSH").arg(&keys.dlq);
+            for m in s.dead {
+                cmd.arg(m.as_slice());
+            }
+        }
+        let replies: Option<Vec<redis::Value>> =
+            tx.query_async(c).await.map_err(redis_err("settling a lease (MULTI/EXEC)"))?;
+        let Some(replies) = replies else {
+            continue; // the list changed after WATCH: check again
+        };
+        if let Some(e) = replies.iter().find(|v| matches!(v, redis::Value::ServerError(_))) {
+            return Err(QueueError::Protocol(format!("a settle's command failed: {e:?}")));
+        }
+        return Ok(true);
+    }
+    Err(QueueError::Protocol("the processing list kept changing while settling".into()))
+}
+
+/// Adds to `tx` the push of `elements` to `list` and the count of their events to `counter`.
+fn push_counted(tx: &mut redis::Pipeline, command: &str, (list, counter): (&str, &str), elements: &[Vec<u8>]) {
+    if elements.is_empty() {
+        return;
+    }
+    let cmd = tx.cmd(command).arg(list);
+    for m in elements {
+        cmd.arg(m.as_slice());
+    }
+    tx.cmd("INCRBY").arg(counter).arg(elements.iter().map(|e| envelope::count(e)).sum::<usize>());
 }
 
 impl Drop for RedisConsumer {
@@ -649,36 +810,27 @@ impl Consumer for RedisConsumer {
                 return Err(QueueError::Config(format!("role {:?} has no output queue", self.config.role)));
             }
         };
-        let mut inv = scripts::SETTLE.prepare_invoke();
-        inv.key(&self.keys.processing)
-            .key(&self.keys.source)
-            .key(&self.keys.delayed)
-            .key(&self.keys.dlq)
-            .key(output)
-            .key(&self.keys.leases)
-            .key(&self.keys.source_events)
-            .key(self.keys.output_events.as_deref().unwrap_or(&self.keys.source_events))
-            .arg(self.config.pod.as_ref())
-            .arg(token_text(lease.token()));
         let (emit, put_back) = (self.queue.pack(&s.emit), self.queue.pack(&s.put_back));
         let leased = lease.leased_elements();
-        inv.arg(leased).arg(emit.len()).arg(put_back.len()).arg(s.delayed.len()).arg(s.dead.len());
-        for m in emit.iter().chain(&put_back) {
-            inv.arg(m.as_slice());
-        }
-        for (m, delay) in &s.delayed {
-            inv.arg(delay.as_millis() as u64).arg(m.as_slice());
-        }
-        for m in &s.dead {
-            inv.arg(m.as_slice());
-        }
-        let mut c = self.queue.connection();
-        // On an error the token stays held: the caller retries, or the next lease hands it back.
-        let applied: i64 = inv.invoke_async(&mut c).await.map_err(redis_err("settling a lease"))?;
+        let bytes: usize = emit.iter().chain(&put_back).chain(&s.dead).map(Vec::len).sum();
+        let applied = if s.delayed.is_empty() && self.queue.settles_natively(bytes) {
+            let output = output.to_owned();
+            let native = NativeSettle {
+                token: token_text(lease.token()),
+                leased,
+                output: &output,
+                emit,
+                put_back,
+                dead: &s.dead,
+            };
+            self.settle_natively(&native).await?
+        } else {
+            self.settle_by_script(lease, output, (&emit, &put_back), s).await?
+        };
         if self.held == Some(lease.token()) {
             self.held = None;
         }
-        if applied == 0 {
+        if !applied {
             tracing::warn!(
                 list = %self.keys.processing,
                 events = lease.len(),
