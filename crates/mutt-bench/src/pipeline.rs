@@ -271,6 +271,8 @@ pub struct PipelineOptions {
     pub forwarders: usize,
     /// Redis with AOF (everysec), for restarts that keep the data.
     pub aof: bool,
+    /// More PostgreSQL server settings, `name=value` (`--pg-setting`).
+    pub pg_settings: Vec<String>,
 }
 
 /// The running pipeline.
@@ -298,11 +300,7 @@ impl Pipeline {
     /// full_page_writes on; Redis AOF with appendfsync everysec).
     pub async fn start_with(opts: PipelineOptions, durable: bool) -> anyhow::Result<Self> {
         let redis = mutt_testkit::RedisServer::start(opts.aof || durable)?;
-        let pg = if durable {
-            mutt_testkit::PostgresServer::start_durable()?
-        } else {
-            mutt_testkit::PostgresServer::start()?
-        };
+        let pg = mutt_testkit::PostgresServer::start_configured(durable, &opts.pg_settings)?;
         let (admin, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         admin.batch_execute("CREATE DATABASE mutt").await?;
@@ -446,7 +444,7 @@ impl Pipeline {
         let mut out = Vec::new();
         if let Ok((c, conn)) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await {
             tokio::spawn(conn);
-            for name in ["fsync", "synchronous_commit", "full_page_writes"] {
+            for name in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "max_wal_size"] {
                 if let Ok(row) = c.query_one(&format!("SHOW {name}"), &[]).await {
                     out.push((format!("postgres {name}"), row.get::<_, String>(0)));
                 }

@@ -37,8 +37,23 @@ impl PostgresServer {
     /// Starts a server with production durability (`fsync`, `synchronous_commit` and
     /// `full_page_writes` on), for benchmarks; the later `-c` settings win over `fsync=off`.
     pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_configured(true, &[])
+    }
+
+    /// Starts a server, durable as [`PostgresServer::start_durable`] or not, with more
+    /// `name=value` settings (`shared_buffers=512MB`), for benchmarks of a tuned server.
+    pub fn start_configured(durable: bool, settings: &[String]) -> anyhow::Result<Self> {
         let mut s = Self::init()?;
-        s.extra = " -c fsync=on -c synchronous_commit=on -c full_page_writes=on".into();
+        if durable {
+            s.extra = " -c fsync=on -c synchronous_commit=on -c full_page_writes=on".into();
+        }
+        for setting in settings {
+            anyhow::ensure!(
+                setting.contains('=') && !setting.contains(char::is_whitespace),
+                "a PostgreSQL setting is name=value without spaces: {setting:?}"
+            );
+            s.extra.push_str(&format!(" -c {setting}"));
+        }
         s.start_again()?;
         Ok(s)
     }

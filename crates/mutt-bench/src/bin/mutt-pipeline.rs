@@ -32,6 +32,10 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// A PostgreSQL server setting for the bench's server, `name=value` (repeatable), e.g.
+    /// `--pg-setting shared_buffers=512MB`; the report lists the values the server used.
+    #[arg(long = "pg-setting", global = true)]
+    pg_settings: Vec<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -121,6 +125,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         alerter_concurrency: cli.alerter_concurrency.max(1),
         forwarders: cli.forwarders.max(1),
         aof: false,
+        pg_settings: cli.pg_settings.clone(),
     };
     match cli.command {
         Cmd::Bench { seconds, load, durability } => {
