@@ -138,3 +138,25 @@ async fn ingest_pushes_count_into_buckets_that_expire_from_their_first_event() {
         redis::cmd("LRANGE").arg(&keys.ingest_queue).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
     assert_eq!(queued.last().map(Vec::as_slice), Some(&b"1"[..]), "oldest at the front (right end)");
 }
+
+/// The breaker's outcomes and the delivered ids go in one pipeline with the script by
+/// `EVALSHA`: after Redis lost its scripts (a restart, `SCRIPT FLUSH`) the script is loaded and
+/// the pipeline sent again, and the ids written twice are still one each.
+#[tokio::test]
+async fn a_delivery_is_recorded_after_redis_lost_its_scripts() {
+    use mutt_queue::{BreakerOutcomes, BreakerState};
+    let (q, keys) = queue().await;
+    let mut conn = q.connection();
+    let ids: Vec<String> = vec!["e1".into(), "e2".into()];
+    let outcomes = BreakerOutcomes { name: "flushed", successes: &[false, false], trip: false, threshold: 2 };
+    // Other tests' scripts go too; their calls load them again as this one does.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let (states, failures) = q.record_delivery(Some(outcomes), &ids, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((states, failures), (vec![BreakerState::Closed, BreakerState::Open], 2));
+    assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true]);
+    let n: u64 = redis::cmd("ZCARD").arg(keys.delivered_set()).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 2);
+    // Ids alone (no breaker) need no script at all.
+    q.record_delivery(None, &["e3".to_owned()], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(q.already_delivered(&["e3".to_owned()]).await.unwrap(), vec![true]);
+}

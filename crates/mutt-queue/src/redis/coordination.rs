@@ -239,21 +239,9 @@ impl Coordination for RedisQueue {
         if ids.is_empty() {
             return Ok(());
         }
-        // One sorted set scored by expiry instead of a key per id: the keyspace stays small,
-        // which keeps SCAN (janitor, status) cheap. Expired members are pruned on every write.
-        let now = chrono::Utc::now().timestamp_millis();
-        let until = now + ttl.as_millis() as i64;
-        let key = self.keys.delivered_set();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(&key);
-        for id in ids {
-            zadd.arg(until).arg(id);
-        }
-        pipe.add_command(zadd).ignore();
-        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64 + 60_000).ignore();
+        self.delivered_commands(&mut pipe, ids, ttl);
         let mut c = self.connection();
         pipe.query_async::<()>(&mut c).await.map_err(redis_err("recording delivered ids"))
     }

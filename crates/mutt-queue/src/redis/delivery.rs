@@ -1,6 +1,6 @@
-//! The forwarder's per-batch coordination on Redis in two scripts instead of one call per
-//! step: admission (breaker, then rate limit) before a delivery, and the breaker outcomes with
-//! the delivered ids after it.
+//! The forwarder's per-batch coordination on Redis in one round trip each instead of one call
+//! per step: admission (breaker, then rate limit) before a delivery, and the breaker outcomes
+//! with the delivered ids after it.
 
 use super::{RedisQueue, redis_err, scripts};
 use crate::{AdmitRequest, BreakerOutcomes, BreakerPermit, BreakerState, QueueError, RateGrant};
@@ -47,28 +47,54 @@ impl RedisQueue {
         if breaker.is_none() && delivered.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let keys = self.keys.breaker(breaker.map_or("", |b| b.name));
-        let outcomes: String =
-            breaker.map_or(String::new(), |b| b.successes.iter().map(|s| if *s { '1' } else { '0' }).collect());
+        // One round trip: the breaker's script by EVALSHA (loaded and sent again if Redis
+        // lost it: the id commands are idempotent), the ids by native commands.
+        let mut pipe = redis::pipe();
+        if let Some(b) = breaker {
+            let outcomes: String = b.successes.iter().map(|s| if *s { '1' } else { '0' }).collect();
+            pipe.cmd("EVALSHA")
+                .arg(scripts::RECORD_DELIVERY.get_hash())
+                .arg(4)
+                .arg(&self.keys.breaker(b.name)[..])
+                .arg(outcomes)
+                .arg(if b.trip { "1" } else { "0" })
+                .arg(b.threshold.max(1));
+        }
+        self.delivered_commands(&mut pipe, delivered, ttl);
+        let mut c = self.connection();
+        let context = "recording a delivery (breaker, delivered ids)";
+        let replies: Vec<redis::Value> = match pipe.query_async(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::RECORD_DELIVERY.prepare_invoke().load_async(&mut c).await.map_err(redis_err(context))?;
+                pipe.query_async(&mut c).await.map_err(redis_err(context))?
+            }
+            r => r.map_err(redis_err(context))?,
+        };
+        let Some(reply) = replies.into_iter().next() else {
+            return Ok((Vec::new(), 0));
+        };
+        let (states, failures): (Vec<String>, u64) =
+            redis::from_redis_value(reply).map_err(|e| redis_err(context)(e.into()))?;
+        Ok((states.iter().map(|s| BreakerState::parse(s)).collect(), failures))
+    }
+
+    /// Adds to `pipe` (replies ignored) the record of `ids` as delivered for `ttl`: one sorted
+    /// set scored by expiry instead of a key per id, so the keyspace stays small, which keeps
+    /// SCAN (janitor, status) cheap; expired members are pruned on every write.
+    pub(super) fn delivered_commands(&self, pipe: &mut redis::Pipeline, ids: &[String], ttl: Duration) {
+        if ids.is_empty() {
+            return;
+        }
         // The delivered-id check compares with this process's clock, so the expiry uses it too.
         let now = chrono::Utc::now().timestamp_millis();
-        let mut inv = scripts::RECORD_DELIVERY.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
+        let until = now + ttl.as_millis() as i64;
+        let key = self.keys.delivered_set();
+        let zadd = pipe.cmd("ZADD").arg(&key);
+        for id in ids {
+            zadd.arg(until).arg(id);
         }
-        inv.key(self.keys.delivered_set())
-            .arg(outcomes)
-            .arg(if breaker.is_some_and(|b| b.trip) { "1" } else { "0" })
-            .arg(breaker.map_or(1, |b| b.threshold.max(1)))
-            .arg(now + ttl.as_millis() as i64)
-            .arg(now)
-            .arg(ttl.as_millis() as u64 + 60_000);
-        for id in delivered {
-            inv.arg(id);
-        }
-        let mut c = self.connection();
-        let (states, failures): (Vec<String>, u64) =
-            inv.invoke_async(&mut c).await.map_err(redis_err("recording a delivery (breaker, delivered ids)"))?;
-        Ok((states.iter().map(|s| BreakerState::parse(s)).collect(), failures))
+        zadd.ignore();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64 + 60_000).ignore();
     }
 }

@@ -510,12 +510,12 @@ return {verdict, wait, g[1], g[2]}
     )
 });
 
-/// A batch's delivery in one call: each request's outcome on the breaker in order, then
-/// (optionally) opening it whatever the count, then the delivered ids. KEYS: the breaker's four
-/// keys, the delivered set. ARGV: outcomes ('1' success, '0' failure per request, may be
-/// empty), trip ('1'/'0'), failure threshold, the ids' expiry (ms since the epoch, the
-/// caller's clock as the delivered-id check uses), now (ms, for pruning), the set's TTL ms, then
-/// the ids. Returns {the breaker's state after each outcome (and the trip), its failure count}.
+/// A batch's outcomes on the breaker in one call: each request's in order, then (optionally)
+/// opening it whatever the count. KEYS: the breaker's four keys. ARGV: outcomes ('1' success,
+/// '0' failure per request, may be empty), trip ('1'/'0'), failure threshold. Returns {the
+/// breaker's state after each outcome (and the trip), its failure count}. The delivered ids go
+/// by native commands in the same round trip (`RedisQueue::record_batch`): through Lua, Redis
+/// would intern each id and build an argument table for them (~0.6 µs per id measured).
 pub static RECORD_DELIVERY: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         &[BREAKER_RECORD_FN],
@@ -529,13 +529,6 @@ end
 if ARGV[2] == '1' then states[#states + 1] = breaker_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], false, 1) end
 local failures = 0
 if #states > 0 then failures = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 end
-if #ARGV > 6 then
-  local args = {}
-  for i = 7, #ARGV do args[#args + 1] = ARGV[4]; args[#args + 1] = ARGV[i] end
-  redis.call('ZADD', KEYS[5], unpack(args))
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[5])
-  redis.call('PEXPIRE', KEYS[5], ARGV[6])
-end
 return {states, failures}
 ",
     )
