@@ -37,7 +37,8 @@ mkdir -p "$data/redis"
 if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
   log "starting redis-server on 127.0.0.1:$redis_port (AOF in $data/redis)"
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes \
-    --appendfsync everysec --save '' --daemonize yes --logfile "$data/redis/redis.log"
+    --appendfsync everysec --auto-aof-rewrite-min-size 1gb --save '' --daemonize yes \
+    --logfile "$data/redis/redis.log"
   wait_redis "$redis_port"
 fi
 start_postgres "$pgdata" "$pg_port" "$data/postgres.log"

@@ -68,12 +68,23 @@ fn status_of(pid: u32) -> String {
 
 /// CPU seconds (utime + stime) of a process from /proc/<pid>/stat.
 pub fn cpu_seconds_of(pid: u32) -> f64 {
+    stat_seconds(pid, 11..13)
+}
+
+/// CPU seconds of a process and of its children that have exited (cutime + cstime): for a
+/// server, whose forks (Redis's AOF rewrites, PostgreSQL's autovacuum workers and other
+/// short-lived backends) do its work too.
+pub fn cpu_seconds_with_children_of(pid: u32) -> f64 {
+    stat_seconds(pid, 11..15)
+}
+
+/// The sum of the /proc/<pid>/stat fields `fields` (counted after the command name's ")";
+/// utime, stime, cutime, cstime are 11 to 14), in seconds.
+fn stat_seconds(pid: u32, fields: std::ops::Range<usize>) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the ")" that closes the command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields.filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok())).sum();
     ticks / 100.0
 }
 
@@ -95,4 +106,24 @@ pub async fn wait_healthy(url: &str, timeout: Duration) -> anyhow::Result<()> {
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child's CPU shows in its parent's figure with children once the child is reaped, and
+    /// not in the parent's own: the way Redis's AOF rewrites are counted.
+    #[test]
+    fn a_reaped_childs_cpu_counts_with_the_children() {
+        let me = std::process::id();
+        let (own, with_children) = (cpu_seconds_of(me), cpu_seconds_with_children_of(me));
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("sh runs");
+        assert!(status.success());
+        let children = (cpu_seconds_with_children_of(me) - with_children) - (cpu_seconds_of(me) - own);
+        assert!(children >= 0.05, "the child's busy loop is counted: {children} s");
+    }
 }

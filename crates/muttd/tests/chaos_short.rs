@@ -15,6 +15,7 @@ async fn short_chaos_profile_loses_and_duplicates_nothing() {
         forwarders: 1,
         aof: true,
         pg_settings: Vec::new(),
+        redis_settings: Vec::new(),
     };
     let report = chaos(opts, &ChaosProfile::short()).await.expect("chaos run");
     println!("{}", report_json(&report));

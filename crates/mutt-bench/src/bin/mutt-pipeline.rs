@@ -36,6 +36,10 @@ struct Cli {
     /// `--pg-setting shared_buffers=512MB`; the report lists the values the server used.
     #[arg(long = "pg-setting", global = true)]
     pg_settings: Vec<String>,
+    /// A redis-server setting for the bench's server, `name=value` (repeatable), e.g.
+    /// `--redis-setting auto-aof-rewrite-min-size=1gb`.
+    #[arg(long = "redis-setting", global = true)]
+    redis_settings: Vec<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -126,6 +130,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         forwarders: cli.forwarders.max(1),
         aof: false,
         pg_settings: cli.pg_settings.clone(),
+        redis_settings: cli.redis_settings.clone(),
     };
     match cli.command {
         Cmd::Bench { seconds, load, durability } => {
