@@ -314,8 +314,7 @@ impl Pipeline {
             let Some((name, value)) = setting.split_once('=') else {
                 anyhow::bail!("a Redis setting is name=value: {setting:?}");
             };
-            let (name, value) = (name.to_owned(), value.to_owned());
-            redis_args.extend([format!("--{name}"), value]);
+            redis_args.extend([format!("--{name}"), value.to_owned()]);
         }
         let redis_args: Vec<&str> = redis_args.iter().map(String::as_str).collect();
         let redis = mutt_testkit::RedisServer::start_with(opts.aof || durable, &redis_args)?;
