@@ -94,11 +94,21 @@ else
     out[#out + 1] = front
     total = total + n
     if n == 1 and total < want then
-      -- A run of plain messages: the rest in one RPOP (it may end with an envelope).
-      for _, v in ipairs(redis.call('RPOP', KEYS[1], want - total) or {}) do
+      -- A run of plain messages: the rest in one RPOP. It may bring envelopes (an ingestor
+      -- coalesces posts under load): what would go past `want` goes back to the front, in order.
+      local more = redis.call('RPOP', KEYS[1], want - total) or {}
+      local keep = #more
+      for i, v in ipairs(more) do
+        local m = mutt_count(v)
+        if total + m > want then
+          keep = i - 1
+          break
+        end
         out[#out + 1] = v
-        total = total + mutt_count(v)
+        total = total + m
       end
+      for i = #more, keep + 1, -1 do redis.call('RPUSH', KEYS[1], more[i]) end
+      if keep < #more then break end
     end
   end
   if already == 1 then total = total + tonumber(ARGV[6]) end
