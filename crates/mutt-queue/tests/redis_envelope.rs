@@ -117,6 +117,43 @@ async fn a_lease_that_begins_with_a_plain_message_stops_before_an_envelope_that_
     c.shutdown().await.unwrap();
 }
 
+/// The same bound when the lease waited: BLMOVE takes the first element, and the script that
+/// pops the rest must not take an envelope past the size as if it were the first.
+#[tokio::test]
+async fn a_lease_that_waited_for_a_plain_message_leaves_an_envelope_that_would_not_fit() {
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let q = connect(&keys).await;
+    let mut c = q.consumer(ConsumerConfig::new(WorkerRole::Alerter, pod("waited"))).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let lease = c.lease(20, Duration::from_secs(5)).await;
+        (c, lease)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let envelope = mutt_queue::envelope::pack(&events(1..31), 100).remove(0);
+    // One command, so both are there when BLMOVE wakes; the plain message is the front.
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("LPUSH")
+        .arg(&keys.ingest_queue)
+        .arg(event(0))
+        .arg(&envelope)
+        .cmd("INCRBY")
+        .arg(keys.events(QueueId::Ingest))
+        .arg(31)
+        .query_async(&mut q.connection())
+        .await
+        .unwrap();
+    let (mut c, lease) = waiting.await.unwrap();
+    let lease = lease.unwrap().expect("the wait ends with the plain message");
+    assert_eq!(lease.messages, events(0..1), "1 + 30 would make 31 in a lease of 20");
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    let lease = c.lease(20, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!(lease.messages, events(1..31), "a first element is taken whatever its size");
+    c.settle(&lease, &Settlement::new()).await.unwrap();
+    assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 0);
+    c.shutdown().await.unwrap();
+}
+
 /// Pushes three envelopes (`pushes`, event ranges), then leases 100 events twice from pod
 /// "sizes": the first lease takes the first two envelopes (its processing list holds exactly
 /// them) and the third goes back to the front, where the second lease finds it.

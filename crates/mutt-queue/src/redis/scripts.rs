@@ -87,7 +87,8 @@ else
     local front = redis.call('RPOP', KEYS[1])
     if not front then break end
     local n = mutt_count(front)
-    if total > 0 and total + n > want then
+    -- Only the lease's first element is taken whatever its size (already == 1: BLMOVE took it).
+    if (total > 0 or already == 1) and total + n > want then
       redis.call('RPUSH', KEYS[1], front)
       break
     end
