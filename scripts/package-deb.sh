@@ -88,6 +88,14 @@ if command -v dpkg-shlibdeps >/dev/null; then
   [ -z "$shlibs" ] || depends=$shlibs
   rm -f "$work/debian/control"
 fi
+# A binary with packed relative relocations (DT_RELR, see crates/muttd/build.rs) needs glibc
+# 2.36 to load; dpkg-shlibdeps versions libc6 by the symbols used and does not see that.
+if readelf -d "$muttd" 2>/dev/null | grep -q '(RELR)'; then
+  have=$(printf '%s' "$depends" | sed -nE 's/.*libc6 \(>= ([0-9.]+)\).*/\1/p')
+  if [ -z "$have" ] || dpkg --compare-versions "$have" lt 2.36; then
+    depends=$(printf '%s' "$depends" | sed -E 's/libc6( \(>= [0-9.]+\))?/libc6 (>= 2.36)/')
+  fi
+fi
 
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@DEPENDS@/$depends/" \

@@ -543,6 +543,15 @@ fn build_package(out: &Path) -> PathBuf {
     assert!(fields.contains("Package: muttd"), "{fields}");
     assert!(fields.contains(&format!("Version: {}\n", env!("CARGO_PKG_VERSION"))), "{fields}");
     assert!(fields.contains("libc6"), "{fields}");
+    // A binary with packed relocations (build.rs) does not start with a glibc before 2.36.
+    let dynamic = ok(&mut cmd("readelf", &["-d", binary]));
+    if dynamic.contains("(RELR)") {
+        let depends = fields.lines().find_map(|l| l.strip_prefix("Depends:")).unwrap_or_default();
+        let libc = depends.split(',').map(str::trim).find(|d| d.starts_with("libc6")).unwrap_or_default();
+        let version = libc.strip_prefix("libc6 (>= ").and_then(|v| v.strip_suffix(')')).unwrap_or("0");
+        let (status, _, _) = run(&mut cmd("dpkg", &["--compare-versions", version, "ge", "2.36"]), secs(10));
+        assert!(status.success(), "a DT_RELR binary must depend on libc6 (>= 2.36): {depends}");
+    }
     deb
 }
 
