@@ -8,8 +8,8 @@
 //! It also links the binary with packed relative relocations (DT_RELR) when the build host's
 //! glibc can load them (2.36 and later: Debian 12, Ubuntu 24.04, RHEL 10). A position-
 //! independent executable of this size carries ~1.9 MB of relocation records that the loader
-//! reads at every start and that then stay in each process's RSS; packed, they take ~30 KB,
-//! and every role's peak RSS is 2.5-4 MiB lower (issue 21, docs/benchmarks.md). The binary then
+//! reads at every start and that then stay in each process's RSS; packed, they take ~30 KB
+//! (each role's peak RSS was 2.5-4 MiB lower in alternated runs: docs/benchmarks.md). The binary then
 //! needs glibc 2.36 wherever it runs, so a host with an older glibc (RHEL 9, Ubuntu 22.04)
 //! builds without it, as does a cross build; `MUTTD_PACK_RELOCS=0` turns it off, `=1` on.
 
