@@ -20,8 +20,8 @@ COPY . .
 # The target directory is a cache mount, so the binary is copied out in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p muttd \
-    && install -m 0755 target/release/muttd /usr/local/bin/muttd
+    cargo build --profile dist --locked -p muttd \
+    && install -m 0755 target/dist/muttd /usr/local/bin/muttd
 
 # muttd links only libc, libm and libgcc_s (TLS is rustls, SQLite is bundled); ca-certificates
 # for rustls's system roots (rediss://, an https webhook); bash for the health check.

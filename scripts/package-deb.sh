@@ -12,7 +12,7 @@
 # (cargo-deb would generate them, debhelper needs a debian/ source tree and its toolchain).
 # A test installs the result on the test machine: crates/muttd/tests/package_deb.rs.
 #
-#   scripts/package-deb.sh                        # cargo build --release, then package it
+#   scripts/package-deb.sh                        # cargo build --profile dist, then package it
 #   scripts/package-deb.sh --binary PATH --out DIR [--compress xz|gzip|zstd|none]
 #                          [--version V] [--arch A] [--no-strip]
 # Prints the path of the .deb on its last line.
@@ -38,8 +38,8 @@ done
 
 command -v dpkg-deb >/dev/null || { echo "package-deb.sh: dpkg-deb is missing (apt-get install dpkg)" >&2; exit 1; }
 if [ -z "$binary" ]; then
-  (cd "$root" && cargo build --release --locked -p muttd >&2)
-  binary="$root/target/release/muttd"
+  (cd "$root" && cargo build --profile dist --locked -p muttd >&2)
+  binary="$root/target/dist/muttd"
 fi
 [ -x "$binary" ] || { echo "package-deb.sh: $binary is not an executable" >&2; exit 1; }
 [ -n "$arch" ] || arch=$(dpkg --print-architecture)
@@ -51,7 +51,7 @@ stage="$work/debian/muttd"
 mkdir -p "$stage/DEBIAN"
 
 install -D -m 0755 "$binary" "$stage/usr/bin/muttd"
-# The debug information stays out of the package (the release profile keeps line tables).
+# The debug information stays out of the package (the dist profile keeps line tables).
 if [ -n "$strip" ] && command -v strip >/dev/null; then
   strip --strip-debug "$stage/usr/bin/muttd"
 fi

@@ -8,6 +8,12 @@ cd "$root"
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 install_packages
-cargo build --release --locked -p muttd -p mutt-bench
 export MUTT_TEST_PG_BIN=${MUTT_TEST_PG_BIN:-$(pg_bindir)}
+if [ "${1:-}" = bench ] && [[ " $* " != *" --muttd "* ]]; then
+  # A benchmark measures what ships: muttd built with the dist profile (Cargo.toml).
+  cargo build --profile dist --locked -p muttd
+  cargo build --release --locked -p mutt-bench
+  exec target/release/mutt-pipeline "$@" --muttd target/dist/muttd
+fi
+cargo build --release --locked -p muttd -p mutt-bench
 exec target/release/mutt-pipeline "$@"
