@@ -6,10 +6,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-# It measures what ships: muttd built with the dist profile (Cargo.toml).
-cargo build --profile dist --locked -p muttd
 cargo build --release --locked -p mutt-bench
 if [[ " $* " == *" --muttd "* ]]; then
   exec target/release/mutt-pipeline embedded "$@"
 fi
+# It measures what ships: muttd built with the dist profile (Cargo.toml), unless told otherwise.
+cargo build --profile dist --locked -p muttd
 exec target/release/mutt-pipeline embedded "$@" --muttd target/dist/muttd
