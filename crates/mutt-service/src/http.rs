@@ -2,9 +2,10 @@
 //! the request head ([`HttpLimits::header_read_timeout`], also the idle time allowed between
 //! keep-alive requests), one for the body ([`HttpLimits::body_read_timeout`], handlers answer
 //! 408 when [`is_body_timeout`] says a read failed for it), one for the whole request
-//! ([`HttpLimits::request_timeout`], answered 503) and a cap on open connections
+//! ([`HttpLimits::request_timeout`], answered 503), a cap on open connections
 //! ([`HttpLimits::max_connections`]: past it, new connections wait in the listen backlog until
-//! one closes, so accepted ones are never harmed).
+//! one closes, so accepted ones are never harmed) and one on each connection's read buffer,
+//! which is also the largest request head ([`HttpLimits::max_head_bytes`], 431 past it).
 //!
 //! Every HTTP listener of muttd goes through [`serve_with`] (ingest, web, metrics and probe
 //! ports), so the limits hold everywhere.
@@ -40,6 +41,9 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// The largest request head (line and headers), also the most a connection reads ahead
+    /// into its buffer; a larger head gets 431. At least [`MIN_HEAD_BYTES`].
+    pub max_head_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -49,12 +53,19 @@ impl Default for HttpLimits {
             body_read_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(90),
             max_connections: 4096,
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
         }
     }
 }
 
-/// The largest request head (line and headers) accepted; larger ones get 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The default of [`HttpLimits::max_head_bytes`]. Why not more: hyper reads up to this much
+/// ahead per connection, and a connection's buffer keeps its size, so 96 busy connections
+/// posting 55 KB batches held ~6 MiB of buffers at 64 KiB (the ingestor's peak RSS fell from
+/// 33–46 to 28–30 MiB at 16 KiB; docs/benchmarks.md). A body is not bounded by it: it is read
+/// in pieces of at most this size. Node.js's default head limit is also 16 KiB.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The smallest [`HttpLimits::max_head_bytes`] (hyper's smallest read buffer).
+pub const MIN_HEAD_BYTES: usize = 8 * 1024;
 
 /// A request body that did not arrive within [`HttpLimits::body_read_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,12 +155,15 @@ pub async fn serve_with_tls(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     // A connection's read buffer (and so its request head) is capped: hyper's default of
-    // ~400 KiB times max_connections would be a lot of memory held by slow clients.
+    // ~400 KiB times max_connections would be a lot of memory held by slow clients. Below
+    // MIN_HEAD_BYTES hyper panics, so a smaller value (refused by muttd's configuration) is
+    // raised to it.
+    let head = limits.max_head_bytes.max(MIN_HEAD_BYTES);
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_header_size(MAX_HEAD_BYTES);
+        .max_buf_size(head)
+        .max_header_size(head);
     loop {
         // A slot first, then the accept: past the limit, connections wait in the backlog.
         let permit = tokio::select! {

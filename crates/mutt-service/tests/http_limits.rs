@@ -41,6 +41,7 @@ fn limits() -> HttpLimits {
         body_read_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_secs(2),
         max_connections: 100,
+        max_head_bytes: mutt_service::http::DEFAULT_MAX_HEAD_BYTES,
     }
 }
 
@@ -151,14 +152,24 @@ async fn past_the_connection_limit_new_connections_wait_and_accepted_ones_are_se
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
 }
 
-#[tokio::test]
-async fn a_head_over_64_kib_is_refused_and_bodies_are_not_capped_by_it() {
-    let (addr, _stop) = start(limits()).await;
+/// One request with an `X-Big` header of `size` bytes on its own connection; the reply.
+async fn with_header_of(addr: SocketAddr, size: usize) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let big = "a".repeat(100 * 1024);
-    s.write_all(format!("GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes()).await.unwrap();
-    let reply = read_to_close(&mut s).await;
+    let big = "a".repeat(size);
+    s.write_all(format!("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    read_to_close(&mut s).await
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_is_refused_and_bodies_are_not_capped_by_it() {
+    // The default: 16 KiB.
+    let (addr, _stop) = start(limits()).await;
+    assert!(with_header_of(addr, 12 * 1024).await.starts_with("HTTP/1.1 200"));
+    let reply = with_header_of(addr, 20 * 1024).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // A body is read in pieces: 200 KiB arrive whole.
     let mut s = TcpStream::connect(addr).await.unwrap();
     let body = "b".repeat(200 * 1024);
     let req =
@@ -166,4 +177,12 @@ async fn a_head_over_64_kib_is_refused_and_bodies_are_not_capped_by_it() {
     s.write_all(req.as_bytes()).await.unwrap();
     let reply = read_to_close(&mut s).await;
     assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("204800"), "{reply}");
+    // A larger limit lets the 20 KiB head through, and still refuses past it.
+    let (addr, _stop) = start(HttpLimits { max_head_bytes: 64 * 1024, ..limits() }).await;
+    assert!(with_header_of(addr, 20 * 1024).await.starts_with("HTTP/1.1 200"));
+    let reply = with_header_of(addr, 100 * 1024).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // One below hyper's minimum is raised to it rather than panicking the listener.
+    let (addr, _stop) = start(HttpLimits { max_head_bytes: 1024, ..limits() }).await;
+    assert!(with_header_of(addr, 4 * 1024).await.starts_with("HTTP/1.1 200"));
 }

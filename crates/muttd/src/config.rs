@@ -1005,6 +1005,10 @@ impl Config {
             }
         }
         self.check_positive(n)?;
+        if !self.http.head_limit_ok() {
+            let (min, max) = (http::MIN_HEAD_BYTES, http::MAX_HEAD_BYTES);
+            return Err(n.refuse("http.max_head_bytes", format!("must be between {min} and {max} bytes")));
+        }
         self.check_ports(n)?;
         tls::check(self, n)?;
         listener::check(self, n)?;

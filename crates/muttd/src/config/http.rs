@@ -17,7 +17,15 @@ pub struct HttpSection {
     pub request_timeout_secs: u64,
     /// Connections open at once per listener; more wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Largest request head (line and headers) in bytes, also what a connection reads ahead at
+    /// most; past it: 431. Between [`MIN_HEAD_BYTES`] and [`MAX_HEAD_BYTES`].
+    pub max_head_bytes: usize,
 }
+
+/// The range of `http.max_head_bytes`: hyper's smallest read buffer, and 1 MiB (each open
+/// connection may hold a buffer this size).
+pub const MIN_HEAD_BYTES: usize = mutt_service::http::MIN_HEAD_BYTES;
+pub const MAX_HEAD_BYTES: usize = 1024 * 1024;
 
 impl Default for HttpSection {
     fn default() -> Self {
@@ -27,6 +35,7 @@ impl Default for HttpSection {
             body_read_timeout_secs: d.body_read_timeout.as_secs(),
             request_timeout_secs: d.request_timeout.as_secs(),
             max_connections: d.max_connections,
+            max_head_bytes: d.max_head_bytes,
         }
     }
 }
@@ -38,7 +47,13 @@ impl HttpSection {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_connections: self.max_connections,
+            max_head_bytes: self.max_head_bytes,
         }
+    }
+
+    /// Whether `max_head_bytes` is within [`MIN_HEAD_BYTES`]..=[`MAX_HEAD_BYTES`].
+    pub(super) fn head_limit_ok(&self) -> bool {
+        (MIN_HEAD_BYTES..=MAX_HEAD_BYTES).contains(&self.max_head_bytes)
     }
 
     /// Settings that must be at least 1 (a zero timeout would refuse every request).
@@ -82,6 +97,22 @@ mod tests {
         ] {
             let e = super::super::load(None, &env(&[(key, "0")])).unwrap_err().to_string();
             assert_eq!(e, format!("{key}=\"0\": must be at least 1"));
+        }
+    }
+
+    #[test]
+    fn the_head_limit_is_16_kib_unless_set_within_its_range() {
+        let c = super::super::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.http.limits().max_head_bytes, 16 * 1024);
+        let c = super::super::load(None, &env(&[("MUTT_HTTP__MAX_HEAD_BYTES", "65536")])).unwrap();
+        assert_eq!(c.http.limits().max_head_bytes, 65536);
+        // hyper panics below 8 KiB: refused with the range rather than passed on.
+        for bad in ["8191", "0", "1048577"] {
+            let e = super::super::load(None, &env(&[("MUTT_HTTP__MAX_HEAD_BYTES", bad)])).unwrap_err().to_string();
+            assert_eq!(e, format!("MUTT_HTTP__MAX_HEAD_BYTES=\"{bad}\": must be between 8192 and 1048576 bytes"));
+        }
+        for edge in ["8192", "1048576"] {
+            assert!(super::super::load(None, &env(&[("MUTT_HTTP__MAX_HEAD_BYTES", edge)])).is_ok(), "{edge}");
         }
     }
 }
