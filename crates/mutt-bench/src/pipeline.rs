@@ -216,6 +216,17 @@ impl Sink {
         Ok(Self { url: receiver.url(), receiver, tally })
     }
 
+    /// Makes room for `deliveries` before the load starts. Grown on demand, the map of ids
+    /// rehashes under the lock the receiver's handler takes, and at ~460,000 or ~920,000 ids
+    /// that pause showed as the pipeline's p99 (docs/benchmarks.md, "the p99 phase after the
+    /// batched one").
+    pub fn reserve(&self, deliveries: usize) {
+        let mut t = self.tally();
+        t.deliveries.reserve(deliveries);
+        t.seqs.reserve(deliveries);
+        t.latencies.reserve(deliveries);
+    }
+
     /// `Succeed`, `Status(code)` to fail, `Hang`.
     pub fn set_mode(&self, mode: ReceiverMode) {
         self.receiver.set_mode(mode);

@@ -396,6 +396,10 @@ where
         phases.push((format!("single events at {}/s (p99)", plan.p99_rate), plan.p99_rate, 1));
     }
     phases.push((format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1));
+    // Every offered event delivered at most once, so the sink does not grow while it is being
+    // measured (up to 10 million; longer runs grow past that).
+    let offered = phases.iter().fold(0u64, |n, (_, rate, _)| n.saturating_add(rate.saturating_mul(plan.seconds)));
+    sink.reserve(usize::try_from(offered.min(10_000_000)).unwrap_or(0));
     for (phase, rate, batch) in phases {
         let before = meter.sample();
         let t0 = Instant::now();
