@@ -108,6 +108,7 @@ impl Alerter {
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, BatchFailure<AlerterError>> {
         let mut clock = Stopwatch::start();
+        self.last_lease = 0;
         let settings = self.dynamic.get(self.coordination.as_ref()).await;
         if let Some(outcome) = self.backpressure(&settings).await.map_err(BatchFailure::unleased)? {
             return Ok(outcome);
@@ -119,6 +120,8 @@ impl Alerter {
             self.set_leased(0);
             return Ok(BatchOutcome::Empty);
         };
+        self.last_lease = lease.len();
+        self.backlog.lease_taken(lease.len(), self.config.batch_size);
         self.timings.batch(lease.len());
         self.process_lease(&lease, &settings, clock, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))
     }

@@ -101,6 +101,12 @@ pub struct Alerter {
     pub(crate) extra: Vec<Box<dyn mutt_queue::Consumer>>,
     /// Events this loop holds leased (its part of `mutt_alerter_processing_list_depth`).
     pub(crate) leased: i64,
+    /// Wakes the resting loops after the first ([`loops`]).
+    pub(crate) backlog: loops::Backlog,
+    /// This loop's watch of [`Self::backlog`]; `None` for the first loop, which never rests.
+    pub(crate) wake: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Events of this loop's last lease (0: none came).
+    pub(crate) last_lease: usize,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) rules: RuleCache,
     /// Silences and maintenance windows in force.
@@ -144,6 +150,9 @@ impl Alerter {
             consumer,
             extra,
             leased: 0,
+            backlog: loops::Backlog::new(metrics.active_loops.clone()),
+            wake: None,
+            last_lease: 0,
             store,
             rules,
             silences,

@@ -18,6 +18,9 @@ pub struct AlerterMetrics {
     pub processing_latency: Histogram,
     pub db_write_latency_ms: Histogram,
     pub processing_list_depth: Gauge,
+    /// `mutt_alerter_active_loops` (not in the original): batch loops leasing now; the loops
+    /// after the first rest while the queue has no backlog.
+    pub active_loops: Gauge,
     pub rules: Gauge,
     pub dev_hosts: Gauge,
     pub teams: Gauge,
@@ -57,6 +60,7 @@ impl AlerterMetrics {
                 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
             ]),
             processing_list_depth: Gauge::default(),
+            active_loops: Gauge::default(),
             rules: Gauge::default(),
             dev_hosts: Gauge::default(),
             teams: Gauge::default(),
@@ -94,6 +98,11 @@ impl AlerterMetrics {
                 "mutt_alerter_processing_list_depth",
                 "Events leased by this alerter",
                 m.processing_list_depth.clone(),
+            );
+            r.register(
+                "mutt_alerter_active_loops",
+                "Batch loops leasing now (the loops after the first rest without a backlog)",
+                m.active_loops.clone(),
             );
             r.register("mutt_alerter_cache_rules_count", "Active rules cached", m.rules.clone());
             r.register("mutt_alerter_cache_dev_hosts_count", "Development hosts cached", m.dev_hosts.clone());

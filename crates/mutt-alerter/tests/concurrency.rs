@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 const EVENTS: usize = 600;
 
 mutt_testapp::both_backends!(three_loops_process_every_event_once);
+mutt_testapp::both_backends!(loops_after_the_first_rest_without_a_backlog);
 
 async fn three_loops_process_every_event_once(kind: BackendKind) {
     let s = Setup::new(kind).await;
@@ -92,6 +93,73 @@ async fn three_loops_process_every_event_once(kind: BackendKind) {
         status.processing_lists.iter().filter(|p| p.role == "alerter" && (p.depth > 0 || p.alive)).collect();
     assert!(left.is_empty(), "after shutdown no alerter loop holds a lease or a heartbeat: {left:?}");
     println!("{kind:?}: at most {most_leased} events leased at once by the three loops (batches of 10)");
+}
+
+/// An event that matches no rule (counted as unhandled, neither audited nor forwarded).
+fn quiet_event(i: usize) -> serde_json::Value {
+    json!({"hostname": "h1", "message": format!("all fine {i}"), "timestamp": "2025-11-08T12:00:00Z",
+           "_event_id": uuid::Uuid::now_v7().to_string(), "_correlation_id": "elastic"})
+}
+
+/// Waits up to 30 s for `cond`, sampling every millisecond; the greatest `mutt_alerter_active_loops`
+/// seen meanwhile.
+async fn until(metrics: &AlerterMetrics, what: &str, cond: impl Fn(&AlerterMetrics) -> bool) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most = 0;
+    while !cond(metrics) {
+        most = most.max(metrics.active_loops.get());
+        assert!(Instant::now() < deadline, "{what}: not within 30 s (active loops {})", metrics.active_loops.get());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    most.max(metrics.active_loops.get())
+}
+
+fn processed(m: &AlerterMetrics) -> u64 {
+    m.events_processed.get_or_create(&StatusLabel { status: "unhandled" }).get()
+}
+
+/// Elastic loops: with a trickle (every lease one event, far below half the batch) only the
+/// first loop leases; a backlog wakes the others; when it is gone they rest again.
+async fn loops_after_the_first_rest_without_a_backlog(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    let config = AlerterConfig {
+        batch_size: 10,
+        block_timeout: Duration::from_millis(100),
+        concurrency: 3,
+        ..AlerterConfig::default()
+    };
+    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "a");
+    let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
+    let b = &s.backend;
+    let alerter = Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics.clone())
+        .await
+        .unwrap();
+    let sd = CancellationToken::new();
+    let task = tokio::spawn(alerter.run(sd.clone()));
+
+    // Idle: the loops after the first rest after their first (empty) lease.
+    until(&metrics, "idle loops resting", |m| m.active_loops.get() == 1).await;
+
+    // A trickle: one event at a time, each processed before the next.
+    for i in 0..20 {
+        s.push(&[quiet_event(i)]).await;
+        let most = until(&metrics, "a trickled event processed", |m| processed(m) == i as u64 + 1).await;
+        assert_eq!(most, 1, "a lease of one event (batches of 10) woke a resting loop");
+    }
+
+    // A backlog: leases come back full, so the others wake and share it.
+    let backlog: Vec<_> = (20..620).map(quiet_event).collect();
+    s.push(&backlog).await;
+    let most = until(&metrics, "the backlog processed", |m| processed(m) == 620).await;
+    assert_eq!(most, 3, "the backlog woke both resting loops");
+
+    // Gone: they rest again (their next leases are empty or short).
+    until(&metrics, "loops resting after the backlog", |m| m.active_loops.get() == 1).await;
+    assert_eq!(s.backend.queue.depth(QueueId::Ingest).await.unwrap(), 0);
+    sd.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(metrics.active_loops.get(), 0, "no loop counts as active after shutdown");
+    assert_eq!(processed(&metrics), 620, "every event processed once");
 }
 
 #[test]

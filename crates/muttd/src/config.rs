@@ -589,7 +589,8 @@ pub struct AlerterSection {
     pub unhandled_default_team: String,
     /// Batch loops in one alerter process, each a consumer of its own (pod name suffixed
     /// `-1`, `-2`, … after the first): while one waits for its audit commit, the others
-    /// work. Unset: 1, or [`EMBEDDED_ALERTER_CONCURRENCY`] on the embedded backend.
+    /// work. The loops after the first lease only while there is a backlog (a lease at least
+    /// half full). Unset: 1, or [`EMBEDDED_ALERTER_CONCURRENCY`] on the embedded backend.
     pub concurrency: Option<usize>,
 }
 
