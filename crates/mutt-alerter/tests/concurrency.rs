@@ -21,17 +21,8 @@ const EVENTS: usize = 600;
 mutt_testapp::both_backends!(three_loops_process_every_event_once);
 mutt_testapp::both_backends!(loops_after_the_first_rest_without_a_backlog);
 
-async fn three_loops_process_every_event_once(kind: BackendKind) {
-    let s = Setup::new(kind).await;
-    // Half the events match the rule (audited and forwarded), half match nothing (unhandled).
-    let events: Vec<_> = (0..EVENTS)
-        .map(|i| {
-            let text = if i % 2 == 0 { format!("CRITICAL disk {i}") } else { format!("all fine {i}") };
-            json!({"hostname": format!("h{}", i % 7), "message": text, "timestamp": "2025-11-08T12:00:00Z",
-                   "_event_id": uuid::Uuid::now_v7().to_string(), "_correlation_id": "conc"})
-        })
-        .collect();
-    s.push(&events).await;
+/// An alerter of three loops (batches of 10), its pod and its metrics.
+async fn three_loops(s: &Setup) -> (Alerter, mutt_core::PodName, AlerterMetrics) {
     let config = AlerterConfig {
         batch_size: 10,
         block_timeout: Duration::from_millis(100),
@@ -45,6 +36,21 @@ async fn three_loops_process_every_event_once(kind: BackendKind) {
     let alerter = Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics.clone())
         .await
         .unwrap();
+    (alerter, pod, metrics)
+}
+
+async fn three_loops_process_every_event_once(kind: BackendKind) {
+    let s = Setup::new(kind).await;
+    // Half the events match the rule (audited and forwarded), half match nothing (unhandled).
+    let events: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let text = if i % 2 == 0 { format!("CRITICAL disk {i}") } else { format!("all fine {i}") };
+            json!({"hostname": format!("h{}", i % 7), "message": text, "timestamp": "2025-11-08T12:00:00Z",
+                   "_event_id": uuid::Uuid::now_v7().to_string(), "_correlation_id": "conc"})
+        })
+        .collect();
+    s.push(&events).await;
+    let (alerter, pod, metrics) = three_loops(&s).await;
     let timings = alerter.shared_timings();
     let sd = CancellationToken::new();
     let task = tokio::spawn(alerter.run(sd.clone()));
@@ -122,18 +128,7 @@ fn processed(m: &AlerterMetrics) -> u64 {
 /// first loop leases; a backlog wakes the others; when it is gone they rest again.
 async fn loops_after_the_first_rest_without_a_backlog(kind: BackendKind) {
     let s = Setup::new(kind).await;
-    let config = AlerterConfig {
-        batch_size: 10,
-        block_timeout: Duration::from_millis(100),
-        concurrency: 3,
-        ..AlerterConfig::default()
-    };
-    let cc = mutt_testapp::fixtures::consumer(WorkerRole::Alerter, "a");
-    let metrics = AlerterMetrics::register(&mutt_service::Metrics::new());
-    let b = &s.backend;
-    let alerter = Alerter::start(b.queue.clone(), b.coordination.clone(), b.store.clone(), cc, config, metrics.clone())
-        .await
-        .unwrap();
+    let (alerter, _, metrics) = three_loops(&s).await;
     let sd = CancellationToken::new();
     let task = tokio::spawn(alerter.run(sd.clone()));
 
