@@ -37,6 +37,16 @@ pub enum BatchOutcome {
     Deferred,
 }
 
+impl BatchOutcome {
+    /// Events this batch processed from a lease (0 when it leased nothing or shed).
+    pub fn events(&self) -> usize {
+        match self {
+            BatchOutcome::Processed { events, .. } => *events,
+            _ => 0,
+        }
+    }
+}
+
 /// `fut`'s output and how long it took.
 async fn timed<T>(fut: impl std::future::Future<Output = T>) -> (T, Duration) {
     let started = Instant::now();
@@ -108,7 +118,6 @@ impl Alerter {
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, BatchFailure<AlerterError>> {
         let mut clock = Stopwatch::start();
-        self.last_lease = 0;
         let settings = self.dynamic.get(self.coordination.as_ref()).await;
         if let Some(outcome) = self.backpressure(&settings).await.map_err(BatchFailure::unleased)? {
             return Ok(outcome);
@@ -120,7 +129,6 @@ impl Alerter {
             self.set_leased(0);
             return Ok(BatchOutcome::Empty);
         };
-        self.last_lease = lease.len();
         self.backlog.lease_taken(lease.len(), self.config.batch_size);
         self.timings.batch(lease.len());
         self.process_lease(&lease, &settings, clock, shutdown).await.map_err(|e| BatchFailure::of(e, &lease))

@@ -105,8 +105,6 @@ pub struct Alerter {
     pub(crate) backlog: loops::Backlog,
     /// This loop's watch of [`Self::backlog`]; `None` for the first loop, which never rests.
     pub(crate) wake: Option<tokio::sync::watch::Receiver<u64>>,
-    /// Events of this loop's last lease (0: none came).
-    pub(crate) last_lease: usize,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) rules: RuleCache,
     /// Silences and maintenance windows in force.
@@ -152,7 +150,6 @@ impl Alerter {
             leased: 0,
             backlog: loops::Backlog::new(metrics.active_loops.clone()),
             wake: None,
-            last_lease: 0,
             store,
             rules,
             silences,

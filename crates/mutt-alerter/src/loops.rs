@@ -99,7 +99,6 @@ impl Alerter {
             leased: 0,
             backlog: self.backlog.clone(),
             wake: Some(self.backlog.watch()),
-            last_lease: 0,
             store: self.store.clone(),
             rules: self.rules.clone(),
             silences: self.silences.clone(),
@@ -127,10 +126,11 @@ impl Alerter {
         self.backlog.active.inc();
         while !shutdown.is_cancelled() {
             match self.step(&shutdown).await {
-                Ok(_) => {
+                Ok(outcome) => {
                     self.watchdog.progress();
                     backoff.reset();
-                    if !Backlog::is_backlogged(self.last_lease, self.config.batch_size) && !self.rest(&shutdown).await {
+                    if !Backlog::is_backlogged(outcome.events(), self.config.batch_size) && !self.rest(&shutdown).await
+                    {
                         break;
                     }
                 }
