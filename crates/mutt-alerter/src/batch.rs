@@ -553,7 +553,7 @@ impl Alerter {
         }
     }
 
-    /// Settles, retrying while Redis is unreachable (settle is idempotent).
+    /// Settles, retrying while Redis is unreachable (settle is idempotent) until a stop request.
     async fn settle(
         &mut self,
         lease: &Lease,
@@ -569,7 +569,8 @@ impl Alerter {
                     let wait = backoff.next_delay();
                     let event_ids = first_event_ids(&lease.messages);
                     tracing::error!(error = %e, events = lease.len(), event_ids, retry_in_ms = wait.as_millis() as u64, "settle failed; retrying");
-                    tokio::time::sleep(wait).await;
+                    // A stop request ends the wait: one more attempt, then the lease is left to a janitor.
+                    mutt_service::sleep_or_shutdown(wait, shutdown).await;
                 }
             }
         }

@@ -75,6 +75,8 @@ pub struct Forwarder {
     metrics: ForwarderMetrics,
     /// Told after every step that returned; `/health` fails when it hears nothing for long.
     watchdog: Watchdog,
+    /// The loop's stop request ([`Self::run`]'s token): cuts the settle's retries short.
+    stopping: CancellationToken,
 }
 
 impl Forwarder {
@@ -90,7 +92,16 @@ impl Forwarder {
         let consumer = queue.consumer(consumer).await?;
         let rate = config.rate_limit.filter(|_| sink.rate_limited());
         let gate = Gate::new(config.breaker, rate, &coordination, &metrics);
-        Ok(Self { coordination, consumer, sink, gate, config, metrics, watchdog: Watchdog::default() })
+        Ok(Self {
+            coordination,
+            consumer,
+            sink,
+            gate,
+            config,
+            metrics,
+            watchdog: Watchdog::default(),
+            stopping: CancellationToken::new(),
+        })
     }
 
     /// The webhook's credential, to replace it when `MOOG_API_KEY` is rotated (`None` for the
@@ -237,13 +248,15 @@ impl Forwarder {
     }
 
     /// Settles the lease, retrying with backoff while the backend is away (settling is
-    /// idempotent).
+    /// idempotent). After a stop request one more attempt is made at once, then the lease is
+    /// left to a janitor: retrying for minutes would outlast a supervisor's stop timeout (its
+    /// SIGKILL leaves the lease to the janitor all the same).
     async fn settle_lease(&mut self, batch: &Batch<'_>) -> Result<(), QueueError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.consumer.settle(batch.lease(), &batch.settlement).await {
                 Ok(()) => return Ok(()),
-                Err(e) if backoff.attempts() >= 50 => return Err(e),
+                Err(e) if backoff.attempts() >= 50 || self.stopping.is_cancelled() => return Err(e),
                 Err(e) => {
                     let wait = backoff.next_delay();
                     let lease = batch.lease();
@@ -254,7 +267,7 @@ impl Forwarder {
                         retry_in_ms = wait.as_millis() as u64,
                         "settle failed; retrying"
                     );
-                    tokio::time::sleep(wait).await;
+                    mutt_service::sleep_or_shutdown(wait, &self.stopping).await;
                 }
             }
         }
@@ -286,6 +299,7 @@ impl Forwarder {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.stopping = shutdown.clone();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
             self.gate.sample(self.coordination.as_ref()).await;

@@ -101,3 +101,41 @@ async fn a_loop_whose_queue_calls_keep_failing_stops_reporting_progress() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(30), run).await.expect("the loop stops").unwrap();
 }
+
+/// A stop request while Redis is away and a batch's settle keeps failing: the loop makes one
+/// last attempt and ends (within seconds, not after the settle's ~50 retries over minutes, which
+/// a supervisor's stop timeout would cut with SIGKILL), and the alert stays leased for a janitor.
+#[tokio::test]
+async fn a_stop_request_ends_a_settle_that_keeps_failing() {
+    let url = mutt_testkit::redis_url();
+    let rest = url.trim_start_matches("redis://").to_owned();
+    let (target, db) = rest.split_once('/').map_or((rest.clone(), String::new()), |(h, p)| (h.into(), p.into()));
+    let proxy = FaultProxy::start(target).await.unwrap();
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let queue =
+        RedisQueue::connect(&RedisConfig::single(format!("redis://{}/{db}", proxy.addr()), keys)).await.unwrap();
+    let receiver = WebhookReceiver::start().await;
+    // The delivery waits for the forwarder's timeout (500 ms), long enough to cut Redis off.
+    receiver.set_mode(ReceiverMode::Hang);
+    let f = forwarder(&queue, &receiver, Watchdog::new(Duration::from_secs(60))).await;
+    queue.push(QueueId::Alert, &[alert(1)]).await.unwrap();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(f.run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.counts().requests == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the alert was never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set_mode(FaultMode::Reset);
+    // The timeout fails the delivery; settling its retry fails against the reset connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(8), run).await;
+    assert!(stopped.is_ok(), "the forwarder kept retrying its settle after the stop request");
+    proxy.set_mode(FaultMode::Pass);
+    let status = queue.status().await.unwrap();
+    let leased: u64 =
+        status.processing_lists.iter().filter(|l| l.role == WorkerRole::Forwarder.key_tag()).map(|l| l.depth).sum();
+    assert_eq!(leased, 1, "the unsettled alert stays leased for a janitor: {:?}", status.processing_lists);
+    assert_eq!(queue.depth(QueueId::Alert).await.unwrap(), 0);
+}
