@@ -132,7 +132,8 @@ async fn execute(command: Command, mut config: Config, secrets: EnvSecrets) -> R
     app.wait().await
 }
 
-/// SIGTERM/SIGINT: graceful shutdown (leases handed back). SIGHUP: reload the alerter's rules.
+/// SIGTERM/SIGINT: graceful shutdown (leases handed back); a second one exits at once.
+/// SIGHUP: reload the alerter's rules.
 /// Installed before the roles start (from then on the default "terminate" no longer applies;
 /// a signal that arrives during start-up waits in its stream) and handled once they run.
 struct Signals {
@@ -169,7 +170,12 @@ impl Signals {
                     why = self.stop.requested() => {
                         tracing::info!("{why}: shutting down");
                         shutdown.cancel();
-                        return;
+                        // A stop waits for the roles to hand back their leases, which can take a
+                        // while with Redis or PostgreSQL away; a second request ends the process at
+                        // once, as SIGKILL would (what is leased goes back through a janitor).
+                        let again = self.stop.requested().await;
+                        tracing::warn!("{again} during shutdown: exiting now; leased messages are left to a janitor");
+                        std::process::exit(1);
                     }
                     Some(()) = self.hup.recv() => {
                         // Listener certificates (mutt_service::tls), then the alerter's rules.

@@ -1,7 +1,7 @@
 //! Starting `muttd` processes with the original's variables: values the original refused at
 //! start (spec §1.3, §11.1) make muttd exit with status 1 naming the variable, and the
 //! original's separate probe ports (`HEALTH_PORT_ALERTER`, `HEALTH_PORT_MOOG`) answer
-//! `/health` and `/live`.
+//! `/health` and `/live`; a second SIGTERM ends a slow stop.
 
 mod common;
 
@@ -248,4 +248,32 @@ fn the_binary_packs_its_relocations_only_where_the_hosts_glibc_loads_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = muttd(dir.path(), &["--version"], &[]).output().expect("run muttd --version");
     assert!(out.status.success(), "the loader refused the binary: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A stop waiting for a Redis that no longer answers (the forwarder hands back its lease first):
+/// a second SIGTERM ends the process at once, with status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_a_slow_stop_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = mutt_testkit::redis_url();
+    let rest = url.trim_start_matches("redis://");
+    let (target, db) = rest.split_once('/').map_or((rest.to_owned(), String::new()), |(h, d)| (h.into(), d.into()));
+    let proxy = mutt_testkit::FaultProxy::start(target).await.unwrap();
+    let (redis, prefix) = (format!("redis://{}/{db}", proxy.addr()), mutt_testkit::unique_prefix());
+    let receiver = WebhookReceiver::start().await;
+    let webhook = receiver.url();
+    let env = [
+        ("MUTT_REDIS__URL", redis.as_str()),
+        ("MUTT_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("MUTT_FORWARDER__WEBHOOK_URL", webhook.as_str()),
+        ("MOOG_API_KEY", "moog-key"),
+        ("MUTT_FORWARDER__PORT", "0"),
+    ];
+    let (mut child, _) = started(muttd(dir.path(), &["forwarder"], &env), "forwarder listening on");
+    proxy.set_mode(mutt_testkit::FaultMode::Blackhole);
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(child.wait_for_exit(Duration::from_secs(1)).is_none(), "the stop waits for the silent Redis");
+    let status = child.terminate(Duration::from_secs(3)).expect("a second SIGTERM ends muttd at once");
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }
