@@ -123,6 +123,22 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+    };
+    tokio::select! {
+        done = run(cli) => done,
+        // Without this a stopped run left its Redis, PostgreSQL and muttd roles running: ending
+        // the run's future drops their guards, which stop them.
+        why = async { tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" } } => {
+            eprintln!("mutt-pipeline: {why}: stopping the servers and roles it started");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let opts = PipelineOptions {
         muttd: cli.muttd.clone(),
         alerters: cli.alerters.max(1),
