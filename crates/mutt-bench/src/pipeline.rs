@@ -12,6 +12,7 @@ use mutt_testkit::ReceiverOptions;
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -167,7 +168,9 @@ pub async fn seed(store: &dyn Store, coordination: &dyn Coordination) -> anyhow:
 #[derive(Default)]
 struct Tally {
     /// Deliveries per external id (event id); more than one is a duplicate.
-    deliveries: HashMap<String, u32>,
+    deliveries: HashMap<String, Delivered>,
+    /// Each delivery after an id's first: the id and when it arrived.
+    repeats: Vec<(String, Instant)>,
     /// The `seq` of each delivered event (from custom_info).
     seqs: Vec<u64>,
     /// Ingest-to-delivery latency in ms (from the UUIDv7 event id), with the arrival time.
@@ -181,7 +184,15 @@ impl Tally {
             if e["source_id"] == "MUTT_Alerter" {
                 continue; // meta-alerts are not part of the expected set
             }
-            *self.deliveries.entry(id.to_owned()).or_default() += 1;
+            match self.deliveries.entry(id.to_owned()) {
+                Entry::Occupied(mut seen) => {
+                    seen.get_mut().count += 1;
+                    self.repeats.push((id.to_owned(), at));
+                }
+                Entry::Vacant(first) => {
+                    first.insert(Delivered { count: 1, first: at });
+                }
+            }
             if let Some(seq) = e["custom_info"]["seq"].as_u64() {
                 self.seqs.push(seq);
             }
@@ -190,6 +201,37 @@ impl Tally {
             }
         }
     }
+
+    /// The ids delivered more than once, oldest first delivery first.
+    fn duplicates(&self) -> Vec<Duplicate> {
+        let mut out: HashMap<&str, Duplicate> = HashMap::new();
+        for (id, at) in &self.repeats {
+            let first = self.deliveries.get(id).map_or(*at, |d| d.first);
+            out.entry(id)
+                .or_insert_with(|| Duplicate { external_id: id.clone(), first, again: Vec::new() })
+                .again
+                .push(*at);
+        }
+        let mut v: Vec<Duplicate> = out.into_values().collect();
+        v.sort_by_key(|d| d.first);
+        v
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Delivered {
+    count: u32,
+    /// When the first delivery arrived.
+    first: Instant,
+}
+
+/// An alert id the receiver got more than once.
+#[derive(Clone, Debug)]
+pub struct Duplicate {
+    pub external_id: String,
+    pub first: Instant,
+    /// The later deliveries, in order.
+    pub again: Vec<Instant>,
 }
 
 /// The webhook receiver of the pipeline: the testkit's, counting only (no request kept),
@@ -239,8 +281,13 @@ impl Sink {
     /// (distinct ids delivered, ids delivered more than once, total deliveries).
     pub fn counts(&self) -> (usize, usize, u64) {
         let s = self.tally();
-        let dup = s.deliveries.values().filter(|c| **c > 1).count();
-        (s.deliveries.len(), dup, s.deliveries.values().map(|c| u64::from(*c)).sum())
+        let dup = s.deliveries.values().filter(|d| d.count > 1).count();
+        (s.deliveries.len(), dup, s.deliveries.values().map(|d| u64::from(d.count)).sum())
+    }
+
+    /// The ids delivered more than once, with when each delivery arrived.
+    pub fn duplicates(&self) -> Vec<Duplicate> {
+        self.tally().duplicates()
     }
 
     pub fn seqs(&self) -> Vec<u64> {
@@ -572,4 +619,24 @@ pub async fn offer(url: &str, first: u64, rate: u64, batch: usize, duration: Dur
         }
     }
     (accepted, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_keeps_when_each_repeated_delivery_arrived() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let alert = |id: &str, seq: u64| serde_json::json!({"external_id": id, "custom_info": {"seq": seq}});
+        let mut t = Tally::default();
+        t.add(&[alert("a", 1), alert("b", 2)], at(10));
+        t.add(&[alert("a", 1)], at(20));
+        t.add(&[alert("c", 3), alert("a", 1)], at(30));
+        let dups = t.duplicates();
+        assert_eq!(dups.len(), 1, "{dups:?}");
+        assert_eq!((dups[0].external_id.as_str(), dups[0].first), ("a", at(10)));
+        assert_eq!(dups[0].again, [at(20), at(30)]);
+    }
 }

@@ -103,12 +103,12 @@ pub async fn soak(opts: PipelineOptions, plan: &SoakPlan) -> anyhow::Result<Soak
     // Warm figures before the first fault (at 30 s).
     tokio::time::sleep_until((started + Duration::from_secs(25)).into()).await;
     snapshots.push(snapshot(&p, "start: 25 s into the load").await);
-    inject_faults(&mut p, &profile, started).await?;
+    let log = inject_faults(&mut p, &profile, started).await?;
     let (accepted, refused) = load_task.await?;
     eprintln!("soak {:>6.1}s: load finished; draining", started.elapsed().as_secs_f64());
     let expected = Expected::new(&accepted);
     drain_until_delivered(&p, &expected, profile.drain_timeout).await;
-    let counts = judge(&p, &expected, refused).await?;
+    let counts = judge(&p, &expected, refused, &log).await?;
     snapshots.push(snapshot(&p, "end: drained").await);
     let lost = counts.missing_audit + counts.missing_alerts;
     let faults = profile.faults.iter().map(|(at, f)| format!("{:>5} s {f:?}", at.as_secs())).collect();
@@ -134,7 +134,7 @@ pub fn print(r: &SoakReport) {
     }
     let c = &r.counts;
     println!(
-        "counts: sent {}, accepted {}, refused {}, audited {} rows ({} distinct, {} expected), delivered {} alerts ({} expected, {} duplicated), DLQ {}, left queued {}, left leased {}, lost {}",
+        "counts: sent {}, accepted {}, refused {}, audited {} rows ({} distinct, {} expected), delivered {} alerts ({} expected, {} duplicated, {} of them at a forwarder kill -9), DLQ {}, left queued {}, left leased {}, lost {}",
         c.sent,
         c.accepted,
         c.refused,
@@ -144,6 +144,7 @@ pub fn print(r: &SoakReport) {
         c.alerts_received,
         c.expected_alerts,
         c.alerts_duplicated,
+        c.alerts_duplicated_at_kill,
         c.left_dead_lettered,
         c.left_queued,
         c.left_leased,

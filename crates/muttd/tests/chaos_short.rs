@@ -1,6 +1,8 @@
 //! The short chaos profile (under 3 minutes) against real `muttd` processes: kill -9 of an
 //! alerter and a forwarder, a Redis restart (AOF), PostgreSQL down 15 s, the receiver failing
-//! 20 s and hanging 10 s, all under load. Counts must match exactly.
+//! 20 s and hanging 10 s, all under load. Counts must match exactly: nothing lost, and an
+//! alert delivered twice only where at-least-once delivery allows it (posted by a forwarder
+//! that was killed before it wrote the delivered id; see `scenario::duplicated_at_kill`).
 
 use mutt_bench::pipeline::PipelineOptions;
 use mutt_bench::scenario::{ChaosProfile, chaos, report_json};

@@ -181,3 +181,81 @@ async fn chaos_receiver_outage_and_kill_9_deliver_every_alert_exactly_once() {
     assert_eq!((queued, leased, dead), (0, 0, 0));
     assert!(exit_a.is_some_and(|s| s.success()) && exit_b.is_some_and(|s| s.success()));
 }
+
+/// At least once, at its one unavoidable point: a forwarder killed with -9 after the receiver
+/// took its requests and before it wrote the delivered ids. The receiver's hook kills it in
+/// the middle of the first request. A second forwarder recovers the lease: every alert
+/// arrives, and exactly the alerts the killed one had posted arrive twice (the chaos runs
+/// allow these duplicates and no others; `mutt_bench::scenario::duplicated_at_kill`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_killed_inside_a_delivery_sends_that_lease_again_and_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const N: usize = 300;
+    let _serial = SERIAL.lock().await;
+    // The pid to kill on the first delivery (0 once killed).
+    let victim = Arc::new(AtomicU32::new(0));
+    let v = victim.clone();
+    let options = mutt_testkit::ReceiverOptions::default().on_events(move |_, _| {
+        let pid = v.swap(0, Ordering::SeqCst);
+        if pid != 0 {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    });
+    let receiver = WebhookReceiver::start_with(options).await;
+    let prefix = mutt_testkit::unique_prefix();
+    let q = queue(&prefix).await;
+    let env = [("MUTT_FORWARDER__LAM_BATCH_SIZE", "50"), ("MUTT_FORWARDER__RATE_LIMIT", "100000")];
+    let redis = mutt_testkit::redis_url();
+    let mut a = forwarder(&redis, &prefix, "killed-in-delivery-a", &receiver.url(), &env);
+    victim.store(a.0.id(), Ordering::SeqCst);
+    let alerts: Vec<Vec<u8>> = (0..N).map(alert).collect();
+    q.push(QueueId::Alert, &alerts).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while victim.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(victim.load(Ordering::SeqCst), 0, "the first forwarder delivered something");
+    assert!(a.wait_for_exit(Duration::from_secs(5)).is_some(), "killed");
+    // Anything received from now on comes from the second forwarder.
+    let replaced_at = Instant::now();
+    let mut b = forwarder(&redis, &prefix, "killed-in-delivery-b", &receiver.url(), &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = q.status().await.unwrap();
+        let left: u64 = st.queues.iter().chain(&st.delayed_retries).map(|d| d.depth).sum::<u64>()
+            + st.processing_lists.iter().map(|p| p.depth).sum::<u64>();
+        let distinct: std::collections::HashSet<String> = accepted_ids(&receiver).into_iter().collect();
+        if (left == 0 && distinct.len() >= N) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let exit_b = b.terminate(Duration::from_secs(15));
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for id in accepted_ids(&receiver) {
+        *counts.entry(id).or_default() += 1;
+    }
+    let mut posted_by_a = std::collections::HashSet::new();
+    for req in receiver.accepted().iter().filter(|r| r.at < replaced_at) {
+        let events = req.body["events"].as_array().cloned().unwrap_or_default();
+        posted_by_a.extend(events.iter().filter_map(|e| e["external_id"].as_str().map(str::to_owned)));
+    }
+    let twice: std::collections::HashSet<String> =
+        counts.iter().filter(|(_, c)| **c > 1).map(|(id, _)| id.clone()).collect();
+    println!(
+        "killed inside a delivery: {} alerts posted by the killed forwarder, {} arrived twice, {} distinct of {N}",
+        posted_by_a.len(),
+        twice.len(),
+        counts.len()
+    );
+    assert_eq!(counts.len(), N, "every alert arrived");
+    assert!(counts.values().all(|c| *c <= 2), "none more than twice");
+    assert!(!posted_by_a.is_empty() && posted_by_a.len() <= 100, "one lease: {}", posted_by_a.len());
+    assert_eq!(twice, posted_by_a, "exactly what the killed forwarder had posted arrived again");
+    let st = q.status().await.unwrap();
+    let leased: u64 = st.processing_lists.iter().map(|p| p.depth).sum();
+    let dead: u64 = st.dead_letter_queues.iter().map(|d| d.depth).sum();
+    assert_eq!((leased, dead), (0, 0));
+    assert!(exit_b.is_some_and(|s| s.success()));
+}
