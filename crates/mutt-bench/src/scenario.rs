@@ -413,7 +413,7 @@ pub struct BenchPlan {
     pub single_rate: u64,
     pub batch_rate: u64,
     pub batch: usize,
-    /// Offered events/s for the latency phase.
+    /// Offered events/s for the latency phase (0 leaves it out).
     pub latency_rate: u64,
     /// Offered events/s for the p99 phase (single events; 0 leaves it out).
     pub p99_rate: u64,
@@ -474,7 +474,9 @@ where
     if plan.p99_rate > 0 {
         phases.push((format!("single events at {}/s (p99)", plan.p99_rate), plan.p99_rate, 1));
     }
-    phases.push((format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1));
+    if plan.latency_rate > 0 {
+        phases.push((format!("single events at {}/s (latency)", plan.latency_rate), plan.latency_rate, 1));
+    }
     // Every offered event delivered at most once, so the sink does not grow while it is being
     // measured (up to 10 million; longer runs grow past that).
     let offered = phases.iter().fold(0u64, |n, (_, rate, _)| n.saturating_add(rate.saturating_mul(plan.seconds)));

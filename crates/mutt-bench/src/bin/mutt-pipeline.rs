@@ -56,7 +56,7 @@ struct Load {
     /// Events per batch request.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Offered events/s of the latency phase.
+    /// Offered events/s of the latency phase (0: none).
     #[arg(long, default_value_t = 2_000)]
     latency_rate: u64,
     /// Offered single events/s of the p99 phase (0: none).
