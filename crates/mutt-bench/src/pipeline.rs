@@ -340,6 +340,9 @@ pub struct PipelineOptions {
 /// from 1 GB instead of 64 MB.
 pub const PRODUCTION_REDIS_SETTINGS: &[&str] = &["auto-aof-rewrite-min-size=1gb"];
 
+/// The forwarders' request timeout in the pipeline (short, so a hanging receiver costs little).
+pub const FORWARDER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The running pipeline.
 pub struct Pipeline {
     pub redis: mutt_testkit::RedisServer,
@@ -441,7 +444,7 @@ impl Pipeline {
             .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
             .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "100000000")
             .env("MUTT_FORWARDER__RATE_LIMIT", "10000000")
-            .env("MUTT_FORWARDER__TIMEOUT_SECS", "2")
+            .env("MUTT_FORWARDER__TIMEOUT_SECS", FORWARDER_TIMEOUT.as_secs().to_string())
             .env("MUTT_FORWARDER__RETRY_BASE_SECS", "0.5")
             .env("MUTT_FORWARDER__RETRY_MAX_SECS", "4")
             .env("MUTT_FORWARDER__MAX_RETRIES", "50")

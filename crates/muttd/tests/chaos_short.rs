@@ -8,7 +8,7 @@ use mutt_bench::pipeline::PipelineOptions;
 use mutt_bench::scenario::{ChaosProfile, chaos, report_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_chaos_profile_loses_and_duplicates_nothing() {
+async fn short_chaos_profile_loses_nothing_and_duplicates_only_at_a_forwarder_kill() {
     let opts = PipelineOptions {
         muttd: env!("CARGO_BIN_EXE_muttd").into(),
         alerters: 1,
