@@ -139,6 +139,13 @@ pub(crate) struct FaultLog {
     forwarder_kills: Vec<Instant>,
 }
 
+impl FaultLog {
+    /// `t` as seconds into the run, for messages.
+    fn secs(&self, t: &Instant) -> String {
+        format!("{:.2}", t.saturating_duration_since(self.started).as_secs_f64())
+    }
+}
+
 /// Runs the profile's faults at their times, undoing each after its duration.
 pub(crate) async fn inject_faults(
     p: &mut Pipeline,
@@ -293,16 +300,11 @@ pub(crate) async fn judge(
         .zip(&at_kill)
         .filter(|(_, k)| !**k)
         .map(|(d, _)| {
-            let secs = |t: &Instant| format!("{:.2}", t.saturating_duration_since(log.started).as_secs_f64());
-            let again: Vec<String> = d.again.iter().map(secs).collect();
-            format!("{} at {} s, again at {} s", d.external_id, secs(&d.first), again.join(", "))
+            let again: Vec<String> = d.again.iter().map(|t| log.secs(t)).collect();
+            format!("{} at {} s, again at {} s", d.external_id, log.secs(&d.first), again.join(", "))
         })
         .collect();
-    let kills: Vec<String> = log
-        .forwarder_kills
-        .iter()
-        .map(|k| format!("{:.2}", k.saturating_duration_since(log.started).as_secs_f64()))
-        .collect();
+    let kills: Vec<String> = log.forwarder_kills.iter().map(|k| log.secs(k)).collect();
     // Every delivery past the first of an event is one of the explained repeats, or a problem
     // (also one under another alert id).
     let explained_repeats: usize =
