@@ -226,10 +226,13 @@ impl Forwarder {
         (outcomes, breaker)
     }
 
-    /// Stage 5: records every outcome in the settlement, records the breaker outcomes and
-    /// remembers the delivered ids (one call, before the settle: a forwarder that dies between
-    /// the two leaves alerts whose redelivery is dropped), puts the waiting alerts back, and
-    /// settles the lease.
+    /// Stage 5: records every outcome in the settlement, puts the waiting alerts back, and
+    /// settles the lease; at the same time records the breaker outcomes and remembers the
+    /// delivered ids (one call). The two writes are independent: whichever a forwarder that
+    /// dies between them completed, a redelivery is either dropped (ids recorded) or not
+    /// needed (lease settled), and with neither the alerts go again (at least once). Run
+    /// together they cost one wait for the backend instead of two; on the embedded backend,
+    /// whose one writer commits waiting work in groups, they usually share a commit.
     async fn settle(
         &mut self,
         mut batch: Batch<'_>,
@@ -240,39 +243,16 @@ impl Forwarder {
         let retry = self.retry_schedule();
         let delivered: Vec<String> =
             admission.go.iter().zip(outcomes).filter_map(|(p, outcome)| batch.record(p, outcome, retry)).collect();
-        self.gate.record(self.coordination.as_ref(), breaker.as_ref(), &delivered, self.config.dedup_ttl).await;
         batch.put_back(&admission.waiting);
-        self.settle_lease(&batch).await?;
+        // The record is sent first (a future starts its write when first polled): on the
+        // embedded backend it then commits no later than the settle.
+        let record = self.gate.record(self.coordination.as_ref(), breaker.as_ref(), &delivered, self.config.dedup_ttl);
+        let settle = settle_lease(self.consumer.as_mut(), &batch, &self.stopping);
+        let ((), settled) = tokio::join!(record, settle);
+        settled?;
         self.metrics.processing_list_depth.set(0);
         Ok(batch.outcome(admission.go.len(), admission.pause))
     }
-
-    /// Settles the lease, retrying with backoff while the backend is away (settling is
-    /// idempotent). After a stop request one more attempt is made at once, then the lease is
-    /// left to a janitor: retrying for minutes would outlast a supervisor's stop timeout (its
-    /// SIGKILL leaves the lease to the janitor all the same).
-    async fn settle_lease(&mut self, batch: &Batch<'_>) -> Result<(), QueueError> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            match self.consumer.settle(batch.lease(), &batch.settlement).await {
-                Ok(()) => return Ok(()),
-                Err(e) if backoff.attempts() >= 50 || self.stopping.is_cancelled() => return Err(e),
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    let lease = batch.lease();
-                    tracing::error!(
-                        error = %e,
-                        events = lease.len(),
-                        event_ids = first_event_ids(&lease.messages),
-                        retry_in_ms = wait.as_millis() as u64,
-                        "settle failed; retrying"
-                    );
-                    mutt_service::sleep_or_shutdown(wait, &self.stopping).await;
-                }
-            }
-        }
-    }
-
     fn retry_schedule(&self) -> RetrySchedule {
         RetrySchedule {
             policy: RetryPolicy { field: WorkerRole::Forwarder.retry_field(), max_retries: self.config.max_retries },
@@ -332,6 +312,36 @@ impl Forwarder {
             tracing::warn!(error = %e, "forwarder shutdown could not hand back its lease (a janitor will)");
         }
         tracing::info!("forwarder stopped");
+    }
+}
+
+/// Settles the lease, retrying with backoff while the backend is away (settling is
+/// idempotent). After a stop request one more attempt is made at once, then the lease is left
+/// to a janitor: retrying for minutes would outlast a supervisor's stop timeout (its SIGKILL
+/// leaves the lease to the janitor all the same).
+async fn settle_lease(
+    consumer: &mut dyn mutt_queue::Consumer,
+    batch: &Batch<'_>,
+    stopping: &CancellationToken,
+) -> Result<(), QueueError> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match consumer.settle(batch.lease(), &batch.settlement).await {
+            Ok(()) => return Ok(()),
+            Err(e) if backoff.attempts() >= 50 || stopping.is_cancelled() => return Err(e),
+            Err(e) => {
+                let wait = backoff.next_delay();
+                let lease = batch.lease();
+                tracing::error!(
+                    error = %e,
+                    events = lease.len(),
+                    event_ids = first_event_ids(&lease.messages),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "settle failed; retrying"
+                );
+                mutt_service::sleep_or_shutdown(wait, stopping).await;
+            }
+        }
     }
 }
 
