@@ -47,7 +47,10 @@ use std::time::Duration;
 /// 21, docs/benchmarks.md). On Redis the role crate's default applies.
 pub const EMBEDDED_ALERTER_BATCH_SIZE: usize = 1000;
 /// Alerts the forwarder leases per batch on the embedded backend when `batch_size` is unset.
-pub const EMBEDDED_FORWARDER_BATCH_SIZE: usize = 500;
+/// Under load a batch takes about as long whatever its size (it waits for the busy writer
+/// twice: lease, then settle), so the larger batch delivers about twice as many alerts while
+/// the load runs (issue 21, docs/benchmarks.md). On Redis the role crate's default applies.
+pub const EMBEDDED_FORWARDER_BATCH_SIZE: usize = 1000;
 /// Alerter batch loops on the embedded backend when `alerter.concurrency` is unset. One loop
 /// waits for the one writer four times a batch (lease, audit, counts, settle) and decides
 /// nothing meanwhile (its phase times summed to the wall clock); with two, one decides while
@@ -661,7 +664,7 @@ pub struct ForwarderSection {
     /// Moog severity of events without a syslog severity.
     pub default_severity: u8,
     pub timeout_secs: f64,
-    /// Alerts leased per batch; default 100 on Redis, 500 embedded.
+    /// Alerts leased per batch; default 100 on Redis, 1000 embedded.
     pub batch_size: Option<usize>,
     pub max_retries: u32,
     pub retry_base_secs: f64,
