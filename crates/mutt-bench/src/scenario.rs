@@ -237,9 +237,11 @@ impl Expected {
 /// forwarder's timeout) and the write that follows them, with room for a loaded machine.
 const KILL_WINDOW: Duration = Duration::from_secs(FORWARDER_TIMEOUT.as_secs() + 3);
 
-/// At most one lease of the killed forwarder goes out twice (its `batch_size` on Redis, which
-/// the pipeline keeps at the default).
-const FORWARDER_LEASE: usize = 100;
+/// At most one lease of the killed forwarder goes out twice: its `batch_size` on Redis, which
+/// the pipeline leaves at the forwarder's default.
+fn forwarder_lease() -> usize {
+    mutt_forwarder::ForwarderConfig::default().batch_size
+}
 
 /// The duplicates at-least-once delivery allows: a forwarder killed after the receiver took an
 /// alert and before the forwarder wrote its delivered id leaves it leased, and the lease's
@@ -247,6 +249,7 @@ const FORWARDER_LEASE: usize = 100;
 /// every later one after it, and no kill explains more than one lease. Returns, per
 /// duplicate, whether it is explained so.
 pub(crate) fn duplicated_at_kill(duplicates: &[Duplicate], kills: &[Instant]) -> Vec<bool> {
+    let lease = forwarder_lease();
     let mut per_kill = vec![0usize; kills.len()];
     duplicates
         .iter()
@@ -255,7 +258,7 @@ pub(crate) fn duplicated_at_kill(duplicates: &[Duplicate], kills: &[Instant]) ->
                 d.first <= *k && k.duration_since(d.first) <= KILL_WINDOW && d.again.iter().all(|a| a > k)
             });
             match kill {
-                Some(i) if per_kill[i] < FORWARDER_LEASE => {
+                Some(i) if per_kill[i] < lease => {
                     per_kill[i] += 1;
                     true
                 }
@@ -620,10 +623,10 @@ mod tests {
     fn a_kill_explains_at_most_one_lease() {
         let t0 = Instant::now();
         let kill = t0 + Duration::from_secs(5);
-        let dups: Vec<Duplicate> = (0..FORWARDER_LEASE + 3)
+        let dups: Vec<Duplicate> = (0..forwarder_lease() + 3)
             .map(|i| dup(&i.to_string(), t0 + Duration::from_secs(4), &[kill + Duration::from_secs(4)]))
             .collect();
         let at_kill = duplicated_at_kill(&dups, &[kill]);
-        assert_eq!(at_kill.iter().filter(|k| **k).count(), FORWARDER_LEASE);
+        assert_eq!(at_kill.iter().filter(|k| **k).count(), forwarder_lease());
     }
 }
