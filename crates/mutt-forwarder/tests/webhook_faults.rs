@@ -158,7 +158,10 @@ impl Run {
                 queued,
                 delayed,
                 count("SELECT count(*) FROM queue_message WHERE queue = ?1")?,
-                count("SELECT count(*) FROM queue_message WHERE owner IS NOT NULL AND queue <> ?1")?,
+                count(
+                    "SELECT count(*) FROM queue_lease l JOIN queue_message m ON m.id = l.message_id
+                     WHERE m.queue <> ?1",
+                )?,
             ))
         })
         .await

@@ -19,7 +19,7 @@ pub struct SqliteConsumer {
     queue: SqliteQueue,
     config: ConsumerConfig,
     source: QueueId,
-    /// `<role>:<pod>`: the lease owner written on leased rows.
+    /// `<role>:<pod>`: the owner its lease rows name (`queue_lease`).
     owner: String,
     source_name: String,
     output_name: Option<String>,
@@ -122,7 +122,8 @@ impl SqliteConsumer {
                 let mut events = 0i64;
                 {
                     let mut s = c.prepare_cached(
-                        "SELECT id, body, events FROM queue_message WHERE queue = ?1 AND owner IS NULL
+                        "SELECT id, body, events FROM queue_message m WHERE queue = ?1
+                         AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)
                          ORDER BY seq, id LIMIT ?2",
                     )?;
                     let mut found = s.query(params![source, max as i64])?;
@@ -135,7 +136,8 @@ impl SqliteConsumer {
                         events += n;
                     }
                 }
-                let mut take = c.prepare_cached("UPDATE queue_message SET owner = ?2 WHERE id = ?1")?;
+                // A lease row, not an update of the message: see queue migration V5.
+                let mut take = c.prepare_cached("INSERT INTO queue_lease (message_id, owner) VALUES (?1, ?2)")?;
                 for (id, _) in &rows {
                     take.execute(params![id, owner])?;
                 }
@@ -230,7 +232,8 @@ impl Janitor {
             .write_unsynced(move |c| {
                 let owners: Vec<String> = {
                     let mut s = c.prepare_cached(
-                        "SELECT DISTINCT owner FROM queue_message WHERE owner IS NOT NULL AND queue = ?1",
+                        "SELECT DISTINCT l.owner FROM queue_lease l JOIN queue_message m ON m.id = l.message_id
+                         WHERE m.queue = ?1",
                     )?;
                     s.query_map([&source], |r| r.get(0))?.collect::<Result<_, _>>()?
                 };
@@ -322,10 +325,13 @@ impl Consumer for SqliteConsumer {
             s.delayed.iter().map(|(m, d)| (now + d.as_millis() as i64, m.clone())).collect();
         let apply = move |c: &mutt_sqlite::rusqlite::Connection| {
             let mut d = Deltas::default();
-            let mut ack = c.prepare_cached("DELETE FROM queue_message WHERE id = ?1 AND owner = ?2")?;
+            let mut release = c.prepare_cached("DELETE FROM queue_lease WHERE message_id = ?1 AND owner = ?2")?;
+            let mut ack = c.prepare_cached("DELETE FROM queue_message WHERE id = ?1")?;
             let mut removed = 0;
             for id in &ids {
-                removed += ack.execute(params![id, owner])?;
+                if release.execute(params![id, owner])? > 0 {
+                    removed += ack.execute([id])?;
+                }
             }
             if removed == 0 {
                 // Already settled (a retry after a lost reply) or recovered by a janitor.

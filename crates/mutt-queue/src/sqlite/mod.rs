@@ -42,6 +42,10 @@ pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// Ready events per queue: messages no lease row names (queue migration V5).
+const READY_BY_QUEUE: &str = "SELECT queue, sum(events) FROM queue_message m
+     WHERE NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id) GROUP BY queue";
+
 /// How often the owner recounts its depth counts from the file (see `Shared::recounted`).
 const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -100,7 +104,7 @@ impl SqliteQueue {
         let (recovered, dead) = db
             .write(move |c| {
                 let owners: Vec<String> = {
-                    let mut s = c.prepare("SELECT DISTINCT owner FROM queue_message WHERE owner IS NOT NULL")?;
+                    let mut s = c.prepare("SELECT DISTINCT owner FROM queue_lease")?;
                     s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
                 };
                 let mut total = (0u64, 0u64);
@@ -174,8 +178,7 @@ impl SqliteQueue {
         let counts: Vec<(String, i64)> = self
             .db
             .read(|c| {
-                let mut s =
-                    c.prepare("SELECT queue, sum(events) FROM queue_message WHERE owner IS NULL GROUP BY queue")?;
+                let mut s = c.prepare(READY_BY_QUEUE)?;
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
             })
             .await
@@ -230,7 +233,8 @@ impl SqliteQueue {
         self.db
             .read(move |c| {
                 c.query_row(
-                    "SELECT coalesce(sum(events), 0) FROM queue_message WHERE queue = ?1 AND owner IS NULL",
+                    "SELECT coalesce(sum(events), 0) FROM queue_message m WHERE queue = ?1
+                     AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)",
                     [name],
                     |r| r.get::<_, i64>(0),
                 )
@@ -369,11 +373,14 @@ pub(crate) fn recover_owner(
 ) -> rusqlite::Result<Recovered> {
     let rows: Vec<(i64, String, i64, Vec<u8>, i64, i64)> = {
         let mut s = c.prepare_cached(
-            "SELECT id, queue, seq, body, crashes, events FROM queue_message WHERE owner = ?1 ORDER BY seq, id",
+            "SELECT m.id, m.queue, m.seq, m.body, m.crashes, m.events
+             FROM queue_lease l JOIN queue_message m ON m.id = l.message_id
+             WHERE l.owner = ?1 ORDER BY m.seq, m.id",
         )?;
         s.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
             .collect::<Result<_, _>>()?
     };
+    c.prepare_cached("DELETE FROM queue_lease WHERE owner = ?1")?.execute([owner])?;
     let mut out = Recovered::default();
     let mut poison = Vec::new();
     for (id, queue, seq, body, crashes, events) in rows {
@@ -404,8 +411,9 @@ pub(crate) fn recover_owner(
             poison.push(poison_letter(&body, crashes, now));
             continue;
         }
-        c.prepare_cached("UPDATE queue_message SET owner = NULL, crashes = ?2 WHERE id = ?1")?
-            .execute([id, crashes])?;
+        if crashed {
+            c.prepare_cached("UPDATE queue_message SET crashes = ?2 WHERE id = ?1")?.execute([id, crashes])?;
+        }
         out.deltas.add(&queue, events);
         out.requeued += events as u64;
     }
@@ -503,7 +511,7 @@ impl Queue for SqliteQueue {
             .db
             .read(move |c| {
                 let ready: HashMap<String, i64> = c
-                    .prepare("SELECT queue, sum(events) FROM queue_message WHERE owner IS NULL GROUP BY queue")?
+                    .prepare(READY_BY_QUEUE)?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let delayed: HashMap<String, i64> = c
@@ -511,7 +519,10 @@ impl Queue for SqliteQueue {
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let leased: Vec<(String, i64)> = c
-                    .prepare("SELECT owner, sum(events) FROM queue_message WHERE owner IS NOT NULL GROUP BY owner")?
+                    .prepare(
+                        "SELECT l.owner, sum(m.events) FROM queue_lease l JOIN queue_message m ON m.id = l.message_id
+                         GROUP BY l.owner",
+                    )?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let workers: Vec<(String, String, i64)> = c
@@ -572,5 +583,65 @@ impl Queue for SqliteQueue {
 
     fn ingest_counters(&self) -> Arc<dyn crate::ingest_rate::IngestCounters> {
         Arc::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data file written before queue migration V5 (leases as `queue_message.owner`), left by
+    /// a muttd that died holding leases: the upgrade keeps every message, and the open takes the
+    /// leases back as a crashed owner's.
+    #[tokio::test]
+    async fn a_file_with_owner_column_leases_upgrades_without_losing_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("mutt.db"), Default::default()).unwrap();
+        let envelope = crate::envelope::pack(&[b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()], 100).remove(0);
+        db.exclusive(move |c| {
+            let mut runner = embedded::migrations::runner().set_target(refinery::Target::Version(4));
+            runner.set_migration_table_name(MIGRATION_TABLE).run(c).map_err(|e| e.to_string())?;
+            let mut insert = c
+                .prepare("INSERT INTO queue_message (queue, seq, body, owner, events) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(|e| e.to_string())?;
+            for (seq, body, owner, events) in [
+                (1, envelope.clone(), Some("alerter:old-pod"), 2),
+                (2, b"{\"n\":3}".to_vec(), Some("alerter:old-pod"), 1),
+                (3, b"{\"n\":4}".to_vec(), None, 1),
+            ] {
+                insert.execute(params!["mutt:ingest_queue", seq, body, owner, events]).map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+        let q = SqliteQueue::open(db.clone(), KeySpace::default()).await.unwrap();
+        assert_eq!(q.depth(QueueId::Ingest).await.unwrap(), 4, "every event is ready again");
+        let (columns, leases, crashes): (Vec<String>, i64, Vec<i64>) = db
+            .read(|c| {
+                let columns = c
+                    .prepare("SELECT name FROM pragma_table_info('queue_message') ORDER BY cid")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let leases = c.query_row("SELECT count(*) FROM queue_lease", [], |r| r.get(0))?;
+                let crashes = c
+                    .prepare("SELECT crashes FROM queue_message ORDER BY seq, id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok((columns, leases, crashes))
+            })
+            .await
+            .unwrap();
+        assert_eq!(columns, ["id", "queue", "seq", "events", "crashes", "body"], "no owner, the body last");
+        assert_eq!(leases, 0);
+        assert_eq!(crashes, [1, 1, 1, 0], "the dead owner's envelope came back as its events, each with a crash");
+
+        let mut c =
+            q.consumer(ConsumerConfig::new(WorkerRole::Alerter, mutt_core::PodName::random("a"))).await.unwrap();
+        let lease = c.lease(100, std::time::Duration::from_millis(100)).await.unwrap().unwrap();
+        let order: Vec<&[u8]> = lease.messages.iter().map(Vec::as_slice).collect();
+        assert_eq!(order, [&b"{\"n\":1}"[..], b"{\"n\":2}", b"{\"n\":3}", b"{\"n\":4}"], "in their place in line");
     }
 }
