@@ -13,10 +13,10 @@
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use rusqlite;
 
@@ -129,11 +129,16 @@ pub struct DbOptions {
     pub durability: Durability,
     /// How long a writer from another process (e.g. `muttd rules import`) is waited for.
     pub busy_timeout: Duration,
+    /// How long the writer waits after the first write of a group for more writes to join it
+    /// before it commits (zero: commits what is waiting at once). Under a light, steady load
+    /// most groups hold one write; waiting trades a little latency for fewer commits, pages
+    /// written and thread wake-ups (docs/benchmarks.md).
+    pub commit_delay: Duration,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { durability: Durability::Full, busy_timeout: Duration::from_secs(10) }
+        Self { durability: Durability::Full, busy_timeout: Duration::from_secs(10), commit_delay: Duration::ZERO }
     }
 }
 
@@ -163,6 +168,8 @@ struct Inner {
     options: DbOptions,
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
+    /// Groups the writer has committed or tried to.
+    groups: Arc<AtomicU64>,
     /// Stops the checkpointer thread when the last handle goes.
     _checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -194,9 +201,11 @@ impl Database {
         let (tx, rx) = mpsc::channel::<Job>();
         let name = path.display().to_string();
         let reset_due = checkpointer.as_ref().map(|c| c.reset_due.clone());
+        let groups = Arc::new(AtomicU64::new(0));
+        let writer = Writer { name, reset_due, syncer, commit_delay: options.commit_delay, groups: groups.clone() };
         std::thread::Builder::new()
             .name("mutt-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, Writer { name, reset_due, syncer }))
+            .spawn(move || writer_loop(conn, rx, writer))
             .map_err(|e| DbError::Other(format!("cannot start the database writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -204,6 +213,7 @@ impl Database {
                 options,
                 writer: Mutex::new(tx),
                 readers: Mutex::new(Vec::new()),
+                groups,
                 _checkpointer: checkpointer,
             }),
         })
@@ -211,6 +221,11 @@ impl Database {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// How many groups of writes the writer has run (each one transaction), for diagnostics.
+    pub fn write_groups(&self) -> u64 {
+        self.inner.groups.load(Ordering::Relaxed)
     }
 
     fn err(&self, source: rusqlite::Error) -> DbError {
@@ -364,6 +379,9 @@ struct Writer {
     reset_due: Option<Arc<AtomicBool>>,
     /// Fsyncs the WAL for durable writes (durability full).
     syncer: Option<syncer::Syncer>,
+    /// [`DbOptions::commit_delay`].
+    commit_delay: Duration,
+    groups: Arc<AtomicU64>,
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, w: Writer) {
@@ -394,16 +412,22 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, w: Writer) {
             },
             Job::Write(first, durable) => {
                 let mut group = vec![(first, durable)];
+                let until = (!w.commit_delay.is_zero()).then(|| Instant::now() + w.commit_delay);
                 while group.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(Job::Write(j, d)) => group.push((j, d)),
-                        Ok(other) => {
+                    let waiting = match until.map(|t| t.saturating_duration_since(Instant::now())) {
+                        Some(left) if !left.is_zero() => rx.recv_timeout(left).ok(),
+                        _ => rx.try_recv().ok(),
+                    };
+                    match waiting {
+                        Some(Job::Write(j, d)) => group.push((j, d)),
+                        Some(other) => {
                             next = Some(other);
                             break;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
+                w.groups.fetch_add(1, Ordering::Relaxed);
                 let (committed, finishers) = run_group(&conn, group, &w.name);
                 finish_group(committed, finishers, w.syncer.as_ref());
             }
@@ -555,6 +579,39 @@ mod tests {
         let other = Connection::open(db.path()).unwrap();
         let seen: i64 = other.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(seen, 300);
+    }
+
+    #[tokio::test]
+    async fn a_commit_delay_lets_later_writes_join_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = Duration::from_millis(400);
+        let db =
+            Database::open(dir.path().join("t.db"), DbOptions { commit_delay: delay, ..DbOptions::default() }).unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER)")).await.unwrap();
+        let before = db.write_groups();
+        let started = Instant::now();
+        let first = tokio::spawn({
+            let db = db.clone();
+            async move { db.write(|c| c.execute("INSERT INTO t VALUES (1)", [])).await }
+        });
+        // Sent while the first write waits for company: both commit as one group.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        db.write_unsynced(|c| c.execute("INSERT INTO t VALUES (2)", [])).await.unwrap();
+        first.await.unwrap().unwrap();
+        assert!(started.elapsed() >= delay, "the group waited out the delay: {:?}", started.elapsed());
+        assert_eq!(db.write_groups() - before, 1, "one group, one commit");
+        let other = Connection::open(db.path()).unwrap();
+        let seen: i64 = other.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(seen, 2, "both are in the file");
+
+        // Without a delay, writes awaited one after the other are groups of their own.
+        let (_dir, db) = self::db();
+        db.write(|c| c.execute_batch("CREATE TABLE t (x INTEGER)")).await.unwrap();
+        let before = db.write_groups();
+        for x in 0..3 {
+            db.write(move |c| c.execute("INSERT INTO t VALUES (?1)", [x])).await.unwrap();
+        }
+        assert_eq!(db.write_groups() - before, 3);
     }
 
     #[tokio::test]

@@ -48,7 +48,11 @@ pub fn is_embedded(config: &Config) -> bool {
 
 fn open_database(config: &Config) -> Result<mutt_sqlite::Database> {
     let path = config.embedded_path();
-    let options = mutt_sqlite::DbOptions { durability: config.embedded.durability(), ..Default::default() };
+    let options = mutt_sqlite::DbOptions {
+        durability: config.embedded.durability(),
+        commit_delay: std::time::Duration::from_micros(config.embedded.commit_delay_us),
+        ..Default::default()
+    };
     mutt_sqlite::Database::open(&path, options).with_context(|| format!("opening the data file {}", path.display()))
 }
 
