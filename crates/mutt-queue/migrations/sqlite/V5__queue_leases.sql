@@ -29,3 +29,8 @@ INSERT INTO queue_message_v5 (id, queue, seq, events, crashes, body)
 DROP TABLE queue_message;
 ALTER TABLE queue_message_v5 RENAME TO queue_message;
 CREATE INDEX queue_message_line ON queue_message (queue, seq);
+
+-- The ready messages (no lease row names them): what a lease takes, the depth counts count and
+-- the dead-letter tools may move. One definition for every query that asks.
+CREATE VIEW queue_ready AS
+    SELECT * FROM queue_message m WHERE NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id);

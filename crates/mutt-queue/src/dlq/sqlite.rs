@@ -21,11 +21,8 @@ impl DeadLetterStore for SqliteQueue {
         let name = self.dlq_name(dlq);
         self.database()
             .read(move |c| {
-                c.prepare_cached(
-                    "SELECT count(*) FROM queue_message m WHERE queue = ?1
-                     AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)",
-                )?
-                .query_row([name], |r| r.get::<_, i64>(0))
+                c.prepare_cached("SELECT count(*) FROM queue_ready WHERE queue = ?1")?
+                    .query_row([name], |r| r.get::<_, i64>(0))
             })
             .await
             .map(|n| n.max(0) as u64)
@@ -90,16 +87,14 @@ impl DeadLetterStore for SqliteQueue {
                     let removed = match handle {
                         Some(id) => c
                             .prepare_cached(
-                                "DELETE FROM queue_message WHERE id = ?1 AND queue = ?2 AND body = ?3
-                                 AND id NOT IN (SELECT message_id FROM queue_lease)",
+                                "DELETE FROM queue_message WHERE id = (SELECT id FROM queue_ready
+                                 WHERE id = ?1 AND queue = ?2 AND body = ?3)",
                             )?
                             .execute(params![id, name, old])?,
                         None => c
                             .prepare_cached(
-                                "DELETE FROM queue_message WHERE id = (SELECT id FROM queue_message m
-                                 WHERE queue = ?1 AND body = ?2
-                                 AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)
-                                 ORDER BY seq LIMIT 1)",
+                                "DELETE FROM queue_message WHERE id = (SELECT id FROM queue_ready
+                                 WHERE queue = ?1 AND body = ?2 ORDER BY seq LIMIT 1)",
                             )?
                             .execute(params![name, old])?,
                     };

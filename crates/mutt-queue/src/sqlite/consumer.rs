@@ -122,9 +122,7 @@ impl SqliteConsumer {
                 let mut events = 0i64;
                 {
                     let mut s = c.prepare_cached(
-                        "SELECT id, body, events FROM queue_message m WHERE queue = ?1
-                         AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)
-                         ORDER BY seq, id LIMIT ?2",
+                        "SELECT id, body, events FROM queue_ready WHERE queue = ?1 ORDER BY seq, id LIMIT ?2",
                     )?;
                     let mut found = s.query(params![source, max as i64])?;
                     while let Some(r) = found.next()? {

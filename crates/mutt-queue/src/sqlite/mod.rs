@@ -42,9 +42,8 @@ pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// Ready events per queue: messages no lease row names (queue migration V5).
-const READY_BY_QUEUE: &str = "SELECT queue, sum(events) FROM queue_message m
-     WHERE NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id) GROUP BY queue";
+/// Ready events per queue (`queue_ready`: messages no lease row names, queue migration V5).
+const READY_BY_QUEUE: &str = "SELECT queue, sum(events) FROM queue_ready GROUP BY queue";
 
 /// How often the owner recounts its depth counts from the file (see `Shared::recounted`).
 const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -232,12 +231,9 @@ impl SqliteQueue {
         let name = name.to_owned();
         self.db
             .read(move |c| {
-                c.query_row(
-                    "SELECT coalesce(sum(events), 0) FROM queue_message m WHERE queue = ?1
-                     AND NOT EXISTS (SELECT 1 FROM queue_lease l WHERE l.message_id = m.id)",
-                    [name],
-                    |r| r.get::<_, i64>(0),
-                )
+                c.query_row("SELECT coalesce(sum(events), 0) FROM queue_ready WHERE queue = ?1", [name], |r| {
+                    r.get::<_, i64>(0)
+                })
             })
             .await
             .map(|n| n.max(0) as u64)
