@@ -133,6 +133,7 @@ pub fn print_table(t: &BenchReport) {
     }
     println!("{:<28} {:>10.1}", "redis-server", t.redis_cpu_seconds);
     println!("{:<28} {:>10.1}", "postgres (all backends)", t.postgres_cpu_seconds);
+    println!("{:<28} {:>10.1}", "load generator and sink", t.bench_cpu_seconds);
     let best = t.rows.iter().map(|x| x.end_to_end_per_sec).fold(0.0, f64::max);
     println!(
         "ceilings: redis-benchmark -P 16 lpush {:.0}/s (best e2e = {:.1} %); PostgreSQL COPY {:.0} rows/s (best e2e = {:.1} %)",
