@@ -3,8 +3,7 @@
 //! A general client (reqwest) costs the shared cores more per request than the ingestor
 //! itself, which made the generator the limit of the single-event phase.
 
-use crate::pipeline::{Category, INGEST_KEY, event};
-use serde_json::Value;
+use crate::pipeline::{Category, INGEST_KEY, request_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -52,7 +51,7 @@ pub async fn offer_fast(
                 }
                 tokio::time::sleep_until((started + interval.mul_f64(r as f64)).into()).await;
                 let seqs: Vec<u64> = (0..batch as u64).map(|i| first + r * batch as u64 + i).collect();
-                let (body, cats) = body_of(&seqs);
+                let (body, cats) = request_body(&seqs);
                 let ok = send(&mut conn, &addr, &path, &body).await;
                 if ok {
                     sent.accepted.extend(seqs.into_iter().zip(cats));
@@ -79,18 +78,6 @@ fn split_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("http://")?;
     let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
     Some((addr.to_owned(), format!("/{path}")))
-}
-
-/// The request body for these events (one object, or an array) and their categories.
-fn body_of(seqs: &[u64]) -> (Vec<u8>, Vec<Category>) {
-    let events: Vec<(Value, Category)> = seqs.iter().map(|s| event(*s)).collect();
-    let cats = events.iter().map(|e| e.1).collect();
-    let body = if events.len() == 1 {
-        serde_json::to_vec(&events[0].0)
-    } else {
-        serde_json::to_vec(&events.iter().map(|e| &e.0).collect::<Vec<_>>())
-    };
-    (body.unwrap_or_default(), cats)
 }
 
 /// One POST on the kept connection (opened again after any failure); true on a 2xx.

@@ -28,16 +28,16 @@ fn main() -> anyhow::Result<()> {
     println!("mutt-rules-bench: {} active rules, {} events, {} passes", set.len(), args.events, args.rounds);
     println!("{:<34} {:>10} {:>10}", "messages", "ns/event", "matched");
     for (name, accent) in [("pipeline mix (ASCII)", false), ("pipeline mix + one non-ASCII char", true)] {
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let events = (0..args.events)
             .map(|seq| {
-                let (mut v, _) = mutt_bench::pipeline::event(seq);
+                let (mut e, _) = mutt_bench::pipeline::event(seq, &timestamp);
                 if accent {
-                    let m = format!("{} é", v["message"].as_str().unwrap_or_default());
-                    v["message"] = m.into();
+                    e.message.push_str(" é");
                 }
-                Event::from_value(v)
+                Ok(Event::from_value(serde_json::to_value(&e)?)?)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut matched = 0u64;
         let started = Instant::now();
         for _ in 0..args.rounds {
