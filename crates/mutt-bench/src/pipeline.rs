@@ -9,6 +9,7 @@ use mutt_queue::{Coordination, Queue};
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{NewRule, Store};
 use mutt_testkit::ReceiverOptions;
+use mutt_testkit::receiver::alerts_in;
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -65,24 +66,23 @@ pub fn event(seq: u64, timestamp: &str) -> (MixEvent<'_>, Category) {
     let mut message = String::with_capacity(pad.max(96));
     let (mut source, mut syslog_severity, mut trap_oid) = (None, None, None);
     // Writing to a String cannot fail.
-    let _ = match seq % 10 {
-        0..=2 => write!(message, "%LINK-3-UPDOWN: FWD-{k:02} Interface Gi0/{} changed state to down", seq % 48),
+    let (_, category) = match seq % 10 {
+        0..=2 => (
+            write!(message, "%LINK-3-UPDOWN: FWD-{k:02} Interface Gi0/{} changed state to down", seq % 48),
+            Category::Forward,
+        ),
         3 => {
             syslog_severity = Some(3);
-            write!(message, "SEV-{:02} environmental alarm on PSU {}", k % 20, seq % 2)
+            (write!(message, "SEV-{:02} environmental alarm on PSU {}", k % 20, seq % 2), Category::Forward)
         }
         4 => {
             source = Some("snmp");
             trap_oid = Some(format!(".1.3.6.1.4.1.9.{}.1", k % 10));
-            write!(message, "192.168.1.{} .1.3.6.1.4.1.9.{}.1 ifIndex=2 ifOperStatus=2", seq % 250, k % 10)
+            let text = write!(message, "192.168.1.{} .1.3.6.1.4.1.9.{}.1 ifIndex=2 ifOperStatus=2", seq % 250, k % 10);
+            (text, Category::Forward)
         }
-        5 | 6 => write!(message, "audit-{:02}-{} config change by operator", k % 20, seq),
-        _ => write!(message, "%SYS-6-LOGGINGHOST_STARTSTOP: nothing to see {seq}"),
-    };
-    let category = match seq % 10 {
-        0..=4 => Category::Forward,
-        5 | 6 => Category::AuditOnly,
-        _ => Category::Unhandled,
+        5 | 6 => (write!(message, "audit-{:02}-{} config change by operator", k % 20, seq), Category::AuditOnly),
+        _ => (write!(message, "%SYS-6-LOGGINGHOST_STARTSTOP: nothing to see {seq}"), Category::Unhandled),
     };
     let filler = FILLER.as_str();
     message.push_str(&filler[..pad.saturating_sub(message.len()).min(filler.len())]);
@@ -254,10 +254,7 @@ impl Tally {
             }
             Err(_) => {
                 let body = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
-                let events = match body.get("events").and_then(Value::as_array) {
-                    Some(batch) => batch.as_slice(),
-                    None => std::slice::from_ref(&body),
-                };
+                let events = alerts_in(&body);
                 t.add(events, at);
                 events.len() as u64
             }
@@ -736,11 +733,7 @@ mod tests {
         let mut counted = Vec::new();
         for b in &bodies {
             counted.push(Tally::add_body(&typed, b.to_string().as_bytes(), at));
-            let events = match b.get("events").and_then(Value::as_array) {
-                Some(batch) => batch.clone(),
-                None => vec![b.clone()],
-            };
-            values.add(&events, at);
+            values.add(alerts_in(b), at);
         }
         assert_eq!(counted, [4, 2, 1, 1, 1]);
         let typed = typed.into_inner().unwrap();

@@ -224,10 +224,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     let accepted =
         mode == ReceiverMode::Succeed || matches!(mode, ReceiverMode::RejectEvents { .. }) && rejected.is_empty();
     let events = match &body {
-        Some(body) if accepted => match body.get("events").and_then(Value::as_array) {
-            Some(batch) => batch.as_slice(),
-            None => std::slice::from_ref(body),
-        },
+        Some(body) if accepted => alerts_in(body),
         _ => &[],
     };
     // The hooks first: once the counts show an alert, a hook has seen it.
@@ -256,13 +253,18 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     respond(mode, rejected).await
 }
 
-/// The `field` values of the body's alerts that are among `values`.
-fn rejected_values(body: &Value, field: &str, values: &[String]) -> Vec<String> {
-    let alerts = match body.get("events").and_then(Value::as_array) {
+/// The alerts of a body: a REST LAM body's `events`, or the body itself (a legacy
+/// one-alert body).
+pub fn alerts_in(body: &Value) -> &[Value] {
+    match body.get("events").and_then(Value::as_array) {
         Some(batch) => batch.as_slice(),
         None => std::slice::from_ref(body),
-    };
-    alerts
+    }
+}
+
+/// The `field` values of the body's alerts that are among `values`.
+fn rejected_values(body: &Value, field: &str, values: &[String]) -> Vec<String> {
+    alerts_in(body)
         .iter()
         .filter_map(|a| a.get(field).and_then(Value::as_str))
         .filter(|v| values.iter().any(|x| x == v))

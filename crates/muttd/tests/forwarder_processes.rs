@@ -7,6 +7,7 @@ use common::KillOnDrop as Proc;
 use mutt_core::Alert;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{Queue, QueueId};
+use mutt_testkit::receiver::alerts_in;
 use mutt_testkit::{ReceiverMode, WebhookReceiver};
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -64,10 +65,7 @@ async fn queue(prefix: &str) -> RedisQueue {
 fn accepted_ids(r: &WebhookReceiver) -> Vec<String> {
     let mut ids = Vec::new();
     for req in r.accepted() {
-        match req.body.get("events").and_then(|e| e.as_array()) {
-            Some(events) => ids.extend(events.iter().filter_map(|e| e["external_id"].as_str().map(str::to_owned))),
-            None => ids.extend(req.body["external_id"].as_str().map(str::to_owned)),
-        }
+        ids.extend(alerts_in(&req.body).iter().filter_map(|e| e["external_id"].as_str().map(str::to_owned)));
     }
     ids
 }

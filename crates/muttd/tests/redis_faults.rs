@@ -7,6 +7,7 @@
 
 use mutt_queue::{QueueId, WorkerRole};
 use mutt_testapp::{BackendKind, Site, TestBackend};
+use mutt_testkit::receiver::alerts_in;
 use mutt_testkit::{FaultMode, FaultProxy, WebhookReceiver};
 use muttd::app::{self, App, Role, StartOptions};
 use muttd::config::Config;
@@ -121,10 +122,7 @@ impl Rig {
     fn delivered(&self) -> Vec<String> {
         let mut ids = Vec::new();
         for req in self.receiver.accepted() {
-            match req.body.get("events").and_then(|e| e.as_array()) {
-                Some(events) => ids.extend(events.iter().filter_map(|e| e["external_id"].as_str().map(str::to_owned))),
-                None => ids.extend(req.body["external_id"].as_str().map(str::to_owned)),
-            }
+            ids.extend(alerts_in(&req.body).iter().filter_map(|e| e["external_id"].as_str().map(str::to_owned)));
         }
         ids
     }
