@@ -8,6 +8,7 @@
 
 use crate::admit::Admitter;
 use crate::pusher::{PushError, Pusher};
+use crate::raw_event::{self, IngestEvent, SeenTimestamps};
 use crate::{IngestConfig, IngestMetrics, IngestSettings};
 use mutt_core::EventId;
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, is_truthy};
@@ -20,7 +21,7 @@ use std::time::Duration;
 /// Events handed in together: one request, one syslog frame, one trap.
 #[derive(Debug)]
 pub struct Submission {
-    pub events: Vec<Map<String, Value>>,
+    pub events: Vec<IngestEvent>,
     /// Whether the sender sent a batch (array or NDJSON): a batch is accepted or refused whole,
     /// and refusals name each bad element's index.
     pub batch: bool,
@@ -239,7 +240,10 @@ impl Ingest {
                     ids.push(id.to_owned());
                 }
                 scratch.clear();
-                write_stamped(&mut scratch, &ev, cid, id);
+                match &ev {
+                    IngestEvent::Fields(fields) => write_stamped(&mut scratch, fields, cid, id),
+                    IngestEvent::Raw(raw) => raw_event::write_stamped(&mut scratch, raw, cid, id),
+                }
                 scratch.clone()
             })
             .collect();
@@ -263,30 +267,9 @@ impl Ingest {
     }
 
     /// Required fields first (every event), then normalisation, as the original orders them.
-    fn check(&self, events: &mut [Map<String, Value>]) -> Vec<ElementRejection> {
-        let required = &self.shared.config.required_fields;
-        let missing: Vec<ElementRejection> = events
-            .iter()
-            .enumerate()
-            .filter_map(|(index, ev)| {
-                let absent: Vec<String> =
-                    required.iter().filter(|f| !ev.get(f.as_str()).is_some_and(is_truthy)).cloned().collect();
-                (!absent.is_empty()).then_some(ElementRejection { index, problem: Problem::MissingFields(absent) })
-            })
-            .collect();
-        if !missing.is_empty() || !self.shared.config.normalize {
-            return missing;
-        }
-        let now = chrono::Utc::now();
-        events
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(index, ev)| {
-                mutt_core::normalize::normalize(ev, now)
-                    .err()
-                    .map(|reason| ElementRejection { index, problem: Problem::Invalid(reason) })
-            })
-            .collect()
+    /// A raw event that passes both unchanged stays raw; any other is read into a map first.
+    fn check(&self, events: &mut [IngestEvent]) -> Vec<ElementRejection> {
+        check_events(events, &self.shared.config.required_fields, self.shared.config.normalize, chrono::Utc::now())
     }
 
     /// Events larger than the per-event limit, measured as queued: a worker leases and settles
@@ -345,6 +328,58 @@ impl Ingest {
         }
         rejection
     }
+}
+
+/// [`Ingest::check`] with the settings given (tests compare raw and map events through it).
+fn check_events(
+    events: &mut [IngestEvent],
+    required: &[String],
+    normalize: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<ElementRejection> {
+    let mut seen = SeenTimestamps::default();
+    let mut unreadable = Vec::new();
+    for (index, ev) in events.iter_mut().enumerate() {
+        let IngestEvent::Raw(raw) = ev else { continue };
+        if raw_event::passes_as_is(raw, required, normalize, now, &mut seen) {
+            continue;
+        }
+        // Checked to read into a map when the body was parsed; an error here is a defect,
+        // refused with its reason rather than a panic.
+        match serde_json::from_str::<Map<String, Value>>(raw.get()) {
+            Ok(fields) => *ev = IngestEvent::Fields(fields),
+            Err(e) => unreadable.push(ElementRejection { index, problem: Problem::Invalid(e.to_string()) }),
+        }
+    }
+    if !unreadable.is_empty() {
+        return unreadable;
+    }
+    let fields = || {
+        events.iter().enumerate().filter_map(|(i, ev)| match ev {
+            IngestEvent::Fields(m) => Some((i, m)),
+            IngestEvent::Raw(_) => None,
+        })
+    };
+    let missing: Vec<ElementRejection> = fields()
+        .filter_map(|(index, ev)| {
+            let absent: Vec<String> =
+                required.iter().filter(|f| !ev.get(f.as_str()).is_some_and(is_truthy)).cloned().collect();
+            (!absent.is_empty()).then_some(ElementRejection { index, problem: Problem::MissingFields(absent) })
+        })
+        .collect();
+    if !missing.is_empty() || !normalize {
+        return missing;
+    }
+    events
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(index, ev)| match ev {
+            IngestEvent::Fields(ev) => mutt_core::normalize::normalize(ev, now)
+                .err()
+                .map(|reason| ElementRejection { index, problem: Problem::Invalid(reason) }),
+            IngestEvent::Raw(_) => None,
+        })
+        .collect()
 }
 
 /// A refusal as a log line names it: the first bad element of an invalid submission, within
@@ -436,7 +471,126 @@ mod tests {
         })
     }
 
+    /// An event field by field: the values each check reads, in the forms that pass it, fail
+    /// it, or that normalisation rewrites.
+    fn arb_event() -> impl Strategy<Value = Map<String, Value>> {
+        let text = |v: &[&str]| proptest::sample::select(v.iter().map(|s| Value::from(*s)).collect::<Vec<_>>());
+        let opt = |s: BoxedStrategy<Value>| proptest::option::weighted(0.8, s);
+        (
+            opt(prop_oneof![
+                text(&["sw1.example.net", "", "h\"q", "h\u{1}", "é-host", "h\\"]),
+                Just(Value::from("h".repeat(256))),
+                Just(Value::from(5)),
+                Just(Value::Null),
+            ]
+            .boxed()),
+            opt(prop_oneof![
+                text(&["LINK DOWN", "", "tab\there", "\u{2028}"]),
+                Just(Value::from(1)),
+                Just(Value::Null)
+            ]
+            .boxed()),
+            opt(prop_oneof![
+                text(&[
+                    "2025-11-08T12:00:00Z",
+                    "2025-11-08T12:00:00.123Z",
+                    "2025-11-08T13:00:00+01:00",
+                    "Nov  8 12:00:00",
+                    "2025-11-08 12:00:00",
+                    "",
+                    "yesterday"
+                ]),
+                Just(Value::from(1_700_000_000)),
+                Just(Value::Null),
+            ]
+            .boxed()),
+            opt(prop_oneof![
+                (0i64..9).prop_map(Value::from),
+                Just(Value::from(4.0)),
+                Just(Value::from(-1)),
+                text(&["Warning", "4", "loud"]),
+                Just(Value::Null),
+            ]
+            .boxed()),
+            opt(prop_oneof![text(&["err", "Major", ""]), Just(Value::from(5))].boxed()),
+            opt(prop_oneof![text(&[".1.3.6", ""]), Just(Value::from(1.5))].boxed()),
+            opt(text(&["client-cid", ""]).boxed()),
+            proptest::collection::btree_map("[a-d_]{1,3}", arb_value(), 0..3),
+        )
+            .prop_map(|(hostname, message, timestamp, sev, severity, oid, cid, extra)| {
+                let mut m: Map<String, Value> = extra.into_iter().collect();
+                for (k, v) in [
+                    ("hostname", hostname),
+                    ("message", message),
+                    ("timestamp", timestamp),
+                    ("syslog_severity", sev),
+                    ("severity", severity),
+                    ("trap_oid", oid),
+                    (CORRELATION_ID, cid),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
+                }
+                m
+            })
+    }
+
+    /// What a submission comes to: the refusals, or each event stamped and read back.
+    fn outcome(
+        mut events: Vec<IngestEvent>,
+        required: &[String],
+        normalize: bool,
+    ) -> Result<Vec<Value>, Vec<ElementRejection>> {
+        let now: chrono::DateTime<chrono::Utc> = "2025-11-26T10:00:00Z".parse().unwrap();
+        let refused = check_events(&mut events, required, normalize, now);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        Ok(events
+            .iter()
+            .map(|ev| {
+                let mut out = Vec::new();
+                match ev {
+                    IngestEvent::Fields(f) => write_stamped(&mut out, f, "cid-1", "id-1"),
+                    IngestEvent::Raw(r) => raw_event::write_stamped(&mut out, r, "cid-1", "id-1"),
+                }
+                serde_json::from_slice(&out).unwrap()
+            })
+            .collect())
+    }
+
     proptest! {
+        /// Raw events come to what reading them into maps came to: the same refusals (element
+        /// and text), or the same events queued; whether the body is an object, an array, NDJSON
+        /// or pretty-printed, with normalisation on or off, with the default required fields or
+        /// none.
+        #[test]
+        fn raw_events_come_to_what_maps_did(
+            events in proptest::collection::vec(arb_event(), 1..4),
+            shape in 0..4usize,
+            normalize in any::<bool>(),
+            required in any::<bool>(),
+        ) {
+            use crate::http::body::{self, BodyFormat};
+            let (bytes, format) = match shape {
+                0 => (serde_json::to_vec(&events[0]).unwrap(), BodyFormat::Json),
+                1 => (serde_json::to_vec(&events).unwrap(), BodyFormat::Json),
+                2 => (serde_json::to_vec_pretty(&events).unwrap(), BodyFormat::Json),
+                _ => {
+                    let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+                    (lines.join("\n").into_bytes(), BodyFormat::NdJson)
+                }
+            };
+            let required: Vec<String> =
+                if required { vec!["hostname".into(), "message".into(), "timestamp".into()] } else { Vec::new() };
+            let raw = body::parse(&bytes, format, 100).unwrap();
+            let fields = body::parse_as_fields(&bytes, format, 100).unwrap();
+            prop_assert_eq!(raw.batch, fields.batch);
+            prop_assert_eq!(raw.total, fields.total);
+            prop_assert_eq!(outcome(raw.events, &required, normalize), outcome(fields.events, &required, normalize));
+        }
+
         /// Byte for byte what inserting the fields and serialising the map gave, with keys
         /// around the reserved ones and client-sent reserved fields (overwritten).
         #[test]

@@ -9,6 +9,7 @@
 //!   (`syslog/`, `snmp/`) and call the same step;
 //! - [`dynamic`]: the settings operators change at run time (queue limit, rate limit);
 //! - [`metrics`]: the original's `mutt_ingest_*` metrics;
+//! - [`raw_event`]: events queued as the client wrote them, when no check would change them;
 //! - `pusher`: concurrent submissions' events pushed to the queue in one call; `admit`:
 //!   concurrent requests' rate-limit checks made in one call.
 
@@ -20,6 +21,7 @@ pub mod log_limit;
 pub mod metrics;
 mod pusher;
 pub mod rate;
+pub mod raw_event;
 pub mod snmp;
 pub mod syslog;
 
@@ -31,6 +33,7 @@ use std::sync::Arc;
 pub use accept::{Accepted, ElementRejection, Ingest, Problem, Rejection, Submission};
 pub use dynamic::IngestSettings;
 pub use metrics::IngestMetrics;
+pub use raw_event::IngestEvent;
 
 /// Settings of the ingest API.
 #[derive(Clone, Debug)]

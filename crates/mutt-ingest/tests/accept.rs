@@ -16,7 +16,11 @@ fn event(host: &str) -> Map<String, Value> {
 }
 
 fn submission(events: Vec<Map<String, Value>>) -> Submission {
-    Submission { batch: events.len() > 1, events, correlation_id: "cid-1".into() }
+    Submission {
+        batch: events.len() > 1,
+        events: events.into_iter().map(Into::into).collect(),
+        correlation_id: "cid-1".into(),
+    }
 }
 
 async fn queued(b: &TestBackend) -> Vec<Value> {

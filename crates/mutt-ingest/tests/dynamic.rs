@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 fn one_event() -> Submission {
     let ev = json!({"hostname": "r1", "message": "LINK-DOWN Gi0/1", "timestamp": "2026-12-01T10:00:00Z"});
-    Submission { events: vec![ev.as_object().cloned().unwrap_or_default()], batch: false, correlation_id: "c".into() }
+    Submission {
+        events: vec![ev.as_object().cloned().unwrap_or_default().into()],
+        batch: false,
+        correlation_id: "c".into(),
+    }
 }
 
 /// Accepts until one is refused; returns the refusal and how many were still accepted. The

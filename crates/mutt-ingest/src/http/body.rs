@@ -1,7 +1,9 @@
 //! Reading and parsing an ingest body: one JSON object (the original), a JSON array of objects,
 //! or NDJSON (one object per line, as rsyslog's omhttp sends batches).
 
+use crate::raw_event::{IngestEvent, checked_object};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Element errors listed in a 400 body; the rest are only counted, so that a malformed batch
@@ -65,7 +67,7 @@ pub fn format_from_content_type(ct: Option<&str>) -> Result<BodyFormat, BodyErro
 #[derive(Debug)]
 pub struct Parsed {
     /// At most `max_events` of them: past that only `total` counts on.
-    pub events: Vec<Map<String, Value>>,
+    pub events: Vec<IngestEvent>,
     pub batch: bool,
     /// How many elements the body held.
     pub total: usize,
@@ -74,13 +76,89 @@ pub struct Parsed {
 /// Parses one object, an array or NDJSON, keeping at most `max_events` events (the caller
 /// refuses a body with more; memory stays bounded by the limit, not by the body).
 pub fn parse(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Parsed, BodyError> {
+    match parse_raw(bytes, format, max_events) {
+        Some(parsed) => Ok(parsed),
+        None => parse_as_fields(bytes, format, max_events),
+    }
+}
+
+/// [`parse`] with every event read into a map, as before raw events.
+pub(crate) fn parse_as_fields(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<Parsed, BodyError> {
+    parse_fields(bytes, format, max_events).map(|p| Parsed {
+        events: p.events.into_iter().map(IngestEvent::Fields).collect(),
+        batch: p.batch,
+        total: p.total,
+    })
+}
+
+/// The body's events kept as the client wrote them ([`IngestEvent::Raw`]), when the body is
+/// one that [`parse_fields`] reads without any error: one object, an array of at most
+/// `max_events` objects, or NDJSON of such lines. `None` for anything else (errors, too many
+/// events, JSON bodies that are NDJSON): the caller parses it the old way, which refuses it or
+/// reads it with the same outcome. Elements with a newline byte are read into maps.
+fn parse_raw(bytes: &[u8], format: BodyFormat, max_events: usize) -> Option<Parsed> {
+    let element = |raw: Box<RawValue>| -> Option<IngestEvent> {
+        if checked_object(&raw).is_some() {
+            return Some(IngestEvent::Raw(raw));
+        }
+        match serde_json::from_str::<Value>(raw.get()).ok()? {
+            Value::Object(m) => Some(IngestEvent::Fields(m)),
+            _ => None,
+        }
+    };
+    let events: Vec<IngestEvent> = match format {
+        BodyFormat::NdJson => {
+            let mut events = Vec::new();
+            for line in bytes.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if events.len() == max_events {
+                    return None;
+                }
+                events.push(element(serde_json::from_slice(line).ok()?)?);
+            }
+            events
+        }
+        BodyFormat::Json => match bytes.trim_ascii_start().first() {
+            Some(b'{') => {
+                let one = element(serde_json::from_slice(bytes).ok()?)?;
+                return Some(Parsed { events: vec![one], batch: false, total: 1 });
+            }
+            Some(b'[') => {
+                let all: Vec<Box<RawValue>> = serde_json::from_slice(bytes).ok()?;
+                if all.len() > max_events {
+                    return None;
+                }
+                all.into_iter().map(element).collect::<Option<_>>()?
+            }
+            _ => return None,
+        },
+    };
+    if events.is_empty() {
+        return None;
+    }
+    let total = events.len();
+    Some(Parsed { events, batch: true, total })
+}
+
+/// [`Parsed`], every event read into a map: the body parser as it was before raw events, and
+/// still the one that words every refusal.
+struct ParsedFields {
+    events: Vec<Map<String, Value>>,
+    batch: bool,
+    total: usize,
+}
+
+fn parse_fields(bytes: &[u8], format: BodyFormat, max_events: usize) -> Result<ParsedFields, BodyError> {
     match format {
         BodyFormat::NdJson => parse_ndjson(bytes, max_events),
         BodyFormat::Json => {
             let mut de = serde_json::Deserializer::from_slice(bytes);
             let top = TopLevel { max_events }.deserialize(&mut de).and_then(|top| de.end().map(|()| top));
             match top {
-                Ok(Top::Object(m)) => Ok(Parsed { events: vec![m], batch: false, total: 1 }),
+                Ok(Top::Object(m)) => Ok(ParsedFields { events: vec![m], batch: false, total: 1 }),
                 Ok(Top::Array(p)) => batch_result(p),
                 Ok(Top::Null) => Err(BodyError::Invalid("Empty or null payload".into())),
                 Ok(Top::Other) => Err(BodyError::Invalid("Payload must be a JSON object".into())),
@@ -116,14 +194,14 @@ impl Batch {
     }
 }
 
-fn batch_result(b: Batch) -> Result<Parsed, BodyError> {
+fn batch_result(b: Batch) -> Result<ParsedFields, BodyError> {
     if !b.errors.is_empty() {
         return Err(BodyError::BadElements(b.errors));
     }
     if b.total == 0 {
         return Err(BodyError::Invalid("Empty batch: the array holds no events".into()));
     }
-    Ok(Parsed { events: b.events, batch: true, total: b.total })
+    Ok(ParsedFields { events: b.events, batch: true, total: b.total })
 }
 
 /// The top-level JSON value, with an array read element by element (never as a whole
@@ -189,7 +267,7 @@ impl<'de> Visitor<'de> for TopLevel {
     }
 }
 
-fn parse_ndjson(bytes: &[u8], max_events: usize) -> Result<Parsed, BodyError> {
+fn parse_ndjson(bytes: &[u8], max_events: usize) -> Result<ParsedFields, BodyError> {
     let mut batch = Batch::default();
     for line in bytes.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -211,7 +289,7 @@ fn parse_ndjson(bytes: &[u8], max_events: usize) -> Result<Parsed, BodyError> {
     if batch.total == 0 {
         return Err(BodyError::Invalid("Empty or null payload".into()));
     }
-    Ok(Parsed { events: batch.events, batch: true, total: batch.total })
+    Ok(ParsedFields { events: batch.events, batch: true, total: batch.total })
 }
 
 #[cfg(test)]

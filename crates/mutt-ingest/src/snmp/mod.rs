@@ -22,7 +22,6 @@ use crate::{Ingest, Submission};
 use async_snmp::notification::NotificationReceiver;
 use async_snmp::{AuthProtocol, AuthoritativeEngine, PrivProtocol};
 use mutt_core::Secret;
-use serde_json::{Map, Value};
 use state::{EngineFile, ListenerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -177,8 +176,8 @@ async fn submit_bursts(state: Arc<ListenerState>, mut rx: mpsc::Receiver<Receive
     let max = state.ingest.config().max_batch_events.clamp(1, BURST);
     let mut burst = Vec::with_capacity(max);
     while rx.recv_many(&mut burst, max).await > 0 {
-        let events: Vec<Map<String, Value>> =
-            burst.drain(..).map(|(n, source, at)| event::to_event(&n, source, at)).collect();
+        let events: Vec<crate::IngestEvent> =
+            burst.drain(..).map(|(n, source, at)| event::to_event(&n, source, at).into()).collect();
         let n = events.len() as u64;
         let submission = Submission { events, batch: true, correlation_id: uuid::Uuid::new_v4().to_string() };
         match state.ingest.accept_admitted(submission).await {

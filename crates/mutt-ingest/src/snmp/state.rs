@@ -160,7 +160,7 @@ impl ListenerState {
     fn queue_inform(&self, envelope: &NotificationEnvelope<'_>) -> NotificationAcceptance {
         let event = event::to_event(envelope.notification(), envelope.source, chrono::Utc::now());
         let submission =
-            Submission { events: vec![event], batch: false, correlation_id: uuid::Uuid::new_v4().to_string() };
+            Submission { events: vec![event.into()], batch: false, correlation_id: uuid::Uuid::new_v4().to_string() };
         let handle = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => h,
             _ => {

@@ -189,7 +189,7 @@ impl Shared {
                 errors += 1;
                 self.warn.warn(sender, self.name(), "not RFC 3164/5424 syslog; queued as plain text");
             }
-            events.push(parsed.event);
+            events.push(parsed.event.into());
         }
         self.metrics.messages.get_or_create(&self.label).inc_by(events.len() as u64);
         self.metrics.bytes.get_or_create(&self.label).inc_by(bytes);
