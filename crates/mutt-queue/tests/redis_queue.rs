@@ -73,3 +73,36 @@ async fn unhandled_samples_are_kept_from_the_second_sighting() {
     q.count_unhandled(&[key("sw4", "e7", "fired at once")], 1, expiry).await.unwrap();
     assert_eq!(stored("sw4").await.as_deref(), Some("fired at once"));
 }
+
+/// The counter's window is anchored at its first count (spec §3.6a): created with the expiry,
+/// counted on without renewing it; a counter left without one (written by hand, or by the
+/// original between its `INCR` and `EXPIRE`) is counted on as it is.
+#[tokio::test]
+async fn an_unhandled_counter_gets_its_expiry_at_the_first_count_only() {
+    use mutt_queue::{Coordination, UnhandledKey};
+    let keys = KeySpace::with_prefix(&mutt_testkit::unique_prefix());
+    let q = RedisQueue::connect(&RedisConfig::single(mutt_testkit::redis_url(), keys.clone())).await.unwrap();
+    let mut c = q.connection();
+    let counter = keys.unhandled("sw1", "0123456789abcdef").0;
+    let key = |id: &str| UnhandledKey::new("sw1", "0123456789abcdef", id, "text");
+    let read = |c: &mut mutt_queue::redis::AnyConnection| {
+        let (mut c, counter) = (c.clone(), counter.clone());
+        async move {
+            let v: Option<u64> = redis::cmd("GET").arg(&counter).query_async(&mut c).await.unwrap();
+            let ttl: i64 = redis::cmd("TTL").arg(&counter).query_async(&mut c).await.unwrap();
+            (v, ttl)
+        }
+    };
+    q.count_unhandled(&[key("e1")], 100, std::time::Duration::from_secs(600)).await.unwrap();
+    let (n, ttl) = read(&mut c).await;
+    assert_eq!(n, Some(1));
+    assert!((590..=600).contains(&ttl), "created with the expiry: {ttl}");
+    let _: () = redis::cmd("EXPIRE").arg(&counter).arg(100).query_async(&mut c).await.unwrap();
+    q.count_unhandled(&[key("e2"), key("e3")], 100, std::time::Duration::from_secs(600)).await.unwrap();
+    let (n, ttl) = read(&mut c).await;
+    assert_eq!(n, Some(3));
+    assert!(ttl <= 100, "counted on without renewing the window: {ttl}");
+    let _: () = redis::cmd("SET").arg(&counter).arg(7).query_async(&mut c).await.unwrap();
+    q.count_unhandled(&[key("e4")], 100, std::time::Duration::from_secs(600)).await.unwrap();
+    assert_eq!(read(&mut c).await, (Some(8), -1), "a counter without expiry is counted on as it is");
+}

@@ -320,6 +320,8 @@ return math.max(len, tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
 /// exactly 1: a message seen once so far gets none, since one-off messages are most of what goes
 /// unhandled and a key each for a day costs Redis more than their counting). The caller then
 /// sends only those messages: every byte passed to a script costs Redis a hash of it.
+/// A counter is created by `SET … EX … NX` (the original: `INCR`, then `EXPIRE` at 1): the
+/// same key, value and expiry in one command.
 /// Deviation: the triggered key holds the triggering event's id (not the renamed count), so a
 /// redelivery of that event after a crash fires again (same meta-alert id; the forwarder drops
 /// the duplicate) instead of losing the meta-alert.
@@ -335,8 +337,10 @@ for i = 1, #KEYS / 2 do
   if t then
     if t == event then fire = 1 end
   else
-    local n = redis.call('INCR', counter)
-    if n == 1 then redis.call('EXPIRE', counter, expiry) end
+    -- The first count creates the counter with its expiry in one command (INCR then EXPIRE
+    -- before: most unhandled messages are seen once, and each command is also an AOF entry).
+    local n = 1
+    if not redis.call('SET', counter, 1, 'EX', expiry, 'NX') then n = redis.call('INCR', counter) end
     if n == threshold then
       redis.call('DEL', counter)
       redis.call('SET', triggered, event, 'EX', expiry)
