@@ -97,9 +97,9 @@ pub(crate) fn parse_as_fields(bytes: &[u8], format: BodyFormat, max_events: usiz
 /// events, JSON bodies that are NDJSON): the caller parses it the old way, which refuses it or
 /// reads it with the same outcome. Elements with a newline byte are read into maps.
 fn parse_raw(bytes: &[u8], format: BodyFormat, max_events: usize) -> Option<Parsed> {
-    let element = |raw: Box<RawValue>| -> Option<IngestEvent> {
-        if checked_object(&raw).is_some() {
-            return Some(IngestEvent::Raw(raw));
+    let element = |raw: &RawValue| -> Option<IngestEvent> {
+        if let Some(raw) = checked_object(raw) {
+            return Some(IngestEvent::Raw(raw.to_owned()));
         }
         match serde_json::from_str::<Value>(raw.get()).ok()? {
             Value::Object(m) => Some(IngestEvent::Fields(m)),
@@ -127,7 +127,8 @@ fn parse_raw(bytes: &[u8], format: BodyFormat, max_events: usize) -> Option<Pars
                 return Some(Parsed { events: vec![one], batch: false, total: 1 });
             }
             Some(b'[') => {
-                let all: Vec<Box<RawValue>> = serde_json::from_slice(bytes).ok()?;
+                // Borrowed first (16 bytes an element): a body of too many is not copied.
+                let all: Vec<&RawValue> = serde_json::from_slice(bytes).ok()?;
                 if all.len() > max_events {
                     return None;
                 }
