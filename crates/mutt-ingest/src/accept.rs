@@ -231,6 +231,7 @@ impl Ingest {
         // `to_vec` per event grows by doubling (three reallocations for a 550-byte event) and
         // keeps up to twice the bytes while the messages wait for their push.
         let mut scratch = Vec::with_capacity(1024);
+        let max_event_bytes = self.shared.config.max_event_bytes;
         let mut id_text = uuid::Uuid::encode_buffer();
         let messages: Vec<Vec<u8>> = events
             .into_iter()
@@ -242,7 +243,17 @@ impl Ingest {
                 scratch.clear();
                 match &ev {
                     IngestEvent::Fields(fields) => write_stamped(&mut scratch, fields, cid, id),
-                    IngestEvent::Raw(raw) => raw_event::write_stamped(&mut scratch, raw, cid, id),
+                    IngestEvent::Raw(raw) => {
+                        raw_event::write_stamped(&mut scratch, raw, cid, id);
+                        // The limit applies to an event as written compact, as it was before
+                        // raw events: a client's spacing must not push one over it.
+                        if scratch.len() > max_event_bytes
+                            && let Ok(fields) = serde_json::from_str::<Map<String, Value>>(raw.get())
+                        {
+                            scratch.clear();
+                            write_stamped(&mut scratch, &fields, cid, id);
+                        }
+                    }
                 }
                 scratch.clone()
             })

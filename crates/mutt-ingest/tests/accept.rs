@@ -47,6 +47,7 @@ mutt_testapp::both_backends!(
     too_many_events_is_refused,
     backpressure_refuses_at_the_queue_limit,
     the_rate_limit_counts_submissions,
+    raw_events_are_queued_as_written_and_measured_compact,
 );
 
 async fn accepted_events_are_stamped_and_queued(kind: BackendKind) {
@@ -116,4 +117,40 @@ async fn the_rate_limit_counts_submissions(kind: BackendKind) {
     let Rejection::RateLimited { retry_after } = err else { panic!("expected RateLimited, got {err:?}") };
     assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60), "{retry_after:?}");
     assert_eq!(b.queue.depth(QueueId::Ingest).await.unwrap(), 3, "the refused submission was not queued");
+}
+
+/// An event no check changes is queued as the client wrote it, the two ids last; the
+/// per-event size limit still applies to it written compact, so a client's spacing cannot push
+/// one over the limit.
+async fn raw_events_are_queued_as_written_and_measured_compact(kind: BackendKind) {
+    use mutt_ingest::IngestEvent;
+    use serde_json::value::RawValue;
+    let raw = |text: String| IngestEvent::Raw(RawValue::from_string(text).expect("raw JSON"));
+    let fields = r#""message":"LINK-DOWN","hostname":"r1","timestamp":"2026-12-01T10:00:00Z""#;
+    let limit = 400;
+    let (_site, b, ing) = setup(kind, IngestConfig { max_event_bytes: limit, ..unlimited() }).await;
+    let spaced = format!("{{{}{fields}}}", " ".repeat(limit));
+    let submission = Submission {
+        events: vec![raw(format!("{{{fields}}}")), raw(spaced)],
+        batch: true,
+        correlation_id: "cid-1".into(),
+    };
+    ing.accept(submission).await.expect("accepted: compact, both fit");
+    let mut c = b
+        .queue
+        .consumer(mutt_queue::ConsumerConfig::new(mutt_queue::WorkerRole::Alerter, mutt_core::PodName::random("t")))
+        .await
+        .expect("consumer");
+    let lease = c.lease(100, Duration::from_millis(50)).await.expect("lease").unwrap_or_default();
+    let texts: Vec<String> = lease.messages.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+    c.release().await.expect("release");
+    c.shutdown().await.expect("shutdown");
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    let prefix = format!("{{{fields},\"_correlation_id\":\"cid-1\",\"_event_id\":\"");
+    assert!(texts[0].starts_with(&prefix), "as written, ids last: {}", texts[0]);
+    assert!(
+        texts[1].len() <= limit && texts[1].starts_with("{\"_correlation_id\""),
+        "compact, keys sorted: {}",
+        texts[1]
+    );
 }
