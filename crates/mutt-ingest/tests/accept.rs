@@ -24,13 +24,18 @@ fn submission(events: Vec<Map<String, Value>>) -> Submission {
 }
 
 async fn queued(b: &TestBackend) -> Vec<Value> {
+    queued_bytes(b).await.iter().map(|m| serde_json::from_slice(m).expect("queued JSON")).collect()
+}
+
+/// The ingest queue's messages as queued (leased, then handed back).
+async fn queued_bytes(b: &TestBackend) -> Vec<Vec<u8>> {
     let mut c = b
         .queue
         .consumer(mutt_queue::ConsumerConfig::new(mutt_queue::WorkerRole::Alerter, mutt_core::PodName::random("t")))
         .await
         .expect("consumer");
     let lease = c.lease(100, Duration::from_millis(50)).await.expect("lease").unwrap_or_default();
-    let out = lease.messages.iter().map(|m| serde_json::from_slice(m).expect("queued JSON")).collect();
+    let out = lease.messages.clone();
     c.release().await.expect("release");
     c.shutdown().await.expect("shutdown");
     out
@@ -136,15 +141,7 @@ async fn raw_events_are_queued_as_written_and_measured_compact(kind: BackendKind
         correlation_id: "cid-1".into(),
     };
     ing.accept(submission).await.expect("accepted: compact, both fit");
-    let mut c = b
-        .queue
-        .consumer(mutt_queue::ConsumerConfig::new(mutt_queue::WorkerRole::Alerter, mutt_core::PodName::random("t")))
-        .await
-        .expect("consumer");
-    let lease = c.lease(100, Duration::from_millis(50)).await.expect("lease").unwrap_or_default();
-    let texts: Vec<String> = lease.messages.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
-    c.release().await.expect("release");
-    c.shutdown().await.expect("shutdown");
+    let texts: Vec<String> = queued_bytes(&b).await.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
     let prefix = format!("{{{fields},\"_correlation_id\":\"cid-1\",\"_event_id\":\"");
     assert!(texts[0].starts_with(&prefix), "as written, ids last: {}", texts[0]);
