@@ -241,20 +241,7 @@ impl Ingest {
                     ids.push(id.to_owned());
                 }
                 scratch.clear();
-                match &ev {
-                    IngestEvent::Fields(fields) => write_stamped(&mut scratch, fields, cid, id),
-                    IngestEvent::Raw(raw) => {
-                        raw_event::write_stamped(&mut scratch, raw, cid, id);
-                        // The limit applies to an event as written compact, as it was before
-                        // raw events: a client's spacing must not push one over it.
-                        if scratch.len() > max_event_bytes
-                            && let Ok(fields) = serde_json::from_str::<Map<String, Value>>(raw.get())
-                        {
-                            scratch.clear();
-                            write_stamped(&mut scratch, &fields, cid, id);
-                        }
-                    }
-                }
+                write_event(&mut scratch, &ev, cid, id, max_event_bytes);
                 scratch.clone()
             })
             .collect();
@@ -357,7 +344,7 @@ fn check_events(
         }
         // Checked to read into a map when the body was parsed; an error here is a defect,
         // refused with its reason rather than a panic.
-        match serde_json::from_str::<Map<String, Value>>(raw.get()) {
+        match raw_event::read_fields(raw) {
             Ok(fields) => *ev = IngestEvent::Fields(fields),
             Err(e) => unreadable.push(ElementRejection { index, problem: Problem::Invalid(e.to_string()) }),
         }
@@ -432,6 +419,25 @@ fn write_stamped(out: &mut Vec<u8>, ev: &Map<String, Value>, cid: &str, event_id
         json_field(out, &mut first, k, v);
     }
     out.push(b'}');
+}
+
+/// Writes one event as queued, its ids stamped: a raw event as the client wrote it unless that is
+/// over `max_event_bytes` (the limit applies to an event written compact, as it did before raw
+/// events: a client's spacing must not push one over it).
+fn write_event(out: &mut Vec<u8>, ev: &IngestEvent, cid: &str, event_id: &str, max_event_bytes: usize) {
+    match ev {
+        IngestEvent::Fields(fields) => write_stamped(out, fields, cid, event_id),
+        IngestEvent::Raw(raw) => {
+            let start = out.len();
+            raw_event::write_stamped(out, raw, cid, event_id);
+            if out.len() - start > max_event_bytes
+                && let Ok(fields) = raw_event::read_fields(raw)
+            {
+                out.truncate(start);
+                write_stamped(out, &fields, cid, event_id);
+            }
+        }
+    }
 }
 
 /// Appends `"key":value`, after a comma unless it is the object's first field.
@@ -562,10 +568,7 @@ mod tests {
             .iter()
             .map(|ev| {
                 let mut out = Vec::new();
-                match ev {
-                    IngestEvent::Fields(f) => write_stamped(&mut out, f, "cid-1", "id-1"),
-                    IngestEvent::Raw(r) => raw_event::write_stamped(&mut out, r, "cid-1", "id-1"),
-                }
+                write_event(&mut out, ev, "cid-1", "id-1", usize::MAX);
                 serde_json::from_slice(&out).unwrap()
             })
             .collect())

@@ -42,9 +42,14 @@ impl IngestEvent {
     pub fn into_fields(self) -> Result<Map<String, Value>, serde_json::Error> {
         match self {
             IngestEvent::Fields(m) => Ok(m),
-            IngestEvent::Raw(raw) => serde_json::from_str(raw.get()),
+            IngestEvent::Raw(raw) => read_fields(&raw),
         }
     }
+}
+
+/// A raw event read into a map: the old path, for events a check changes or refuses.
+pub fn read_fields(raw: &RawValue) -> Result<Map<String, Value>, serde_json::Error> {
+    serde_json::from_str(raw.get())
 }
 
 /// `raw` if it is a JSON object that reads into a `serde_json` map without error and holds no
@@ -125,7 +130,8 @@ struct Looked<'a> {
     syslog_severity: Option<&'a RawValue>,
     severity: Option<&'a RawValue>,
     timestamp: Option<&'a RawValue>,
-    required: Vec<Option<&'a RawValue>>,
+    /// Bit `i`: required field `i` is present and truthy (no allocation per event).
+    required_truthy: u64,
 }
 
 struct Look<'r> {
@@ -138,7 +144,7 @@ impl<'de, 'r> Visitor<'de> for Look<'r> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Looked<'de>, A::Error> {
-        let mut out = Looked { required: vec![None; self.required.len()], ..Looked::default() };
+        let mut out = Looked::default();
         // A key with escapes does not borrow: an error, and the event is read into a map.
         while let Some(key) = map.next_key::<&'de str>()? {
             let wanted = self.required.iter().position(|r| r == key);
@@ -164,7 +170,9 @@ impl<'de, 'r> Visitor<'de> for Look<'r> {
                 *slot = Some(value);
             }
             if let Some(i) = wanted {
-                out.required[i] = Some(value);
+                // The last of a repeated key counts, as in a map.
+                out.required_truthy &= !(1 << i);
+                out.required_truthy |= u64::from(truthy(value)) << i;
             }
         }
         Ok(out)
@@ -187,11 +195,16 @@ pub fn passes_as_is(
     now: chrono::DateTime<chrono::Utc>,
     seen: &mut SeenTimestamps,
 ) -> bool {
+    // One bit per required field; a longer list (never seen in practice) takes the map path.
+    if required.len() > 64 {
+        return false;
+    }
     let mut de = serde_json::Deserializer::from_str(raw.get());
     let Ok(looked) = de.deserialize_map(Look { required }) else {
         return false;
     };
-    if looked.reserved || !looked.required.iter().all(|v| v.is_some_and(truthy)) {
+    let all_required = if required.len() == 64 { u64::MAX } else { (1u64 << required.len()) - 1 };
+    if looked.reserved || looked.required_truthy != all_required {
         return false;
     }
     !normalize || already_normal(&looked, now, seen)
@@ -213,20 +226,15 @@ fn already_normal(looked: &Looked<'_>, now: chrono::DateTime<chrono::Utc>, seen:
         },
     }
     match looked.syslog_severity.map(RawValue::get) {
-        None | Some("null") => {
-            // A textual `severity` would be copied into `syslog_severity`.
-            if looked
-                .severity
-                .and_then(|s| serde_json::from_str::<&str>(s.get()).ok())
-                .is_some_and(|s| severity_from_name(s).is_some())
-            {
-                return false;
-            }
-            // Escaped text might be a name: read it into a map.
-            if looked.severity.is_some_and(|s| s.get().starts_with('"') && s.get().contains('\\')) {
-                return false;
-            }
-        }
+        // A textual `severity` that names a level would be copied into `syslog_severity`;
+        // escaped text (not borrowed) might name one: read it into a map.
+        None | Some("null") => match looked.severity.map(RawValue::get) {
+            Some(s) if s.starts_with('"') => match serde_json::from_str::<&str>(s) {
+                Ok(s) if severity_from_name(s).is_none() => {}
+                _ => return false,
+            },
+            _ => {}
+        },
         Some(n) => match serde_json::from_str::<f64>(n) {
             Ok(f) if (0.0..=7.0).contains(&f) && f.fract() == 0.0 => {}
             _ => return false,
@@ -360,6 +368,9 @@ mod tests {
         ] {
             assert!(kept_raw(&format!("{{{ok},{fine}}}")), "{fine}");
         }
+        // A repeated key counts by its last value, as in a map.
+        assert!(!kept_raw(&format!(r#"{{{ok},"hostname":""}}"#)));
+        assert!(kept_raw(&format!(r#"{{"hostname":"",{ok}}}"#)));
         // Pretty-printed elements are read into maps (written compact, one line each).
         let pretty = format!("[{{\n{ok}\n}}]");
         assert!(matches!(parse(pretty.as_bytes(), BodyFormat::Json, 10).unwrap().events[..], [IngestEvent::Fields(_)]));
