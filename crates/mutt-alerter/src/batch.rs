@@ -4,7 +4,7 @@ use crate::dynamic::{DynamicSettings, ShedMode};
 use crate::timings::{Phase, Stopwatch};
 use crate::{Alerter, AlerterError};
 use mutt_core::alert::unhandled_signature;
-use mutt_core::{Alert, Decision, Event, RuleSet, decide};
+use mutt_core::{Alert, Decision, Event, EventFields, QueuedEvent, RuleSet, decide};
 use mutt_queue::log_ids::{BatchFailure, MessageIds, first_event_ids, join_ids};
 use mutt_queue::{Lease, QueueId, RetryOutcome, RetryPolicy, Settlement, UnhandledKey, WorkerRole};
 use mutt_service::Backoff;
@@ -62,7 +62,7 @@ struct Item<'a> {
     dead: Option<(&'static str, String)>,
     handled: bool,
     /// Unhandled events, kept for the meta-alert count.
-    unhandled: Option<Event>,
+    unhandled: Option<QueuedEvent<'a>>,
 }
 
 impl<'a> Item<'a> {
@@ -346,13 +346,14 @@ impl Alerter {
         settings: &DynamicSettings,
         shutdown: &CancellationToken,
     ) -> Option<Vec<Alert>> {
-        let events: Vec<&Event> = items.iter().filter_map(|i| i.unhandled.as_ref()).collect();
+        let events: Vec<(&[u8], &QueuedEvent)> =
+            items.iter().filter_map(|i| Some((i.raw, i.unhandled.as_ref()?))).collect();
         if events.is_empty() {
             return Some(Vec::new());
         }
         let keys: Vec<UnhandledKey> = events
             .iter()
-            .map(|e| {
+            .map(|(_, e)| {
                 let message = e.message().unwrap_or_default();
                 let signature = unhandled_signature(message);
                 UnhandledKey::new(e.hostname().unwrap_or_default(), signature, e.event_id().to_string(), message)
@@ -382,14 +383,23 @@ impl Alerter {
                 .iter()
                 .zip(fired)
                 .filter(|(_, f)| *f)
-                .map(|(e, _)| {
+                .filter_map(|((raw, e), _)| {
+                    // The meta-alert carries the whole event in `raw_json`: read into a map here,
+                    // for the few events that fire (it read as a map when it was decided).
+                    let whole = match Event::from_slice(raw) {
+                        Ok(whole) => whole,
+                        Err(error) => {
+                            tracing::error!(event_id = %e.event_id(), error = %error, "unhandled meta-alert not sent: the event no longer reads as a map");
+                            return None;
+                        }
+                    };
                     let team = e
                         .hostname()
                         .and_then(|h| teams.get(h))
                         .map(String::as_str)
                         .unwrap_or(&self.config.unhandled_default_team);
                     let alert = Alert::unhandled_meta(
-                        e,
+                        &whole,
                         team,
                         settings.unhandled_threshold,
                         settings.unhandled_expiry.as_secs(),
@@ -403,14 +413,15 @@ impl Alerter {
                         team,
                         "unhandled meta-alert"
                     );
-                    alert
+                    Some(alert)
                 })
                 .collect(),
         )
     }
 
     fn decide_one<'a>(&self, raw: &'a [u8], rules: &RuleSet) -> Item<'a> {
-        let event = match Event::from_slice(raw) {
+        // The fields deciding reads, borrowed from the message (no map per event).
+        let event = match QueuedEvent::read(raw, &self.config.required_fields) {
             Ok(e) => e,
             Err(e) => return Item::dead(raw, "invalid_event", e.to_string()),
         };
@@ -422,7 +433,7 @@ impl Alerter {
             let error = format!("arrived with _retry_count {retries}, above ALERTER_MAX_RETRIES ({max})");
             return Item::dead(raw, "retries_exhausted", error);
         }
-        if let Err(e) = event.require(&self.config.required_fields) {
+        if let Err(e) = event.missing_field() {
             return Item::dead(raw, "missing_field", e.to_string());
         }
         match decide(rules, &event) {

@@ -7,11 +7,17 @@
 //! as they are. The result reads back as the same [`mutt_core::Alert`] (same fields, same
 //! order; `raw_json`'s keys keep the order they were queued in instead of being sorted).
 
-use mutt_core::{Event, EventId, Rule};
+use mutt_core::{EventFields, EventId, Rule};
 
 /// The alert-queue message for `event` (queued as `raw`, already parsed as a JSON object),
 /// handled by `rule` with `handling`.
-pub(crate) fn handled_alert(raw: &[u8], event: &Event, event_id: EventId, rule: &Rule, handling: &str) -> Vec<u8> {
+pub(crate) fn handled_alert(
+    raw: &[u8],
+    event: &impl EventFields,
+    event_id: EventId,
+    rule: &Rule,
+    handling: &str,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() * 2 + 256);
     out.extend_from_slice(b"{\"hostname\":");
     string(&mut out, event.hostname().unwrap_or_default());
@@ -42,7 +48,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mutt_core::{Alert, MatchType};
+    use mutt_core::{Alert, Event, MatchType};
 
     fn rule() -> Rule {
         Rule {

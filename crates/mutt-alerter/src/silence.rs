@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use mutt_core::silence::SilenceSet;
-use mutt_core::{Event, Rule};
+use mutt_core::{EventFields, Rule};
 use mutt_queue::Coordination;
 use mutt_store::Store;
 use mutt_store::silences::SilenceFilter;
@@ -119,7 +119,7 @@ impl SilenceCache {
     }
 
     /// The silence that holds back the alert of `event`, handled by `rule`, now; counted.
-    pub fn silenced_by(&self, event: &Event, rule: &Rule) -> Option<i64> {
+    pub fn silenced_by(&self, event: &impl EventFields, rule: &Rule) -> Option<i64> {
         let set = self.current();
         if set.is_empty() {
             return None;

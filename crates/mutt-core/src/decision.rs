@@ -1,7 +1,7 @@
 //! What the alerter does with one event: the rule that handles it, for which environment,
 //! and whether it is forwarded, or that no rule handles it (spec §4.3–4.5).
 
-use crate::event::Event;
+use crate::event::EventFields;
 use crate::rule::{Rule, RuleSet, decision_forwards};
 
 /// Production or development host (`development_hosts` holds exact, case-sensitive names).
@@ -26,7 +26,7 @@ pub enum Decision<'a> {
 }
 
 /// Decides one event against the current rule set.
-pub fn decide<'a>(rules: &'a RuleSet, event: &Event) -> Decision<'a> {
+pub fn decide<'a>(rules: &'a RuleSet, event: &(impl EventFields + ?Sized)) -> Decision<'a> {
     let Some(rule) = rules.first_match(event) else {
         return Decision::Unhandled;
     };
@@ -44,6 +44,7 @@ pub fn decide<'a>(rules: &'a RuleSet, event: &Event) -> Decision<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::rule::{MatchType, RuleSnapshot};
     use serde_json::json;
 

@@ -62,6 +62,64 @@ impl fmt::Display for EventId {
     }
 }
 
+/// The fields of an event that deciding it reads: the rules, the development hosts, silences
+/// and the alert's own fields. [`Event`] (a whole map) and [`crate::QueuedEvent`] (the alerter's
+/// borrowed read of a queued message) give the same answers for the same bytes.
+pub trait EventFields {
+    /// `hostname` when it is a string.
+    fn hostname(&self) -> Option<&str>;
+    /// `message` when it is a string.
+    fn message(&self) -> Option<&str>;
+    fn trap_oid(&self) -> Option<&Value>;
+    fn syslog_severity(&self) -> Option<&Value>;
+    /// `_correlation_id`, or "unknown" when it is absent or not a string.
+    fn correlation_id(&self) -> &str;
+    /// See [`Event::event_id`].
+    fn event_id(&self) -> EventId;
+}
+
+impl<T: EventFields + ?Sized> EventFields for &T {
+    fn hostname(&self) -> Option<&str> {
+        (**self).hostname()
+    }
+    fn message(&self) -> Option<&str> {
+        (**self).message()
+    }
+    fn trap_oid(&self) -> Option<&Value> {
+        (**self).trap_oid()
+    }
+    fn syslog_severity(&self) -> Option<&Value> {
+        (**self).syslog_severity()
+    }
+    fn correlation_id(&self) -> &str {
+        (**self).correlation_id()
+    }
+    fn event_id(&self) -> EventId {
+        (**self).event_id()
+    }
+}
+
+impl EventFields for Event {
+    fn hostname(&self) -> Option<&str> {
+        Event::hostname(self)
+    }
+    fn message(&self) -> Option<&str> {
+        Event::message(self)
+    }
+    fn trap_oid(&self) -> Option<&Value> {
+        Event::trap_oid(self)
+    }
+    fn syslog_severity(&self) -> Option<&Value> {
+        Event::syslog_severity(self)
+    }
+    fn correlation_id(&self) -> &str {
+        Event::correlation_id(self)
+    }
+    fn event_id(&self) -> EventId {
+        Event::event_id(self)
+    }
+}
+
 /// One event: a JSON object. Unknown fields are kept and passed on untouched.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {

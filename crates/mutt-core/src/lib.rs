@@ -18,6 +18,7 @@ pub mod decision;
 pub mod event;
 pub mod names;
 pub mod normalize;
+pub mod queued_event;
 pub mod rule;
 pub mod secret;
 pub mod silence;
@@ -26,7 +27,8 @@ pub mod text;
 
 pub use alert::Alert;
 pub use decision::{Decision, HostEnvironment, decide};
-pub use event::{Event, EventError, EventId};
+pub use event::{Event, EventError, EventFields, EventId};
 pub use names::PodName;
+pub use queued_event::QueuedEvent;
 pub use rule::{MatchType, Rule, RuleDraft, RuleError, RuleSet, RuleSnapshot, ValidRule, decision_forwards};
 pub use secret::Secret;

@@ -15,7 +15,7 @@ pub mod tester;
 
 pub use draft::{RuleDraft, ValidRule};
 
-use crate::event::Event;
+use crate::event::EventFields;
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -320,7 +320,7 @@ impl RuleSet {
     }
 
     /// Returns the first rule (by priority, then id) that matches the event.
-    pub fn first_match(&self, event: &Event) -> Option<&Rule> {
+    pub fn first_match(&self, event: &(impl EventFields + ?Sized)) -> Option<&Rule> {
         let view = EventView::of(event);
         let mut best = usize::MAX;
         if view.has_oid {
@@ -379,13 +379,13 @@ impl RuleSet {
     /// The reference procedure: tries each rule in order (spec §4.4). Same answer as
     /// [`RuleSet::first_match`], at a cost linear in the number of rules; kept for the rule
     /// tester and as the oracle of the matcher's property test.
-    pub fn first_match_linear(&self, event: &Event) -> Option<&Rule> {
+    pub fn first_match_linear(&self, event: &(impl EventFields + ?Sized)) -> Option<&Rule> {
         let v = EventView::of(event);
         self.rules.iter().find(|c| c.check(&v).is_ok()).map(|c| &c.rule)
     }
 
     /// Why each rule before the winner did not match, and the winner (for the rule tester).
-    pub fn explain(&self, event: &Event) -> Explanation {
+    pub fn explain(&self, event: &(impl EventFields + ?Sized)) -> Explanation {
         let v = EventView::of(event);
         let mut skipped = Vec::new();
         for c in &self.rules {
@@ -424,7 +424,7 @@ struct EventView<'a> {
 }
 
 impl<'a> EventView<'a> {
-    fn of(event: &'a Event) -> Self {
+    fn of(event: &'a (impl EventFields + ?Sized)) -> Self {
         let oid = event.trap_oid().and_then(Value::as_str).filter(|s| !s.is_empty()).map(|s| s.trim_start_matches('.'));
         // A non-string trap_oid still takes the OID branch (it is "present") but never matches.
         let has_oid = oid.is_some() || event.trap_oid().is_some_and(crate::event::is_truthy);
@@ -499,6 +499,7 @@ fn severity_equals(value: Option<&Value>, want: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use serde_json::json;
 
     pub(crate) fn rule(id: i32, mt: MatchType, s: Option<&str>, oid: Option<&str>, prio: i32) -> Rule {

@@ -11,7 +11,7 @@ mod window;
 
 pub use window::WeeklyWindow;
 
-use crate::event::Event;
+use crate::event::EventFields;
 use crate::rule::{Rule, compile_pattern};
 use chrono::{DateTime, Utc};
 use regex::Regex;
@@ -251,7 +251,7 @@ impl CompiledMatcher {
         Ok(c)
     }
 
-    fn matches(&self, event: &Event, rule: &Rule) -> bool {
+    fn matches(&self, event: &(impl EventFields + ?Sized), rule: &Rule) -> bool {
         if self.rule_id.is_some_and(|id| id != rule.id) {
             return false;
         }
@@ -353,7 +353,7 @@ impl SilenceSet {
     }
 
     /// The id of the first silence in effect at `now` that matches the event its rule handled.
-    pub fn silenced_by(&self, event: &Event, rule: &Rule, now: DateTime<Utc>) -> Option<i64> {
+    pub fn silenced_by(&self, event: &(impl EventFields + ?Sized), rule: &Rule, now: DateTime<Utc>) -> Option<i64> {
         self.silences.iter().find(|c| c.in_effect(now) && c.matcher.matches(event, rule)).map(|c| c.silence.id)
     }
 

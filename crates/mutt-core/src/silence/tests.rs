@@ -1,4 +1,5 @@
 use super::*;
+use crate::event::Event;
 use chrono::Weekday;
 use serde_json::json;
 
