@@ -328,7 +328,9 @@ return math.max(len, tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
 pub static UNHANDLED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-local threshold, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- The expiry goes to Redis as the string it came as: a Lua number would be formatted by
+-- sprintf for every command (visible in redis-server's profile).
+local threshold, expiry = tonumber(ARGV[1]), ARGV[2]
 local out = {}
 for i = 1, #KEYS / 2 do
   local counter, triggered, event = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
@@ -340,7 +342,7 @@ for i = 1, #KEYS / 2 do
     -- The first count creates the counter with its expiry in one command (INCR then EXPIRE
     -- before: most unhandled messages are seen once, and each command is also an AOF entry).
     local n = 1
-    if not redis.call('SET', counter, 1, 'EX', expiry, 'NX') then n = redis.call('INCR', counter) end
+    if not redis.call('SET', counter, '1', 'EX', expiry, 'NX') then n = redis.call('INCR', counter) end
     if n == threshold then
       redis.call('DEL', counter)
       redis.call('SET', triggered, event, 'EX', expiry)
