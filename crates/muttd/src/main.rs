@@ -32,7 +32,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let all_roles = matches!(cli.command, Command::Run(_));
+    if let Some(n) = config.worker.runtime_threads(all_roles, env.get("TOKIO_WORKER_THREADS").map(String::as_str)) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("muttd: cannot start the async runtime: {e}");
