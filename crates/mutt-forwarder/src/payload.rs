@@ -119,7 +119,7 @@ impl Encoder {
 /// About the size of an alert's JSON in a body: room reserved up front.
 fn size_hint(a: &AlertView<'_>) -> usize {
     let raw = match &a.raw_json {
-        RawJson::Canonical { raw, .. } => raw.get().len(),
+        RawJson::Verbatim { raw, .. } => raw.get().len(),
         RawJson::Parsed(_) => 512,
     };
     raw + a.message_body.len() + 2 * a.hostname.len() + a.team_assignment.len() + 320

@@ -1,11 +1,12 @@
 //! A leased alert read once, borrowing from the leased bytes: its text fields are slices of the
 //! message (owned only where JSON escapes had to be undone), and its `raw_json` is passed
-//! through as the message's own bytes when they are exactly what serde_json would write for
-//! the parsed value (compact, keys sorted, serde_json's escapes and numbers: what muttd's
-//! alerter queues), so payloads come out byte for byte as if it had been parsed and written
-//! again. Anything else (the original MUTT's alerts, an `api_key` to drop, a retry counter,
-//! no event id, a `raw_json` in another layout) takes [`Alert::from_queue`], the one reading
-//! of record, and is served from the parsed values.
+//! through as the message's own bytes when they say exactly what serde_json would write for the
+//! parsed value: serde_json's escapes and numbers, each key once per object, with keys in any
+//! order and whitespace between tokens ([`verbatim`]). That is what muttd's alerter queues: the
+//! event as the client wrote it, which the original's forwarder also sent in the client's key
+//! order. Anything else (the original MUTT's alerts, an `api_key` to drop, a retry counter, no
+//! event id, a `raw_json` with other escapes or number forms) takes [`Alert::from_queue`], the
+//! one reading of record, and is served from the parsed values.
 
 use mutt_core::Alert;
 use mutt_core::alert::QueuedAlert;
@@ -29,11 +30,11 @@ pub struct AlertView<'a> {
     pub handling: Option<Cow<'a, str>>,
 }
 
-/// An alert's `raw_json`: its bytes as leased (canonical, see [`canonical`]) or its value.
+/// An alert's `raw_json`: its bytes as leased (see [`verbatim`]) or its value.
 #[derive(Clone, Debug)]
 pub enum RawJson<'a> {
-    /// serde_json's own layout of the value; `syslog_severity` read from it.
-    Canonical {
+    /// Sent as leased; `syslog_severity` read from it.
+    Verbatim {
         raw: &'a RawValue,
         syslog_severity: Option<u64>,
     },
@@ -50,15 +51,15 @@ impl PartialEq for RawJson<'_> {
 impl RawJson<'_> {
     pub fn is_null(&self) -> bool {
         match self {
-            RawJson::Canonical { raw, .. } => raw.get() == "null",
+            RawJson::Verbatim { raw, .. } => raw.get() == "null",
             RawJson::Parsed(v) => v.is_null(),
         }
     }
 
-    /// The value (parsed again from canonical bytes: for tests and rare paths only).
+    /// The value (parsed again from verbatim bytes: for tests and rare paths only).
     pub fn value(&self) -> Cow<'_, Value> {
         match self {
-            RawJson::Canonical { raw, .. } => Cow::Owned(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
+            RawJson::Verbatim { raw, .. } => Cow::Owned(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
             RawJson::Parsed(v) => Cow::Borrowed(v),
         }
     }
@@ -66,15 +67,15 @@ impl RawJson<'_> {
     /// `raw_json.syslog_severity` as an unsigned integer.
     pub fn syslog_severity(&self) -> Option<u64> {
         match self {
-            RawJson::Canonical { syslog_severity, .. } => *syslog_severity,
+            RawJson::Verbatim { syslog_severity, .. } => *syslog_severity,
             RawJson::Parsed(v) => v.get("syslog_severity").and_then(Value::as_u64),
         }
     }
 
     fn of(raw: Option<&RawValue>) -> RawJson<'_> {
         let Some(raw) = raw else { return RawJson::Parsed(Value::Null) };
-        match canonical(raw.get()) {
-            Some(syslog_severity) => RawJson::Canonical { raw, syslog_severity },
+        match verbatim(raw.get()) {
+            Some(syslog_severity) => RawJson::Verbatim { raw, syslog_severity },
             // A RawValue is valid JSON: it parses.
             None => RawJson::Parsed(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
         }
@@ -84,7 +85,7 @@ impl RawJson<'_> {
 impl Serialize for RawJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            RawJson::Canonical { raw, .. } => raw.serialize(s),
+            RawJson::Verbatim { raw, .. } => raw.serialize(s),
             RawJson::Parsed(v) => v.serialize(s),
         }
     }
@@ -179,13 +180,19 @@ impl From<Alert> for AlertView<'static> {
 /// serde_json's recursion limit: deeper input never reaches us.
 const MAX_DEPTH: usize = 128;
 
-/// When `json` (valid JSON) is exactly what serde_json writes for its parsed value — no
-/// whitespace, object keys in strictly increasing order without escapes, strings escaped as
-/// serde_json escapes them, numbers as serde_json prints them — its top-level
-/// `syslog_severity` as `Value::as_u64` would read it; `None` when it is not canonical.
-pub fn canonical(json: &str) -> Option<Option<u64>> {
+/// Most keys one object may have for [`verbatim`] to check them for repeats (more: parsed).
+const MAX_KEYS: usize = 32;
+
+/// When `json` (valid JSON) may be sent as it is — serde_json's layout of its parsed value up
+/// to whitespace between tokens and the order of each object's keys: every key once and without
+/// escapes, strings escaped as serde_json escapes them, numbers as serde_json prints them — its
+/// top-level `syslog_severity` as `Value::as_u64` would read it; `None` otherwise. A repeated
+/// key (which a parse resolves to its last value), a number serde_json cannot hold (`1e400`)
+/// or an escape it refuses (a lone surrogate) is never passed on.
+pub fn verbatim(json: &str) -> Option<Option<u64>> {
     let mut s = Scanner { b: json.as_bytes(), i: 0, severity: None };
     s.value(0)?;
+    s.space();
     (s.i == s.b.len()).then_some(s.severity)
 }
 
@@ -200,14 +207,24 @@ impl<'a> Scanner<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// Eats `c` and the whitespace before it.
     fn eat(&mut self, c: u8) -> Option<()> {
+        self.space();
         (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// JSON's whitespace between tokens.
+    fn space(&mut self) {
+        while self.peek().is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
+        self.space();
         match self.peek()? {
             b'{' => self.object(depth),
             b'[' => self.array(depth),
@@ -229,15 +246,20 @@ impl<'a> Scanner<'a> {
         if self.eat(b'}').is_some() {
             return Some(());
         }
-        let mut last: Option<&'a [u8]> = None;
+        // The keys so far, to refuse a repeat; on the stack (objects in events are small).
+        let mut keys: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
+        let mut count = 0;
         loop {
+            self.space();
             let key = self.string()?;
             // An escaped key would have to be compared unescaped: leave it to serde_json.
-            if key.contains(&b'\\') || last.is_some_and(|l| l >= key) {
+            if key.contains(&b'\\') || count == MAX_KEYS || keys[..count].contains(&key) {
                 return None;
             }
-            last = Some(key);
+            keys[count] = key;
+            count += 1;
             self.eat(b':')?;
+            self.space();
             if depth == 0 && key == b"syslog_severity" && self.peek().is_some_and(|c| c == b'-' || c.is_ascii_digit()) {
                 let number = self.number()?;
                 self.severity = serde_json::from_slice::<Value>(number).ok().and_then(|v| v.as_u64());
@@ -340,8 +362,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Passed on as they are: serde_json's own layout, and the same with keys in another order
+    /// or whitespace between tokens (a client's event as written); each reads back as the value
+    /// serde_json writes, so the payload says the same.
     #[test]
-    fn canonical_is_what_serde_json_writes_back() {
+    fn verbatim_is_serde_jsons_layout_up_to_key_order_and_whitespace() {
         for text in [
             r#"{"a":1,"b":[1,2,{"c":null}],"d":"x\"y\\z\n\u0001","e":true,"f":-5,"g":1.5,"h":{}}"#,
             r#"[]"#,
@@ -350,14 +375,25 @@ mod tests {
             r#"18446744073709551615"#,
             r#"-9223372036854775808"#,
             r#"1e+300"#,
-        ] {
-            let again = serde_json::from_str::<Value>(text).unwrap().to_string();
-            assert_eq!(canonical(text).is_some(), again == text, "{text} vs {again}");
-        }
-        for text in [
             r#"{"b":1,"a":2}"#,
-            r#"{"a":1,"a":2}"#,
             r#"{"a": 1}"#,
+            " { \"z\" : [ 1 , { \"y\":2, \"x\" :null } ] ,\t\"a\":\"\" }\r\n",
+            r#" 1"#,
+        ] {
+            assert!(verbatim(text).is_some(), "{text}");
+            let value = serde_json::from_str::<Value>(text).unwrap();
+            assert!(verbatim(&value.to_string()).is_some(), "{value}");
+        }
+    }
+
+    /// Left to the parse: forms serde_json would write otherwise, repeated keys (a parse keeps
+    /// the last), and what it refuses; and more keys in one object than are checked for repeats.
+    #[test]
+    fn other_forms_and_repeated_keys_are_parsed() {
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"b":1,"a":1,"b":2}"#,
+            r#"{"x":{"a":1,"b":2,"a":3}}"#,
             r#"{"a\u0062":1}"#,
             r#""\u00e9""#,
             r#""\/""#,
@@ -367,11 +403,17 @@ mod tests {
             r#"-0"#,
             r#"1E5"#,
             r#"100000000000000000000000"#,
-            r#" 1"#,
         ] {
-            assert_eq!(canonical(text), None, "{text}");
+            assert_eq!(verbatim(text), None, "{text}");
             serde_json::from_str::<Value>(text).unwrap();
         }
+        for refused in [r#"{"a":1e400}"#, r#"["\ud800"]"#] {
+            assert_eq!(verbatim(refused), None, "{refused}");
+            assert!(serde_json::from_str::<Value>(refused).is_err());
+        }
+        let keys = |n: usize| format!("{{{}}}", (0..n).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(","));
+        assert!(verbatim(&keys(MAX_KEYS)).is_some());
+        assert_eq!(verbatim(&keys(MAX_KEYS + 1)), None);
     }
 
     #[test]
@@ -400,7 +442,7 @@ mod tests {
             (json!([{"syslog_severity": 3}]), None),
         ] {
             let text = raw.to_string();
-            assert_eq!(canonical(&text), Some(want), "{text}");
+            assert_eq!(verbatim(&text), Some(want), "{text}");
             assert_eq!(raw.get("syslog_severity").and_then(Value::as_u64), want);
         }
     }
@@ -452,7 +494,7 @@ mod tests {
             }
         }
         let (view, _) = read(own.as_bytes()).unwrap();
-        assert!(matches!(view.raw_json, RawJson::Canonical { syslog_severity: Some(2), .. }), "{view:?}");
+        assert!(matches!(view.raw_json, RawJson::Verbatim { syslog_severity: Some(2), .. }), "{view:?}");
         assert!(matches!(view.hostname, Cow::Owned(_)) && matches!(view.team_assignment, Cow::Borrowed(_)));
     }
 }
