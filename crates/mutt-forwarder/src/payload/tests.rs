@@ -149,7 +149,7 @@ fn messages() -> Vec<Vec<u8>> {
 fn laid_out_by_serde(v: &view::AlertView<'_>) -> bool {
     match &v.raw_json {
         view::RawJson::Verbatim { raw, .. } => {
-            serde_json::from_str::<Value>(raw.get()).unwrap().to_string() == raw.get()
+            serde_json::to_string(&serde_json::from_str::<Value>(raw.get()).unwrap()).unwrap() == raw.get()
         }
         view::RawJson::Parsed(_) => true,
     }
