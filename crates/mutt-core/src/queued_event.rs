@@ -113,6 +113,13 @@ impl<'a> QueuedEvent<'a> {
         }
     }
 
+    /// `hostname`, `message` and `_correlation_id` when strings, as read: borrowed text had no
+    /// escapes in the message, so serde_json would write it back as it stands (quotes, control
+    /// characters and backslashes are escaped in JSON text, and serde_json escapes nothing else).
+    pub fn texts(&self) -> [Option<&Cow<'a, str>>; 3] {
+        [self.hostname.as_ref(), self.message.as_ref(), self.correlation_id.as_ref()]
+    }
+
     /// `_retry_count` as the event arrived with it (0 when absent): [`Event::retry_count`].
     pub fn retry_count(&self) -> u64 {
         self.retry_count
