@@ -16,6 +16,7 @@ pub mod config_catalogue;
 pub mod credentials;
 pub mod decision;
 pub mod event;
+pub mod json_check;
 pub mod names;
 pub mod normalize;
 pub mod queued_event;

@@ -14,6 +14,7 @@
 
 use crate::event::{CORRELATION_ID, EVENT_ID, RETRY_COUNT};
 use crate::event::{Event, EventError, EventFields, EventId, is_truthy, parse_timestamp, retry_counter};
+use crate::json_check::Truthy;
 use chrono::{DateTime, Utc};
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -297,59 +298,6 @@ impl<'de> Visitor<'de> for FieldSeed {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
         serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Other)
-    }
-}
-
-/// Reads a JSON value as `serde_json::Value` would (numbers, escapes, nesting limit), keeps
-/// nothing, and says whether it is truthy ([`is_truthy`]).
-#[derive(Clone, Copy)]
-struct Truthy;
-
-impl<'de> DeserializeSeed<'de> for Truthy {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Truthy {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<bool, E> {
-        Ok(b)
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<bool, E> {
-        Ok(n != 0)
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<bool, E> {
-        Ok(n != 0)
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<bool, E> {
-        Ok(n != 0.0)
-    }
-    fn visit_str<E>(self, s: &str) -> Result<bool, E> {
-        Ok(!s.is_empty())
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        let mut any = false;
-        while seq.next_element_seed(Truthy)?.is_some() {
-            any = true;
-        }
-        Ok(any)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut any = false;
-        // Keys are strings: read (escapes checked), not kept.
-        while map.next_key_seed(Truthy)?.is_some() {
-            map.next_value_seed(Truthy)?;
-            any = true;
-        }
-        Ok(any)
     }
 }
 

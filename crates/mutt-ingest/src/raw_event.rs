@@ -15,9 +15,10 @@
 //! each and travel in batch envelopes.
 
 use mutt_core::event::{CORRELATION_ID, EVENT_ID, parse_timestamp};
+use mutt_core::json_check::Truthy;
 use mutt_core::normalize::{MAX_HOSTNAME_LEN, parse_rfc3164, severity_from_name};
 use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -54,70 +55,17 @@ pub fn read_fields(raw: &RawValue) -> Result<Map<String, Value>, serde_json::Err
 
 /// `raw` if it is a JSON object that reads into a `serde_json` map without error and holds no
 /// newline byte, for [`IngestEvent::Raw`]; `None` otherwise (the caller reads it the old way).
-/// A raw value is only checked for syntax: numbers out of range (`1e400`) and lone surrogate
-/// escapes (`"\ud800"`) pass it but fail a map, so the value is walked as a map would read it.
+/// A raw value is only checked for syntax, so the value is walked as a map would read it
+/// ([`Truthy`]).
 pub fn checked_object(raw: &RawValue) -> Option<&RawValue> {
     let text = raw.get();
     if !text.starts_with('{') || text.as_bytes().contains(&b'\n') {
         return None;
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    Walk.deserialize(&mut de).ok()?;
+    Truthy.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(raw)
-}
-
-/// Reads a JSON value as `serde_json::Value` would (numbers, escapes, nesting limit) and keeps
-/// nothing: no allocation but the parser's scratch for escaped strings.
-#[derive(Clone, Copy)]
-struct Walk;
-
-impl<'de> DeserializeSeed<'de> for Walk {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Walk)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Walk)?.is_some() {
-            map.next_value_seed(Walk)?;
-        }
-        Ok(())
-    }
 }
 
 /// The fields of a raw event that the checks read (the last of a repeated key, as a map keeps).
