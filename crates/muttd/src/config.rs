@@ -905,9 +905,9 @@ impl WorkerSection {
     /// The runtime's worker threads for a process that runs every role (`all_roles`, `muttd
     /// run`) or one: `worker.threads` when set; else `None` (tokio's default, one per CPU or
     /// `TOKIO_WORKER_THREADS`) for every role in one process or when `TOKIO_WORKER_THREADS` is
-    /// set; else 1. One thread for one role: the bench measured 0.3–0.9 µs less CPU per event in
-    /// each role and a shorter tail than two threads handing work to each other on two cores
-    /// (docs/benchmarks.md, thirteenth session).
+    /// set; else 1. One thread for one role: on two busy cores the bench measured less CPU per
+    /// batched event (alerter 0.8–1.0 µs, ingestor 0.3–0.5, forwarder up to 0.4) and a shorter
+    /// tail after a backlog than with two (docs/benchmarks.md, thirteenth session).
     pub fn runtime_threads(&self, all_roles: bool, tokio_env: Option<&str>) -> Option<usize> {
         if self.threads > 0 {
             Some(self.threads)
