@@ -483,7 +483,7 @@ impl Alerter {
                     flap_suppressed: false,
                     silenced_by,
                 };
-                let alert = forward.then(|| crate::payload::handled_alert(raw, &event, event_id, rule, handling));
+                let alert = forward.then(|| crate::payload::handled_alert(raw, &event, rule, handling));
                 Item { raw, audit: Some(audit), alert, dead: None, handled: true, unhandled: None }
             }
         }

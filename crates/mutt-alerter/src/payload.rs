@@ -7,18 +7,12 @@
 //! as they are. The result reads back as the same [`mutt_core::Alert`] (same fields, same
 //! order; `raw_json`'s keys keep the order they were queued in instead of being sorted).
 
-use mutt_core::{EventId, QueuedEvent, Rule};
+use mutt_core::{EventFields, QueuedEvent, Rule};
 use std::borrow::Cow;
 
 /// The alert-queue message for `event` (queued as `raw`, already parsed as a JSON object),
 /// handled by `rule` with `handling`.
-pub(crate) fn handled_alert(
-    raw: &[u8],
-    event: &QueuedEvent<'_>,
-    event_id: EventId,
-    rule: &Rule,
-    handling: &str,
-) -> Vec<u8> {
+pub(crate) fn handled_alert(raw: &[u8], event: &QueuedEvent<'_>, rule: &Rule, handling: &str) -> Vec<u8> {
     let [hostname, message, correlation_id] = event.texts();
     let mut out = Vec::with_capacity(raw.len() * 2 + 256);
     out.extend_from_slice(b"{\"hostname\":");
@@ -32,7 +26,9 @@ pub(crate) fn handled_alert(
     out.extend_from_slice(b",\"_correlation_id\":");
     text(&mut out, correlation_id, "unknown");
     out.extend_from_slice(b",\"_event_id\":\"");
-    out.extend_from_slice(event_id.as_uuid().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
+    out.extend_from_slice(
+        event.event_id().as_uuid().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes(),
+    );
     out.extend_from_slice(b"\",\"rule_id\":");
     out.extend_from_slice(rule.id.to_string().as_bytes());
     out.extend_from_slice(b",\"handling\":");
@@ -98,7 +94,7 @@ mod tests {
         for raw in raws {
             let event = Event::from_slice(raw).unwrap();
             let queued = QueuedEvent::read(raw, &[] as &[&str]).unwrap();
-            let bytes = handled_alert(raw, &queued, event.event_id(), &rule(), "Page_and_ticket");
+            let bytes = handled_alert(raw, &queued, &rule(), "Page_and_ticket");
             let got = Alert::from_queue(&bytes).unwrap();
             assert_eq!(got.alert, Alert::for_handled_event(&event, &rule(), "Page_and_ticket"));
             assert_eq!((got.scrubbed, got.retry_count), (None, 0));
@@ -128,7 +124,7 @@ mod tests {
             let raw = serde_json::to_vec(&value).unwrap();
             let event = Event::from_slice(&raw).unwrap();
             let queued = QueuedEvent::read(&raw, &[] as &[&str]).unwrap();
-            let bytes = handled_alert(&raw, &queued, event.event_id(), &rule(), "Page_and_ticket");
+            let bytes = handled_alert(&raw, &queued, &rule(), "Page_and_ticket");
             assert_eq!(
                 String::from_utf8(bytes).unwrap(),
                 Alert::for_handled_event(&event, &rule(), "Page_and_ticket").to_json()

@@ -212,35 +212,15 @@ impl<'de, R: AsRef<str>> Visitor<'de> for Look<'_, R> {
         // A key with escapes does not borrow: an error here, and the map path reads the event.
         while let Some(key) = map.next_key::<&'de str>()? {
             let truthy = match key {
-                "hostname" | "message" | "timestamp" | CORRELATION_ID | EVENT_ID => {
-                    let field = map.next_value_seed(FieldSeed)?;
-                    let truthy = field.truthy();
-                    let slot = match key {
-                        "hostname" => &mut seen.hostname,
-                        "message" => &mut seen.message,
-                        "timestamp" => &mut seen.timestamp,
-                        CORRELATION_ID => &mut seen.correlation_id,
-                        _ => &mut seen.event_id,
-                    };
-                    *slot = Some(field);
-                    truthy
-                }
-                "trap_oid" | "syslog_severity" | RETRY_COUNT => {
-                    let value: Value = map.next_value()?;
-                    let truthy = is_truthy(&value);
-                    let slot = match key {
-                        "trap_oid" => &mut seen.trap_oid,
-                        "syslog_severity" => &mut seen.syslog_severity,
-                        _ => &mut seen.retry_count,
-                    };
-                    *slot = Some(value);
-                    truthy
-                }
-                _ if self.required.iter().any(|r| r.as_ref() == key) => map.next_value_seed(Truthy)?,
-                _ => {
-                    map.next_value_seed(Truthy)?;
-                    continue;
-                }
+                "hostname" => keep(&mut seen.hostname, map.next_value_seed(FieldSeed)?),
+                "message" => keep(&mut seen.message, map.next_value_seed(FieldSeed)?),
+                "timestamp" => keep(&mut seen.timestamp, map.next_value_seed(FieldSeed)?),
+                CORRELATION_ID => keep(&mut seen.correlation_id, map.next_value_seed(FieldSeed)?),
+                EVENT_ID => keep(&mut seen.event_id, map.next_value_seed(FieldSeed)?),
+                "trap_oid" => keep_value(&mut seen.trap_oid, map.next_value()?),
+                "syslog_severity" => keep_value(&mut seen.syslog_severity, map.next_value()?),
+                RETRY_COUNT => keep_value(&mut seen.retry_count, map.next_value()?),
+                _ => map.next_value_seed(Truthy)?,
             };
             for (i, r) in self.required.iter().enumerate() {
                 if r.as_ref() == key {
@@ -251,6 +231,20 @@ impl<'de, R: AsRef<str>> Visitor<'de> for Look<'_, R> {
         }
         Ok(seen)
     }
+}
+
+/// Keeps `field` in `slot` (the last of a repeated key wins); whether it is truthy.
+fn keep<'a>(slot: &mut Option<Field<'a>>, field: Field<'a>) -> bool {
+    let truthy = field.truthy();
+    *slot = Some(field);
+    truthy
+}
+
+/// [`keep`] for a field kept as a value.
+fn keep_value(slot: &mut Option<Value>, value: Value) -> bool {
+    let truthy = is_truthy(&value);
+    *slot = Some(value);
+    truthy
 }
 
 /// Reads a [`Field`].
