@@ -29,6 +29,63 @@ pub struct Sample {
     pub cpu: Vec<(String, f64)>,
     /// Redis `INFO commandstats`: command -> (calls, µs inside Redis).
     pub redis: BTreeMap<String, (u64, u64)>,
+    /// The alerters' batch clock, summed over the alerter processes (empty when not read).
+    pub alerter: AlerterClock,
+}
+
+/// Counters of the alerters' `/metrics`: seconds their batch loops spent per phase
+/// (`mutt_alerter_batch_phase_seconds_total`) and the batches that leased something (the
+/// count of `mutt_alerter_processing_latency_seconds`, observed once per such batch).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlerterClock {
+    pub seconds_by_phase: BTreeMap<String, f64>,
+    pub batches: f64,
+}
+
+impl AlerterClock {
+    /// Reads the counters from a Prometheus text exposition (other series are skipped).
+    pub fn parse(text: &str) -> Self {
+        let mut clock = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            if series == "mutt_alerter_processing_latency_seconds_count" {
+                clock.batches += value;
+            } else if let Some(phase) = series
+                .strip_prefix("mutt_alerter_batch_phase_seconds_total{phase=\"")
+                .and_then(|rest| rest.strip_suffix("\"}"))
+            {
+                *clock.seconds_by_phase.entry(phase.to_owned()).or_default() += value;
+            }
+        }
+        clock
+    }
+
+    /// Adds another alerter's counters.
+    pub fn add(&mut self, other: &AlerterClock) {
+        self.batches += other.batches;
+        for (phase, s) in &other.seconds_by_phase {
+            *self.seconds_by_phase.entry(phase.clone()).or_default() += s;
+        }
+    }
+}
+
+/// The phase clock's `/metrics` of the process listening on loopback `port`, as text; empty on
+/// any failure. A plain HTTP/1.0 GET on a std socket: the meter is synchronous (as the
+/// `redis-cli` call beside it) and runs inside the bench's runtime, where reqwest's blocking
+/// client may not be used.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let get = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+    };
+    get().unwrap_or_default()
 }
 
 /// Something whose counters can be read between phases.
@@ -70,6 +127,13 @@ pub struct PhaseCost {
     pub redis_calls_per_event: f64,
     /// Per command, calls per event, most frequent first.
     pub redis_commands_per_event: Vec<(String, f64)>,
+    /// The alerters' batches that leased something during the phase and its drain.
+    pub alerter_batches: f64,
+    /// Events per such batch.
+    pub alerter_events_per_batch: f64,
+    /// Milliseconds of batch-loop time per batch, by phase of the batch, in the alerter's
+    /// order (`lease` includes waiting for work; `unhandled` overlaps `audit`).
+    pub alerter_ms_per_batch: Vec<(String, f64)>,
 }
 
 impl PhaseCost {
@@ -93,7 +157,23 @@ impl PhaseCost {
             .filter(|(_, per)| *per > 0.0)
             .collect();
         commands.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let batches = (after.alerter.batches - before.alerter.batches).max(0.0);
+        let alerter_ms_per_batch = if batches > 0.0 {
+            mutt_alerter::timings::Phase::ALL
+                .iter()
+                .filter_map(|phase| {
+                    let s = after.alerter.seconds_by_phase.get(phase.name())?;
+                    let was = before.alerter.seconds_by_phase.get(phase.name()).copied().unwrap_or(0.0);
+                    Some((phase.name().to_owned(), (s - was).max(0.0) * 1e3 / batches))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Self {
+            alerter_batches: batches,
+            alerter_events_per_batch: if batches > 0.0 { events as f64 / batches } else { 0.0 },
+            alerter_ms_per_batch,
             events,
             cpu_us_per_event_total: cpu_us_per_event.iter().map(|(_, v)| v).sum(),
             cpu_us_per_event,
@@ -145,17 +225,52 @@ mod tests {
             redis: parse_commandstats(
                 "# Commandstats\r\ncmdstat_lpush:calls=10,usec=50,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n",
             ),
+            ..Sample::default()
         };
         let after = Sample {
             cpu: vec![("redis-server".into(), 1.5)],
             redis: parse_commandstats(
                 "cmdstat_lpush:calls=110,usec=550,usec_per_call=5.00\r\ncmdstat_evalsha:calls=50,usec=1,usec_per_call=0.02\r\n",
             ),
+            ..Sample::default()
         };
         let c = PhaseCost::between(&before, &after, 100);
+        assert_eq!(c.alerter_batches, 0.0, "no alerter read, no batch clock");
+        assert!(c.alerter_ms_per_batch.is_empty());
         assert_eq!(c.cpu_us_per_event, vec![("redis-server".to_owned(), 5000.0)]);
         assert_eq!(c.redis_calls_per_event, 1.5);
         assert_eq!(c.redis_commands_per_event[0], ("lpush".to_owned(), 1.0));
         assert_eq!(c.cpu_of("redis"), 5000.0);
+    }
+
+    /// Two alerters' expositions summed, then per batch over a phase, in the alerter's order.
+    #[test]
+    fn alerter_clock_per_batch() {
+        let exposition = |audit: f64, lease: f64, batches: u64| {
+            format!(
+                "# HELP mutt_alerter_batch_phase_seconds_total Time.\n\
+                 # TYPE mutt_alerter_batch_phase_seconds_total counter\n\
+                 mutt_alerter_batch_phase_seconds_total{{phase=\"audit\"}} {audit}\n\
+                 mutt_alerter_batch_phase_seconds_total{{phase=\"lease\"}} {lease}\n\
+                 mutt_alerter_processing_latency_seconds_sum 9.5\n\
+                 mutt_alerter_processing_latency_seconds_count {batches}\n\
+                 mutt_alerter_processing_latency_seconds_bucket{{le=\"0.001\"}} 7\n\
+                 mutt_alerter_events_processed_total{{status=\"handled\"}} 1000\n"
+            )
+        };
+        let sum = |a: &str, b: &str| {
+            let mut clock = AlerterClock::parse(a);
+            clock.add(&AlerterClock::parse(b));
+            clock
+        };
+        let before = Sample { alerter: sum(&exposition(1.0, 2.0, 10), &exposition(0.5, 0.0, 0)), ..Sample::default() };
+        let after = Sample { alerter: sum(&exposition(2.0, 2.5, 60), &exposition(1.5, 1.0, 50)), ..Sample::default() };
+        assert_eq!(before.alerter.batches, 10.0);
+        assert_eq!(before.alerter.seconds_by_phase.get("audit"), Some(&1.5));
+        let c = PhaseCost::between(&before, &after, 1_000);
+        assert_eq!(c.alerter_batches, 100.0);
+        assert_eq!(c.alerter_events_per_batch, 10.0);
+        // 2 s of audit and 1.5 s of lease over 100 batches, leases first as a batch goes.
+        assert_eq!(c.alerter_ms_per_batch, vec![("lease".to_owned(), 15.0), ("audit".to_owned(), 20.0)]);
     }
 }

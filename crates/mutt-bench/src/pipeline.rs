@@ -388,6 +388,21 @@ impl Sink {
         v
     }
 
+    /// Writes the deliveries between `from` and `to` to `path`, one line each: milliseconds
+    /// since `from` at arrival, then the latency in ms. When the slow ones arrived shows what
+    /// the p99 is made of (e.g. a stall once a second).
+    pub fn write_trace(&self, from: Instant, to: Instant, path: &std::path::Path) -> std::io::Result<()> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (at, ms) in self.tally().latencies.iter().filter(|(t, _)| *t >= from && *t <= to) {
+            let _ = writeln!(out, "{:.1} {ms}", (*at - from).as_secs_f64() * 1e3);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, out)
+    }
+
     pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
         self.tally().latencies.iter().filter(|(t, _)| *t >= from && *t <= to).count()
     }
@@ -436,6 +451,8 @@ pub struct Pipeline {
     pub sink: Sink,
     pub ingestor: Service,
     pub alerters: Vec<Service>,
+    /// The `/metrics` port of each alerter, in the order of `alerters`.
+    alerter_ports: Vec<u16>,
     pub forwarders: Vec<Service>,
     pub queue: RedisQueue,
     pub db_url: String,
@@ -480,6 +497,7 @@ impl Pipeline {
         let ingestor = Self::spawn(&opts, &redis.url(), &db_url, &sink.url, "ingestor", "ingestor-0", ingest_port)?;
         let mut p = Self {
             alerters: Vec::new(),
+            alerter_ports: Vec::new(),
             forwarders: Vec::new(),
             redis,
             pg,
@@ -493,8 +511,9 @@ impl Pipeline {
             generation: 0,
         };
         for i in 0..opts.alerters {
-            let s = p.spawn_role("alerter", i)?;
+            let (s, port) = p.spawn_alerter(i)?;
             p.alerters.push(s);
+            p.alerter_ports.push(port);
         }
         for i in 0..opts.forwarders {
             let s = p.spawn_role("forwarder", i)?;
@@ -523,9 +542,9 @@ impl Pipeline {
             .env("INGEST_API_KEY", INGEST_KEY)
             .env("MOOG_API_KEY", "pipeline-moog-key")
             .env("POD_NAME", pod)
-            .env("MUTT_INGESTOR__PORT", port.to_string())
+            .env("MUTT_INGESTOR__PORT", if role == "ingestor" { port } else { 0 }.to_string())
             .env("MUTT_ALERTER__CONCURRENCY", opts.alerter_concurrency.max(1).to_string())
-            .env("MUTT_ALERTER__PORT", "0")
+            .env("MUTT_ALERTER__PORT", if role == "alerter" { port } else { 0 }.to_string())
             .env("MUTT_FORWARDER__PORT", "0")
             .env("MUTT_INGESTOR__RATE_LIMIT_ENABLED", "false")
             .env("MUTT_INGESTOR__MAX_QUEUE_SIZE", "100000000")
@@ -544,16 +563,28 @@ impl Pipeline {
         Service::spawn(&format!("{role} {pod}"), cmd)
     }
 
-    fn spawn_role(&mut self, role: &str, i: usize) -> anyhow::Result<Service> {
+    /// `port`: the ingestor's listening port, or the alerter's metrics port (0 for any).
+    fn spawn_role_on(&mut self, role: &str, i: usize, port: u16) -> anyhow::Result<Service> {
         self.generation += 1;
         let pod = format!("{role}-{i}-g{}", self.generation);
-        Self::spawn(&self.opts, &self.redis.url(), &self.db_url, &self.sink.url, role, &pod, 0)
+        Self::spawn(&self.opts, &self.redis.url(), &self.db_url, &self.sink.url, role, &pod, port)
+    }
+
+    fn spawn_role(&mut self, role: &str, i: usize) -> anyhow::Result<Service> {
+        self.spawn_role_on(role, i, 0)
+    }
+
+    /// An alerter with its `/metrics` on a port of its own, so that the bench can read its
+    /// batch clock per phase.
+    fn spawn_alerter(&mut self, i: usize) -> anyhow::Result<(Service, u16)> {
+        let port = free_port();
+        Ok((self.spawn_role_on("alerter", i, port)?, port))
     }
 
     /// `kill -9` alerter `i` and start a replacement (a new pod name, as a rescheduled pod).
     pub fn kill9_alerter(&mut self, i: usize) -> anyhow::Result<()> {
         let _ = Command::new("kill").args(["-9", &self.alerters[i].pid().to_string()]).status();
-        self.alerters[i] = self.spawn_role("alerter", i)?;
+        (self.alerters[i], self.alerter_ports[i]) = self.spawn_alerter(i)?;
         Ok(())
     }
 
@@ -637,7 +668,11 @@ impl crate::cost::Meter for Pipeline {
         let mut cpu: Vec<(String, f64)> = roles.into_iter().map(|p| (p.process, p.cpu_seconds)).collect();
         cpu.push(("redis-server".into(), redis));
         cpu.push(("postgres".into(), pg));
-        crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()) }
+        let mut alerter = crate::cost::AlerterClock::default();
+        for port in &self.alerter_ports {
+            alerter.add(&crate::cost::AlerterClock::parse(&crate::cost::scrape_metrics(*port)));
+        }
+        crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()), alerter }
     }
 }
 

@@ -183,4 +183,18 @@ fn print_costs(rows: &[BenchRow]) {
             r.cost.redis_commands_per_event.iter().take(8).map(|(n, v)| format!("{n} {v:.3}")).collect();
         println!("  {:<40} {}", r.phase, top.join(", "));
     }
+    if rows.iter().any(|r| r.cost.alerter_batches > 0.0) {
+        println!("Alerter batch loops, ms per batch by phase (lease includes waiting; unhandled overlaps audit):");
+        for r in rows.iter().filter(|r| r.cost.alerter_batches > 0.0) {
+            let c = &r.cost;
+            let phases: Vec<String> = c.alerter_ms_per_batch.iter().map(|(n, v)| format!("{n} {v:.2}")).collect();
+            println!(
+                "  {:<40} {:.0} batches of {:.1} events: {}",
+                r.phase,
+                c.alerter_batches,
+                c.alerter_events_per_batch,
+                phases.join(", ")
+            );
+        }
+    }
 }

@@ -427,6 +427,22 @@ pub struct BenchPlan {
     pub p99_rate: u64,
     /// How long to wait after a phase for the backlog to drain before the next one.
     pub drain_timeout: Duration,
+    /// Where to write each phase's deliveries (arrival ms since the phase began, latency ms),
+    /// one file per phase (`--latency-trace`).
+    pub latency_trace: Option<std::path::PathBuf>,
+}
+
+impl BenchPlan {
+    /// The same plan with its latency traces in `sub` of the directory given (one per run).
+    pub fn traced_in(&self, sub: &str) -> Self {
+        Self { latency_trace: self.latency_trace.as_ref().map(|d| d.join(sub)), ..self.clone() }
+    }
+}
+
+/// A phase's name as a file name: `single events at 10000/s (p99)` -> `single-events-at-10000-s-p99`.
+fn slug(phase: &str) -> String {
+    let words: Vec<&str> = phase.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    words.join("-")
 }
 
 async fn drain(p: &Pipeline, timeout: Duration) {
@@ -441,6 +457,7 @@ async fn drain(p: &Pipeline, timeout: Duration) {
 
 pub async fn bench(opts: PipelineOptions, plan: &BenchPlan, durable: bool) -> anyhow::Result<BenchReport> {
     let p = Pipeline::start_with(opts, durable).await?;
+    let plan = &plan.traced_in(if durable { "production" } else { "fsync-off" });
     let settings = p.durability_settings().await;
     let bench_cpu = crate::process::cpu_seconds_of(std::process::id());
     let rows = run_phases(&p.ingest_url, &p.sink, plan, &p, || drain(&p, plan.drain_timeout)).await;
@@ -506,6 +523,12 @@ where
         // only once it arrives, so a saturated pipeline shows its capacity).
         let delivered = sink.delivered_between(t0, t1) as f64;
         let lat = sink.latencies(t0, t2);
+        if let Some(dir) = &plan.latency_trace {
+            let path = dir.join(format!("{}-{}.txt", rows.len() + 1, slug(&phase)));
+            if let Err(e) = sink.write_trace(t0, t2, &path) {
+                eprintln!("bench: cannot write the latency trace {}: {e}", path.display());
+            }
+        }
         let forward_share =
             accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
         let secs = (t1 - t0).as_secs_f64();
@@ -603,6 +626,24 @@ pub fn report_json(v: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_traces_are_named_after_their_phase_and_run() {
+        assert_eq!(slug("single events at 10000/s (p99)"), "single-events-at-10000-s-p99");
+        assert_eq!(slug("batches of 100, offered 60000/s"), "batches-of-100-offered-60000-s");
+        let plan = BenchPlan {
+            seconds: 1,
+            single_rate: 0,
+            batch_rate: 0,
+            batch: 100,
+            latency_rate: 0,
+            p99_rate: 0,
+            drain_timeout: Duration::from_secs(1),
+            latency_trace: Some("/tmp/traces".into()),
+        };
+        assert_eq!(plan.traced_in("production").latency_trace, Some("/tmp/traces/production".into()));
+        assert_eq!(BenchPlan { latency_trace: None, ..plan }.traced_in("production").latency_trace, None);
+    }
 
     fn dup(id: &str, first: Instant, again: &[Instant]) -> Duplicate {
         Duplicate { external_id: id.into(), first, again: again.to_vec() }

@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let sample = || Sample {
         cpu: vec![("ingestor".into(), ingestor.cpu_seconds()), ("redis".into(), cpu_seconds_of(redis_pid))],
         redis: redis_commandstats(redis.port()),
+        ..Sample::default()
     };
     for (name, run) in phases {
         let before = sample();

@@ -40,6 +40,10 @@ struct Cli {
     /// `--redis-setting auto-aof-rewrite-min-size=1gb`.
     #[arg(long = "redis-setting", global = true)]
     redis_settings: Vec<String>,
+    /// Write each phase's deliveries to a file under this directory (one line each: arrival ms
+    /// since the phase began, latency ms), per durability, to see when the slow ones came.
+    #[arg(long, global = true)]
+    latency_trace: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -71,7 +75,16 @@ impl Load {
     fn plan(&self, seconds: u64) -> BenchPlan {
         let Load { single_rate, batch_rate, batch, latency_rate, p99_rate, drain_timeout } = *self;
         let drain_timeout = std::time::Duration::from_secs(drain_timeout);
-        BenchPlan { seconds, single_rate, batch_rate, batch, latency_rate, p99_rate, drain_timeout }
+        BenchPlan {
+            seconds,
+            single_rate,
+            batch_rate,
+            batch,
+            latency_rate,
+            p99_rate,
+            drain_timeout,
+            latency_trace: None,
+        }
     }
 }
 
@@ -150,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     };
     match cli.command {
         Cmd::Bench { seconds, load, durability } => {
-            let plan = load.plan(seconds);
+            let plan = BenchPlan { latency_trace: cli.latency_trace.clone(), ..load.plan(seconds) };
             let Some(which) = Durability::parse(&durability) else {
                 anyhow::bail!("unknown durability {durability:?} (production, fsync-off, both)");
             };
@@ -163,7 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Embedded { seconds, load, durability } => {
-            let plan = load.plan(seconds);
+            let plan =
+                BenchPlan { latency_trace: cli.latency_trace.clone(), ..load.plan(seconds) }.traced_in("embedded");
             let report = mutt_bench::embedded::bench(&cli.muttd, &plan, &durability).await?;
             if cli.json {
                 println!("{}", report_json(&report));
