@@ -104,6 +104,11 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The data directory (the AOF lives under it, in `appendonlydir`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(redis_binary());
         cmd.arg("--port")

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_LEASE: usize = 1000;
 
 /// From how many events per element a lease moves elements natively (several round trips)
-/// instead of popping them in one script call. A script hashes every byte it pops (Lua interns
+/// instead of moving them in one script call. A script hashes every byte it moves (Lua interns
 /// strings): ~2.7 ns per byte here, against ~25 µs of client and server CPU per extra round
-/// trip, so popping wins for small elements (single events, a few alerts) and loses from
+/// trip, so the script wins for small elements (single events, a few alerts) and loses from
 /// envelopes of a few dozen events (10–50 KB).
 const NATIVE_FROM: usize = 32;
 /// Messages moved per janitor/release script call, so that a huge list never blocks Redis.
@@ -67,7 +67,7 @@ pub struct RedisConsumer {
     /// messages, so the processing list is handed back before the next lease.
     dirty: bool,
     /// Lease by native moves (the last lease's first element was an envelope of at least
-    /// [`NATIVE_FROM`] events) rather than by one script call that pops.
+    /// [`NATIVE_FROM`] events) rather than by one script call.
     native_moves: bool,
     /// Stops the heartbeat, janitor and delayed-retry tasks.
     stop: CancellationToken,
@@ -188,7 +188,7 @@ impl RedisConsumer {
     /// `already_events` is what the one there carries), and records `token`. Returns the
     /// elements popped and, when the role tracks them, one redelivery flag per element of the
     /// lease (the `already` one first).
-    async fn lease_popping(
+    async fn lease_moving(
         &self,
         max: usize,
         (already, already_events): (usize, usize),
@@ -196,7 +196,7 @@ impl RedisConsumer {
     ) -> Result<Option<(Vec<Vec<u8>>, Vec<bool>)>, QueueError> {
         let mut c = self.queue.connection();
         let reply: Option<(Vec<Vec<u8>>, String)> = self
-            .lease_call(&scripts::LEASE_POPPING, (max, already), token)
+            .lease_call(&scripts::LEASE_MOVING, (max, already), token)
             .arg(already_events)
             .invoke_async(&mut c)
             .await
@@ -746,7 +746,7 @@ impl Consumer for RedisConsumer {
                     Err(e) => return self.failed_call(e),
                 }
             } else {
-                match self.lease_popping(max, (0, 0), token).await {
+                match self.lease_moving(max, (0, 0), token).await {
                     Ok(Some((elements, flags))) if !elements.is_empty() => {
                         self.native_moves = envelope::count(&elements[0]) >= NATIVE_FROM;
                         self.held = Some(token);
@@ -778,7 +778,7 @@ impl Consumer for RedisConsumer {
                     Err(e) => Err(e),
                 }
             } else {
-                match self.lease_popping(max.saturating_sub(first_events), (1, first_events), token).await {
+                match self.lease_moving(max.saturating_sub(first_events), (1, first_events), token).await {
                     Ok(Some((more, flags))) => {
                         elements.extend(more);
                         Ok(Some(flags))
