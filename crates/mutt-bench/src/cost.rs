@@ -102,15 +102,21 @@ impl Meter for NoMeter {
     }
 }
 
-/// The CPU seconds of one process.
+/// The CPU seconds of one process, and the batch clock of the alerter whose `/metrics` is on
+/// `alerter_port` (`muttd run`'s alerter role) when there is one.
 pub struct ProcessMeter {
     pub name: String,
     pub pid: u32,
+    pub alerter_port: Option<u16>,
 }
 
 impl Meter for ProcessMeter {
     fn sample(&self) -> Sample {
-        Sample { cpu: vec![(self.name.clone(), crate::process::cpu_seconds_of(self.pid))], ..Sample::default() }
+        Sample {
+            cpu: vec![(self.name.clone(), crate::process::cpu_seconds_of(self.pid))],
+            alerter: self.alerter_port.map(|p| AlerterClock::parse(&scrape_metrics(p))).unwrap_or_default(),
+            ..Sample::default()
+        }
     }
 }
 

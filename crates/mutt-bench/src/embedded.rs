@@ -55,6 +55,7 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sink = Sink::start().await?;
     let port = free_port();
+    let alerter_port = free_port();
     // Absolute: the process runs in the temporary directory.
     let muttd = std::fs::canonicalize(muttd).map_err(|e| anyhow::anyhow!("{}: {e}", muttd.display()))?;
     let mut cmd = Command::new(muttd);
@@ -69,7 +70,7 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
         .env("WEBUI_API_KEY", "bench-webui-key")
         .env("MOOG_API_KEY", "pipeline-moog-key")
         .env("MUTT_INGESTOR__PORT", port.to_string())
-        .env("MUTT_ALERTER__PORT", "0")
+        .env("MUTT_ALERTER__PORT", alerter_port.to_string())
         .env("MUTT_FORWARDER__PORT", "0")
         .env("MUTT_WEB__PORT", "0")
         // The benchmark offers HTTP only: no native listeners on the default ports.
@@ -87,7 +88,8 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
     wait_healthy(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(30)).await?;
     let ingest_url = format!("http://127.0.0.1:{port}/ingest");
     let view = SqliteQueue::attach(Database::open(&db_path, DbOptions::default())?, KeySpace::default()).await?;
-    let meter = crate::cost::ProcessMeter { name: "muttd run".into(), pid: run.pid() };
+    let meter =
+        crate::cost::ProcessMeter { name: "muttd run".into(), pid: run.pid(), alerter_port: Some(alerter_port) };
     let bench_cpu = crate::process::cpu_seconds_of(std::process::id());
     let rows = run_phases(&ingest_url, &sink, plan, &meter, || async {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -121,6 +123,7 @@ pub async fn bench(muttd: &Path, plan: &BenchPlan, durability: &str) -> anyhow::
 pub fn print(r: &EmbeddedReport) {
     println!("muttd run, embedded backend (one SQLite file, durability {})", r.durability);
     print_rows(&r.rows);
+    crate::report::print_alerter_clock(&r.rows);
     println!(
         "muttd run: {:.1} CPU s, peak RSS {:.1} MiB; data file {:.1} MiB; load generator and sink: {:.1} CPU s",
         r.muttd_cpu_seconds, r.muttd_peak_rss_mib, r.data_file_mib, r.bench_cpu_seconds

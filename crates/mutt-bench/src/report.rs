@@ -183,6 +183,11 @@ fn print_costs(rows: &[BenchRow]) {
             r.cost.redis_commands_per_event.iter().take(8).map(|(n, v)| format!("{n} {v:.3}")).collect();
         println!("  {:<40} {}", r.phase, top.join(", "));
     }
+    print_alerter_clock(rows);
+}
+
+/// The alerters' batch clock per phase (what the bench read from their `/metrics`), if any.
+pub fn print_alerter_clock(rows: &[BenchRow]) {
     if rows.iter().any(|r| r.cost.alerter_batches > 0.0) {
         println!("Alerter batch loops, ms per batch by phase (lease includes waiting; unhandled overlaps audit):");
         for r in rows.iter().filter(|r| r.cost.alerter_batches > 0.0) {
