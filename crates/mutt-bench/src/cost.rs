@@ -70,8 +70,7 @@ impl AlerterClock {
     }
 }
 
-/// The phase clock's `/metrics` of the process listening on loopback `port`, as text; empty on
-/// any failure. A plain HTTP/1.0 GET on a std socket: the meter is synchronous (as the
+/// The `/metrics` text of the process listening on loopback `port`; empty on any failure. A plain HTTP/1.0 GET on a std socket: the meter is synchronous (as the
 /// `redis-cli` call beside it) and runs inside the bench's runtime, where reqwest's blocking
 /// client may not be used.
 pub fn scrape_metrics(port: u16) -> String {
