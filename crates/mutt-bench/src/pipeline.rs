@@ -238,6 +238,11 @@ struct LamBody<'a> {
 }
 
 impl Tally {
+    /// The deliveries (arrival, latency ms) that arrived between `from` and `to`.
+    fn arrived_between(&self, from: Instant, to: Instant) -> impl Iterator<Item = &(Instant, f64)> {
+        self.latencies.iter().filter(move |(t, _)| *t >= from && *t <= to)
+    }
+
     /// Tallies one accepted body (a REST LAM body's `events`, or one alert); returns its alerts.
     /// Any other body (one alert alone, fields not of the expected types) is read as
     /// [`Value`]s, as the receiver did before.
@@ -382,8 +387,7 @@ impl Sink {
 
     /// Latencies (ms) of deliveries that arrived between `from` and `to`, sorted.
     pub fn latencies(&self, from: Instant, to: Instant) -> Vec<f64> {
-        let s = self.tally();
-        let mut v: Vec<f64> = s.latencies.iter().filter(|(t, _)| *t >= from && *t <= to).map(|(_, ms)| *ms).collect();
+        let mut v: Vec<f64> = self.tally().arrived_between(from, to).map(|(_, ms)| *ms).collect();
         v.sort_by(f64::total_cmp);
         v
     }
@@ -394,7 +398,7 @@ impl Sink {
     pub fn write_trace(&self, from: Instant, to: Instant, path: &std::path::Path) -> std::io::Result<()> {
         use std::fmt::Write as _;
         let mut out = String::new();
-        for (at, ms) in self.tally().latencies.iter().filter(|(t, _)| *t >= from && *t <= to) {
+        for (at, ms) in self.tally().arrived_between(from, to) {
             let _ = writeln!(out, "{:.1} {ms}", (*at - from).as_secs_f64() * 1e3);
         }
         if let Some(dir) = path.parent() {
@@ -404,7 +408,7 @@ impl Sink {
     }
 
     pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
-        self.tally().latencies.iter().filter(|(t, _)| *t >= from && *t <= to).count()
+        self.tally().arrived_between(from, to).count()
     }
 
     /// (requests received, requests refused with an error status).

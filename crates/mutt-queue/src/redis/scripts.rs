@@ -53,8 +53,8 @@ return table.concat(flags)
 /// Leases without blocking, moving inside the script: one round trip, for queues of small
 /// elements (a script hashes every byte it moves, which costs more than round trips only for
 /// envelopes of many events: [`LEASE`] then). KEYS: source queue, the worker's processing list,
-/// the role's lease tokens (hash: pod -> token), the role's redelivered hash, and with batch
-/// envelopes the source's event counter. ARGV: how many events to move, how many elements the
+/// the role's lease tokens (hash: pod -> token), the role's redelivered hash, the source's event
+/// counter. ARGV: how many events to move, how many elements the
 /// processing list holds already (0, or 1 after a BLMOVE), the pod, the new lease's token, '1'
 /// to tell redeliveries from first deliveries, the events of the element already there.
 ///
@@ -64,8 +64,7 @@ return table.concat(flags)
 /// its events; the first one is taken whatever its size, so that no envelope is stuck, and one
 /// that does not fit after it goes back to the front; each by `LMOVE`); when the list is not
 /// empty afterwards the token is recorded, so that only this lease's settle (once) removes them.
-/// With a counter (KEYS[5]) the events taken (the BLMOVEd one's too) are subtracted, and the
-/// counter is dropped when the source is empty (so it never drifts for long). Returns {the
+/// The events taken (the BLMOVEd one's too) are subtracted from the counter, which is dropped when the source is empty (so it never drifts for long). Returns {the
 /// moved elements oldest first, flags}: with ARGV[5] = '1' one '1' or '0' per element of the
 /// lease (the one already there first), '1' for an element the redelivered hash holds (one
 /// copy is taken off); the hash is only read when it exists, i.e. while recovered ones wait.
@@ -81,31 +80,23 @@ local out = {}
 -- LMOVE per element instead of every leased message's bytes a second time (at 10,000 single
 -- events/s that was a third of the AOF, and its once-a-second fsync stalls PostgreSQL's
 -- commits on a shared disk). The layout is the same: the oldest ends up at the tail.
-if KEYS[5] == nil then
-  for i = 1, want do
-    local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-    if not v then break end
-    out[i] = v
+local total = 0
+while total < want do
+  local front = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not front then break end
+  local n = mutt_count(front)
+  -- Only the lease's first element is taken whatever its size (already == 1: BLMOVE took it);
+  -- an envelope that would go past `want` goes back to the front.
+  if (total > 0 or already == 1) and total + n > want then
+    redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT')
+    break
   end
-else
-  local total = 0
-  while total < want do
-    local front = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-    if not front then break end
-    local n = mutt_count(front)
-    -- Only the lease's first element is taken whatever its size (already == 1: BLMOVE took it);
-    -- an envelope that would go past `want` goes back to the front.
-    if (total > 0 or already == 1) and total + n > want then
-      redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT')
-      break
-    end
-    out[#out + 1] = front
-    total = total + n
-  end
-  if already == 1 then total = total + tonumber(ARGV[6]) end
-  if redis.call('DECRBY', KEYS[5], total) < 0 or redis.call('LLEN', KEYS[1]) == 0 then
-    redis.call('DEL', KEYS[5])
-  end
+  out[#out + 1] = front
+  total = total + n
+end
+if already == 1 then total = total + tonumber(ARGV[6]) end
+if redis.call('DECRBY', KEYS[5], total) < 0 or redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[5])
 end
 if #out + already > 0 then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
 if ARGV[5] ~= '1' then return {out, ''} end
