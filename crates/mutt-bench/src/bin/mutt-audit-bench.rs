@@ -41,10 +41,16 @@ struct Args {
     /// copy-temp-tx, unnest-redelivered, copy-redelivered.
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
-    /// Information only: drops the audit table's foreign key to alert_rules first, to show
-    /// what its check (a key-share lock on the rule row per audit row) costs.
-    #[arg(long)]
-    without_fk: bool,
+    /// How audit rows' rules are checked: `row` (as built: the foreign key, a key-share lock
+    /// on the rule per audit row), `statement` (an experiment, sql/audit_rule_check_per_statement.sql:
+    /// triggers that lock a batch's rules once per statement) or `none` (information only:
+    /// what any check costs).
+    #[arg(long, default_value = "row", value_parser = ["row", "statement", "none"])]
+    rule_check: String,
+    /// Connections writing at once, each its share of the rows (the alerter's batch loops:
+    /// `alerter.concurrency`, 4 in the pipeline bench). The "again" variants use one.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -258,10 +264,19 @@ async fn bench_server(args: &Args, variants: &[(Variant, &str)], durable: bool) 
             )
             .await?;
     }
-    if args.without_fk {
-        admin.batch_execute("ALTER TABLE event_audit_log DROP CONSTRAINT fk_event_audit_matched_rule").await?;
-        settings.push("without the foreign key".into());
+    match args.rule_check.as_str() {
+        "statement" => {
+            // The file drops the foreign key itself.
+            admin.batch_execute(include_str!("../../sql/audit_rule_check_per_statement.sql")).await?;
+            settings.push("rules checked per statement by triggers (the experiment)".into());
+        }
+        "none" => {
+            admin.batch_execute("ALTER TABLE event_audit_log DROP CONSTRAINT fk_event_audit_matched_rule").await?;
+            settings.push("rules not checked".into());
+        }
+        _ => settings.push("rules checked per row by the foreign key".into()),
     }
+    settings.push(format!("{} connection(s) writing", args.connections.max(1)));
     let mut totals: Vec<Vec<Run>> = vec![vec![Run::default(); variants.len()]; args.batches.len()];
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
     for _ in 0..args.rounds {
@@ -269,7 +284,7 @@ async fn bench_server(args: &Args, variants: &[(Variant, &str)], durable: bool) 
             for (v, &(variant, _)) in variants.iter().enumerate() {
                 admin.batch_execute("TRUNCATE event_audit_log; CHECKPOINT").await?;
                 let rows: Vec<AuditRecord> = (0..args.rows).map(|n| make_row(&mut rng, n)).collect();
-                let run = run_variant(&url, variant, &rows, batch).await?;
+                let run = run_variant(&url, variant, &rows, batch, args.connections).await?;
                 totals[b][v].add(&run);
             }
         }
@@ -327,8 +342,13 @@ async fn connection(url: &str, variant: Variant) -> anyhow::Result<Conn> {
 }
 
 /// Writes `rows` in batches of `batch` the way `variant` says, measuring.
-async fn run_variant(url: &str, variant: Variant, rows: &[AuditRecord], batch: usize) -> anyhow::Result<Run> {
-    let mut c = connection(url, variant).await?;
+async fn run_variant(
+    url: &str,
+    variant: Variant,
+    rows: &[AuditRecord],
+    batch: usize,
+    connections: usize,
+) -> anyhow::Result<Run> {
     let again = matches!(variant, Variant::UnnestAgain | Variant::CopyAgain);
     if again {
         let first = PgStore::new(&PostgresConfig { url: url.into(), password: None, pool_size: 1 })?;
@@ -340,23 +360,42 @@ async fn run_variant(url: &str, variant: Variant, rows: &[AuditRecord], batch: u
         drop(first);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // Warm up the connection (statements, temporary table) outside the measurement.
-    let (warm, rows) = rows.split_at(batch.min(rows.len()));
-    write(&mut c, variant, warm).await?;
-    let (pid, postmaster) = (c.pid, parent_of(c.pid));
-    let (backend0, server0, client0) = (schedstat_ns(pid), server_cpu_seconds(postmaster), own_cpu());
+    let connections = if again { 1 } else { connections.max(1) };
+    // Each connection its contiguous share, whole batches; the first batch of each warms the
+    // connection up (statements, temporary table) outside the measurement.
+    let share = rows.len().div_ceil(connections).div_ceil(batch) * batch;
+    let mut writers = Vec::new();
+    for part in rows.chunks(share.max(1)) {
+        let mut c = connection(url, variant).await?;
+        let (warm, rest) = part.split_at(batch.min(part.len()));
+        write(&mut c, variant, warm).await?;
+        writers.push((c, rest));
+    }
+    let pids: Vec<u32> = writers.iter().map(|(c, _)| c.pid).collect();
+    let postmaster = parent_of(pids[0]);
+    let backend_ns = || pids.iter().map(|&p| schedstat_ns(p)).sum::<u64>();
+    let (backend0, server0, client0) = (backend_ns(), server_cpu_seconds(postmaster), own_cpu());
     let started = Instant::now();
+    let runs = futures_util::future::try_join_all(writers.into_iter().map(|(mut c, part)| async move {
+        let mut run = Run::default();
+        for chunk in part.chunks(batch) {
+            let t = Instant::now();
+            let n = write(&mut c, variant, chunk).await?;
+            run.batch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let expected = if again { 0 } else { chunk.len() };
+            anyhow::ensure!(n as usize == expected, "{variant:?} wrote {n} rows of {}", chunk.len());
+            run.rows += chunk.len() as u64;
+        }
+        Ok::<_, anyhow::Error>(run)
+    }))
+    .await?;
     let mut run = Run::default();
-    for chunk in rows.chunks(batch) {
-        let t = Instant::now();
-        let n = write(&mut c, variant, chunk).await?;
-        run.batch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        let expected = if again { 0 } else { chunk.len() };
-        anyhow::ensure!(n as usize == expected, "{variant:?} wrote {n} rows of {}", chunk.len());
-        run.rows += chunk.len() as u64;
+    for r in &runs {
+        run.rows += r.rows;
+        run.batch_ms.extend(&r.batch_ms);
     }
     run.wall = started.elapsed();
-    run.backend_ns = schedstat_ns(pid) - backend0;
+    run.backend_ns = backend_ns() - backend0;
     run.server_s = server_cpu_seconds(postmaster) - server0;
     run.client_s = own_cpu() - client0;
     Ok(run)
