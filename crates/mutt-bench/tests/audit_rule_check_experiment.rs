@@ -8,10 +8,10 @@
 //! the experiment.
 
 use chrono::{DateTime, Utc};
-use mutt_core::{EventId, MatchType};
 use mutt_store::manage::{Manage, RuleDeletion};
 use mutt_store::postgres::{PgStore, PostgresConfig};
-use mutt_store::{AuditRecord, NewRule, Store, StoreError};
+use mutt_store::{Store, StoreError};
+use mutt_testapp::fixtures::{audit_row, rule};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -34,36 +34,6 @@ async fn client(url: &str) -> Client {
 
 async fn count(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
-fn new_rule(text: &str) -> NewRule {
-    NewRule {
-        match_string: Some(text.into()),
-        trap_oid: None,
-        syslog_severity: None,
-        match_type: MatchType::Contains,
-        priority: 10,
-        prod_handling: "Page_and_ticket".into(),
-        dev_handling: "Ignore".into(),
-        team_assignment: "NETO".into(),
-        is_active: true,
-        flap_threshold: None,
-        flap_window_secs: None,
-    }
-}
-
-fn audit(rule_id: i32) -> AuditRecord {
-    AuditRecord {
-        event_id: EventId::new(),
-        event_timestamp: Utc::now(),
-        hostname: "router1".into(),
-        matched_rule_id: rule_id,
-        handling_decision: "Page_and_ticket".into(),
-        forwarded_to_moog: true,
-        raw_message: r#"{"message":"x"}"#.into(),
-        silenced_by: None,
-        flap_suppressed: false,
-    }
 }
 
 fn insert_sql(table: &str, at: DateTime<Utc>, rule: i32) -> String {
@@ -101,7 +71,7 @@ async fn until_a_statement_waits_for_a_lock(observer: &Client) {
 async fn a_rule_that_is_not_there_is_refused_through_every_table_and_statement() {
     let (store, url) = store().await;
     let db = client(&url).await;
-    let rule = store.create_rule(&new_rule("LINK-DOWN")).await.expect("rule");
+    let rule_id = store.create_rule(&rule("LINK-DOWN")).await.expect("rule");
     store.ensure_partitions(1).await.expect("partitions");
     let month = format!("event_audit_log_{}", Utc::now().format("%Y_%m"));
     assert_eq!(
@@ -112,11 +82,14 @@ async fn a_rule_that_is_not_there_is_refused_through_every_table_and_statement()
     let long_ago: DateTime<Utc> = "1999-01-01T00:00:00Z".parse().expect("time");
 
     // The store's own writes (COPY, and the UNNEST path a redelivered batch takes).
-    let err = store.write_audit(&[audit(rule), audit(424242), audit(rule)]).await.expect_err("unknown rule");
+    let err = store
+        .write_audit(&[audit_row(rule_id), audit_row(424242), audit_row(rule_id)])
+        .await
+        .expect_err("unknown rule");
     assert!(matches!(&err, StoreError::Rejected(m) if m.contains("fk_event_audit_matched_rule")), "{err:?}");
-    let landed = audit(rule);
+    let landed = audit_row(rule_id);
     assert_eq!(store.write_audit(std::slice::from_ref(&landed)).await.expect("known rule"), 1);
-    let err = store.write_audit(&[landed, audit(424242)]).await.expect_err("unknown rule in a redelivery");
+    let err = store.write_audit(&[landed, audit_row(424242)]).await.expect_err("unknown rule in a redelivery");
     assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
 
     // Plain SQL naming the partitioned table, the DEFAULT partition or a monthly one directly.
@@ -125,7 +98,7 @@ async fn a_rule_that_is_not_there_is_refused_through_every_table_and_statement()
     {
         let e = db.execute(&insert_sql(table, at, 424242), &[]).await.expect_err("unknown rule");
         assert_fk_refusal(&e, table);
-        db.execute(&insert_sql(table, at, rule), &[]).await.unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        db.execute(&insert_sql(table, at, rule_id), &[]).await.unwrap_or_else(|e| panic!("{table}: {e:?}"));
     }
     // An UPDATE that points rows at a rule that is not there.
     let e = db
@@ -141,9 +114,9 @@ async fn a_rule_that_is_not_there_is_refused_through_every_table_and_statement()
 async fn a_rule_in_use_is_not_deleted_renumbered_or_truncated_and_an_unused_one_is() {
     let (store, url) = store().await;
     let db = client(&url).await;
-    let used = store.create_rule(&new_rule("LINK-DOWN")).await.expect("rule");
-    let unused = store.create_rule(&new_rule("FAN-FAIL")).await.expect("rule");
-    store.write_audit(&[audit(used)]).await.expect("audit");
+    let used = store.create_rule(&rule("LINK-DOWN")).await.expect("rule");
+    let unused = store.create_rule(&rule("FAN-FAIL")).await.expect("rule");
+    store.write_audit(&[audit_row(used)]).await.expect("audit");
 
     let e = db.execute("DELETE FROM alert_rules WHERE id = $1", &[&used]).await.expect_err("delete");
     assert_fk_refusal(&e, "delete");
@@ -170,15 +143,15 @@ async fn a_rule_in_use_is_not_deleted_renumbered_or_truncated_and_an_unused_one_
 #[tokio::test]
 async fn a_delete_waits_for_an_uncommitted_batch_naming_its_rule_then_is_refused() {
     let (store, url) = store().await;
-    let rule = store.create_rule(&new_rule("LINK-DOWN")).await.expect("rule");
+    let rule_id = store.create_rule(&rule("LINK-DOWN")).await.expect("rule");
     let writer = client(&url).await;
     let deleter = client(&url).await;
     let observer = client(&url).await;
 
     writer.batch_execute("BEGIN").await.expect("begin");
-    writer.execute(&insert_sql("event_audit_log", Utc::now(), rule), &[]).await.expect("uncommitted row");
+    writer.execute(&insert_sql("event_audit_log", Utc::now(), rule_id), &[]).await.expect("uncommitted row");
     let delete = tokio::spawn(async move {
-        let r = deleter.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule]).await;
+        let r = deleter.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule_id]).await;
         (deleter, r)
     });
     until_a_statement_waits_for_a_lock(&observer).await;
@@ -199,8 +172,8 @@ async fn a_delete_waits_for_an_uncommitted_batch_naming_its_rule_then_is_refused
 #[tokio::test]
 async fn a_batch_waits_for_an_uncommitted_delete_of_its_rule_then_is_refused() {
     let (store, url) = store().await;
-    let doomed = store.create_rule(&new_rule("LINK-DOWN")).await.expect("rule");
-    let kept = store.create_rule(&new_rule("FAN-FAIL")).await.expect("rule");
+    let doomed = store.create_rule(&rule("LINK-DOWN")).await.expect("rule");
+    let kept = store.create_rule(&rule("FAN-FAIL")).await.expect("rule");
     let deleter = client(&url).await;
     let observer = client(&url).await;
     let writer = client(&url).await;
@@ -222,7 +195,7 @@ async fn a_batch_waits_for_an_uncommitted_delete_of_its_rule_then_is_refused() {
     // the batch waits and then lands.
     deleter.batch_execute("BEGIN").await.expect("begin");
     deleter.execute("DELETE FROM alert_rules WHERE id = $1", &[&kept]).await.expect("uncommitted delete");
-    let rows = [audit(kept), audit(kept)];
+    let rows = [audit_row(kept), audit_row(kept)];
     let write = tokio::spawn(async move { store.write_audit(&rows).await });
     until_a_statement_waits_for_a_lock(&observer).await;
     assert!(!write.is_finished(), "the batch waits for the delete");
@@ -238,13 +211,13 @@ async fn a_batch_waits_for_an_uncommitted_delete_of_its_rule_then_is_refused() {
 async fn deletes_need_read_committed() {
     let (store, url) = store().await;
     let db = client(&url).await;
-    let rule = store.create_rule(&new_rule("LINK-DOWN")).await.expect("rule");
+    let rule_id = store.create_rule(&rule("LINK-DOWN")).await.expect("rule");
     for level in ["REPEATABLE READ", "SERIALIZABLE"] {
         db.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}")).await.expect("begin");
-        let e = db.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule]).await.expect_err(level);
+        let e = db.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule_id]).await.expect_err(level);
         assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{level}: {e:?}");
         db.batch_execute("ROLLBACK").await.expect("rollback");
     }
-    db.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule]).await.expect("read committed");
+    db.execute("DELETE FROM alert_rules WHERE id = $1", &[&rule_id]).await.expect("read committed");
     assert_eq!(count(&db, "SELECT count(*) FROM alert_rules").await, 0);
 }

@@ -1,7 +1,7 @@
 //! Data that the tests of several crates build alike.
 
-use mutt_core::MatchType;
-use mutt_store::NewRule;
+use mutt_core::{EventId, MatchType};
+use mutt_store::{AuditRecord, NewRule};
 
 /// An active `contains` rule on `match_string` at priority 10 for team NETO: page and ticket
 /// in production, ticket only on development hosts.
@@ -18,6 +18,22 @@ pub fn rule(match_string: &str) -> NewRule {
         is_active: true,
         flap_threshold: None,
         flap_window_secs: None,
+    }
+}
+
+/// An audit row of a new event from router1 that `rule_id` matched, written now: paged and
+/// forwarded.
+pub fn audit_row(rule_id: i32) -> AuditRecord {
+    AuditRecord {
+        event_id: EventId::new(),
+        event_timestamp: chrono::Utc::now(),
+        hostname: "router1".into(),
+        matched_rule_id: rule_id,
+        handling_decision: "Page_and_ticket".into(),
+        forwarded_to_moog: true,
+        raw_message: r#"{"hostname":"router1","message":"x"}"#.into(),
+        silenced_by: None,
+        flap_suppressed: false,
     }
 }
 
