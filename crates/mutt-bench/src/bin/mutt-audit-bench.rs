@@ -14,7 +14,7 @@
 //!   nice -n 19 target/release/mutt-audit-bench [--rows 20000] [--rounds 3] [--batches 100,500]
 
 use chrono::Utc;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use mutt_bench::process::cpu_seconds_of;
 use mutt_core::EventId;
 use mutt_store::postgres::AuditPath;
@@ -22,6 +22,7 @@ use mutt_store::postgres::audit_copy;
 use mutt_store::postgres::{PgStore, PostgresConfig};
 use mutt_store::{AuditRecord, Store};
 use rand::{Rng, SeedableRng};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -41,16 +42,24 @@ struct Args {
     /// copy-temp-tx, unnest-redelivered, copy-redelivered.
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
-    /// How audit rows' rules are checked: `row` (as built: the foreign key, a key-share lock
-    /// on the rule per audit row), `statement` (an experiment, sql/audit_rule_check_per_statement.sql:
-    /// triggers that lock a batch's rules once per statement) or `none` (information only:
-    /// what any check costs).
-    #[arg(long, default_value = "row", value_parser = ["row", "statement", "none"])]
-    rule_check: String,
+    /// How audit rows' rules are checked.
+    #[arg(long, value_enum, default_value_t = RuleCheck::Row)]
+    rule_check: RuleCheck,
     /// Connections writing at once, each its share of the rows (the alerter's batch loops:
     /// `alerter.concurrency`, 4 in the pipeline bench). The "again" variants use one.
-    #[arg(long, default_value_t = 1)]
-    connections: usize,
+    #[arg(long, default_value = "1")]
+    connections: NonZeroUsize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuleCheck {
+    /// As built: the foreign key, a key-share lock on the rule per audit row.
+    Row,
+    /// The experiment in sql/audit_rule_check_per_statement.sql: triggers that lock a batch's
+    /// rules once per statement.
+    Statement,
+    /// Information only: what any check costs.
+    None,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -264,19 +273,19 @@ async fn bench_server(args: &Args, variants: &[(Variant, &str)], durable: bool) 
             )
             .await?;
     }
-    match args.rule_check.as_str() {
-        "statement" => {
+    match args.rule_check {
+        RuleCheck::Statement => {
             // The file drops the foreign key itself.
             admin.batch_execute(include_str!("../../sql/audit_rule_check_per_statement.sql")).await?;
             settings.push("rules checked per statement by triggers (the experiment)".into());
         }
-        "none" => {
+        RuleCheck::None => {
             admin.batch_execute("ALTER TABLE event_audit_log DROP CONSTRAINT fk_event_audit_matched_rule").await?;
             settings.push("rules not checked".into());
         }
-        _ => settings.push("rules checked per row by the foreign key".into()),
+        RuleCheck::Row => settings.push("rules checked per row by the foreign key".into()),
     }
-    settings.push(format!("{} connection(s) writing", args.connections.max(1)));
+    settings.push(format!("{} connection(s) writing", args.connections));
     let mut totals: Vec<Vec<Run>> = vec![vec![Run::default(); variants.len()]; args.batches.len()];
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
     for _ in 0..args.rounds {
@@ -347,7 +356,7 @@ async fn run_variant(
     variant: Variant,
     rows: &[AuditRecord],
     batch: usize,
-    connections: usize,
+    connections: NonZeroUsize,
 ) -> anyhow::Result<Run> {
     let again = matches!(variant, Variant::UnnestAgain | Variant::CopyAgain);
     if again {
@@ -360,7 +369,7 @@ async fn run_variant(
         drop(first);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let connections = if again { 1 } else { connections.max(1) };
+    let connections = if again { 1 } else { connections.get() };
     // Each connection its contiguous share, whole batches; the first batch of each warms the
     // connection up (statements, temporary table) outside the measurement.
     let share = rows.len().div_ceil(connections).div_ceil(batch) * batch;
@@ -372,7 +381,8 @@ async fn run_variant(
         writers.push((c, rest));
     }
     let pids: Vec<u32> = writers.iter().map(|(c, _)| c.pid).collect();
-    let postmaster = parent_of(pids[0]);
+    let Some(&first) = pids.first() else { anyhow::bail!("no rows to write (--rows 0)") };
+    let postmaster = parent_of(first);
     let backend_ns = || pids.iter().map(|&p| schedstat_ns(p)).sum::<u64>();
     let (backend0, server0, client0) = (backend_ns(), server_cpu_seconds(postmaster), own_cpu());
     let started = Instant::now();
@@ -389,10 +399,10 @@ async fn run_variant(
         Ok::<_, anyhow::Error>(run)
     }))
     .await?;
+    // The writers' runs hold rows and batch times only; the clocks are the whole run's.
     let mut run = Run::default();
     for r in &runs {
-        run.rows += r.rows;
-        run.batch_ms.extend(&r.batch_ms);
+        run.add(r);
     }
     run.wall = started.elapsed();
     run.backend_ns = backend_ns() - backend0;
