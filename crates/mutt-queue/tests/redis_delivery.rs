@@ -160,3 +160,48 @@ async fn a_delivery_is_recorded_after_redis_lost_its_scripts() {
     q.record_delivery(None, &["e3".to_owned()], Duration::from_secs(60)).await.unwrap();
     assert_eq!(q.already_delivered(&["e3".to_owned()]).await.unwrap(), vec![true]);
 }
+
+/// muttd's own ids go to one string per second of their making, 24 bytes each, and nothing to
+/// the sorted set; the original's ids go to the sorted set; an id an earlier muttd recorded in
+/// the sorted set is still found; a record written twice (the pipeline sent again after
+/// `NOSCRIPT`) reads as once.
+#[tokio::test]
+async fn muttds_delivered_ids_are_appended_by_the_second_of_their_making() {
+    use mutt_queue::{BreakerOutcomes, BreakerState};
+    let (q, keys) = queue().await;
+    let mut conn = q.connection();
+    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let legacy = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"original").to_string();
+    let mut all = ids.clone();
+    all.push(legacy.clone());
+    let ttl = Duration::from_secs(600);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let outcomes = BreakerOutcomes { name: "appended", successes: &[true], trip: false, threshold: 2 };
+    let (states, _) = q.record_delivery(Some(outcomes), &all, ttl).await.unwrap();
+    assert_eq!(states, vec![BreakerState::Closed]);
+    assert_eq!(q.already_delivered(&all).await.unwrap(), vec![true; 4]);
+
+    let set: Vec<String> =
+        redis::cmd("ZRANGE").arg(keys.delivered_set()).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(set, vec![legacy], "only the original's id is in the sorted set");
+    let mut bytes = 0;
+    for id in &ids {
+        let uuid = uuid::Uuid::parse_str(id).unwrap();
+        let second = uuid.get_timestamp().unwrap().to_unix().0;
+        let key = format!("{}delivered:{second}", keys.prefix);
+        let records: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(records.len().is_multiple_of(24) && records.chunks(24).any(|r| &r[..16] == uuid.as_bytes()), "{key}");
+        let ttl_ms: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!((600_000..=660_000).contains(&ttl_ms), "{key} expires after the records: {ttl_ms}");
+        bytes = bytes.max(records.len());
+    }
+    // Three ids in one or two seconds, each written twice (sent again after NOSCRIPT) at most.
+    assert!(bytes <= 2 * 3 * 24, "{bytes} bytes");
+
+    // Recorded by an earlier muttd (a sorted-set member scored by its expiry).
+    let older = uuid::Uuid::now_v7().to_string();
+    let until = chrono::Utc::now().timestamp_millis() + 60_000;
+    let _: () =
+        redis::cmd("ZADD").arg(keys.delivered_set()).arg(until).arg(&older).query_async(&mut conn).await.unwrap();
+    assert_eq!(q.delivered_until(&[older, uuid::Uuid::now_v7().to_string()]).await.unwrap(), vec![Some(until), None]);
+}

@@ -2,7 +2,7 @@
 //! breaker and the unhandled counter; a sorted set of delivered ids; `mutt:config:*` keys and
 //! pub/sub for dynamic configuration and rule reloads (the original's names).
 
-use super::{RedisQueue, redis_err, scripts};
+use super::{RedisQueue, delivered, redis_err, scripts};
 use crate::coordination::ConfigChangeFn;
 use crate::{BreakerPermit, BreakerState, Coordination, QueueError, RateGrant, UnhandledCount, UnhandledKey};
 use async_trait::async_trait;
@@ -224,15 +224,21 @@ impl Coordination for RedisQueue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut pipe = redis::pipe();
+        let lookup = delivered::Lookup::new(&self.keys, &mut pipe, ids);
         let mut c = self.connection();
-        let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(self.keys.delivered_set())
-            .arg(ids)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err("reading delivered ids"))?;
-        let now = chrono::Utc::now().timestamp_millis() as f64;
-        Ok(expiries.into_iter().map(|e| e.filter(|until| *until > now).map(|until| until as i64)).collect())
+        let context = "reading delivered ids";
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut c).await.map_err(redis_err(context))?;
+        let parse = |e: redis::ParsingError| redis_err(context)(e.into());
+        // The first reply is the set's scores, one more per second fetched.
+        let strings = replies.split_off(1.min(replies.len()));
+        let scores: Vec<Option<f64>> = match replies.pop() {
+            Some(v) => redis::from_redis_value(v).map_err(parse)?,
+            None => Vec::new(),
+        };
+        let strings: Vec<Option<Vec<u8>>> =
+            strings.into_iter().map(redis::from_redis_value).collect::<Result<_, _>>().map_err(parse)?;
+        Ok(lookup.answer(scores, &strings, chrono::Utc::now().timestamp_millis()))
     }
 
     async fn mark_delivered(&self, ids: &[String], ttl: Duration) -> Result<(), QueueError> {

@@ -2,7 +2,7 @@
 //! per step: admission (breaker, then rate limit) before a delivery, and the breaker outcomes
 //! with the delivered ids after it.
 
-use super::{RedisQueue, redis_err, scripts};
+use super::{RedisQueue, delivered, redis_err, scripts};
 use crate::{AdmitRequest, BreakerOutcomes, BreakerPermit, BreakerState, QueueError, RateGrant};
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ impl RedisQueue {
             return Ok((Vec::new(), 0));
         }
         // One round trip: the breaker's script by EVALSHA (loaded and sent again if Redis
-        // lost it: the id commands are idempotent), the ids by native commands.
+        // lost it: an id recorded twice reads as once), the ids by native commands.
         let mut pipe = redis::pipe();
         if let Some(b) = breaker {
             let outcomes: String = b.successes.iter().map(|s| if *s { '1' } else { '0' }).collect();
@@ -78,23 +78,13 @@ impl RedisQueue {
         Ok((states.iter().map(|s| BreakerState::parse(s)).collect(), failures))
     }
 
-    /// Adds to `pipe` (replies ignored) the record of `ids` as delivered for `ttl`: one sorted
-    /// set scored by expiry instead of a key per id, so the keyspace stays small, which keeps
-    /// SCAN (janitor, status) cheap; expired members are pruned on every write.
+    /// Adds to `pipe` (replies ignored) the record of `ids` as delivered for `ttl` (see
+    /// [`delivered`]).
     pub(super) fn delivered_commands(&self, pipe: &mut redis::Pipeline, ids: &[String], ttl: Duration) {
         if ids.is_empty() {
             return;
         }
         // The delivered-id check compares with this process's clock, so the expiry uses it too.
-        let now = chrono::Utc::now().timestamp_millis();
-        let until = now + ttl.as_millis() as i64;
-        let key = self.keys.delivered_set();
-        let zadd = pipe.cmd("ZADD").arg(&key);
-        for id in ids {
-            zadd.arg(until).arg(id);
-        }
-        zadd.ignore();
-        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64 + 60_000).ignore();
+        delivered::record(&self.keys, pipe, ids, chrono::Utc::now().timestamp_millis(), ttl);
     }
 }

@@ -12,6 +12,7 @@
 pub mod connection;
 mod consumer;
 mod coordination;
+mod delivered;
 mod delivery;
 // Kept under this path too: the envelope started as the Redis queue's.
 pub use crate::envelope;

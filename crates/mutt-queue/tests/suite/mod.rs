@@ -35,6 +35,7 @@ macro_rules! conformance {
         rate_limit_grants_part_of_a_batch,
         circuit_breaker_opens_half_opens_with_one_probe_and_closes,
         delivered_ids_are_remembered,
+        delivered_uuidv7s_are_remembered_with_their_expiry,
         dynamic_configuration_is_set_and_read_live,
         configuration_changes_are_announced_to_watchers,
         an_unsettled_lease_is_handed_back_before_the_next,
@@ -451,6 +452,38 @@ pub async fn delivered_ids_are_remembered(q: Arc<dyn Backend>) {
     assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![false, false, false]);
     q.mark_delivered(&ids[..2], Duration::from_secs(60)).await.unwrap();
     assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true, false]);
+}
+
+/// muttd's own ids (UUIDv7s, made in different seconds) and the original's side by side: each
+/// is remembered for its own ttl, reported with its expiry, and forgotten after it.
+pub async fn delivered_uuidv7s_are_remembered_with_their_expiry(q: Arc<dyn Backend>) {
+    let made = |secs_ago: u64| {
+        let at = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+        let ts =
+            uuid::Timestamp::from_unix(uuid::NoContext, at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 0);
+        uuid::Uuid::new_v7(ts).to_string()
+    };
+    let ids: Vec<String> = vec![made(0), made(5), made(5), made(3_600), "legacy-1".into(), made(0)];
+    let before = chrono::Utc::now().timestamp_millis();
+    q.mark_delivered(&ids[..5], Duration::from_secs(60)).await.unwrap();
+    let after = chrono::Utc::now().timestamp_millis();
+    assert_eq!(q.already_delivered(&ids).await.unwrap(), vec![true, true, true, true, true, false]);
+    let until = q.delivered_until(&ids).await.unwrap();
+    for u in &until[..5] {
+        let u = u.expect("recorded");
+        assert!((before + 60_000..=after + 60_000).contains(&u), "{u} not 60 s after {before}..{after}");
+    }
+    assert_eq!(until[5], None);
+    // Recorded again later with a longer ttl: the newer record counts.
+    q.mark_delivered(&ids[..1], Duration::from_secs(120)).await.unwrap();
+    assert!(q.delivered_until(&ids[..1]).await.unwrap()[0].unwrap() >= before + 120_000);
+    // A short ttl is forgotten once it has passed, by both kinds of id.
+    let brief = vec![made(0), "legacy-2".to_owned()];
+    q.mark_delivered(&brief, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(q.already_delivered(&brief).await.unwrap(), vec![true, true]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(q.already_delivered(&brief).await.unwrap(), vec![false, false]);
+    assert_eq!(q.already_delivered(&ids[..2]).await.unwrap(), vec![true, true], "the others are not");
 }
 
 pub async fn dynamic_configuration_is_set_and_read_live(q: Arc<dyn Backend>) {
