@@ -6,7 +6,7 @@
 //! 16 bytes, then until when it is remembered: ms since the epoch, big-endian) appended by
 //! `APPEND`. A sorted-set member per alert cost Redis a hash-table insert into a set that holds
 //! an hour of alerts (~1.6 µs each at 60,000 events/s, and ~136 bytes); an append is one
-//! command per batch and second, and 24 bytes (at most twice that while Redis's string grows).
+//! command per batch and second, and ~26 bytes (measured: docs/benchmarks.md).
 //! Reads are rare (only alerts leased before, and `/events/{id}`): they fetch the id's second
 //! and scan it. Other ids (the original MUTT's alerts, meta-alerts: UUIDv5) stay in the sorted
 //! set `<prefix>delivered` scored by expiry, which reads also consult for what an earlier
@@ -79,9 +79,7 @@ pub(super) fn record(keys: &KeySpace, pipe: &mut redis::Pipeline, ids: &[String]
 /// The reads [`record`] needs answered for `ids`: the sorted set's scores of all of them, then
 /// one string per second their UUIDv7s were made in.
 pub(super) struct Lookup {
-    /// The seconds fetched, in the order of the pipeline's `GET`s.
-    seconds: Vec<i64>,
-    /// Per id: its 16 bytes and index into `seconds`, for a UUIDv7.
+    /// Per id, for a UUIDv7: its 16 bytes and which of the pipeline's `GET`s fetches its second.
     timed: Vec<Option<([u8; 16], usize)>>,
 }
 
@@ -89,6 +87,7 @@ impl Lookup {
     /// Builds the lookup of `ids` into `pipe`: `ZMSCORE` of the set, then a `GET` per second.
     pub(super) fn new(keys: &KeySpace, pipe: &mut redis::Pipeline, ids: &[String]) -> Self {
         pipe.cmd("ZMSCORE").arg(keys.delivered_set()).arg(ids);
+        // The seconds fetched, in the order of the `GET`s.
         let mut seconds: Vec<i64> = Vec::new();
         let timed = ids
             .iter()
@@ -105,7 +104,7 @@ impl Lookup {
                 Some((bytes, at))
             })
             .collect();
-        Self { seconds, timed }
+        Self { timed }
     }
 
     /// Per id, until when its newest live record lasts (ms since the epoch), from the
@@ -116,7 +115,6 @@ impl Lookup {
         strings: &[Option<Vec<u8>>],
         now_ms: i64,
     ) -> Vec<Option<i64>> {
-        debug_assert_eq!(strings.len(), self.seconds.len());
         self.timed
             .iter()
             .enumerate()
