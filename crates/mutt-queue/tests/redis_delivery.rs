@@ -188,7 +188,7 @@ async fn muttds_delivered_ids_are_appended_by_the_second_of_their_making() {
     for id in &ids {
         let uuid = uuid::Uuid::parse_str(id).unwrap();
         let second = uuid.get_timestamp().unwrap().to_unix().0;
-        let key = format!("{}delivered:{second}", keys.prefix);
+        let key = keys.delivered_second(second as i64);
         let records: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
         assert!(records.len().is_multiple_of(24) && records.chunks(24).any(|r| &r[..16] == uuid.as_bytes()), "{key}");
         let ttl_ms: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();

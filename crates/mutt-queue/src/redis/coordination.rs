@@ -1,5 +1,5 @@
 //! [`Coordination`] on Redis: Lua scripts for the sliding-window rate limit, the circuit
-//! breaker and the unhandled counter; a sorted set of delivered ids; `mutt:config:*` keys and
+//! breaker and the unhandled counter; delivered ids (see `delivered`); `mutt:config:*` keys and
 //! pub/sub for dynamic configuration and rule reloads (the original's names).
 
 use super::{RedisQueue, delivered, redis_err, scripts};

@@ -35,11 +35,6 @@ fn timed_id(id: &str) -> Option<([u8; 16], i64)> {
     Some((*uuid.as_bytes(), i64::try_from(secs).ok()?))
 }
 
-/// The per-second key of a UUIDv7 made in unix second `second`.
-pub(super) fn bucket_key(keys: &KeySpace, second: i64) -> String {
-    format!("{}delivered:{second}", keys.prefix)
-}
-
 /// Adds to `pipe` (replies ignored) the record of `ids` as delivered from `now_ms` for `ttl`.
 /// Appending is not idempotent: a pipeline sent again writes a record twice, which reads take
 /// as one.
@@ -59,7 +54,7 @@ pub(super) fn record(keys: &KeySpace, pipe: &mut redis::Pipeline, ids: &[String]
         }
     }
     for (second, records) in buckets {
-        let key = bucket_key(keys, second);
+        let key = keys.delivered_second(second);
         pipe.cmd("APPEND").arg(&key).arg(records).ignore();
         // Later records expire later (the same ttl from a later now), so each append may set it.
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms.saturating_add(KEY_SLACK_MS)).ignore();
@@ -97,7 +92,7 @@ impl Lookup {
                     Some(at) => at,
                     None => {
                         seconds.push(second);
-                        pipe.cmd("GET").arg(bucket_key(keys, second));
+                        pipe.cmd("GET").arg(keys.delivered_second(second));
                         seconds.len() - 1
                     }
                 };

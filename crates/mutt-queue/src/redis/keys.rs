@@ -24,7 +24,7 @@ pub struct KeySpace {
     pub config_prefix: String,
     /// The key prefix itself, under which the coordination keys live: rate limiters
     /// `<prefix>rate_limit:<name>`, circuit breakers `<prefix>circuit_breaker:<name>:*`,
-    /// delivered ids `<prefix>delivered`.
+    /// delivered ids `<prefix>delivered` and `<prefix>delivered:<second>`.
     pub prefix: String,
     /// Sets of the pods of each role, `<workers_prefix>:<role>`, so janitors find processing
     /// lists without SCAN (which does not span a Redis Cluster).
@@ -113,9 +113,16 @@ impl KeySpace {
         [format!("{base}:state"), format!("{base}:failures"), format!("{base}:open_time"), format!("{base}:probe")]
     }
 
-    /// Delivered event ids, scored by when they may be forgotten: `<prefix>delivered`.
+    /// Delivered event ids without a time of their own (the original's alerts, meta-alerts),
+    /// scored by when they may be forgotten: `<prefix>delivered`.
     pub fn delivered_set(&self) -> String {
         format!("{}delivered", self.prefix)
+    }
+
+    /// Delivered muttd event ids (UUIDv7s) made in unix second `second`:
+    /// `<prefix>delivered:<second>`.
+    pub fn delivered_second(&self, second: i64) -> String {
+        format!("{}delivered:{second}", self.prefix)
     }
 
     pub fn workers(&self, role: WorkerRole) -> String {
