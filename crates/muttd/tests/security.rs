@@ -239,15 +239,18 @@ fn redis_dump(url: &str) -> (String, u64) {
     let mut dead = 0;
     for k in keys {
         let kind: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
-        let values: Vec<String> = match kind.as_str() {
+        // As bytes: some values are binary (the delivered ids' records); a secret would still
+        // show as its text in the lossy conversion.
+        let values: Vec<Vec<u8>> = match kind.as_str() {
             "list" => redis::cmd("LRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
             "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
             "set" => redis::cmd("SMEMBERS").arg(&k).query(&mut c).unwrap(),
             "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
             // A short-lived key (a marker with a TTL) may expire between KEYS and GET.
-            "string" => redis::cmd("GET").arg(&k).query::<Option<String>>(&mut c).unwrap().into_iter().collect(),
+            "string" => redis::cmd("GET").arg(&k).query::<Option<Vec<u8>>>(&mut c).unwrap().into_iter().collect(),
             _ => Vec::new(),
         };
+        let values: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
         if k.contains("dlq") {
             dead += values.len() as u64;
         }
