@@ -48,6 +48,16 @@ impl EventId {
     pub fn parse(s: &str) -> Option<Self> {
         Uuid::parse_str(s).ok().map(Self)
     }
+
+    /// When muttd made this id (ms since the epoch), which a UUIDv7 carries; `None` for other
+    /// ids (the original's alerts and meta-alerts are UUIDv5s).
+    pub fn made_at_ms(&self) -> Option<i64> {
+        if self.0.get_version_num() != 7 {
+            return None;
+        }
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        i64::try_from(secs).ok()?.checked_mul(1000)?.checked_add(i64::from(nanos / 1_000_000))
+    }
 }
 
 impl Default for EventId {
@@ -332,6 +342,14 @@ mod tests {
         let id = Event::from_slice(raw).unwrap().event_id();
         assert_eq!(Event::from_slice(retried).unwrap().event_id(), id);
         assert_eq!(id.as_uuid().get_version_num(), 5);
+    }
+
+    #[test]
+    fn only_muttds_ids_tell_when_they_were_made() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let made = EventId::new().made_at_ms().unwrap();
+        assert!((before..=chrono::Utc::now().timestamp_millis()).contains(&made), "{made}");
+        assert_eq!(ev(json!({"message": "x"})).event_id().made_at_ms(), None, "the original's (UUIDv5)");
     }
 
     #[test]

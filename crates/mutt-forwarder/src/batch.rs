@@ -249,10 +249,8 @@ fn made_by_muttd(event_id: &str) -> bool {
 
 /// Milliseconds from the making of a UUIDv7 event id (its ingest time) to `now_ms`.
 fn age_ms(event_id: &str, now_ms: i64) -> Option<f64> {
-    let id = uuid::Uuid::parse_str(event_id).ok()?;
-    let (secs, nanos) = id.get_timestamp()?.to_unix();
-    let made = secs as f64 * 1000.0 + f64::from(nanos) / 1e6;
-    Some((now_ms as f64 - made).max(0.0))
+    let made = mutt_core::EventId::parse(event_id)?.made_at_ms()?;
+    Some((now_ms.saturating_sub(made) as f64).max(0.0))
 }
 
 fn retry_count(raw: &[u8], field: &str) -> u64 {

@@ -228,16 +228,14 @@ impl Coordination for RedisQueue {
         let lookup = delivered::Lookup::new(&self.keys, &mut pipe, ids);
         let mut c = self.connection();
         let context = "reading delivered ids";
-        let mut replies: Vec<redis::Value> = pipe.query_async(&mut c).await.map_err(redis_err(context))?;
+        let replies: Vec<redis::Value> = pipe.query_async(&mut c).await.map_err(redis_err(context))?;
         let parse = |e: redis::ParsingError| redis_err(context)(e.into());
-        // The first reply is the set's scores, one more per second fetched.
-        let strings = replies.split_off(1.min(replies.len()));
-        let scores: Vec<Option<f64>> = match replies.pop() {
-            Some(v) => redis::from_redis_value(v).map_err(parse)?,
-            None => Vec::new(),
-        };
+        // The set's scores, then one string per second fetched.
+        let mut replies = replies.into_iter();
+        let scores: Vec<Option<f64>> =
+            replies.next().map(redis::from_redis_value).transpose().map_err(parse)?.unwrap_or_default();
         let strings: Vec<Option<Vec<u8>>> =
-            strings.into_iter().map(redis::from_redis_value).collect::<Result<_, _>>().map_err(parse)?;
+            replies.map(redis::from_redis_value).collect::<Result<_, _>>().map_err(parse)?;
         Ok(lookup.answer(scores, &strings, chrono::Utc::now().timestamp_millis()))
     }
 

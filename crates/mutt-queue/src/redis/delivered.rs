@@ -27,12 +27,8 @@ const KEY_SLACK_MS: u64 = 60_000;
 
 /// The id's 16 bytes and the second of its making, for a UUIDv7 (muttd's event ids).
 fn timed_id(id: &str) -> Option<([u8; 16], i64)> {
-    let uuid = uuid::Uuid::parse_str(id).ok()?;
-    if uuid.get_version_num() != 7 {
-        return None;
-    }
-    let (secs, _) = uuid.get_timestamp()?.to_unix();
-    Some((*uuid.as_bytes(), i64::try_from(secs).ok()?))
+    let id = mutt_core::EventId::parse(id)?;
+    Some((*id.as_uuid().as_bytes(), id.made_at_ms()?.div_euclid(1000)))
 }
 
 /// Adds to `pipe` (replies ignored) the record of `ids` as delivered from `now_ms` for `ttl`.
