@@ -31,6 +31,9 @@ pub struct Sample {
     pub redis: BTreeMap<String, (u64, u64)>,
     /// The alerters' batch clock, summed over the alerter processes (empty when not read).
     pub alerter: AlerterClock,
+    /// Of redis-server's CPU seconds in `cpu`, those of the forks it reaped (AOF rewrites):
+    /// a rewrite writes the whole dataset again, so its cost grows with what Redis holds.
+    pub redis_forks: f64,
 }
 
 /// Counters of the alerters' `/metrics`: seconds their batch loops spent per phase
@@ -132,6 +135,8 @@ pub struct PhaseCost {
     pub redis_calls_per_event: f64,
     /// Per command, calls per event, most frequent first.
     pub redis_commands_per_event: Vec<(String, f64)>,
+    /// Of redis-server's CPU µs per event, its reaped forks' (AOF rewrites).
+    pub redis_forks_us_per_event: f64,
     /// The alerters' batches that leased something during the phase and its drain.
     pub alerter_batches: f64,
     /// Events per such batch.
@@ -182,6 +187,7 @@ impl PhaseCost {
             events,
             cpu_us_per_event_total: cpu_us_per_event.iter().map(|(_, v)| v).sum(),
             cpu_us_per_event,
+            redis_forks_us_per_event: (after.redis_forks - before.redis_forks).max(0.0) * 1e6 / n,
             redis_calls_per_event: commands.iter().map(|(_, v)| v).sum(),
             redis_commands_per_event: commands,
         }
@@ -227,6 +233,7 @@ mod tests {
     fn commandstats_and_costs_per_event() {
         let before = Sample {
             cpu: vec![("redis-server".into(), 1.0)],
+            redis_forks: 0.25,
             redis: parse_commandstats(
                 "# Commandstats\r\ncmdstat_lpush:calls=10,usec=50,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n",
             ),
@@ -234,6 +241,7 @@ mod tests {
         };
         let after = Sample {
             cpu: vec![("redis-server".into(), 1.5)],
+            redis_forks: 0.35,
             redis: parse_commandstats(
                 "cmdstat_lpush:calls=110,usec=550,usec_per_call=5.00\r\ncmdstat_evalsha:calls=50,usec=1,usec_per_call=0.02\r\n",
             ),
@@ -246,6 +254,7 @@ mod tests {
         assert_eq!(c.redis_calls_per_event, 1.5);
         assert_eq!(c.redis_commands_per_event[0], ("lpush".to_owned(), 1.0));
         assert_eq!(c.cpu_of("redis"), 5000.0);
+        assert!((c.redis_forks_us_per_event - 1000.0).abs() < 1e-6, "{}", c.redis_forks_us_per_event);
     }
 
     /// Two alerters' expositions summed, then per batch over a phase, in the alerter's order.

@@ -2,7 +2,7 @@
 //! a private redis-server and PostgreSQL, a counting webhook sink (the testkit receiver), `muttd ingestor`, N
 //! `muttd alerter` and M `muttd forwarder` processes, a realistic rule set and event mix.
 
-use crate::process::{Service, cpu_seconds_with_children_of, free_port, wait_healthy};
+use crate::process::{Service, cpu_seconds_with_children_of, free_port, reaped_children_cpu_seconds_of, wait_healthy};
 use mutt_core::MatchType;
 use mutt_queue::redis::{KeySpace, RedisConfig, RedisQueue};
 use mutt_queue::{Coordination, Queue};
@@ -679,7 +679,8 @@ impl crate::cost::Meter for Pipeline {
         for port in self.alerter_ports.iter().filter(|p| **p != 0) {
             alerter.add(&crate::cost::AlerterClock::parse(&crate::cost::scrape_metrics(*port)));
         }
-        crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()), alerter }
+        let redis_forks = self.redis.pid().map(reaped_children_cpu_seconds_of).unwrap_or(0.0);
+        crate::cost::Sample { cpu, redis: crate::cost::redis_commandstats(self.redis_port()), alerter, redis_forks }
     }
 }
 

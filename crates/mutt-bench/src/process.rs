@@ -78,6 +78,11 @@ pub fn cpu_seconds_with_children_of(pid: u32) -> f64 {
     stat_seconds(pid, 11..15)
 }
 
+/// CPU seconds of the children a process reaped (cutime + cstime): Redis's AOF rewrites.
+pub fn reaped_children_cpu_seconds_of(pid: u32) -> f64 {
+    stat_seconds(pid, 13..15)
+}
+
 /// The sum of the /proc/<pid>/stat fields `fields` (counted after the command name's ")";
 /// utime, stime, cutime, cstime are 11 to 14), in seconds.
 fn stat_seconds(pid: u32, fields: std::ops::Range<usize>) -> f64 {

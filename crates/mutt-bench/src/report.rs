@@ -177,6 +177,13 @@ fn print_costs(rows: &[BenchRow]) {
             c.redis_calls_per_event
         );
     }
+    if rows.iter().any(|r| r.cost.redis_forks_us_per_event > 0.0) {
+        println!("Of Redis's CPU µs per event, its AOF rewrites (forks it reaped; they write the whole dataset):");
+        for r in rows {
+            let (forks, redis) = (r.cost.redis_forks_us_per_event, r.cost.cpu_of("redis"));
+            println!("  {:<40} {forks:.2} of {redis:.1}", r.phase);
+        }
+    }
     println!("Redis commands per event (largest first):");
     for r in rows {
         let top: Vec<String> =
