@@ -407,6 +407,13 @@ impl Sink {
         std::fs::write(path, out)
     }
 
+    /// Counts the alerts of one phase: `expected` are the sequence numbers of its accepted
+    /// events that a rule forwards, `range` every sequence number the phase could have used.
+    /// Meta-alerts are not counted (the receiver leaves them out of the tally).
+    pub fn count_alerts(&self, range: std::ops::Range<u64>, expected: &[u64]) -> crate::scenario::AlertCount {
+        crate::scenario::AlertCount::count(self.tally().seqs.iter().copied(), range, expected)
+    }
+
     pub fn delivered_between(&self, from: Instant, to: Instant) -> usize {
         self.tally().arrived_between(from, to).count()
     }

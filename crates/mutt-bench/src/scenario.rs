@@ -382,6 +382,46 @@ pub struct BenchRow {
     pub latency_p99_ms: f64,
     /// CPU per process and Redis commands, per accepted event, over the phase and its drain.
     pub cost: PhaseCost,
+    /// The phase's alerts as the receiver counted them after the drain.
+    pub alerts: AlertCount,
+}
+
+/// What the receiver got of one phase's alerts, counted after the phase's drain: every
+/// accepted event a rule forwards should arrive once, and nothing else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AlertCount {
+    /// Accepted events a forwarding rule matches.
+    pub expected: u64,
+    /// Of those, the ones whose alert had not arrived when the drain ended (lost, or still
+    /// on its way if the drain timed out).
+    pub missing: u64,
+    /// Deliveries beyond the first of an alert.
+    pub delivered_again: u64,
+    /// Alerts for events that should not have made one (audit-only or unhandled).
+    pub unexpected: u64,
+}
+
+impl AlertCount {
+    /// Counts `delivered` (the sequence number of each delivery, repeats included) against
+    /// `expected`, looking only at deliveries whose number is in `range`.
+    pub fn count(delivered: impl Iterator<Item = u64>, range: std::ops::Range<u64>, expected: &[u64]) -> Self {
+        let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::with_capacity(expected.len());
+        for s in delivered.filter(|s| range.contains(s)) {
+            *seen.entry(s).or_default() += 1;
+        }
+        let wanted: std::collections::HashSet<u64> = expected.iter().copied().collect();
+        Self {
+            expected: wanted.len() as u64,
+            missing: wanted.iter().filter(|s| !seen.contains_key(s)).count() as u64,
+            delivered_again: seen.values().map(|n| n - 1).sum(),
+            unexpected: seen.keys().filter(|s| !wanted.contains(s)).count() as u64,
+        }
+    }
+
+    /// True when every expected alert arrived once and nothing else did.
+    pub fn exact(&self) -> bool {
+        self.missing == 0 && self.delivered_again == 0 && self.unexpected == 0
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -511,6 +551,7 @@ where
     sink.reserve(usize::try_from(offered.min(10_000_000)).unwrap_or(0));
     for (phase, rate, batch) in phases {
         let before = meter.sample();
+        let first = seq;
         let t0 = Instant::now();
         let (accepted, _) = crate::raw_load::offer_fast(ingest_url, seq, rate, batch, dur).await;
         let t1 = Instant::now();
@@ -529,8 +570,9 @@ where
                 eprintln!("bench: cannot write the latency trace {}: {e}", path.display());
             }
         }
-        let forward_share =
-            accepted.iter().filter(|(_, c)| *c == Category::Forward).count() as f64 / accepted.len().max(1) as f64;
+        let forwarded: Vec<u64> = accepted.iter().filter(|(_, c)| *c == Category::Forward).map(|(s, _)| *s).collect();
+        let alerts = sink.count_alerts(first..seq, &forwarded);
+        let forward_share = forwarded.len() as f64 / accepted.len().max(1) as f64;
         let secs = (t1 - t0).as_secs_f64();
         rows.push(BenchRow {
             phase,
@@ -543,6 +585,7 @@ where
             latency_p95_ms: percentile(&lat, 0.95),
             latency_p99_ms: percentile(&lat, 0.99),
             cost,
+            alerts,
         });
         if let Some(r) = rows.last() {
             eprintln!(
@@ -617,6 +660,15 @@ pub fn print_rows(rows: &[BenchRow]) {
             row.latency_p99_ms
         );
     }
+    println!("alerts counted after each phase's drain (every accepted event a rule forwards, once):");
+    for row in rows {
+        let a = row.alerts;
+        let verdict = if a.exact() { "exact" } else { "NOT EXACT" };
+        println!(
+            "  {:<40} {} expected, {} missing, {} delivered again, {} unexpected: {verdict}",
+            row.phase, a.expected, a.missing, a.delivered_again, a.unexpected
+        );
+    }
 }
 
 pub fn report_json(v: &impl serde::Serialize) -> String {
@@ -626,6 +678,19 @@ pub fn report_json(v: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A phase's alerts: other phases' deliveries ignored, a missing one, a repeat and one
+    /// that should not have come each counted.
+    #[test]
+    fn alerts_are_counted_per_phase() {
+        let expected = [100, 101, 102, 103];
+        let exact = AlertCount::count([5, 100, 101, 102, 103, 200].into_iter(), 100..200, &expected);
+        assert_eq!(exact, AlertCount { expected: 4, missing: 0, delivered_again: 0, unexpected: 0 });
+        assert!(exact.exact());
+        let wrong = AlertCount::count([100, 101, 101, 101, 103, 150].into_iter(), 100..200, &expected);
+        assert_eq!(wrong, AlertCount { expected: 4, missing: 1, delivered_again: 2, unexpected: 1 });
+        assert!(!wrong.exact());
+    }
 
     #[test]
     fn latency_traces_are_named_after_their_phase_and_run() {
